@@ -1,0 +1,1 @@
+//! Central limit order book with price-time priority for one market.

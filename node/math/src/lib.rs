@@ -1,0 +1,1 @@
+//! Deterministic fixed-point arithmetic and option pricing.

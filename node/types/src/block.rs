@@ -1,0 +1,446 @@
+//! Transactions, blocks, market specifications and the events and typed rejections that
+//! executing a block produces.
+
+use crate::{
+    AccountId, AssetId, Lots, MarketId, Micros, OrderId, Ppm, PriceMicros, SelfTradePrevention, Side, Ticks,
+    TimeInForce, UnderlyingId, ValidatorIndex,
+};
+use serde::{Deserialize, Serialize};
+
+/// A block as the exchange executes it. Signatures were checked before a block is built (the
+/// verify stage); the exchange trusts `signer` and checks everything else.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    /// Height, one more than the parent's.
+    pub height: u64,
+    /// Consensus timestamp in milliseconds. The only clock the exchange knows.
+    pub timestamp_ms: u64,
+    /// Validators' price observations, carried by the proposer.
+    pub oracle: Vec<OracleVote>,
+    /// Client transactions in sequencer order.
+    pub txs: Vec<Tx>,
+    /// Parameter changes approved by validators (signatures checked by consensus).
+    pub proposals: Vec<GovernanceProposal>,
+}
+
+/// One validator's price observations for this block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OracleVote {
+    /// The observing validator.
+    pub validator: ValidatorIndex,
+    /// Observed index prices, at most one per underlying.
+    pub prices: Vec<(UnderlyingId, PriceMicros)>,
+}
+
+/// A parameter change with the validators that approved it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GovernanceProposal {
+    /// The change.
+    pub update: ParamUpdate,
+    /// Validators that signed it; takes effect with at least 2/3 of stake.
+    pub approvals: Vec<ValidatorIndex>,
+}
+
+/// A signed client transaction (signature already verified).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tx {
+    /// The account whose key signed.
+    pub signer: AccountId,
+    /// Strictly increasing per account; replays are rejected.
+    pub nonce: u64,
+    /// What the signer asks for.
+    pub action: Action,
+}
+
+/// Everything a transaction can ask the exchange to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Credit collateral to an account. Only the bridge authority may sign this: it attests
+    /// that the funds arrived on the settlement chain.
+    Deposit {
+        /// The credited account.
+        to: AccountId,
+        /// Collateral asset.
+        asset: AssetId,
+        /// Amount in the asset's micro-units; positive.
+        amount: Micros,
+    },
+    /// Withdraw collateral; allowed only while the account's initial margin still holds.
+    Withdraw {
+        /// Collateral asset.
+        asset: AssetId,
+        /// Amount in the asset's micro-units; positive.
+        amount: Micros,
+    },
+    /// Place an order.
+    Place(OrderRequest),
+    /// Cancel a resting order.
+    Cancel {
+        /// Market of the order.
+        market: MarketId,
+        /// The order.
+        order: OrderId,
+    },
+    /// Cancel a resting order and place its replacement atomically (new price and size; time
+    /// priority is lost).
+    Replace {
+        /// Market of the order.
+        market: MarketId,
+        /// The order to replace.
+        order: OrderId,
+        /// New limit price.
+        price: Ticks,
+        /// New size.
+        qty: Lots,
+    },
+    /// Choose standard (per-position) or portfolio (scenario grid) margin for the cross account.
+    SetMarginMode {
+        /// True for portfolio margin.
+        portfolio: bool,
+    },
+    /// Move a market's position in or out of isolated margin (only while flat in it).
+    SetIsolated {
+        /// The market.
+        market: MarketId,
+        /// True to isolate.
+        isolated: bool,
+    },
+    /// Move quote collateral between the cross account and an isolated position: positive
+    /// adds to the isolated margin, negative takes out (only while its initial margin holds).
+    TransferIsolated {
+        /// The isolated market.
+        market: MarketId,
+        /// Signed amount in quote micro-units.
+        amount: Micros,
+    },
+    /// A parameter change signed by the genesis authority (devnets; production uses
+    /// validator-approved [`GovernanceProposal`]s).
+    UpdateParams(ParamUpdate),
+}
+
+/// A client's order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    /// Market.
+    pub market: MarketId,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit price; `None` is a market order (IOC at the edge of the price band).
+    pub price: Option<Ticks>,
+    /// Size in lots; positive.
+    pub qty: Lots,
+    /// Lifetime and liquidity rule.
+    pub tif: TimeInForce,
+    /// Only reduce an existing position (IOC and FOK only, as on dYdX v4).
+    pub reduce_only: bool,
+    /// Cancelled at the first block whose height exceeds this.
+    pub good_til_height: Option<u64>,
+    /// Self-trade prevention mode.
+    pub stp: SelfTradePrevention,
+}
+
+/// Kind of a European option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum OptionKind {
+    /// Right to buy at the strike.
+    Call,
+    /// Right to sell at the strike.
+    Put,
+}
+
+/// What a market trades.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MarketKind {
+    /// A perpetual future on the underlying's index.
+    Perpetual,
+    /// A European option on the underlying's index, cash-settled at expiry.
+    Option {
+        /// Call or put.
+        kind: OptionKind,
+        /// Strike price per whole base unit.
+        strike: PriceMicros,
+        /// Expiry, in consensus milliseconds.
+        expiry_ms: u64,
+    },
+}
+
+/// One margin tier: from `notional_floor` upward the rates apply (Hyperliquid's tiers; the
+/// maintenance deduction that keeps margin continuous is derived, never configured).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarginTier {
+    /// Lower bound of position notional for this tier, quote micro-units.
+    pub notional_floor: Micros,
+    /// Initial margin rate.
+    pub imr_ppm: Ppm,
+    /// Maintenance margin rate.
+    pub mmr_ppm: Ppm,
+}
+
+/// Risk parameters of one market.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskParams {
+    /// Margin tiers, ascending `notional_floor`, the first at 0.
+    pub tiers: Vec<MarginTier>,
+    /// Open interest (notional) from which initial margin scales up (dYdX), quote micro-units.
+    pub oi_imf_lower: Micros,
+    /// Open interest at which initial margin reaches 100%; 0 disables the scaling.
+    pub oi_imf_upper: Micros,
+    /// Limit prices must lie within mark +- this band.
+    pub price_band_ppm: Ppm,
+    /// Open interest cap per side, in lots.
+    pub open_interest_cap: Lots,
+    /// Resting orders one account may have in this market.
+    pub max_orders_per_account: u32,
+    /// Taker fee.
+    pub taker_fee_ppm: Ppm,
+    /// Maker fee.
+    pub maker_fee_ppm: Ppm,
+    /// Notional used for the impact bid and ask in the funding premium.
+    pub impact_notional: Micros,
+    /// Cap on the absolute funding rate per funding interval.
+    pub funding_cap_ppm: Ppm,
+    /// Volatility used to mark options (annualised); ignored for perpetuals.
+    pub volatility_ppm: Ppm,
+}
+
+/// A market's full specification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketSpec {
+    /// Identifier (unique).
+    pub id: MarketId,
+    /// Human name, e.g. `BTC-PERP` or `BTC-20261231-100000-C`.
+    pub name: String,
+    /// The underlying whose index prices it.
+    pub underlying: UnderlyingId,
+    /// Perpetual or option.
+    pub kind: MarketKind,
+    /// Price of one tick per whole base unit.
+    pub tick_size: PriceMicros,
+    /// Size of one lot, in nano base units.
+    pub lot_size_nanos: i64,
+    /// Risk parameters.
+    pub risk: RiskParams,
+}
+
+/// Trading state of a market (the circuit breaker's outputs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MarketStatus {
+    /// Normal trading.
+    Active,
+    /// Only orders that reduce positions are accepted.
+    ReduceOnly,
+    /// No trading, no liquidation.
+    Halted,
+    /// Expired and cash-settled; closed for ever.
+    Settled,
+}
+
+/// A collateral asset's specification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollateralSpec {
+    /// Identifier; 0 is the quote asset.
+    pub asset: AssetId,
+    /// Name, e.g. `USDC`.
+    pub name: String,
+    /// Value counted towards margin is reduced by this haircut.
+    pub haircut_ppm: Ppm,
+    /// Underlying whose index prices one whole unit; `None` for the quote asset.
+    pub price_source: Option<UnderlyingId>,
+}
+
+/// Guards on oracle input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OracleParams {
+    /// An index older than this is stale: its markets become reduce-only.
+    pub staleness_ms: u64,
+    /// Largest index move accepted in one block; larger moves are clamped.
+    pub max_move_ppm: Ppm,
+    /// A median this far from the previous index halts the underlying's markets.
+    pub halt_divergence_ppm: Ppm,
+    /// Weight of a new sample in the mark price's basis EMA.
+    pub basis_ema_ppm: Ppm,
+}
+
+/// Liquidation parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiquidationParams {
+    /// Largest fraction of a position closed in one block.
+    pub max_fraction_ppm: Ppm,
+    /// Smallest notional closed in one block (unless the position is smaller).
+    pub min_notional: Micros,
+    /// Largest notional liquidated per account per block.
+    pub max_notional_per_block: Micros,
+    /// Spread-to-maintenance ratio used by the fillable price.
+    pub spread_to_maintenance_ppm: Ppm,
+    /// Largest liquidation fee the insurance fund takes from a surplus.
+    pub max_insurance_fee_ppm: Ppm,
+    /// Funding settles every this many milliseconds.
+    pub funding_interval_ms: u64,
+    /// Portfolio maintenance margin as a fraction of the worst scenario loss.
+    pub portfolio_mm_ppm: Ppm,
+}
+
+/// A parameter change; effective from the next block boundary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParamUpdate {
+    /// Replace a market's risk parameters.
+    Risk {
+        /// Market.
+        market: MarketId,
+        /// New parameters.
+        risk: RiskParams,
+    },
+    /// Set a market's status (Active, ReduceOnly, Halted).
+    Status {
+        /// Market.
+        market: MarketId,
+        /// New status; `Settled` is refused.
+        status: MarketStatus,
+    },
+    /// Change a collateral asset's haircut.
+    Haircut {
+        /// Asset.
+        asset: AssetId,
+        /// New haircut.
+        haircut_ppm: Ppm,
+    },
+    /// List a new market.
+    List(MarketSpec),
+    /// Change the oracle guards.
+    Oracle(OracleParams),
+    /// Change liquidation parameters.
+    Liquidation(LiquidationParams),
+}
+
+/// Why an order left the book.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DoneReason {
+    /// Completely filled.
+    Filled,
+    /// Cancelled by its owner (or replaced).
+    Cancelled,
+    /// Its good-til-block height passed.
+    Expired,
+    /// Cancelled by self-trade prevention.
+    SelfTrade,
+    /// IOC or market remainder, or an FOK that could not fill.
+    Unfilled,
+    /// Removed because its market halted for settlement, or the account was liquidated.
+    Removed,
+}
+
+/// A typed rejection. A rejected transaction changes nothing but its nonce.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Reject {
+    #[error("nonce {got} is not above the account's last nonce {last}")]
+    Nonce { last: u64, got: u64 },
+    #[error("unknown account {0}")]
+    UnknownAccount(AccountId),
+    #[error("account limit reached: {0} accounts")]
+    TooManyAccounts(usize),
+    #[error("unknown market {0}")]
+    UnknownMarket(MarketId),
+    #[error("unknown asset {0}")]
+    UnknownAsset(AssetId),
+    #[error("unknown order {0}")]
+    UnknownOrder(OrderId),
+    #[error("order {0} belongs to another account")]
+    NotOwner(OrderId),
+    #[error("amount must be positive, got {0}")]
+    NonPositiveAmount(i128),
+    #[error("only the authority may do this")]
+    Unauthorized,
+    #[error("insufficient balance: have {have}, need {need}")]
+    InsufficientBalance { have: Micros, need: Micros },
+    #[error("initial margin would not hold: collateral {collateral}, requirement {required}")]
+    InitialMargin { collateral: Micros, required: Micros },
+    #[error("quantity {0} must be positive")]
+    BadQuantity(Lots),
+    #[error("price {0} must be positive")]
+    BadPrice(Ticks),
+    #[error("price {price} outside band [{low}, {high}]")]
+    PriceBand { price: Ticks, low: Ticks, high: Ticks },
+    #[error("market is {0:?}")]
+    MarketClosed(crate::MarketStatus),
+    #[error("market has no mark price yet")]
+    NoMarkPrice,
+    #[error("reduce-only order would not reduce the position")]
+    ReduceOnly,
+    #[error("reduce-only orders must be IOC or FOK")]
+    ReduceOnlyTif,
+    #[error("post-only order would take liquidity")]
+    PostOnlyWouldTake,
+    #[error("fill-or-kill order cannot fill in full")]
+    FokUnfillable,
+    #[error("too many open orders: limit {0}")]
+    TooManyOrders(u32),
+    #[error("book is full: limit {0}")]
+    BookFull(u32),
+    #[error("open interest cap {cap} lots would be exceeded")]
+    OpenInterestCap { cap: Lots },
+    #[error("good-til-block height {0} has already passed")]
+    Expired(u64),
+    #[error("position must be flat to change isolation")]
+    NotFlat,
+    #[error("market is not isolated for this account")]
+    NotIsolated,
+    #[error("invalid parameters: {0}")]
+    InvalidParams(String),
+    #[error("arithmetic overflow")]
+    Overflow,
+    #[error("option market cannot be isolated")]
+    OptionIsolated,
+}
+
+/// Something that happened while executing a block. Events are ordered and deterministic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// Transaction `tx` (index in the block) was rejected.
+    Rejected { tx: u32, reason: Reject },
+    /// A governance proposal was rejected.
+    ProposalRejected { index: u32, reason: Reject },
+    /// Collateral credited.
+    Deposited { account: AccountId, asset: AssetId, amount: Micros },
+    /// Collateral withdrawn.
+    Withdrew { account: AccountId, asset: AssetId, amount: Micros },
+    /// An order was accepted and rests on the book.
+    Rested { market: MarketId, order: OrderId, account: AccountId, side: Side, price: Ticks, qty: Lots },
+    /// A trade.
+    Fill {
+        market: MarketId,
+        maker_order: OrderId,
+        maker: AccountId,
+        taker: AccountId,
+        taker_side: Side,
+        price: Ticks,
+        qty: Lots,
+        maker_fee: Micros,
+        taker_fee: Micros,
+    },
+    /// An order left the book (or an incoming order's remainder was dropped).
+    Done { market: MarketId, order: OrderId, account: AccountId, reason: DoneReason },
+    /// The oracle index of an underlying changed.
+    Index { underlying: UnderlyingId, price: PriceMicros, stake_ppm: Ppm, clamped: bool },
+    /// Too little stake reported a price; the index kept its previous value.
+    OracleMissing { underlying: UnderlyingId, stake_ppm: Ppm },
+    /// A market's status changed.
+    Status { market: MarketId, status: MarketStatus },
+    /// Funding settled: positive rate means longs paid shorts.
+    Funding { market: MarketId, rate_ppm: Ppm, index_delta: Micros, paid: Micros, dust_to_insurance: Micros },
+    /// Part of a position was liquidated against the book.
+    Liquidated { account: AccountId, market: MarketId, qty: Lots, price: Ticks, insurance_delta: Micros },
+    /// A position was closed against an opposite position at the bankruptcy price.
+    Deleveraged {
+        account: AccountId,
+        counterparty: AccountId,
+        market: MarketId,
+        qty: Lots,
+        price: PriceMicros,
+    },
+    /// The insurance fund paid an account's remaining negative balance.
+    InsuranceCovered { account: AccountId, amount: Micros },
+    /// An option expired and settled in cash.
+    OptionSettled { market: MarketId, settlement_price: PriceMicros },
+    /// A parameter update took effect.
+    ParamsApplied { update: ParamUpdate },
+}

@@ -1,0 +1,28 @@
+//! The registry of suites. A capability adds its suite here: one module, one entry.
+
+use crate::harness::{Ctx, Report};
+
+pub mod margin;
+pub mod matching;
+pub mod pricing;
+
+/// A named suite.
+pub struct Suite {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub run: fn(&Ctx, &mut Report) -> Result<(), String>,
+}
+
+pub const ALL: &[Suite] = &[
+    Suite {
+        name: "matching",
+        about: "order book on the exchange-core mix vs a crates.io order book",
+        run: matching::run,
+    },
+    Suite {
+        name: "margin",
+        about: "re-evaluate 1M cross-margin accounts after a price move",
+        run: margin::run,
+    },
+    Suite { name: "pricing", about: "fixed-point option pricing vs plain f64", run: pricing::run },
+];
