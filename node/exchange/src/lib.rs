@@ -1,1 +1,227 @@
-//! The deterministic derivatives exchange.
+//! The deterministic derivatives exchange: `apply(state, block) -> (state', events, state_root)`.
+//!
+//! Bastion's application is a derivatives exchange (perpetual futures and European options)
+//! that every validator executes identically. This crate is that state machine: a pure
+//! function of the previous state and a block. It does no I/O, reads no clock (time is the
+//! block's), uses no floating point, iterates only ordered collections, and uses checked integer
+//! arithmetic with an explicit rounding direction, always towards the protocol's safety.
+//!
+//! A block runs in this order (see [`State::apply_block`]):
+//! 1. parameter updates queued by the previous block take effect;
+//! 2. validators' governance proposals are checked and queued for the next block;
+//! 3. good-til-block orders past their height expire;
+//! 4. the oracle index of each underlying is updated (stake-weighted median, guards), circuit
+//!    breakers applied, expired options cash-settled, and marks recomputed;
+//! 5. accounts under maintenance margin are liquidated (insurance fund, deleveraging);
+//! 6. client transactions execute in order; each rejection is a typed event and changes nothing
+//!    but the nonce;
+//! 7. funding premiums are sampled and, at each interval, settled (then liquidations again);
+//! 8. the basis EMA is updated and the state commitment advanced.
+
+mod encode;
+mod funding;
+mod genesis;
+mod invariants;
+mod liquidation;
+mod margin;
+mod num;
+mod options;
+mod oracle;
+mod params;
+mod root;
+mod state;
+pub mod testkit;
+mod trade;
+
+pub use funding::{premium_ppm, rate_8h};
+pub use genesis::Genesis;
+pub use liquidation::{bankruptcy_lot_value, fillable_lot_value, liquidation_base_nanos};
+pub use margin::{Health, oi_scaled_initial, tiered_requirement};
+pub use options::{EXTENDED_SHOCKS_PPM, SPOT_SHOCKS_PPM, VOL_SHOCKS_PPM, option_price};
+pub use oracle::weighted_median;
+pub use params::{validate_risk, validate_spec};
+pub use root::{LANES, StateRoot};
+pub use state::*;
+
+use bastion_types::{AccountId, Block, Event, Reject};
+
+/// Why a whole block was refused. The state is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error("block height {got} does not follow {last}")]
+    Height { last: u64, got: u64 },
+    #[error("block time {got} ms is before the previous block's {last} ms")]
+    Time { last: u64, got: u64 },
+    #[error("block has {got} transactions, limit {limit}")]
+    TooManyTxs { got: usize, limit: usize },
+}
+
+/// What executing a block produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockOutcome {
+    /// Everything that happened, in order.
+    pub events: Vec<Event>,
+    /// The state root after the block.
+    pub root: StateRoot,
+}
+
+/// `(state', events, state_root)`: what [`apply`] returns for an executed block.
+pub type Applied = (State, Vec<Event>, StateRoot);
+
+/// The pure form: consumes the state and returns the next one with the block's events and
+/// state root. On a refused block the unchanged state is handed back with the error.
+pub fn apply(mut state: State, block: &Block) -> Result<Applied, (Box<State>, BlockError)> {
+    match state.apply_block(block) {
+        Ok(out) => Ok((state, out.events, out.root)),
+        Err(e) => Err((Box::new(state), e)),
+    }
+}
+
+fn fault(events: &mut Vec<Event>, step: &str, r: Result<(), Reject>) {
+    if let Err(reason) = r {
+        events.push(Event::Fault { step: step.into(), reason });
+    }
+}
+
+impl State {
+    /// Executes `block` in place. See the crate documentation for the order of steps.
+    pub fn apply_block(&mut self, block: &Block) -> Result<BlockOutcome, BlockError> {
+        if Some(block.height) != self.height.checked_add(1) {
+            return Err(BlockError::Height { last: self.height, got: block.height });
+        }
+        if block.timestamp_ms < self.timestamp_ms {
+            return Err(BlockError::Time { last: self.timestamp_ms, got: block.timestamp_ms });
+        }
+        if block.txs.len() > BLOCK_TXS_MAX {
+            return Err(BlockError::TooManyTxs { got: block.txs.len(), limit: BLOCK_TXS_MAX });
+        }
+        let mut events = Vec::new();
+        self.height = block.height;
+        self.timestamp_ms = block.timestamp_ms;
+        self.touch(root::RecordKey::Global);
+        let now = block.timestamp_ms;
+
+        self.apply_pending(&mut events);
+        self.accept_proposals(&block.proposals, &mut events);
+        self.expire_orders(block.height, &mut events);
+        let r = self.update_oracle(block, &mut events);
+        fault(&mut events, "oracle", r);
+        self.update_breakers(now, &mut events);
+        let r = self.settle_expired_options(now, &mut events);
+        fault(&mut events, "option settlement", r);
+        let r = self.update_marks(now);
+        fault(&mut events, "marks", r);
+        let r = self.liquidate_all(&mut events);
+        fault(&mut events, "liquidation", r);
+
+        for (i, tx) in block.txs.iter().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            if let Err(reason) = self.execute_tx(tx.signer, tx.nonce, &tx.action, &mut events) {
+                events.push(Event::Rejected { tx: index, reason });
+            }
+        }
+
+        let r = self.sample_premiums();
+        fault(&mut events, "funding premium", r);
+        match self.settle_funding(now, &mut events) {
+            Ok(true) => {
+                let r = self.liquidate_all(&mut events);
+                fault(&mut events, "liquidation after funding", r);
+            }
+            Ok(false) => {}
+            Err(reason) => events.push(Event::Fault { step: "funding".into(), reason }),
+        }
+        let r = self.update_basis();
+        fault(&mut events, "basis", r);
+        self.commit();
+        Ok(BlockOutcome { events, root: self.commitment.root() })
+    }
+
+    fn execute_tx(
+        &mut self,
+        signer: AccountId,
+        nonce: u64,
+        action: &bastion_types::Action,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
+        let acct = self.accounts.get(&signer).ok_or(Reject::UnknownAccount(signer))?;
+        if nonce <= acct.nonce {
+            return Err(Reject::Nonce { last: acct.nonce, got: nonce });
+        }
+        let result = self.execute_action(signer, action, events);
+        if let Some(a) = self.accounts.get_mut(&signer) {
+            a.nonce = nonce;
+        }
+        self.touch_account(signer);
+        result
+    }
+
+    fn expire_orders(&mut self, height: u64, events: &mut Vec<Event>) {
+        let ids: Vec<_> = self.markets.keys().copied().collect();
+        for id in ids {
+            let mut book_events = Vec::new();
+            let Some(m) = self.markets.get_mut(&id) else { continue };
+            if m.book.expire(height, &mut book_events) == 0 {
+                continue;
+            }
+            for e in book_events {
+                if let bastion_book::BookEvent::Done { order, account, side, reason, remaining } = e {
+                    self.dirty.push(root::RecordKey::Order(id.0, order.0));
+                    self.dirty.push(root::RecordKey::Account(account.0));
+                    if let Some(a) = self.accounts.get_mut(&account) {
+                        if let Some(p) = a.position_mut(id) {
+                            match side {
+                                bastion_types::Side::Buy => {
+                                    p.open_buy = p.open_buy.saturating_sub(remaining).max(0)
+                                }
+                                bastion_types::Side::Sell => {
+                                    p.open_sell = p.open_sell.saturating_sub(remaining).max(0)
+                                }
+                            }
+                        }
+                        a.prune();
+                    }
+                    events.push(Event::Done { market: id, order, account, reason });
+                }
+            }
+        }
+    }
+
+    /// Folds every record changed in this block into the commitment.
+    pub(crate) fn commit(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for key in dirty {
+            let value = encode::record(self, key);
+            self.commitment.update(key, value.as_deref());
+        }
+    }
+
+    /// The state root after the last applied block.
+    pub fn state_root(&self) -> StateRoot {
+        self.commitment.root()
+    }
+
+    /// The state root recomputed from every record, ignoring the incremental commitment.
+    /// Equal to [`State::state_root`] unless a change escaped the dirty tracking.
+    pub fn recompute_root(&self) -> StateRoot {
+        let mut c = root::Commitment::default();
+        for key in encode::all_keys(self) {
+            let value = encode::record(self, key);
+            c.update(key, value.as_deref());
+        }
+        c.root()
+    }
+
+    /// Health of an account's cross-margined part.
+    pub fn account_health(&self, id: AccountId) -> Option<Health> {
+        self.accounts.get(&id).and_then(|a| self.cross_health(a, None).ok())
+    }
+
+    /// Re-evaluates every account's cross margin at the current marks and returns how many are
+    /// below maintenance (the margin sweep liquidation runs each block).
+    pub fn count_liquidatable(&self) -> usize {
+        self.accounts.values().filter(|a| self.cross_health(a, None).is_ok_and(|h| h.liquidatable())).count()
+    }
+}

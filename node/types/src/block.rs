@@ -443,4 +443,7 @@ pub enum Event {
     OptionSettled { market: MarketId, settlement_price: PriceMicros },
     /// A parameter update took effect.
     ParamsApplied { update: ParamUpdate },
+    /// An end-of-block step could not complete (arithmetic overflow on extreme values); the
+    /// step was abandoned at that point, identically on every validator.
+    Fault { step: String, reason: Reject },
 }

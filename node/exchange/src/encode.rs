@@ -1,0 +1,149 @@
+//! Canonical byte encodings of state records for the commitment. Fixed field order, little
+//! endian, no padding; changing an encoding changes every state root, so it is versioned by
+//! the leading byte of each record.
+
+use crate::root::RecordKey;
+use crate::state::{Account, Market, State};
+use bastion_book::RestingOrder;
+
+const VERSION: u8 = 1;
+
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn new() -> Self {
+        Enc(vec![VERSION])
+    }
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn i64(&mut self, v: i64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn i128(&mut self, v: i128) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn json<T: serde::Serialize>(&mut self, v: &T) -> &mut Self {
+        // serde_json writes struct fields in declaration order: deterministic for our types
+        // (no maps inside). Used for rarely changing parameter records only.
+        let bytes = serde_json::to_vec(v).unwrap_or_default();
+        self.u64(bytes.len() as u64);
+        self.0.extend_from_slice(&bytes);
+        self
+    }
+}
+
+fn account(a: &Account) -> Vec<u8> {
+    let mut e = Enc::new();
+    e.u64(a.nonce).u8(u8::from(a.portfolio));
+    for b in &a.balances {
+        e.i128(*b);
+    }
+    e.u32(a.positions.len() as u32);
+    for p in &a.positions {
+        e.u32(p.market.0)
+            .i64(p.size)
+            .i128(p.cost)
+            .i128(p.funding_snapshot)
+            .i64(p.open_buy)
+            .i64(p.open_sell)
+            .u8(u8::from(p.isolated))
+            .i128(p.isolated_balance);
+    }
+    e.0
+}
+
+fn market(m: &Market) -> Vec<u8> {
+    let mut e = Enc::new();
+    e.json(&m.spec)
+        .json(&m.status)
+        .json(&m.breaker)
+        .i64(m.mark)
+        .i64(m.basis_ema)
+        .i64(m.last_trade.unwrap_or(0))
+        .i64(m.open_interest)
+        .i128(m.funding.index)
+        .i128(m.funding.premium_sum)
+        .u64(m.funding.samples)
+        .u64(m.funding.last_settled_ms);
+    e.0
+}
+
+fn order(o: &RestingOrder) -> Vec<u8> {
+    let mut e = Enc::new();
+    e.u64(o.id.0)
+        .u64(o.account.0)
+        .u8(u8::from(o.side == bastion_types::Side::Buy))
+        .i64(o.price)
+        .i64(o.qty)
+        .i64(o.original_qty)
+        .u64(o.good_til_height.unwrap_or(0))
+        .json(&o.stp)
+        .u64(o.seq);
+    e.0
+}
+
+fn global(s: &State) -> Vec<u8> {
+    let mut e = Enc::new();
+    e.u64(s.height)
+        .u64(s.timestamp_ms)
+        .u64(s.authority.0)
+        .json(&s.oracle)
+        .json(&s.liquidation)
+        .i128(s.fees)
+        .u64(s.next_order)
+        .json(&s.pending)
+        .u32(s.validators.len() as u32);
+    for v in &s.validators {
+        e.u64(v.stake);
+    }
+    e.0
+}
+
+/// The current encoding of `key`, or `None` when the record does not exist.
+pub(crate) fn record(s: &State, key: RecordKey) -> Option<Vec<u8>> {
+    match key {
+        RecordKey::Global => Some(global(s)),
+        RecordKey::Asset(a) => s.assets.get(usize::from(a)).map(|a| {
+            let mut e = Enc::new();
+            e.json(&a.spec).i128(a.deposits).i128(a.withdrawals).i128(a.insurance);
+            e.0
+        }),
+        RecordKey::Underlying(u) => s.underlyings.get(usize::from(u)).map(|u| {
+            let mut e = Enc::new();
+            e.json(&u.name).i64(u.index).u64(u.updated_ms).u8(u8::from(u.diverged));
+            e.0
+        }),
+        RecordKey::Market(m) => s.markets.get(&bastion_types::MarketId(m)).map(market),
+        RecordKey::Account(a) => s.accounts.get(&bastion_types::AccountId(a)).map(account),
+        RecordKey::Order(m, o) => s
+            .markets
+            .get(&bastion_types::MarketId(m))
+            .and_then(|m| m.book.get(bastion_types::OrderId(o)))
+            .map(order),
+    }
+}
+
+/// Every record key of the state, for a full recomputation of the commitment.
+pub(crate) fn all_keys(s: &State) -> Vec<RecordKey> {
+    let mut keys = vec![RecordKey::Global];
+    keys.extend((0..s.assets.len()).filter_map(|i| u16::try_from(i).ok()).map(RecordKey::Asset));
+    keys.extend((0..s.underlyings.len()).filter_map(|i| u16::try_from(i).ok()).map(RecordKey::Underlying));
+    for (id, m) in &s.markets {
+        keys.push(RecordKey::Market(id.0));
+        keys.extend(m.book.orders().map(|o| RecordKey::Order(id.0, o.id.0)));
+    }
+    keys.extend(s.accounts.keys().map(|a| RecordKey::Account(a.0)));
+    keys
+}

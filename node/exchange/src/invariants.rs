@@ -1,0 +1,146 @@
+//! Invariants that hold after every block. Tests and simulations call
+//! [`State::check_invariants`]; a violation is a bug in the engine, never bad input.
+
+use crate::state::State;
+use bastion_types::{MarketId, Side};
+use std::collections::BTreeMap;
+
+impl State {
+    /// Checks, returning the first violation found:
+    /// - collateral is conserved per asset: balances (cross and isolated) + insurance + fees =
+    ///   deposits - withdrawals;
+    /// - long open interest equals short open interest, and equals the market's counter;
+    /// - each market's holder set is exactly the accounts with a non-zero position;
+    /// - each account's resting exposure equals its orders in the book;
+    /// - no account (or isolated position) ends the block with negative collateral while it
+    ///   has no position left to liquidate, and none in a tradable market stays negative;
+    /// - the incremental state root equals a full recomputation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (i, asset) in self.assets.iter().enumerate() {
+            let mut sum: i128 = 0;
+            for a in self.accounts.values() {
+                sum += a.balances.get(i).copied().unwrap_or(0);
+                if i == 0 {
+                    sum += a.positions.iter().map(|p| p.isolated_balance).sum::<i128>();
+                }
+            }
+            sum += asset.insurance;
+            if i == 0 {
+                sum += self.fees;
+            }
+            let expected = asset.deposits - asset.withdrawals;
+            if sum != expected {
+                return Err(format!(
+                    "asset {i} not conserved: balances+insurance+fees = {sum}, deposits-withdrawals = {expected} (diff {})",
+                    sum - expected
+                ));
+            }
+        }
+        for (id, m) in &self.markets {
+            let mut long = 0i64;
+            let mut short = 0i64;
+            let mut holders = Vec::new();
+            for (aid, a) in &self.accounts {
+                if let Some(p) = a.position(*id) {
+                    if p.size > 0 {
+                        long += p.size;
+                    } else {
+                        short -= p.size;
+                    }
+                    if p.size != 0 {
+                        holders.push(*aid);
+                    }
+                }
+            }
+            if long != short || long != m.open_interest {
+                return Err(format!(
+                    "market {id}: long OI {long}, short OI {short}, counter {}",
+                    m.open_interest
+                ));
+            }
+            if !holders.iter().eq(m.holders.iter()) {
+                return Err(format!("market {id}: holder set out of date"));
+            }
+        }
+        let mut exposure: BTreeMap<(bastion_types::AccountId, MarketId), (i64, i64)> = BTreeMap::new();
+        for (id, m) in &self.markets {
+            for o in m.book.orders() {
+                let e = exposure.entry((o.account, *id)).or_default();
+                match o.side {
+                    Side::Buy => e.0 += o.qty,
+                    Side::Sell => e.1 += o.qty,
+                }
+            }
+        }
+        for (aid, a) in &self.accounts {
+            for p in &a.positions {
+                let e = exposure.remove(&(*aid, p.market)).unwrap_or_default();
+                if (p.open_buy, p.open_sell) != e {
+                    return Err(format!(
+                        "account {aid} market {}: recorded exposure {:?}, book has {e:?}",
+                        p.market,
+                        (p.open_buy, p.open_sell)
+                    ));
+                }
+            }
+        }
+        if let Some(((aid, mid), e)) = exposure.into_iter().next() {
+            return Err(format!("account {aid} has orders {e:?} in {mid} but no position record"));
+        }
+        for (aid, a) in &self.accounts {
+            if let Ok(h) = self.cross_health(a, None) {
+                let open = a.positions.iter().any(|p| !p.isolated && p.size != 0);
+                if h.collateral < 0 && !open {
+                    return Err(format!(
+                        "account {aid}: negative collateral {} with no position",
+                        h.collateral
+                    ));
+                }
+                if h.collateral < 0 && open && self.all_tradable(a) {
+                    return Err(format!(
+                        "account {aid}: negative collateral {} survived the block",
+                        h.collateral
+                    ));
+                }
+            }
+            for p in a.positions.iter().filter(|p| p.isolated) {
+                if let Ok(h) = self.isolated_health(p, None)
+                    && h.collateral < 0
+                    && self
+                        .markets
+                        .get(&p.market)
+                        .is_some_and(|m| m.effective_status() != bastion_types::MarketStatus::Halted)
+                {
+                    return Err(format!(
+                        "account {aid} isolated {}: negative collateral {}",
+                        p.market, h.collateral
+                    ));
+                }
+            }
+        }
+        let incremental = self.state_root();
+        let full = self.recompute_root();
+        if incremental != full {
+            let current: Vec<_> = crate::encode::all_keys(self)
+                .into_iter()
+                .filter_map(|k| crate::encode::record(self, k).map(|v| (k, v)))
+                .collect();
+            let keys = self.commitment.mismatches(&current);
+            return Err(format!(
+                "incremental state root differs from a full recomputation; records: {keys:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn all_tradable(&self, a: &crate::state::Account) -> bool {
+        a.positions.iter().filter(|p| p.size != 0).all(|p| {
+            self.markets.get(&p.market).is_some_and(|m| {
+                !matches!(
+                    m.effective_status(),
+                    bastion_types::MarketStatus::Halted | bastion_types::MarketStatus::Settled
+                )
+            })
+        })
+    }
+}

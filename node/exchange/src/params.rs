@@ -1,0 +1,241 @@
+//! Risk parameter changes. An update is validated when it is submitted (by the genesis
+//! authority, or by validators with at least 2/3 of stake) and takes effect at the next block
+//! boundary, so every transaction in a block sees one set of parameters.
+
+use crate::num::R;
+use crate::state::{MARKETS_MAX, Market, State};
+use bastion_book::Book;
+use bastion_types::{
+    Event, GovernanceProposal, MarketKind, MarketSpec, MarketStatus, PPM, ParamUpdate, Reject, RiskParams,
+};
+
+fn bad(msg: impl Into<String>) -> Reject {
+    Reject::InvalidParams(msg.into())
+}
+
+/// Checks a market's risk parameters.
+pub fn validate_risk(r: &RiskParams) -> Result<(), Reject> {
+    let Some(first) = r.tiers.first() else { return Err(bad("at least one margin tier is required")) };
+    if first.notional_floor != 0 {
+        return Err(bad("the first margin tier must start at notional 0"));
+    }
+    if r.tiers.len() > 16 {
+        return Err(bad("at most 16 margin tiers"));
+    }
+    for w in r.tiers.windows(2) {
+        if let [a, b] = w {
+            if b.notional_floor <= a.notional_floor {
+                return Err(bad("margin tier floors must increase"));
+            }
+            if b.imr_ppm < a.imr_ppm || b.mmr_ppm < a.mmr_ppm {
+                return Err(bad("margin tier rates must not decrease"));
+            }
+        }
+    }
+    for t in &r.tiers {
+        if !(0 < t.mmr_ppm && t.mmr_ppm < t.imr_ppm && t.imr_ppm <= PPM) {
+            return Err(bad(format!(
+                "tier rates need 0 < maintenance < initial <= 100% (got mm {} im {} ppm)",
+                t.mmr_ppm, t.imr_ppm
+            )));
+        }
+    }
+    if r.oi_imf_upper != 0 && r.oi_imf_upper <= r.oi_imf_lower {
+        return Err(bad("oi_imf_upper must exceed oi_imf_lower (or be 0 to disable)"));
+    }
+    if !(0 < r.price_band_ppm && r.price_band_ppm < PPM) {
+        return Err(bad("price_band_ppm must be in (0, 1_000_000)"));
+    }
+    if r.open_interest_cap <= 0 || r.max_orders_per_account == 0 {
+        return Err(bad("open_interest_cap and max_orders_per_account must be positive"));
+    }
+    if !(0..=100_000).contains(&r.taker_fee_ppm) || !(0..=100_000).contains(&r.maker_fee_ppm) {
+        return Err(bad("fees must be within 0..=10%"));
+    }
+    if r.funding_cap_ppm < 0 || r.volatility_ppm < 0 || r.volatility_ppm > 10 * PPM {
+        return Err(bad("funding_cap_ppm must be >= 0 and volatility_ppm within 0..=1000%"));
+    }
+    Ok(())
+}
+
+/// Checks a market specification.
+pub fn validate_spec(spec: &MarketSpec, underlyings: usize) -> Result<(), Reject> {
+    if usize::from(spec.underlying.0) >= underlyings {
+        return Err(bad(format!("unknown underlying {}", spec.underlying)));
+    }
+    if spec.tick_size <= 0 || spec.lot_size_nanos <= 0 {
+        return Err(bad("tick_size and lot_size_nanos must be positive"));
+    }
+    // Trade notionals must be exact integers: one tick on one lot is a whole micro-unit.
+    let product = i128::from(spec.tick_size) * i128::from(spec.lot_size_nanos);
+    if product % i128::from(bastion_types::NANOS_PER_UNIT) != 0 {
+        return Err(bad("tick_size * lot_size_nanos must be a multiple of 1e9 (exact trade notionals)"));
+    }
+    if let MarketKind::Option { strike, .. } = spec.kind
+        && strike <= 0
+    {
+        return Err(bad("option strike must be positive"));
+    }
+    validate_risk(&spec.risk)
+}
+
+impl State {
+    pub(crate) fn validate_update(&self, u: &ParamUpdate) -> R<()> {
+        match u {
+            ParamUpdate::Risk { market, risk } => {
+                if !self.markets.contains_key(market) {
+                    return Err(Reject::UnknownMarket(*market));
+                }
+                validate_risk(risk)
+            }
+            ParamUpdate::Status { market, status } => {
+                let m = self.markets.get(market).ok_or(Reject::UnknownMarket(*market))?;
+                if *status == MarketStatus::Settled || m.status == MarketStatus::Settled {
+                    return Err(bad("settlement happens only at expiry"));
+                }
+                Ok(())
+            }
+            ParamUpdate::Haircut { asset, haircut_ppm } => {
+                self.asset_index(*asset).ok_or(Reject::UnknownAsset(*asset))?;
+                if !(0..=PPM).contains(haircut_ppm) {
+                    return Err(bad("haircut_ppm must be within 0..=1_000_000"));
+                }
+                if asset.0 == 0 && *haircut_ppm != 0 {
+                    return Err(bad("the quote asset has no haircut"));
+                }
+                Ok(())
+            }
+            ParamUpdate::List(spec) => {
+                if self.markets.contains_key(&spec.id) {
+                    return Err(bad(format!("market {} already listed", spec.id)));
+                }
+                if self.markets.len() >= MARKETS_MAX {
+                    return Err(bad("market limit reached"));
+                }
+                validate_spec(spec, self.underlyings.len())
+            }
+            ParamUpdate::Oracle(o) => {
+                if o.max_move_ppm <= 0 || o.halt_divergence_ppm <= 0 || !(0..=PPM).contains(&o.basis_ema_ppm)
+                {
+                    return Err(bad(
+                        "oracle guards must be positive and the EMA weight within 0..=1_000_000",
+                    ));
+                }
+                Ok(())
+            }
+            ParamUpdate::Liquidation(l) => {
+                if !(0 < l.max_fraction_ppm && l.max_fraction_ppm <= PPM)
+                    || l.min_notional < 0
+                    || l.max_notional_per_block <= 0
+                    || !(0..=PPM).contains(&l.spread_to_maintenance_ppm)
+                    || !(0..=PPM).contains(&l.max_insurance_fee_ppm)
+                    || !(0 < l.portfolio_mm_ppm && l.portfolio_mm_ppm <= PPM)
+                {
+                    return Err(bad("liquidation parameters out of range"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Validators' proposals: accepted with at least 2/3 of stake approving, queued for the
+    /// next block.
+    pub(crate) fn accept_proposals(&mut self, proposals: &[GovernanceProposal], events: &mut Vec<Event>) {
+        let total: u128 = self.validators.iter().map(|v| u128::from(v.stake)).sum();
+        for (i, p) in proposals.iter().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            let mut seen = vec![false; self.validators.len()];
+            let mut approved: u128 = 0;
+            for v in &p.approvals {
+                let vi = usize::from(v.0);
+                if let (Some(val), Some(s)) = (self.validators.get(vi), seen.get_mut(vi))
+                    && !*s
+                {
+                    *s = true;
+                    approved = approved.saturating_add(u128::from(val.stake));
+                }
+            }
+            if approved.saturating_mul(3) < total.saturating_mul(2) || total == 0 {
+                events.push(Event::ProposalRejected { index, reason: Reject::Unauthorized });
+                continue;
+            }
+            match self.validate_update(&p.update) {
+                Ok(()) => self.pending.push(p.update.clone()),
+                Err(reason) => events.push(Event::ProposalRejected { index, reason }),
+            }
+        }
+    }
+
+    /// Applies the updates queued by the previous block.
+    pub(crate) fn apply_pending(&mut self, events: &mut Vec<Event>) {
+        let pending = std::mem::take(&mut self.pending);
+        for u in pending {
+            // Re-validate: an earlier update in the same batch may have changed the context.
+            if let Err(reason) = self.validate_update(&u) {
+                events.push(Event::ProposalRejected { index: u32::MAX, reason });
+                continue;
+            }
+            match &u {
+                ParamUpdate::Risk { market, risk } => {
+                    if let Some(m) = self.markets.get_mut(market) {
+                        m.spec.risk = risk.clone();
+                        let limits = m.book_limits();
+                        m.book.set_limits(limits);
+                    }
+                    self.touch_market(*market);
+                }
+                ParamUpdate::Status { market, status } => {
+                    if let Some(m) = self.markets.get_mut(market) {
+                        m.status = *status;
+                        events.push(Event::Status { market: *market, status: m.effective_status() });
+                    }
+                    self.touch_market(*market);
+                }
+                ParamUpdate::Haircut { asset, haircut_ppm } => {
+                    if let Some(a) = self.assets.get_mut(usize::from(asset.0)) {
+                        a.spec.haircut_ppm = *haircut_ppm;
+                    }
+                    self.touch(crate::root::RecordKey::Asset(asset.0));
+                }
+                ParamUpdate::List(spec) => {
+                    let id = spec.id;
+                    let mut m = new_market(spec.clone());
+                    m.funding.last_settled_ms = self.timestamp_ms;
+                    self.markets.insert(id, m);
+                    self.touch_market(id);
+                }
+                ParamUpdate::Oracle(o) => {
+                    self.oracle = *o;
+                    self.touch(crate::root::RecordKey::Global);
+                }
+                ParamUpdate::Liquidation(l) => {
+                    self.liquidation = *l;
+                    self.touch(crate::root::RecordKey::Global);
+                }
+            }
+            events.push(Event::ParamsApplied { update: u });
+        }
+    }
+}
+
+/// A freshly listed market.
+pub(crate) fn new_market(spec: MarketSpec) -> Market {
+    let mut m = Market {
+        spec,
+        status: MarketStatus::Active,
+        breaker: MarketStatus::ReduceOnly,
+        book: Book::new(bastion_book::BookLimits { max_orders: 1, max_orders_per_account: 1 }),
+        mark: 0,
+        basis_ema: 0,
+        last_trade: None,
+        open_interest: 0,
+        funding: Default::default(),
+        holders: Default::default(),
+        lot_value_floor: 0,
+        lot_value_ceil: 0,
+        index_cache: 0,
+    };
+    let limits = m.book_limits();
+    m.book.set_limits(limits);
+    m
+}

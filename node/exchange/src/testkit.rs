@@ -1,0 +1,258 @@
+//! A deterministic workload generator: traders, order flow and oracle price paths driven by a
+//! seed. Used by the property tests, the perf suites and (later) the devnet load generator, so
+//! each exercises the engine with the same kind of flow. Nothing here runs inside consensus.
+
+use crate::{Genesis, State};
+use bastion_types::{
+    AccountId, Action, AssetId, Block, MarketId, MarketKind, OracleVote, OrderRequest, SelfTradePrevention,
+    Side, TimeInForce, Tx, UnderlyingId, ValidatorIndex,
+};
+
+/// SplitMix64: tiny, fast, and identical on every platform.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`; returns 0 for `n == 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        if hi <= lo {
+            return lo;
+        }
+        let span = hi.abs_diff(lo).saturating_add(1);
+        lo.saturating_add_unsigned(self.below(span))
+    }
+
+    /// True with probability `pct` percent.
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+}
+
+/// One step of an index price path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    /// Random walk with small steps.
+    Calm,
+    /// Random walk, then a 30% drop over `crash_blocks` blocks at `crash_at`, then recovery.
+    FlashCrash { crash_at: u64, crash_blocks: u64 },
+}
+
+/// A seeded market simulation around the devnet genesis.
+#[derive(Debug)]
+pub struct Workload {
+    /// Random source.
+    pub rng: Rng,
+    /// Trader accounts (1..=traders).
+    pub traders: u64,
+    /// Next nonce per trader (index 0 is the authority).
+    pub nonces: Vec<u64>,
+    /// Current "true" price per underlying, in price micro-units.
+    pub prices: Vec<i64>,
+    /// Price path.
+    pub path: PathKind,
+    /// Block interval in ms.
+    pub block_ms: u64,
+    /// Next block height.
+    pub height: u64,
+    /// Next block timestamp.
+    pub time_ms: u64,
+    /// Start prices (for crash recovery).
+    pub start_prices: Vec<i64>,
+}
+
+impl Workload {
+    /// A workload of `traders` accounts on the devnet genesis.
+    pub fn new(seed: u64, traders: u64, path: PathKind, genesis: &Genesis) -> Self {
+        Workload {
+            rng: Rng::new(seed),
+            traders,
+            nonces: vec![0; usize::try_from(traders).unwrap_or(0).saturating_add(1)],
+            prices: vec![100_000_000_000, 4_000_000_000],
+            path,
+            block_ms: 250,
+            height: 1,
+            time_ms: genesis.timestamp_ms.saturating_add(250),
+            start_prices: vec![100_000_000_000, 4_000_000_000],
+        }
+    }
+
+    fn nonce(&mut self, account: u64) -> u64 {
+        let i = usize::try_from(account).unwrap_or(0);
+        if let Some(n) = self.nonces.get_mut(i) {
+            *n = n.saturating_add(1);
+            *n
+        } else {
+            1
+        }
+    }
+
+    fn oracle(&mut self) -> Vec<OracleVote> {
+        let h = self.height;
+        for (i, p) in self.prices.iter_mut().enumerate() {
+            let start = self.start_prices.get(i).copied().unwrap_or(*p);
+            match self.path {
+                PathKind::FlashCrash { crash_at, crash_blocks }
+                    if h >= crash_at && h < crash_at + crash_blocks =>
+                {
+                    // 30% down spread over the crash blocks (compounded per block).
+                    let target = start.saturating_mul(7) / 10;
+                    let step = (start - target) / i64::try_from(crash_blocks.max(1)).unwrap_or(1);
+                    *p = (*p - step).max(target);
+                }
+                PathKind::FlashCrash { crash_at, crash_blocks } if h >= crash_at + crash_blocks => {
+                    // Recover towards the start over time.
+                    *p += (start - *p) / 20;
+                }
+                _ => {
+                    let bp = self.rng.range(-20, 20); // +-0.2% per block
+                    *p = p.saturating_add(p.saturating_mul(bp) / 10_000).max(1_000_000);
+                }
+            }
+        }
+        (0..4u16)
+            .map(|v| OracleVote {
+                validator: ValidatorIndex(v),
+                prices: self
+                    .prices
+                    .iter()
+                    .enumerate()
+                    .map(|(u, p)| {
+                        let noise = self.rng.range(-5, 5); // +-0.05% between validators
+                        (
+                            UnderlyingId(u16::try_from(u).unwrap_or(0)),
+                            p.saturating_add(p.saturating_mul(noise) / 10_000),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Deposits for every trader (authority-signed), as one block's transactions.
+    pub fn funding_txs(&mut self, usdc_each: i128) -> Vec<Tx> {
+        let mut txs = Vec::new();
+        for t in 1..=self.traders {
+            let nonce = self.nonce(0);
+            let amount = usdc_each.saturating_mul(i128::from(self.rng.range(1, 10)));
+            txs.push(Tx {
+                signer: AccountId(0),
+                nonce,
+                action: Action::Deposit { to: AccountId(t), asset: AssetId(0), amount },
+            });
+            if self.rng.chance(20) {
+                let nonce = self.nonce(0);
+                txs.push(Tx {
+                    signer: AccountId(0),
+                    nonce,
+                    action: Action::Deposit { to: AccountId(t), asset: AssetId(1), amount: 100_000 },
+                });
+            }
+        }
+        txs
+    }
+
+    /// A random order for `trader` near the state's mark on a random listed market.
+    pub fn random_tx(&mut self, state: &State, trader: u64) -> Option<Tx> {
+        let markets: Vec<MarketId> = state.markets.keys().copied().collect();
+        let market = *markets.get(usize::try_from(self.rng.below(markets.len() as u64)).unwrap_or(0))?;
+        let m = state.markets.get(&market)?;
+        if m.mark <= 0 {
+            return None;
+        }
+        let mark_ticks = m.mark / m.spec.tick_size.max(1);
+        let is_option = matches!(m.spec.kind, MarketKind::Option { .. });
+        let roll = self.rng.below(100);
+        let signer = AccountId(trader);
+        let action = if roll < 8 {
+            // cancel or replace one of the trader's orders
+            let mine: Vec<_> = m.book.orders().filter(|o| o.account == signer).map(|o| o.id).collect();
+            let order = *mine.get(usize::try_from(self.rng.below(mine.len() as u64)).unwrap_or(0))?;
+            if self.rng.chance(50) {
+                Action::Cancel { market, order }
+            } else {
+                let price = (mark_ticks + self.rng.range(-mark_ticks / 100, mark_ticks / 100)).max(1);
+                Action::Replace { market, order, price, qty: self.rng.range(1, 50) }
+            }
+        } else if roll < 10 {
+            Action::Withdraw { asset: AssetId(0), amount: i128::from(self.rng.range(1, 2_000)) * 1_000_000 }
+        } else if roll < 11 {
+            Action::SetMarginMode { portfolio: self.rng.chance(50) }
+        } else {
+            let side = if self.rng.chance(50) { Side::Buy } else { Side::Sell };
+            let spread = if is_option { mark_ticks / 10 + 2 } else { mark_ticks / 200 + 2 };
+            let price = (mark_ticks + side.sign() * -self.rng.range(-spread / 4, spread)).max(1);
+            let tif = match self.rng.below(10) {
+                0 => TimeInForce::Ioc,
+                1 => TimeInForce::Fok,
+                2 => TimeInForce::PostOnly,
+                _ => TimeInForce::Gtc,
+            };
+            let pos =
+                state.accounts.get(&signer).and_then(|a| a.position(market)).map(|p| p.size).unwrap_or(0);
+            let reduce_only =
+                pos != 0 && self.rng.chance(5) && matches!(tif, TimeInForce::Ioc | TimeInForce::Fok);
+            let side = if reduce_only { if pos > 0 { Side::Sell } else { Side::Buy } } else { side };
+            Action::Place(OrderRequest {
+                market,
+                side,
+                price: if self.rng.chance(3) { None } else { Some(price) },
+                qty: self.rng.range(1, if is_option { 20 } else { 200 }),
+                tif,
+                reduce_only,
+                good_til_height: if self.rng.chance(20) {
+                    Some(self.height + self.rng.below(20))
+                } else {
+                    None
+                },
+                stp: SelfTradePrevention::CancelResting,
+            })
+        };
+        let nonce = self.nonce(trader);
+        Some(Tx { signer, nonce, action })
+    }
+
+    /// The next block with `txs_per_block` random transactions against `state`.
+    pub fn next_block(&mut self, state: &State, txs_per_block: usize) -> Block {
+        let oracle = self.oracle();
+        let mut txs = Vec::with_capacity(txs_per_block);
+        for _ in 0..txs_per_block {
+            let t = self.rng.range(1, i64::try_from(self.traders).unwrap_or(1));
+            if let Some(tx) = self.random_tx(state, u64::try_from(t).unwrap_or(1)) {
+                txs.push(tx);
+            }
+        }
+        self.block(oracle, txs)
+    }
+
+    /// A block with the given transactions and the next oracle observations.
+    pub fn block_with(&mut self, txs: Vec<Tx>) -> Block {
+        let oracle = self.oracle();
+        self.block(oracle, txs)
+    }
+
+    fn block(&mut self, oracle: Vec<OracleVote>, txs: Vec<Tx>) -> Block {
+        let b = Block { height: self.height, timestamp_ms: self.time_ms, oracle, txs, proposals: Vec::new() };
+        self.height += 1;
+        self.time_ms += self.block_ms;
+        b
+    }
+}
