@@ -1,5 +1,42 @@
 //! `bastion`: the validator binary and its operator commands.
 
-fn main() {
-    println!("devnet arrives with the validator pipeline");
+mod risk;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "bastion", version, about = "Bastion validator and operator commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a local development network.
+    Devnet,
+    /// Risk arithmetic of the exchange, as consensus computes it.
+    #[command(subcommand)]
+    Risk(risk::RiskCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Devnet => {
+            println!("devnet arrives with the validator pipeline");
+            ExitCode::SUCCESS
+        }
+        Command::Risk(cmd) => match risk::run(&cmd) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::FAILURE
+            }
+        },
+    }
 }
