@@ -118,6 +118,7 @@ impl State {
                 }
             }
         }
+        self.sweep_agrees_with_full_health()?;
         let incremental = self.state_root();
         let full = self.recompute_root();
         if incremental != full {

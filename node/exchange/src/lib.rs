@@ -222,6 +222,19 @@ impl State {
     /// Re-evaluates every account's cross margin at the current marks and returns how many are
     /// below maintenance (the margin sweep liquidation runs each block).
     pub fn count_liquidatable(&self) -> usize {
-        self.accounts.values().filter(|a| self.cross_health(a, None).is_ok_and(|h| h.liquidatable())).count()
+        self.accounts.values().filter(|a| self.cross_maintenance(a).is_ok_and(|(c, mm)| c < mm)).count()
+    }
+
+    /// Every account's `(collateral, maintenance)` by the fast sweep and by the full health
+    /// computation; the two must agree (tests call this).
+    pub fn sweep_agrees_with_full_health(&self) -> Result<(), String> {
+        for (id, a) in &self.accounts {
+            let fast = self.cross_maintenance(a).map_err(|e| format!("{id}: {e}"))?;
+            let full = self.cross_health(a, None).map_err(|e| format!("{id}: {e}"))?;
+            if fast != (full.collateral, full.maintenance) {
+                return Err(format!("{id}: sweep {fast:?} vs full {full:?}"));
+            }
+        }
+        Ok(())
     }
 }

@@ -74,6 +74,47 @@ pub fn tiered_requirement(tiers: &[MarginTier], notional: Micros) -> R<(Micros, 
     Ok((im.max(0), mm.max(0)))
 }
 
+/// Maintenance tiers with their cumulative deductions: `(floor, mmr_ppm, deduction)`.
+pub(crate) fn maintenance_tiers(tiers: &[MarginTier]) -> R<Vec<(Micros, i64, Micros)>> {
+    let mut out = Vec::with_capacity(tiers.len());
+    let mut ded: i128 = 0;
+    let mut prev: Option<&MarginTier> = None;
+    for t in tiers {
+        if let Some(p) = prev {
+            ded = add(
+                ded,
+                mul_div_ceil(t.notional_floor, i128::from(t.mmr_ppm - p.mmr_ppm), i128::from(PPM))?,
+            )?;
+        }
+        out.push((t.notional_floor, t.mmr_ppm, ded));
+        prev = Some(t);
+    }
+    Ok(out)
+}
+
+/// `ceil(a * b / PPM)` through 64-bit arithmetic when it fits (the common case, and the
+/// compiler turns the constant division into a multiply), exact 128-bit otherwise.
+#[inline]
+fn mul_ppm_ceil(a: i128, b: i64) -> R<i128> {
+    if let Ok(a64) = i64::try_from(a) {
+        if let Some(p) = a64.checked_mul(b) {
+            let q = p / PPM;
+            let r = p % PPM;
+            return Ok(i128::from(if r > 0 { q + 1 } else { q }));
+        }
+    }
+    mul_div_ceil(a, i128::from(b), i128::from(PPM))
+}
+
+/// Maintenance requirement of a perpetual position of `notional` from the cached tiers.
+#[inline]
+fn tiered_maintenance(tiers: &[(Micros, i64, Micros)], notional: Micros) -> R<Micros> {
+    let Some((_, rate, ded)) = tiers.iter().rev().find(|(floor, ..)| notional >= *floor) else {
+        return Err(Reject::InvalidParams("no margin tier covers the notional".into()));
+    };
+    Ok(sub(mul_ppm_ceil(notional, *rate)?, *ded)?.max(0))
+}
+
 /// Initial margin raised with open interest (dYdX v4):
 /// `IMF_eff = min(IMF + max(0, (OI - lower) / (upper - lower)) * (1 - IMF), 1)`, applied to the
 /// tiered requirement `im` as `im + scale * (notional - im)`.
@@ -237,6 +278,35 @@ impl State {
             }
         }
         Ok(Health { collateral, initial, maintenance })
+    }
+
+    /// Collateral and maintenance requirement of the cross part: the two numbers the
+    /// liquidation sweep needs each block, computed without the initial-margin work and with
+    /// 64-bit fast paths. Always equal to the same fields of [`State::cross_health`].
+    pub(crate) fn cross_maintenance(&self, acct: &Account) -> R<(Micros, Micros)> {
+        if acct.portfolio {
+            let h = self.cross_health(acct, None)?;
+            return Ok((h.collateral, h.maintenance));
+        }
+        let quote = acct.balances.first().copied().unwrap_or(0);
+        let mut collateral =
+            if acct.balances.iter().skip(1).all(|b| *b == 0) { quote } else { self.balances_value(acct)? };
+        let mut maintenance: i128 = 0;
+        for p in acct.positions.iter().filter(|p| !p.isolated && p.size != 0) {
+            let Some(m) = self.markets.get(&p.market) else { continue };
+            collateral = add(collateral, position_value(m, p.size)?)?;
+            if m.funding.index != p.funding_snapshot {
+                collateral = sub(collateral, pending_funding(m, p)?)?;
+            }
+            let mm = match m.spec.kind {
+                MarketKind::Perpetual if !m.mm_tiers.is_empty() => {
+                    tiered_maintenance(&m.mm_tiers, abs_notional(m, p.size)?)?
+                }
+                _ => position_requirement(m, p.size, 0, 0)?.1,
+            };
+            maintenance = add(maintenance, mm)?;
+        }
+        Ok((collateral, maintenance))
     }
 
     /// Health of one isolated position, with an optional hypothetical change.

@@ -147,7 +147,9 @@ impl State {
             let nanos = i128::from(bastion_types::NANOS_PER_UNIT);
             let floor = div_floor(mul(i128::from(mark), lot)?, nanos)?;
             let ceil = div_ceil(mul(i128::from(mark), lot)?, nanos)?;
+            let mm_tiers = crate::margin::maintenance_tiers(&m.spec.risk.tiers)?;
             if let Some(m) = self.markets.get_mut(&id) {
+                m.mm_tiers = mm_tiers;
                 let changed = m.mark != mark;
                 m.mark = mark;
                 m.index_cache = index;

@@ -234,6 +234,7 @@ pub(crate) fn new_market(spec: MarketSpec) -> Market {
         lot_value_floor: 0,
         lot_value_ceil: 0,
         index_cache: 0,
+        mm_tiers: Vec::new(),
     };
     let limits = m.book_limits();
     m.book.set_limits(limits);

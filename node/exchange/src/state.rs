@@ -167,6 +167,9 @@ pub struct Market {
     pub lot_value_ceil: Micros,
     /// The underlying's index when the mark was last computed.
     pub index_cache: PriceMicros,
+    /// Maintenance tiers as `(notional_floor, mmr_ppm, deduction)`, derived from the risk
+    /// parameters each block for the margin sweep (not part of the state commitment).
+    pub mm_tiers: Vec<(Micros, i64, Micros)>,
 }
 
 impl Market {
