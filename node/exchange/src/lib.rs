@@ -189,6 +189,7 @@ impl State {
 
     /// Folds every record changed in this block into the commitment.
     pub(crate) fn commit(&mut self) {
+        self.refresh_risk_rows();
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
@@ -222,17 +223,24 @@ impl State {
     /// Re-evaluates every account's cross margin at the current marks and returns how many are
     /// below maintenance (the margin sweep liquidation runs each block).
     pub fn count_liquidatable(&self) -> usize {
-        self.accounts.values().filter(|a| self.cross_maintenance(a).is_ok_and(|(c, mm)| c < mm)).count()
+        let table = self.sweep_table();
+        (0..self.accounts.len())
+            .filter_map(|slot| self.accounts.by_slot(slot))
+            .filter(|(_, a, row)| self.row_maintenance(&table, row, a).is_ok_and(|(c, mm)| c < mm))
+            .count()
     }
 
     /// Every account's `(collateral, maintenance)` by the fast sweep and by the full health
     /// computation; the two must agree (tests call this).
     pub fn sweep_agrees_with_full_health(&self) -> Result<(), String> {
-        for (id, a) in &self.accounts {
-            let fast = self.cross_maintenance(a).map_err(|e| format!("{id}: {e}"))?;
+        let table = self.sweep_table();
+        for slot in 0..self.accounts.len() {
+            let Some((id, a, row)) = self.accounts.by_slot(slot) else { continue };
+            let rowed = self.row_maintenance(&table, row, a).map_err(|e| format!("{id}: {e}"))?;
+            let fast = self.cross_maintenance(&table, a).map_err(|e| format!("{id}: {e}"))?;
             let full = self.cross_health(a, None).map_err(|e| format!("{id}: {e}"))?;
-            if fast != (full.collateral, full.maintenance) {
-                return Err(format!("{id}: sweep {fast:?} vs full {full:?}"));
+            if fast != (full.collateral, full.maintenance) || rowed != fast {
+                return Err(format!("{id}: risk row {rowed:?}, sweep {fast:?}, full {full:?}"));
             }
         }
         Ok(())

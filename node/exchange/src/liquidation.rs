@@ -19,6 +19,10 @@ use bastion_types::{
     AccountId, DoneReason, Event, Lots, MarketId, MarketStatus, Micros, OrderId, PPM, Ppm, Reject, Side,
 };
 
+/// Deleveraging rankings computed in this block, per (market, sign of the counterparties).
+/// The value keeps a cursor: counterparties before it are exhausted for this block.
+type AdlRanks = std::collections::BTreeMap<(MarketId, i64), (Vec<AccountId>, usize)>;
+
 /// Which collateral pool is being liquidated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Scope {
@@ -113,15 +117,18 @@ impl State {
     /// Liquidates every under-maintenance account and isolated position, in account order.
     pub(crate) fn liquidate_all(&mut self, events: &mut Vec<Event>) -> R<()> {
         let mut targets: Vec<(AccountId, Scope)> = Vec::new();
-        for (id, acct) in &self.accounts {
-            if acct.positions.iter().all(|p| p.size == 0) {
+        self.refresh_risk_rows();
+        let table = self.sweep_table();
+        // Stream the arena's risk rows (fast), then order the targets by account id
+        // (deterministic).
+        for slot in 0..self.accounts.len() {
+            let Some((id, acct, row)) = self.accounts.by_slot(slot) else { continue };
+            if row.slow && acct.positions.iter().all(|p| p.size == 0) {
                 continue;
             }
-            if acct.positions.iter().any(|p| !p.isolated && p.size != 0)
-                && self
-                    .cross_health(acct, None)
-                    .map(|h| h.liquidatable() || h.collateral < 0)
-                    .unwrap_or(false)
+            if (row.slow || row.sizes.iter().any(|s| *s != 0))
+                && acct.positions.iter().any(|p| !p.isolated && p.size != 0)
+                && self.row_maintenance(&table, row, acct).map(|(c, mm)| c < mm || c < 0).unwrap_or(false)
             {
                 targets.push((*id, Scope::Cross));
             }
@@ -131,8 +138,10 @@ impl State {
                 }
             }
         }
+        targets.sort_by_key(|(id, scope)| (*id, matches!(scope, Scope::Isolated(_)), scope_market(*scope)));
+        let mut ranks = AdlRanks::new();
         for (id, scope) in targets {
-            self.liquidate(id, scope, events)?;
+            self.liquidate(id, scope, &mut ranks, events)?;
         }
         Ok(())
     }
@@ -166,7 +175,13 @@ impl State {
         Ok(())
     }
 
-    fn liquidate(&mut self, account: AccountId, scope: Scope, events: &mut Vec<Event>) -> R<()> {
+    fn liquidate(
+        &mut self,
+        account: AccountId,
+        scope: Scope,
+        ranks: &mut AdlRanks,
+        events: &mut Vec<Event>,
+    ) -> R<()> {
         self.cancel_all_orders(account, scope, events)?;
         let params = self.liquidation;
         let mut budget = params.max_notional_per_block;
@@ -220,7 +235,7 @@ impl State {
             let worst_loss = if bankrupt { mul(sub(bp, limit_value)?.abs(), i128::from(qty))? } else { 0 };
             let fund = self.insurance_fund();
             if bankrupt && worst_loss > fund {
-                self.deleverage(account, scope, market, events)?;
+                self.deleverage(account, scope, market, ranks, events)?;
                 continue;
             }
             let qptl = m.quote_per_tick_lot().max(1);
@@ -277,7 +292,7 @@ impl State {
                 });
                 tried.retain(|t| *t != market);
             } else if bankrupt {
-                self.deleverage(account, scope, market, events)?;
+                self.deleverage(account, scope, market, ranks, events)?;
             }
             if budget <= 0 && !bankrupt {
                 break;
@@ -341,6 +356,7 @@ impl State {
         account: AccountId,
         scope: Scope,
         market: MarketId,
+        ranks: &mut AdlRanks,
         events: &mut Vec<Event>,
     ) -> R<()> {
         let h = self.health(account, scope)?;
@@ -354,28 +370,25 @@ impl State {
         let lot_value = m.lot_value_ceil;
         let bp = bankruptcy_lot_value(lot_value, size, size.abs(), pos_mm, &h)?;
         let funding_index = m.funding.index;
-        // Rank counterparties: profit ratio times leverage, highest first; ties by account id.
-        let mut ranked: Vec<(i128, AccountId, Lots)> = Vec::new();
-        for holder in m.holders.iter().filter(|h| **h != account) {
-            let Some(ha) = self.accounts.get(holder) else { continue };
-            let Some(hp) = ha.position(market) else { continue };
-            if hp.size == 0 || hp.size.signum() == size.signum() {
-                continue;
-            }
-            let value = crate::margin::position_value(m, hp.size)?;
-            let upnl = sub(value, hp.cost)?;
-            let hh = if hp.isolated { self.isolated_health(hp, None)? } else { self.cross_health(ha, None)? };
-            let pnl_ppm = mul_div_floor(upnl, i128::from(PPM), hp.cost.abs().max(1))?;
-            let lev_ppm = mul_div_floor(value.abs(), i128::from(PPM), hh.collateral.max(1))?;
-            let score = mul_div_floor(pnl_ppm, lev_ppm, i128::from(PPM))?;
-            ranked.push((score, *holder, hp.size));
+        let want = -size.signum();
+        if !ranks.contains_key(&(market, want)) {
+            let ranked = self.rank_counterparties(market, want)?;
+            ranks.insert((market, want), (ranked, 0));
         }
-        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let (ranked, mut cursor) = ranks.remove(&(market, want)).unwrap_or_default();
         let mut remaining = size.abs();
         let side = if size > 0 { Side::Sell } else { Side::Buy };
-        for (_, counterparty, csize) in ranked {
+        while let Some(&counterparty) = ranked.get(cursor) {
             if remaining == 0 {
                 break;
+            }
+            // Positions change as the block goes on; use the size held now. An exhausted
+            // counterparty is skipped for the rest of the block.
+            let csize =
+                self.accounts.get(&counterparty).and_then(|a| a.position(market)).map_or(0, |p| p.size);
+            if counterparty == account || csize == 0 || csize.signum() != want {
+                cursor = cursor.saturating_add(1);
+                continue;
             }
             let q = remaining.min(csize.abs());
             let cash = mul(bp, i128::from(q))?;
@@ -412,7 +425,32 @@ impl State {
             events.push(Event::Deleveraged { account, counterparty, market, qty: q, price });
             remaining = remaining.saturating_sub(q);
         }
+        ranks.insert((market, want), (ranked, cursor));
         Ok(())
+    }
+
+    /// Opposite-side holders of `market` with positions of sign `want`, ranked by profit ratio
+    /// times leverage (highest first), ties by account id. Computed once per market and side
+    /// per block: a block's deleveragings use the ranking of the state they first saw.
+    fn rank_counterparties(&self, market: MarketId, want: i64) -> R<Vec<AccountId>> {
+        let m = self.markets.get(&market).ok_or(Reject::UnknownMarket(market))?;
+        let mut ranked: Vec<(i128, AccountId)> = Vec::new();
+        for holder in m.holders.iter() {
+            let Some(ha) = self.accounts.get(holder) else { continue };
+            let Some(hp) = ha.position(market) else { continue };
+            if hp.size == 0 || hp.size.signum() != want {
+                continue;
+            }
+            let value = crate::margin::position_value(m, hp.size)?;
+            let upnl = sub(value, hp.cost)?;
+            let hh = if hp.isolated { self.isolated_health(hp, None)? } else { self.cross_health(ha, None)? };
+            let pnl_ppm = mul_div_floor(upnl, i128::from(PPM), hp.cost.abs().max(1))?;
+            let lev_ppm = mul_div_floor(value.abs(), i128::from(PPM), hh.collateral.max(1))?;
+            let score = mul_div_floor(pnl_ppm, lev_ppm, i128::from(PPM))?;
+            ranked.push((score, *holder));
+        }
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        Ok(ranked.into_iter().map(|(_, a)| a).collect())
     }
 
     /// An account (or isolated position) with no positions left and negative collateral is
@@ -453,6 +491,13 @@ impl State {
             events.push(Event::InsuranceCovered { account, amount: deficit });
         }
         Ok(())
+    }
+}
+
+fn scope_market(scope: Scope) -> u32 {
+    match scope {
+        Scope::Cross => 0,
+        Scope::Isolated(m) => m.0,
     }
 }
 

@@ -5,7 +5,7 @@
 //! down, requirements round up.
 
 use crate::num::{R, add, div_ceil, mul, mul_div_ceil, mul_div_floor, sub};
-use crate::state::{Account, Market, Position, State};
+use crate::state::{Account, Market, Position, RiskRow, State};
 use bastion_types::{MarginTier, MarketKind, Micros, PPM, Reject, RiskParams};
 
 /// Collateral and requirements of an account (or of one isolated position).
@@ -30,6 +30,41 @@ impl Health {
     pub fn initial_ok(&self) -> bool {
         self.collateral >= self.initial
     }
+}
+
+/// One market's row in a [`SweepTable`].
+#[derive(Clone, Debug)]
+pub(crate) struct SweepMarket {
+    lot_floor: Micros,
+    lot_ceil: Micros,
+    funding_index: i128,
+    /// Maintenance tiers when this is a perpetual; empty for options (full computation).
+    perp_tiers: Vec<(Micros, i64, Micros)>,
+}
+
+/// Per-market figures for one margin sweep, indexed by market id.
+#[derive(Clone, Debug)]
+pub(crate) struct SweepTable {
+    rows: Vec<Option<SweepMarket>>,
+    /// Per non-quote asset: index price and the kept fraction (1 - haircut) in ppm.
+    asset_value: Vec<Option<(i64, i64)>>,
+}
+
+/// Value of `bal` micro-units of a collateral asset: `bal * price / 1e6`, then the haircut,
+/// each rounded down, exactly as [`State::balances_value`] computes it.
+fn asset_value(bal: i64, (price, keep_ppm): (i64, i64)) -> R<Micros> {
+    // 64-bit fast path (division by a constant becomes a multiply); `div_euclid` by a
+    // positive divisor is the floor, as in the 128-bit path.
+    if let Some(v) = bal.checked_mul(price).map(|p| p.div_euclid(bastion_types::MICROS_PER_UNIT)) {
+        if v <= 0 {
+            return Ok(i128::from(v));
+        }
+        if let Some(k) = v.checked_mul(keep_ppm) {
+            return Ok(i128::from(k.div_euclid(PPM)));
+        }
+    }
+    let v = mul_div_floor(i128::from(bal), i128::from(price), i128::from(bastion_types::MICROS_PER_UNIT))?;
+    if v > 0 { mul_div_floor(v, i128::from(keep_ppm), i128::from(PPM)) } else { Ok(v) }
 }
 
 /// A hypothetical change to one position, to check margin before it happens.
@@ -280,10 +315,133 @@ impl State {
         Ok(Health { collateral, initial, maintenance })
     }
 
+    /// Per-market figures the sweep needs, gathered once per sweep into a flat table indexed
+    /// by market id (a lookup is then one bounds-checked load instead of a tree walk).
+    pub(crate) fn sweep_table(&self) -> SweepTable {
+        let len = self.markets.keys().next_back().map_or(0, |id| id.0 as usize + 1);
+        let mut rows = vec![None; len];
+        for (id, m) in &self.markets {
+            if let Some(row) = rows.get_mut(id.0 as usize) {
+                *row = Some(SweepMarket {
+                    lot_floor: m.lot_value_floor,
+                    lot_ceil: m.lot_value_ceil,
+                    funding_index: m.funding.index,
+                    perp_tiers: if matches!(m.spec.kind, MarketKind::Perpetual) {
+                        m.mm_tiers.clone()
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+        }
+        // Non-quote collateral: (price, 1 - haircut) per asset after the quote asset.
+        let asset_value = self
+            .assets
+            .iter()
+            .skip(1)
+            .map(|a| {
+                a.spec.price_source.map(|u| {
+                    let price = self.underlyings.get(usize::from(u.0)).map(|x| x.index).unwrap_or(0);
+                    (price, PPM - a.spec.haircut_ppm.clamp(0, PPM))
+                })
+            })
+            .collect();
+        SweepTable { rows, asset_value }
+    }
+
+    /// Rebuilds the risk rows of every account changed so far in this block.
+    pub(crate) fn refresh_risk_rows(&mut self) {
+        let mut slots: Vec<usize> = self
+            .dirty
+            .iter()
+            .filter_map(|k| match k {
+                crate::root::RecordKey::Account(a) => self.accounts.slot_of(&bastion_types::AccountId(*a)),
+                _ => None,
+            })
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        for slot in slots {
+            let row = self.accounts.by_slot(slot).map(|(_, a, _)| self.risk_row(a)).unwrap_or(RiskRow::SLOW);
+            if let Some(r) = self.accounts.risk.get_mut(slot) {
+                *r = row;
+            }
+        }
+    }
+
+    /// Refreshes every row (after building a state by hand, e.g. in benchmarks).
+    pub fn refresh_all_risk_rows(&mut self) {
+        for slot in 0..self.accounts.len() {
+            let row = self.accounts.by_slot(slot).map(|(_, a, _)| self.risk_row(a)).unwrap_or(RiskRow::SLOW);
+            if let Some(r) = self.accounts.risk.get_mut(slot) {
+                *r = row;
+            }
+        }
+    }
+
+    fn risk_row(&self, a: &Account) -> RiskRow {
+        let mut row = RiskRow { slow: false, ..RiskRow::SLOW };
+        let Ok(quote) = i64::try_from(a.balances.first().copied().unwrap_or(0)) else { return RiskRow::SLOW };
+        row.quote = quote;
+        for (o, b) in row.other.iter_mut().zip(a.balances.iter().skip(1)) {
+            let Ok(v) = i64::try_from(*b) else { return RiskRow::SLOW };
+            *o = v;
+        }
+        if a.portfolio {
+            return RiskRow::SLOW;
+        }
+        let mut n = 0;
+        for p in a.positions.iter().filter(|p| !p.isolated && p.size != 0) {
+            let Some(m) = self.markets.get(&p.market) else { return RiskRow::SLOW };
+            // Unsettled funding or an option: the full computation handles it.
+            if m.funding.index != p.funding_snapshot || !matches!(m.spec.kind, MarketKind::Perpetual) {
+                return RiskRow::SLOW;
+            }
+            let (Some(mk), Some(sz)) = (row.markets.get_mut(n), row.sizes.get_mut(n)) else {
+                return RiskRow::SLOW;
+            };
+            *mk = p.market.0;
+            *sz = p.size;
+            n += 1;
+        }
+        row
+    }
+
+    /// Collateral and maintenance of the cross part from the account's risk row (full
+    /// computation when the row is marked slow). Equal to [`State::cross_maintenance`].
+    pub(crate) fn row_maintenance(
+        &self,
+        table: &SweepTable,
+        row: &RiskRow,
+        acct: &Account,
+    ) -> R<(Micros, Micros)> {
+        if row.slow {
+            return self.cross_maintenance(table, acct);
+        }
+        let mut collateral = i128::from(row.quote);
+        for (i, b) in row.other.iter().enumerate() {
+            if *b != 0 {
+                let v = table.asset_value.get(i).copied().flatten().ok_or(Reject::Overflow)?;
+                collateral = add(collateral, asset_value(*b, v)?)?;
+            }
+        }
+        let mut maintenance: i128 = 0;
+        for (mk, sz) in row.markets.iter().zip(row.sizes.iter()) {
+            if *sz == 0 {
+                continue;
+            }
+            let Some(Some(m)) = table.rows.get(*mk as usize) else { continue };
+            let size = i128::from(*sz);
+            collateral = add(collateral, if *sz >= 0 { size * m.lot_floor } else { size * m.lot_ceil })?;
+            maintenance = add(maintenance, tiered_maintenance(&m.perp_tiers, mul(size.abs(), m.lot_ceil)?)?)?;
+        }
+        Ok((collateral, maintenance))
+    }
+
     /// Collateral and maintenance requirement of the cross part: the two numbers the
     /// liquidation sweep needs each block, computed without the initial-margin work and with
     /// 64-bit fast paths. Always equal to the same fields of [`State::cross_health`].
-    pub(crate) fn cross_maintenance(&self, acct: &Account) -> R<(Micros, Micros)> {
+    pub(crate) fn cross_maintenance(&self, table: &SweepTable, acct: &Account) -> R<(Micros, Micros)> {
         if acct.portfolio {
             let h = self.cross_health(acct, None)?;
             return Ok((h.collateral, h.maintenance));
@@ -293,16 +451,22 @@ impl State {
             if acct.balances.iter().skip(1).all(|b| *b == 0) { quote } else { self.balances_value(acct)? };
         let mut maintenance: i128 = 0;
         for p in acct.positions.iter().filter(|p| !p.isolated && p.size != 0) {
-            let Some(m) = self.markets.get(&p.market) else { continue };
-            collateral = add(collateral, position_value(m, p.size)?)?;
-            if m.funding.index != p.funding_snapshot {
-                collateral = sub(collateral, pending_funding(m, p)?)?;
-            }
-            let mm = match m.spec.kind {
-                MarketKind::Perpetual if !m.mm_tiers.is_empty() => {
-                    tiered_maintenance(&m.mm_tiers, abs_notional(m, p.size)?)?
+            let Some(Some(row)) = table.rows.get(p.market.0 as usize) else { continue };
+            let size = i128::from(p.size);
+            let value = if p.size >= 0 { size * row.lot_floor } else { size * row.lot_ceil };
+            collateral = add(collateral, value)?;
+            if row.funding_index != p.funding_snapshot {
+                if let Some(m) = self.markets.get(&p.market) {
+                    collateral = sub(collateral, pending_funding(m, p)?)?;
                 }
-                _ => position_requirement(m, p.size, 0, 0)?.1,
+            }
+            let mm = if row.perp_tiers.is_empty() {
+                match self.markets.get(&p.market) {
+                    Some(m) => position_requirement(m, p.size, 0, 0)?.1,
+                    None => 0,
+                }
+            } else {
+                tiered_maintenance(&row.perp_tiers, mul(size.abs(), row.lot_ceil)?)?
             };
             maintenance = add(maintenance, mm)?;
         }

@@ -106,6 +106,127 @@ impl Account {
     }
 }
 
+/// Accounts in a dense arena (slot order = order of creation) with an ordered index by id.
+///
+/// Every per-block sweep over all accounts (margin, liquidation candidates) streams the arena
+/// sequentially, which is what makes it memory-bandwidth-bound rather than latency-bound;
+/// anything whose order matters iterates by id through the index. Accounts are never removed.
+#[derive(Clone, Debug, Default)]
+pub struct Accounts {
+    slots: Vec<Account>,
+    ids: Vec<AccountId>,
+    index: BTreeMap<AccountId, u32>,
+    /// A compact copy of what the margin sweep reads, per slot (see [`RiskRow`]).
+    pub(crate) risk: Vec<RiskRow>,
+}
+
+/// What the margin sweep needs of one account, in one cache line: the quote balance, other
+/// collateral, and up to two cross positions. Derived data, refreshed from the account record
+/// for every account changed in a block; a row that cannot represent its account exactly is
+/// marked `slow` and the sweep reads the full record instead. Never part of the commitment.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RiskRow {
+    pub quote: i64,
+    pub other: [i64; ASSETS_MAX - 1],
+    pub markets: [u32; 2],
+    pub sizes: [i64; 2],
+    pub slow: bool,
+}
+
+impl RiskRow {
+    pub(crate) const SLOW: RiskRow =
+        RiskRow { quote: 0, other: [0; ASSETS_MAX - 1], markets: [0; 2], sizes: [0; 2], slow: true };
+}
+
+impl Accounts {
+    /// The account `id`.
+    pub fn get(&self, id: &AccountId) -> Option<&Account> {
+        self.index.get(id).and_then(|s| self.slots.get(*s as usize))
+    }
+
+    /// The account `id`, mutably.
+    pub fn get_mut(&mut self, id: &AccountId) -> Option<&mut Account> {
+        self.index.get(id).and_then(|s| self.slots.get_mut(*s as usize))
+    }
+
+    /// Whether `id` exists.
+    pub fn contains_key(&self, id: &AccountId) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// Inserts or replaces the account `id`.
+    pub fn insert(&mut self, id: AccountId, account: Account) {
+        if let Some(row) = self.index.get(&id).and_then(|s| self.risk.get_mut(*s as usize)) {
+            *row = RiskRow::SLOW;
+        }
+        match self.index.get(&id).and_then(|s| self.slots.get_mut(*s as usize)) {
+            Some(slot) => *slot = account,
+            None => {
+                let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                self.slots.push(account);
+                self.ids.push(id);
+                self.risk.push(RiskRow::SLOW);
+                self.index.insert(id, slot);
+            }
+        }
+    }
+
+    /// The account `id`, created empty if absent.
+    pub fn get_or_insert_default(&mut self, id: AccountId) -> Option<&mut Account> {
+        if !self.index.contains_key(&id) {
+            self.insert(id, Account::default());
+        }
+        self.get_mut(&id)
+    }
+
+    /// Number of accounts.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when there are no accounts.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Accounts in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&AccountId, &Account)> + '_ {
+        self.index.iter().filter_map(|(id, s)| self.slots.get(*s as usize).map(|a| (id, a)))
+    }
+
+    /// Account ids in order.
+    pub fn keys(&self) -> impl Iterator<Item = &AccountId> + '_ {
+        self.index.keys()
+    }
+
+    /// Accounts in id order.
+    pub fn values(&self) -> impl Iterator<Item = &Account> + '_ {
+        self.iter().map(|(_, a)| a)
+    }
+
+    pub(crate) fn slot_of(&self, id: &AccountId) -> Option<usize> {
+        self.index.get(id).map(|s| *s as usize)
+    }
+
+    pub(crate) fn by_slot(&self, slot: usize) -> Option<(&AccountId, &Account, &RiskRow)> {
+        Some((self.ids.get(slot)?, self.slots.get(slot)?, self.risk.get(slot)?))
+    }
+
+    /// Accounts in arena order (creation order), for sweeps whose result does not depend on
+    /// order (counts, or candidate lists that are sorted afterwards).
+    pub fn arena(&self) -> impl Iterator<Item = (&AccountId, &Account)> + '_ {
+        self.ids.iter().zip(self.slots.iter())
+    }
+}
+
+impl<'a> IntoIterator for &'a Accounts {
+    type Item = (&'a AccountId, &'a Account);
+    type IntoIter = Box<dyn Iterator<Item = (&'a AccountId, &'a Account)> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
 /// An underlying's oracle state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Underlying {
@@ -228,7 +349,7 @@ pub struct State {
     /// Markets by id.
     pub markets: BTreeMap<MarketId, Market>,
     /// Accounts by id.
-    pub accounts: BTreeMap<AccountId, Account>,
+    pub accounts: Accounts,
     /// Trading fees collected (quote).
     pub fees: Micros,
     /// Parameter updates waiting for the next block boundary.

@@ -95,8 +95,7 @@ impl State {
         let deposits = add(a.deposits, amount)?;
         let current = self.accounts.get(&to).and_then(|a| a.balances.get(ai).copied()).unwrap_or(0);
         let balance = add(current, amount)?;
-        let acct = self.accounts.entry(to).or_default();
-        if let Some(b) = acct.balances.get_mut(ai) {
+        if let Some(b) = self.accounts.get_or_insert_default(to).and_then(|a| a.balances.get_mut(ai)) {
             *b = balance;
         }
         if let Some(a) = self.assets.get_mut(ai) {

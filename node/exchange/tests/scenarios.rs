@@ -78,7 +78,7 @@ impl Net {
     }
 
     fn quote(&self, acct: u64) -> i128 {
-        self.state.accounts[&AccountId(acct)].balances[0]
+        self.state.accounts.get(&AccountId(acct)).unwrap().balances[0]
     }
 }
 
@@ -139,7 +139,7 @@ fn rejected_transactions_change_nothing_but_the_nonce() {
     n.deposit(1, 1_000);
     n.deposit(2, 1_000);
     n.block(vec![(2, order(BTC_PERP, Side::Sell, Some(P100K + 10), 5, TimeInForce::Gtc))]);
-    let before = n.state.accounts[&AccountId(1)].clone();
+    let before = n.state.accounts.get(&AccountId(1)).unwrap().clone();
     let book_before: Vec<_> = n.state.markets[&BTC_PERP].book.orders().cloned().collect();
     let ev = n.block(vec![
         (1, order(MarketId(999), Side::Buy, Some(P100K), 1, TimeInForce::Gtc)),
@@ -177,7 +177,7 @@ fn rejected_transactions_change_nothing_but_the_nonce() {
     assert!(matches!(r[7], Reject::InsufficientBalance { .. }));
     assert!(matches!(r[8], Reject::Unauthorized));
     assert!(matches!(r[9], Reject::NotOwner(_) | Reject::UnknownOrder(_)));
-    let after = &n.state.accounts[&AccountId(1)];
+    let after = &n.state.accounts.get(&AccountId(1)).unwrap();
     assert_eq!(after.balances, before.balances);
     assert_eq!(after.positions, before.positions);
     assert_eq!(after.nonce, before.nonce + 10);
@@ -412,7 +412,7 @@ fn good_til_block_orders_expire_and_release_their_margin() {
     let ev = n.block(vec![]);
     assert!(ev.iter().any(|e| matches!(e, Event::Done { reason: DoneReason::Expired, .. })), "{ev:?}");
     assert_eq!(n.state.markets[&BTC_PERP].book.len(), 0);
-    assert!(n.state.accounts[&AccountId(1)].positions.is_empty());
+    assert!(n.state.accounts.get(&AccountId(1)).unwrap().positions.is_empty());
 }
 
 #[test]
