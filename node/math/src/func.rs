@@ -41,17 +41,6 @@ const LN_POLY: [u64; 8] = {
     c
 };
 
-/// `round(2^64 / n)` for n = 0..=MILLS_TERMS (entries 0 and 1 unused).
-const RECIP: [u64; MILLS_TERMS + 1] = {
-    let mut c = [0u64; MILLS_TERMS + 1];
-    let mut n = 2;
-    while n <= MILLS_TERMS {
-        c[n] = recip_q64(n as u128);
-        n += 1;
-    }
-    c
-};
-
 /// Taylor terms of the Mills ratio about a grid point: with a grid step of 1/32 the term of
 /// order 10 is below 3e-22 everywhere on [0, 9.5], so orders 0..=9 suffice.
 const MILLS_TERMS: usize = 9;
@@ -87,12 +76,19 @@ fn mulhi_u64(a: u64, b: u64) -> u64 {
 /// 2. `e^r = 1 + r + r^2 * P(r)`, P the Taylor polynomial of degree 6 (error < 3e-21), in
 ///    unsigned Q0.64.
 /// 3. `e^x = 2^(N >> 5) * 2^((N & 31)/32) * e^r`, the middle factor from the table.
-fn exp_raw(x: i128) -> Option<i128> {
+#[inline]
+pub(crate) fn exp_raw(x: i128) -> Option<i128> {
+    let e = exp_kernel(x);
+    if e < 0 { None } else { Some(e) }
+}
+
+/// [`exp_raw`] with -1 standing for overflow (an `i128` comes back in registers).
+fn exp_kernel(x: i128) -> i128 {
     if x < EXP_ZERO_RAW {
-        return Some(0);
+        return 0;
     }
     if x > EXP_MAX_RAW {
-        return None;
+        return -1;
     }
     // |x| < 2^70, so x >> 13 < 2^57 and its product with the 2^62.6 constant fits an i128.
     let mut n = ((x >> 13) * INV_LN2_32_Q57 as i128) >> 108;
@@ -121,12 +117,12 @@ fn exp_raw(x: i128) -> Option<i128> {
     if k >= 0 {
         // m < 2^66; the result must stay below 2^127.
         if k > 60 || m.leading_zeros() <= k as u32 + 1 {
-            return None;
+            return -1;
         }
-        Some((m << k) as i128)
+        (m << k) as i128
     } else {
         let s = (-k) as u32;
-        Some(((m + (1u128 << (s - 1))) >> s) as i128)
+        ((m + (1u128 << (s - 1))) >> s) as i128
     }
 }
 
@@ -161,47 +157,83 @@ fn ln_raw(x: i128) -> i128 {
     mul_split_const(e, LN2_HI, LN2_LO) + LN_NEG_LN_RECIP[j] as i128 + ln1p
 }
 
-/// `(1 - N(x), phi(x))` for a raw `x >= 0` (as an unsigned magnitude), both in Q64.64.
-///
-/// `1 - N(x) = exp(-x^2/2) * G(x)` with `G = R / sqrt(2 pi)`, R the Mills ratio. G is expanded in
-/// a Taylor series about the nearest grid point c = k/32 (|s| = |x - c| <= 1/64); its
-/// coefficients follow from `R' = x R - 1`:
-///   t0 = G(c), t1 = c t0 - 1/sqrt(2 pi), t(n+1) = (c tn + t(n-1)) / (n + 1).
-/// Errors introduced by the recurrence stay absolute (|c s| <= 0.15), so G keeps ~1e-19
-/// absolute accuracy, and the tail is accurate relative to its own size.
+/// `(1 - N(x), phi(x))` for a raw `x >= 0` (as an unsigned magnitude), both in Q64.64:
+/// `1 - N(x) = exp(-x^2/2) * G(x)` (see [`mills_g`]) and `phi(x) = exp(-x^2/2) / sqrt(2 pi)`.
 pub(crate) fn tail_and_pdf(x: u128) -> (i128, i128) {
     if x >= TAIL_ZERO_RAW {
         // phi(9.5) ≈ 2e-20 still rounds to a nonzero value; phi beyond 10 is 0.
         let pdf = if x < 10u128 << 64 { pdf_raw(x) } else { 0 };
         return (0, pdf);
     }
-    let k = (x + (1 << 58)) >> 59;
-    let s = (x as i128 - (k << 59) as i128) as i64;
-    // The series is summed term by term, w(n) = t(n) s^n, so that every term after the first
-    // is below 2^57 and each step is a few 64x64-bit products:
-    //   w(n+1) = (c s w(n) + s^2 w(n-1)) / (n + 1),  with c s = k s / 32 (|c s| < 0.15).
-    let cs = ((k as i128 * s as i128 + 16) >> 5) as i64;
-    let s2 = mul64(s, s);
-    let t0 = MILLS_G[k as usize] as i128;
-    let t1 = ((k as i128 * t0 + 16) >> 5) - INV_SQRT_2PI as i128;
-    let mut w_prev = mul_small(t0, s as i128) as i64; // w(0) * s, scaled for the s^2 term
-    let mut w = mul_small(t1, s as i128) as i64; // w(1)
-    let mut sum = w as i128;
-    for n in 1..MILLS_TERMS {
-        // The first step uses s^2 w(0) = s (s t0), the others s^2 w(n-1).
-        let back = if n == 1 { mul64(w_prev, s) } else { mul64(w_prev, s2) };
-        let num = mul64(cs, w) + back;
-        let next = ((num as i128 * RECIP[n + 1] as i128 + (1 << 63)) >> 64) as i64;
-        w_prev = w;
-        w = next;
-        sum += w as i128;
-    }
-    let g = t0 + sum;
+    let g = mills_g(x);
     let gauss = gauss_raw(x);
-    // gauss <= 2^64 and 0 < g <= 2^63: the unsigned product fits.
-    let tail = ((gauss as u128 * g.max(0) as u128 + (1u128 << 63)) >> 64) as i128;
+    // gauss <= 2^64 and 0 <= g <= 2^63: the unsigned product fits.
+    let tail = ((gauss as u128 * g as u128 + (1u128 << 63)) >> 64) as i128;
     let pdf = mul_small(gauss, INV_SQRT_2PI as i128);
     (tail, pdf)
+}
+
+/// Grid points of [`MILLS_G`] (k/32 for k = 0..=304).
+const MILLS_GRID: usize = 305;
+
+/// Taylor coefficients t1..t9 of G about every grid point c = k/32, in Q0.64 (all below 0.4 in
+/// magnitude), derived at compile time from `t0 = MILLS_G[k]` by the recurrence that follows
+/// from the Mills ratio's differential equation `R' = x R - 1`:
+///   t1 = c t0 - 1/sqrt(2 pi),  t(n+1) = (c tn + t(n-1)) / (n + 1).
+/// The recurrence runs in Q?.110 (products k * t below 2^119) and each result is rounded to
+/// Q0.64 once, so the coefficients carry the error of `t0` and `1/sqrt(2 pi)` (half an ulp each,
+/// amplified by at most c^n / n! * 2^-6n < 0.15^n / n! once multiplied by s^n) plus half an ulp.
+static MILLS_COEF: [[i64; MILLS_TERMS]; MILLS_GRID] = {
+    let mut table = [[0i64; MILLS_TERMS]; MILLS_GRID];
+    let mut k = 0;
+    while k < MILLS_GRID {
+        let kk = k as i128;
+        let t0 = (MILLS_G[k] as i128) << 46;
+        let mut prev = t0;
+        let mut cur = ((kk * t0) >> 5) - ((INV_SQRT_2PI as i128) << 46);
+        let mut n = 1;
+        while n <= MILLS_TERMS {
+            table[k][n - 1] = ((cur + (1 << 45)) >> 46) as i64;
+            let next = (((kk * cur) >> 5) + prev) / (n as i128 + 1);
+            prev = cur;
+            cur = next;
+            n += 1;
+        }
+        k += 1;
+    }
+    table
+};
+
+/// `G(x) = (1 - N(x)) / exp(-x^2/2)` for a raw `x >= 0`, in Q64.64 (at most 1/2); 0 from 9.5 on,
+/// where the tail itself is below half an ulp.
+///
+/// `G = R / sqrt(2 pi)` with R the Mills ratio. G is expanded in a Taylor series about the
+/// nearest grid point c = k/32, `G(c + s) = t0 + t1 s + ... + t9 s^9` with |s| <= 1/64 (the
+/// coefficients from [`MILLS_G`] and [`MILLS_COEF`]). The polynomial is evaluated by pairs,
+/// `(t0 + t1 s) + s^2 ((t2 + t3 s) + s^2 (...))`, in 64-bit products rounded half-up: each
+/// rounding is at most half an ulp and is then multiplied by a power of s, so G keeps ~1e-19
+/// absolute accuracy and the tail is accurate relative to its own size.
+pub(crate) fn mills_g(x: u128) -> i128 {
+    if x >= TAIL_ZERO_RAW {
+        return 0;
+    }
+    let k = ((x + (1 << 58)) >> 59) as usize;
+    let s = (x as i128 - ((k as i128) << 59)) as i64; // |s| <= 2^58
+    let t = &MILLS_COEF[k];
+    let s2 = mul64(s, s);
+    // Pairs (t1 + t2 s), (t3 + t4 s), ..., (t7 + t8 s), then t9, summed by Horner in s^2.
+    let mut acc = t[8];
+    for j in (0..4).rev() {
+        acc = t[2 * j] + mul64(t[2 * j + 1], s) + mul64(acc, s2);
+    }
+    // G = t0 + s * (t1 + t2 s + ... + t9 s^8).
+    (MILLS_G[k] as i128 + mul_small(acc as i128, s as i128)).max(0)
+}
+
+/// `exp(-x^2/2)` for a raw `x >= 0`, in Q64.64; 0 from x = 10 on (it is 0 from about 9.6).
+#[inline]
+pub(crate) fn gauss(x: u128) -> i128 {
+    if x < 10u128 << 64 { gauss_raw(x) } else { 0 }
 }
 
 /// exp(-x^2/2) for 0 <= x < 10 (raw).
@@ -219,11 +251,13 @@ fn pdf_raw(x: u128) -> i128 {
 
 impl Fx {
     /// e^self. Fails with `Overflow` above about 43.67; below -46 the result is 0.
+    #[inline]
     pub fn exp(self) -> Result<Fx, MathError> {
         exp_raw(self.raw()).map(Fx::from_raw).ok_or(MathError::Overflow)
     }
 
     /// Natural logarithm; `Domain` for non-positive arguments.
+    #[inline]
     pub fn ln(self) -> Result<Fx, MathError> {
         if self.raw() <= 0 {
             return Err(MathError::Domain);

@@ -99,6 +99,21 @@ pub(crate) fn mul_q64(a: i128, b: i128) -> i128 {
         .wrapping_add(low)
 }
 
+/// `a * b / 2^64` rounded to nearest (ties away from zero) and range-checked: exactly
+/// `Fx::checked_mul` on raw values, always inlined so that hot callers keep the result in
+/// registers.
+#[inline(always)]
+pub(crate) fn mul_nearest(a: i128, b: i128) -> Result<i128, MathError> {
+    let negative = (a < 0) != (b < 0);
+    let (hi, lo) = mul_u128(a.unsigned_abs(), b.unsigned_abs());
+    if hi >> 64 != 0 {
+        return Err(MathError::Overflow);
+    }
+    // Bit 63 of the discarded part is set exactly when it is at least one half.
+    let mag = ((hi << 64) | (lo >> 64)).checked_add((lo >> 63) & 1).ok_or(MathError::Overflow)?;
+    signed(mag, negative)
+}
+
 /// `floor(a * b / 2^64 + 1/2)` with a native i128 product; requires |a * b| < 2^126.
 #[inline]
 pub(crate) fn mul_small(a: i128, b: i128) -> i128 {
@@ -198,7 +213,7 @@ impl Fx {
     /// `self * rhs` rounded to nearest.
     #[inline]
     pub fn checked_mul(self, rhs: Fx) -> Result<Fx, MathError> {
-        self.mul_rounded(rhs, Rounding::Nearest)
+        mul_nearest(self.0, rhs.0).map(Fx)
     }
 
     /// `self * rhs` rounded as asked: the exact 256-bit product, shifted right by 64.

@@ -21,9 +21,14 @@
 //!   down to ~1e-17 (the tail underflows to 0 beyond x ≈ 9.5); `N(x) + N(-x) = 1` exactly.
 //! - `norm_pdf`: relative 5e-19 plus one rounding.
 //!
+//! - the pricer's internal reciprocal square root (`fl.rs`, 64-bit mantissas): relative error
+//!   below 2^-61; its mantissa products truncate at 2^-63 relative each.
+//!
 //! Option prices and greeks from [`option`] match 50-digit references to about 1e-15 relative
-//! on the exchange's ranges (the shared vector file is checked at 1e-9).
+//! on the exchange's ranges (the shared vector file is checked at 1e-9). The pricer uses no
+//! division: see [`black_scholes_merton`] for how the formulas are evaluated.
 
+mod fl;
 mod func;
 mod fx;
 pub mod option;
