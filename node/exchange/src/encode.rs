@@ -50,7 +50,8 @@ fn account(a: &Account) -> Vec<u8> {
     for b in &a.balances {
         e.i128(*b);
     }
-    e.u32(a.positions.len() as u32);
+    // At most POSITIONS_PER_ACCOUNT_MAX positions: the conversion never fails.
+    e.u32(u32::try_from(a.positions.len()).unwrap_or(u32::MAX));
     for p in &a.positions {
         e.u32(p.market.0)
             .i64(p.size)
@@ -104,7 +105,8 @@ fn global(s: &State) -> Vec<u8> {
         .i128(s.fees)
         .u64(s.next_order)
         .json(&s.pending)
-        .u32(s.validators.len() as u32);
+        // Validators are addressed by u16 indices, so the set is far below u32::MAX.
+        .u32(u32::try_from(s.validators.len()).unwrap_or(u32::MAX));
     for v in &s.validators {
         e.u64(v.stake);
     }

@@ -32,8 +32,14 @@ pub fn premium_ppm(impact_bid: Option<i128>, impact_ask: Option<i128>, index: i1
     if index <= 0 {
         return Ok(0);
     }
-    let up = impact_bid.map(|b| (b - index).max(0)).unwrap_or(0);
-    let down = impact_ask.map(|a| (index - a).max(0)).unwrap_or(0);
+    let up = match impact_bid {
+        Some(b) => sub(b, index)?.max(0),
+        None => 0,
+    };
+    let down = match impact_ask {
+        Some(a) => sub(index, a)?.max(0),
+        None => 0,
+    };
     crate::num::to_i64(mul_div_floor(sub(up, down)?, i128::from(PPM), index)?)
 }
 
@@ -94,12 +100,13 @@ impl State {
         let avg = if m.funding.samples == 0 {
             0
         } else {
-            crate::num::to_i64(m.funding.premium_sum / i128::from(m.funding.samples))?
+            crate::num::to_i64(crate::num::div_trunc(m.funding.premium_sum, i128::from(m.funding.samples))?)?
         };
         let r8 = i128::from(rate_8h(avg));
         let cap = i128::from(m.spec.risk.funding_cap_ppm.max(0));
-        let rate =
-            crate::num::to_i64(mul_div_floor(r8, i128::from(interval), EIGHT_HOURS_MS)?.clamp(-cap, cap))?;
+        let rate = crate::num::to_i64(
+            mul_div_floor(r8, i128::from(interval), EIGHT_HOURS_MS)?.clamp(crate::num::neg(cap)?, cap),
+        )?;
         // Index delta per lot, scaled: rate * index * lot_size.
         let per_lot = mul_div_floor(
             mul(i128::from(m.index_cache), i128::from(m.spec.lot_size_nanos))?,

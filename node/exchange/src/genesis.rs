@@ -36,7 +36,12 @@ fn perp_risk(imr: i64, mmr: i64, oi_cap: i64) -> RiskParams {
     RiskParams {
         tiers: vec![
             MarginTier { notional_floor: 0, imr_ppm: imr, mmr_ppm: mmr },
-            MarginTier { notional_floor: 5_000_000 * USD, imr_ppm: imr * 2, mmr_ppm: mmr * 2 },
+            // Only called below with small literal rates, so doubling never saturates.
+            MarginTier {
+                notional_floor: 5_000_000 * USD,
+                imr_ppm: imr.saturating_mul(2),
+                mmr_ppm: mmr.saturating_mul(2),
+            },
         ],
         oi_imf_lower: 200_000_000 * USD,
         oi_imf_upper: 500_000_000 * USD,
@@ -55,7 +60,10 @@ impl Genesis {
     /// The devnet: USDC quote, BTC and ETH collateral, BTC and ETH perpetuals and a strip of
     /// 30-day BTC calls and puts, four equal validators, authority account 0.
     pub fn devnet() -> Genesis {
-        let t0: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z, only a label: time comes from blocks
+        // 2026-01-01T00:00:00Z, only a label: time comes from blocks.
+        const T0: u64 = 1_767_225_600_000;
+        // Evaluated (and overflow-checked) at compile time.
+        const EXPIRY: u64 = T0 + 30 * 24 * 3_600_000;
         let mut markets = vec![
             MarketSpec {
                 id: MarketId(0),
@@ -76,7 +84,6 @@ impl Genesis {
                 risk: perp_risk(50_000, 25_000, 100_000_000),
             },
         ];
-        let expiry = t0 + 30 * 24 * 3_600_000;
         let mut next = 2u32;
         for strike_usd in [90_000i64, 100_000, 110_000] {
             for kind in [OptionKind::Call, OptionKind::Put] {
@@ -87,16 +94,22 @@ impl Genesis {
                     id: MarketId(next),
                     name: format!("BTC-{strike_usd}-{}", if kind == OptionKind::Call { "C" } else { "P" }),
                     underlying: UnderlyingId(0),
-                    kind: MarketKind::Option { kind, strike: strike_usd * 1_000_000, expiry_ms: expiry },
+                    // A literal strike in whole dollars: the conversion never saturates.
+                    kind: MarketKind::Option {
+                        kind,
+                        strike: strike_usd.saturating_mul(1_000_000),
+                        expiry_ms: EXPIRY,
+                    },
                     tick_size: 1_000_000,       // $1
                     lot_size_nanos: 10_000_000, // 0.01 BTC
                     risk,
                 });
-                next += 1;
+                // Six option markets after the two perpetuals: never near u32::MAX.
+                next = next.saturating_add(1);
             }
         }
         Genesis {
-            timestamp_ms: t0,
+            timestamp_ms: T0,
             authority: AccountId(0),
             validator_stakes: vec![100, 100, 100, 100],
             assets: vec![

@@ -1,6 +1,7 @@
 //! Invariants that hold after every block. Tests and simulations call
 //! [`State::check_invariants`]; a violation is a bug in the engine, never bad input.
 
+use crate::num::{add, add64, sub, sub64};
 use crate::state::State;
 use bastion_types::{MarketId, Side};
 use std::collections::BTreeMap;
@@ -17,35 +18,39 @@ impl State {
     /// - the incremental state root equals a full recomputation.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (i, asset) in self.assets.iter().enumerate() {
+            let overflow = || format!("asset {i}: collateral sum overflows");
             let mut sum: i128 = 0;
             for a in self.accounts.values() {
-                sum += a.balances.get(i).copied().unwrap_or(0);
+                sum = add(sum, a.balances.get(i).copied().unwrap_or(0)).map_err(|_| overflow())?;
                 if i == 0 {
-                    sum += a.positions.iter().map(|p| p.isolated_balance).sum::<i128>();
+                    for p in &a.positions {
+                        sum = add(sum, p.isolated_balance).map_err(|_| overflow())?;
+                    }
                 }
             }
-            sum += asset.insurance;
+            sum = add(sum, asset.insurance).map_err(|_| overflow())?;
             if i == 0 {
-                sum += self.fees;
+                sum = add(sum, self.fees).map_err(|_| overflow())?;
             }
-            let expected = asset.deposits - asset.withdrawals;
+            let expected = sub(asset.deposits, asset.withdrawals).map_err(|_| overflow())?;
             if sum != expected {
                 return Err(format!(
                     "asset {i} not conserved: balances+insurance+fees = {sum}, deposits-withdrawals = {expected} (diff {})",
-                    sum - expected
+                    sub(sum, expected).map_or_else(|_| "overflow".to_string(), |d| d.to_string())
                 ));
             }
         }
         for (id, m) in &self.markets {
+            let overflow = || format!("market {id}: open interest overflows");
             let mut long = 0i64;
             let mut short = 0i64;
             let mut holders = Vec::new();
             for (aid, a) in &self.accounts {
                 if let Some(p) = a.position(*id) {
                     if p.size > 0 {
-                        long += p.size;
+                        long = add64(long, p.size).map_err(|_| overflow())?;
                     } else {
-                        short -= p.size;
+                        short = sub64(short, p.size).map_err(|_| overflow())?;
                     }
                     if p.size != 0 {
                         holders.push(*aid);
@@ -66,10 +71,12 @@ impl State {
         for (id, m) in &self.markets {
             for o in m.book.orders() {
                 let e = exposure.entry((o.account, *id)).or_default();
-                match o.side {
-                    Side::Buy => e.0 += o.qty,
-                    Side::Sell => e.1 += o.qty,
-                }
+                let side = match o.side {
+                    Side::Buy => &mut e.0,
+                    Side::Sell => &mut e.1,
+                };
+                *side =
+                    add64(*side, o.qty).map_err(|_| format!("market {id}: resting exposure overflows"))?;
             }
         }
         for (aid, a) in &self.accounts {

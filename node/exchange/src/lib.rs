@@ -18,6 +18,14 @@
 //! 7. funding premiums are sampled and, at each interval, settled (then liquidations again);
 //! 8. the basis EMA is updated and the state commitment advanced.
 
+// Consensus code: no unchecked arithmetic and no lossy casts (STYLE.md, Lighthouse). Unit tests
+// are exempt, and so is the `testkit` workload generator (its own `#![allow]`).
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)
+)]
+
 mod encode;
 mod funding;
 mod genesis;

@@ -11,7 +11,7 @@
 //! so no negative account survives a block.
 
 use crate::margin::Health;
-use crate::num::{R, add, div_ceil, div_floor, mul, mul_div_ceil, mul_div_floor, neg, sub};
+use crate::num::{PPM_SQUARED, R, abs, add, div_ceil, div_floor, mul, mul_div_ceil, mul_div_floor, neg, sub};
 use crate::root::RecordKey;
 use crate::state::{Position, State};
 use crate::trade::{Origin, liquidation_order};
@@ -41,14 +41,16 @@ pub fn liquidation_base_nanos(
     insurance_fee_ppm: Ppm,
     quote_price_ppm: Ppm,
 ) -> R<i128> {
-    let rate = i128::from(maintenance_ppm) - i128::from(liquidator_fee_ppm) - i128::from(insurance_fee_ppm);
+    let rate = sub(
+        sub(i128::from(maintenance_ppm), i128::from(liquidator_fee_ppm))?,
+        i128::from(insurance_fee_ppm),
+    )?;
     // denominator in micro-quote per whole base unit, scaled by PPM twice (rate and quote price)
     let denom = mul(mul(i128::from(price), i128::from(quote_price_ppm))?, rate)?;
     if denom <= 0 || shortage <= 0 {
         return Ok(0);
     }
-    let num =
-        mul(mul(shortage, i128::from(bastion_types::NANOS_PER_UNIT))?, i128::from(PPM) * i128::from(PPM))?;
+    let num = mul(mul(shortage, i128::from(bastion_types::NANOS_PER_UNIT))?, PPM_SQUARED)?;
     div_ceil(num, denom)
 }
 
@@ -71,7 +73,7 @@ pub fn fillable_lot_value(
     let discount = mul_div_ceil(
         mul(abr, i128::from(smmr_ppm))?,
         position_mm,
-        mul(i128::from(PPM) * i128::from(PPM), i128::from(size).abs())?,
+        mul(PPM_SQUARED, i128::from(size).abs())?,
     )?;
     if size > 0 { sub(lot_value, discount) } else { add(lot_value, discount) }
 }
@@ -232,7 +234,7 @@ impl State {
             // bankrupt, if the fund can pay the worst case, else deleverage.
             let limit_value = if size > 0 { fp.max(bp) } else { fp.min(bp) };
             let limit_value = if bankrupt { fp } else { limit_value };
-            let worst_loss = if bankrupt { mul(sub(bp, limit_value)?.abs(), i128::from(qty))? } else { 0 };
+            let worst_loss = if bankrupt { mul(abs(sub(bp, limit_value)?)?, i128::from(qty))? } else { 0 };
             let fund = self.insurance_fund();
             if bankrupt && worst_loss > fund {
                 self.deleverage(account, scope, market, ranks, events)?;
@@ -370,10 +372,10 @@ impl State {
         let lot_value = m.lot_value_ceil;
         let bp = bankruptcy_lot_value(lot_value, size, size.abs(), pos_mm, &h)?;
         let funding_index = m.funding.index;
-        let want = -size.signum();
-        if !ranks.contains_key(&(market, want)) {
-            let ranked = self.rank_counterparties(market, want)?;
-            ranks.insert((market, want), (ranked, 0));
+        // signum is -1, 0 or 1: its negation is exact.
+        let want = size.signum().saturating_neg();
+        if let std::collections::btree_map::Entry::Vacant(e) = ranks.entry((market, want)) {
+            e.insert((self.rank_counterparties(market, want)?, 0));
         }
         let (ranked, mut cursor) = ranks.remove(&(market, want)).unwrap_or_default();
         let mut remaining = size.abs();
@@ -406,7 +408,7 @@ impl State {
                 funding_index,
                 None,
             )?;
-            let d_oi = a_new.max(0) - a_old.max(0) + c_new.max(0) - c_old.max(0);
+            let d_oi = crate::trade::oi_delta([(a_old, a_new), (c_old, c_new)]);
             let m = self.markets.get_mut(&market).ok_or(Reject::UnknownMarket(market))?;
             m.open_interest = m.open_interest.saturating_add(d_oi);
             for (acct, new) in [(account, a_new), (counterparty, c_new)] {
@@ -444,8 +446,8 @@ impl State {
             let value = crate::margin::position_value(m, hp.size)?;
             let upnl = sub(value, hp.cost)?;
             let hh = if hp.isolated { self.isolated_health(hp, None)? } else { self.cross_health(ha, None)? };
-            let pnl_ppm = mul_div_floor(upnl, i128::from(PPM), hp.cost.abs().max(1))?;
-            let lev_ppm = mul_div_floor(value.abs(), i128::from(PPM), hh.collateral.max(1))?;
+            let pnl_ppm = mul_div_floor(upnl, i128::from(PPM), abs(hp.cost)?.max(1))?;
+            let lev_ppm = mul_div_floor(abs(value)?, i128::from(PPM), hh.collateral.max(1))?;
             let score = mul_div_floor(pnl_ppm, lev_ppm, i128::from(PPM))?;
             ranked.push((score, *holder));
         }

@@ -4,9 +4,9 @@
 //! Rounding is always towards the protocol's safety: collateral and position values round
 //! down, requirements round up.
 
-use crate::num::{R, add, div_ceil, mul, mul_div_ceil, mul_div_floor, sub};
+use crate::num::{R, add, div_ceil, mul, mul_abs_lots, mul_div_ceil, mul_div_floor, mul_lots, neg, sub};
 use crate::state::{Account, Market, Position, RiskRow, State};
-use bastion_types::{MarginTier, MarketKind, Micros, PPM, Reject, RiskParams};
+use bastion_types::{MarginTier, MarketKind, Micros, PPM, Ppm, Reject, RiskParams};
 
 /// Collateral and requirements of an account (or of one isolated position).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,6 +67,13 @@ fn asset_value(bal: i64, (price, keep_ppm): (i64, i64)) -> R<Micros> {
     if v > 0 { mul_div_floor(v, i128::from(keep_ppm), i128::from(PPM)) } else { Ok(v) }
 }
 
+/// The kept fraction `1 - haircut` of a collateral asset, in ppm, with the haircut clamped
+/// to `[0, PPM]`.
+fn keep_ppm(haircut_ppm: Ppm) -> i64 {
+    // Exact: after the clamp the difference lies in [0, PPM], so it never saturates.
+    PPM.saturating_sub(haircut_ppm.clamp(0, PPM))
+}
+
 /// A hypothetical change to one position, to check margin before it happens.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Overlay {
@@ -89,11 +96,19 @@ pub fn tiered_requirement(tiers: &[MarginTier], notional: Micros) -> R<(Micros, 
         if let Some(p) = prev {
             ded_im = add(
                 ded_im,
-                mul_div_ceil(t.notional_floor, i128::from(t.imr_ppm - p.imr_ppm), i128::from(PPM))?,
+                mul_div_ceil(
+                    t.notional_floor,
+                    sub(i128::from(t.imr_ppm), i128::from(p.imr_ppm))?,
+                    i128::from(PPM),
+                )?,
             )?;
             ded_mm = add(
                 ded_mm,
-                mul_div_ceil(t.notional_floor, i128::from(t.mmr_ppm - p.mmr_ppm), i128::from(PPM))?,
+                mul_div_ceil(
+                    t.notional_floor,
+                    sub(i128::from(t.mmr_ppm), i128::from(p.mmr_ppm))?,
+                    i128::from(PPM),
+                )?,
             )?;
         }
         if notional >= t.notional_floor {
@@ -118,7 +133,11 @@ pub(crate) fn maintenance_tiers(tiers: &[MarginTier]) -> R<Vec<(Micros, i64, Mic
         if let Some(p) = prev {
             ded = add(
                 ded,
-                mul_div_ceil(t.notional_floor, i128::from(t.mmr_ppm - p.mmr_ppm), i128::from(PPM))?,
+                mul_div_ceil(
+                    t.notional_floor,
+                    sub(i128::from(t.mmr_ppm), i128::from(p.mmr_ppm))?,
+                    i128::from(PPM),
+                )?,
             )?;
         }
         out.push((t.notional_floor, t.mmr_ppm, ded));
@@ -131,12 +150,12 @@ pub(crate) fn maintenance_tiers(tiers: &[MarginTier]) -> R<Vec<(Micros, i64, Mic
 /// compiler turns the constant division into a multiply), exact 128-bit otherwise.
 #[inline]
 fn mul_ppm_ceil(a: i128, b: i64) -> R<i128> {
-    if let Ok(a64) = i64::try_from(a) {
-        if let Some(p) = a64.checked_mul(b) {
-            let q = p / PPM;
-            let r = p % PPM;
-            return Ok(i128::from(if r > 0 { q + 1 } else { q }));
-        }
+    // `q + 1` cannot overflow (|q| <= i64::MAX / PPM); the checked form costs nothing here.
+    if let Ok(a64) = i64::try_from(a)
+        && let Some(p) = a64.checked_mul(b)
+        && let Some(c) = (p / PPM).checked_add(i64::from(p % PPM > 0))
+    {
+        return Ok(i128::from(c));
     }
     mul_div_ceil(a, i128::from(b), i128::from(PPM))
 }
@@ -211,8 +230,8 @@ pub(crate) fn position_requirement(
             }
             let spot = i128::from(m.spec_index_hint());
             let otm = match kind {
-                bastion_types::OptionKind::Call => (i128::from(*strike) - spot).max(0),
-                bastion_types::OptionKind::Put => (spot - i128::from(*strike)).max(0),
+                bastion_types::OptionKind::Call => sub(i128::from(*strike), spot)?.max(0),
+                bastion_types::OptionKind::Put => sub(spot, i128::from(*strike))?.max(0),
             };
             let im_unit = sub(mul_div_ceil(spot, 150_000, i128::from(PPM))?, otm)?.max(mul_div_ceil(
                 spot,
@@ -249,7 +268,7 @@ impl State {
                 None => *bal,
                 Some(u) => {
                     let price = self.underlyings.get(usize::from(u.0)).map(|u| u.index).unwrap_or(0);
-                    let haircut = i128::from(PPM - asset.spec.haircut_ppm.clamp(0, PPM));
+                    let haircut = i128::from(keep_ppm(asset.spec.haircut_ppm));
                     let v =
                         mul_div_floor(*bal, i128::from(price), i128::from(bastion_types::MICROS_PER_UNIT))?;
                     if v > 0 { mul_div_floor(v, haircut, i128::from(PPM))? } else { v }
@@ -318,7 +337,8 @@ impl State {
     /// Per-market figures the sweep needs, gathered once per sweep into a flat table indexed
     /// by market id (a lookup is then one bounds-checked load instead of a tree walk).
     pub(crate) fn sweep_table(&self) -> SweepTable {
-        let len = self.markets.keys().next_back().map_or(0, |id| id.0 as usize + 1);
+        // A `u32` id plus one cannot overflow `usize` on the 64-bit targets we build for.
+        let len = self.markets.keys().next_back().map_or(0, |id| (id.0 as usize).saturating_add(1));
         let mut rows = vec![None; len];
         for (id, m) in &self.markets {
             if let Some(row) = rows.get_mut(id.0 as usize) {
@@ -342,7 +362,7 @@ impl State {
             .map(|a| {
                 a.spec.price_source.map(|u| {
                     let price = self.underlyings.get(usize::from(u.0)).map(|x| x.index).unwrap_or(0);
-                    (price, PPM - a.spec.haircut_ppm.clamp(0, PPM))
+                    (price, keep_ppm(a.spec.haircut_ppm))
                 })
             })
             .collect();
@@ -390,19 +410,16 @@ impl State {
         if a.portfolio {
             return RiskRow::SLOW;
         }
-        let mut n = 0;
+        let mut slots = row.markets.iter_mut().zip(row.sizes.iter_mut());
         for p in a.positions.iter().filter(|p| !p.isolated && p.size != 0) {
             let Some(m) = self.markets.get(&p.market) else { return RiskRow::SLOW };
             // Unsettled funding or an option: the full computation handles it.
             if m.funding.index != p.funding_snapshot || !matches!(m.spec.kind, MarketKind::Perpetual) {
                 return RiskRow::SLOW;
             }
-            let (Some(mk), Some(sz)) = (row.markets.get_mut(n), row.sizes.get_mut(n)) else {
-                return RiskRow::SLOW;
-            };
+            let Some((mk, sz)) = slots.next() else { return RiskRow::SLOW };
             *mk = p.market.0;
             *sz = p.size;
-            n += 1;
         }
         row
     }
@@ -431,9 +448,15 @@ impl State {
                 continue;
             }
             let Some(Some(m)) = table.rows.get(*mk as usize) else { continue };
-            let size = i128::from(*sz);
-            collateral = add(collateral, if *sz >= 0 { size * m.lot_floor } else { size * m.lot_ceil })?;
-            maintenance = add(maintenance, tiered_maintenance(&m.perp_tiers, mul(size.abs(), m.lot_ceil)?)?)?;
+            // A short's value is `sz * lot_ceil`, the negated notional: one multiply serves both.
+            let (value, notional) = if *sz >= 0 {
+                (mul_lots(*sz, m.lot_floor)?, mul_lots(*sz, m.lot_ceil)?)
+            } else {
+                let value = mul_lots(*sz, m.lot_ceil)?;
+                (value, neg(value)?)
+            };
+            collateral = add(collateral, value)?;
+            maintenance = add(maintenance, tiered_maintenance(&m.perp_tiers, notional)?)?;
         }
         Ok((collateral, maintenance))
     }
@@ -452,13 +475,12 @@ impl State {
         let mut maintenance: i128 = 0;
         for p in acct.positions.iter().filter(|p| !p.isolated && p.size != 0) {
             let Some(Some(row)) = table.rows.get(p.market.0 as usize) else { continue };
-            let size = i128::from(p.size);
-            let value = if p.size >= 0 { size * row.lot_floor } else { size * row.lot_ceil };
+            let value = mul_lots(p.size, if p.size >= 0 { row.lot_floor } else { row.lot_ceil })?;
             collateral = add(collateral, value)?;
-            if row.funding_index != p.funding_snapshot {
-                if let Some(m) = self.markets.get(&p.market) {
-                    collateral = sub(collateral, pending_funding(m, p)?)?;
-                }
+            if row.funding_index != p.funding_snapshot
+                && let Some(m) = self.markets.get(&p.market)
+            {
+                collateral = sub(collateral, pending_funding(m, p)?)?;
             }
             let mm = if row.perp_tiers.is_empty() {
                 match self.markets.get(&p.market) {
@@ -466,7 +488,7 @@ impl State {
                     None => 0,
                 }
             } else {
-                tiered_maintenance(&row.perp_tiers, mul(size.abs(), row.lot_ceil)?)?
+                tiered_maintenance(&row.perp_tiers, mul_abs_lots(p.size, row.lot_ceil)?)?
             };
             maintenance = add(maintenance, mm)?;
         }

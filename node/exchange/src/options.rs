@@ -59,11 +59,12 @@ pub(crate) fn option_mark(
     option_price(kind, index, strike, vol_ppm, time_ms)
 }
 
-fn intrinsic(kind: OptionKind, spot: PriceMicros, strike: PriceMicros) -> i128 {
-    match kind {
-        OptionKind::Call => (i128::from(spot) - i128::from(strike)).max(0),
-        OptionKind::Put => (i128::from(strike) - i128::from(spot)).max(0),
-    }
+fn intrinsic(kind: OptionKind, spot: PriceMicros, strike: PriceMicros) -> R<i128> {
+    let (spot, strike) = (i128::from(spot), i128::from(strike));
+    Ok(match kind {
+        OptionKind::Call => sub(spot, strike)?.max(0),
+        OptionKind::Put => sub(strike, spot)?.max(0),
+    })
 }
 
 /// Portfolio requirements `(initial, maintenance)` of the account's cross positions.
@@ -113,8 +114,11 @@ pub(crate) fn portfolio_requirement(
         }
         let mut worst: i128 = 0;
         for (ds, dv) in scenarios {
-            let shocked =
-                crate::num::to_i64(mul_div_floor(i128::from(spot), i128::from(PPM + ds), i128::from(PPM))?)?;
+            let shocked = crate::num::to_i64(mul_div_floor(
+                i128::from(spot),
+                add(i128::from(PPM), i128::from(ds))?,
+                i128::from(PPM),
+            )?)?;
             let mut pnl: i128 = 0;
             for (mid, size, ..) in &sizes {
                 let Some(m) = state.markets.get(mid) else { continue };
@@ -122,13 +126,15 @@ pub(crate) fn portfolio_requirement(
                     continue;
                 }
                 let new_price = match &m.spec.kind {
-                    MarketKind::Perpetual => {
-                        mul_div_floor(i128::from(m.mark), i128::from(PPM + ds), i128::from(PPM))?
-                    }
+                    MarketKind::Perpetual => mul_div_floor(
+                        i128::from(m.mark),
+                        add(i128::from(PPM), i128::from(ds))?,
+                        i128::from(PPM),
+                    )?,
                     MarketKind::Option { kind, strike, expiry_ms } => {
                         let vol = mul_div_floor(
                             i128::from(m.spec.risk.volatility_ppm),
-                            i128::from(PPM + dv),
+                            add(i128::from(PPM), i128::from(dv))?,
                             i128::from(PPM),
                         )?;
                         i128::from(option_price(
@@ -187,7 +193,7 @@ impl State {
                 continue; // no index yet: settles once one exists
             }
             let MarketKind::Option { kind, strike, .. } = m.spec.kind else { continue };
-            let payoff = intrinsic(kind, index, strike);
+            let payoff = intrinsic(kind, index, strike)?;
             let lot = i128::from(m.spec.lot_size_nanos);
             // Remove resting orders.
             let orders: Vec<(bastion_types::OrderId, AccountId)> =

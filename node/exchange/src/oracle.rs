@@ -69,7 +69,7 @@ impl State {
                 (median, false, false)
             } else {
                 let prev128 = i128::from(prev);
-                let dev = (i128::from(median) - prev128).abs();
+                let dev = sub(i128::from(median), prev128)?.abs();
                 let diverged =
                     mul(dev, i128::from(PPM))? > mul(prev128, i128::from(params.halt_divergence_ppm))?;
                 let max_move = mul_div_floor(prev128, i128::from(params.max_move_ppm), i128::from(PPM))?;
@@ -175,7 +175,7 @@ impl State {
             let index = i128::from(m.index_cache);
             let band =
                 crate::num::mul_div_floor(index, i128::from(m.spec.risk.price_band_ppm), i128::from(PPM))?;
-            let sample = sub(book, index)?.clamp(-band, band);
+            let sample = sub(book, index)?.clamp(crate::num::neg(band)?, band);
             let ema = i128::from(m.basis_ema);
             let next = add(ema, crate::num::div_floor(mul(sub(sample, ema)?, w)?, i128::from(PPM))?)?;
             let next = i64::try_from(next).map_err(|_| bastion_types::Reject::Overflow)?;

@@ -67,8 +67,8 @@ pub fn validate_spec(spec: &MarketSpec, underlyings: usize) -> Result<(), Reject
         return Err(bad("tick_size and lot_size_nanos must be positive"));
     }
     // Trade notionals must be exact integers: one tick on one lot is a whole micro-unit.
-    let product = i128::from(spec.tick_size) * i128::from(spec.lot_size_nanos);
-    if product % i128::from(bastion_types::NANOS_PER_UNIT) != 0 {
+    let product = crate::num::wide_mul(spec.tick_size, spec.lot_size_nanos);
+    if product.checked_rem(i128::from(bastion_types::NANOS_PER_UNIT)) != Some(0) {
         return Err(bad("tick_size * lot_size_nanos must be a multiple of 1e9 (exact trade notionals)"));
     }
     if let MarketKind::Option { strike, .. } = spec.kind

@@ -301,8 +301,11 @@ impl Market {
 
     /// Quote micro-units for one lot at one tick. Exact by construction (checked at listing).
     pub fn quote_per_tick_lot(&self) -> Micros {
-        i128::from(self.spec.tick_size) * i128::from(self.spec.lot_size_nanos)
-            / i128::from(bastion_types::NANOS_PER_UNIT)
+        // NANOS_PER_UNIT is a positive constant: the division cannot fail, so the fallback
+        // is never taken.
+        crate::num::wide_mul(self.spec.tick_size, self.spec.lot_size_nanos)
+            .checked_div(i128::from(bastion_types::NANOS_PER_UNIT))
+            .unwrap_or(0)
     }
 
     pub(crate) fn book_limits(&self) -> BookLimits {

@@ -1,6 +1,12 @@
 //! A deterministic workload generator: traders, order flow and oracle price paths driven by a
 //! seed. Used by the property tests, the perf suites and (later) the devnet load generator, so
 //! each exercises the engine with the same kind of flow. Nothing here runs inside consensus.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 use crate::{Genesis, State};
 use bastion_types::{

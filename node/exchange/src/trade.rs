@@ -269,8 +269,8 @@ impl State {
         };
         if let Some((s, q)) = replacing {
             match s {
-                Side::Buy => overlay.dopen_buy = -q,
-                Side::Sell => overlay.dopen_sell = -q,
+                Side::Buy => overlay.dopen_buy = crate::num::neg64(q)?,
+                Side::Sell => overlay.dopen_sell = crate::num::neg64(q)?,
             }
         }
         let pos = acct.position(market);
@@ -470,7 +470,7 @@ impl State {
             funding_index,
             Some((taker_side.opposite(), qty)),
         )?;
-        let d_oi = t_new.max(0) - t_old.max(0) + m_new.max(0) - m_old.max(0);
+        let d_oi = oi_delta([(t_old, t_new), (m_old, m_new)]);
         self.fees = add(self.fees, add(taker_fee, maker_fee)?)?;
         let m = self.markets.get_mut(&market).ok_or(Reject::UnknownMarket(market))?;
         m.open_interest = m.open_interest.saturating_add(d_oi);
@@ -635,6 +635,17 @@ impl State {
         self.touch_account(signer);
         Ok(())
     }
+}
+
+/// The change in open interest (the long side) when two positions go from `old` to `new`
+/// lots each. Each difference of two non-negative `i64`s is exact; their sum saturates only
+/// past `i64::MAX` lots of open interest, which the open-interest cap rules out long before,
+/// and it matches the saturating update of the counter it is added to.
+pub(crate) fn oi_delta(changes: [(Lots, Lots); 2]) -> Lots {
+    let [(a_old, a_new), (b_old, b_new)] = changes;
+    let da = a_new.max(0).saturating_sub(a_old.max(0));
+    let db = b_new.max(0).saturating_sub(b_old.max(0));
+    da.saturating_add(db)
 }
 
 /// A liquidation order for `account`: IOC at `price`, cancelling resting orders of the same

@@ -1,6 +1,9 @@
 //! Hand-built scenarios with known outcomes: matching and margin, rejections, liquidation with
 //! the insurance fund, auto-deleveraging, option expiry, oracle guards, governance.
 
+// Test helpers as well as #[test] functions may panic: a panic is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use bastion_exchange::{Genesis, State};
 use bastion_types::*;
 
@@ -263,7 +266,7 @@ fn without_liquidity_or_fund_a_bankrupt_position_is_deleveraged_at_the_bankruptc
     assert!(earlier > 0 || n.size(2, BTC_PERP) == 0, "deleveraging expected: {ev:?}");
     assert_eq!(n.size(2, BTC_PERP), 0);
     // Both shorts were reduced; open interest is what they still hold.
-    assert_eq!(n.size(3, BTC_PERP) + n.size(4, BTC_PERP), 0 - 0 - n.state.markets[&BTC_PERP].open_interest);
+    assert_eq!(n.size(3, BTC_PERP) + n.size(4, BTC_PERP), -n.state.markets[&BTC_PERP].open_interest);
     let h = n.state.account_health(AccountId(2)).unwrap();
     assert!(h.collateral >= 0, "no negative account survives: {h:?}");
 }

@@ -3,6 +3,9 @@
 //! `BASTION_SEED=<seed> cargo test -p bastion-exchange --test simulation` replays it.
 //! `BASTION_LONG=1` runs many more seeds and blocks.
 
+// Test helpers as well as #[test] functions may panic: a panic is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use bastion_exchange::testkit::{PathKind, Workload};
 use bastion_exchange::{Genesis, State, StateRoot, apply};
 use bastion_types::{Block, Event};
