@@ -544,32 +544,23 @@ impl Book {
                 let n = &mut self.nodes[cur as usize];
                 let next = n.next;
                 if n.order.account == o.account {
-                    match o.stp {
-                        SelfTradePrevention::CancelResting => {
-                            let maker = self.unlink(cur);
-                            out.push(BookEvent::Done {
-                                order: maker.id,
-                                account: maker.account,
-                                side: maker.side,
-                                reason: DoneReason::SelfTrade,
-                                remaining: maker.qty,
-                            });
-                            cur = next;
-                            continue;
-                        }
-                        SelfTradePrevention::CancelTaker => return (remaining, true),
-                        SelfTradePrevention::CancelBoth => {
-                            let maker = self.unlink(cur);
-                            out.push(BookEvent::Done {
-                                order: maker.id,
-                                account: maker.account,
-                                side: maker.side,
-                                reason: DoneReason::SelfTrade,
-                                remaining: maker.qty,
-                            });
-                            return (remaining, true);
-                        }
+                    if o.stp == SelfTradePrevention::CancelTaker {
+                        return (remaining, true);
                     }
+                    // CancelResting and CancelBoth both remove the resting order.
+                    let maker = self.unlink(cur);
+                    out.push(BookEvent::Done {
+                        order: maker.id,
+                        account: maker.account,
+                        side: maker.side,
+                        reason: DoneReason::SelfTrade,
+                        remaining: maker.qty,
+                    });
+                    if o.stp == SelfTradePrevention::CancelBoth {
+                        return (remaining, true);
+                    }
+                    cur = next;
+                    continue;
                 }
                 let q = remaining.min(n.order.qty);
                 n.order.qty -= q;

@@ -84,66 +84,48 @@ pub(crate) struct Overlay {
     pub dopen_sell: i64,
 }
 
-/// Maintenance and initial requirements of a position of `notional` under tiered rates,
-/// with deductions that keep each continuous across tiers (Hyperliquid):
-/// `deduction_n = deduction_{n-1} + floor_n * (rate_n - rate_{n-1})`.
-pub fn tiered_requirement(tiers: &[MarginTier], notional: Micros) -> R<(Micros, Micros)> {
-    let mut ded_im: i128 = 0;
-    let mut ded_mm: i128 = 0;
-    let mut prev: Option<&MarginTier> = None;
-    let mut chosen: Option<(&MarginTier, i128, i128)> = None;
+/// The tiers with the cumulative deduction of one rate (`rate` picks initial or maintenance):
+/// `(notional_floor, rate_ppm, deduction)` with
+/// `deduction_n = deduction_{n-1} + floor_n * (rate_n - rate_{n-1})` (Hyperliquid), which keeps
+/// the requirement continuous across tiers.
+fn tiers_with_deductions(
+    tiers: &[MarginTier],
+    rate: fn(&MarginTier) -> i64,
+) -> R<Vec<(Micros, i64, Micros)>> {
+    let mut out: Vec<(Micros, i64, Micros)> = Vec::with_capacity(tiers.len());
     for t in tiers {
-        if let Some(p) = prev {
-            ded_im = add(
-                ded_im,
+        let ded = match out.last() {
+            None => 0,
+            Some((_, prev_rate, prev_ded)) => add(
+                *prev_ded,
                 mul_div_ceil(
                     t.notional_floor,
-                    sub(i128::from(t.imr_ppm), i128::from(p.imr_ppm))?,
+                    sub(i128::from(rate(t)), i128::from(*prev_rate))?,
                     i128::from(PPM),
                 )?,
-            )?;
-            ded_mm = add(
-                ded_mm,
-                mul_div_ceil(
-                    t.notional_floor,
-                    sub(i128::from(t.mmr_ppm), i128::from(p.mmr_ppm))?,
-                    i128::from(PPM),
-                )?,
-            )?;
-        }
-        if notional >= t.notional_floor {
-            chosen = Some((t, ded_im, ded_mm));
-        }
-        prev = Some(t);
+            )?,
+        };
+        out.push((t.notional_floor, rate(t), ded));
     }
-    let Some((t, ded_im, ded_mm)) = chosen else {
-        return Err(Reject::InvalidParams("no margin tier covers the notional".into()));
-    };
-    let im = sub(mul_div_ceil(notional, i128::from(t.imr_ppm), i128::from(PPM))?, ded_im)?;
-    let mm = sub(mul_div_ceil(notional, i128::from(t.mmr_ppm), i128::from(PPM))?, ded_mm)?;
-    Ok((im.max(0), mm.max(0)))
+    Ok(out)
+}
+
+/// Maintenance and initial requirements `(initial, maintenance)` of a position of `notional`
+/// under tiered rates, each continuous across tiers.
+pub fn tiered_requirement(tiers: &[MarginTier], notional: Micros) -> R<(Micros, Micros)> {
+    let im = tier_requirement(&initial_tiers(tiers)?, notional)?;
+    let mm = tier_requirement(&maintenance_tiers(tiers)?, notional)?;
+    Ok((im, mm))
 }
 
 /// Maintenance tiers with their cumulative deductions: `(floor, mmr_ppm, deduction)`.
 pub(crate) fn maintenance_tiers(tiers: &[MarginTier]) -> R<Vec<(Micros, i64, Micros)>> {
-    let mut out = Vec::with_capacity(tiers.len());
-    let mut ded: i128 = 0;
-    let mut prev: Option<&MarginTier> = None;
-    for t in tiers {
-        if let Some(p) = prev {
-            ded = add(
-                ded,
-                mul_div_ceil(
-                    t.notional_floor,
-                    sub(i128::from(t.mmr_ppm), i128::from(p.mmr_ppm))?,
-                    i128::from(PPM),
-                )?,
-            )?;
-        }
-        out.push((t.notional_floor, t.mmr_ppm, ded));
-        prev = Some(t);
-    }
-    Ok(out)
+    tiers_with_deductions(tiers, |t| t.mmr_ppm)
+}
+
+/// Initial tiers with their cumulative deductions: `(floor, imr_ppm, deduction)`.
+pub(crate) fn initial_tiers(tiers: &[MarginTier]) -> R<Vec<(Micros, i64, Micros)>> {
+    tiers_with_deductions(tiers, |t| t.imr_ppm)
 }
 
 /// `ceil(a * b / PPM)` through 64-bit arithmetic when it fits (the common case, and the
@@ -160,9 +142,10 @@ fn mul_ppm_ceil(a: i128, b: i64) -> R<i128> {
     mul_div_ceil(a, i128::from(b), i128::from(PPM))
 }
 
-/// Maintenance requirement of a perpetual position of `notional` from the cached tiers.
+/// Requirement of a position of `notional` from tiers with deductions (see
+/// [`tiers_with_deductions`]).
 #[inline]
-fn tiered_maintenance(tiers: &[(Micros, i64, Micros)], notional: Micros) -> R<Micros> {
+fn tier_requirement(tiers: &[(Micros, i64, Micros)], notional: Micros) -> R<Micros> {
     let Some((_, rate, ded)) = tiers.iter().rev().find(|(floor, ..)| notional >= *floor) else {
         return Err(Reject::InvalidParams("no margin tier covers the notional".into()));
     };
@@ -213,8 +196,17 @@ pub(crate) fn position_requirement(
             let worst = size.saturating_add(open_buy).abs().max(size.saturating_sub(open_sell).abs());
             let n_im = abs_notional(m, worst)?;
             let n_mm = abs_notional(m, size)?;
-            let (im, _) = tiered_requirement(&m.spec.risk.tiers, n_im)?;
-            let (_, mm) = tiered_requirement(&m.spec.risk.tiers, n_mm)?;
+            // The per-block caches, or the parameters themselves before the first mark.
+            let im = if m.im_tiers.is_empty() {
+                tiered_requirement(&m.spec.risk.tiers, n_im)?.0
+            } else {
+                tier_requirement(&m.im_tiers, n_im)?
+            };
+            let mm = if m.mm_tiers.is_empty() {
+                tiered_requirement(&m.spec.risk.tiers, n_mm)?.1
+            } else {
+                tier_requirement(&m.mm_tiers, n_mm)?
+            };
             let oi = abs_notional(m, m.open_interest)?;
             Ok((oi_scaled_initial(&m.spec.risk, im, n_im, oi)?, mm))
         }
@@ -222,11 +214,16 @@ pub(crate) fn position_requirement(
             // Standard option margin (Deribit) per unit of underlying for shorts:
             // IM = max(15% - OTM/S, 10%) * S, MM = 7.5% * S. The short's liability (its mark)
             // is already in the collateral as a negative position value, so it is not added
-            // again. Longs paid their premium in cash and need nothing more.
+            // again. Longs (and resting buys) need their value in initial margin: a long
+            // option is paid for in full, never financed by its own mark value. Their
+            // maintenance requirement is zero: a falling option lowers the collateral by
+            // exactly the value it already reserved.
+            let long_im = size.saturating_add(open_buy).max(0);
+            let long_value = mul_lots(long_im, m.lot_value_ceil)?;
             let short_im = size.saturating_sub(open_sell).min(0).unsigned_abs();
             let short_mm = size.min(0).unsigned_abs();
             if short_im == 0 && short_mm == 0 {
-                return Ok((0, 0));
+                return Ok((long_value, 0));
             }
             let spot = i128::from(m.spec_index_hint());
             let otm = match kind {
@@ -243,7 +240,7 @@ pub(crate) fn position_requirement(
             let nanos = i128::from(bastion_types::NANOS_PER_UNIT);
             let im = mul_div_ceil(mul(im_unit, i128::from(short_im))?, lot, nanos)?;
             let mm = mul_div_ceil(mul(mm_unit, i128::from(short_mm))?, lot, nanos)?;
-            Ok((im, mm))
+            Ok((add(im, long_value)?, mm))
         }
     }
 }
@@ -448,6 +445,11 @@ impl State {
                 continue;
             }
             let Some(Some(m)) = table.rows.get(*mk as usize) else { continue };
+            if m.perp_tiers.is_empty() {
+                // No cached tiers (a market whose parameters just changed before its first
+                // mark): the full computation reads the parameters.
+                return self.cross_maintenance(table, acct);
+            }
             // A short's value is `sz * lot_ceil`, the negated notional: one multiply serves both.
             let (value, notional) = if *sz >= 0 {
                 (mul_lots(*sz, m.lot_floor)?, mul_lots(*sz, m.lot_ceil)?)
@@ -456,7 +458,7 @@ impl State {
                 (value, neg(value)?)
             };
             collateral = add(collateral, value)?;
-            maintenance = add(maintenance, tiered_maintenance(&m.perp_tiers, notional)?)?;
+            maintenance = add(maintenance, tier_requirement(&m.perp_tiers, notional)?)?;
         }
         Ok((collateral, maintenance))
     }
@@ -488,7 +490,7 @@ impl State {
                     None => 0,
                 }
             } else {
-                tiered_maintenance(&row.perp_tiers, mul_abs_lots(p.size, row.lot_ceil)?)?
+                tier_requirement(&row.perp_tiers, mul_abs_lots(p.size, row.lot_ceil)?)?
             };
             maintenance = add(maintenance, mm)?;
         }

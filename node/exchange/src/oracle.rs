@@ -148,8 +148,10 @@ impl State {
             let floor = div_floor(mul(i128::from(mark), lot)?, nanos)?;
             let ceil = div_ceil(mul(i128::from(mark), lot)?, nanos)?;
             let mm_tiers = crate::margin::maintenance_tiers(&m.spec.risk.tiers)?;
+            let im_tiers = crate::margin::initial_tiers(&m.spec.risk.tiers)?;
             if let Some(m) = self.markets.get_mut(&id) {
                 m.mm_tiers = mm_tiers;
+                m.im_tiers = im_tiers;
                 let changed = m.mark != mark;
                 m.mark = mark;
                 m.index_cache = index;

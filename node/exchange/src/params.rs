@@ -179,6 +179,10 @@ impl State {
                 ParamUpdate::Risk { market, risk } => {
                     if let Some(m) = self.markets.get_mut(market) {
                         m.spec.risk = risk.clone();
+                        // Derived tier caches are rebuilt with the next mark; until then
+                        // requirements are computed from the parameters.
+                        m.mm_tiers.clear();
+                        m.im_tiers.clear();
                         let limits = m.book_limits();
                         m.book.set_limits(limits);
                     }
@@ -235,6 +239,7 @@ pub(crate) fn new_market(spec: MarketSpec) -> Market {
         lot_value_ceil: 0,
         index_cache: 0,
         mm_tiers: Vec::new(),
+        im_tiers: Vec::new(),
     };
     let limits = m.book_limits();
     m.book.set_limits(limits);

@@ -291,6 +291,8 @@ pub struct Market {
     /// Maintenance tiers as `(notional_floor, mmr_ppm, deduction)`, derived from the risk
     /// parameters each block for the margin sweep (not part of the state commitment).
     pub mm_tiers: Vec<(Micros, i64, Micros)>,
+    /// Initial tiers likewise, `(notional_floor, imr_ppm, deduction)`.
+    pub im_tiers: Vec<(Micros, i64, Micros)>,
 }
 
 impl Market {

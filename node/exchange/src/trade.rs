@@ -197,6 +197,14 @@ impl State {
             ),
         };
         let pos = acct.position(req.market).copied().unwrap_or_default();
+        if status == MarketStatus::ReduceOnly && !req.reduce_only {
+            // A reduce-only market takes only orders that reduce and cannot rest: anything
+            // else is told the market's state rather than a reduce-only rule it did not ask for.
+            let reduces = pos.size != 0 && pos.size.signum() != req.side.sign();
+            if !reduces || !matches!(tif, TimeInForce::Ioc | TimeInForce::Fok) {
+                return Err(Reject::MarketClosed(status));
+            }
+        }
         let reduce_only = req.reduce_only || status == MarketStatus::ReduceOnly;
         let mut qty = req.qty;
         if reduce_only {

@@ -11,6 +11,8 @@ const USD: i128 = 1_000_000;
 const BTC_PERP: MarketId = MarketId(0);
 /// BTC-100000-C in the devnet genesis.
 const BTC_100K_CALL: MarketId = MarketId(4);
+/// BTC-110000-C in the devnet genesis.
+const BTC_110K_CALL: MarketId = MarketId(6);
 
 struct Net {
     state: State,
@@ -459,4 +461,90 @@ fn isolated_positions_are_liquidated_alone() {
         "{ev:?}"
     );
     assert_eq!(n.quote(2), cross_before, "the cross balance is untouched");
+}
+
+fn mark_ticks(n: &Net, m: MarketId) -> Ticks {
+    let m = &n.state.markets[&m];
+    m.mark / m.spec.tick_size
+}
+
+#[test]
+fn long_options_are_paid_in_full_under_standard_margin() {
+    let mut n = Net::new();
+    n.deposit(1, 100_000);
+    n.deposit(2, 10);
+    let px = mark_ticks(&n, BTC_100K_CALL);
+    // 10 lots (0.1 BTC) of the 100k call cost 0.1 x mark, far more than $10.
+    let ev = n.block(vec![
+        (1, order(BTC_100K_CALL, Side::Sell, Some(px), 10, TimeInForce::Gtc)),
+        (2, order(BTC_100K_CALL, Side::Buy, Some(px), 10, TimeInForce::Ioc)),
+    ]);
+    assert!(matches!(rejections(&ev)[..], [Reject::InitialMargin { .. }]), "{ev:?}");
+    assert_eq!(n.size(2, BTC_100K_CALL), 0);
+}
+
+#[test]
+fn portfolio_margin_recognises_a_call_spread_hedge() {
+    let mut n = Net::new();
+    n.deposit(1, 1_000_000);
+    n.deposit(2, 50_000);
+    let long_px = mark_ticks(&n, BTC_100K_CALL);
+    let short_px = mark_ticks(&n, BTC_110K_CALL);
+    // 2 buys the 100k call and sells the 110k call, 10 lots (0.1 BTC) each: a bull call
+    // spread whose loss can never exceed what it is worth now.
+    let ev = n.block(vec![
+        (1, order(BTC_100K_CALL, Side::Sell, Some(long_px), 10, TimeInForce::Gtc)),
+        (2, order(BTC_100K_CALL, Side::Buy, Some(long_px), 10, TimeInForce::Ioc)),
+        (1, order(BTC_110K_CALL, Side::Buy, Some(short_px), 10, TimeInForce::Gtc)),
+        (2, order(BTC_110K_CALL, Side::Sell, Some(short_px), 10, TimeInForce::Ioc)),
+    ]);
+    assert_eq!(rejections(&ev), vec![]);
+    assert_eq!((n.size(2, BTC_100K_CALL), n.size(2, BTC_110K_CALL)), (10, -10));
+    let standard = n.state.account_health(AccountId(2)).unwrap();
+    let ev = n.block(vec![(2, Action::SetMarginMode { portfolio: true })]);
+    assert_eq!(rejections(&ev), vec![]);
+    let portfolio = n.state.account_health(AccountId(2)).unwrap();
+    // The mode changes requirements only (the options' marks decay by a few micro-units a block).
+    assert!((portfolio.collateral - standard.collateral).abs() < USD, "{portfolio:?} vs {standard:?}");
+    // Standard margin charges the long's value plus 10% of spot on the short (0.1 BTC of
+    // $100k: $1,000); the grid sees the hedge.
+    let m_long = &n.state.markets[&BTC_100K_CALL];
+    let m_short = &n.state.markets[&BTC_110K_CALL];
+    let spread_value = 10 * (m_long.lot_value_ceil - m_short.lot_value_floor);
+    assert!(standard.initial >= 1_000 * USD + 10 * m_long.lot_value_floor, "{standard:?}");
+    assert!(portfolio.initial < standard.initial, "portfolio {portfolio:?} vs standard {standard:?}");
+    assert!(
+        portfolio.initial > 0 && portfolio.initial <= spread_value + 10,
+        "{portfolio:?}, spread {spread_value}"
+    );
+    assert!(portfolio.maintenance < portfolio.initial);
+}
+
+#[test]
+fn a_reduce_only_market_takes_only_reducing_orders() {
+    let mut n = Net::new();
+    n.deposit(1, 100_000);
+    n.deposit(2, 100_000);
+    n.block(vec![
+        (1, order(BTC_PERP, Side::Sell, Some(P100K), 10, TimeInForce::Gtc)),
+        (2, order(BTC_PERP, Side::Buy, None, 10, TimeInForce::Ioc)),
+        (1, order(BTC_PERP, Side::Buy, Some(P100K - 50), 100, TimeInForce::Gtc)),
+        (0, Action::UpdateParams(ParamUpdate::Status { market: BTC_PERP, status: MarketStatus::ReduceOnly })),
+    ]);
+    // The status applies from this block on.
+    let ev = n.block(vec![
+        (2, order(BTC_PERP, Side::Buy, Some(P100K), 1, TimeInForce::Gtc)),
+        (2, order(BTC_PERP, Side::Sell, Some(P100K - 50), 5, TimeInForce::Gtc)),
+        (2, order(BTC_PERP, Side::Sell, Some(P100K - 50), 50, TimeInForce::Ioc)),
+    ]);
+    let r = rejections(&ev);
+    assert!(
+        matches!(
+            r[..],
+            [Reject::MarketClosed(MarketStatus::ReduceOnly), Reject::MarketClosed(MarketStatus::ReduceOnly)]
+        ),
+        "{r:?}"
+    );
+    // The IOC sell reduced the long, clamped to its size.
+    assert_eq!(n.size(2, BTC_PERP), 0);
 }

@@ -114,9 +114,12 @@ fn flatten(s: &State) -> Flat {
     f
 }
 
+/// Per market: the value of one lot, and maintenance tiers as (floor, rate, deduction).
+type FlatMarket = (f64, Vec<(f64, f64, f64)>);
+
 fn f64_sweep(f: &Flat, s: &State) -> usize {
     // Per-market lot value and (floor, rate, deduction) tiers, as the engine derives them.
-    let markets: Vec<(f64, Vec<(f64, f64, f64)>)> = s
+    let markets: Vec<FlatMarket> = s
         .markets
         .values()
         .map(|m| {
