@@ -84,7 +84,10 @@ impl State {
             .map(|(id, _)| *id)
             .collect();
         for id in &due {
-            self.settle_market_funding(*id, now_ms, interval, events)?;
+            // One market's failure must not stop the others' settlement.
+            if let Err(reason) = self.settle_market_funding(*id, now_ms, interval, events) {
+                events.push(Event::Fault { step: format!("funding of {id}"), reason });
+            }
         }
         Ok(!due.is_empty())
     }

@@ -143,7 +143,10 @@ impl State {
         targets.sort_by_key(|(id, scope)| (*id, matches!(scope, Scope::Isolated(_)), scope_market(*scope)));
         let mut ranks = AdlRanks::new();
         for (id, scope) in targets {
-            self.liquidate(id, scope, &mut ranks, events)?;
+            // One account's arithmetic failure must not stop the others' liquidation.
+            if let Err(reason) = self.liquidate(id, scope, &mut ranks, events) {
+                events.push(Event::Fault { step: format!("liquidation of {id}"), reason });
+            }
         }
         Ok(())
     }

@@ -187,70 +187,81 @@ impl State {
             .map(|(id, _)| *id)
             .collect();
         for id in due {
-            let Some(m) = self.markets.get_mut(&id) else { continue };
-            let index = self.underlyings.get(usize::from(m.spec.underlying.0)).map(|u| u.index).unwrap_or(0);
-            if index <= 0 {
-                continue; // no index yet: settles once one exists
+            // One market's failure must not stop the others' settlement.
+            if let Err(reason) = self.settle_option(id, events) {
+                events.push(Event::Fault { step: format!("settlement of {id}"), reason });
             }
-            let MarketKind::Option { kind, strike, .. } = m.spec.kind else { continue };
-            let payoff = intrinsic(kind, index, strike)?;
-            let lot = i128::from(m.spec.lot_size_nanos);
-            // Remove resting orders.
-            let orders: Vec<(bastion_types::OrderId, AccountId)> =
-                m.book.orders().map(|o| (o.id, o.account)).collect();
-            for (oid, acct) in &orders {
-                m.book.remove(*oid);
-                self.dirty.push(RecordKey::Order(id.0, oid.0));
-                events.push(Event::Done {
-                    market: id,
-                    order: *oid,
-                    account: *acct,
-                    reason: DoneReason::Removed,
-                });
-            }
-            let holders: Vec<AccountId> = m.holders.iter().copied().collect();
-            m.holders.clear();
-            m.open_interest = 0;
-            m.status = MarketStatus::Settled;
-            m.mark = crate::num::to_i64(payoff)?;
-            let mut paid: i128 = 0;
-            for (_, acct) in &orders {
-                if let Some(p) = self.accounts.get_mut(acct).and_then(|a| a.position_mut(id)) {
+        }
+        Ok(())
+    }
+
+    fn settle_option(&mut self, id: MarketId, events: &mut Vec<Event>) -> R<()> {
+        let Some(m) = self.markets.get(&id) else { return Ok(()) };
+        let index = self.underlyings.get(usize::from(m.spec.underlying.0)).map(|u| u.index).unwrap_or(0);
+        if index <= 0 {
+            return Ok(()); // no index yet: settles once one exists
+        }
+        let MarketKind::Option { kind, strike, .. } = m.spec.kind else { return Ok(()) };
+        let payoff = intrinsic(kind, index, strike)?;
+        let mark = crate::num::to_i64(payoff)?;
+        let lot = i128::from(m.spec.lot_size_nanos);
+        // Compute every holder's cash first, so a failure changes nothing.
+        let mut settlements: Vec<(AccountId, Micros)> = Vec::with_capacity(m.holders.len());
+        let mut paid: i128 = 0;
+        for h in &m.holders {
+            let Some(p) = self.accounts.get(h).and_then(|a| a.position(id)) else { continue };
+            // Long receives floor, short pays floor of a negative (rounds against both).
+            let cash = div_floor(
+                mul(mul(i128::from(p.size), payoff)?, lot)?,
+                i128::from(bastion_types::NANOS_PER_UNIT),
+            )?;
+            let balance = self.accounts.get(h).and_then(|a| a.balances.first().copied()).unwrap_or(0);
+            settlements.push((*h, add(balance, cash)?));
+            paid = add(paid, cash)?;
+        }
+        // paid <= 0 by rounding; the difference is the fund's.
+        let insurance = sub(self.insurance_fund(), paid)?;
+        let Some(m) = self.markets.get_mut(&id) else { return Ok(()) };
+        let orders: Vec<(bastion_types::OrderId, AccountId)> =
+            m.book.orders().map(|o| (o.id, o.account)).collect();
+        for (oid, acct) in &orders {
+            m.book.remove(*oid);
+            events.push(Event::Done { market: id, order: *oid, account: *acct, reason: DoneReason::Removed });
+        }
+        m.holders.clear();
+        m.open_interest = 0;
+        m.status = MarketStatus::Settled;
+        m.mark = mark;
+        for (oid, acct) in &orders {
+            self.dirty.push(RecordKey::Order(id.0, oid.0));
+            if let Some(a) = self.accounts.get_mut(acct) {
+                if let Some(p) = a.position_mut(id) {
                     p.open_buy = 0;
                     p.open_sell = 0;
                 }
+                a.prune();
             }
-            for h in holders {
-                let Some(acct) = self.accounts.get_mut(&h) else { continue };
-                let Some(p) = acct.positions.iter_mut().find(|p| p.market == id) else { continue };
-                // Long receives floor, short pays floor of a negative (rounds against both).
-                let cash = div_floor(
-                    mul(mul(i128::from(p.size), payoff)?, lot)?,
-                    i128::from(bastion_types::NANOS_PER_UNIT),
-                )?;
-                p.size = 0;
-                p.cost = 0;
-                if let Some(b) = acct.balances.first_mut() {
-                    *b = add(*b, cash)?;
-                }
-                acct.prune();
-                paid = add(paid, cash)?;
-                self.dirty.push(RecordKey::Account(h.0));
-            }
-            for (_, acct) in &orders {
-                if let Some(a) = self.accounts.get_mut(acct) {
-                    a.prune();
-                    self.dirty.push(RecordKey::Account(acct.0));
-                }
-            }
-            // paid <= 0 by rounding; the difference is the fund's.
-            if let Some(q) = self.assets.first_mut() {
-                q.insurance = sub(q.insurance, paid)?;
-            }
-            self.touch(RecordKey::Asset(0));
-            self.touch_market(id);
-            events.push(Event::OptionSettled { market: id, settlement_price: index });
+            self.dirty.push(RecordKey::Account(acct.0));
         }
+        for (h, balance) in settlements {
+            if let Some(a) = self.accounts.get_mut(&h) {
+                if let Some(p) = a.position_mut(id) {
+                    p.size = 0;
+                    p.cost = 0;
+                }
+                if let Some(b) = a.balances.first_mut() {
+                    *b = balance;
+                }
+                a.prune();
+            }
+            self.dirty.push(RecordKey::Account(h.0));
+        }
+        if let Some(q) = self.assets.first_mut() {
+            q.insurance = insurance;
+        }
+        self.touch(RecordKey::Asset(0));
+        self.touch_market(id);
+        events.push(Event::OptionSettled { market: id, settlement_price: index });
         Ok(())
     }
 }
