@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 impl State {
     /// Checks, returning the first violation found:
     /// - collateral is conserved per asset: balances (cross and isolated) + insurance + fees =
-    ///   deposits - withdrawals;
+    ///   deposits - withdrawals, and the insurance fund never goes negative;
     /// - long open interest equals short open interest, and equals the market's counter;
     /// - each market's holder set is exactly the accounts with a non-zero position;
     /// - each account's resting exposure equals its orders in the book;
@@ -38,6 +38,9 @@ impl State {
                     "asset {i} not conserved: balances+insurance+fees = {sum}, deposits-withdrawals = {expected} (diff {})",
                     sub(sum, expected).map_or_else(|_| "overflow".to_string(), |d| d.to_string())
                 ));
+            }
+            if asset.insurance < 0 {
+                return Err(format!("asset {i}: insurance fund is negative ({})", asset.insurance));
             }
         }
         for (id, m) in &self.markets {

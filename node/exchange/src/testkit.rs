@@ -202,6 +202,11 @@ impl Workload {
             Action::Withdraw { asset: AssetId(0), amount: i128::from(self.rng.range(1, 2_000)) * 1_000_000 }
         } else if roll < 11 {
             Action::SetMarginMode { portfolio: self.rng.chance(50) }
+        } else if roll < 12 && !is_option {
+            Action::SetIsolated { market, isolated: self.rng.chance(50) }
+        } else if roll < 13 && !is_option {
+            let amount = i128::from(self.rng.range(-5_000, 20_000)) * 1_000_000;
+            Action::TransferIsolated { market, amount }
         } else {
             let side = if self.rng.chance(50) { Side::Buy } else { Side::Sell };
             let spread = if is_option { mark_ticks / 10 + 2 } else { mark_ticks / 200 + 2 };

@@ -19,13 +19,20 @@ struct Run {
     rejections: usize,
     insurance_covered: usize,
     funding: usize,
+    settlements: usize,
 }
 
 fn run(seed: u64, blocks: u64, traders: u64, path: PathKind) -> Run {
+    run_with(seed, blocks, traders, path, 60_000)
+}
+
+/// `block_ms` sets the time between blocks: a minute settles funding within a run; twelve hours
+/// also crosses the options' 30-day expiry.
+fn run_with(seed: u64, blocks: u64, traders: u64, path: PathKind, block_ms: u64) -> Run {
     let genesis = Genesis::devnet();
     let mut state = State::from_genesis(&genesis).expect("devnet genesis is valid");
     let mut w = Workload::new(seed, traders, path, &genesis);
-    w.block_ms = 60_000; // a minute per block, so funding settles (hourly) within a run
+    w.block_ms = block_ms;
     let mut out = Run {
         roots: Vec::new(),
         blocks: Vec::new(),
@@ -35,6 +42,7 @@ fn run(seed: u64, blocks: u64, traders: u64, path: PathKind) -> Run {
         rejections: 0,
         insurance_covered: 0,
         funding: 0,
+        settlements: 0,
     };
     let deposits = w.funding_txs(20_000_000_000);
     let first = w.block_with(deposits);
@@ -53,6 +61,7 @@ fn run(seed: u64, blocks: u64, traders: u64, path: PathKind) -> Run {
                 Event::Rejected { .. } => out.rejections += 1,
                 Event::InsuranceCovered { .. } => out.insurance_covered += 1,
                 Event::Funding { .. } => out.funding += 1,
+                Event::OptionSettled { .. } => out.settlements += 1,
                 Event::Fault { step, reason } => panic!("seed {seed}: engine fault in {step}: {reason}"),
                 _ => {}
             }
@@ -84,19 +93,31 @@ fn invariants_hold_under_random_flow_and_same_blocks_give_same_roots() {
         } else {
             PathKind::FlashCrash { crash_at: 20, crash_blocks: 8 }
         };
-        let a = run(seed, if long { 400 } else { 90 }, 60, path);
+        // Every third seed runs with twelve-hour blocks, so options expire and settle mid-run.
+        let block_ms = if seed % 3 == 2 { 12 * 3_600_000 } else { 60_000 };
+        let a = run_with(seed, if long { 400 } else { 90 }, 60, path, block_ms);
         assert!(a.fills > 0, "seed {seed}: the workload must trade");
         // Replay the same blocks on a fresh state: identical roots at every height.
         let genesis = Genesis::devnet();
         let mut state = State::from_genesis(&genesis).expect("genesis");
+        assert!(
+            a.settlements > 0 || block_ms < 12 * 3_600_000,
+            "seed {seed}: options must expire in a 12h-block run"
+        );
         for (i, block) in a.blocks.iter().enumerate() {
             let (next, _, root) = apply(state, block).expect("replay applies");
             state = next;
             assert_eq!(root, a.roots[i], "seed {seed}: root diverged on replay at height {}", block.height);
         }
         println!(
-            "seed {seed}: fills {} liquidations {} deleverages {} insurance-covered {} funding {} rejections {}",
-            a.fills, a.liquidations, a.deleverages, a.insurance_covered, a.funding, a.rejections
+            "seed {seed}: fills {} liquidations {} deleverages {} insurance-covered {} funding {} option settlements {} rejections {}",
+            a.fills,
+            a.liquidations,
+            a.deleverages,
+            a.insurance_covered,
+            a.funding,
+            a.settlements,
+            a.rejections
         );
     }
 }
