@@ -125,12 +125,20 @@ impl State {
         // (deterministic).
         for slot in 0..self.accounts.len() {
             let Some((id, acct, row)) = self.accounts.by_slot(slot) else { continue };
-            if row.slow && acct.positions.iter().all(|p| p.size == 0) {
-                continue;
-            }
-            if (row.slow || row.sizes.iter().any(|s| *s != 0))
-                && acct.positions.iter().any(|p| !p.isolated && p.size != 0)
-                && self.row_maintenance(&table, row, acct).map(|(c, mm)| c < mm || c < 0).unwrap_or(false)
+            let quote_negative = acct.balances.first().is_some_and(|b| *b < 0);
+            let has_cross = if row.slow {
+                acct.positions.iter().any(|p| !p.isolated && p.size != 0)
+            } else {
+                row.sizes.iter().any(|s| *s != 0)
+            };
+            // Accounts with positions below maintenance, and (a safety net) any account whose
+            // collateral went negative without a position (only a negative quote balance can
+            // do that: other collateral is never negative).
+            if (has_cross || quote_negative)
+                && self
+                    .row_maintenance(&table, row, acct)
+                    .map(|(c, mm)| c < 0 || (has_cross && c < mm))
+                    .unwrap_or(false)
             {
                 targets.push((*id, Scope::Cross));
             }

@@ -11,7 +11,8 @@
 //! the initial requirement is the worst loss, the maintenance requirement a fraction of it.
 
 use crate::margin::Overlay;
-use crate::num::{R, add, div_floor, mul, mul_div_floor, sub};
+use crate::margin::position_value;
+use crate::num::{R, add, div_floor, mul, mul_div_ceil, mul_div_floor, sub};
 use crate::root::RecordKey;
 use crate::state::{Account, State};
 use bastion_types::{
@@ -205,22 +206,64 @@ impl State {
         let payoff = intrinsic(kind, index, strike)?;
         let mark = crate::num::to_i64(payoff)?;
         let lot = i128::from(m.spec.lot_size_nanos);
-        // Compute every holder's cash first, so a failure changes nothing.
-        let mut settlements: Vec<(AccountId, Micros)> = Vec::with_capacity(m.holders.len());
-        let mut paid: i128 = 0;
+        // Compute every holder's cash first, so a failure changes nothing. Longs receive the
+        // payoff rounded down; shorts pay it rounded up (floor of a negative).
+        let mut cash: Vec<(AccountId, Micros)> = Vec::with_capacity(m.holders.len());
         for h in &m.holders {
             let Some(p) = self.accounts.get(h).and_then(|a| a.position(id)) else { continue };
-            // Long receives floor, short pays floor of a negative (rounds against both).
-            let cash = div_floor(
+            let c = div_floor(
                 mul(mul(i128::from(p.size), payoff)?, lot)?,
                 i128::from(bastion_types::NANOS_PER_UNIT),
             )?;
-            let balance = self.accounts.get(h).and_then(|a| a.balances.first().copied()).unwrap_or(0);
-            settlements.push((*h, add(balance, cash)?));
-            paid = add(paid, cash)?;
+            cash.push((*h, c));
         }
-        // paid <= 0 by rounding; the difference is the fund's.
-        let insurance = sub(self.insurance_fund(), paid)?;
+        // A short that cannot pay in full (its collateral would go negative: the price moved
+        // past its margin since the last mark) pays what it has; the insurance fund covers the
+        // shortfall, and what the fund cannot cover is cut from the winners' payouts pro rata.
+        let mut shortfalls: Vec<(AccountId, Micros)> = Vec::new();
+        let mut total_shortfall: i128 = 0;
+        let mut total_long: i128 = 0;
+        for (h, c) in cash.iter_mut() {
+            if *c > 0 {
+                total_long = add(total_long, *c)?;
+                continue;
+            }
+            let Some(acct) = self.accounts.get(h) else { continue };
+            let size = acct.position(id).map_or(0, |p| p.size);
+            let after = add(sub(self.cross_health(acct, None)?.collateral, position_value(m, size)?)?, *c)?;
+            if after < 0 {
+                let shortfall = crate::num::neg(after)?.min(crate::num::neg(*c)?);
+                *c = add(*c, shortfall)?;
+                total_shortfall = add(total_shortfall, shortfall)?;
+                shortfalls.push((*h, shortfall));
+            }
+        }
+        let fund = self.insurance_fund();
+        let residual = sub(total_shortfall, total_shortfall.min(fund.max(0)))?;
+        let mut cuts: Vec<(AccountId, Micros)> = Vec::new();
+        if residual > 0 && total_long > 0 {
+            for (h, c) in cash.iter_mut().filter(|(_, c)| *c > 0) {
+                let cut = mul_div_ceil(residual, *c, total_long)?.min(*c);
+                *c = sub(*c, cut)?;
+                cuts.push((*h, cut));
+            }
+        }
+        let mut paid: i128 = 0;
+        let mut settlements: Vec<(AccountId, Micros)> = Vec::with_capacity(cash.len());
+        for (h, c) in &cash {
+            let balance = self.accounts.get(h).and_then(|a| a.balances.first().copied()).unwrap_or(0);
+            settlements.push((*h, add(balance, *c)?));
+            paid = add(paid, *c)?;
+        }
+        // The fund pays the net of all settlements: it receives the rounding and pays the
+        // shortfalls it covers (never more than it holds: the rest was cut from winners).
+        let insurance = sub(fund, paid)?;
+        for (account, amount) in shortfalls {
+            events.push(Event::InsuranceCovered { account, amount });
+        }
+        for (account, amount) in cuts {
+            events.push(Event::Socialized { market: id, account, amount });
+        }
         let Some(m) = self.markets.get_mut(&id) else { return Ok(()) };
         let orders: Vec<(bastion_types::OrderId, AccountId)> =
             m.book.orders().map(|o| (o.id, o.account)).collect();

@@ -439,6 +439,9 @@ pub enum Event {
     },
     /// The insurance fund paid an account's remaining negative balance.
     InsuranceCovered { account: AccountId, amount: Micros },
+    /// At an option's settlement, a winning holder's payout was cut to cover bankrupt
+    /// counterparties the insurance fund could not cover (socialized loss).
+    Socialized { market: MarketId, account: AccountId, amount: Micros },
     /// An option expired and settled in cash.
     OptionSettled { market: MarketId, settlement_price: PriceMicros },
     /// A parameter update took effect.
