@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 impl State {
     /// Checks, returning the first violation found:
     /// - collateral is conserved per asset: balances (cross and isolated) + insurance + fees =
-    ///   deposits - withdrawals, and the insurance fund never goes negative;
+    ///   deposits - withdrawals, and the insurance fund's value never goes negative;
     /// - long open interest equals short open interest, and equals the market's counter;
     /// - each market's holder set is exactly the accounts with a non-zero position;
     /// - each account's resting exposure equals its orders in the book;
@@ -39,9 +39,17 @@ impl State {
                     sub(sum, expected).map_or_else(|_| "overflow".to_string(), |d| d.to_string())
                 ));
             }
-            if asset.insurance < 0 {
-                return Err(format!("asset {i}: insurance fund is negative ({})", asset.insurance));
-            }
+        }
+        // The fund holds quote and, after taking over bankrupt accounts, other collateral; its
+        // value at the index after haircuts must never be negative. (Its quote holding alone
+        // may be: taking over an account's collateral also takes over the quote it borrowed.)
+        let mut holdings = crate::state::Account::default();
+        for (slot, asset) in holdings.balances.iter_mut().zip(self.assets.iter()) {
+            *slot = asset.insurance;
+        }
+        let fund_value = self.balances_value(&holdings).map_err(|e| format!("insurance fund value: {e}"))?;
+        if fund_value < 0 {
+            return Err(format!("insurance fund value is negative ({fund_value})"));
         }
         for (id, m) in &self.markets {
             let overflow = || format!("market {id}: open interest overflows");

@@ -33,6 +33,15 @@ pub(crate) fn book_reject(e: BookError) -> Reject {
     }
 }
 
+/// What an order's pre-trade check requires if the order filled completely.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Need {
+    /// Initial margin holds (orders that may add risk).
+    Initial,
+    /// Collateral stays non-negative (reduce-only orders).
+    Solvent,
+}
+
 /// Who placed an order: a client, or the liquidation engine acting for an account.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Origin {
@@ -220,9 +229,11 @@ impl State {
         if increases && m.open_interest.saturating_add(qty) > m.spec.risk.open_interest_cap {
             return Err(Reject::OpenInterestCap { cap: m.spec.risk.open_interest_cap });
         }
-        if !reduce_only {
-            self.check_order_margin(acct, req.market, req.side, price, qty, None)?;
-        }
+        // Orders that add risk must keep initial margin; reduce-only orders need not (they are
+        // how an account under initial margin gets out), but must not bankrupt the account by
+        // filling deep in a thin book.
+        let need = if reduce_only { Need::Solvent } else { Need::Initial };
+        self.check_order_margin(acct, req.market, req.side, price, qty, None, need)?;
         let id = OrderId(self.next_order);
         self.next_order = self.next_order.checked_add(1).ok_or(Reject::Overflow)?;
         let order = NewOrder {
@@ -241,6 +252,7 @@ impl State {
     /// Initial margin must hold if the order filled completely: against the levels it would
     /// cross now, and the remainder at its limit price (where it would fill as a maker), with
     /// `replacing` (an order being replaced) taken out first.
+    #[allow(clippy::too_many_arguments)]
     fn check_order_margin(
         &self,
         acct: &Account,
@@ -249,6 +261,7 @@ impl State {
         price: Ticks,
         qty: Lots,
         replacing: Option<(Side, Lots)>,
+        need: Need,
     ) -> R<()> {
         let m = self.markets.get(&market).ok_or(Reject::UnknownMarket(market))?;
         let mut remaining = qty;
@@ -288,10 +301,13 @@ impl State {
         } else {
             self.cross_health(acct, Some(&overlay))?
         };
-        if !h.initial_ok() {
-            return Err(Reject::InitialMargin { collateral: h.collateral, required: h.initial });
+        match need {
+            Need::Initial if !h.initial_ok() => {
+                Err(Reject::InitialMargin { collateral: h.collateral, required: h.initial })
+            }
+            Need::Solvent if h.collateral < 0 => Err(Reject::WouldBankrupt { collateral: h.collateral }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn cancel(
@@ -342,7 +358,7 @@ impl State {
         if increases && m.open_interest.saturating_add(qty) > m.spec.risk.open_interest_cap {
             return Err(Reject::OpenInterestCap { cap: m.spec.risk.open_interest_cap });
         }
-        self.check_order_margin(acct, market, side, price, qty, Some((side, old_qty)))?;
+        self.check_order_margin(acct, market, side, price, qty, Some((side, old_qty)), Need::Initial)?;
         // The old resting quantity is released; the book then reports the new one as rested
         // (or filled) through the ordinary event path.
         let mut book_events = Vec::new();

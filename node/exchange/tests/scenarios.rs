@@ -548,3 +548,30 @@ fn a_reduce_only_market_takes_only_reducing_orders() {
     // The IOC sell reduced the long, clamped to its size.
     assert_eq!(n.size(2, BTC_PERP), 0);
 }
+
+#[test]
+fn a_reduce_only_order_may_not_bankrupt_the_account() {
+    let mut n = Net::new();
+    n.deposit(1, 1_000_000);
+    n.deposit(2, 3_000);
+    n.deposit(3, 1_000_000);
+    n.block(vec![
+        (3, order(BTC_PERP, Side::Sell, Some(P100K), 1_000, TimeInForce::Gtc)),
+        (2, order(BTC_PERP, Side::Buy, None, 1_000, TimeInForce::Ioc)),
+        // The only bid is 4.5% below the mark: closing 1 BTC into it loses $4,500 on $3,000.
+        (1, order(BTC_PERP, Side::Buy, Some(P100K - 45_000), 1_000, TimeInForce::Gtc)),
+    ]);
+    let close = Action::Place(OrderRequest {
+        market: BTC_PERP,
+        side: Side::Sell,
+        price: None,
+        qty: 1_000,
+        tif: TimeInForce::Ioc,
+        reduce_only: true,
+        good_til_height: None,
+        stp: SelfTradePrevention::CancelResting,
+    });
+    let ev = n.block(vec![(2, close)]);
+    assert!(matches!(rejections(&ev)[..], [Reject::WouldBankrupt { .. }]), "{ev:?}");
+    assert_eq!(n.size(2, BTC_PERP), 1_000);
+}

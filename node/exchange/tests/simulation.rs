@@ -67,7 +67,25 @@ fn run_with(seed: u64, blocks: u64, traders: u64, path: PathKind, block_ms: u64)
             }
         }
         if let Err(violation) = state.check_invariants() {
-            panic!("seed {seed}: invariant violated after block {}: {violation}", block.height);
+            // The risk events of the failing block, to start the diagnosis from.
+            let risk: Vec<&Event> = events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        Event::Liquidated { .. }
+                            | Event::Deleveraged { .. }
+                            | Event::InsuranceCovered { .. }
+                            | Event::Socialized { .. }
+                            | Event::OptionSettled { .. }
+                            | Event::Funding { .. }
+                    )
+                })
+                .collect();
+            panic!(
+                "seed {seed}: invariant violated after block {}: {violation}\nrisk events of the block: {risk:#?}",
+                block.height
+            );
         }
         out.roots.push(root);
         out.blocks.push(block);

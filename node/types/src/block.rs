@@ -354,6 +354,10 @@ pub enum Reject {
     InsufficientBalance { have: Micros, need: Micros },
     #[error("initial margin would not hold: collateral {collateral}, requirement {required}")]
     InitialMargin { collateral: Micros, required: Micros },
+    #[error(
+        "the order would leave collateral negative ({collateral}) if it filled; the liquidation engine closes such positions"
+    )]
+    WouldBankrupt { collateral: Micros },
     #[error("quantity {0} must be positive")]
     BadQuantity(Lots),
     #[error("price {0} must be positive")]
