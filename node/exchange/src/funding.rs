@@ -66,11 +66,11 @@ impl State {
         Ok(())
     }
 
-    /// Settles funding on every perpetual whose interval has passed. Returns whether any did.
-    pub(crate) fn settle_funding(&mut self, now_ms: u64, events: &mut Vec<Event>) -> R<bool> {
+    /// Settles funding on every perpetual whose interval has passed.
+    pub(crate) fn settle_funding(&mut self, now_ms: u64, events: &mut Vec<Event>) -> R<()> {
         let interval = self.liquidation.funding_interval_ms;
         if interval == 0 {
-            return Ok(false);
+            return Ok(());
         }
         let due: Vec<_> = self
             .markets
@@ -89,7 +89,7 @@ impl State {
                 events.push(Event::Fault { step: format!("funding of {id}"), reason });
             }
         }
-        Ok(!due.is_empty())
+        Ok(())
     }
 
     fn settle_market_funding(

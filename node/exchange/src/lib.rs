@@ -11,11 +11,13 @@
 //! 2. validators' governance proposals are checked and queued for the next block;
 //! 3. good-til-block orders past their height expire;
 //! 4. the oracle index of each underlying is updated (stake-weighted median, guards), circuit
-//!    breakers applied, expired options cash-settled, and marks recomputed;
+//!    breakers applied, expired options cash-settled, marks recomputed, and resting orders
+//!    the new mark left outside the price band on their aggressive side removed;
 //! 5. accounts under maintenance margin are liquidated (insurance fund, deleveraging);
 //! 6. client transactions execute in order; each rejection is a typed event and changes nothing
 //!    but the nonce;
-//! 7. funding premiums are sampled and, at each interval, settled (then liquidations again);
+//! 7. funding premiums are sampled and, at each interval, settled; accounts changed in this
+//!    block (by fills or funding) are checked again and liquidated if needed;
 //! 8. the basis EMA is updated and the state commitment advanced.
 
 // Consensus code: no unchecked arithmetic and no lossy casts (STYLE.md, Lighthouse). Unit tests
@@ -119,6 +121,8 @@ impl State {
         fault(&mut events, "option settlement", r);
         let r = self.update_marks(now);
         fault(&mut events, "marks", r);
+        let r = self.remove_out_of_band_orders(&mut events);
+        fault(&mut events, "stale orders", r);
         let r = self.liquidate_all(&mut events);
         fault(&mut events, "liquidation", r);
 
@@ -131,14 +135,11 @@ impl State {
 
         let r = self.sample_premiums();
         fault(&mut events, "funding premium", r);
-        match self.settle_funding(now, &mut events) {
-            Ok(true) => {
-                let r = self.liquidate_all(&mut events);
-                fault(&mut events, "liquidation after funding", r);
-            }
-            Ok(false) => {}
-            Err(reason) => events.push(Event::Fault { step: "funding".into(), reason }),
+        if let Err(reason) = self.settle_funding(now, &mut events) {
+            events.push(Event::Fault { step: "funding".into(), reason });
         }
+        let r = self.liquidate_touched(&mut events);
+        fault(&mut events, "liquidation of changed accounts", r);
         let r = self.update_basis();
         fault(&mut events, "basis", r);
         self.commit();

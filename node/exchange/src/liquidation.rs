@@ -118,36 +118,76 @@ impl State {
 
     /// Liquidates every under-maintenance account and isolated position, in account order.
     pub(crate) fn liquidate_all(&mut self, events: &mut Vec<Event>) -> R<()> {
-        let mut targets: Vec<(AccountId, Scope)> = Vec::new();
         self.refresh_risk_rows();
         let table = self.sweep_table();
-        // Stream the arena's risk rows (fast), then order the targets by account id
-        // (deterministic).
+        // Stream the arena's risk rows (fast); targets are ordered by account id afterwards.
+        let mut targets: Vec<(AccountId, Scope)> = Vec::new();
         for slot in 0..self.accounts.len() {
-            let Some((id, acct, row)) = self.accounts.by_slot(slot) else { continue };
-            let quote_negative = acct.balances.first().is_some_and(|b| *b < 0);
-            let has_cross = if row.slow {
-                acct.positions.iter().any(|p| !p.isolated && p.size != 0)
-            } else {
-                row.sizes.iter().any(|s| *s != 0)
-            };
-            // Accounts with positions below maintenance, and (a safety net) any account whose
-            // collateral went negative without a position (only a negative quote balance can
-            // do that: other collateral is never negative).
-            if (has_cross || quote_negative)
-                && self
-                    .row_maintenance(&table, row, acct)
-                    .map(|(c, mm)| c < 0 || (has_cross && c < mm))
-                    .unwrap_or(false)
-            {
-                targets.push((*id, Scope::Cross));
-            }
-            for p in acct.positions.iter().filter(|p| p.isolated && p.size != 0) {
-                if self.isolated_health(p, None).map(|h| h.liquidatable()).unwrap_or(false) {
-                    targets.push((*id, Scope::Isolated(p.market)));
-                }
+            self.collect_targets(&table, slot, &mut targets);
+        }
+        self.liquidate_targets(targets, events);
+        Ok(())
+    }
+
+    /// Liquidates the accounts changed so far in this block that fell below maintenance.
+    /// Prices do not move within a block after the oracle step, so only an account's own
+    /// activity (a fill as maker at a stale price, funding) can have weakened it: re-checking
+    /// those keeps "no negative account survives a block" without a second full sweep.
+    pub(crate) fn liquidate_touched(&mut self, events: &mut Vec<Event>) -> R<()> {
+        self.refresh_risk_rows();
+        let table = self.sweep_table();
+        let mut slots: Vec<usize> = self
+            .dirty
+            .iter()
+            .filter_map(|k| match k {
+                crate::root::RecordKey::Account(a) => self.accounts.slot_of(&AccountId(*a)),
+                _ => None,
+            })
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        let mut targets: Vec<(AccountId, Scope)> = Vec::new();
+        for slot in slots {
+            self.collect_targets(&table, slot, &mut targets);
+        }
+        self.liquidate_targets(targets, events);
+        Ok(())
+    }
+
+    /// Appends the account in `slot` if its cross part or any isolated position needs
+    /// liquidation.
+    fn collect_targets(
+        &self,
+        table: &crate::margin::SweepTable,
+        slot: usize,
+        targets: &mut Vec<(AccountId, Scope)>,
+    ) {
+        let Some((id, acct, row)) = self.accounts.by_slot(slot) else { return };
+        let quote_negative = acct.balances.first().is_some_and(|b| *b < 0);
+        let has_cross = if row.slow {
+            acct.positions.iter().any(|p| !p.isolated && p.size != 0)
+        } else {
+            row.sizes.iter().any(|s| *s != 0)
+        };
+        // Accounts with positions below maintenance, and (a safety net) any account whose
+        // collateral went negative without a position (only a negative quote balance can do
+        // that: other collateral is never negative).
+        if (has_cross || quote_negative)
+            && self
+                .row_maintenance(table, row, acct)
+                .map(|(c, mm)| c < 0 || (has_cross && c < mm))
+                .unwrap_or(false)
+        {
+            targets.push((*id, Scope::Cross));
+        }
+        for p in acct.positions.iter().filter(|p| p.isolated && p.size != 0) {
+            if self.isolated_health(p, None).map(|h| h.liquidatable()).unwrap_or(false) {
+                targets.push((*id, Scope::Isolated(p.market)));
             }
         }
+    }
+
+    fn liquidate_targets(&mut self, mut targets: Vec<(AccountId, Scope)>, events: &mut Vec<Event>) {
         targets.sort_by_key(|(id, scope)| (*id, matches!(scope, Scope::Isolated(_)), scope_market(*scope)));
         let mut ranks = AdlRanks::new();
         for (id, scope) in targets {
@@ -156,7 +196,6 @@ impl State {
                 events.push(Event::Fault { step: format!("liquidation of {id}"), reason });
             }
         }
-        Ok(())
     }
 
     fn cancel_all_orders(&mut self, account: AccountId, scope: Scope, events: &mut Vec<Event>) -> R<()> {
@@ -196,6 +235,7 @@ impl State {
         events: &mut Vec<Event>,
     ) -> R<()> {
         self.cancel_all_orders(account, scope, events)?;
+        let bankrupt_at_start = self.health(account, scope)?.collateral < 0;
         let params = self.liquidation;
         let mut budget = params.max_notional_per_block;
         let mut tried: Vec<MarketId> = Vec::new();
@@ -311,7 +351,7 @@ impl State {
                 break;
             }
         }
-        self.resolve_negative(account, scope, events)
+        self.resolve_negative(account, scope, bankrupt_at_start, events)
     }
 
     fn pick_position(
@@ -468,9 +508,19 @@ impl State {
 
     /// An account (or isolated position) with no positions left and negative collateral is
     /// made whole by the insurance fund; non-quote collateral it still holds is seized first.
-    fn resolve_negative(&mut self, account: AccountId, scope: Scope, events: &mut Vec<Event>) -> R<()> {
+    /// A `bankrupt` account (negative when its liquidation began) is taken over even if the
+    /// closing left it a rounding residue above zero: otherwise its remaining collateral
+    /// would keep backing a quote debt that the next fall in the collateral's price turns
+    /// into a loss nobody holds. The fund takes the collateral and the debt at today's prices.
+    fn resolve_negative(
+        &mut self,
+        account: AccountId,
+        scope: Scope,
+        bankrupt: bool,
+        events: &mut Vec<Event>,
+    ) -> R<()> {
         let h = self.health(account, scope)?;
-        if h.collateral >= 0 {
+        if h.collateral >= 0 && !bankrupt {
             return Ok(());
         }
         let acct = self.accounts.get(&account).ok_or(Reject::UnknownAccount(account))?;
@@ -498,10 +548,13 @@ impl State {
             Scope::Isolated(m) => m,
             Scope::Cross => MarketId(0),
         };
-        let deficit = neg(self.health(account, scope)?.collateral)?;
-        if deficit > 0 {
-            self.move_to_insurance(account, scope, market, neg(deficit)?)?;
-            events.push(Event::InsuranceCovered { account, amount: deficit });
+        // What is left in quote (a debt, or a rounding residue) moves to the fund.
+        let residue = self.health(account, scope)?.collateral;
+        if residue != 0 {
+            self.move_to_insurance(account, scope, market, residue)?;
+        }
+        if residue < 0 {
+            events.push(Event::InsuranceCovered { account, amount: neg(residue)? });
         }
         Ok(())
     }

@@ -372,6 +372,37 @@ impl State {
         Ok(())
     }
 
+    /// Removes resting orders that the mark has left outside the price band on the
+    /// aggressive side (bids above the band, asks below it). Such a stale order could only
+    /// fill at a price far from the market and bankrupt its maker, which the maker's
+    /// placement check (against the mark of its day) never allowed for.
+    pub(crate) fn remove_out_of_band_orders(&mut self, events: &mut Vec<Event>) -> R<()> {
+        let ids: Vec<MarketId> = self.markets.keys().copied().collect();
+        for market in ids {
+            let Some(m) = self.markets.get(&market) else { continue };
+            if m.mark <= 0 || m.status == MarketStatus::Settled || m.book.is_empty() {
+                continue;
+            }
+            let (low, high) = self.band(market)?;
+            let stale: Vec<(OrderId, AccountId, Side)> = m
+                .book
+                .side_orders(Side::Buy)
+                .take_while(|o| o.price > high)
+                .chain(m.book.side_orders(Side::Sell).take_while(|o| o.price < low))
+                .map(|o| (o.id, o.account, o.side))
+                .collect();
+            for (order, account, side) in stale {
+                let Some(removed) = self.markets.get_mut(&market).and_then(|m| m.book.remove(order)) else {
+                    continue;
+                };
+                self.touch(RecordKey::Order(market.0, order.0));
+                self.release_open(account, market, side, removed.qty)?;
+                events.push(Event::Done { market, order, account, reason: DoneReason::Removed });
+            }
+        }
+        Ok(())
+    }
+
     fn release_open(&mut self, account: AccountId, market: MarketId, side: Side, qty: Lots) -> R<()> {
         let acct = self.accounts.get_mut(&account).ok_or(Reject::UnknownAccount(account))?;
         if let Some(p) = acct.position_mut(market) {

@@ -325,7 +325,8 @@ pub enum DoneReason {
     SelfTrade,
     /// IOC or market remainder, or an FOK that could not fill.
     Unfilled,
-    /// Removed because its market halted for settlement, or the account was liquidated.
+    /// Removed by the exchange: its market settled, its account was liquidated, or the mark
+    /// moved so far that its price left the band on the aggressive side.
     Removed,
 }
 
