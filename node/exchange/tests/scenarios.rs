@@ -575,3 +575,22 @@ fn a_reduce_only_order_may_not_bankrupt_the_account() {
     assert!(matches!(rejections(&ev)[..], [Reject::WouldBankrupt { .. }]), "{ev:?}");
     assert_eq!(n.size(2, BTC_PERP), 1_000);
 }
+
+#[test]
+fn bids_the_mark_leaves_above_the_band_are_removed() {
+    let mut n = Net::new();
+    n.deposit(1, 100_000);
+    let ev = n.block(vec![(1, order(BTC_PERP, Side::Buy, Some(P100K - 100), 10, TimeInForce::Gtc))]);
+    assert_eq!(rejections(&ev), vec![]);
+    // Down 4%: the band is mark +- 5%, the bid ($99,990) is still inside it.
+    n.prices[0] = 96_000 * 1_000_000;
+    let ev = n.block(vec![]);
+    assert!(!ev.iter().any(|e| matches!(e, Event::Done { .. })), "{ev:?}");
+    // Down another 5%: the bid is 9.6% above the mark, beyond the band: removed, its margin
+    // released.
+    n.prices[0] = 91_200 * 1_000_000;
+    let ev = n.block(vec![]);
+    assert!(ev.iter().any(|e| matches!(e, Event::Done { reason: DoneReason::Removed, .. })), "{ev:?}");
+    assert!(n.state.markets[&BTC_PERP].book.is_empty());
+    assert!(n.state.accounts.get(&AccountId(1)).unwrap().positions.is_empty());
+}
