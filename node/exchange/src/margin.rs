@@ -4,7 +4,7 @@
 //! Rounding is always towards the protocol's safety: collateral and position values round
 //! down, requirements round up.
 
-use crate::num::{R, add, div_ceil, mul, mul_abs_lots, mul_div_ceil, mul_div_floor, mul_lots, neg, sub};
+use crate::num::{R, add, div_ceil, mul, mul_abs_lots, mul_div_ceil, mul_div_floor, mul_lots, sub};
 use crate::state::{Account, Market, Position, RiskRow, State};
 use bastion_types::{MarginTier, MarketKind, Micros, PPM, Ppm, Reject, RiskParams};
 
@@ -48,6 +48,44 @@ pub(crate) struct SweepTable {
     rows: Vec<Option<SweepMarket>>,
     /// Per non-quote asset: index price and the kept fraction (1 - haircut) in ppm.
     asset_value: Vec<Option<(i64, i64)>>,
+}
+
+/// The sweep's fast path: collateral and maintenance from one risk row and the sweep table,
+/// or `None` when the row cannot answer (a slow row, a market without cached tiers, or an
+/// intermediate that leaves the 64-bit fast paths' checked range): the caller then reads the
+/// full account. Kept small and inlined: the sweep is memory-bound and runs it a million times.
+#[inline]
+fn row_fast(table: &SweepTable, row: &RiskRow) -> Option<(Micros, Micros)> {
+    if row.slow {
+        return None;
+    }
+    let mut collateral = i128::from(row.quote);
+    for (i, b) in row.other.iter().enumerate() {
+        if *b != 0 {
+            let v = table.asset_value.get(i).copied().flatten()?;
+            collateral = collateral.checked_add(asset_value(*b, v).ok()?)?;
+        }
+    }
+    let mut maintenance: i128 = 0;
+    for (mk, sz) in row.markets.iter().zip(row.sizes.iter()) {
+        if *sz == 0 {
+            continue;
+        }
+        let Some(Some(m)) = table.rows.get(*mk as usize) else { continue };
+        if m.perp_tiers.is_empty() {
+            return None;
+        }
+        // A short's value is `sz * lot_ceil`, the negated notional: one multiply serves both.
+        let (value, notional) = if *sz >= 0 {
+            (mul_lots(*sz, m.lot_floor).ok()?, mul_lots(*sz, m.lot_ceil).ok()?)
+        } else {
+            let value = mul_lots(*sz, m.lot_ceil).ok()?;
+            (value, value.checked_neg()?)
+        };
+        collateral = collateral.checked_add(value)?;
+        maintenance = maintenance.checked_add(tier_requirement(&m.perp_tiers, notional).ok()?)?;
+    }
+    Some((collateral, maintenance))
 }
 
 /// Value of `bal` micro-units of a collateral asset: `bal * price / 1e6`, then the haircut,
@@ -422,45 +460,17 @@ impl State {
     }
 
     /// Collateral and maintenance of the cross part from the account's risk row (full
-    /// computation when the row is marked slow). Equal to [`State::cross_maintenance`].
+    /// computation when the row cannot answer). Equal to [`State::cross_maintenance`].
     pub(crate) fn row_maintenance(
         &self,
         table: &SweepTable,
         row: &RiskRow,
         acct: &Account,
     ) -> R<(Micros, Micros)> {
-        if row.slow {
-            return self.cross_maintenance(table, acct);
+        match row_fast(table, row) {
+            Some(r) => Ok(r),
+            None => self.cross_maintenance(table, acct),
         }
-        let mut collateral = i128::from(row.quote);
-        for (i, b) in row.other.iter().enumerate() {
-            if *b != 0 {
-                let v = table.asset_value.get(i).copied().flatten().ok_or(Reject::Overflow)?;
-                collateral = add(collateral, asset_value(*b, v)?)?;
-            }
-        }
-        let mut maintenance: i128 = 0;
-        for (mk, sz) in row.markets.iter().zip(row.sizes.iter()) {
-            if *sz == 0 {
-                continue;
-            }
-            let Some(Some(m)) = table.rows.get(*mk as usize) else { continue };
-            if m.perp_tiers.is_empty() {
-                // No cached tiers (a market whose parameters just changed before its first
-                // mark): the full computation reads the parameters.
-                return self.cross_maintenance(table, acct);
-            }
-            // A short's value is `sz * lot_ceil`, the negated notional: one multiply serves both.
-            let (value, notional) = if *sz >= 0 {
-                (mul_lots(*sz, m.lot_floor)?, mul_lots(*sz, m.lot_ceil)?)
-            } else {
-                let value = mul_lots(*sz, m.lot_ceil)?;
-                (value, neg(value)?)
-            };
-            collateral = add(collateral, value)?;
-            maintenance = add(maintenance, tier_requirement(&m.perp_tiers, notional)?)?;
-        }
-        Ok((collateral, maintenance))
     }
 
     /// Collateral and maintenance requirement of the cross part: the two numbers the

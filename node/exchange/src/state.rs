@@ -125,6 +125,7 @@ pub struct Accounts {
 /// for every account changed in a block; a row that cannot represent its account exactly is
 /// marked `slow` and the sweep reads the full record instead. Never part of the commitment.
 #[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
 pub(crate) struct RiskRow {
     pub quote: i64,
     pub other: [i64; ASSETS_MAX - 1],
@@ -132,6 +133,8 @@ pub(crate) struct RiskRow {
     pub sizes: [i64; 2],
     pub slow: bool,
 }
+
+const _: () = assert!(std::mem::size_of::<RiskRow>() == 64, "a risk row is one cache line");
 
 impl RiskRow {
     pub(crate) const SLOW: RiskRow =
