@@ -39,51 +39,99 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let selected: Vec<&suites::Suite> = if args.suite == "all" {
-        suites::ALL.iter().collect()
-    } else {
-        match suites::ALL.iter().find(|s| s.name == args.suite) {
-            Some(s) => vec![s],
-            None => {
-                let names: Vec<&str> = suites::ALL.iter().map(|s| s.name).collect();
-                eprintln!("unknown suite '{}'; available: {}, all, list", args.suite, names.join(", "));
-                return ExitCode::from(2);
-            }
-        }
+    if args.suite == "all" {
+        return run_all(&args);
+    }
+    let Some(suite) = suites::ALL.iter().find(|s| s.name == args.suite) else {
+        let names: Vec<&str> = suites::ALL.iter().map(|s| s.name).collect();
+        eprintln!("unknown suite '{}'; available: {}, all, list", args.suite, names.join(", "));
+        return ExitCode::from(2);
     };
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; figures are meaningless (use --release)");
     }
     let ctx = Ctx { quick: args.quick, seed: args.seed };
-    let mut reports = Vec::new();
-    let mut failed = false;
-    for s in selected {
-        eprintln!("suite {} ({}){}", s.name, s.about, if ctx.quick { " [quick]" } else { "" });
-        let mut report = Report::new(s.name, &ctx);
-        if let Err(e) = (s.run)(&ctx, &mut report) {
-            eprintln!("suite {} failed: {e}", s.name);
-            failed = true;
-        }
-        report.finish();
-        eprintln!("  peak RSS {:.1} MiB", report.peak_rss_mib);
-        reports.push(report);
+    eprintln!("suite {} ({}){}", suite.name, suite.about, if ctx.quick { " [quick]" } else { "" });
+    let mut report = Report::new(suite.name, &ctx);
+    let result = (suite.run)(&ctx, &mut report);
+    report.finish();
+    eprintln!("  peak RSS {:.1} MiB", report.peak_rss_mib);
+    if let Some(path) = &args.json
+        && let Err(e) = write_json(path, &report)
+    {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
     }
-    if let Some(path) = args.json {
-        let json = if reports.len() == 1 {
-            serde_json::to_string_pretty(&reports[0])
-        } else {
-            serde_json::to_string_pretty(&reports)
-        };
-        match json
-            .map_err(|e| e.to_string())
-            .and_then(|j| std::fs::write(&path, j + "\n").map_err(|e| e.to_string()))
-        {
-            Ok(()) => eprintln!("wrote {}", path.display()),
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("suite {} failed: {e}", suite.name);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| format!("cannot encode the report: {e}"))?;
+    std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Runs every suite in a fresh process of this binary, so one suite's heap (the matching
+/// suite keeps hundreds of MiB of pre-generated commands) cannot change another's memory
+/// layout and timings; the reports are gathered into one JSON array.
+fn run_all(args: &Args) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cannot find this binary to run each suite in its own process: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("bastion-perf-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("cannot create {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let mut reports: Vec<serde_json::Value> = Vec::new();
+    let mut failed = false;
+    for s in suites::ALL {
+        let out = dir.join(format!("{}.json", s.name));
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg(s.name).arg("--seed").arg(args.seed.to_string()).arg("--json").arg(&out);
+        if args.quick {
+            cmd.arg("--quick");
+        }
+        match cmd.status() {
+            Ok(st) if st.success() => {}
+            Ok(st) => {
+                eprintln!("suite {} exited with {st}", s.name);
+                failed = true;
+            }
             Err(e) => {
-                eprintln!("cannot write {}: {e}", path.display());
-                return ExitCode::FAILURE;
+                eprintln!("cannot run suite {}: {e}", s.name);
+                failed = true;
             }
         }
+        match std::fs::read_to_string(&out).map(|t| serde_json::from_str::<serde_json::Value>(&t)) {
+            Ok(Ok(v)) => reports.push(v),
+            Ok(Err(e)) => {
+                eprintln!("suite {} wrote an unreadable report: {e}", s.name);
+                failed = true;
+            }
+            Err(e) => {
+                eprintln!("suite {} wrote no report: {e}", s.name);
+                failed = true;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(path) = &args.json
+        && let Err(e) = write_json(path, &reports)
+    {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

@@ -60,18 +60,17 @@ fn row_fast(table: &SweepTable, row: &RiskRow) -> Option<(Micros, Micros)> {
         return None;
     }
     let mut collateral = i128::from(row.quote);
-    for (i, b) in row.other.iter().enumerate() {
-        if *b != 0 {
-            let v = table.asset_value.get(i).copied().flatten()?;
-            collateral = collateral.checked_add(asset_value(*b, v).ok()?)?;
-        }
+    if row.other != 0 {
+        // `asset_value` is indexed from the first non-quote asset.
+        let v = table.asset_value.get(usize::from(row.other_asset).checked_sub(1)?).copied().flatten()?;
+        collateral = collateral.checked_add(asset_value(row.other, v).ok()?)?;
     }
     let mut maintenance: i128 = 0;
     for (mk, sz) in row.markets.iter().zip(row.sizes.iter()) {
         if *sz == 0 {
             continue;
         }
-        let Some(Some(m)) = table.rows.get(*mk as usize) else { continue };
+        let Some(Some(m)) = table.rows.get(usize::from(*mk)) else { continue };
         if m.perp_tiers.is_empty() {
             return None;
         }
@@ -438,9 +437,14 @@ impl State {
         let mut row = RiskRow { slow: false, ..RiskRow::SLOW };
         let Ok(quote) = i64::try_from(a.balances.first().copied().unwrap_or(0)) else { return RiskRow::SLOW };
         row.quote = quote;
-        for (o, b) in row.other.iter_mut().zip(a.balances.iter().skip(1)) {
-            let Ok(v) = i64::try_from(*b) else { return RiskRow::SLOW };
-            *o = v;
+        // At most one non-quote collateral asset fits the row.
+        for (i, b) in a.balances.iter().enumerate().skip(1).filter(|(_, b)| **b != 0) {
+            let (Ok(v), Ok(asset)) = (i64::try_from(*b), u8::try_from(i)) else { return RiskRow::SLOW };
+            if row.other != 0 {
+                return RiskRow::SLOW;
+            }
+            row.other = v;
+            row.other_asset = asset;
         }
         if a.portfolio {
             return RiskRow::SLOW;
@@ -452,8 +456,10 @@ impl State {
             if m.funding.index != p.funding_snapshot || !matches!(m.spec.kind, MarketKind::Perpetual) {
                 return RiskRow::SLOW;
             }
-            let Some((mk, sz)) = slots.next() else { return RiskRow::SLOW };
-            *mk = p.market.0;
+            let (Some((mk, sz)), Ok(market)) = (slots.next(), u16::try_from(p.market.0)) else {
+                return RiskRow::SLOW;
+            };
+            *mk = market;
             *sz = p.size;
         }
         row

@@ -120,25 +120,28 @@ pub struct Accounts {
     pub(crate) risk: Vec<RiskRow>,
 }
 
-/// What the margin sweep needs of one account, in one cache line: the quote balance, other
-/// collateral, and up to two cross positions. Derived data, refreshed from the account record
-/// for every account changed in a block; a row that cannot represent its account exactly is
-/// marked `slow` and the sweep reads the full record instead. Never part of the commitment.
+/// What the margin sweep needs of one account in 40 bytes: the quote balance, one other
+/// collateral balance, and up to two cross perpetual positions. Derived data, refreshed from
+/// the account record for every account changed in a block; a row that cannot represent its
+/// account exactly is marked `slow` and the sweep reads the full record instead. Never part of
+/// the commitment. The sweep streams these rows and is bound by memory bandwidth, so their
+/// size is the sweep's cost.
 #[derive(Clone, Copy, Debug)]
-#[repr(C, align(64))]
 pub(crate) struct RiskRow {
     pub quote: i64,
-    pub other: [i64; ASSETS_MAX - 1],
-    pub markets: [u32; 2],
+    /// Balance of the non-quote asset `other_asset` (0 when none).
+    pub other: i64,
     pub sizes: [i64; 2],
+    pub markets: [u16; 2],
+    pub other_asset: u8,
     pub slow: bool,
 }
 
-const _: () = assert!(std::mem::size_of::<RiskRow>() == 64, "a risk row is one cache line");
+const _: () = assert!(std::mem::size_of::<RiskRow>() == 40, "a risk row is 40 bytes");
 
 impl RiskRow {
     pub(crate) const SLOW: RiskRow =
-        RiskRow { quote: 0, other: [0; ASSETS_MAX - 1], markets: [0; 2], sizes: [0; 2], slow: true };
+        RiskRow { quote: 0, other: 0, sizes: [0; 2], markets: [0; 2], other_asset: 0, slow: true };
 }
 
 impl Accounts {
