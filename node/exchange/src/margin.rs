@@ -147,6 +147,20 @@ fn tiers_with_deductions(
     Ok(out)
 }
 
+/// A position's `(size, resting buys, resting sells, cash change)` with a hypothetical change
+/// applied when it concerns the position's market.
+pub(crate) fn overlaid(p: &Position, overlay: Option<&Overlay>) -> (i64, i64, i64, Micros) {
+    match overlay {
+        Some(o) if o.market == p.market => (
+            p.size.saturating_add(o.dsize),
+            p.open_buy.saturating_add(o.dopen_buy),
+            p.open_sell.saturating_add(o.dopen_sell),
+            o.dcash,
+        ),
+        _ => (p.size, p.open_buy, p.open_sell, 0),
+    }
+}
+
 /// Maintenance and initial requirements `(initial, maintenance)` of a position of `notional`
 /// under tiered rates, each continuous across tiers.
 pub fn tiered_requirement(tiers: &[MarginTier], notional: Micros) -> R<(Micros, Micros)> {
@@ -262,7 +276,7 @@ pub(crate) fn position_requirement(
             if short_im == 0 && short_mm == 0 {
                 return Ok((long_value, 0));
             }
-            let spot = i128::from(m.spec_index_hint());
+            let spot = i128::from(m.index_cache);
             let otm = match kind {
                 bastion_types::OptionKind::Call => sub(i128::from(*strike), spot)?.max(0),
                 bastion_types::OptionKind::Put => sub(spot, i128::from(*strike))?.max(0),
@@ -279,13 +293,6 @@ pub(crate) fn position_requirement(
             let mm = mul_div_ceil(mul(mm_unit, i128::from(short_mm))?, lot, nanos)?;
             Ok((add(im, long_value)?, mm))
         }
-    }
-}
-
-impl Market {
-    /// The underlying's index as last cached for this market (set with the mark each block).
-    pub(crate) fn spec_index_hint(&self) -> i64 {
-        self.index_cache
     }
 }
 
@@ -320,20 +327,9 @@ impl State {
         let mut maintenance: i128 = 0;
         let mut overlay_done = false;
         let mut options_present = false;
-        let apply = |p: &Position, o: Option<&Overlay>| -> (i64, i64, i64, i128) {
-            match o {
-                Some(o) if o.market == p.market => (
-                    p.size.saturating_add(o.dsize),
-                    p.open_buy.saturating_add(o.dopen_buy),
-                    p.open_sell.saturating_add(o.dopen_sell),
-                    o.dcash,
-                ),
-                _ => (p.size, p.open_buy, p.open_sell, 0),
-            }
-        };
         for p in acct.positions.iter().filter(|p| !p.isolated) {
             let Some(m) = self.markets.get(&p.market) else { continue };
-            let (size, ob, os, dcash) = apply(p, overlay);
+            let (size, ob, os, dcash) = overlaid(p, overlay);
             if overlay.is_some_and(|o| o.market == p.market) {
                 overlay_done = true;
             }
@@ -518,15 +514,7 @@ impl State {
         let Some(m) = self.markets.get(&p.market) else {
             return Ok(Health { collateral: p.isolated_balance, ..Health::default() });
         };
-        let (size, ob, os, dcash) = match overlay {
-            Some(o) if o.market == p.market => (
-                p.size.saturating_add(o.dsize),
-                p.open_buy.saturating_add(o.dopen_buy),
-                p.open_sell.saturating_add(o.dopen_sell),
-                o.dcash,
-            ),
-            _ => (p.size, p.open_buy, p.open_sell, 0),
-        };
+        let (size, ob, os, dcash) = overlaid(p, overlay);
         let collateral =
             sub(add(add(p.isolated_balance, dcash)?, position_value(m, size)?)?, pending_funding(m, p)?)?;
         let (initial, maintenance) = position_requirement(m, size, ob, os)?;

@@ -48,18 +48,6 @@ pub fn option_price(
     crate::num::to_i64(v.max(0))
 }
 
-/// The mark of an option market: its model price at the index, floored at one micro-unit
-/// above zero only when the model gives a positive value.
-pub(crate) fn option_mark(
-    kind: OptionKind,
-    index: PriceMicros,
-    strike: PriceMicros,
-    vol_ppm: Ppm,
-    time_ms: u64,
-) -> R<PriceMicros> {
-    option_price(kind, index, strike, vol_ppm, time_ms)
-}
-
 fn intrinsic(kind: OptionKind, spot: PriceMicros, strike: PriceMicros) -> R<i128> {
     let (spot, strike) = (i128::from(spot), i128::from(strike));
     Ok(match kind {
@@ -77,12 +65,7 @@ pub(crate) fn portfolio_requirement(
     let mut underlyings: Vec<UnderlyingId> = Vec::new();
     let mut sizes: Vec<(MarketId, i64, i64, i64)> = Vec::new();
     for p in acct.positions.iter().filter(|p| !p.isolated) {
-        let (mut s, mut ob, mut os) = (p.size, p.open_buy, p.open_sell);
-        if let Some(o) = overlay.filter(|o| o.market == p.market) {
-            s = s.saturating_add(o.dsize);
-            ob = ob.saturating_add(o.dopen_buy);
-            os = os.saturating_add(o.dopen_sell);
-        }
+        let (s, ob, os, _) = crate::margin::overlaid(p, overlay);
         sizes.push((p.market, s, ob, os));
     }
     if let Some(o) = overlay.filter(|o| !acct.positions.iter().any(|p| p.market == o.market)) {

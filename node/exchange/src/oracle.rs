@@ -135,7 +135,7 @@ impl State {
             }
             let mark = match &m.spec.kind {
                 MarketKind::Perpetual => perp_mark(m, index)?,
-                MarketKind::Option { kind, strike, expiry_ms } => crate::options::option_mark(
+                MarketKind::Option { kind, strike, expiry_ms } => crate::options::option_price(
                     *kind,
                     index,
                     *strike,
