@@ -254,10 +254,10 @@ impl State {
             let lot_value = m.lot_value_ceil.max(1);
             let bankrupt = h.collateral < 0;
             let qty = if bankrupt {
-                size.abs()
+                size.saturating_abs()
             } else {
                 let fraction = crate::num::to_i64(mul_div_ceil(
-                    i128::from(size.abs()),
+                    i128::from(size.saturating_abs()),
                     i128::from(params.max_fraction_ppm),
                     i128::from(PPM),
                 )?)?;
@@ -273,7 +273,7 @@ impl State {
                 )?;
                 let needed = crate::num::to_i64(div_ceil(needed_nanos, i128::from(m.spec.lot_size_nanos))?)?;
                 let budget_lots = crate::num::to_i64(div_floor(budget.max(0), lot_value)?)?;
-                needed.min(fraction).max(min_lots).min(size.abs()).min(budget_lots.max(min_lots))
+                needed.min(fraction).max(min_lots).min(size.saturating_abs()).min(budget_lots.max(min_lots))
             };
             if qty <= 0 {
                 break;
@@ -421,7 +421,7 @@ impl State {
         let m = self.markets.get(&market).ok_or(Reject::UnknownMarket(market))?;
         let (_, pos_mm) = crate::margin::position_requirement(m, size, 0, 0)?;
         let lot_value = m.lot_value_ceil;
-        let bp = bankruptcy_lot_value(lot_value, size, size.abs(), pos_mm, &h)?;
+        let bp = bankruptcy_lot_value(lot_value, size, size.saturating_abs(), pos_mm, &h)?;
         let funding_index = m.funding.index;
         // signum is -1, 0 or 1: its negation is exact.
         let want = size.signum().saturating_neg();
@@ -429,7 +429,7 @@ impl State {
             e.insert((self.rank_counterparties(market, want)?, 0));
         }
         let (ranked, mut cursor) = ranks.remove(&(market, want)).unwrap_or_default();
-        let mut remaining = size.abs();
+        let mut remaining = size.saturating_abs();
         let side = if size > 0 { Side::Sell } else { Side::Buy };
         while let Some(&counterparty) = ranked.get(cursor) {
             if remaining == 0 {
@@ -443,7 +443,7 @@ impl State {
                 cursor = cursor.saturating_add(1);
                 continue;
             }
-            let q = remaining.min(csize.abs());
+            let q = remaining.min(csize.saturating_abs());
             let cash = mul(bp, i128::from(q))?;
             // The liquidated account sells (long) for cash, the counterparty buys back.
             let dq = side.sign().saturating_mul(q);

@@ -244,7 +244,10 @@ pub(crate) fn position_requirement(
 ) -> R<(Micros, Micros)> {
     match &m.spec.kind {
         MarketKind::Perpetual => {
-            let worst = size.saturating_add(open_buy).abs().max(size.saturating_sub(open_sell).abs());
+            let worst = size
+                .saturating_add(open_buy)
+                .saturating_abs()
+                .max(size.saturating_sub(open_sell).saturating_abs());
             let n_im = abs_notional(m, worst)?;
             let n_mm = abs_notional(m, size)?;
             // The per-block caches, or the parameters themselves before the first mark.

@@ -223,9 +223,10 @@ impl State {
             if pos.size == 0 || pos.size.signum() == req.side.sign() {
                 return Err(Reject::ReduceOnly);
             }
-            qty = qty.min(pos.size.abs());
+            qty = qty.min(pos.size.saturating_abs());
         }
-        let increases = (pos.size.saturating_add(req.side.sign().saturating_mul(qty))).abs() > pos.size.abs();
+        let increases = (pos.size.saturating_add(req.side.sign().saturating_mul(qty))).saturating_abs()
+            > pos.size.saturating_abs();
         if increases && m.open_interest.saturating_add(qty) > m.spec.risk.open_interest_cap {
             return Err(Reject::OpenInterestCap { cap: m.spec.risk.open_interest_cap });
         }
@@ -354,7 +355,8 @@ impl State {
             return Err(Reject::PriceBand { price, low, high });
         }
         let pos = acct.position(market).copied().unwrap_or_default();
-        let increases = (pos.size.saturating_add(side.sign().saturating_mul(qty))).abs() > pos.size.abs();
+        let increases = (pos.size.saturating_add(side.sign().saturating_mul(qty))).saturating_abs()
+            > pos.size.saturating_abs();
         if increases && m.open_interest.saturating_add(qty) > m.spec.risk.open_interest_cap {
             return Err(Reject::OpenInterestCap { cap: m.spec.risk.open_interest_cap });
         }
@@ -575,16 +577,27 @@ impl State {
         let new = old.checked_add(dq).ok_or(Reject::Overflow)?;
         // Cost basis (informational): reduce proportionally on the closed part, add on the
         // opened part.
-        let closing = if old != 0 && old.signum() != dq.signum() { dq.abs().min(old.abs()) } else { 0 };
+        let closing = if old != 0 && old.signum() != dq.signum() {
+            dq.saturating_abs().min(old.saturating_abs())
+        } else {
+            0
+        };
         let mut cost = p.cost;
         if closing > 0 {
-            cost = sub(cost, crate::num::mul_div_floor(cost, i128::from(closing), i128::from(old.abs()))?)?;
+            cost = sub(
+                cost,
+                crate::num::mul_div_floor(cost, i128::from(closing), i128::from(old.saturating_abs()))?,
+            )?;
         }
-        let opening = dq.abs().saturating_sub(closing);
+        let opening = dq.saturating_abs().saturating_sub(closing);
         if opening > 0 {
             cost = add(
                 cost,
-                crate::num::mul_div_floor(crate::num::neg(cash)?, i128::from(opening), i128::from(dq.abs()))?,
+                crate::num::mul_div_floor(
+                    crate::num::neg(cash)?,
+                    i128::from(opening),
+                    i128::from(dq.saturating_abs()),
+                )?,
             )?;
         }
         let delta = sub(cash, fee)?;
