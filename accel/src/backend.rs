@@ -1,0 +1,337 @@
+//! The verification backends, start-up calibration and automatic selection.
+
+use crate::{AccelError, SigItem};
+use ed25519_zebra::{Signature, VerificationKey, VerificationKeyBytes, batch};
+use rayon::prelude::*;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// A verification backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Backend {
+    /// One signature at a time.
+    Scalar,
+    /// One multi-scalar batch on the calling core, bisected on failure.
+    Batch,
+    /// Batches across all cores (rayon).
+    Parallel,
+    /// The GPU (issue 7).
+    Gpu,
+}
+
+impl Backend {
+    /// The CPU backends, in order of increasing batch size where they win.
+    pub const CPU: [Backend; 3] = [Backend::Scalar, Backend::Batch, Backend::Parallel];
+
+    /// The backend's name in configuration and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Scalar => "scalar",
+            Backend::Batch => "batch",
+            Backend::Parallel => "parallel",
+            Backend::Gpu => "gpu",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = AccelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Ok(Backend::Scalar),
+            "batch" => Ok(Backend::Batch),
+            "parallel" => Ok(Backend::Parallel),
+            "gpu" => Ok(Backend::Gpu),
+            _ => Err(AccelError::UnknownBackend(s.to_string())),
+        }
+    }
+}
+
+/// A signature verifier. Every implementation gives the ZIP-215 verdict for every item.
+pub trait Verifier: Send + Sync {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// Clears `out` and pushes one verdict per item, in order (`true`: valid).
+    fn verify_into(&self, items: &[SigItem<'_>], out: &mut Vec<bool>);
+
+    /// The verdicts of `items`.
+    fn verify(&self, items: &[SigItem<'_>]) -> Vec<bool> {
+        let mut out = Vec::with_capacity(items.len());
+        self.verify_into(items, &mut out);
+        out
+    }
+}
+
+/// The reference verdict: scalar ZIP-215 verification of one item.
+pub fn verify_one(item: &SigItem<'_>) -> bool {
+    let Ok(key) = VerificationKey::try_from(*item.public_key) else { return false };
+    key.verify(&Signature::from_bytes(item.signature), item.message).is_ok()
+}
+
+fn prepare(item: &SigItem<'_>) -> batch::Item {
+    batch::Item::from((
+        VerificationKeyBytes::from(*item.public_key),
+        Signature::from_bytes(item.signature),
+        item.message,
+    ))
+}
+
+/// Verifies prepared items as one batch, bisecting a failing batch down to the invalid items.
+/// `out` has one slot per item.
+fn verify_bisect(items: &[batch::Item], out: &mut [bool]) {
+    match items {
+        [] => {}
+        [one] => {
+            if let Some(slot) = out.first_mut() {
+                *slot = one.clone().verify_single().is_ok();
+            }
+        }
+        _ => {
+            let mut v = batch::Verifier::new();
+            for item in items {
+                v.queue(item.clone());
+            }
+            if v.verify(rand::rng()).is_ok() {
+                out.fill(true);
+                return;
+            }
+            let mid = items.len() / 2;
+            let (left, right) = items.split_at(mid);
+            let (out_left, out_right) = out.split_at_mut(mid);
+            verify_bisect(left, out_left);
+            verify_bisect(right, out_right);
+        }
+    }
+}
+
+struct Scalar;
+
+impl Verifier for Scalar {
+    fn backend(&self) -> Backend {
+        Backend::Scalar
+    }
+    fn verify_into(&self, items: &[SigItem<'_>], out: &mut Vec<bool>) {
+        out.clear();
+        out.extend(items.iter().map(verify_one));
+    }
+}
+
+struct Batch;
+
+impl Verifier for Batch {
+    fn backend(&self) -> Backend {
+        Backend::Batch
+    }
+    fn verify_into(&self, items: &[SigItem<'_>], out: &mut Vec<bool>) {
+        out.clear();
+        out.resize(items.len(), false);
+        let prepared: Vec<batch::Item> = items.iter().map(prepare).collect();
+        verify_bisect(&prepared, out);
+    }
+}
+
+/// Smallest chunk the parallel backend hands to one core: below this the batch equation's
+/// fixed cost dominates and splitting loses.
+const PARALLEL_CHUNK_MIN: usize = 32;
+
+struct Parallel;
+
+impl Verifier for Parallel {
+    fn backend(&self) -> Backend {
+        Backend::Parallel
+    }
+    fn verify_into(&self, items: &[SigItem<'_>], out: &mut Vec<bool>) {
+        out.clear();
+        out.resize(items.len(), false);
+        let threads = rayon::current_num_threads().max(1);
+        let chunk = items.len().div_ceil(threads).max(PARALLEL_CHUNK_MIN);
+        items.par_chunks(chunk).zip(out.par_chunks_mut(chunk)).for_each(|(items, out)| {
+            let prepared: Vec<batch::Item> = items.iter().map(prepare).collect();
+            verify_bisect(&prepared, out);
+        });
+    }
+}
+
+/// A verifier for one backend. The GPU backend arrives with issue 7.
+pub fn verifier(backend: Backend) -> Result<Box<dyn Verifier>, AccelError> {
+    match backend {
+        Backend::Scalar => Ok(Box::new(Scalar)),
+        Backend::Batch => Ok(Box::new(Batch)),
+        Backend::Parallel => Ok(Box::new(Parallel)),
+        Backend::Gpu => Err(AccelError::Unavailable {
+            backend,
+            reason: "the GPU backend is not built yet (issue 7); use scalar, batch, parallel or auto".into(),
+        }),
+    }
+}
+
+/// The curve arithmetic curve25519-dalek selects at run time on this machine.
+pub fn curve_backend() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512ifma")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return "avx512ifma (curve25519-dalek vector backend)";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2 (curve25519-dalek vector backend)";
+        }
+    }
+    "portable (curve25519-dalek serial u64 backend)"
+}
+
+/// What start-up calibration measured and decided.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Calibration {
+    /// From this batch size on, `batch` beats `scalar`.
+    pub batch_from: usize,
+    /// From this batch size on, `parallel` beats `batch`.
+    pub parallel_from: usize,
+    /// `(backend, batch size, signatures per second)` as measured.
+    pub samples: Vec<(Backend, usize, f64)>,
+}
+
+impl Default for Calibration {
+    /// The crossovers measured on the 2-core development VM, for when there is no time to
+    /// calibrate.
+    fn default() -> Self {
+        Calibration { batch_from: 4, parallel_from: 128, samples: Vec::new() }
+    }
+}
+
+/// Deterministic valid signatures for calibration (keys from a counter; nothing secret).
+fn calibration_items(n: usize) -> Vec<crate::OwnedSigItem> {
+    (0..n)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            seed[31] = 0xCA;
+            let sk = ed25519_zebra::SigningKey::from(seed);
+            let message = format!("bastion calibration {i}").into_bytes();
+            let signature = sk.sign(&message).to_bytes();
+            let public_key: [u8; 32] = VerificationKey::from(&sk).into();
+            crate::OwnedSigItem { public_key, signature, message }
+        })
+        .collect()
+}
+
+/// Measures the CPU backends on valid signatures at a few batch sizes within about `budget`
+/// and finds the crossovers. Sizes are tried from small to large; the first size where a
+/// backend beats the one below it (and stays ahead at the next size) becomes its threshold.
+pub fn calibrate(budget: Duration) -> Calibration {
+    const SIZES: [usize; 7] = [1, 4, 16, 32, 64, 128, 256];
+    let owned = calibration_items(256);
+    let items: Vec<SigItem<'_>> = owned.iter().map(|o| o.as_item()).collect();
+    let per_point = budget / u32::try_from(SIZES.len() * 3).unwrap_or(u32::MAX);
+    let mut samples = Vec::new();
+    let mut out = Vec::new();
+    for &size in &SIZES {
+        let slice = items.get(..size).unwrap_or(&items);
+        for backend in Backend::CPU {
+            let Ok(v) = verifier(backend) else { continue };
+            let start = Instant::now();
+            let mut sigs = 0usize;
+            // At least one round, then as many as fit the time allowed for this point.
+            loop {
+                v.verify_into(slice, &mut out);
+                sigs = sigs.saturating_add(slice.len());
+                if start.elapsed() >= per_point {
+                    break;
+                }
+            }
+            let rate = sigs as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            samples.push((backend, size, rate));
+        }
+    }
+    let rate = |b: Backend, n: usize| samples.iter().find(|(sb, sn, _)| *sb == b && *sn == n).map(|s| s.2);
+    let first_win = |winner: Backend, loser: Backend| -> usize {
+        SIZES
+            .iter()
+            .copied()
+            .find(|&n| rate(winner, n).zip(rate(loser, n)).is_some_and(|(w, l)| w > l))
+            .unwrap_or(usize::MAX)
+    };
+    Calibration {
+        batch_from: first_win(Backend::Batch, Backend::Scalar),
+        parallel_from: first_win(Backend::Parallel, Backend::Batch),
+        samples,
+    }
+}
+
+/// Chooses the backend per call by its size, using a [`Calibration`].
+pub struct Auto {
+    batch_from: usize,
+    parallel_from: usize,
+}
+
+impl Auto {
+    /// Dispatch by the calibration's crossovers.
+    pub fn new(c: &Calibration) -> Auto {
+        Auto { batch_from: c.batch_from, parallel_from: c.parallel_from }
+    }
+
+    fn pick(&self, n: usize) -> &'static dyn Verifier {
+        if n >= self.parallel_from {
+            &Parallel
+        } else if n >= self.batch_from {
+            &Batch
+        } else {
+            &Scalar
+        }
+    }
+}
+
+impl Verifier for Auto {
+    /// The backend a large batch would use.
+    fn backend(&self) -> Backend {
+        self.pick(usize::MAX).backend()
+    }
+    fn verify_into(&self, items: &[SigItem<'_>], out: &mut Vec<bool>) {
+        self.pick(items.len()).verify_into(items, out);
+    }
+}
+
+impl fmt::Debug for Auto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Auto {{ batch_from: {}, parallel_from: {} }}", self.batch_from, self.parallel_from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_bad_signature_does_not_reject_its_neighbours() {
+        let mut owned = calibration_items(40);
+        owned[17].signature[40] ^= 1;
+        owned[33].message.push(0);
+        let items: Vec<SigItem<'_>> = owned.iter().map(|o| o.as_item()).collect();
+        for b in Backend::CPU {
+            let got = verifier(b).unwrap().verify(&items);
+            let bad: Vec<usize> = got.iter().enumerate().filter(|(_, v)| !**v).map(|(i, _)| i).collect();
+            assert_eq!(bad, vec![17, 33], "{b}");
+        }
+        assert!(matches!(verifier(Backend::Gpu), Err(AccelError::Unavailable { .. })));
+    }
+
+    #[test]
+    fn calibration_orders_the_crossovers() {
+        let c = calibrate(Duration::from_millis(60));
+        assert_eq!(c.samples.len(), 21);
+        assert!(c.samples.iter().all(|s| s.2 > 0.0));
+        let auto = Auto::new(&c);
+        let owned = calibration_items(3);
+        let items: Vec<SigItem<'_>> = owned.iter().map(|o| o.as_item()).collect();
+        assert_eq!(auto.verify(&items), vec![true; 3]);
+    }
+}
