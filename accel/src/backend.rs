@@ -225,8 +225,8 @@ fn calibration_items(n: usize) -> Vec<crate::OwnedSigItem> {
 }
 
 /// Measures the CPU backends on valid signatures at a few batch sizes within about `budget`
-/// and finds the crossovers. Sizes are tried from small to large; the first size where a
-/// backend beats the one below it (and stays ahead at the next size) becomes its threshold.
+/// and finds the crossovers: a backend's threshold is the smallest size from which it beats the
+/// backend below it by at least 5% at every larger size measured (never, if it does not).
 pub fn calibrate(budget: Duration) -> Calibration {
     const SIZES: [usize; 7] = [1, 4, 16, 32, 64, 128, 256];
     let owned = calibration_items(256);
@@ -253,16 +253,19 @@ pub fn calibrate(budget: Duration) -> Calibration {
         }
     }
     let rate = |b: Backend, n: usize| samples.iter().find(|(sb, sn, _)| *sb == b && *sn == n).map(|s| s.2);
-    let first_win = |winner: Backend, loser: Backend| -> usize {
+    // The threshold is the smallest size from which the winner is ahead by a margin at every
+    // larger size measured: a single noisy crossing must not switch backends.
+    let sustained_win = |winner: Backend, loser: Backend| -> usize {
+        let ahead = |n: usize| rate(winner, n).zip(rate(loser, n)).is_some_and(|(w, l)| w > l * 1.05);
         SIZES
             .iter()
-            .copied()
-            .find(|&n| rate(winner, n).zip(rate(loser, n)).is_some_and(|(w, l)| w > l))
-            .unwrap_or(usize::MAX)
+            .enumerate()
+            .find(|(i, _)| SIZES.get(*i..).unwrap_or(&[]).iter().all(|&n| ahead(n)))
+            .map_or(usize::MAX, |(_, &n)| n)
     };
     Calibration {
-        batch_from: first_win(Backend::Batch, Backend::Scalar),
-        parallel_from: first_win(Backend::Parallel, Backend::Batch),
+        batch_from: sustained_win(Backend::Batch, Backend::Scalar),
+        parallel_from: sustained_win(Backend::Parallel, Backend::Batch),
         samples,
     }
 }

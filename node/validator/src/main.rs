@@ -1,6 +1,7 @@
 //! `bastion`: the validator binary and its operator commands.
 
 mod risk;
+mod sig;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,6 +20,9 @@ enum Command {
     /// Risk arithmetic of the exchange, as consensus computes it.
     #[command(subcommand)]
     Risk(risk::RiskCommand),
+    /// Ed25519 signature checks with the validator's verification backends.
+    #[command(subcommand)]
+    Sig(sig::SigCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +42,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Sig(cmd) => {
+            let out = sig::run(&cmd);
+            print!("{}", out.stdout);
+            match out.error {
+                None => ExitCode::SUCCESS,
+                Some((code, msg)) => {
+                    eprintln!("error: {msg}");
+                    ExitCode::from(code)
+                }
+            }
+        }
     }
 }

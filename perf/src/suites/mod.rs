@@ -5,6 +5,7 @@ use crate::harness::{Ctx, Report};
 pub mod margin;
 pub mod matching;
 pub mod pricing;
+pub mod sigverify;
 
 /// A named suite.
 pub struct Suite {
@@ -25,4 +26,9 @@ pub const ALL: &[Suite] = &[
         run: margin::run,
     },
     Suite { name: "pricing", about: "fixed-point option pricing vs plain f64", run: pricing::run },
+    Suite {
+        name: "sigverify",
+        about: "ed25519 batch verification backends vs dalek single verify",
+        run: sigverify::run,
+    },
 ];

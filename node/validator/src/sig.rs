@@ -1,0 +1,367 @@
+//! `bastion sig ...`: operator commands that check ed25519 signatures with the validator's own
+//! verification backends (`bastion-accel`), one backend or all of them side by side, so an
+//! operator can see that every backend applies the same rule (ZIP-215) to a given input.
+//!
+//! Exit codes: 0 when every backend asked agrees (whatever the verdicts are), 1 when backends
+//! disagree or a backend cannot run here (`gpu`), 2 for bad input (malformed hex or lengths in
+//! flags, an unknown backend name, an unreadable FILE or one that is not a JSON array).
+
+use bastion_accel::{AccelError, Auto, Backend, OwnedSigItem, SigItem, Verifier};
+use clap::{Args, Subcommand};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Exit status for bad input (flags, file).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status when backends disagree or a backend is unavailable.
+pub const EXIT_FAILED: u8 = 1;
+
+/// The names `--backend` accepts, in the order `all` runs them (`gpu` is named alone).
+const BACKEND_NAMES: &str = "scalar, batch, parallel, auto, gpu, all";
+
+/// Start-up calibration budget for the `auto` backend.
+const CALIBRATION_BUDGET: Duration = Duration::from_millis(150);
+
+/// Signature subcommands.
+#[derive(Subcommand, Debug)]
+pub enum SigCommand {
+    /// Verify one signature and print each backend's verdict: `V` (valid) or `X` (invalid),
+    /// then the backend name. An invalid signature is not an error (exit 0); exit 1 when
+    /// backends disagree or the backend is unavailable here (gpu), exit 2 for malformed input.
+    Verify(VerifyArgs),
+    /// Verify every case of a JSON file, the whole file as one batch per backend, and print one
+    /// line per case with each backend's verdict (`V`/`X`) in fixed columns.
+    ///
+    /// FILE is a JSON array of objects with hex fields `pub_key` (32 bytes), `message` (any
+    /// length) and `signature` (64 bytes). An entry with a missing or malformed field is
+    /// reported on its own line and counted in the summary, but does not change the exit code:
+    /// the exit code is 1 only when backends disagree on some case (or a backend is
+    /// unavailable), and 2 when FILE cannot be read or is not a JSON array.
+    VerifyFile(VerifyFileArgs),
+}
+
+/// Inputs of `bastion sig verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Backend: scalar, batch, parallel, auto, gpu, or `all` (every CPU backend and auto).
+    #[arg(long, default_value = "all")]
+    backend: String,
+    /// Public key, 32 bytes as hex (64 hex digits).
+    #[arg(long)]
+    pk: String,
+    /// Message, as hex (any length; empty allowed).
+    #[arg(long, allow_hyphen_values = true)]
+    msg: String,
+    /// Signature, 64 bytes as hex (128 hex digits).
+    #[arg(long)]
+    sig: String,
+}
+
+/// Inputs of `bastion sig verify-file`.
+#[derive(Args, Debug)]
+pub struct VerifyFileArgs {
+    /// JSON array of {"pub_key": HEX, "message": HEX, "signature": HEX}.
+    file: std::path::PathBuf,
+    /// Backend: scalar, batch, parallel, auto, gpu, or `all` (every CPU backend and auto).
+    #[arg(long, default_value = "all")]
+    backend: String,
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Lines for stdout.
+    pub stdout: String,
+    /// An error for stderr, with its exit code; `None` is success.
+    pub error: Option<(u8, String)>,
+}
+
+impl Outcome {
+    fn fail(code: u8, msg: String) -> Outcome {
+        Outcome { stdout: String::new(), error: Some((code, msg)) }
+    }
+}
+
+/// Runs a signature subcommand.
+pub fn run(cmd: &SigCommand) -> Outcome {
+    match cmd {
+        SigCommand::Verify(a) => verify(a),
+        SigCommand::VerifyFile(a) => verify_file(a),
+    }
+}
+
+/// One named verifier (`auto` is not a `Backend`, hence the separate name).
+struct Named {
+    name: &'static str,
+    verifier: Box<dyn Verifier>,
+}
+
+/// Parses `--backend` into the backends to run (`None` is `auto`), or an error naming the
+/// valid names (exit 2).
+fn selection(name: &str) -> Result<Vec<Option<Backend>>, (u8, String)> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "all" => Ok(Backend::CPU.iter().map(|&b| Some(b)).chain([None]).collect()),
+        "auto" => Ok(vec![None]),
+        lower => match lower.parse::<Backend>() {
+            Ok(b) => Ok(vec![Some(b)]),
+            Err(_) => {
+                Err((EXIT_USAGE, format!("--backend: unknown backend {name:?}; valid: {BACKEND_NAMES}")))
+            }
+        },
+    }
+}
+
+/// Builds the selected verifiers: `Err((exit code, message))` for an unavailable backend (1).
+/// `auto` runs the start-up calibration first.
+fn verifiers(selection: &[Option<Backend>]) -> Result<Vec<Named>, (u8, String)> {
+    selection
+        .iter()
+        .map(|s| match s {
+            None => {
+                let calibration = bastion_accel::calibrate(CALIBRATION_BUDGET);
+                Ok(Named { name: "auto", verifier: Box::new(Auto::new(&calibration)) })
+            }
+            Some(b) => bastion_accel::verifier(*b)
+                .map(|verifier| Named { name: b.name(), verifier })
+                .map_err(|e| (EXIT_FAILED, format!("--backend {}: {e}", b.name()))),
+        })
+        .collect()
+}
+
+/// The user-facing name of a field `OwnedSigItem::from_hex` reports, given the names this
+/// command calls the three inputs (flags or JSON keys).
+fn field_name(field: &str, names: [&'static str; 3]) -> &'static str {
+    let f = field.to_ascii_lowercase();
+    if f.contains("sig") {
+        names[2]
+    } else if f.contains("msg") || f.contains("message") {
+        names[1]
+    } else if f.contains("pub") || f.contains("key") || f == "pk" {
+        names[0]
+    } else {
+        // Not one of the three: keep the library's wording.
+        "input"
+    }
+}
+
+/// Renders a parse error naming the field as this command calls it.
+fn describe(e: &AccelError, names: [&'static str; 3]) -> String {
+    match e {
+        AccelError::Hex { field, reason } => {
+            format!("{}: not valid hex: {reason}", field_name(field, names))
+        }
+        AccelError::Length { field, expected, got } => {
+            format!("{}: expected {expected} bytes, got {got}", field_name(field, names))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn verdict(v: bool) -> char {
+    if v { 'V' } else { 'X' }
+}
+
+fn verify(a: &VerifyArgs) -> Outcome {
+    let selected = match selection(&a.backend) {
+        Ok(s) => s,
+        Err((code, msg)) => return Outcome::fail(code, msg),
+    };
+    let item = match OwnedSigItem::from_hex(&a.pk, &a.msg, &a.sig) {
+        Ok(i) => i,
+        Err(e) => return Outcome::fail(EXIT_USAGE, describe(&e, ["--pk", "--msg", "--sig"])),
+    };
+    let verifiers = match verifiers(&selected) {
+        Ok(v) => v,
+        Err((code, msg)) => return Outcome::fail(code, msg),
+    };
+    let items = [item.as_item()];
+    let mut stdout = String::new();
+    let mut verdicts = Vec::with_capacity(verifiers.len());
+    for n in &verifiers {
+        let v = n.verifier.verify(&items).first().copied();
+        match v {
+            Some(v) => {
+                let _ = writeln!(stdout, "{} {}", verdict(v), n.name);
+                verdicts.push((n.name, v));
+            }
+            None => {
+                return Outcome {
+                    stdout,
+                    error: Some((EXIT_FAILED, format!("backend {} returned no verdict", n.name))),
+                };
+            }
+        }
+    }
+    let error = if verdicts.windows(2).any(|w| w[0].1 != w[1].1) {
+        let all: Vec<String> = verdicts.iter().map(|(n, v)| format!("{n}={}", verdict(*v))).collect();
+        Some((EXIT_FAILED, format!("backends disagree: {}", all.join(" "))))
+    } else {
+        None
+    };
+    Outcome { stdout, error }
+}
+
+/// One entry of the file: a parsed item, or why it could not be parsed.
+type Entry = Result<OwnedSigItem, String>;
+
+/// Parses the file's text: `Err` when it is not a JSON array (the whole file is unusable),
+/// otherwise one entry per element, malformed elements carrying their error.
+pub fn parse_cases(text: &str) -> Result<Vec<Entry>, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let serde_json::Value::Array(cases) = value else {
+        return Err("expected a JSON array of {\"pub_key\", \"message\", \"signature\"} objects".into());
+    };
+    Ok(cases.iter().map(parse_case).collect())
+}
+
+fn parse_case(case: &serde_json::Value) -> Entry {
+    let serde_json::Value::Object(map) = case else {
+        return Err("not a JSON object".into());
+    };
+    let field = |k: &str| -> Result<&str, String> {
+        match map.get(k) {
+            Some(serde_json::Value::String(s)) => Ok(s.as_str()),
+            Some(_) => Err(format!("{k}: not a string")),
+            None => Err(format!("{k}: missing")),
+        }
+    };
+    let (pk, msg, sig) = (field("pub_key")?, field("message")?, field("signature")?);
+    OwnedSigItem::from_hex(pk, msg, sig).map_err(|e| describe(&e, ["pub_key", "message", "signature"]))
+}
+
+/// Width of one verdict column (the longest backend name plus a space).
+const COLUMN: usize = 9;
+
+/// Verifies the parsed entries, every well-formed one in a single batch per verifier, and
+/// renders the table. Returns the text and the indices (into `entries`) where verifiers
+/// disagree.
+fn table(entries: &[Entry], verifiers: &[Named]) -> Result<(String, Vec<usize>), String> {
+    let items: Vec<SigItem<'_>> =
+        entries.iter().filter_map(|e| e.as_ref().ok().map(|i| i.as_item())).collect();
+    let mut columns: Vec<Vec<bool>> = Vec::with_capacity(verifiers.len());
+    for n in verifiers {
+        let v = n.verifier.verify(&items);
+        if v.len() != items.len() {
+            return Err(format!(
+                "backend {} returned {} verdicts for {} items",
+                n.name,
+                v.len(),
+                items.len()
+            ));
+        }
+        columns.push(v);
+    }
+    let mut out = String::new();
+    let _ = write!(out, "{:>6} ", "case");
+    for n in verifiers {
+        let _ = write!(out, "{:<COLUMN$}", n.name);
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    let (mut valid, mut invalid, mut malformed) = (0usize, 0usize, 0usize);
+    let mut disagree = Vec::new();
+    let mut k = 0usize;
+    for (i, e) in entries.iter().enumerate() {
+        let _ = write!(out, "{i:>6} ");
+        match e {
+            Err(msg) => {
+                malformed += 1;
+                let _ = writeln!(out, "error: {msg}");
+            }
+            Ok(_) => {
+                let row: Vec<bool> = columns.iter().map(|c| c[k]).collect();
+                k += 1;
+                let mut line = String::new();
+                for v in &row {
+                    let _ = write!(line, "{:<COLUMN$}", verdict(*v));
+                }
+                let mut line = line.trim_end().to_string();
+                if row.windows(2).any(|w| w[0] != w[1]) {
+                    disagree.push(i);
+                    line.push_str("  DISAGREE");
+                } else if row.first().copied().unwrap_or(false) {
+                    valid += 1;
+                } else {
+                    invalid += 1;
+                }
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    let _ = write!(
+        out,
+        "{} cases: {valid} valid, {invalid} invalid, {malformed} malformed, {} disagreements",
+        entries.len(),
+        disagree.len()
+    );
+    out.push('\n');
+    Ok((out, disagree))
+}
+
+fn verify_file(a: &VerifyFileArgs) -> Outcome {
+    let selected = match selection(&a.backend) {
+        Ok(s) => s,
+        Err((code, msg)) => return Outcome::fail(code, msg),
+    };
+    let text = match std::fs::read_to_string(&a.file) {
+        Ok(t) => t,
+        Err(e) => return Outcome::fail(EXIT_USAGE, format!("cannot read {}: {e}", a.file.display())),
+    };
+    let entries = match parse_cases(&text) {
+        Ok(e) => e,
+        Err(e) => return Outcome::fail(EXIT_USAGE, format!("{}: {e}", a.file.display())),
+    };
+    let verifiers = match verifiers(&selected) {
+        Ok(v) => v,
+        Err((code, msg)) => return Outcome::fail(code, msg),
+    };
+    match table(&entries, &verifiers) {
+        Err(e) => Outcome::fail(EXIT_FAILED, e),
+        Ok((stdout, disagree)) if disagree.is_empty() => Outcome { stdout, error: None },
+        Ok((stdout, disagree)) => {
+            let list: Vec<String> = disagree.iter().map(|i| i.to_string()).collect();
+            Outcome {
+                stdout,
+                error: Some((EXIT_FAILED, format!("backends disagree on case(s) {}", list.join(", ")))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_parsing_keeps_malformed_entries_apart() {
+        let text = r#"[
+            {"pub_key": "zz", "message": "", "signature": "00"},
+            {"pub_key": 5, "message": "", "signature": "00"},
+            {"message": ""},
+            "nope"
+        ]"#;
+        let e = parse_cases(text).unwrap();
+        assert_eq!(e.len(), 4);
+        assert!(e[0].as_ref().unwrap_err().starts_with("pub_key"), "{:?}", e[0]);
+        assert_eq!(e[1].as_ref().unwrap_err(), "pub_key: not a string");
+        assert_eq!(e[2].as_ref().unwrap_err(), "pub_key: missing");
+        assert_eq!(e[3].as_ref().unwrap_err(), "not a JSON object");
+        assert!(parse_cases("{}").is_err());
+        assert!(parse_cases("[").is_err());
+    }
+
+    #[test]
+    fn unknown_backend_lists_the_names() {
+        let Err((code, msg)) = selection("fast") else { panic!("accepted") };
+        assert_eq!(code, EXIT_USAGE);
+        assert!(msg.contains("scalar, batch, parallel, auto, gpu, all"), "{msg}");
+    }
+
+    #[test]
+    fn field_names_map_to_flags() {
+        let names = ["--pk", "--msg", "--sig"];
+        assert_eq!(field_name("public_key", names), "--pk");
+        assert_eq!(field_name("message", names), "--msg");
+        assert_eq!(field_name("signature", names), "--sig");
+    }
+}
