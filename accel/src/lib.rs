@@ -46,7 +46,7 @@ pub enum AccelError {
     Hex { field: &'static str, reason: String },
     #[error("{field}: expected {expected} bytes, got {got}")]
     Length { field: &'static str, expected: usize, got: usize },
-    #[error("unknown backend '{0}'; expected one of: scalar, batch, parallel, gpu, auto")]
+    #[error("unknown backend '{0}'; expected one of: scalar, batch, parallel, gpu")]
     UnknownBackend(String),
     #[error("backend {backend} is unavailable: {reason}")]
     Unavailable { backend: Backend, reason: String },

@@ -1,0 +1,528 @@
+//! Differential campaign: every CPU backend (and `Auto`) must give, for every item of every
+//! batch, the same verdict as `verify_one`, the scalar ZIP-215 reference — which is itself
+//! checked against `ed25519-zebra` called directly, and against the verdicts that ZIP-215
+//! prescribes where the mutation fixes one (valid signatures accepted; S >= L, flipped bits,
+//! changed messages rejected; small-order A and R with S = 0 accepted, canonical or not).
+//!
+//! Random keys, messages and signatures come from a seeded ChaCha stream. The seed is printed;
+//! `BASTION_SEED=<seed> cargo test -p bastion-accel --test differential` replays it and
+//! `BASTION_LONG=1` runs a much larger campaign (on fresh seeds unless `BASTION_SEED` is set).
+//! Batch verification draws its own coefficients from the OS, so a replay repeats the inputs,
+//! not the coefficients (which cannot change a verdict except with probability 2^-128).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bastion_accel::{Auto, Backend, OwnedSigItem, SigItem, Verifier, calibrate, verifier, verify_one};
+use ed25519_zebra::{Signature, SigningKey, VerificationKey};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::time::Duration;
+
+/// The group order L, little-endian.
+const L: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// The basepoint B, compressed.
+const BASEPOINT: [u8; 32] = [
+    0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+    0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+];
+
+fn h32(s: &str) -> [u8; 32] {
+    assert_eq!(s.len(), 64, "{s}");
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+fn pick(rng: &mut StdRng, from: &[[u8; 32]]) -> [u8; 32] {
+    from[rng.random_range(0..from.len())]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Encodings that decode to points of order 1, 2, 4 or 8: the eight canonical ones and the
+/// six non-canonical ones (y >= p, or x = 0 with the sign bit set). ZIP-215 decodes all of them.
+fn small_order_encodings() -> Vec<[u8; 32]> {
+    [
+        // canonical
+        "0100000000000000000000000000000000000000000000000000000000000000", // identity
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // order 2
+        "0000000000000000000000000000000000000000000000000000000000000000", // order 4
+        "0000000000000000000000000000000000000000000000000000000000000080", // order 4
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", // order 8
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85", // order 8
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", // order 8
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa", // order 8
+        // non-canonical
+        "0100000000000000000000000000000000000000000000000000000000000080", // y = 1, sign set
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", // y = -1, sign set
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // y = p (= 0)
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", // y = p, sign set
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // y = p + 1 (= 1)
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", // y = p + 1, sign set
+    ]
+    .iter()
+    .map(|s| h32(s))
+    .collect()
+}
+
+/// Every encoding of y = p + k (k = 0..=18, the only y >= p that fit in 255 bits), with either
+/// sign bit, plus near-misses of the small-order encodings; some decode, some do not.
+fn non_canonical_encodings() -> Vec<[u8; 32]> {
+    let mut out = Vec::new();
+    for k in 0..19u8 {
+        let mut e = [0xffu8; 32];
+        e[0] = 0xed + k;
+        e[31] = 0x7f;
+        out.push(e);
+        e[31] = 0xff;
+        out.push(e);
+    }
+    // Byte patterns libsodium's blocklist carries (y - 19 of the order-8 points).
+    out.push(h32("13e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"));
+    out.push(h32("b4176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"));
+    out
+}
+
+/// S + L (little-endian, no overflow: S < L < 2^253).
+fn add_l(s: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let v = u16::from(s[i]) + u16::from(L[i]) + carry;
+        out[i] = v as u8;
+        carry = v >> 8;
+    }
+    assert_eq!(carry, 0);
+    out
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Valid,
+    FlipR,
+    FlipS,
+    FlipA,
+    SPlusL,
+    SEqualsL,
+    MessageChanged,
+    OtherKey,
+    NonCanonicalA,
+    NonCanonicalR,
+    SmallOrderA,
+    SmallOrderR,
+    /// A and R small-order (canonical or not), S = 0: valid under ZIP-215 for any message.
+    TorsionZero,
+    /// A small-order, R = B, S = 1: valid under ZIP-215 for any message.
+    TorsionBase,
+    Garbage,
+}
+
+const BAD: [Kind; 13] = [
+    Kind::FlipR,
+    Kind::FlipS,
+    Kind::FlipA,
+    Kind::SPlusL,
+    Kind::SEqualsL,
+    Kind::MessageChanged,
+    Kind::OtherKey,
+    Kind::NonCanonicalA,
+    Kind::NonCanonicalR,
+    Kind::SmallOrderA,
+    Kind::SmallOrderR,
+    Kind::Garbage,
+    // Weighted twice: the non-canonical R of a real signature.
+    Kind::NonCanonicalR,
+];
+
+impl Kind {
+    /// The ZIP-215 verdict this kind must get, where the mutation determines it (up to
+    /// negligible probability).
+    fn expected(self) -> Option<bool> {
+        match self {
+            Kind::Valid | Kind::TorsionZero | Kind::TorsionBase => Some(true),
+            Kind::Garbage => None,
+            _ => Some(false),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    kind: Kind,
+    item: OwnedSigItem,
+}
+
+struct Gen {
+    rng: StdRng,
+    pool: Vec<OwnedSigItem>,
+    small: Vec<[u8; 32]>,
+    noncanon: Vec<[u8; 32]>,
+}
+
+impl Gen {
+    fn new(seed: u64, keys: usize, pool: usize) -> Gen {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let keys: Vec<SigningKey> = (0..keys)
+            .map(|_| {
+                let mut seed = [0u8; 32];
+                rng.fill(&mut seed[..]);
+                SigningKey::from(seed)
+            })
+            .collect();
+        let pool = (0..pool)
+            .map(|_| {
+                let sk = &keys[rng.random_range(0..keys.len())];
+                let len = match rng.random_range(0..10) {
+                    0 => 0,
+                    1 => rng.random_range(500..2000),
+                    _ => rng.random_range(1..200),
+                };
+                let mut message = vec![0u8; len];
+                rng.fill(&mut message[..]);
+                OwnedSigItem {
+                    public_key: <[u8; 32]>::from(sk.verification_key()),
+                    signature: sk.sign(&message).to_bytes(),
+                    message,
+                }
+            })
+            .collect();
+        Gen { rng, pool, small: small_order_encodings(), noncanon: non_canonical_encodings() }
+    }
+
+    fn valid(&mut self) -> OwnedSigItem {
+        self.pool[self.rng.random_range(0..self.pool.len())].clone()
+    }
+
+    fn case(&mut self, kind: Kind) -> Case {
+        let mut it = self.valid();
+        match kind {
+            Kind::Valid => {}
+            Kind::FlipR => {
+                let bit = self.rng.random_range(0..256);
+                it.signature[bit / 8] ^= 1 << (bit % 8);
+            }
+            Kind::FlipS => {
+                let bit = self.rng.random_range(256..512);
+                it.signature[bit / 8] ^= 1 << (bit % 8);
+            }
+            Kind::FlipA => {
+                let bit = self.rng.random_range(0..256);
+                it.public_key[bit / 8] ^= 1 << (bit % 8);
+            }
+            Kind::SPlusL => {
+                let s = add_l(&it.signature[32..]);
+                it.signature[32..].copy_from_slice(&s);
+            }
+            Kind::SEqualsL => it.signature[32..].copy_from_slice(&L),
+            Kind::MessageChanged => {
+                if it.message.is_empty() || self.rng.random_bool(0.2) {
+                    it.message.push(self.rng.random());
+                } else {
+                    let bit = self.rng.random_range(0..it.message.len() * 8);
+                    it.message[bit / 8] ^= 1 << (bit % 8);
+                }
+            }
+            Kind::OtherKey => {
+                // A signature by another key (or on another message) under this key.
+                let other = self.valid();
+                if other.public_key == it.public_key && other.message == it.message {
+                    it.signature[40] ^= 1;
+                } else {
+                    it.signature = other.signature;
+                }
+            }
+            Kind::NonCanonicalA => {
+                it.public_key = pick(&mut self.rng, &self.noncanon);
+            }
+            Kind::NonCanonicalR => {
+                let r = pick(&mut self.rng, &self.noncanon);
+                it.signature[..32].copy_from_slice(&r);
+            }
+            Kind::SmallOrderA => {
+                it.public_key = pick(&mut self.rng, &self.small);
+            }
+            Kind::SmallOrderR => {
+                let r = pick(&mut self.rng, &self.small);
+                it.signature[..32].copy_from_slice(&r);
+            }
+            Kind::TorsionZero => {
+                it.public_key = pick(&mut self.rng, &self.small);
+                let r = pick(&mut self.rng, &self.small);
+                it.signature[..32].copy_from_slice(&r);
+                it.signature[32..].fill(0);
+            }
+            Kind::TorsionBase => {
+                it.public_key = pick(&mut self.rng, &self.small);
+                it.signature[..32].copy_from_slice(&BASEPOINT);
+                it.signature[32..].fill(0);
+                it.signature[32] = 1;
+            }
+            Kind::Garbage => {
+                self.rng.fill(&mut it.public_key[..]);
+                self.rng.fill(&mut it.signature[..]);
+            }
+        }
+        Case { kind, item: it }
+    }
+
+    fn bad(&mut self) -> Case {
+        let kind = BAD[self.rng.random_range(0..BAD.len())];
+        self.case(kind)
+    }
+
+    /// A "good" item: mostly ordinary valid signatures, sometimes the ZIP-215-valid torsion
+    /// forms, which batch verification must accept too.
+    fn good(&mut self) -> Case {
+        match self.rng.random_range(0..20) {
+            0 => self.case(Kind::TorsionZero),
+            1 => self.case(Kind::TorsionBase),
+            _ => self.case(Kind::Valid),
+        }
+    }
+}
+
+/// `ed25519-zebra` called directly: the rule `verify_one` must implement.
+fn zebra_verdict(it: &OwnedSigItem) -> bool {
+    VerificationKey::try_from(it.public_key)
+        .and_then(|vk| vk.verify(&Signature::from(it.signature), &it.message))
+        .is_ok()
+}
+
+fn describe(c: &Case) -> String {
+    format!(
+        "{:?} pk={} sig={} msg={}",
+        c.kind,
+        hex(&c.item.public_key),
+        hex(&c.item.signature),
+        hex(&c.item.message)
+    )
+}
+
+struct Campaign {
+    seed: u64,
+    verifiers: Vec<(String, Box<dyn Verifier>)>,
+    items: usize,
+    batches: usize,
+    bad_items: usize,
+}
+
+impl Campaign {
+    /// Checks one batch on every verifier against `verify_one`; returns the reference verdicts.
+    fn check_batch(&mut self, label: &str, cases: &[Case]) -> Vec<bool> {
+        let items: Vec<SigItem<'_>> = cases.iter().map(|c| c.item.as_item()).collect();
+        let reference: Vec<bool> = items.iter().map(verify_one).collect();
+        for (i, (c, r)) in cases.iter().zip(&reference).enumerate() {
+            let z = zebra_verdict(&c.item);
+            assert_eq!(
+                *r,
+                z,
+                "seed {}: {label}[{i}]: verify_one says {r}, ed25519-zebra says {z}: {}",
+                self.seed,
+                describe(c)
+            );
+            if let Some(e) = c.kind.expected() {
+                assert_eq!(
+                    *r,
+                    e,
+                    "seed {}: {label}[{i}]: ZIP-215 verdict should be {e}: {}",
+                    self.seed,
+                    describe(c)
+                );
+            }
+        }
+        let mut out = vec![false; 7]; // dirty: verify_into must clear it
+        for (name, v) in &self.verifiers {
+            v.verify_into(&items, &mut out);
+            assert_eq!(
+                out.len(),
+                items.len(),
+                "seed {}: {label}: {name} gave {} verdicts for {} items",
+                self.seed,
+                out.len(),
+                items.len()
+            );
+            let wrong: Vec<String> = (0..items.len())
+                .filter(|&i| out[i] != reference[i])
+                .map(|i| {
+                    format!("[{i}] {name}={} reference={}: {}", out[i], reference[i], describe(&cases[i]))
+                })
+                .collect();
+            assert!(
+                wrong.is_empty(),
+                "seed {} (replay: BASTION_SEED={}): {label} ({} items): {name} disagrees with verify_one on {} items:\n  {}",
+                self.seed,
+                self.seed,
+                items.len(),
+                wrong.len(),
+                wrong.join("\n  ")
+            );
+        }
+        self.items += items.len();
+        self.batches += 1;
+        self.bad_items += reference.iter().filter(|r| !**r).count();
+        reference
+    }
+}
+
+fn verifiers() -> Vec<(String, Box<dyn Verifier>)> {
+    let mut vs: Vec<(String, Box<dyn Verifier>)> = Backend::CPU
+        .iter()
+        .map(|&b| match verifier(b) {
+            Ok(v) => {
+                assert_eq!(v.backend(), b);
+                (b.name().to_owned(), v)
+            }
+            Err(e) => panic!("CPU backend {b} unavailable: {e:?}"),
+        })
+        .collect();
+    assert_eq!(vs.len(), 3, "three CPU backends");
+    vs.push(("auto".to_owned(), Box::new(Auto::new(&calibrate(Duration::from_millis(200))))));
+    vs
+}
+
+fn run_seed(seed: u64, scale: usize, verifiers: Vec<(String, Box<dyn Verifier>)>) -> Campaign {
+    let mut g = Gen::new(seed, 24, 400 * scale.min(10));
+    let mut c = Campaign { seed, verifiers, items: 0, batches: 0, bad_items: 0 };
+
+    // Every small-order (A, R) pair with S = 0, in one batch: all valid under ZIP-215.
+    let small = small_order_encodings();
+    let mut torsion = Vec::new();
+    for a in &small {
+        for r in &small {
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(r);
+            torsion.push(Case {
+                kind: Kind::TorsionZero,
+                item: OwnedSigItem { public_key: *a, signature, message: b"Zcash".to_vec() },
+            });
+        }
+    }
+    let v = c.check_batch("torsion (A, R small-order, S = 0)", &torsion);
+    assert!(v.iter().all(|x| *x));
+
+    // Each mutation kind alone, in a batch of one, a few times.
+    let kinds = [
+        Kind::Valid,
+        Kind::FlipR,
+        Kind::FlipS,
+        Kind::FlipA,
+        Kind::SPlusL,
+        Kind::SEqualsL,
+        Kind::MessageChanged,
+        Kind::OtherKey,
+        Kind::NonCanonicalA,
+        Kind::NonCanonicalR,
+        Kind::SmallOrderA,
+        Kind::SmallOrderR,
+        Kind::TorsionZero,
+        Kind::TorsionBase,
+        Kind::Garbage,
+    ];
+    for _ in 0..4 * scale {
+        for k in kinds {
+            let case = g.case(k);
+            c.check_batch(&format!("single {k:?}"), &[case]);
+        }
+    }
+
+    // Every non-canonical encoding as A and as R of a real signature.
+    let mut nc = Vec::new();
+    for e in non_canonical_encodings().iter().chain(&small) {
+        let mut a = g.valid();
+        a.public_key = *e;
+        nc.push(Case { kind: Kind::NonCanonicalA, item: a });
+        let mut r = g.valid();
+        r.signature[..32].copy_from_slice(e);
+        nc.push(Case { kind: Kind::NonCanonicalR, item: r });
+    }
+    c.check_batch("every non-canonical/small-order A and R", &nc);
+
+    // All valid: every verdict true.
+    for size in [1, 2, 63, 64, 65, 257] {
+        let batch: Vec<Case> = (0..size).map(|_| g.good()).collect();
+        let v = c.check_batch(&format!("all valid ({size})"), &batch);
+        assert!(v.iter().all(|x| *x), "seed {seed}: all-valid batch has a rejection");
+    }
+
+    // Mixed batches with exactly one bad item at a random position.
+    for _ in 0..12 * scale {
+        let size = g.rng.random_range(1..=300);
+        let pos = g.rng.random_range(0..size);
+        let batch: Vec<Case> = (0..size).map(|i| if i == pos { g.bad() } else { g.good() }).collect();
+        c.check_batch(&format!("one bad at {pos} of {size}"), &batch);
+    }
+    // The bad item first and last.
+    for size in [2, 129, 300] {
+        for pos in [0, size - 1] {
+            let batch: Vec<Case> = (0..size).map(|i| if i == pos { g.bad() } else { g.good() }).collect();
+            c.check_batch(&format!("one bad at {pos} of {size}"), &batch);
+        }
+    }
+
+    // Batches with several bad items, sparse to dense.
+    for _ in 0..8 * scale {
+        let size = g.rng.random_range(2..=300);
+        let p = [0.02, 0.1, 0.5, 0.9][g.rng.random_range(0..4)];
+        let batch: Vec<Case> =
+            (0..size).map(|_| if g.rng.random_bool(p) { g.bad() } else { g.good() }).collect();
+        c.check_batch(&format!("several bad (p = {p}) in {size}"), &batch);
+    }
+    // All bad.
+    let batch: Vec<Case> = (0..100).map(|_| g.bad()).collect();
+    c.check_batch("all bad (100)", &batch);
+
+    // Large batches, split into parallel chunks: all valid, and a few bad ones scattered.
+    for round in 0..scale.div_ceil(4) {
+        let size = 1000 + g.rng.random_range(0..600);
+        let batch: Vec<Case> = (0..size).map(|_| g.good()).collect();
+        let v = c.check_batch(&format!("large all valid ({size})"), &batch);
+        assert!(v.iter().all(|x| *x), "seed {seed}: large all-valid batch has a rejection");
+        let bad = [1, 3, 17][round % 3];
+        let mut batch: Vec<Case> = (0..size).map(|_| g.good()).collect();
+        for _ in 0..bad {
+            let pos = g.rng.random_range(0..size);
+            batch[pos] = g.bad();
+        }
+        c.check_batch(&format!("large ({size}) with {bad} bad"), &batch);
+    }
+    c
+}
+
+#[test]
+fn every_backend_matches_scalar_zip215() {
+    let long = std::env::var("BASTION_LONG").is_ok_and(|v| v == "1");
+    let scale = if long { 50 } else { 1 };
+    let seeds: Vec<u64> = match std::env::var("BASTION_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(seed) => vec![seed],
+        None if long => {
+            // Long runs explore new seeds each time; each is printed for replay.
+            let base = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            (base..base + 4).collect()
+        }
+        None => vec![20_240_301],
+    };
+    let mut verifiers = Some(verifiers());
+    for seed in seeds {
+        eprintln!("differential: seed {seed} (scale {scale}); replay with BASTION_SEED={seed}");
+        let c = run_seed(seed, scale, verifiers.take().unwrap_or_else(self::verifiers));
+        eprintln!(
+            "differential: seed {seed}: {} items ({} invalid) in {} batches, each on {} verifiers",
+            c.items,
+            c.bad_items,
+            c.batches,
+            c.verifiers.len()
+        );
+        assert!(c.items > 1000 && c.bad_items > 50, "campaign too small");
+        verifiers = Some(c.verifiers);
+    }
+}
