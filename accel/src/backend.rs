@@ -221,6 +221,36 @@ pub fn curve_backend() -> &'static str {
     "portable (curve25519-dalek serial u64 backend)"
 }
 
+/// The backend configuration asks for: `auto` (calibrate at start-up and choose per batch by
+/// size) or one named backend, the operator's override.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// Calibrate, then dispatch by batch size.
+    Auto,
+    /// Always this backend.
+    Fixed(Backend),
+}
+
+impl FromStr for Selection {
+    type Err = AccelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(Selection::Auto);
+        }
+        s.parse::<Backend>().map(Selection::Fixed)
+    }
+}
+
+impl Selection {
+    /// The verifier this selection stands for; `Auto` calibrates within `calibration_budget`.
+    pub fn build(self, calibration_budget: Duration) -> Result<Box<dyn Verifier>, AccelError> {
+        match self {
+            Selection::Auto => Ok(Box::new(Auto::new(&calibrate(calibration_budget)))),
+            Selection::Fixed(b) => verifier(b),
+        }
+    }
+}
+
 /// What start-up calibration measured and decided.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Calibration {
@@ -357,6 +387,19 @@ mod tests {
             assert_eq!(bad, vec![17, 33], "{b}");
         }
         assert!(matches!(verifier(Backend::Gpu), Err(AccelError::Unavailable { .. })));
+    }
+
+    #[test]
+    fn configuration_selects_auto_or_a_named_backend() {
+        assert_eq!("auto".parse::<Selection>().unwrap(), Selection::Auto);
+        assert_eq!(" Batch ".parse::<Selection>().unwrap(), Selection::Fixed(Backend::Batch));
+        assert!(matches!("fast".parse::<Selection>(), Err(AccelError::UnknownBackend(_))));
+        assert_eq!(
+            Selection::Fixed(Backend::Parallel).build(Duration::ZERO).unwrap().backend(),
+            Backend::Parallel
+        );
+        assert!(Selection::Fixed(Backend::Gpu).build(Duration::ZERO).is_err());
+        assert!(Selection::Auto.build(Duration::from_millis(30)).is_ok());
     }
 
     #[test]

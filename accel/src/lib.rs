@@ -28,13 +28,16 @@
 //! - `gpu`: the slot for the GPU backend (issue 7); asking for it today is a clear error.
 //!
 //! [`calibrate`] measures the three CPU backends at start-up and [`Auto`] dispatches each call by
-//! its size; configuration may name a backend instead.
+//! its size; configuration chooses with [`Selection`]: `auto`, or a backend's name as an
+//! override.
 
 mod backend;
 mod item;
 mod stage;
 
-pub use backend::{Auto, Backend, Calibration, Verifier, calibrate, curve_backend, verifier, verify_one};
+pub use backend::{
+    Auto, Backend, Calibration, Selection, Verifier, calibrate, curve_backend, verifier, verify_one,
+};
 pub use item::{OwnedSigItem, PUBLIC_KEY_LEN, SIGNATURE_LEN, SigItem};
 pub use stage::{Outcome, StageConfig, StageCounters, VerifyStage};
 
@@ -46,7 +49,9 @@ pub enum AccelError {
     Hex { field: &'static str, reason: String },
     #[error("{field}: expected {expected} bytes, got {got}")]
     Length { field: &'static str, expected: usize, got: usize },
-    #[error("unknown backend '{0}'; expected one of: scalar, batch, parallel, gpu")]
+    #[error(
+        "unknown backend '{0}'; backends are scalar, batch, parallel and gpu (configuration also takes auto)"
+    )]
     UnknownBackend(String),
     #[error("backend {backend} is unavailable: {reason}")]
     Unavailable { backend: Backend, reason: String },
