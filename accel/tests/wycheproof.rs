@@ -12,36 +12,15 @@
 use bastion_accel::{
     AccelError, Auto, Backend, OwnedSigItem, SigItem, Verifier, calibrate, verifier, verify_one,
 };
-use std::path::PathBuf;
 use std::time::Duration;
 
 const FILE: &str = "wycheproof_ed25519_test.json";
 /// The one case outside Wycheproof's "valid" set that ZIP-215 accepts.
 const ZIP215_EXTRA: u64 = 151;
 
-fn vectors_path() -> PathBuf {
-    match std::env::var_os("BASTION_VECTORS") {
-        Some(dir) => PathBuf::from(dir).join(FILE),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors").join(FILE),
-    }
-}
-
 /// The vector file, or `None` (after a notice) where it is absent outside CI.
 fn load() -> Option<serde_json::Value> {
-    let path = vectors_path();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => match serde_json::from_str(&text) {
-            Ok(v) => Some(v),
-            Err(e) => panic!("{}: not valid JSON: {e}", path.display()),
-        },
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("{}: {e} (CI is set: vectors are required)", path.display())
-        }
-        Err(e) => {
-            eprintln!("skipping Wycheproof ed25519 vectors: {}: {e}", path.display());
-            None
-        }
-    }
+    bastion_vectors::load_json(FILE)
 }
 
 /// Byte length of a hex string from the file (the file's hex is well formed).

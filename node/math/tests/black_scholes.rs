@@ -2,31 +2,10 @@
 //! 1e-9 relative, or 1e-9 absolute where the reference is below 1e-3 in magnitude.
 
 use bastion_math::{Fx, OptionGreeks, OptionInputs, black_scholes_merton};
-use std::path::PathBuf;
-
-fn vectors_path() -> PathBuf {
-    match std::env::var_os("BASTION_VECTORS") {
-        Some(dir) => PathBuf::from(dir).join("black_scholes.json"),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/black_scholes.json"),
-    }
-}
 
 /// The vector file, or `None` (after a notice) where it is absent outside CI.
 fn load() -> Option<serde_json::Value> {
-    let path = vectors_path();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => match serde_json::from_str(&text) {
-            Ok(v) => Some(v),
-            Err(e) => panic!("{}: not valid JSON: {e}", path.display()),
-        },
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("{}: {e} (CI is set: vectors are required)", path.display())
-        }
-        Err(e) => {
-            eprintln!("skipping black_scholes vectors: {}: {e}", path.display());
-            None
-        }
-    }
+    bastion_vectors::load_json("black_scholes.json")
 }
 
 fn field<'a>(case: &'a serde_json::Value, name: &str) -> &'a str {
