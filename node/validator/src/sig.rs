@@ -6,7 +6,7 @@
 //! disagree or a backend cannot run here (`gpu`), 2 for bad input (malformed hex or lengths in
 //! flags, an unknown backend name, an unreadable FILE or one that is not a JSON array).
 
-use bastion_accel::{AccelError, Auto, Backend, OwnedSigItem, SigItem, Verifier};
+use bastion_accel::{AccelError, Backend, OwnedSigItem, Selection, SigItem, Verifier};
 use clap::{Args, Subcommand};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -96,34 +96,30 @@ struct Named {
     verifier: Box<dyn Verifier>,
 }
 
-/// Parses `--backend` into the backends to run (`None` is `auto`), or an error naming the
-/// valid names (exit 2).
-fn selection(name: &str) -> Result<Vec<Option<Backend>>, (u8, String)> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "all" => Ok(Backend::CPU.iter().map(|&b| Some(b)).chain([None]).collect()),
-        "auto" => Ok(vec![None]),
-        lower => match lower.parse::<Backend>() {
-            Ok(b) => Ok(vec![Some(b)]),
-            Err(_) => {
-                Err((EXIT_USAGE, format!("--backend: unknown backend {name:?}; valid: {BACKEND_NAMES}")))
-            }
-        },
+/// Parses `--backend` into the selections to run (`all` is every CPU backend and `auto`), or
+/// an error naming the valid names (exit 2).
+fn selection(name: &str) -> Result<Vec<Selection>, (u8, String)> {
+    if name.trim().eq_ignore_ascii_case("all") {
+        return Ok(Backend::CPU.iter().map(|&b| Selection::Fixed(b)).chain([Selection::Auto]).collect());
     }
+    name.parse::<Selection>()
+        .map(|s| vec![s])
+        .map_err(|_| (EXIT_USAGE, format!("--backend: unknown backend {name:?}; valid: {BACKEND_NAMES}")))
 }
 
 /// Builds the selected verifiers: `Err((exit code, message))` for an unavailable backend (1).
 /// `auto` runs the start-up calibration first.
-fn verifiers(selection: &[Option<Backend>]) -> Result<Vec<Named>, (u8, String)> {
+fn verifiers(selection: &[Selection]) -> Result<Vec<Named>, (u8, String)> {
     selection
         .iter()
-        .map(|s| match s {
-            None => {
-                let calibration = bastion_accel::calibrate(CALIBRATION_BUDGET);
-                Ok(Named { name: "auto", verifier: Box::new(Auto::new(&calibration)) })
-            }
-            Some(b) => bastion_accel::verifier(*b)
-                .map(|verifier| Named { name: b.name(), verifier })
-                .map_err(|e| (EXIT_FAILED, format!("--backend {}: {e}", b.name()))),
+        .map(|s| {
+            let name = match s {
+                Selection::Auto => "auto",
+                Selection::Fixed(b) => b.name(),
+            };
+            s.build(CALIBRATION_BUDGET)
+                .map(|verifier| Named { name, verifier })
+                .map_err(|e| (EXIT_FAILED, format!("--backend {name}: {e}")))
         })
         .collect()
 }
