@@ -1,7 +1,9 @@
 //! The book itself: slabs, per-side sorted level vectors, matching.
 
 use crate::hash::IdMap;
-use crate::{BookError, BookEvent, BookLimits, NewOrder, PlaceSummary, RestingOrder, SLOTS_MAX};
+use crate::{
+    BookError, BookEvent, BookLimits, NewOrder, PlaceSummary, RestingOrder, RestoreError, SLOTS_MAX,
+};
 use bastion_types::{AccountId, DoneReason, Lots, OrderId, SelfTradePrevention, Side, Ticks, TimeInForce};
 use std::collections::BTreeMap;
 
@@ -95,6 +97,99 @@ impl Book {
             expiries: BTreeMap::new(),
             next_seq: 0,
         }
+    }
+
+    /// Rebuilds a book from its resting orders in priority order, as [`Book::orders`] lists them
+    /// (each side best level first, time priority within a level; the two sides may come in
+    /// either order or interleaved), and the sequence counter [`Book::next_seq`] had. Nothing
+    /// matches: each order joins the tail of its level, so `restore(b.limits(), b.next_seq(),
+    /// b.orders().copied())` behaves exactly like `b` in every later operation. Orders beyond
+    /// the limits are kept (as after [`Book::set_limits`] lowered them). Costs O(orders).
+    ///
+    /// Refuses anything a book could not hold: a duplicate id, a non-positive price or size, a
+    /// size above the original size, a sequence number not below `next_seq` or not increasing
+    /// within a level, a worse level before a better one, a level total beyond `i64`, two
+    /// expiring orders with the same `(good_til_height, seq)`, more than [`SLOTS_MAX`] orders,
+    /// or a crossed book.
+    pub fn restore(
+        limits: BookLimits,
+        next_seq: u64,
+        orders: impl IntoIterator<Item = RestingOrder>,
+    ) -> Result<Book, RestoreError> {
+        let mut book = Book::new(limits);
+        book.next_seq = next_seq;
+        // Per side: the previous order's (key, seq), and the levels best first.
+        let mut last: [Option<(i64, u64)>; 2] = [None, None];
+        let mut best_first: [Vec<(i64, u32)>; 2] = [Vec::new(), Vec::new()];
+        for order in orders {
+            let id = order.id;
+            if order.price <= 0 || order.qty <= 0 || order.qty > order.original_qty {
+                return Err(RestoreError::BadOrder(id));
+            }
+            if order.seq >= next_seq {
+                return Err(RestoreError::SeqAhead { order: id, seq: order.seq, next_seq });
+            }
+            if book.index.contains_key(&id) {
+                return Err(RestoreError::DuplicateId(id));
+            }
+            if book.nodes.len() >= SLOTS_MAX as usize {
+                return Err(RestoreError::TooMany);
+            }
+            let s = side_ix(order.side);
+            let k = key(order.side, order.price);
+            let new_level = match last[s] {
+                None => true,
+                Some((lk, lseq)) => {
+                    if k > lk || (k == lk && order.seq <= lseq) {
+                        return Err(RestoreError::OutOfOrder(id));
+                    }
+                    k < lk
+                }
+            };
+            if new_level {
+                // Levels never outnumber orders, which are capped below NIL.
+                let l = book.levels.len() as u32;
+                book.levels.push(Level { price: order.price, total: 0, head: NIL, tail: NIL });
+                best_first[s].push((k, l));
+            }
+            let Some(&(_, l)) = best_first[s].last() else { return Err(RestoreError::OutOfOrder(id)) };
+            let level = &mut book.levels[l as usize];
+            level.total = level.total.checked_add(order.qty).ok_or(RestoreError::LevelOverflow(id))?;
+            if let Some(h) = order.good_til_height
+                && book.expiries.insert((h, order.seq), id).is_some()
+            {
+                return Err(RestoreError::DuplicateExpiry(id));
+            }
+            last[s] = Some((k, order.seq));
+            // Checked against SLOTS_MAX above, so the length fits below NIL.
+            let slot = book.nodes.len() as u32;
+            book.nodes.push(Node { order, prev: level.tail, next: NIL, level: l });
+            if level.tail == NIL {
+                level.head = slot;
+            } else {
+                book.nodes[level.tail as usize].next = slot;
+            }
+            level.tail = slot;
+            book.side_qty[s] += i128::from(order.qty);
+            book.index.insert(id, slot);
+            let count = book.accounts.entry(order.account).or_insert(0);
+            *count = count.saturating_add(1);
+        }
+        for (side, mut levels) in book.sides.iter_mut().zip(best_first) {
+            levels.reverse();
+            *side = levels;
+        }
+        if let (Some((bid, _)), Some((ask, _))) = (book.best_bid(), book.best_ask())
+            && bid >= ask
+        {
+            return Err(RestoreError::Crossed { bid, ask });
+        }
+        Ok(book)
+    }
+
+    /// The sequence number the next resting order will get (see [`RestingOrder::seq`]).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// Current limits.
@@ -721,5 +816,166 @@ impl<'a> Iterator for LevelOrders<'a> {
         let n = self.book.nodes.get(self.cur as usize)?;
         self.cur = n.next;
         Some(&n.order)
+    }
+}
+
+#[cfg(test)]
+mod restore_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    const LIMITS: BookLimits = BookLimits { max_orders: 400, max_orders_per_account: 40 };
+
+    /// Applies one random operation to `book`, returning what it reported (for comparison).
+    fn random_op(book: &mut Book, rng: &mut ChaCha8Rng, next_id: &mut u64, height: u64) -> String {
+        let mut out = Vec::new();
+        let account = AccountId(rng.random_range(1..12));
+        let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
+        // Prices around 1000, each side biased away from the other so levels build up.
+        let price = match side {
+            Side::Buy => rng.random_range(985..1003),
+            Side::Sell => rng.random_range(998..1016),
+        };
+        match rng.random_range(0..10) {
+            0..=5 => {
+                *next_id += 1;
+                let o = NewOrder {
+                    id: OrderId(*next_id),
+                    account,
+                    side,
+                    price,
+                    qty: rng.random_range(1..30),
+                    tif: match rng.random_range(0..6) {
+                        0 => TimeInForce::Ioc,
+                        1 => TimeInForce::Fok,
+                        2 => TimeInForce::PostOnly,
+                        _ => TimeInForce::Gtc,
+                    },
+                    stp: match rng.random_range(0..3) {
+                        0 => SelfTradePrevention::CancelResting,
+                        1 => SelfTradePrevention::CancelTaker,
+                        _ => SelfTradePrevention::CancelBoth,
+                    },
+                    good_til_height: rng.random_bool(0.3).then(|| height + rng.random_range(0..5)),
+                };
+                format!("{:?} {out:?}", book.place(o, &mut out))
+            }
+            6 | 7 => {
+                let ids: Vec<_> = book.orders().map(|o| (o.id, o.account)).collect();
+                if ids.is_empty() {
+                    return String::new();
+                }
+                let (id, acct) = ids[rng.random_range(0..ids.len())];
+                if rng.random_bool(0.5) {
+                    format!("{:?}", book.cancel(id, acct))
+                } else {
+                    let r = book.replace(id, acct, price, rng.random_range(1..30), &mut out);
+                    format!("{r:?} {out:?}")
+                }
+            }
+            _ => format!("{} {out:?}", book.expire(height, &mut out)),
+        }
+    }
+
+    fn restored(book: &Book) -> Book {
+        Book::restore(book.limits(), book.next_seq(), book.orders().copied()).expect("a live book restores")
+    }
+
+    #[test]
+    fn restored_book_behaves_identically() {
+        let mut restored_orders = 0;
+        for seed in 0..20u64 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut live = Book::new(LIMITS);
+            let mut next_id = 0;
+            for step in 0..3_000u64 {
+                random_op(&mut live, &mut rng, &mut next_id, step / 20);
+                if step % 500 == 499 {
+                    let mut copy = restored(&live);
+                    copy.check_invariants().unwrap();
+                    restored_orders += copy.len();
+                    assert!(live.orders().eq(copy.orders()), "seed {seed}: orders differ after restore");
+                    // The same operations from here on: identical reports and contents.
+                    let mut rng_a = rng.clone();
+                    let mut rng_b = rng.clone();
+                    let (mut id_a, mut id_b) = (next_id, next_id);
+                    let mut a = live.clone();
+                    for k in 0..400u64 {
+                        let h = (step + k) / 20;
+                        let ra = random_op(&mut a, &mut rng_a, &mut id_a, h);
+                        let rb = random_op(&mut copy, &mut rng_b, &mut id_b, h);
+                        assert_eq!(ra, rb, "seed {seed} step {step}+{k}");
+                        assert!(a.orders().eq(copy.orders()), "seed {seed} step {step}+{k}");
+                        assert_eq!(a.next_seq(), copy.next_seq());
+                    }
+                    copy.check_invariants().unwrap();
+                }
+            }
+        }
+        assert!(restored_orders > 1_000, "the books restored must hold orders ({restored_orders})");
+    }
+
+    fn order(id: u64, side: Side, price: Ticks, seq: u64) -> RestingOrder {
+        RestingOrder {
+            id: OrderId(id),
+            account: AccountId(1),
+            side,
+            price,
+            qty: 5,
+            original_qty: 5,
+            good_til_height: None,
+            stp: SelfTradePrevention::CancelResting,
+            seq,
+        }
+    }
+
+    #[test]
+    fn restore_refuses_what_a_book_cannot_hold() {
+        let ok = [
+            order(1, Side::Buy, 100, 3),
+            order(2, Side::Buy, 100, 5),
+            order(3, Side::Buy, 99, 1),
+            order(4, Side::Sell, 101, 0),
+            order(5, Side::Sell, 102, 2),
+        ];
+        let b = Book::restore(LIMITS, 6, ok).unwrap();
+        b.check_invariants().unwrap();
+        assert!(b.orders().copied().eq(ok));
+        assert_eq!(b.orders_of(AccountId(1)), 5);
+        assert_eq!(b.best_bid(), Some((100, 10)));
+        // Sides may interleave.
+        let interleaved = [ok[3], ok[0], ok[4], ok[1], ok[2]];
+        assert!(Book::restore(LIMITS, 6, interleaved).unwrap().orders().copied().eq(ok));
+
+        let e = |orders: Vec<RestingOrder>, next: u64| Book::restore(LIMITS, next, orders).err();
+        assert_eq!(e(vec![ok[0], ok[0]], 6), Some(RestoreError::DuplicateId(OrderId(1))));
+        assert_eq!(e(vec![ok[1], ok[0]], 6), Some(RestoreError::OutOfOrder(OrderId(1))));
+        assert_eq!(e(vec![ok[2], ok[0]], 6), Some(RestoreError::OutOfOrder(OrderId(1))));
+        assert_eq!(e(vec![ok[4], ok[3]], 6), Some(RestoreError::OutOfOrder(OrderId(4))));
+        assert_eq!(
+            e(vec![ok[1]], 5),
+            Some(RestoreError::SeqAhead { order: OrderId(2), seq: 5, next_seq: 5 })
+        );
+        assert_eq!(
+            e(vec![order(1, Side::Buy, 101, 0), ok[3]], 6),
+            Some(RestoreError::Crossed { bid: 101, ask: 101 })
+        );
+        assert_eq!(e(vec![order(1, Side::Buy, 0, 0)], 6), Some(RestoreError::BadOrder(OrderId(1))));
+        let mut big = order(1, Side::Buy, 100, 0);
+        big.qty = Lots::MAX;
+        big.original_qty = Lots::MAX;
+        assert_eq!(e(vec![big, ok[1]], 6), Some(RestoreError::LevelOverflow(OrderId(2))));
+        let mut x = ok[0];
+        x.good_til_height = Some(7);
+        let mut y = order(9, Side::Sell, 105, 3);
+        y.good_til_height = Some(7);
+        assert_eq!(e(vec![x, y], 6), Some(RestoreError::DuplicateExpiry(OrderId(9))));
+        // An empty book restores to an empty book with the counter kept.
+        let empty = Book::restore(LIMITS, 42, []).unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(empty.next_seq(), 42);
     }
 }

@@ -27,6 +27,14 @@
 //!   order have no entry (so the map is bounded by the number of orders).
 //! - Every operation either succeeds or returns an error having changed nothing.
 //!
+//! # Snapshots
+//!
+//! [`Book::orders`] lists the resting orders in exact priority order and [`Book::next_seq`] is
+//! the only other state that shapes later behaviour (the expiry index and per-account counts
+//! follow from the orders): [`Book::restore`] rebuilds from these an equivalent book, which
+//! every later operation treats exactly as the original, refusing ([`RestoreError`]) any list a
+//! book could not have produced.
+//!
 //! # Limits
 //!
 //! [`BookLimits`] bounds the resting orders in total and per account; both are checked before
@@ -149,6 +157,47 @@ pub struct PlaceSummary {
     pub rested: Lots,
     /// Not traded and not resting: IOC remainder, STP-cancelled taker remainder.
     pub cancelled: Lots,
+}
+
+/// Why [`Book::restore`] refused a list of orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum RestoreError {
+    /// Two orders have this id.
+    #[error("duplicate order id {0}")]
+    DuplicateId(OrderId),
+    /// Non-positive price or size, or a size above the original size.
+    #[error("order {0}: price and size must be positive and the size at most the original size")]
+    BadOrder(OrderId),
+    /// A sequence number the book has not handed out yet.
+    #[error("order {order}: sequence {seq} is not below the book's next sequence {next_seq}")]
+    SeqAhead {
+        /// The order.
+        order: OrderId,
+        /// Its sequence number.
+        seq: u64,
+        /// The book's next sequence number.
+        next_seq: u64,
+    },
+    /// The order comes before a better level, or before an older order of its level.
+    #[error("order {0} is out of priority order")]
+    OutOfOrder(OrderId),
+    /// The order's level total would exceed `i64`.
+    #[error("order {0} overflows its level's total")]
+    LevelOverflow(OrderId),
+    /// Another expiring order has the same expiry height and sequence number.
+    #[error("order {0}: another order has the same expiry and sequence")]
+    DuplicateExpiry(OrderId),
+    /// More than [`SLOTS_MAX`] orders.
+    #[error("more orders than a book can hold")]
+    TooMany,
+    /// The best bid is not below the best ask.
+    #[error("crossed book: bid {bid} >= ask {ask}")]
+    Crossed {
+        /// Best bid.
+        bid: Ticks,
+        /// Best ask.
+        ask: Ticks,
+    },
 }
 
 /// Why the book refused an operation. The book is unchanged after every error.

@@ -88,7 +88,19 @@ fn expand(digest: &[u8; 32]) -> [u16; LANES] {
 }
 
 impl Commitment {
-    fn digest(key: RecordKey, value: &[u8]) -> [u8; 32] {
+    /// A commitment from its lanes and the digest of every record they sum (a loaded image:
+    /// the caller vouches that the lanes are the sum of the digests' expansions).
+    pub(crate) fn from_parts(lanes: Box<[u16; LANES]>, digests: HashMap<RecordKey, [u8; 32]>) -> Commitment {
+        Commitment { lanes, digests }
+    }
+
+    /// The lanes (what an image stores; the digests are recomputed from the records).
+    pub(crate) fn lanes(&self) -> &[u16; LANES] {
+        &self.lanes
+    }
+
+    /// The digest a record contributes: BLAKE3 of the key's length, the key and the value.
+    pub(crate) fn digest(key: RecordKey, value: &[u8]) -> [u8; 32] {
         let mut k = Vec::with_capacity(16);
         key.encode(&mut k);
         let mut h = blake3::Hasher::new();
@@ -132,12 +144,17 @@ impl Commitment {
 
     /// The state root: BLAKE3 of the lanes.
     pub fn root(&self) -> StateRoot {
-        let mut bytes = [0u8; LANES * 2];
-        for (pair, lane) in bytes.chunks_exact_mut(2).zip(self.lanes.iter()) {
-            pair.copy_from_slice(&lane.to_le_bytes());
-        }
-        *blake3::hash(&bytes).as_bytes()
+        root_of(&self.lanes)
     }
+}
+
+/// The state root of a set of lanes: BLAKE3 of their little-endian bytes.
+pub(crate) fn root_of(lanes: &[u16; LANES]) -> StateRoot {
+    let mut bytes = [0u8; LANES * 2];
+    for (pair, lane) in bytes.chunks_exact_mut(2).zip(lanes.iter()) {
+        pair.copy_from_slice(&lane.to_le_bytes());
+    }
+    *blake3::hash(&bytes).as_bytes()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use bastion_types::{
     OracleParams, PriceMicros, Ticks, UnderlyingId,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Most collateral assets the exchange supports (balances are a fixed array).
 pub const ASSETS_MAX: usize = 4;
@@ -106,15 +107,38 @@ impl Account {
     }
 }
 
+/// Accounts per arena chunk (see [`Accounts`]).
+pub(crate) const CHUNK: usize = 1 << CHUNK_BITS;
+const CHUNK_BITS: u32 = 12;
+
+/// One chunk of the arena: up to [`CHUNK`] accounts and their ids, in slot order. The ids are
+/// a separate array so that sweeps reading only the accounts stream no ids.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Chunk {
+    pub(crate) ids: Vec<AccountId>,
+    pub(crate) accounts: Vec<Account>,
+}
+
+/// Chunk and offset of a slot.
+#[inline]
+fn split(slot: usize) -> (usize, usize) {
+    (slot.wrapping_shr(CHUNK_BITS), slot & (CHUNK - 1))
+}
+
 /// Accounts in a dense arena (slot order = order of creation) with an ordered index by id.
 ///
 /// Every per-block sweep over all accounts (margin, liquidation candidates) streams the arena
 /// sequentially, which is what makes it memory-bandwidth-bound rather than latency-bound;
 /// anything whose order matters iterates by id through the index. Accounts are never removed.
+///
+/// The arena is a list of chunks of 4096 accounts (all full but the last), each behind an
+/// `Arc` and written through `Arc::make_mut`: cloning the arena (a [`crate::StateView`] for a
+/// snapshot) costs one reference count per chunk, and a write after such a clone copies only
+/// the chunk it touches.
 #[derive(Clone, Debug, Default)]
 pub struct Accounts {
-    slots: Vec<Account>,
-    ids: Vec<AccountId>,
+    chunks: Vec<Arc<Chunk>>,
+    len: usize,
     index: BTreeMap<AccountId, u32>,
     /// A compact copy of what the margin sweep reads, per slot (see [`RiskRow`]).
     pub(crate) risk: Vec<RiskRow>,
@@ -145,14 +169,27 @@ impl RiskRow {
 }
 
 impl Accounts {
-    /// The account `id`.
-    pub fn get(&self, id: &AccountId) -> Option<&Account> {
-        self.index.get(id).and_then(|s| self.slots.get(*s as usize))
+    #[inline]
+    fn slot(&self, slot: usize) -> Option<&Account> {
+        let (c, i) = split(slot);
+        self.chunks.get(c)?.accounts.get(i)
     }
 
-    /// The account `id`, mutably.
+    #[inline]
+    fn slot_mut(&mut self, slot: usize) -> Option<&mut Account> {
+        let (c, i) = split(slot);
+        Arc::make_mut(self.chunks.get_mut(c)?).accounts.get_mut(i)
+    }
+
+    /// The account `id`.
+    pub fn get(&self, id: &AccountId) -> Option<&Account> {
+        self.index.get(id).and_then(|s| self.slot(*s as usize))
+    }
+
+    /// The account `id`, mutably (copies its chunk first if a view shares it).
     pub fn get_mut(&mut self, id: &AccountId) -> Option<&mut Account> {
-        self.index.get(id).and_then(|s| self.slots.get_mut(*s as usize))
+        let slot = *self.index.get(id)? as usize;
+        self.slot_mut(slot)
     }
 
     /// Whether `id` exists.
@@ -162,19 +199,35 @@ impl Accounts {
 
     /// Inserts or replaces the account `id`.
     pub fn insert(&mut self, id: AccountId, account: Account) {
-        if let Some(row) = self.index.get(&id).and_then(|s| self.risk.get_mut(*s as usize)) {
-            *row = RiskRow::SLOW;
+        if let Some(&slot) = self.index.get(&id) {
+            if let Some(row) = self.risk.get_mut(slot as usize) {
+                *row = RiskRow::SLOW;
+            }
+            if let Some(a) = self.slot_mut(slot as usize) {
+                *a = account;
+            }
+            return;
         }
-        match self.index.get(&id).and_then(|s| self.slots.get_mut(*s as usize)) {
-            Some(slot) => *slot = account,
-            None => {
-                let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-                self.slots.push(account);
-                self.ids.push(id);
-                self.risk.push(RiskRow::SLOW);
-                self.index.insert(id, slot);
+        let slot = u32::try_from(self.len).unwrap_or(u32::MAX);
+        self.push(id, account);
+        self.risk.push(RiskRow::SLOW);
+        self.index.insert(id, slot);
+    }
+
+    /// Appends to the arena (a new chunk when the last one is full).
+    fn push(&mut self, id: AccountId, account: Account) {
+        match self.chunks.last_mut() {
+            Some(last) if last.ids.len() < CHUNK => {
+                let last = Arc::make_mut(last);
+                last.ids.push(id);
+                last.accounts.push(account);
+            }
+            _ => {
+                // Grows by doubling up to CHUNK, so a small state stays small.
+                self.chunks.push(Arc::new(Chunk { ids: vec![id], accounts: vec![account] }));
             }
         }
+        self.len = self.len.saturating_add(1);
     }
 
     /// The account `id`, created empty if absent.
@@ -187,17 +240,17 @@ impl Accounts {
 
     /// Number of accounts.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.len
     }
 
     /// True when there are no accounts.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len == 0
     }
 
     /// Accounts in id order.
     pub fn iter(&self) -> impl Iterator<Item = (&AccountId, &Account)> + '_ {
-        self.index.iter().filter_map(|(id, s)| self.slots.get(*s as usize).map(|a| (id, a)))
+        self.index.iter().filter_map(|(id, s)| self.slot(*s as usize).map(|a| (id, a)))
     }
 
     /// Account ids in order.
@@ -214,14 +267,59 @@ impl Accounts {
         self.index.get(id).map(|s| *s as usize)
     }
 
+    #[inline]
     pub(crate) fn by_slot(&self, slot: usize) -> Option<(&AccountId, &Account, &RiskRow)> {
-        Some((self.ids.get(slot)?, self.slots.get(slot)?, self.risk.get(slot)?))
+        let (c, i) = split(slot);
+        let chunk = self.chunks.get(c)?;
+        Some((chunk.ids.get(i)?, chunk.accounts.get(i)?, self.risk.get(slot)?))
     }
 
     /// Accounts in arena order (creation order), for sweeps whose result does not depend on
     /// order (counts, or candidate lists that are sorted afterwards).
     pub fn arena(&self) -> impl Iterator<Item = (&AccountId, &Account)> + '_ {
-        self.ids.iter().zip(self.slots.iter())
+        self.chunks.iter().flat_map(|c| c.ids.iter().zip(c.accounts.iter()))
+    }
+
+    /// The arena's chunks, shared (what a view holds).
+    pub(crate) fn chunks(&self) -> Vec<Arc<Chunk>> {
+        self.chunks.clone()
+    }
+
+    /// Rebuilds the accounts from an arena in slot order (an image's): chunks, the id index
+    /// and risk rows marked slow (the caller refreshes them). `expected`: how many accounts
+    /// the arena holds (for allocation only). `Err` names a duplicate id.
+    pub(crate) fn from_arena(
+        arena: impl IntoIterator<Item = (AccountId, Account)>,
+        expected: usize,
+    ) -> Result<Accounts, AccountId> {
+        let mut accounts = Accounts::default();
+        let mut ids: Vec<(AccountId, u32)> = Vec::with_capacity(expected);
+        let mut chunk = Chunk::default();
+        for (id, account) in arena {
+            let slot = u32::try_from(accounts.len).map_err(|_| id)?;
+            ids.push((id, slot));
+            if chunk.ids.capacity() == 0 {
+                let size = expected.saturating_sub(accounts.len).clamp(1, CHUNK);
+                chunk = Chunk { ids: Vec::with_capacity(size), accounts: Vec::with_capacity(size) };
+            }
+            chunk.ids.push(id);
+            chunk.accounts.push(account);
+            if chunk.ids.len() >= CHUNK {
+                accounts.chunks.push(Arc::new(std::mem::take(&mut chunk)));
+            }
+            accounts.len = accounts.len.saturating_add(1);
+        }
+        if !chunk.ids.is_empty() {
+            accounts.chunks.push(Arc::new(chunk));
+        }
+        // Sorted first, so the duplicate check is one pass and the map is built in bulk.
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w.first().map(|x| x.0) == w.get(1).map(|x| x.0)) {
+            return Err(w.first().map_or(AccountId(0), |x| x.0));
+        }
+        accounts.index = ids.into_iter().collect();
+        accounts.risk = vec![RiskRow::SLOW; accounts.len];
+        Ok(accounts)
     }
 }
 
@@ -394,5 +492,53 @@ impl State {
     pub(crate) fn asset_index(&self, asset: AssetId) -> Option<usize> {
         let i = usize::from(asset.0);
         (i < self.assets.len() && i < ASSETS_MAX).then_some(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arena_chunks_are_copied_on_write_only() {
+        let mut a = Accounts::default();
+        let n = 3 * CHUNK + 5;
+        for i in 0..n as u64 {
+            a.insert(AccountId(i * 7 % n as u64 + 1_000), Account { nonce: i, ..Account::default() });
+        }
+        assert_eq!(a.len(), n);
+        assert_eq!(a.chunks.len(), 4);
+        assert!(a.chunks[..3].iter().all(|c| c.ids.len() == CHUNK && c.accounts.len() == CHUNK));
+        let shared = a.chunks();
+        let before = a.clone();
+        // A write through the index copies the one chunk it lands in.
+        let id = *a.chunks[1].ids.first().unwrap();
+        a.get_mut(&id).unwrap().nonce = u64::MAX;
+        let same: Vec<bool> = a.chunks.iter().zip(&shared).map(|(x, y)| Arc::ptr_eq(x, y)).collect();
+        assert_eq!(same, [true, false, true, true]);
+        assert_eq!(a.get(&id).unwrap().nonce, u64::MAX);
+        assert_eq!(before.get(&id).unwrap().nonce, CHUNK as u64);
+        assert_eq!(shared[1].accounts[0].nonce, CHUNK as u64);
+        // Appending copies only the last chunk; replacing goes through the index as before.
+        a.insert(AccountId(1), Account::default());
+        assert!(!Arc::ptr_eq(&a.chunks[3], &shared[3]) && shared[3].ids.len() == 5);
+        a.insert(id, Account { nonce: 9, ..Account::default() });
+        assert_eq!(a.get(&id).unwrap().nonce, 9);
+        // Order of iteration is unchanged: arena order and id order.
+        assert!(a.arena().map(|(i, _)| *i).take(n).eq(before.arena().map(|(i, _)| *i)));
+        assert!(a.keys().zip(a.keys().skip(1)).all(|(x, y)| x < y));
+        for slot in 0..a.len() {
+            let (id, acct, _) = a.by_slot(slot).unwrap();
+            assert_eq!(a.slot_of(id), Some(slot));
+            assert_eq!(a.get(id), Some(acct));
+        }
+        // Rebuilding from the arena gives the same accounts in the same slots.
+        let rebuilt = Accounts::from_arena(a.arena().map(|(i, x)| (*i, x.clone())), a.len()).unwrap();
+        assert!(rebuilt.arena().eq(a.arena()));
+        assert!(rebuilt.iter().eq(a.iter()));
+        assert_eq!(rebuilt.chunks.len(), a.chunks.len());
+        let dup =
+            Accounts::from_arena([(AccountId(5), Account::default()), (AccountId(5), Account::default())], 2);
+        assert_eq!(dup.err(), Some(AccountId(5)));
     }
 }

@@ -1,0 +1,919 @@
+//! The state image: the whole exchange state as one rkyv archive, and its exact inverse.
+//!
+//! A snapshot is taken in two steps. [`State::view`] captures, between blocks, everything the
+//! image needs while sharing the account arena copy-on-write with the live state (one reference
+//! count per chunk of [`crate::state::CHUNK`] accounts; the books and small fields are cloned),
+//! so execution goes on at once; a background thread then turns the view into bytes with
+//! [`StateView::to_image_bytes`]. [`State::from_image_bytes`] rebuilds an executable state
+//! from those bytes.
+//!
+//! # Layout ([`IMAGE_LAYOUT`])
+//!
+//! The archive is mostly arrays of fixed-size records without padding (rkyv copies them as
+//! bytes): accounts in arena order, each naming its range of the flat position array, and per
+//! market its mutable fields, its resting orders in the book's priority order and its holders.
+//! Small, rarely changing parameter structures (specifications, oracle and liquidation
+//! parameters, queued updates) are embedded as JSON, as the commitment encodes them. The image
+//! holds the commitment's lanes and root but not the per-record digests: loading recomputes
+//! every record's digest (BLAKE3 of its canonical encoding, in parallel; the result does not
+//! depend on the number of threads) and checks that the lanes hash to the recorded root.
+//! Loading does not re-derive the lanes from the records (that is [`State::recompute_root`],
+//! 2 KiB of XOF output per record); a damaged image that still validates is caught by the
+//! snapshot file's checksum and by the root consensus agreed on.
+//!
+//! Derived data is not stored but rebuilt as execution has it between blocks: every account's
+//! risk row (all refreshed) and the markets' tier caches (a flag says whether the cache was
+//! filled; they are a function of the risk parameters). Holder sets are stored, but written
+//! from the positions, since the view does not copy them (a market's holders can be as many
+//! as the accounts); the engine's invariant that they equal the accounts with a non-zero
+//! position is checked after every simulated block, and again on load.
+//!
+//! The archive uses rkyv's default format (little endian, aligned, 32-bit relative pointers):
+//! an image is at most 2 GiB, about 16M accounts with a few positions each. Enabling another
+//! rkyv format feature anywhere in the build changes the layout and needs a new
+//! [`IMAGE_LAYOUT`].
+//!
+//! # What round-trips
+//!
+//! Everything that affects later execution or the commitment: every account (arena order
+//! included), every market field, each book's orders in priority order with their sequence
+//! numbers and the book's next sequence number and limits, the order id counter, pending
+//! parameter updates, the lanes. `State::from_image_bytes(&s.to_image_bytes()?)` executes every
+//! later block exactly as `s` does, and its own image is byte-for-byte the same.
+
+use crate::root::{self, Commitment, LANES, RecordKey, StateRoot};
+use crate::state::{
+    ACCOUNTS_MAX, ASSETS_MAX, Account, Accounts, Asset, Chunk, Funding, MARKETS_MAX, Market,
+    POSITIONS_PER_ACCOUNT_MAX, Position, State, UNDERLYINGS_MAX, Underlying, Validator,
+};
+use bastion_book::{Book, BookLimits, RestingOrder};
+use bastion_types::{
+    AccountId, CollateralSpec, LiquidationParams, MarketId, MarketSpec, MarketStatus, Micros, OracleParams,
+    OrderId, ParamUpdate, SelfTradePrevention, Side, UnderlyingId,
+};
+use rkyv::rancor;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Version of the image layout; bump on any change (snapshot files record it).
+pub const IMAGE_LAYOUT: u32 = 1;
+
+/// Why an image could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The bytes are not an image of this layout (the archive check failed).
+    #[error("invalid state image: {0}")]
+    Invalid(String),
+    /// The image decoded but describes no state the engine could be in.
+    #[error("inconsistent state image: {0}")]
+    Inconsistent(String),
+    /// The state could not be encoded.
+    #[error("cannot encode the state image: {0}")]
+    Encode(String),
+}
+
+fn inconsistent(msg: impl Into<String>) -> ImageError {
+    ImageError::Inconsistent(msg.into())
+}
+
+// ----- the archive -----
+
+/// Parameters stored as JSON (rarely changing, and without rkyv derives in bastion-types).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Params {
+    oracle: OracleParams,
+    liquidation: LiquidationParams,
+    pending: Vec<ParamUpdate>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Image {
+    layout: u32,
+    height: u64,
+    timestamp_ms: u64,
+    authority: u64,
+    next_order: u64,
+    fees: i128,
+    root: [u8; 32],
+    lanes: [u16; LANES],
+    stakes: Vec<u64>,
+    /// JSON of [`Params`].
+    params: Vec<u8>,
+    assets: Vec<AssetRec>,
+    underlyings: Vec<UnderlyingRec>,
+    /// By id, ascending.
+    markets: Vec<MarketRec>,
+    /// Arena (slot) order.
+    accounts: Vec<AccountRec>,
+    /// Every account's positions, account after account, each account's sorted by market.
+    positions: Vec<PositionRec>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct AssetRec {
+    /// JSON of the [`CollateralSpec`].
+    spec: Vec<u8>,
+    deposits: i128,
+    withdrawals: i128,
+    insurance: i128,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct UnderlyingRec {
+    name: String,
+    index: i64,
+    updated_ms: u64,
+    diverged: bool,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct MarketRec {
+    id: u32,
+    /// JSON of the [`MarketSpec`].
+    spec: Vec<u8>,
+    status: u8,
+    breaker: u8,
+    mark: i64,
+    basis_ema: i64,
+    last_trade: Option<i64>,
+    open_interest: i64,
+    funding_index: i128,
+    premium_sum: i128,
+    samples: u64,
+    last_settled_ms: u64,
+    lot_value_floor: i128,
+    lot_value_ceil: i128,
+    index_cache: i64,
+    /// Whether the tier caches were filled (they are rebuilt from the specification).
+    mm_tiers: bool,
+    im_tiers: bool,
+    max_orders: u32,
+    max_orders_per_account: u32,
+    next_seq: u64,
+    /// Priority order: bids best first, then asks best first, time priority within a level.
+    orders: Vec<OrderRec>,
+    /// Ascending.
+    holders: Vec<u64>,
+}
+
+/// One account; its positions are `positions[first_position..first_position + positions]`.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+#[repr(C)]
+struct AccountRec {
+    balances: [i128; ASSETS_MAX],
+    id: u64,
+    nonce: u64,
+    first_position: u32,
+    positions: u8,
+    portfolio: bool,
+    pad: [u8; 10],
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+#[repr(C)]
+struct PositionRec {
+    cost: i128,
+    funding_snapshot: i128,
+    isolated_balance: i128,
+    size: i64,
+    open_buy: i64,
+    open_sell: i64,
+    market: u32,
+    isolated: bool,
+    pad: [u8; 3],
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+#[repr(C)]
+struct OrderRec {
+    id: u64,
+    account: u64,
+    price: i64,
+    qty: i64,
+    original_qty: i64,
+    /// 0 when none (`has_good_til` false).
+    good_til_height: u64,
+    seq: u64,
+    /// 0 buy, 1 sell.
+    side: u8,
+    /// 0 cancel resting, 1 cancel taker, 2 cancel both.
+    stp: u8,
+    has_good_til: bool,
+    pad: [u8; 5],
+}
+
+// Fixed-size records without padding: rkyv copies arrays of them as bytes.
+const _: () = assert!(size_of::<AccountRec>() == 96 && size_of::<ArchivedAccountRec>() == 96);
+const _: () = assert!(size_of::<PositionRec>() == 80 && size_of::<ArchivedPositionRec>() == 80);
+const _: () = assert!(size_of::<OrderRec>() == 64 && size_of::<ArchivedOrderRec>() == 64);
+const _: () = assert!(POSITIONS_PER_ACCOUNT_MAX <= u8::MAX as usize);
+
+fn status_code(s: MarketStatus) -> u8 {
+    match s {
+        MarketStatus::Active => 0,
+        MarketStatus::ReduceOnly => 1,
+        MarketStatus::Halted => 2,
+        MarketStatus::Settled => 3,
+    }
+}
+
+fn status_of(code: u8) -> Result<MarketStatus, ImageError> {
+    Ok(match code {
+        0 => MarketStatus::Active,
+        1 => MarketStatus::ReduceOnly,
+        2 => MarketStatus::Halted,
+        3 => MarketStatus::Settled,
+        _ => return Err(inconsistent(format!("market status code {code}"))),
+    })
+}
+
+fn stp_code(s: SelfTradePrevention) -> u8 {
+    match s {
+        SelfTradePrevention::CancelResting => 0,
+        SelfTradePrevention::CancelTaker => 1,
+        SelfTradePrevention::CancelBoth => 2,
+    }
+}
+
+fn stp_of(code: u8) -> Result<SelfTradePrevention, ImageError> {
+    Ok(match code {
+        0 => SelfTradePrevention::CancelResting,
+        1 => SelfTradePrevention::CancelTaker,
+        2 => SelfTradePrevention::CancelBoth,
+        _ => return Err(inconsistent(format!("self-trade prevention code {code}"))),
+    })
+}
+
+fn json<T: serde::Serialize>(what: &str, v: &T) -> Result<Vec<u8>, ImageError> {
+    serde_json::to_vec(v).map_err(|e| ImageError::Encode(format!("{what}: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, ImageError> {
+    serde_json::from_slice(bytes).map_err(|e| ImageError::Invalid(format!("{what}: {e}")))
+}
+
+/// Largest image: rkyv's default relative pointers are 32-bit signed offsets.
+const IMAGE_BYTES_MAX: usize = 0x7FFF_FFFF;
+
+impl Image {
+    /// An upper bound of the archive's size: every array's bytes plus alignment padding, and
+    /// the fixed parts.
+    fn size_bound(&self) -> usize {
+        // Alignment padding and length-prefix slack per array or string.
+        const SLACK: usize = 32;
+        let array = |len: usize, item: usize| len.saturating_mul(item).saturating_add(SLACK);
+        let mut n = size_of::<ArchivedImage>().saturating_add(SLACK);
+        n = n.saturating_add(array(self.stakes.len(), 8)).saturating_add(array(self.params.len(), 1));
+        n = n.saturating_add(array(self.assets.len(), size_of::<ArchivedAssetRec>()));
+        for a in &self.assets {
+            n = n.saturating_add(array(a.spec.len(), 1));
+        }
+        n = n.saturating_add(array(self.underlyings.len(), size_of::<ArchivedUnderlyingRec>()));
+        for u in &self.underlyings {
+            n = n.saturating_add(array(u.name.len(), 1));
+        }
+        n = n.saturating_add(array(self.markets.len(), size_of::<ArchivedMarketRec>()));
+        for m in &self.markets {
+            n = n
+                .saturating_add(array(m.spec.len(), 1))
+                .saturating_add(array(m.orders.len(), size_of::<ArchivedOrderRec>()))
+                .saturating_add(array(m.holders.len(), 8));
+        }
+        n.saturating_add(array(self.accounts.len(), size_of::<ArchivedAccountRec>()))
+            .saturating_add(array(self.positions.len(), size_of::<ArchivedPositionRec>()))
+    }
+}
+
+// ----- the view -----
+
+/// Everything a snapshot needs, shared copy-on-write with the live state: O(chunks + markets +
+/// orders) to take.
+///
+/// Holds the account arena's chunks (shared), the markets with their books (cloned, without
+/// the holder sets, which the image derives from the positions), the small fields and the
+/// commitment's lanes; not the id index, the risk rows or the commitment's digests, which
+/// loading rebuilds. `Send + Sync + 'static`: hand it to a thread.
+#[derive(Clone)]
+pub struct StateView {
+    height: u64,
+    timestamp_ms: u64,
+    authority: AccountId,
+    validators: Vec<Validator>,
+    oracle: OracleParams,
+    liquidation: LiquidationParams,
+    assets: Vec<Asset>,
+    underlyings: Vec<Underlying>,
+    /// In id order, with empty holder sets.
+    markets: Vec<(MarketId, Market)>,
+    chunks: Vec<Arc<Chunk>>,
+    accounts: usize,
+    fees: Micros,
+    pending: Vec<ParamUpdate>,
+    next_order: u64,
+    lanes: Box<[u16; LANES]>,
+    root: StateRoot,
+}
+
+impl std::fmt::Debug for StateView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateView")
+            .field("height", &self.height)
+            .field("root", &root_hex(&self.root))
+            .field("accounts", &self.accounts)
+            .field("markets", &self.markets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn root_hex(r: &StateRoot) -> String {
+    r.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A market without its holder set (O(orders) for the book; the holders can be a million).
+fn market_without_holders(m: &Market) -> Market {
+    Market {
+        spec: m.spec.clone(),
+        status: m.status,
+        breaker: m.breaker,
+        book: m.book.clone(),
+        mark: m.mark,
+        basis_ema: m.basis_ema,
+        last_trade: m.last_trade,
+        open_interest: m.open_interest,
+        funding: m.funding.clone(),
+        holders: BTreeSet::new(),
+        lot_value_floor: m.lot_value_floor,
+        lot_value_ceil: m.lot_value_ceil,
+        index_cache: m.index_cache,
+        mm_tiers: m.mm_tiers.clone(),
+        im_tiers: m.im_tiers.clone(),
+    }
+}
+
+impl State {
+    /// A consistent view of the state for a snapshot, cheap enough to take between blocks
+    /// (see [`StateView`]); later blocks do not change it.
+    pub fn view(&self) -> StateView {
+        StateView {
+            height: self.height,
+            timestamp_ms: self.timestamp_ms,
+            authority: self.authority,
+            validators: self.validators.clone(),
+            oracle: self.oracle,
+            liquidation: self.liquidation,
+            assets: self.assets.clone(),
+            underlyings: self.underlyings.clone(),
+            markets: self.markets.iter().map(|(id, m)| (*id, market_without_holders(m))).collect(),
+            chunks: self.accounts.chunks(),
+            accounts: self.accounts.len(),
+            fees: self.fees,
+            pending: self.pending.clone(),
+            next_order: self.next_order,
+            lanes: Box::new(*self.commitment.lanes()),
+            root: self.commitment.root(),
+        }
+    }
+
+    /// The image of this state (see [`StateView::to_image_bytes`]).
+    pub fn to_image_bytes(&self) -> Result<rkyv::util::AlignedVec, ImageError> {
+        self.view().to_image_bytes()
+    }
+
+    /// Rebuilds the executable state from image bytes (16-byte aligned, e.g. a snapshot's
+    /// payload; other bytes are copied first): checked access (rkyv's validation), then
+    /// conversion with the consistency checks of the module documentation, the risk rows and
+    /// the commitment's digests rebuilt, and the lanes checked against the recorded root.
+    /// Never panics, whatever the bytes.
+    pub fn from_image_bytes(bytes: &[u8]) -> Result<State, ImageError> {
+        let copy;
+        let bytes = if bytes.as_ptr().addr() & 15 == 0 {
+            bytes
+        } else {
+            let mut v = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+            v.extend_from_slice(bytes);
+            copy = v;
+            copy.as_slice()
+        };
+        let image = rkyv::access::<ArchivedImage, rancor::Error>(bytes)
+            .map_err(|e| ImageError::Invalid(e.to_string()))?;
+        load(image)
+    }
+}
+
+impl StateView {
+    /// Height of the viewed state.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// State root of the viewed state.
+    pub fn root(&self) -> StateRoot {
+        self.root
+    }
+
+    /// Number of accounts in the viewed state.
+    pub fn accounts(&self) -> usize {
+        self.accounts
+    }
+
+    /// The image of the viewed state: an rkyv archive, 16-byte aligned, that
+    /// [`State::from_image_bytes`] turns back into the state. Deterministic: equal states give
+    /// equal bytes. Costs O(state); meant for a background thread.
+    pub fn to_image_bytes(&self) -> Result<rkyv::util::AlignedVec, ImageError> {
+        let image = self.image()?;
+        // rkyv panics on a relative pointer beyond its 32-bit range: refuse such an image.
+        let bound = image.size_bound();
+        if bound > IMAGE_BYTES_MAX {
+            return Err(ImageError::Encode(format!(
+                "image of up to {bound} bytes exceeds {IMAGE_BYTES_MAX}"
+            )));
+        }
+        rkyv::to_bytes::<rancor::Error>(&image).map_err(|e| ImageError::Encode(e.to_string()))
+    }
+
+    fn image(&self) -> Result<Image, ImageError> {
+        let too_many = |what: &str| ImageError::Encode(format!("too many {what} for the image"));
+        // Accounts and positions, and the holders of each market from the positions.
+        let mut holders: Vec<Vec<u64>> = vec![Vec::new(); self.markets.len()];
+        let mut accounts = Vec::with_capacity(self.accounts);
+        let mut positions = Vec::new();
+        for chunk in &self.chunks {
+            for (id, a) in chunk.ids.iter().zip(chunk.accounts.iter()) {
+                let first_position = u32::try_from(positions.len()).map_err(|_| too_many("positions"))?;
+                let count = u8::try_from(a.positions.len()).map_err(|_| too_many("positions per account"))?;
+                accounts.push(AccountRec {
+                    balances: a.balances,
+                    id: id.0,
+                    nonce: a.nonce,
+                    first_position,
+                    positions: count,
+                    portfolio: a.portfolio,
+                    pad: [0; 10],
+                });
+                for p in &a.positions {
+                    positions.push(PositionRec {
+                        cost: p.cost,
+                        funding_snapshot: p.funding_snapshot,
+                        isolated_balance: p.isolated_balance,
+                        size: p.size,
+                        open_buy: p.open_buy,
+                        open_sell: p.open_sell,
+                        market: p.market.0,
+                        isolated: p.isolated,
+                        pad: [0; 3],
+                    });
+                    if p.size != 0 {
+                        let i = self.markets.binary_search_by_key(&p.market, |(m, _)| *m).map_err(|_| {
+                            ImageError::Encode(format!("account {id} holds unknown market {}", p.market))
+                        })?;
+                        if let Some(h) = holders.get_mut(i) {
+                            h.push(id.0);
+                        }
+                    }
+                }
+            }
+        }
+        let mut markets = Vec::with_capacity(self.markets.len());
+        for ((id, m), mut holders) in self.markets.iter().zip(holders) {
+            holders.sort_unstable();
+            let derived_ok = |cached: &[(Micros, i64, Micros)], derived: crate::num::R<Vec<_>>| {
+                cached.is_empty() || derived.is_ok_and(|d| d == cached)
+            };
+            // The caches are rebuilt from the specification on load: make sure that gives them.
+            if !derived_ok(&m.mm_tiers, crate::margin::maintenance_tiers(&m.spec.risk.tiers))
+                || !derived_ok(&m.im_tiers, crate::margin::initial_tiers(&m.spec.risk.tiers))
+            {
+                return Err(ImageError::Encode(format!(
+                    "market {id}: tier caches differ from its parameters"
+                )));
+            }
+            let limits = m.book.limits();
+            markets.push(MarketRec {
+                id: id.0,
+                spec: json("market specification", &m.spec)?,
+                status: status_code(m.status),
+                breaker: status_code(m.breaker),
+                mark: m.mark,
+                basis_ema: m.basis_ema,
+                last_trade: m.last_trade,
+                open_interest: m.open_interest,
+                funding_index: m.funding.index,
+                premium_sum: m.funding.premium_sum,
+                samples: m.funding.samples,
+                last_settled_ms: m.funding.last_settled_ms,
+                lot_value_floor: m.lot_value_floor,
+                lot_value_ceil: m.lot_value_ceil,
+                index_cache: m.index_cache,
+                mm_tiers: !m.mm_tiers.is_empty(),
+                im_tiers: !m.im_tiers.is_empty(),
+                max_orders: limits.max_orders,
+                max_orders_per_account: limits.max_orders_per_account,
+                next_seq: m.book.next_seq(),
+                orders: m
+                    .book
+                    .orders()
+                    .map(|o| OrderRec {
+                        id: o.id.0,
+                        account: o.account.0,
+                        price: o.price,
+                        qty: o.qty,
+                        original_qty: o.original_qty,
+                        good_til_height: o.good_til_height.unwrap_or(0),
+                        seq: o.seq,
+                        side: u8::from(o.side == Side::Sell),
+                        stp: stp_code(o.stp),
+                        has_good_til: o.good_til_height.is_some(),
+                        pad: [0; 5],
+                    })
+                    .collect(),
+                holders,
+            });
+        }
+        let params =
+            Params { oracle: self.oracle, liquidation: self.liquidation, pending: self.pending.clone() };
+        Ok(Image {
+            layout: IMAGE_LAYOUT,
+            height: self.height,
+            timestamp_ms: self.timestamp_ms,
+            authority: self.authority.0,
+            next_order: self.next_order,
+            fees: self.fees,
+            root: self.root,
+            lanes: *self.lanes,
+            stakes: self.validators.iter().map(|v| v.stake).collect(),
+            params: json("parameters", &params)?,
+            assets: self
+                .assets
+                .iter()
+                .map(|a| {
+                    Ok(AssetRec {
+                        spec: json("collateral specification", &a.spec)?,
+                        deposits: a.deposits,
+                        withdrawals: a.withdrawals,
+                        insurance: a.insurance,
+                    })
+                })
+                .collect::<Result<_, ImageError>>()?,
+            underlyings: self
+                .underlyings
+                .iter()
+                .map(|u| UnderlyingRec {
+                    name: u.name.clone(),
+                    index: u.index,
+                    updated_ms: u.updated_ms,
+                    diverged: u.diverged,
+                })
+                .collect(),
+            markets,
+            accounts,
+            positions,
+        })
+    }
+}
+
+// ----- loading -----
+
+fn load(img: &ArchivedImage) -> Result<State, ImageError> {
+    let layout = img.layout.to_native();
+    if layout != IMAGE_LAYOUT {
+        return Err(ImageError::Invalid(format!("layout {layout}, this build reads {IMAGE_LAYOUT}")));
+    }
+    let mut lanes = Box::new([0u16; LANES]);
+    for (l, a) in lanes.iter_mut().zip(img.lanes.iter()) {
+        *l = a.to_native();
+    }
+    let root = img.root;
+    if root::root_of(&lanes) != root {
+        return Err(inconsistent("the lanes do not hash to the recorded root"));
+    }
+    let params: Params = from_json("parameters", &img.params)?;
+
+    if img.assets.is_empty() || img.assets.len() > ASSETS_MAX {
+        return Err(inconsistent(format!("{} collateral assets", img.assets.len())));
+    }
+    let mut assets = Vec::with_capacity(img.assets.len());
+    for (i, a) in img.assets.iter().enumerate() {
+        let spec: CollateralSpec = from_json("collateral specification", &a.spec)?;
+        if usize::from(spec.asset.0) != i {
+            return Err(inconsistent(format!("asset #{i} has id {}", spec.asset)));
+        }
+        assets.push(Asset {
+            spec,
+            deposits: a.deposits.to_native(),
+            withdrawals: a.withdrawals.to_native(),
+            insurance: a.insurance.to_native(),
+        });
+    }
+    if img.underlyings.len() > UNDERLYINGS_MAX {
+        return Err(inconsistent(format!("{} underlyings", img.underlyings.len())));
+    }
+    let underlyings = img
+        .underlyings
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            Ok(Underlying {
+                id: UnderlyingId(u16::try_from(i).map_err(|_| inconsistent("underlying id"))?),
+                name: u.name.as_str().to_owned(),
+                index: u.index.to_native(),
+                updated_ms: u.updated_ms.to_native(),
+                diverged: u.diverged,
+            })
+        })
+        .collect::<Result<Vec<_>, ImageError>>()?;
+
+    // Market ids first: positions name them.
+    if img.markets.len() > MARKETS_MAX {
+        return Err(inconsistent(format!("{} markets", img.markets.len())));
+    }
+    let market_ids: Vec<u32> = img.markets.iter().map(|m| m.id.to_native()).collect();
+    if market_ids.windows(2).any(|w| w.first() >= w.get(1)) {
+        return Err(inconsistent("market ids not strictly ascending"));
+    }
+
+    // Accounts in arena order, with the holders each market's positions imply.
+    if img.accounts.len() > ACCOUNTS_MAX {
+        return Err(inconsistent(format!("{} accounts", img.accounts.len())));
+    }
+    let mut derived_holders: Vec<Vec<u64>> = vec![Vec::new(); market_ids.len()];
+    let mut cursor: usize = 0;
+    let mut failure = None;
+    // Streamed into the arena's chunks; the first error stops the stream and is returned.
+    let arena = img.accounts.iter().map_while(|rec| {
+        match load_account(rec, &img.positions, &market_ids, &mut cursor, &mut derived_holders) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        }
+    });
+    let accounts = Accounts::from_arena(arena, img.accounts.len())
+        .map_err(|id| inconsistent(format!("account {id} twice")));
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let accounts = accounts?;
+    if cursor != img.positions.len() {
+        return Err(inconsistent(format!("{} positions, accounts name {cursor}", img.positions.len())));
+    }
+
+    let mut markets = std::collections::BTreeMap::new();
+    for (rec, mut derived) in img.markets.iter().zip(derived_holders) {
+        let id = MarketId(rec.id.to_native());
+        let market = load_market(rec, id, &accounts, underlyings.len())?;
+        derived.sort_unstable();
+        let holders = &rec.holders;
+        if holders.len() != derived.len() || holders.iter().zip(&derived).any(|(a, b)| a.to_native() != *b) {
+            return Err(inconsistent(format!("market {id}: holders differ from the positions")));
+        }
+        let market = Market { holders: derived.into_iter().map(AccountId).collect(), ..market };
+        markets.insert(id, market);
+    }
+
+    let mut state = State {
+        height: img.height.to_native(),
+        timestamp_ms: img.timestamp_ms.to_native(),
+        authority: AccountId(img.authority.to_native()),
+        validators: img.stakes.iter().map(|s| Validator { stake: s.to_native() }).collect(),
+        oracle: params.oracle,
+        liquidation: params.liquidation,
+        assets,
+        underlyings,
+        markets,
+        accounts,
+        fees: img.fees.to_native(),
+        pending: params.pending,
+        next_order: img.next_order.to_native(),
+        commitment: Commitment::default(),
+        dirty: Vec::new(),
+    };
+    state.refresh_all_risk_rows();
+    let digests = rebuild_digests(&state)?;
+    state.commitment = Commitment::from_parts(lanes, digests);
+    Ok(state)
+}
+
+/// One account of the arena; `cursor` is where its positions must start (advanced past them),
+/// and each market's `holders` gains the account if it has a non-zero position there.
+fn load_account(
+    rec: &ArchivedAccountRec,
+    all_positions: &[ArchivedPositionRec],
+    market_ids: &[u32],
+    cursor: &mut usize,
+    holders: &mut [Vec<u64>],
+) -> Result<(AccountId, Account), ImageError> {
+    let id = AccountId(rec.id.to_native());
+    let first =
+        usize::try_from(rec.first_position.to_native()).map_err(|_| inconsistent("position index"))?;
+    let count = usize::from(rec.positions);
+    let end = cursor.checked_add(count).ok_or_else(|| inconsistent("position index"))?;
+    if first != *cursor || count > POSITIONS_PER_ACCOUNT_MAX {
+        return Err(inconsistent(format!("account {id}: position range {first}+{count}, expected {cursor}")));
+    }
+    let recs = all_positions
+        .get(first..end)
+        .ok_or_else(|| inconsistent(format!("account {id}: position range {first}+{count} out of bounds")))?;
+    *cursor = end;
+    let mut positions = Vec::with_capacity(count);
+    for p in recs {
+        let market = MarketId(p.market.to_native());
+        if positions.last().is_some_and(|q: &Position| q.market >= market) {
+            return Err(inconsistent(format!("account {id}: positions not sorted by market")));
+        }
+        let m = market_ids
+            .binary_search(&market.0)
+            .map_err(|_| inconsistent(format!("account {id}: position in unknown market {market}")))?;
+        let size = p.size.to_native();
+        if size != 0
+            && let Some(h) = holders.get_mut(m)
+        {
+            h.push(id.0);
+        }
+        positions.push(Position {
+            market,
+            size,
+            cost: p.cost.to_native(),
+            funding_snapshot: p.funding_snapshot.to_native(),
+            open_buy: p.open_buy.to_native(),
+            open_sell: p.open_sell.to_native(),
+            isolated: p.isolated,
+            isolated_balance: p.isolated_balance.to_native(),
+        });
+    }
+    let mut balances = [0; ASSETS_MAX];
+    for (b, a) in balances.iter_mut().zip(rec.balances.iter()) {
+        *b = a.to_native();
+    }
+    Ok((id, Account { balances, positions, nonce: rec.nonce.to_native(), portfolio: rec.portfolio }))
+}
+
+fn load_market(
+    rec: &ArchivedMarketRec,
+    id: MarketId,
+    accounts: &Accounts,
+    underlyings: usize,
+) -> Result<Market, ImageError> {
+    let spec: MarketSpec = from_json("market specification", &rec.spec)?;
+    if spec.id != id {
+        return Err(inconsistent(format!("market {id} has specification of {}", spec.id)));
+    }
+    if usize::from(spec.underlying.0) >= underlyings {
+        return Err(inconsistent(format!("market {id}: unknown underlying {}", spec.underlying)));
+    }
+    let mut orders = Vec::with_capacity(rec.orders.len());
+    for o in rec.orders.iter() {
+        let account = AccountId(o.account.to_native());
+        if !accounts.contains_key(&account) {
+            return Err(inconsistent(format!("market {id}: order of unknown account {account}")));
+        }
+        orders.push(RestingOrder {
+            id: OrderId(o.id.to_native()),
+            account,
+            side: match o.side {
+                0 => Side::Buy,
+                1 => Side::Sell,
+                s => return Err(inconsistent(format!("market {id}: side code {s}"))),
+            },
+            price: o.price.to_native(),
+            qty: o.qty.to_native(),
+            original_qty: o.original_qty.to_native(),
+            good_til_height: o.has_good_til.then(|| o.good_til_height.to_native()),
+            stp: stp_of(o.stp)?,
+            seq: o.seq.to_native(),
+        });
+    }
+    let limits = BookLimits {
+        max_orders: rec.max_orders.to_native(),
+        max_orders_per_account: rec.max_orders_per_account.to_native(),
+    };
+    let book = Book::restore(limits, rec.next_seq.to_native(), orders)
+        .map_err(|e| inconsistent(format!("market {id}: book: {e}")))?;
+    let tiers = |cached: bool, derived: crate::num::R<Vec<(Micros, i64, Micros)>>| {
+        if cached {
+            derived.map_err(|e| inconsistent(format!("market {id}: tiers: {e}")))
+        } else {
+            Ok(Vec::new())
+        }
+    };
+    let mm_tiers = tiers(rec.mm_tiers, crate::margin::maintenance_tiers(&spec.risk.tiers))?;
+    let im_tiers = tiers(rec.im_tiers, crate::margin::initial_tiers(&spec.risk.tiers))?;
+    Ok(Market {
+        status: status_of(rec.status)?,
+        breaker: status_of(rec.breaker)?,
+        book,
+        mark: rec.mark.to_native(),
+        basis_ema: rec.basis_ema.to_native(),
+        last_trade: rec.last_trade.as_ref().map(|t| t.to_native()),
+        open_interest: rec.open_interest.to_native(),
+        funding: Funding {
+            index: rec.funding_index.to_native(),
+            premium_sum: rec.premium_sum.to_native(),
+            samples: rec.samples.to_native(),
+            last_settled_ms: rec.last_settled_ms.to_native(),
+        },
+        holders: BTreeSet::new(),
+        lot_value_floor: rec.lot_value_floor.to_native(),
+        lot_value_ceil: rec.lot_value_ceil.to_native(),
+        index_cache: rec.index_cache.to_native(),
+        mm_tiers,
+        im_tiers,
+        spec,
+    })
+}
+
+/// Digests of some records.
+type Batch = Vec<(RecordKey, [u8; 32])>;
+
+/// Records per unit of digest work.
+const DIGEST_PART: usize = 8_192;
+
+/// The digest of every record of `s`, as the commitment keeps them. Records are independent
+/// and the map is a set, so parts of the key list are digested on all available cores while
+/// the calling thread fills the map; the result does not depend on the number of threads.
+fn rebuild_digests(s: &State) -> Result<HashMap<RecordKey, [u8; 32]>, ImageError> {
+    let keys = crate::encode::all_keys(s);
+    let mut map = HashMap::with_capacity(keys.len());
+    let digest_part = |part: &[RecordKey]| -> Batch {
+        part.iter()
+            .filter_map(|k| crate::encode::record(s, *k).map(|v| (*k, Commitment::digest(*k, &v))))
+            .collect()
+    };
+    let parts: Vec<&[RecordKey]> = keys.chunks(DIGEST_PART).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if parts.len() < 2 || cores < 2 {
+        map.extend(digest_part(&keys));
+    } else {
+        digest_in_parallel(&parts, cores, &digest_part, &mut map)?;
+    }
+    if map.len() != keys.len() {
+        return Err(inconsistent("records vanished while digesting"));
+    }
+    Ok(map)
+}
+
+/// Digests `parts` on up to `cores` threads while the calling thread fills `map`.
+fn digest_in_parallel<'k>(
+    parts: &[&'k [RecordKey]],
+    cores: usize,
+    digest_part: &(dyn Fn(&'k [RecordKey]) -> Batch + Sync),
+    map: &mut HashMap<RecordKey, [u8; 32]>,
+) -> Result<(), ImageError> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = |tx: &std::sync::mpsc::Sender<Batch>| {
+        while let Some(part) = parts.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+            if tx.send(digest_part(part)).is_err() {
+                break;
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<Batch>();
+        let workers: Vec<_> = (0..cores.min(parts.len()))
+            .filter_map(|_| {
+                let tx = tx.clone();
+                let work = &work;
+                std::thread::Builder::new().spawn_scoped(scope, move || work(&tx)).ok()
+            })
+            .collect();
+        if workers.is_empty() {
+            // No thread to be had: do it all here.
+            work(&tx);
+        }
+        drop(tx);
+        for batch in rx {
+            map.extend(batch);
+        }
+        // Joined here, so a failed worker is an error rather than a panic of the scope.
+        for w in workers {
+            w.join().map_err(|_| inconsistent("a digest worker failed"))?;
+        }
+        Ok::<_, ImageError>(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_bound_bounds_the_archive() {
+        let g = crate::Genesis::devnet();
+        let mut s = State::from_genesis(&g).unwrap();
+        for i in 1..50u64 {
+            let mut a = Account { nonce: i, ..Account::default() };
+            a.positions.push(Position { market: bastion_types::MarketId(0), ..Position::default() });
+            s.accounts.insert(AccountId(i), a);
+        }
+        let image = s.view().image().unwrap();
+        let bytes = rkyv::to_bytes::<rancor::Error>(&image).unwrap();
+        assert!(image.size_bound() >= bytes.len(), "{} < {}", image.size_bound(), bytes.len());
+        assert!(image.size_bound() < bytes.len() * 2);
+    }
+
+    #[test]
+    fn view_is_sendable() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<StateView>();
+    }
+}
