@@ -1,0 +1,642 @@
+//! The node's durable chain state: the exchange state, the block log that makes it durable, and
+//! the snapshots that make recovery fast.
+//!
+//! A finalized block is executed ([`Store::execute`]), its log entry (the block, its events and
+//! the state root after it) is appended, and [`Store::commit`] makes every executed block
+//! durable with one `fdatasync` (group commit). Only then is a height *durable*: the only
+//! heights a node may acknowledge. Every `snapshot_every` durable blocks a copy-on-write view of
+//! the state is handed to a background thread that serializes and writes it, so execution never
+//! waits for the disk; once written, log segments older than the oldest kept snapshot are
+//! deleted.
+//!
+//! [`Store::open`] recovers: it opens the newest snapshot that validates and whose successors
+//! the log holds without a gap, replays the log after it and checks the state root at every
+//! replayed height against the logged one. When the data cannot be made consistent it refuses
+//! to start with an error naming the file and height; it never starts on a state its peers do
+//! not share.
+
+use bastion_exchange::{BlockError, BlockOutcome, Genesis, IMAGE_LAYOUT, ImageError, State, StateRoot};
+use bastion_storage::{
+    DataDir, DirError, Faults, LogConfig, LogError, SnapshotError, SnapshotMeta, SnapshotStore,
+    SnapshotWriter,
+};
+use bastion_types::{Block, Event};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use bastion_storage::{BlockLog, Damage};
+
+/// Version of a log entry's encoding (its first byte).
+pub const ENTRY_VERSION: u8 = 1;
+
+/// How the store keeps its files.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// A snapshot is started every this many durable blocks (0: never).
+    pub snapshot_every: u64,
+    /// Snapshots kept; the log is kept back to the oldest of them.
+    pub keep_snapshots: usize,
+    /// Size at which a log segment is closed.
+    pub segment_bytes: u64,
+    /// Injected I/O failures (tests and soak runs); [`Faults::none`] in production.
+    pub faults: Arc<Faults>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            snapshot_every: 1000,
+            keep_snapshots: 3,
+            segment_bytes: 64 << 20,
+            faults: Faults::none(),
+        }
+    }
+}
+
+/// Why the store cannot go on. Every variant names what to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be opened or locked.
+    #[error(transparent)]
+    Dir(#[from] DirError),
+    /// The block log failed.
+    #[error("block log: {0}")]
+    Log(#[from] LogError),
+    /// A snapshot operation failed.
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
+    /// The data dir was made for another chain.
+    #[error(
+        "data dir {path} belongs to a different genesis ({found}, this node's is {expected}); point \
+         --data-dir elsewhere or remove it"
+    )]
+    Genesis {
+        /// The genesis file in the data dir.
+        path: PathBuf,
+        /// Hash found there.
+        found: String,
+        /// Hash of the genesis this node runs.
+        expected: String,
+    },
+    /// The genesis itself is invalid.
+    #[error("genesis is invalid: {0}")]
+    BadGenesis(String),
+    /// The state cannot be rebuilt: blocks are missing.
+    #[error(
+        "cannot rebuild the state: {reason}; restore the data dir from a backup or resync it from a \
+         peer"
+    )]
+    Unrecoverable {
+        /// What is missing, with the files involved.
+        reason: String,
+    },
+    /// A log entry could not be decoded.
+    #[error("block log entry at height {height} in {dir} cannot be decoded: {reason}")]
+    Decode {
+        /// Height of the entry.
+        height: u64,
+        /// The log directory.
+        dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Replaying a logged block gave another state root than the one logged.
+    #[error(
+        "state root mismatch at height {height} replaying {dir} on top of {base}: logged {logged}, \
+         computed {computed}; this node's data is inconsistent and it must not rejoin with it"
+    )]
+    RootMismatch {
+        /// Height of the block.
+        height: u64,
+        /// The log directory.
+        dir: PathBuf,
+        /// What the replay started from (a snapshot file or genesis).
+        base: String,
+        /// Root in the log.
+        logged: String,
+        /// Root computed by replay.
+        computed: String,
+    },
+    /// A logged block was refused on replay.
+    #[error("replaying height {height} from {dir}: {error}")]
+    Replay {
+        /// Height of the block.
+        height: u64,
+        /// The log directory.
+        dir: PathBuf,
+        /// Why the exchange refused it.
+        error: BlockError,
+    },
+    /// The block was refused by the exchange (the state is unchanged).
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    /// An earlier storage failure stopped the store.
+    #[error("the store stopped after an earlier failure ({0}); restart the node to recover")]
+    Stopped(String),
+}
+
+/// One block as the log holds it: the block, what executing it produced, and the state root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The finalized block.
+    pub block: Block,
+    /// Its execution results.
+    pub events: Vec<Event>,
+    /// The state root after it.
+    pub root: StateRoot,
+}
+
+impl LogEntry {
+    /// The entry's bytes: a version byte, then postcard.
+    pub fn encode(block: &Block, events: &[Event], root: &StateRoot) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            block: &'a Block,
+            events: &'a [Event],
+            root: &'a StateRoot,
+        }
+        let mut out = vec![ENTRY_VERSION];
+        // Serializing plain data into a Vec cannot fail; an empty body would fail to decode,
+        // never decode wrongly.
+        match postcard::to_extend(&Borrowed { block, events, root }, out) {
+            Ok(v) => out = v,
+            Err(_) => out = vec![ENTRY_VERSION],
+        }
+        out
+    }
+
+    /// Decodes [`LogEntry::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> Result<LogEntry, String> {
+        match bytes.split_first() {
+            Some((&ENTRY_VERSION, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+            Some((v, _)) => Err(format!("entry version {v}, this build reads {ENTRY_VERSION}")),
+            None => Err("empty entry".into()),
+        }
+    }
+}
+
+/// What [`Store::open`] found and did.
+#[derive(Clone, Debug, Default)]
+pub struct Recovery {
+    /// The snapshot recovery started from (`None`: genesis).
+    pub snapshot: Option<SnapshotMeta>,
+    /// Blocks replayed from the log after it.
+    pub replayed: u64,
+    /// Height of the recovered state.
+    pub height: u64,
+    /// Its state root.
+    pub root: StateRoot,
+    /// Bytes of a torn record cut from the end of the log.
+    pub torn_tail_bytes: u64,
+    /// Damaged log regions found (all below the recovered base, or recovery would have failed).
+    pub log_damage: Vec<Damage>,
+    /// Snapshots that failed validation or could not be used, with why.
+    pub skipped_snapshots: Vec<String>,
+    /// Time to open and validate the snapshot and rebuild the state from it.
+    pub load: Duration,
+    /// Time to replay the log.
+    pub replay: Duration,
+}
+
+impl Recovery {
+    /// One line per finding, for the node's log.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        match &self.snapshot {
+            Some(s) => lines.push(format!(
+                "recovered height {} from snapshot {} (height {}, {:.1} ms) + {} logged blocks ({:.1} ms)",
+                self.height,
+                s.path.display(),
+                s.height,
+                self.load.as_secs_f64() * 1e3,
+                self.replayed,
+                self.replay.as_secs_f64() * 1e3
+            )),
+            None => lines.push(format!(
+                "recovered height {} from genesis + {} logged blocks ({:.1} ms)",
+                self.height,
+                self.replayed,
+                self.replay.as_secs_f64() * 1e3
+            )),
+        }
+        if self.torn_tail_bytes > 0 {
+            lines.push(format!(
+                "cut a torn record of {} bytes from the end of the log (never reported durable)",
+                self.torn_tail_bytes
+            ));
+        }
+        for d in &self.log_damage {
+            lines.push(format!(
+                "log damage in {} at offset {} ({} bytes, after height {:?}): {} (not needed: below the \
+                 recovered base)",
+                d.path.display(),
+                d.offset,
+                d.len,
+                d.after_height,
+                d.reason
+            ));
+        }
+        for s in &self.skipped_snapshots {
+            lines.push(format!("skipped snapshot: {s}"));
+        }
+        lines
+    }
+}
+
+/// Counters of a running store.
+#[derive(Clone, Debug, Default)]
+pub struct StoreStats {
+    /// Blocks executed since open.
+    pub blocks: u64,
+    /// Group commits since open.
+    pub commits: u64,
+    /// Snapshots written since open.
+    pub snapshots_written: u64,
+    /// Snapshots not started because the previous one was still being written.
+    pub snapshots_skipped_busy: u64,
+    /// Height of the newest snapshot written or found.
+    pub last_snapshot_height: u64,
+    /// Snapshot failures (the log still holds everything; recent ones only).
+    pub snapshot_errors: Vec<String>,
+    /// Log segments deleted after snapshots made them unnecessary.
+    pub segments_pruned: u64,
+}
+
+/// The durable exchange state of one node. Holds the data dir's lock while open.
+#[derive(Debug)]
+pub struct Store {
+    dir: DataDir,
+    log: BlockLog,
+    writer: SnapshotWriter,
+    /// Heights of the snapshots on disk, oldest first (retention mirror of the writer's store).
+    retained: VecDeque<u64>,
+    state: State,
+    cfg: StoreConfig,
+    stats: StoreStats,
+    /// Height recovery started from (durable by being in a snapshot or genesis).
+    base: u64,
+    stopped: Option<String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn genesis_hash(g: &Genesis) -> Result<String, StoreError> {
+    let json = serde_json::to_vec(g).map_err(|e| StoreError::BadGenesis(e.to_string()))?;
+    Ok(hex(blake3::hash(&json).as_bytes()))
+}
+
+fn check_genesis(dir: &DataDir, genesis: &Genesis) -> Result<(), StoreError> {
+    let expected = genesis_hash(genesis)?;
+    let path = dir.root().join("GENESIS");
+    let io = |op: &'static str, path: &Path, source| {
+        StoreError::Dir(DirError::Io { path: path.to_path_buf(), op, source })
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found.trim() == expected => Ok(()),
+        Ok(found) => Err(StoreError::Genesis { path, found: found.trim().to_string(), expected }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, format!("{expected}\n")).map_err(|e| io("write", &tmp, e))?;
+            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io("sync", &tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| io("rename", &path, e))?;
+            bastion_storage::faults::sync_dir(&Faults::default(), dir.root())
+                .map_err(|e| io("sync", dir.root(), e))?;
+            Ok(())
+        }
+        Err(e) => Err(io("read", &path, e)),
+    }
+}
+
+/// Whether the log holds every height in `after+1 ..= tip` (nothing to hold when `tip <= after`).
+fn log_covers(log: &BlockLog, gaps: &[std::ops::RangeInclusive<u64>], after: u64) -> Result<(), String> {
+    let Some(tip) = log.last_height() else { return Ok(()) };
+    if tip <= after {
+        return Ok(());
+    }
+    let first = log.first_height().unwrap_or(tip);
+    if first > after.saturating_add(1) {
+        return Err(format!("the log starts at height {first}, after height {}", after.saturating_add(1)));
+    }
+    if let Some(g) = gaps.iter().find(|g| *g.end() > after) {
+        return Err(format!("the log is missing heights {}..={} (damaged)", g.start(), g.end()));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens the data dir at `path` (creating it for `genesis` when empty) and recovers the
+    /// state: newest usable snapshot plus log replay, every replayed root checked.
+    pub fn open(path: &Path, genesis: &Genesis, cfg: StoreConfig) -> Result<(Store, Recovery), StoreError> {
+        let dir = DataDir::open(path)?;
+        check_genesis(&dir, genesis)?;
+        let (mut log, found) = BlockLog::open(
+            &dir.log_dir(),
+            LogConfig { segment_bytes: cfg.segment_bytes, faults: cfg.faults.clone() },
+        )?;
+        let snaps = SnapshotStore::open(&dir.snapshot_dir(), cfg.keep_snapshots.max(1), cfg.faults.clone())?;
+        let mut rec = Recovery { torn_tail_bytes: found.torn_tail_bytes, ..Recovery::default() };
+
+        // The newest snapshot that validates, rebuilds, and has its successors in the log.
+        let t_load = Instant::now();
+        let listed = snaps.list()?;
+        let mut base: Option<(State, SnapshotMeta)> = None;
+        let mut gap_reasons = Vec::new();
+        for (height, file) in &listed {
+            if let Err(why) = log_covers(&log, &found.gaps, *height) {
+                gap_reasons.push(format!("snapshot {} (height {height}): {why}", file.display()));
+                rec.skipped_snapshots.push(format!("{}: {why}", file.display()));
+                continue;
+            }
+            let snap = match snaps.open_snapshot(file, IMAGE_LAYOUT) {
+                Ok(s) => s,
+                Err(e) => {
+                    rec.skipped_snapshots.push(e.to_string());
+                    continue;
+                }
+            };
+            match State::from_image_bytes(snap.payload()) {
+                Ok(state) if state.height == snap.meta().height && state.state_root() == snap.meta().root => {
+                    base = Some((state, snap.meta().clone()));
+                    break;
+                }
+                Ok(state) => rec.skipped_snapshots.push(format!(
+                    "{}: holds height {} root {}, its header says height {} root {}",
+                    file.display(),
+                    state.height,
+                    hex(&state.state_root()),
+                    snap.meta().height,
+                    hex(&snap.meta().root)
+                )),
+                Err(e) => rec.skipped_snapshots.push(format!("{}: {e}", file.display())),
+            }
+        }
+        let (mut state, base_name) = match base {
+            Some((state, meta)) => {
+                let name = meta.path.display().to_string();
+                rec.snapshot = Some(meta);
+                (state, name)
+            }
+            None => {
+                if let Err(why) = log_covers(&log, &found.gaps, 0) {
+                    let mut reason = format!("no usable snapshot, and replay from genesis fails: {why}");
+                    for g in gap_reasons {
+                        reason.push_str("; ");
+                        reason.push_str(&g);
+                    }
+                    for d in &found.damage {
+                        reason.push_str(&format!(
+                            "; damage in {} at offset {} after height {:?}: {}",
+                            d.path.display(),
+                            d.offset,
+                            d.after_height,
+                            d.reason
+                        ));
+                    }
+                    return Err(StoreError::Unrecoverable { reason });
+                }
+                let state =
+                    State::from_genesis(genesis).map_err(|e| StoreError::BadGenesis(e.to_string()))?;
+                (state, "genesis".to_string())
+            }
+        };
+        rec.load = t_load.elapsed();
+        let base_height = state.height;
+        rec.log_damage = found.damage.clone();
+
+        // The log behind the snapshot (its tail was lost with a damaged disk, or it was reset):
+        // start it again after the snapshot.
+        if log.last_height().is_some_and(|tip| tip <= base_height) {
+            log.reset()?;
+        }
+
+        let t_replay = Instant::now();
+        let log_dir = dir.log_dir();
+        for item in log.iter_from(base_height.saturating_add(1)) {
+            let (height, bytes) = item?;
+            let entry = LogEntry::decode(&bytes).map_err(|reason| StoreError::Decode {
+                height,
+                dir: log_dir.clone(),
+                reason,
+            })?;
+            if entry.block.height != height {
+                return Err(StoreError::Decode {
+                    height,
+                    dir: log_dir,
+                    reason: format!("the entry holds block {}", entry.block.height),
+                });
+            }
+            let out = state.apply_block(&entry.block).map_err(|error| StoreError::Replay {
+                height,
+                dir: log_dir.clone(),
+                error,
+            })?;
+            if out.root != entry.root {
+                return Err(StoreError::RootMismatch {
+                    height,
+                    dir: log_dir,
+                    base: base_name,
+                    logged: hex(&entry.root),
+                    computed: hex(&out.root),
+                });
+            }
+            rec.replayed = rec.replayed.saturating_add(1);
+        }
+        rec.replay = t_replay.elapsed();
+        rec.height = state.height;
+        rec.root = state.state_root();
+
+        let mut retained: VecDeque<u64> = listed.iter().map(|(h, _)| *h).collect();
+        retained.make_contiguous().sort_unstable();
+        let stats = StoreStats { last_snapshot_height: base_height, ..StoreStats::default() };
+        let store = Store {
+            dir,
+            log,
+            writer: SnapshotWriter::spawn(snaps),
+            retained,
+            state,
+            cfg,
+            stats,
+            base: base_height,
+            stopped: None,
+        };
+        Ok((store, rec))
+    }
+
+    /// The current state (all executed blocks, durable or not).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        self.dir.root()
+    }
+
+    /// Highest durable height (0 before the first block).
+    pub fn durable_height(&self) -> u64 {
+        self.log.durable_height().unwrap_or(0).max(self.base)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// The block log.
+    pub fn log(&self) -> &BlockLog {
+        &self.log
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        match &self.stopped {
+            Some(why) => Err(StoreError::Stopped(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn stop<T>(&mut self, e: StoreError) -> Result<T, StoreError> {
+        self.stopped = Some(e.to_string());
+        Err(e)
+    }
+
+    /// Executes a finalized block and appends its log entry. Not durable until [`Store::commit`].
+    /// A block the exchange refuses leaves everything unchanged; a log failure stops the store.
+    pub fn execute(&mut self, block: &Block) -> Result<BlockOutcome, StoreError> {
+        self.check()?;
+        let out = self.state.apply_block(block)?;
+        let entry = LogEntry::encode(block, &out.events, &out.root);
+        if let Err(e) = self.log.append(block.height, &entry) {
+            // The state is ahead of the log now: nothing may be acknowledged from it.
+            return self.stop(e.into());
+        }
+        self.stats.blocks = self.stats.blocks.saturating_add(1);
+        Ok(out)
+    }
+
+    /// Makes every executed block durable (one `fdatasync`), then starts a snapshot when one is
+    /// due. Returns the durable height. A failure stops the store: the node must exit.
+    pub fn commit(&mut self) -> Result<u64, StoreError> {
+        self.check()?;
+        if let Err(e) = self.log.commit() {
+            return self.stop(e.into());
+        }
+        self.stats.commits = self.stats.commits.saturating_add(1);
+        self.collect_snapshots();
+        let durable = self.durable_height();
+        let due = self.cfg.snapshot_every > 0
+            && durable >= self.stats.last_snapshot_height.saturating_add(self.cfg.snapshot_every)
+            && self.state.height == durable;
+        if due {
+            self.start_snapshot();
+        }
+        Ok(durable)
+    }
+
+    /// Executes and commits one block.
+    pub fn apply(&mut self, block: &Block) -> Result<BlockOutcome, StoreError> {
+        let out = self.execute(block)?;
+        self.commit()?;
+        Ok(out)
+    }
+
+    /// Hands a copy-on-write view of the (durable) state to the snapshot thread.
+    fn start_snapshot(&mut self) {
+        let view = self.state.view();
+        let job = Box::new(move || {
+            let bytes = view.to_image_bytes().map_err(|e: ImageError| e.to_string())?;
+            Ok((view.height(), view.root(), IMAGE_LAYOUT, bytes))
+        });
+        match self.writer.submit(job) {
+            Ok(()) => self.stats.last_snapshot_height = self.state.height,
+            Err(SnapshotError::Busy) => {
+                self.stats.snapshots_skipped_busy = self.stats.snapshots_skipped_busy.saturating_add(1)
+            }
+            Err(e) => self.note_snapshot_error(e.to_string()),
+        }
+    }
+
+    fn note_snapshot_error(&mut self, e: String) {
+        if self.stats.snapshot_errors.len() >= 16 {
+            self.stats.snapshot_errors.remove(0);
+        }
+        self.stats.snapshot_errors.push(e);
+    }
+
+    fn collect_snapshots(&mut self) {
+        let results = self.writer.poll();
+        self.absorb(results);
+    }
+
+    fn absorb(&mut self, results: Vec<Result<SnapshotMeta, SnapshotError>>) {
+        for r in results {
+            match r {
+                Ok(meta) => {
+                    self.stats.snapshots_written = self.stats.snapshots_written.saturating_add(1);
+                    self.retained.push_back(meta.height);
+                    while self.retained.len() > self.cfg.keep_snapshots.max(1) {
+                        self.retained.pop_front();
+                    }
+                    // Recovery may fall back to the oldest kept snapshot: keep the log after
+                    // it. With a single snapshot, keep the whole log (genesis is the fallback).
+                    if self.retained.len() >= 2
+                        && let Some(oldest) = self.retained.front()
+                    {
+                        match self.log.prune_below(oldest.saturating_add(1)) {
+                            Ok(n) => {
+                                self.stats.segments_pruned =
+                                    self.stats.segments_pruned.saturating_add(n as u64)
+                            }
+                            Err(e) => self.note_snapshot_error(format!("pruning the log: {e}")),
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.note_snapshot_error(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Starts a snapshot of the current durable state now (if none is being written) and waits
+    /// for it. For tools and tests; the node relies on `snapshot_every`.
+    pub fn snapshot_now(&mut self) -> Result<Option<SnapshotMeta>, StoreError> {
+        self.check()?;
+        let pending = self.writer.wait();
+        self.absorb(pending);
+        if self.log.last_height() != self.log.durable_height() {
+            self.commit()?;
+        }
+        let view = self.state.view();
+        let job = Box::new(move || {
+            let bytes = view.to_image_bytes().map_err(|e: ImageError| e.to_string())?;
+            Ok((view.height(), view.root(), IMAGE_LAYOUT, bytes))
+        });
+        self.writer.submit(job)?;
+        self.stats.last_snapshot_height = self.state.height;
+        let mut meta = None;
+        let mut err = None;
+        for r in self.writer.wait() {
+            match &r {
+                Ok(m) => meta = Some(m.clone()),
+                Err(e) => err = Some(e.to_string()),
+            }
+            self.absorb(vec![r]);
+        }
+        match err {
+            Some(e) => Err(StoreError::Snapshot(SnapshotError::Job(e))),
+            None => Ok(meta),
+        }
+    }
+
+    /// Waits for a snapshot being written, then closes the store (releasing the lock).
+    pub fn close(mut self) -> StoreStats {
+        let pending = self.writer.wait();
+        self.absorb(pending);
+        self.stats.clone()
+    }
+}
