@@ -2,6 +2,7 @@
 
 mod risk;
 mod sig;
+mod storage;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +24,9 @@ enum Command {
     /// Ed25519 signature checks with the validator's verification backends.
     #[command(subcommand)]
     Sig(sig::SigCommand),
+    /// Inspect and check a node's data dir (block log, snapshots, recovery).
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +36,16 @@ fn main() -> ExitCode {
             println!("devnet arrives with the validator pipeline");
             ExitCode::SUCCESS
         }
+        Command::Storage(cmd) => match storage::run(&cmd) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Risk(cmd) => match risk::run(&cmd) {
             Ok(out) => {
                 println!("{out}");
