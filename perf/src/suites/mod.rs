@@ -6,6 +6,7 @@ pub mod margin;
 pub mod matching;
 pub mod pricing;
 pub mod sigverify;
+pub mod storage;
 
 /// A named suite.
 pub struct Suite {
@@ -30,5 +31,10 @@ pub const ALL: &[Suite] = &[
         name: "sigverify",
         about: "ed25519 batch verification backends vs dalek single verify",
         run: sigverify::run,
+    },
+    Suite {
+        name: "storage",
+        about: "block log commit vs redb, 1M-account recovery, snapshot throughput and stall",
+        run: storage::run,
     },
 ];
