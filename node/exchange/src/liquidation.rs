@@ -122,7 +122,8 @@ impl State {
         let table = self.sweep_table();
         // Stream the arena's risk rows (fast); targets are ordered by account id afterwards.
         let mut targets: Vec<(AccountId, Scope)> = Vec::new();
-        for slot in 0..self.accounts.len() {
+        // Only accounts that hold a position or a negative balance can be liquidatable.
+        for slot in self.accounts.watched() {
             self.collect_targets(&table, slot, &mut targets);
         }
         self.liquidate_targets(targets, events);
@@ -163,11 +164,17 @@ impl State {
         targets: &mut Vec<(AccountId, Scope)>,
     ) {
         let Some((id, acct, row)) = self.accounts.by_slot(slot) else { return };
-        let quote_negative = acct.balances.first().is_some_and(|b| *b < 0);
-        let has_cross = if row.slow {
-            acct.positions.iter().any(|p| !p.isolated && p.size != 0)
+        // A fast row answers from itself (the quote balance exactly, its cross sizes, whether
+        // an isolated position exists) without touching the account record: most of the
+        // sweep's cost is that record's cache misses.
+        let (quote_negative, has_cross, isolated) = if row.slow {
+            (
+                acct.balances.first().is_some_and(|b| *b < 0),
+                acct.positions.iter().any(|p| !p.isolated && p.size != 0),
+                true,
+            )
         } else {
-            row.sizes.iter().any(|s| *s != 0)
+            (row.quote < 0, row.sizes.iter().any(|s| *s != 0), row.isolated)
         };
         // Accounts with positions below maintenance, and (a safety net) any account whose
         // collateral went negative without a position (only a negative quote balance can do
@@ -179,6 +186,9 @@ impl State {
                 .unwrap_or(false)
         {
             targets.push((*id, Scope::Cross));
+        }
+        if !isolated {
+            return;
         }
         for p in acct.positions.iter().filter(|p| p.isolated && p.size != 0) {
             if self.isolated_health(p, None).map(|h| h.liquidatable()).unwrap_or(false) {

@@ -415,24 +415,29 @@ impl State {
         slots.sort_unstable();
         slots.dedup();
         for slot in slots {
-            let row = self.accounts.by_slot(slot).map(|(_, a, _)| self.risk_row(a)).unwrap_or(RiskRow::SLOW);
-            if let Some(r) = self.accounts.risk.get_mut(slot) {
-                *r = row;
-            }
+            self.refresh_risk_row(slot);
         }
+    }
+
+    fn refresh_risk_row(&mut self, slot: usize) {
+        let (row, watch) = match self.accounts.by_slot(slot) {
+            Some((_, a, _)) => {
+                let row = self.risk_row(a);
+                (row, needs_sweep(&row, a))
+            }
+            None => (RiskRow::SLOW, true),
+        };
+        self.accounts.set_risk(slot, row, watch);
     }
 
     /// Refreshes every row (after building a state by hand, e.g. in benchmarks).
     pub fn refresh_all_risk_rows(&mut self) {
         for slot in 0..self.accounts.len() {
-            let row = self.accounts.by_slot(slot).map(|(_, a, _)| self.risk_row(a)).unwrap_or(RiskRow::SLOW);
-            if let Some(r) = self.accounts.risk.get_mut(slot) {
-                *r = row;
-            }
+            self.refresh_risk_row(slot);
         }
     }
 
-    fn risk_row(&self, a: &Account) -> RiskRow {
+    pub(crate) fn risk_row(&self, a: &Account) -> RiskRow {
         let mut row = RiskRow { slow: false, ..RiskRow::SLOW };
         let Ok(quote) = i64::try_from(a.balances.first().copied().unwrap_or(0)) else { return RiskRow::SLOW };
         row.quote = quote;
@@ -448,6 +453,7 @@ impl State {
         if a.portfolio {
             return RiskRow::SLOW;
         }
+        row.isolated = a.positions.iter().any(|p| p.isolated && p.size != 0);
         let mut slots = row.markets.iter_mut().zip(row.sizes.iter_mut());
         for p in a.positions.iter().filter(|p| !p.isolated && p.size != 0) {
             let Some(m) = self.markets.get(&p.market) else { return RiskRow::SLOW };
@@ -523,6 +529,20 @@ impl State {
         let (initial, maintenance) = position_requirement(m, size, ob, os)?;
         Ok(Health { collateral, initial, maintenance })
     }
+}
+
+/// Whether the liquidation sweep must look at an account with this (fresh) row: false only
+/// for an account that no price move can make liquidatable, because it holds no position
+/// (cross or isolated) and no negative balance, and its row represents it exactly. Such
+/// accounts are most of a large exchange's, and skipping them is what keeps the per-block
+/// sweep proportional to the accounts at risk rather than to all accounts.
+pub(crate) fn needs_sweep(row: &RiskRow, a: &Account) -> bool {
+    row.slow
+        || row.sizes.iter().any(|s| *s != 0)
+        || row.quote < 0
+        || row.other < 0
+        || row.isolated
+        || a.positions.iter().any(|p| p.isolated && p.size != 0)
 }
 
 #[cfg(test)]

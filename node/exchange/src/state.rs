@@ -109,7 +109,10 @@ impl Account {
 
 /// Accounts per arena chunk (see [`Accounts`]).
 pub(crate) const CHUNK: usize = 1 << CHUNK_BITS;
-const CHUNK_BITS: u32 = 12;
+// 256 accounts: small enough that the first write to a chunk after a snapshot view (a copy of
+// its accounts) costs tens of microseconds, large enough that a view of 1M accounts is 4096
+// reference counts.
+const CHUNK_BITS: u32 = 8;
 
 /// One chunk of the arena: up to [`CHUNK`] accounts and their ids, in slot order. The ids are
 /// a separate array so that sweeps reading only the accounts stream no ids.
@@ -142,6 +145,10 @@ pub struct Accounts {
     index: BTreeMap<AccountId, u32>,
     /// A compact copy of what the margin sweep reads, per slot (see [`RiskRow`]).
     pub(crate) risk: Vec<RiskRow>,
+    /// One bit per slot: set unless the account is trivially safe (no position, no negative
+    /// balance, a row that represents it exactly), which no price move can make liquidatable.
+    /// The sweep visits set bits only; maintained wherever a row is written.
+    watch: Vec<u64>,
 }
 
 /// What the margin sweep needs of one account in 40 bytes: the quote balance, one other
@@ -159,13 +166,22 @@ pub(crate) struct RiskRow {
     pub markets: [u16; 2],
     pub other_asset: u8,
     pub slow: bool,
+    /// The account has an isolated position (the sweep then reads the full record for it).
+    pub isolated: bool,
 }
 
 const _: () = assert!(std::mem::size_of::<RiskRow>() == 40, "a risk row is 40 bytes");
 
 impl RiskRow {
-    pub(crate) const SLOW: RiskRow =
-        RiskRow { quote: 0, other: 0, sizes: [0; 2], markets: [0; 2], other_asset: 0, slow: true };
+    pub(crate) const SLOW: RiskRow = RiskRow {
+        quote: 0,
+        other: 0,
+        sizes: [0; 2],
+        markets: [0; 2],
+        other_asset: 0,
+        slow: true,
+        isolated: false,
+    };
 }
 
 impl Accounts {
@@ -200,9 +216,7 @@ impl Accounts {
     /// Inserts or replaces the account `id`.
     pub fn insert(&mut self, id: AccountId, account: Account) {
         if let Some(&slot) = self.index.get(&id) {
-            if let Some(row) = self.risk.get_mut(slot as usize) {
-                *row = RiskRow::SLOW;
-            }
+            self.set_risk(slot as usize, RiskRow::SLOW, true);
             if let Some(a) = self.slot_mut(slot as usize) {
                 *a = account;
             }
@@ -211,7 +225,53 @@ impl Accounts {
         let slot = u32::try_from(self.len).unwrap_or(u32::MAX);
         self.push(id, account);
         self.risk.push(RiskRow::SLOW);
+        self.set_watch(slot as usize, true);
         self.index.insert(id, slot);
+    }
+
+    /// Sets `slot`'s risk row and whether the sweep must visit it.
+    pub(crate) fn set_risk(&mut self, slot: usize, row: RiskRow, watch: bool) {
+        if let Some(r) = self.risk.get_mut(slot) {
+            *r = row;
+        }
+        self.set_watch(slot, watch);
+    }
+
+    fn set_watch(&mut self, slot: usize, on: bool) {
+        let (word, bit) = (slot / 64, slot % 64);
+        if self.watch.len() <= word {
+            self.watch.resize(word.saturating_add(1), 0);
+        }
+        if let Some(w) = self.watch.get_mut(word) {
+            let mask = 1u64.wrapping_shl(u32::try_from(bit).unwrap_or(0));
+            if on {
+                *w |= mask;
+            } else {
+                *w &= !mask;
+            }
+        }
+    }
+
+    /// Whether the sweep visits `slot`.
+    pub(crate) fn is_watched(&self, slot: usize) -> bool {
+        let mask = 1u64.wrapping_shl(u32::try_from(slot % 64).unwrap_or(0));
+        self.watch.get(slot / 64).is_some_and(|w| w & mask != 0)
+    }
+
+    /// The slots the sweep visits, ascending.
+    pub(crate) fn watched(&self) -> impl Iterator<Item = usize> + '_ {
+        self.watch.iter().enumerate().flat_map(|(i, &word)| {
+            let base = i.saturating_mul(64);
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let bit = rest.trailing_zeros();
+                rest &= rest.wrapping_sub(1);
+                Some(base.saturating_add(usize::try_from(bit).unwrap_or(0)))
+            })
+        })
     }
 
     /// Appends to the arena (a new chunk when the last one is full).
@@ -319,6 +379,7 @@ impl Accounts {
         }
         accounts.index = ids.into_iter().collect();
         accounts.risk = vec![RiskRow::SLOW; accounts.len];
+        accounts.watch = vec![u64::MAX; accounts.len.div_ceil(64)];
         Ok(accounts)
     }
 }
