@@ -180,6 +180,8 @@ pub struct SnapshotStore {
     dir: PathBuf,
     keep: usize,
     faults: Arc<Faults>,
+    /// Writeback pace in bytes/s (0: unpaced).
+    write_rate: u64,
 }
 
 impl SnapshotStore {
@@ -201,7 +203,14 @@ impl SnapshotStore {
                 fs::remove_file(&path).map_err(|e| SnapshotError::io(&path, "remove leftover", e))?;
             }
         }
-        Ok(SnapshotStore { dir: dir.to_path_buf(), keep: keep.max(1), faults })
+        Ok(SnapshotStore { dir: dir.to_path_buf(), keep: keep.max(1), faults, write_rate: 0 })
+    }
+
+    /// Paces snapshot writeback at `bytes_per_s` (0: as fast as the device takes it), so a
+    /// snapshot sharing a device with the block log does not delay the log's syncs.
+    pub fn with_write_rate(mut self, bytes_per_s: u64) -> SnapshotStore {
+        self.write_rate = bytes_per_s;
+        self
     }
 
     /// The snapshot directory.
@@ -257,7 +266,7 @@ impl SnapshotStore {
         let header = encode_header(height, &root, layout, payload);
         let existed = fs::symlink_metadata(&path).is_ok();
 
-        let written = mapped::write_mapped(&tmp, total, &self.faults, |buf| {
+        let written = mapped::write_mapped_paced(&tmp, total, &self.faults, self.write_rate, |buf| {
             if let Some((head, body)) = buf.split_at_mut_checked(HEADER_LEN)
                 && body.len() == payload.len()
             {

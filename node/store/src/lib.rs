@@ -41,6 +41,10 @@ pub struct StoreConfig {
     pub keep_snapshots: usize,
     /// Size at which a log segment is closed.
     pub segment_bytes: u64,
+    /// Snapshot writeback pace in bytes/s (0: unpaced). A snapshot written at full speed
+    /// onto the log's device delays the log's `fdatasync`s (block latency p99 4x in suite
+    /// `storage`); paced, it leaves the device room for them.
+    pub snapshot_write_bytes_per_s: u64,
     /// Injected I/O failures (tests and soak runs); [`Faults::none`] in production.
     pub faults: Arc<Faults>,
 }
@@ -51,6 +55,7 @@ impl Default for StoreConfig {
             snapshot_every: 1000,
             keep_snapshots: 3,
             segment_bytes: 64 << 20,
+            snapshot_write_bytes_per_s: 128 << 20,
             faults: Faults::none(),
         }
     }
@@ -338,7 +343,8 @@ impl Store {
             &dir.log_dir(),
             LogConfig { segment_bytes: cfg.segment_bytes, faults: cfg.faults.clone() },
         )?;
-        let snaps = SnapshotStore::open(&dir.snapshot_dir(), cfg.keep_snapshots.max(1), cfg.faults.clone())?;
+        let snaps = SnapshotStore::open(&dir.snapshot_dir(), cfg.keep_snapshots.max(1), cfg.faults.clone())?
+            .with_write_rate(cfg.snapshot_write_bytes_per_s);
         let mut rec = Recovery { torn_tail_bytes: found.torn_tail_bytes, ..Recovery::default() };
 
         // The newest snapshot that validates, rebuilds, and has its successors in the log.

@@ -12,7 +12,7 @@ use bastion_types::Block;
 use std::path::{Path, PathBuf};
 
 fn cfg(snapshot_every: u64) -> StoreConfig {
-    StoreConfig { snapshot_every, keep_snapshots: 2, segment_bytes: 16 << 10, faults: Faults::none() }
+    StoreConfig { snapshot_every, keep_snapshots: 2, segment_bytes: 16 << 10, ..StoreConfig::default() }
 }
 
 /// `n` blocks of a seeded workload and the root after each (index = height - 1).
@@ -37,6 +37,13 @@ fn run(dir: &Path, cfg: StoreConfig, blocks: &[Block]) -> Store {
         store.apply(b).unwrap();
     }
     store
+}
+
+/// A store whose I/O failures the test arms, after `blocks` were applied.
+fn with_faults(dir: &Path, snapshot_every: u64, blocks: &[Block]) -> (Store, std::sync::Arc<Faults>) {
+    let faults = Faults::none();
+    let cfg = StoreConfig { faults: faults.clone(), ..cfg(snapshot_every) };
+    (run(dir, cfg, blocks), faults)
 }
 
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
@@ -158,13 +165,7 @@ fn a_data_dir_of_another_genesis_or_in_use_is_refused() {
 fn fsync_failure_stops_the_store_and_restart_recovers_the_durable_height() {
     let (blocks, roots) = chain(5, 30);
     let tmp = tempfile::tempdir().unwrap();
-    let faults = Faults::none();
-    let (mut store, _) =
-        Store::open(tmp.path(), &Genesis::devnet(), StoreConfig { faults: faults.clone(), ..cfg(0) })
-            .unwrap();
-    for b in &blocks[..20] {
-        store.apply(b).unwrap();
-    }
+    let (mut store, faults) = with_faults(tmp.path(), 0, &blocks[..20]);
     faults.fail_sync_after(0);
     store.execute(&blocks[20]).unwrap();
     let err = store.commit().unwrap_err();
@@ -182,13 +183,7 @@ fn fsync_failure_stops_the_store_and_restart_recovers_the_durable_height() {
 fn a_full_disk_stops_the_store_and_restart_recovers() {
     let (blocks, roots) = chain(6, 40);
     let tmp = tempfile::tempdir().unwrap();
-    let faults = Faults::none();
-    let (mut store, _) =
-        Store::open(tmp.path(), &Genesis::devnet(), StoreConfig { faults: faults.clone(), ..cfg(10) })
-            .unwrap();
-    for b in &blocks[..9] {
-        store.apply(b).unwrap();
-    }
+    let (mut store, faults) = with_faults(tmp.path(), 10, &blocks[..9]);
     faults.no_space_after(100);
     store.execute(&blocks[9]).unwrap();
     let err = store.commit().unwrap_err();
@@ -204,13 +199,7 @@ fn a_full_disk_stops_the_store_and_restart_recovers() {
 fn snapshot_write_failure_is_reported_and_the_log_is_kept() {
     let (blocks, roots) = chain(7, 30);
     let tmp = tempfile::tempdir().unwrap();
-    let faults = Faults::none();
-    let (mut store, _) =
-        Store::open(tmp.path(), &Genesis::devnet(), StoreConfig { faults: faults.clone(), ..cfg(10) })
-            .unwrap();
-    for b in &blocks[..9] {
-        store.apply(b).unwrap();
-    }
+    let (mut store, faults) = with_faults(tmp.path(), 10, &blocks[..9]);
     // Room for block 10's log record (entry + a small header), not for a snapshot.
     let mut shadow = store.state().clone();
     let out = shadow.apply_block(&blocks[9]).unwrap();
