@@ -36,26 +36,8 @@ fn main() -> ExitCode {
             println!("devnet arrives with the validator pipeline");
             ExitCode::SUCCESS
         }
-        Command::Storage(cmd) => match storage::run(&cmd) {
-            Ok(out) => {
-                println!("{out}");
-                ExitCode::SUCCESS
-            }
-            Err(msg) => {
-                eprintln!("error: {msg}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Risk(cmd) => match risk::run(&cmd) {
-            Ok(out) => {
-                println!("{out}");
-                ExitCode::SUCCESS
-            }
-            Err(msg) => {
-                eprintln!("error: {msg}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Storage(cmd) => report(storage::run(&cmd)),
+        Command::Risk(cmd) => report(risk::run(&cmd)),
         Command::Sig(cmd) => {
             let out = sig::run(&cmd);
             print!("{}", out.stdout);
@@ -66,6 +48,20 @@ fn main() -> ExitCode {
                     ExitCode::from(code)
                 }
             }
+        }
+    }
+}
+
+/// Prints a command's report, or its error with a failing exit status.
+fn report(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
         }
     }
 }
