@@ -6,8 +6,8 @@
 //! durable with one `fdatasync` (group commit). Only then is a height *durable*: the only
 //! heights a node may acknowledge. Every `snapshot_every` durable blocks a copy-on-write view of
 //! the state is handed to a background thread that serializes and writes it, so execution never
-//! waits for the disk; once written, log segments older than the oldest kept snapshot are
-//! deleted.
+//! waits for the disk; once two or more snapshots are kept, log segments older than the oldest
+//! of them are deleted (with a single snapshot the whole log stays: genesis is the fallback).
 //!
 //! [`Store::open`] recovers: it opens the newest snapshot that validates and whose successors
 //! the log holds without a gap, replays the log after it and checks the state root at every
