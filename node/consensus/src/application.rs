@@ -1,0 +1,856 @@
+//! The application behind Simplex: proposes, verifies, relays and executes Bastion blocks.
+//!
+//! One actor owns the node's [`Store`] and every block it knows. Consensus talks to it through a
+//! [`Mailbox`] (it is the engine's `Automaton` and `Relay`) and a [`Reporter`] (finalizations).
+//! Blocks travel between validators on one p2p channel, as `tag | bytes`: tag 0 is a full
+//! encoded block (the proposer sends it to everyone when consensus asks it to relay, and the
+//! engine's forwarding sends it to silent voters), tag 1 is a request for a block by digest
+//! (sent to all peers every 250 ms while a proposal, verification or finalized chain waits on
+//! it; peers answer from the blocks they hold, the 64 most recent finalized heights and
+//! everything unfinalized).
+//!
+//! A proposal whose `parent_state_root` differs from the root this validator computed is
+//! refused (verify answers false): one proposer must not be able to halt honest validators.
+//! A *finalized* block that disagrees means a quorum computed another root: that halts.
+//!
+//! Execution happens twice, on purpose:
+//! - *speculatively* on a copy of the parent's state when a block is proposed or verified: the
+//!   block must execute without a header error, and the root it yields is what the child block
+//!   must carry as `parent_state_root`;
+//! - *durably* when the block is finalized: [`Store::execute`] then [`Store::commit`], in
+//!   height order, exactly once per height. The durable root must equal the speculative one and
+//!   the finalized block's `parent_state_root` must equal the store's root before it; if not,
+//!   this validator diverged from a quorum, so it halts loudly: it logs, stops executing,
+//!   stops proposing and stops voting (its verify answers never come).
+
+use crate::block::{BlockLimits, ChainBlock, StateRoot};
+use bastion_exchange::{
+    Genesis, State,
+    testkit::{PathKind, Workload},
+};
+use bastion_store::Store;
+use bastion_types::{AccountId, Event};
+use bytes::Buf as _;
+use commonware_actor::Feedback;
+use commonware_codec::{Decode as _, DecodeExt as _, Encode as _, EncodeSize as _};
+use commonware_consensus::{
+    Automaton, CertifiableAutomaton, Relay as RelayTrait, Reporter as ReporterTrait, Viewable as _,
+    simplex::{
+        Plan,
+        types::{Activity, Context},
+    },
+};
+use commonware_cryptography::{PublicKey, certificate::Scheme, sha256::Digest};
+use commonware_macros::select_loop;
+use commonware_p2p::{Receiver, Recipients, Sender};
+use commonware_runtime::{Clock, ContextCell, Handle, IoBuf, Spawner, spawn_cell};
+use commonware_utils::channel::{
+    fallible::{FallibleExt as _, OneshotExt as _},
+    mpsc, oneshot,
+};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, BTreeSet, HashMap},
+    marker::PhantomData,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+use tracing::{debug, error, info, warn};
+
+/// Milliseconds between a block's timestamp and its parent's (the proposer's clock is not yet
+/// used: this slice keeps block time a function of the chain).
+pub const BLOCK_MS: u64 = 250;
+
+/// Largest step a proposer may take in block time over the parent's timestamp.
+pub const MAX_TIME_STEP_MS: u64 = 60_000;
+
+/// How many finalized heights of blocks are kept in memory for forwarding to peers.
+const KEEP_FINALIZED: u64 = 64;
+
+/// Unsolicited blocks are kept only up to this many heights beyond the executed tip.
+const MAX_AHEAD: u64 = 256;
+
+/// How often missing blocks are requested again from peers.
+const REQUEST_EVERY: Duration = Duration::from_millis(250);
+
+/// Most block requests sent per round.
+const REQUESTS_MAX: usize = 32;
+
+/// Wire tag of a full block on the block channel.
+const TAG_BLOCK: u8 = 0;
+/// Wire tag of a request for a block by digest.
+const TAG_REQUEST: u8 = 1;
+
+/// One finalized, durable block as this validator executed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finalized {
+    /// The block's digest.
+    pub digest: Digest,
+    /// The durable state root after it.
+    pub root: StateRoot,
+    /// Transactions in the block.
+    pub txs: usize,
+    /// Transactions the exchange rejected.
+    pub rejected: usize,
+    /// Fills the block produced.
+    pub fills: usize,
+}
+
+/// What one validator finalized, per height.
+#[derive(Clone, Debug, Default)]
+pub struct Ledger {
+    inner: Arc<Mutex<LedgerInner>>,
+}
+
+#[derive(Debug, Default)]
+struct LedgerInner {
+    finalized: BTreeMap<u64, Finalized>,
+    halted: Option<String>,
+    faults: Vec<String>,
+}
+
+impl Ledger {
+    fn lock(&self) -> MutexGuard<'_, LedgerInner> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Finalized heights with their digest and durable state root.
+    pub fn finalized(&self) -> BTreeMap<u64, Finalized> {
+        self.lock().finalized.clone()
+    }
+
+    /// Highest finalized and durable height (0 before the first).
+    pub fn height(&self) -> u64 {
+        self.lock().finalized.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// The digest finalized at `height`, if any.
+    pub fn digest_at(&self, height: u64) -> Option<Digest> {
+        self.lock().finalized.get(&height).map(|e| e.digest)
+    }
+
+    /// Faults the engine reported (equivocation: conflicting notarize or finalize votes, or a
+    /// nullify and a finalize in one view). Recorded, not yet persisted as evidence.
+    pub fn faults(&self) -> Vec<String> {
+        self.lock().faults.clone()
+    }
+
+    fn fault(&self, what: String) {
+        self.lock().faults.push(what);
+    }
+
+    /// Why this validator halted, if it did.
+    pub fn halted(&self) -> Option<String> {
+        self.lock().halted.clone()
+    }
+
+    fn record(&self, height: u64, entry: Finalized) {
+        self.lock().finalized.insert(height, entry);
+    }
+
+    fn halt(&self, why: String) {
+        let mut g = self.lock();
+        if g.halted.is_none() {
+            g.halted = Some(why);
+        }
+    }
+}
+
+/// How the proposer fills blocks in this slice: a deterministic workload generator seeded by the
+/// parent (there is no sequencer feeding a mempool yet).
+#[derive(Clone, Copy, Debug)]
+pub struct BlockSource {
+    /// Trader accounts the generator uses (funded by the first block).
+    pub traders: u64,
+    /// Random transactions per block after the first.
+    pub txs_per_block: usize,
+    /// Deposit size per trader in the funding block (quote micro-units, times 1..10).
+    pub deposit_micros: i128,
+}
+
+impl Default for BlockSource {
+    fn default() -> Self {
+        BlockSource { traders: 8, txs_per_block: 16, deposit_micros: 100_000_000_000 }
+    }
+}
+
+/// A fault injected into one validator's execution (simulations only; `None` in production).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Durably execute the finalized block at this height with its transactions removed: the
+    /// validator's state diverges from everyone else's, as a nondeterminism bug would make it.
+    DivergeAt(u64),
+}
+
+/// Configuration of the application actor.
+#[derive(Debug)]
+pub struct Config {
+    /// The node's durable chain state. A non-empty store (restart) must still hold its whole
+    /// block log: the chain's digests are recomputed from it.
+    pub store: Store,
+    /// The chain's genesis (the same one the store was opened with).
+    pub genesis: Genesis,
+    /// Decode limits for blocks from peers (also enforced on own proposals).
+    pub limits: BlockLimits,
+    /// Where proposals come from.
+    pub source: BlockSource,
+    /// Observer of what this validator finalized (tests, metrics).
+    pub ledger: Ledger,
+    /// Fault injection for simulations; `None` in production.
+    pub fault: Option<Fault>,
+}
+
+enum Message<P: PublicKey> {
+    Propose { context: Context<Digest, P>, response: oneshot::Sender<Digest> },
+    Verify { context: Context<Digest, P>, payload: Digest, response: oneshot::Sender<bool> },
+    Broadcast { payload: Digest, plan: Plan<P> },
+    Finalized { payload: Digest },
+}
+
+/// The engine's handle on the application: its `Automaton` and `Relay`.
+#[derive(Clone, Debug)]
+pub struct Mailbox<P: PublicKey> {
+    sender: mpsc::UnboundedSender<Message<P>>,
+}
+
+impl<P: PublicKey> Automaton for Mailbox<P> {
+    type Context = Context<Digest, P>;
+    type Digest = Digest;
+
+    async fn propose(&mut self, context: Self::Context) -> oneshot::Receiver<Digest> {
+        let (response, receiver) = oneshot::channel();
+        self.sender.send_lossy(Message::Propose { context, response });
+        receiver
+    }
+
+    async fn verify(&mut self, context: Self::Context, payload: Digest) -> oneshot::Receiver<bool> {
+        let (response, receiver) = oneshot::channel();
+        self.sender.send_lossy(Message::Verify { context, payload, response });
+        receiver
+    }
+}
+
+// Certification is immediate: a block is executable once verified (the defaults).
+impl<P: PublicKey> CertifiableAutomaton for Mailbox<P> {}
+
+impl<P: PublicKey> RelayTrait for Mailbox<P> {
+    type Digest = Digest;
+    type PublicKey = P;
+    type Plan = Plan<P>;
+
+    fn broadcast(&mut self, payload: Digest, plan: Plan<P>) -> Feedback {
+        if self.sender.send_lossy(Message::Broadcast { payload, plan }) {
+            Feedback::Ok
+        } else {
+            Feedback::Closed
+        }
+    }
+}
+
+/// The engine's reporter: passes finalizations to the application (votes and other activity
+/// are not used yet; evidence recording is a later slice).
+#[derive(Debug)]
+pub struct Reporter<S, P: PublicKey> {
+    sender: mpsc::UnboundedSender<Message<P>>,
+    ledger: Ledger,
+    _scheme: PhantomData<fn() -> S>,
+}
+
+impl<S, P: PublicKey> Clone for Reporter<S, P> {
+    fn clone(&self) -> Self {
+        Reporter { sender: self.sender.clone(), ledger: self.ledger.clone(), _scheme: PhantomData }
+    }
+}
+
+impl<S: Scheme, P: PublicKey> ReporterTrait for Reporter<S, P> {
+    type Activity = Activity<S, Digest>;
+
+    fn report(&mut self, activity: Self::Activity) -> Feedback {
+        match activity {
+            Activity::Finalization(f) => {
+                let sent = self.sender.send_lossy(Message::Finalized { payload: f.proposal.payload });
+                return if sent { Feedback::Ok } else { Feedback::Closed };
+            }
+            Activity::ConflictingNotarize(c) => {
+                warn!(view = %c.view(), "conflicting notarize votes");
+                self.ledger.fault(format!("conflicting notarize at view {}", c.view()));
+            }
+            Activity::ConflictingFinalize(c) => {
+                warn!(view = %c.view(), "conflicting finalize votes");
+                self.ledger.fault(format!("conflicting finalize at view {}", c.view()));
+            }
+            Activity::NullifyFinalize(c) => {
+                warn!(view = %c.view(), "nullify and finalize in one view");
+                self.ledger.fault(format!("nullify and finalize at view {}", c.view()));
+            }
+            _ => {}
+        }
+        Feedback::Ok
+    }
+}
+
+/// Why a state could not be produced for a digest.
+enum Lookup {
+    /// A block on the way back to the executed tip is not here yet.
+    Missing,
+    /// The chain cannot be executed (conflicts with the finalized chain, or a header error).
+    Invalid,
+}
+
+/// The application actor.
+pub struct Application<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<PublicKey = P>>
+{
+    context: ContextCell<E>,
+    store: Store,
+    genesis: Genesis,
+    limits: BlockLimits,
+    source: BlockSource,
+    ledger: Ledger,
+    fault: Option<Fault>,
+    mailbox: mpsc::UnboundedReceiver<Message<P>>,
+    net: (S, R),
+
+    /// Every block known (own proposals and peers' relays), by digest.
+    blocks: HashMap<Digest, ChainBlock>,
+    /// Speculative state after each verified, not yet finalized block.
+    states: HashMap<Digest, State>,
+    /// The last executed (finalized) block: digest and height.
+    tip: (Digest, u64),
+    genesis_digest: Digest,
+    halted: bool,
+    /// Digests of recently executed blocks (the last [`KEEP_FINALIZED`] heights).
+    executed: HashMap<Digest, u64>,
+    /// Blocks something waits for (requested from peers every [`REQUEST_EVERY`]).
+    wanted: BTreeSet<Digest>,
+
+    pending_proposals: Vec<(Context<Digest, P>, oneshot::Sender<Digest>)>,
+    pending_verifies: Vec<(Context<Digest, P>, Digest, oneshot::Sender<bool>)>,
+    /// Finalized digests not yet executed, with the tip height when they arrived.
+    pending_finals: Vec<(Digest, u64)>,
+}
+
+impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<PublicKey = P>> std::fmt::Debug
+    for Application<E, P, S, R>
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("tip", &self.tip).field("halted", &self.halted).finish()
+    }
+}
+
+/// The genesis block of a chain: the Simplex floor (`Floor::Genesis(genesis_block(..).id())`).
+pub fn genesis_block(genesis: &Genesis) -> Result<ChainBlock, String> {
+    let state = State::from_genesis(genesis).map_err(|e| format!("genesis: {e:?}"))?;
+    Ok(ChainBlock::genesis(genesis.timestamp_ms, state.state_root()))
+}
+
+impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<PublicKey = P>>
+    Application<E, P, S, R>
+{
+    /// Builds the actor, its mailbox (Automaton + Relay) and its reporter. `net` is the block
+    /// relay channel.
+    #[allow(clippy::type_complexity)]
+    pub fn new<Sch: Scheme>(
+        context: E,
+        cfg: Config,
+        net: (S, R),
+    ) -> Result<(Self, Mailbox<P>, Reporter<Sch, P>), String> {
+        let genesis = genesis_block(&cfg.genesis)?;
+        let genesis_digest = genesis.id();
+        let mut blocks = HashMap::new();
+        blocks.insert(genesis_digest, genesis.clone());
+        let tip = recover_chain(&cfg.store, &genesis, &cfg.limits, &cfg.ledger, &mut blocks)?;
+        let executed =
+            blocks.iter().filter(|(d, _)| **d != genesis_digest).map(|(d, b)| (*d, b.height_u64())).collect();
+        if tip.1 == 0 && genesis.parent_state_root() != &cfg.store.state().state_root() {
+            return Err("store state does not match the genesis".into());
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let cfg_ledger = cfg.ledger.clone();
+        let app = Application {
+            context: ContextCell::new(context),
+            store: cfg.store,
+            genesis: cfg.genesis,
+            limits: cfg.limits,
+            source: cfg.source,
+            ledger: cfg.ledger,
+            fault: cfg.fault,
+            mailbox: receiver,
+            net,
+            blocks,
+            states: HashMap::new(),
+            tip,
+            genesis_digest,
+            halted: false,
+            executed,
+            wanted: BTreeSet::new(),
+            pending_proposals: Vec::new(),
+            pending_verifies: Vec::new(),
+            pending_finals: Vec::new(),
+        };
+        Ok((
+            app,
+            Mailbox { sender: sender.clone() },
+            Reporter { sender, ledger: cfg_ledger, _scheme: PhantomData },
+        ))
+    }
+
+    /// The digest consensus starts from.
+    pub fn genesis_digest(&self) -> Digest {
+        self.genesis_digest
+    }
+
+    /// Runs the actor until the runtime stops.
+    pub fn start(mut self) -> Handle<()> {
+        spawn_cell!(self.context, self.run())
+    }
+
+    async fn run(mut self) {
+        let mut next_request = self.context.current() + REQUEST_EVERY;
+        select_loop! {
+            self.context,
+            on_stopped => {
+                debug!("application stopping");
+            },
+            Some(message) = self.mailbox.recv() else break => {
+                self.handle(message);
+            },
+            Ok((from, bytes)) = self.net.1.recv() else break => {
+                self.receive(from, bytes);
+            },
+            _ = self.context.sleep_until(next_request) => {
+                next_request = self.context.current() + REQUEST_EVERY;
+                self.request_wanted();
+            },
+        }
+    }
+
+    /// A message on the block channel: a block, or a request for one.
+    fn receive(&mut self, from: P, mut rest: IoBuf) {
+        let tag = rest.as_ref().first().copied();
+        if tag.is_some() {
+            rest.advance(1);
+        }
+        match tag {
+            Some(TAG_BLOCK) => match ChainBlock::decode_cfg(rest, &self.limits) {
+                Ok(block) => {
+                    let digest = block.id();
+                    // Memory bound: unsolicited blocks far beyond the executed tip are dropped
+                    // (a catching-up validator requests what it needs).
+                    if !self.wanted.contains(&digest)
+                        && block.height_u64() > self.tip.1.saturating_add(MAX_AHEAD)
+                    {
+                        debug!(?from, height = block.height_u64(), "unsolicited block too far ahead");
+                        return;
+                    }
+                    if self.blocks.insert(digest, block).is_none() {
+                        self.wanted.remove(&digest);
+                        self.progress();
+                    }
+                }
+                Err(e) => warn!(?from, %e, "undecodable block from peer"),
+            },
+            Some(TAG_REQUEST) => {
+                let Ok(digest) = Digest::decode(rest) else {
+                    warn!(?from, "undecodable block request");
+                    return;
+                };
+                if let Some(block) = self.blocks.get(&digest) {
+                    let bytes = wire_block(block);
+                    let _ = self.net.0.send(Recipients::One(from), bytes, false);
+                }
+            }
+            _ => warn!(?from, "unknown message on the block channel"),
+        }
+    }
+
+    fn request_wanted(&mut self) {
+        if self.halted {
+            return;
+        }
+        let blocks = &self.blocks;
+        self.wanted.retain(|d| !blocks.contains_key(d));
+        for digest in self.wanted.iter().take(REQUESTS_MAX) {
+            let mut bytes = Vec::with_capacity(33);
+            bytes.push(TAG_REQUEST);
+            bytes.extend_from_slice(digest.as_ref());
+            let _ = self.net.0.send(Recipients::All, bytes, false);
+        }
+    }
+
+    fn handle(&mut self, message: Message<P>) {
+        match message {
+            Message::Propose { context, response } => {
+                self.pending_proposals.push((context, response));
+            }
+            Message::Verify { context, payload, response } => {
+                self.pending_verifies.push((context, payload, response));
+            }
+            Message::Broadcast { payload, plan } => {
+                self.relay(payload, plan);
+                return;
+            }
+            Message::Finalized { payload } => {
+                self.pending_finals.push((payload, self.tip.1));
+            }
+        }
+        self.progress();
+    }
+
+    fn relay(&mut self, payload: Digest, plan: Plan<P>) {
+        let Some(block) = self.blocks.get(&payload) else {
+            debug!(?payload, "relay of an unknown block");
+            return;
+        };
+        let recipients = match plan {
+            Plan::Forward { recipients, .. } => recipients,
+            Plan::Prepare { .. } | Plan::Propose { .. } => Recipients::All,
+        };
+        let bytes = wire_block(block);
+        let _ = self.net.0.send(recipients, bytes, false);
+    }
+
+    /// Retries everything that waits on blocks or state.
+    fn progress(&mut self) {
+        // Recomputed below from whatever still waits.
+        self.wanted.clear();
+        if self.halted {
+            // Stop voting and proposing: drop every response (the engine times the view out).
+            self.pending_proposals.clear();
+            self.pending_verifies.clear();
+            self.pending_finals.clear();
+            return;
+        }
+        self.execute_finalized();
+        if self.halted {
+            return self.progress();
+        }
+        for (context, response) in std::mem::take(&mut self.pending_proposals) {
+            if response.is_closed() {
+                continue;
+            }
+            match self.build(&context) {
+                Ok(digest) => {
+                    response.send_lossy(digest);
+                }
+                Err(Lookup::Missing) => self.pending_proposals.push((context, response)),
+                Err(Lookup::Invalid) => warn!(round = ?context.round, "cannot build on parent"),
+            }
+        }
+        for (context, payload, response) in std::mem::take(&mut self.pending_verifies) {
+            if response.is_closed() {
+                continue;
+            }
+            match self.verify(&context, payload) {
+                Ok(valid) => {
+                    response.send_lossy(valid);
+                }
+                Err(Lookup::Missing) => self.pending_verifies.push((context, payload, response)),
+                Err(Lookup::Invalid) => {
+                    response.send_lossy(false);
+                }
+            }
+        }
+    }
+
+    /// The state after executing `digest`: the store's state at the tip, a cached speculative
+    /// state, or one computed from the nearest known ancestor.
+    fn state_after(&mut self, digest: Digest) -> Result<State, Lookup> {
+        // Walk back (iteratively: a lagging validator may hold a long unexecuted chain) to the
+        // nearest block whose state is known, then execute forward, caching each state.
+        let mut chain = Vec::new();
+        let mut cursor = digest;
+        let mut state = loop {
+            if cursor == self.tip.0 {
+                break self.store.state().clone();
+            }
+            if let Some(s) = self.states.get(&cursor) {
+                break s.clone();
+            }
+            let Some(block) = self.blocks.get(&cursor) else {
+                self.wanted.insert(cursor);
+                return Err(Lookup::Missing);
+            };
+            if block.height_u64() <= self.tip.1 {
+                // At or below the finalized tip but not on the finalized chain.
+                return Err(Lookup::Invalid);
+            }
+            chain.push(cursor);
+            cursor = block.parent_digest();
+        };
+        for d in chain.into_iter().rev() {
+            let block = self.blocks.get(&d).ok_or(Lookup::Missing)?;
+            if block.parent_state_root() != &state.state_root() {
+                warn!(height = block.height_u64(), "block carries a parent state root we did not compute");
+                return Err(Lookup::Invalid);
+            }
+            if let Err(e) = state.apply_block(&self.as_executed(block)) {
+                warn!(height = block.height_u64(), ?e, "block does not execute");
+                return Err(Lookup::Invalid);
+            }
+            self.states.insert(d, state.clone());
+        }
+        Ok(state)
+    }
+
+    fn build(&mut self, context: &Context<Digest, P>) -> Result<Digest, Lookup> {
+        let parent = context.parent.1;
+        let state = self.state_after(parent)?;
+        let height = state.height.saturating_add(1);
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&parent.as_ref()[..8]);
+        let s = self.source;
+        let mut w = Workload::new(u64::from_le_bytes(seed), s.traders, PathKind::Calm, &self.genesis);
+        w.height = height;
+        w.time_ms = state.timestamp_ms.saturating_add(BLOCK_MS);
+        for (i, n) in w.nonces.iter_mut().enumerate() {
+            *n = state.accounts.get(&AccountId(i as u64)).map_or(0, |a| a.nonce);
+        }
+        let block = if height == 1 {
+            let txs = w.funding_txs(s.deposit_micros);
+            w.block_with(txs)
+        } else {
+            w.next_block(&state, s.txs_per_block)
+        };
+        let root = state.state_root();
+        let block = ChainBlock::new(parent, root, block, &self.limits).map_err(|e| {
+            error!(%e, "cannot build a block");
+            Lookup::Invalid
+        })?;
+        let digest = block.id();
+        let mut next = state;
+        if let Err(e) = next.apply_block(&self.as_executed(&block)) {
+            error!(?e, height, "own proposal does not execute");
+            return Err(Lookup::Invalid);
+        }
+        info!(height, txs = block.block().txs.len(), view = %context.round.view(), "proposed");
+        self.blocks.insert(digest, block);
+        self.states.insert(digest, next);
+        Ok(digest)
+    }
+
+    fn verify(&mut self, context: &Context<Digest, P>, payload: Digest) -> Result<bool, Lookup> {
+        let Some(block) = self.blocks.get(&payload).cloned() else {
+            self.wanted.insert(payload);
+            return Err(Lookup::Missing);
+        };
+        if block.parent_digest() != context.parent.1 {
+            warn!(round = ?context.round, "proposal's parent differs from the engine's");
+            return Ok(false);
+        }
+        let parent = self.state_after(context.parent.1)?;
+        if block.height_u64() != parent.height.saturating_add(1) {
+            warn!(height = block.height_u64(), parent = parent.height, "proposal height is not parent + 1");
+            return Ok(false);
+        }
+        let ts = block.block().timestamp_ms;
+        if ts <= parent.timestamp_ms || ts > parent.timestamp_ms.saturating_add(MAX_TIME_STEP_MS) {
+            warn!(ts, parent = parent.timestamp_ms, "proposal timestamp out of range");
+            return Ok(false);
+        }
+        if block.parent_state_root() != &parent.state_root() {
+            error!(
+                height = block.height_u64(),
+                "proposal's parent state root differs from ours: refusing it (a finalized one would halt us)"
+            );
+            return Ok(false);
+        }
+        // Executes speculatively and caches the result (or refuses a header error).
+        match self.state_after(payload) {
+            Ok(_) => Ok(true),
+            Err(Lookup::Invalid) => Ok(false),
+            Err(Lookup::Missing) => Err(Lookup::Missing),
+        }
+    }
+
+    /// The exchange block as this validator executes it: the block itself, unless a fault is
+    /// injected at its height.
+    fn as_executed<'a>(&self, block: &'a ChainBlock) -> Cow<'a, bastion_types::Block> {
+        if self.fault == Some(Fault::DivergeAt(block.height_u64())) {
+            warn!(height = block.height_u64(), "fault injection: executing a tampered block");
+            Cow::Owned(bastion_types::Block { txs: Vec::new(), ..block.block().clone() })
+        } else {
+            Cow::Borrowed(block.block())
+        }
+    }
+
+    fn halt(&mut self, why: String) {
+        error!(%why, height = self.tip.1, "HALTING: this validator no longer votes, proposes or executes");
+        self.ledger.halt(why);
+        self.halted = true;
+    }
+
+    /// Executes finalized blocks durably, in height order, once each.
+    fn execute_finalized(&mut self) {
+        let finals = std::mem::take(&mut self.pending_finals);
+        let mut keep = Vec::new();
+        for (digest, queued_at) in finals {
+            if self.halted {
+                break;
+            }
+            if self.executed.contains_key(&digest) {
+                continue;
+            }
+            // Walk back from the finalized block to the executed tip.
+            let mut chain = Vec::new();
+            let mut cursor = digest;
+            let mut missing = false;
+            while cursor != self.tip.0 {
+                let Some(block) = self.blocks.get(&cursor) else {
+                    self.wanted.insert(cursor);
+                    missing = true;
+                    break;
+                };
+                if block.height_u64() <= self.tip.1 {
+                    if chain.is_empty() {
+                        // Already executed (a late or repeated finalization)...
+                        if self.ledger.digest_at(block.height_u64()) != Some(cursor) {
+                            // ...unless it is another block at an executed height.
+                            self.halt(format!(
+                                "finalization of {cursor} at height {} conflicts with the executed chain",
+                                block.height_u64()
+                            ));
+                        }
+                    } else {
+                        self.halt(format!("finalized block {digest} does not descend from the executed tip"));
+                    }
+                    chain.clear();
+                    break;
+                }
+                chain.push(cursor);
+                cursor = block.parent_digest();
+            }
+            if missing {
+                if self.tip.1 > queued_at.saturating_add(KEEP_FINALIZED) {
+                    // The chain moved on by later finalizations, which cover this one; its blocks
+                    // may no longer be held by anyone.
+                    debug!(?digest, "dropping a stale finalization");
+                    continue;
+                }
+                // Wait for the blocks (requested from peers).
+                keep.push((digest, queued_at));
+                continue;
+            }
+            if chain.is_empty() {
+                continue;
+            }
+            for d in chain.into_iter().rev() {
+                let Some(block) = self.blocks.get(&d).cloned() else { break };
+                let before = self.store.state().state_root();
+                if block.parent_state_root() != &before {
+                    self.halt(format!(
+                        "finalized block {d} at height {} carries parent root {} but ours is {}",
+                        block.height_u64(),
+                        hex(block.parent_state_root()),
+                        hex(&before)
+                    ));
+                    break;
+                }
+                let out = match self.store.execute(&self.as_executed(&block)) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        self.halt(format!("store cannot execute finalized block {d}: {e}"));
+                        break;
+                    }
+                };
+                if let Some(spec) = self.states.get(&d)
+                    && spec.state_root() != out.root
+                {
+                    self.halt(format!("durable root of {d} differs from the speculative root"));
+                    break;
+                }
+                self.tip = (d, block.height_u64());
+                self.executed.insert(d, block.height_u64());
+                let rejected = out.events.iter().filter(|e| matches!(e, Event::Rejected { .. })).count();
+                let fills = out.events.iter().filter(|e| matches!(e, Event::Fill { .. })).count();
+                let txs = block.block().txs.len();
+                self.ledger.record(
+                    block.height_u64(),
+                    Finalized { digest: d, root: out.root, txs, rejected, fills },
+                );
+            }
+            match self.store.commit() {
+                Ok(durable) => debug!(durable, "committed"),
+                Err(e) => self.halt(format!("store commit failed: {e}")),
+            }
+        }
+        self.pending_finals.extend(keep);
+        self.prune();
+    }
+
+    /// Drops speculative states at or below the tip and blocks well below it.
+    fn prune(&mut self) {
+        let tip = self.tip.1;
+        let blocks = &self.blocks;
+        self.states.retain(|d, _| blocks.get(d).is_some_and(|b| b.height_u64() > tip));
+        let floor = tip.saturating_sub(KEEP_FINALIZED);
+        let genesis = self.genesis_digest;
+        self.blocks.retain(|d, b| *d == genesis || b.height_u64() > floor);
+        self.executed.retain(|_, h| *h > floor);
+    }
+}
+
+/// Rebuilds the executed chain from the store's block log after a restart: every chain block's
+/// digest follows from its parent's digest, the parent's logged state root and the logged
+/// exchange block (the encoding is canonical). Returns the executed tip; keeps the last
+/// [`KEEP_FINALIZED`] blocks for peers that catch up; records every height in the ledger.
+fn recover_chain(
+    store: &Store,
+    genesis: &ChainBlock,
+    limits: &BlockLimits,
+    ledger: &Ledger,
+    blocks: &mut HashMap<Digest, ChainBlock>,
+) -> Result<(Digest, u64), String> {
+    let height = store.state().height;
+    let mut tip = (genesis.id(), 0u64);
+    if height == 0 {
+        return Ok(tip);
+    }
+    if store.log().first_height() != Some(1) {
+        return Err(format!(
+            "store at height {height} but its log starts at {:?}: recovering the chain's digests \
+             without the whole log is not built yet",
+            store.log().first_height()
+        ));
+    }
+    let mut parent_root = *genesis.parent_state_root();
+    for item in store.log().iter_from(1) {
+        let (h, bytes) = item.map_err(|e| format!("reading the block log: {e}"))?;
+        if h > height {
+            break;
+        }
+        let entry = bastion_store::LogEntry::decode(&bytes)?;
+        let block = ChainBlock::new(tip.0, parent_root, entry.block, limits).map_err(|e| e.to_string())?;
+        if block.height_u64() != h || h != tip.1 + 1 {
+            return Err(format!("block log out of order at height {h}"));
+        }
+        let digest = block.id();
+        let rejected = entry.events.iter().filter(|e| matches!(e, Event::Rejected { .. })).count();
+        let fills = entry.events.iter().filter(|e| matches!(e, Event::Fill { .. })).count();
+        let txs = block.block().txs.len();
+        ledger.record(h, Finalized { digest, root: entry.root, txs, rejected, fills });
+        if h + KEEP_FINALIZED > height {
+            blocks.insert(digest, block);
+        }
+        parent_root = entry.root;
+        tip = (digest, h);
+    }
+    if tip.1 != height || parent_root != store.state().state_root() {
+        return Err(format!("block log ends at {} but the store is at {height}", tip.1));
+    }
+    info!(height, "recovered the executed chain from the block log");
+    Ok(tip)
+}
+
+fn wire_block(block: &ChainBlock) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(1 + block.encode_size());
+    bytes.push(TAG_BLOCK);
+    bytes.extend_from_slice(&block.encode());
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,39 @@
+//! Bastion's consensus: commonware Simplex (`=2026.10.0`) with `bls12381_multisig` certificates,
+//! whose application is the real exchange and store.
+//!
+//! Built (first slice of issue 5):
+//! - [`block::ChainBlock`]: the chain block (parent digest, height, the parent's state root,
+//!   the exchange block), a canonical encoding (the postcard body is re-encoded on decode and
+//!   must match byte for byte) with size and transaction limits, SHA-256 digest; it implements
+//!   commonware's `Block`, `Heightable`, `Digestible`, `Encode` and `Read`.
+//! - [`application`]: one actor that is the engine's `Automaton` (propose: a block built on the
+//!   engine's parent from a deterministic workload; verify: parent link, height, timestamp,
+//!   limits, the parent state root, and speculative execution on a copy of the parent's state),
+//!   `Relay` (the full block to every peer on one p2p channel, plus requests for missing blocks
+//!   by digest, retried every 250 ms) and `Reporter` (finalized blocks executed and committed
+//!   through `bastion_store::Store`, in height order, exactly once; equivocation reported by
+//!   the engine is recorded). A validator whose durable execution disagrees with a finalized
+//!   block (its parent state root, or the speculative root) halts loudly: it stops executing,
+//!   proposing and voting.
+//! - Restart: a reopened store's block log is replayed into the chain's digests (the encoding
+//!   is canonical, so the digests follow from the logged blocks and roots); the engine resumes
+//!   from its journal partition; missing blocks are fetched from peers.
+//! - `tests/simulation.rs`: deterministic whole-node simulations (4 and 7 validators, latency
+//!   and jitter, 30% message loss, one validator crashed and restarted, one validator whose
+//!   execution diverges by an injected [`Fault`] and must halt) with safety, agreement,
+//!   exactly-once and no-equivocation checkers; `BASTION_SEED` replays a seed.
+//!
+//! Not built yet: marshal (archival backfill beyond the 64 most recent finalized blocks kept in
+//! memory; restart needs the whole block log), validator keys from a genesis file with proofs
+//! of possession (tests use commonware's fixture keys), evidence persistence, signature
+//! re-checks through `accel`, the sequencer's mempool as block source (the proposer uses
+//! `bastion_exchange::testkit::Workload`), partitions and Byzantine actors in the simulation,
+//! the tokio runtime and authenticated p2p for production, the `consensus` perf suite.
+
+pub mod application;
+pub mod block;
+
+pub use application::{
+    Application, BlockSource, Config, Fault, Finalized, Ledger, Mailbox, Reporter, genesis_block,
+};
+pub use block::{BlockLimits, ChainBlock, StateRoot};

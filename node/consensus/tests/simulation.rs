@@ -1,0 +1,446 @@
+//! Deterministic whole-node simulation: Simplex (bls12381_multisig) over the simulated network,
+//! each validator executing the real exchange through its own `bastion_store::Store`.
+//!
+//! The seed is printed; `BASTION_SEED=<n>` replays one run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bastion_consensus::{
+    Application, BlockLimits, BlockSource, Config, Fault, Finalized, Ledger, genesis_block,
+};
+use bastion_exchange::Genesis;
+use bastion_store::{Store, StoreConfig};
+use commonware_consensus::{
+    simplex::{self, ForwardPolicy, SkipBudget, SkipPolicy, elector::RoundRobin, scheme::bls12381_multisig},
+    types::{Epoch, ViewDelta},
+};
+use commonware_cryptography::{
+    Sha256, bls12381::primitives::variant::MinSig, certificate::mocks::Fixture, ed25519, sha256::Digest,
+};
+use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_parallel::Sequential;
+use commonware_runtime::{
+    Clock, Handle, Quota, Runner as _, Supervisor as _, buffer::paged::CacheRef, deterministic,
+};
+use commonware_utils::{NZDuration, NZU16, NZU32, NZUsize, probability};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+const NAMESPACE: &[u8] = b"bastion-consensus-sim";
+
+type Multisig = bls12381_multisig::Scheme<ed25519::PublicKey, MinSig>;
+
+fn seeds(default: u64) -> u64 {
+    match std::env::var("BASTION_SEED") {
+        Ok(s) => s.parse().expect("BASTION_SEED must be a u64"),
+        Err(_) => default,
+    }
+}
+
+struct Run {
+    validators: u32,
+    seed: u64,
+    link: Link,
+    target_height: u64,
+    crash: Option<Crash>,
+    /// This validator's execution diverges at this height: it must halt, the others go on.
+    diverge: Option<(usize, u64)>,
+}
+
+/// Crash `validator` once it has finalized `at`; restart it once the others reach `others_reach`.
+#[derive(Clone, Copy)]
+struct Crash {
+    validator: usize,
+    at: u64,
+    others_reach: u64,
+}
+
+/// Everything needed to (re)start one validator.
+struct Validator {
+    index: usize,
+    me: ed25519::PublicKey,
+    scheme: Multisig,
+    dir: PathBuf,
+    genesis: Genesis,
+    limits: BlockLimits,
+    ledger: Ledger,
+    fault: Option<Fault>,
+}
+
+impl Validator {
+    /// Opens the store from the data dir, registers the channels and starts the application and
+    /// the engine (whose journal partition survives restarts). Returns (application, engine).
+    async fn start(
+        &self,
+        context: &deterministic::Context,
+        oracle: &Oracle<ed25519::PublicKey, deterministic::Context>,
+        incarnation: u32,
+    ) -> (Handle<()>, Handle<()>) {
+        let quota = Quota::per_second(NZU32!(10_000));
+        let control = oracle.control(self.me.clone());
+        let votes = control.register(0, quota).await.unwrap();
+        let certs = control.register(1, quota).await.unwrap();
+        let resolver = control.register(2, quota).await.unwrap();
+        let blocks = control.register(3, quota).await.unwrap();
+
+        let (store, recovery) = Store::open(&self.dir, &self.genesis, StoreConfig::default()).unwrap();
+        if incarnation > 0 {
+            println!("validator {} reopened its store: {:?}", self.index, recovery.describe());
+        }
+        let ctx = context
+            .child("validator")
+            .with_attribute("index", self.index)
+            .with_attribute("incarnation", incarnation);
+        let (app, mailbox, reporter) = Application::new::<Multisig>(
+            ctx.child("application"),
+            Config {
+                store,
+                genesis: self.genesis.clone(),
+                limits: self.limits,
+                source: BlockSource::default(),
+                ledger: self.ledger.clone(),
+                fault: self.fault,
+            },
+            blocks,
+        )
+        .unwrap();
+        let floor = app.genesis_digest();
+        let app = app.start();
+
+        let engine = simplex::Engine::new(
+            ctx.child("engine"),
+            simplex::Config {
+                scheme: self.scheme.clone(),
+                elector: RoundRobin::<Sha256>::default(),
+                blocker: oracle.control(self.me.clone()),
+                automaton: mailbox.clone(),
+                relay: mailbox,
+                reporter,
+                strategy: Sequential,
+                partition: format!("simplex-{}", self.index),
+                mailbox_size: NZUsize!(1024),
+                epoch: Epoch::new(0),
+                floor: simplex::Floor::Genesis(floor),
+                leader_timeout: Duration::from_secs(1),
+                certification_timeout: Duration::from_secs(2),
+                timeout_retry: Duration::from_secs(5),
+                fetch_timeout: NZDuration!(Duration::from_secs(1)),
+                fetch_retry_delay: Duration::from_millis(100),
+                view_retention: ViewDelta::new(10),
+                skip: SkipPolicy::Enabled {
+                    timeout: Duration::from_secs(10),
+                    budget: SkipBudget::Participants,
+                },
+                replay_buffer: NZUsize!(1024 * 1024),
+                write_buffer: NZUsize!(1024 * 1024),
+                page_cache: CacheRef::new(NZU16!(1024), NZUsize!(10)),
+                forward: ForwardPolicy::SilentVoters,
+                track_historical_votes: false,
+            },
+        );
+        let engine = engine.start(votes, certs, resolver);
+        (app, engine)
+    }
+}
+
+/// Runs one simulation and returns every validator's ledger (height -> digest, root).
+fn simulate(run: Run) -> Vec<BTreeMap<u64, Finalized>> {
+    simulate_with_halts(run).0
+}
+
+/// Runs one simulation; returns every validator's ledger and why each halted (if it did).
+#[allow(clippy::type_complexity)]
+fn simulate_with_halts(run: Run) -> (Vec<BTreeMap<u64, Finalized>>, Vec<Option<String>>) {
+    let Run { validators: n, seed, link, target_height, crash, diverge } = run;
+    let faulty = diverge.map(|d| d.0);
+    println!("simulation: validators={n} seed={seed} (replay with BASTION_SEED={seed})");
+    let cfg = deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(3_600)));
+    let executor = deterministic::Runner::new(cfg);
+    executor.start(|mut context| async move {
+        let genesis = Genesis::devnet();
+        let limits = BlockLimits { max_body_bytes: 1 << 20, ..BlockLimits::default() };
+        let Fixture { participants, schemes, .. } =
+            bls12381_multisig::fixture::<MinSig, _>(&mut context, NAMESPACE, n);
+
+        let max_size = commonware_p2p::max_message_size(&[
+            simplex::max_payload_size::<Multisig, Digest>(n),
+            limits.max_encoded_bytes(),
+        ]);
+        let (network, oracle) = Network::new_with_peers(
+            context.child("network"),
+            simulated::Config {
+                max_size,
+                max_peers_per_set: NZUsize!(n as usize + 1),
+                disconnect_on_block: true,
+                tracked_peer_sets: NZUsize!(1),
+            },
+            participants.clone(),
+        )
+        .await;
+        network.start();
+
+        for a in &participants {
+            for b in &participants {
+                if a != b {
+                    oracle.add_link(a.clone(), b.clone(), link.clone()).await.unwrap();
+                }
+            }
+        }
+
+        let mut dirs = Vec::new();
+        let mut ledgers = Vec::new();
+        let mut nodes = Vec::new();
+        for (i, me) in participants.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let ledger = Ledger::default();
+            let v = Validator {
+                index: i,
+                me: me.clone(),
+                scheme: schemes[i].clone(),
+                dir: dir.path().to_path_buf(),
+                genesis: genesis.clone(),
+                limits,
+                ledger: ledger.clone(),
+                fault: diverge.filter(|d| d.0 == i).map(|d| Fault::DivergeAt(d.1)),
+            };
+            nodes.push(v.start(&context, &oracle, 0).await);
+            dirs.push((dir, v));
+            ledgers.push(ledger);
+        }
+
+        if let Some(Crash { validator, at, others_reach }) = crash {
+            // Crash one validator (its tasks stop; its store and journal stay on disk), let the
+            // others go on, then restart it from its data dir and consensus journal.
+            wait(&context, &ledgers, faulty, at, &[validator]).await;
+            let (app, engine) = nodes.remove(validator);
+            engine.abort();
+            app.abort();
+            let _ = engine.await;
+            let _ = app.await;
+            let crashed_at = ledgers[validator].height();
+            println!("crashed validator {validator} at height {crashed_at}");
+            let others: Vec<usize> = (0..n as usize).filter(|&i| i != validator).collect();
+            wait(&context, &ledgers, faulty, others_reach, &others).await;
+            let restarted = dirs[validator].1.start(&context, &oracle, 1).await;
+            nodes.insert(validator, restarted);
+            println!(
+                "restarted validator {validator} (others at {})",
+                ledgers[(validator + 1) % n as usize].height()
+            );
+        }
+        let honest: Vec<usize> = (0..n as usize).filter(|i| Some(*i) != faulty).collect();
+        wait(&context, &ledgers, faulty, target_height, &honest).await;
+        println!("simulated time: {:?}", context.current().duration_since(std::time::UNIX_EPOCH).unwrap());
+        drop(dirs);
+        (
+            ledgers.iter().map(Ledger::finalized).collect::<Vec<_>>(),
+            ledgers.iter().map(Ledger::halted).collect(),
+        )
+    })
+}
+
+/// Sleeps until every validator in `who` has finalized `height`; fails on any halt.
+async fn wait(
+    context: &deterministic::Context,
+    ledgers: &[Ledger],
+    faulty: Option<usize>,
+    height: u64,
+    who: &[usize],
+) {
+    loop {
+        context.sleep(Duration::from_millis(500)).await;
+        for (i, l) in ledgers.iter().enumerate() {
+            if Some(i) == faulty {
+                continue;
+            }
+            assert!(l.halted().is_none(), "validator {i} halted: {:?}", l.halted());
+            assert!(l.faults().is_empty(), "validator {i} saw equivocation: {:?}", l.faults());
+        }
+        if who.iter().all(|&i| ledgers[i].height() >= height) {
+            break;
+        }
+    }
+}
+
+/// Safety: one digest per height on every validator. Agreement: one state root per height.
+/// Exactly once: executed heights are contiguous from 1. Returns (txs, accepted, fills) on the
+/// common chain.
+fn check(ledgers: &[BTreeMap<u64, Finalized>], target: u64) -> (usize, usize, usize) {
+    let mut seen: BTreeMap<u64, Finalized> = BTreeMap::new();
+    for (i, ledger) in ledgers.iter().enumerate() {
+        let heights: Vec<u64> = ledger.keys().copied().collect();
+        assert_eq!(heights, (1..=heights.len() as u64).collect::<Vec<_>>(), "validator {i} skipped a height");
+        assert!(heights.len() as u64 >= target, "validator {i} finalized only {} heights", heights.len());
+        for (h, f) in ledger {
+            match seen.get(h) {
+                None => {
+                    seen.insert(*h, *f);
+                }
+                Some(first) => {
+                    assert_eq!(
+                        first.digest, f.digest,
+                        "safety: two finalized blocks at height {h} (validator {i})"
+                    );
+                    assert_eq!(
+                        first.root, f.root,
+                        "agreement: two state roots at height {h} (validator {i})"
+                    );
+                    assert_eq!(first, f, "validators executed height {h} differently (validator {i})");
+                }
+            }
+        }
+    }
+    let txs = seen.values().map(|f| f.txs).sum();
+    let accepted = seen.values().map(|f| f.txs - f.rejected).sum();
+    let fills = seen.values().map(|f| f.fills).sum();
+    println!("common chain: {} heights, {txs} txs, {accepted} accepted, {fills} fills", seen.len());
+    assert!(accepted > 0, "no transaction was accepted: the exchange did no work");
+    (txs, accepted, fills)
+}
+
+fn link(latency_ms: u64, jitter_ms: u64, success: commonware_utils::Probability) -> Link {
+    Link {
+        latency: Duration::from_millis(latency_ms),
+        jitter: Duration::from_millis(jitter_ms),
+        success_rate: success,
+    }
+}
+
+#[test]
+fn four_validators_with_latency_and_jitter() {
+    let target = 20;
+    let ledgers = simulate(Run {
+        validators: 4,
+        seed: seeds(1),
+        link: link(50, 20, probability!(1.0)),
+        target_height: target,
+        crash: None,
+        diverge: None,
+    });
+    check(&ledgers, target);
+}
+
+#[test]
+fn four_validators_many_seeds() {
+    // Without BASTION_SEED: a handful of seeds (CI); the long mode loops over more.
+    let count: u64 = std::env::var("BASTION_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let first = seeds(100);
+    for seed in first..first + count {
+        let ledgers = simulate(Run {
+            validators: 4,
+            seed,
+            link: link(10, 5, probability!(1.0)),
+            target_height: 20,
+            crash: None,
+            diverge: None,
+        });
+        check(&ledgers, 20);
+    }
+}
+
+#[test]
+fn seven_validators() {
+    let target = 20;
+    let ledgers = simulate(Run {
+        validators: 7,
+        seed: seeds(7),
+        link: link(50, 20, probability!(1.0)),
+        target_height: target,
+        crash: None,
+        diverge: None,
+    });
+    check(&ledgers, target);
+}
+
+#[test]
+fn genesis_block_is_stable() {
+    let g = Genesis::devnet();
+    assert_eq!(genesis_block(&g).unwrap().id(), genesis_block(&g).unwrap().id());
+}
+
+#[test]
+fn same_seed_same_chain() {
+    let run = || {
+        simulate(Run {
+            validators: 4,
+            seed: seeds(42),
+            link: link(20, 10, probability!(1.0)),
+            target_height: 10,
+            crash: None,
+            diverge: None,
+        })
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a, b, "a replay of one seed must finalize the same chain");
+}
+
+#[test]
+fn four_validators_thirty_percent_loss() {
+    let target = 20;
+    let ledgers = simulate(Run {
+        validators: 4,
+        seed: seeds(30),
+        link: link(50, 20, probability!(0.7)),
+        target_height: target,
+        crash: None,
+        diverge: None,
+    });
+    check(&ledgers, target);
+}
+
+#[test]
+fn one_validator_crash_and_restart() {
+    let target = 40;
+    let ledgers = simulate(Run {
+        validators: 4,
+        seed: seeds(5),
+        link: link(20, 10, probability!(1.0)),
+        target_height: target,
+        diverge: None,
+        crash: Some(Crash { validator: 3, at: 8, others_reach: 25 }),
+    });
+    check(&ledgers, target);
+}
+
+#[test]
+fn seven_validators_thirty_percent_loss_and_a_crash() {
+    let target = 30;
+    let ledgers = simulate(Run {
+        validators: 7,
+        seed: seeds(77),
+        link: link(50, 20, probability!(0.7)),
+        target_height: target,
+        diverge: None,
+        crash: Some(Crash { validator: 2, at: 5, others_reach: 15 }),
+    });
+    check(&ledgers, target);
+}
+
+#[test]
+fn diverging_validator_halts_and_the_rest_go_on() {
+    let target = 25;
+    let (faulty, at) = (1usize, 10u64);
+    let (ledgers, halts) = simulate_with_halts(Run {
+        validators: 4,
+        seed: seeds(9),
+        link: link(20, 10, probability!(1.0)),
+        target_height: target,
+        crash: None,
+        diverge: Some((faulty, at)),
+    });
+    let why = halts[faulty].clone().expect("the diverging validator must halt");
+    println!("validator {faulty} halted: {why}");
+    assert!(halts.iter().enumerate().all(|(i, h)| i == faulty || h.is_none()));
+    // It agreed up to the divergence, executed the diverging height with another root, and
+    // refused to execute anything on top of it.
+    assert_eq!(ledgers[faulty].keys().next_back().copied(), Some(at), "it must stop right after diverging");
+    for (h, f) in &ledgers[faulty] {
+        if *h < at {
+            assert_eq!(ledgers[0][h], *f, "before diverging it agreed at height {h}");
+        } else {
+            assert_eq!(ledgers[0][h].digest, f.digest);
+            assert_ne!(ledgers[0][h].root, f.root, "the injected fault must change the root");
+        }
+    }
+    let honest: Vec<_> =
+        ledgers.iter().enumerate().filter(|(i, _)| *i != faulty).map(|(_, l)| l.clone()).collect();
+    check(&honest, target);
+}
