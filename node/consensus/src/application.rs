@@ -37,7 +37,7 @@ use commonware_consensus::{
     Automaton, CertifiableAutomaton, Relay as RelayTrait, Reporter as ReporterTrait, Viewable as _,
     simplex::{
         Plan,
-        types::{Activity, Context},
+        types::{Activity, Attributable as _, Context},
     },
 };
 use commonware_cryptography::{PublicKey, certificate::Scheme, sha256::Digest};
@@ -276,15 +276,27 @@ impl<S: Scheme, P: PublicKey> ReporterTrait for Reporter<S, P> {
             }
             Activity::ConflictingNotarize(c) => {
                 warn!(view = %c.view(), "conflicting notarize votes");
-                self.ledger.fault(format!("conflicting notarize at view {}", c.view()));
+                self.ledger.fault(format!(
+                    "conflicting notarize at view {} by signer {}",
+                    c.view(),
+                    c.signer()
+                ));
             }
             Activity::ConflictingFinalize(c) => {
                 warn!(view = %c.view(), "conflicting finalize votes");
-                self.ledger.fault(format!("conflicting finalize at view {}", c.view()));
+                self.ledger.fault(format!(
+                    "conflicting finalize at view {} by signer {}",
+                    c.view(),
+                    c.signer()
+                ));
             }
             Activity::NullifyFinalize(c) => {
                 warn!(view = %c.view(), "nullify and finalize in one view");
-                self.ledger.fault(format!("nullify and finalize at view {}", c.view()));
+                self.ledger.fault(format!(
+                    "nullify and finalize at view {} by signer {}",
+                    c.view(),
+                    c.signer()
+                ));
             }
             _ => {}
         }

@@ -20,15 +20,18 @@
 //!   from its journal partition; missing blocks are fetched from peers.
 //! - `tests/simulation.rs`: deterministic whole-node simulations (4 and 7 validators, latency
 //!   and jitter, 30% message loss, one validator crashed and restarted, one validator whose
-//!   execution diverges by an injected [`Fault`] and must halt) with safety, agreement,
-//!   exactly-once and no-equivocation checkers; `BASTION_SEED` replays a seed.
+//!   execution diverges by an injected [`Fault`] and must halt; a minority partition and a
+//!   2|2 split, each healed, with liveness bounds after the heal; a Byzantine validator played
+//!   by commonware's conflicter, nuller and outdated mocks) with safety, agreement,
+//!   exactly-once, liveness and evidence checkers (evidence only ever against the Byzantine
+//!   signer); `BASTION_SEED` replays a seed.
 //!
 //! Not built yet: marshal (archival backfill beyond the 64 most recent finalized blocks kept in
 //! memory; restart needs the whole block log), validator keys from a genesis file with proofs
 //! of possession (tests use commonware's fixture keys), evidence persistence, signature
 //! re-checks through `accel`, the sequencer's mempool as block source (the proposer uses
-//! `bastion_exchange::testkit::Workload`), partitions and Byzantine actors in the simulation,
-//! the tokio runtime and authenticated p2p for production, the `consensus` perf suite.
+//! `bastion_exchange::testkit::Workload`), an equivocating proposer (commonware's equivocator
+//! mock needs its own relay), evidence persistence, the tokio runtime and authenticated p2p for production, the `consensus` perf suite.
 
 pub mod application;
 pub mod block;

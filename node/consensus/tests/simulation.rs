@@ -10,7 +10,12 @@ use bastion_consensus::{
 use bastion_exchange::Genesis;
 use bastion_store::{Store, StoreConfig};
 use commonware_consensus::{
-    simplex::{self, ForwardPolicy, SkipBudget, SkipPolicy, elector::RoundRobin, scheme::bls12381_multisig},
+    simplex::{
+        self, ForwardPolicy, SkipBudget, SkipPolicy,
+        elector::RoundRobin,
+        mocks::{conflicter, nuller, outdated},
+        scheme::bls12381_multisig,
+    },
     types::{Epoch, ViewDelta},
 };
 use commonware_cryptography::{
@@ -43,6 +48,42 @@ struct Run {
     crash: Option<Crash>,
     /// This validator's execution diverges at this height: it must halt, the others go on.
     diverge: Option<(usize, u64)>,
+    /// Cut the network in two for a while, then heal it.
+    partition: Option<Partition>,
+    /// This validator runs a Byzantine engine (commonware's simplex mocks) instead of Bastion.
+    byzantine: Option<(usize, Byzantine)>,
+}
+
+/// Once every honest validator has finalized `at`, cut every link between `side` and the rest
+/// for `duration` of simulated time, then heal. A side with a quorum must keep finalizing (at
+/// least `min_progress` new heights); a side without one must finalize nothing. After the heal
+/// every honest validator must finalize a new height (above the highest one finalized anywhere)
+/// within `heal_within` of simulated time.
+#[derive(Clone)]
+struct Partition {
+    side: Vec<usize>,
+    at: u64,
+    duration: Duration,
+    min_progress: u64,
+    heal_within: Duration,
+}
+
+/// The Byzantine engines from `commonware_consensus::simplex::mocks` (vote channel only).
+#[derive(Clone, Copy, Debug)]
+enum Byzantine {
+    /// Notarizes and finalizes every proposal it sees and also a random digest in that view.
+    Conflicter,
+    /// Nullifies and finalizes every proposal it sees, in the same view.
+    Nuller,
+    /// Replays notarize and finalize votes for proposals from 5 views back.
+    Outdated,
+}
+
+/// What one simulation produced, per validator.
+struct Outcome {
+    ledgers: Vec<BTreeMap<u64, Finalized>>,
+    halts: Vec<Option<String>>,
+    faults: Vec<Vec<String>>,
 }
 
 /// Crash `validator` once it has finalized `at`; restart it once the others reach `others_reach`.
@@ -149,8 +190,18 @@ fn simulate(run: Run) -> Vec<BTreeMap<u64, Finalized>> {
 /// Runs one simulation; returns every validator's ledger and why each halted (if it did).
 #[allow(clippy::type_complexity)]
 fn simulate_with_halts(run: Run) -> (Vec<BTreeMap<u64, Finalized>>, Vec<Option<String>>) {
-    let Run { validators: n, seed, link, target_height, crash, diverge } = run;
-    let faulty = diverge.map(|d| d.0);
+    let o = simulate_outcome(run);
+    (o.ledgers, o.halts)
+}
+
+/// Runs one simulation; returns every validator's ledger, halt and recorded faults.
+fn simulate_outcome(run: Run) -> Outcome {
+    let Run { validators: n, seed, link, target_height, crash, diverge, partition, byzantine } = run;
+    assert!(byzantine.is_none() || (crash.is_none() && diverge.is_none()), "one fault at a time");
+    // Not checked for halts and faults, nor waited for.
+    let faulty = diverge.map(|d| d.0).or(byzantine.map(|b| b.0));
+    // Equivocation evidence is allowed only against this validator.
+    let byz = byzantine.map(|b| b.0);
     println!("simulation: validators={n} seed={seed} (replay with BASTION_SEED={seed})");
     let cfg = deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(3_600)));
     let executor = deterministic::Runner::new(cfg);
@@ -188,6 +239,7 @@ fn simulate_with_halts(run: Run) -> (Vec<BTreeMap<u64, Finalized>>, Vec<Option<S
         let mut dirs = Vec::new();
         let mut ledgers = Vec::new();
         let mut nodes = Vec::new();
+        let mut byzantine_engine = None;
         for (i, me) in participants.iter().enumerate() {
             let dir = tempfile::tempdir().unwrap();
             let ledger = Ledger::default();
@@ -201,7 +253,33 @@ fn simulate_with_halts(run: Run) -> (Vec<BTreeMap<u64, Finalized>>, Vec<Option<S
                 ledger: ledger.clone(),
                 fault: diverge.filter(|d| d.0 == i).map(|d| Fault::DivergeAt(d.1)),
             };
-            nodes.push(v.start(&context, &oracle, 0).await);
+            match byzantine.filter(|b| b.0 == i) {
+                None => nodes.push(v.start(&context, &oracle, 0).await),
+                Some((_, kind)) => {
+                    let votes = oracle
+                        .control(me.clone())
+                        .register(0, Quota::per_second(NZU32!(10_000)))
+                        .await
+                        .unwrap();
+                    let ctx = context.child("byzantine").with_attribute("index", i);
+                    let scheme = schemes[i].clone();
+                    println!("validator {i} is Byzantine: {kind:?}");
+                    byzantine_engine = Some(match kind {
+                        Byzantine::Conflicter => {
+                            conflicter::Conflicter::<_, _, Sha256>::new(ctx, conflicter::Config { scheme })
+                                .start(votes)
+                        }
+                        Byzantine::Outdated => outdated::Outdated::<_, _, Sha256>::new(
+                            ctx,
+                            outdated::Config { scheme, view_delta: ViewDelta::new(5) },
+                        )
+                        .start(votes),
+                        Byzantine::Nuller => {
+                            nuller::Nuller::<_, _, Sha256>::new(ctx, nuller::Config { scheme }).start(votes)
+                        }
+                    });
+                }
+            }
             dirs.push((dir, v));
             ledgers.push(ledger);
         }
@@ -209,7 +287,7 @@ fn simulate_with_halts(run: Run) -> (Vec<BTreeMap<u64, Finalized>>, Vec<Option<S
         if let Some(Crash { validator, at, others_reach }) = crash {
             // Crash one validator (its tasks stop; its store and journal stay on disk), let the
             // others go on, then restart it from its data dir and consensus journal.
-            wait(&context, &ledgers, faulty, at, &[validator]).await;
+            wait(&context, &ledgers, faulty, byz, at, &[validator]).await;
             let (app, engine) = nodes.remove(validator);
             engine.abort();
             app.abort();
@@ -218,7 +296,7 @@ fn simulate_with_halts(run: Run) -> (Vec<BTreeMap<u64, Finalized>>, Vec<Option<S
             let crashed_at = ledgers[validator].height();
             println!("crashed validator {validator} at height {crashed_at}");
             let others: Vec<usize> = (0..n as usize).filter(|&i| i != validator).collect();
-            wait(&context, &ledgers, faulty, others_reach, &others).await;
+            wait(&context, &ledgers, faulty, byz, others_reach, &others).await;
             let restarted = dirs[validator].1.start(&context, &oracle, 1).await;
             nodes.insert(validator, restarted);
             println!(
@@ -227,14 +305,140 @@ fn simulate_with_halts(run: Run) -> (Vec<BTreeMap<u64, Finalized>>, Vec<Option<S
             );
         }
         let honest: Vec<usize> = (0..n as usize).filter(|i| Some(*i) != faulty).collect();
-        wait(&context, &ledgers, faulty, target_height, &honest).await;
+        if let Some(p) = partition {
+            partition_and_heal(&context, &oracle, &participants, &link, &ledgers, faulty, byz, &honest, &p)
+                .await;
+        }
+        wait(&context, &ledgers, faulty, byz, target_height, &honest).await;
         println!("simulated time: {:?}", context.current().duration_since(std::time::UNIX_EPOCH).unwrap());
         drop(dirs);
-        (
-            ledgers.iter().map(Ledger::finalized).collect::<Vec<_>>(),
-            ledgers.iter().map(Ledger::halted).collect(),
-        )
+        drop(byzantine_engine);
+        Outcome {
+            ledgers: ledgers.iter().map(Ledger::finalized).collect(),
+            halts: ledgers.iter().map(Ledger::halted).collect(),
+            faults: ledgers.iter().map(Ledger::faults).collect(),
+        }
     })
+}
+
+/// Simulated time since the start.
+fn now(context: &deterministic::Context) -> Duration {
+    context.current().duration_since(std::time::UNIX_EPOCH).unwrap()
+}
+
+/// Sets (`Some`) or removes (`None`) every link between `side` and the other validators.
+async fn cross_links(
+    oracle: &Oracle<ed25519::PublicKey, deterministic::Context>,
+    participants: &[ed25519::PublicKey],
+    side: &[usize],
+    link: Option<&Link>,
+) {
+    for a in side {
+        for b in (0..participants.len()).filter(|b| !side.contains(b)) {
+            for (x, y) in [(*a, b), (b, *a)] {
+                let (x, y) = (participants[x].clone(), participants[y].clone());
+                match link {
+                    Some(l) => oracle.add_link(x, y, l.clone()).await.unwrap(),
+                    None => oracle.remove_link(x, y).await.unwrap(),
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `d` of simulated time, checking halts and faults every 500 ms.
+async fn sleep_checked(
+    context: &deterministic::Context,
+    ledgers: &[Ledger],
+    faulty: Option<usize>,
+    byz: Option<usize>,
+    d: Duration,
+) {
+    let end = now(context) + d;
+    while now(context) < end {
+        context.sleep(Duration::from_millis(500)).await;
+        check_live(ledgers, faulty, byz);
+    }
+}
+
+/// The liveness checker of a partition: see [`Partition`].
+#[allow(clippy::too_many_arguments)]
+async fn partition_and_heal(
+    context: &deterministic::Context,
+    oracle: &Oracle<ed25519::PublicKey, deterministic::Context>,
+    participants: &[ed25519::PublicKey],
+    link: &Link,
+    ledgers: &[Ledger],
+    faulty: Option<usize>,
+    byz: Option<usize>,
+    honest: &[usize],
+    p: &Partition,
+) {
+    let n = participants.len();
+    let quorum = n - (n - 1) / 3;
+    wait(context, ledgers, faulty, byz, p.at, honest).await;
+    cross_links(oracle, participants, &p.side, None).await;
+    let heights = || honest.iter().map(|&i| ledgers[i].height()).collect::<Vec<_>>();
+    println!("t={:?}: partitioned {:?} from the rest; heights {:?}", now(context), p.side, heights());
+    // Let what was already certified before the cut land, then watch.
+    sleep_checked(context, ledgers, faulty, byz, Duration::from_secs(3)).await;
+    let before = heights();
+    sleep_checked(context, ledgers, faulty, byz, p.duration).await;
+    let after = heights();
+    println!("t={:?}: during the split heights went {before:?} -> {after:?}", now(context));
+    let rest: Vec<usize> = (0..n).filter(|i| !p.side.contains(i)).collect();
+    for group in [&p.side, &rest] {
+        for (k, &i) in honest.iter().enumerate() {
+            if !group.contains(&i) {
+                continue;
+            }
+            if group.len() >= quorum {
+                assert!(
+                    after[k] >= before[k] + p.min_progress,
+                    "validator {i} on the quorum side finalized only {} heights during the split",
+                    after[k] - before[k]
+                );
+            } else {
+                assert_eq!(after[k], before[k], "validator {i} finalized without a quorum during the split");
+            }
+        }
+    }
+    let top = after.iter().copied().max().unwrap_or(0);
+    cross_links(oracle, participants, &p.side, Some(link)).await;
+    let healed = now(context);
+    println!("t={healed:?}: healed at highest height {top}");
+    loop {
+        context.sleep(Duration::from_millis(100)).await;
+        check_live(ledgers, faulty, byz);
+        let elapsed = now(context) - healed;
+        if honest.iter().all(|&i| ledgers[i].height() > top) {
+            println!(
+                "every validator finalized past {top} {elapsed:?} after the heal; heights {:?}",
+                heights()
+            );
+            break;
+        }
+        assert!(
+            elapsed <= p.heal_within,
+            "no new finalized height everywhere within {:?} of the heal; heights {:?}",
+            p.heal_within,
+            heights()
+        );
+    }
+}
+
+/// No honest validator halted, and any equivocation recorded is against the Byzantine one.
+fn check_live(ledgers: &[Ledger], faulty: Option<usize>, byz: Option<usize>) {
+    for (i, l) in ledgers.iter().enumerate() {
+        if Some(i) == faulty {
+            continue;
+        }
+        assert!(l.halted().is_none(), "validator {i} halted: {:?}", l.halted());
+        for f in l.faults() {
+            let against_byzantine = byz.is_some_and(|b| f.ends_with(&format!(" by signer {b}")));
+            assert!(against_byzantine, "validator {i} saw equivocation by an honest validator: {f}");
+        }
+    }
 }
 
 /// Sleeps until every validator in `who` has finalized `height`; fails on any halt.
@@ -242,18 +446,13 @@ async fn wait(
     context: &deterministic::Context,
     ledgers: &[Ledger],
     faulty: Option<usize>,
+    byz: Option<usize>,
     height: u64,
     who: &[usize],
 ) {
     loop {
         context.sleep(Duration::from_millis(500)).await;
-        for (i, l) in ledgers.iter().enumerate() {
-            if Some(i) == faulty {
-                continue;
-            }
-            assert!(l.halted().is_none(), "validator {i} halted: {:?}", l.halted());
-            assert!(l.faults().is_empty(), "validator {i} saw equivocation: {:?}", l.faults());
-        }
+        check_live(ledgers, faulty, byz);
         if who.iter().all(|&i| ledgers[i].height() >= height) {
             break;
         }
@@ -314,6 +513,8 @@ fn four_validators_with_latency_and_jitter() {
         target_height: target,
         crash: None,
         diverge: None,
+        partition: None,
+        byzantine: None,
     });
     check(&ledgers, target);
 }
@@ -331,6 +532,8 @@ fn four_validators_many_seeds() {
             target_height: 20,
             crash: None,
             diverge: None,
+            partition: None,
+            byzantine: None,
         });
         check(&ledgers, 20);
     }
@@ -346,6 +549,8 @@ fn seven_validators() {
         target_height: target,
         crash: None,
         diverge: None,
+        partition: None,
+        byzantine: None,
     });
     check(&ledgers, target);
 }
@@ -366,6 +571,8 @@ fn same_seed_same_chain() {
             target_height: 10,
             crash: None,
             diverge: None,
+            partition: None,
+            byzantine: None,
         })
     };
     let (a, b) = (run(), run());
@@ -382,6 +589,8 @@ fn four_validators_thirty_percent_loss() {
         target_height: target,
         crash: None,
         diverge: None,
+        partition: None,
+        byzantine: None,
     });
     check(&ledgers, target);
 }
@@ -396,6 +605,8 @@ fn one_validator_crash_and_restart() {
         target_height: target,
         diverge: None,
         crash: Some(Crash { validator: 3, at: 8, others_reach: 25 }),
+        partition: None,
+        byzantine: None,
     });
     check(&ledgers, target);
 }
@@ -410,6 +621,8 @@ fn seven_validators_thirty_percent_loss_and_a_crash() {
         target_height: target,
         diverge: None,
         crash: Some(Crash { validator: 2, at: 5, others_reach: 15 }),
+        partition: None,
+        byzantine: None,
     });
     check(&ledgers, target);
 }
@@ -425,6 +638,8 @@ fn diverging_validator_halts_and_the_rest_go_on() {
         target_height: target,
         crash: None,
         diverge: Some((faulty, at)),
+        partition: None,
+        byzantine: None,
     });
     let why = halts[faulty].clone().expect("the diverging validator must halt");
     println!("validator {faulty} halted: {why}");
@@ -443,4 +658,96 @@ fn diverging_validator_halts_and_the_rest_go_on() {
     let honest: Vec<_> =
         ledgers.iter().enumerate().filter(|(i, _)| *i != faulty).map(|(_, l)| l.clone()).collect();
     check(&honest, target);
+}
+
+#[test]
+fn minority_partition_then_heal() {
+    let target = 45;
+    let ledgers = simulate(Run {
+        validators: 4,
+        seed: seeds(11),
+        link: link(20, 10, probability!(1.0)),
+        target_height: target,
+        crash: None,
+        diverge: None,
+        partition: Some(Partition {
+            side: vec![3],
+            at: 5,
+            duration: Duration::from_secs(8),
+            min_progress: 5,
+            heal_within: Duration::from_secs(20),
+        }),
+        byzantine: None,
+    });
+    check(&ledgers, target);
+}
+
+#[test]
+fn two_two_split_halts_then_resumes() {
+    let target = 25;
+    let ledgers = simulate(Run {
+        validators: 4,
+        seed: seeds(22),
+        link: link(20, 10, probability!(1.0)),
+        target_height: target,
+        crash: None,
+        diverge: None,
+        partition: Some(Partition {
+            side: vec![0, 1],
+            at: 5,
+            duration: Duration::from_secs(15),
+            min_progress: 0,
+            heal_within: Duration::from_secs(15),
+        }),
+        byzantine: None,
+    });
+    check(&ledgers, target);
+}
+
+/// Runs 4 validators, one Byzantine; checks the honest three and returns the faults they saw.
+fn byzantine_run(kind: Byzantine, seed: u64) -> Vec<Vec<String>> {
+    let (target, bad) = (20, 2usize);
+    let o = simulate_outcome(Run {
+        validators: 4,
+        seed: seeds(seed),
+        link: link(20, 10, probability!(1.0)),
+        target_height: target,
+        crash: None,
+        diverge: None,
+        partition: None,
+        byzantine: Some((bad, kind)),
+    });
+    assert!(o.ledgers[bad].is_empty(), "the Byzantine validator runs no application");
+    let honest: Vec<_> = (0..4).filter(|&i| i != bad).collect();
+    check(&honest.iter().map(|&i| o.ledgers[i].clone()).collect::<Vec<_>>(), target);
+    let faults: Vec<Vec<String>> = honest.iter().map(|&i| o.faults[i].clone()).collect();
+    for (i, f) in honest.iter().zip(&faults) {
+        println!("validator {i} recorded {} faults, e.g. {:?}", f.len(), f.first());
+        assert!(f.iter().all(|f| f.ends_with(&format!(" by signer {bad}"))));
+    }
+    faults
+}
+
+#[test]
+fn byzantine_conflicter_is_caught_and_the_rest_go_on() {
+    let faults = byzantine_run(Byzantine::Conflicter, 13);
+    assert!(
+        faults.iter().flatten().any(|f| f.starts_with("conflicting notarize")),
+        "conflicting notarize votes must be recorded as evidence"
+    );
+}
+
+#[test]
+fn byzantine_nuller_is_caught_and_the_rest_go_on() {
+    let faults = byzantine_run(Byzantine::Nuller, 14);
+    assert!(
+        faults.iter().flatten().any(|f| f.starts_with("nullify and finalize")),
+        "a nullify and a finalize in one view must be recorded as evidence"
+    );
+}
+
+#[test]
+fn byzantine_outdated_votes_are_harmless() {
+    let faults = byzantine_run(Byzantine::Outdated, 15);
+    assert!(faults.iter().all(Vec::is_empty), "replayed old votes are not equivocation: {faults:?}");
 }
