@@ -34,7 +34,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn from_histogram(h: &Histogram<u64>) -> Self {
+    pub(crate) fn from_histogram(h: &Histogram<u64>) -> Self {
         Percentiles {
             p50_ns: h.value_at_quantile(0.50),
             p90_ns: h.value_at_quantile(0.90),
@@ -245,7 +245,7 @@ pub fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     // 1 ns to 100 s at 3 significant digits; the bounds are constants so creation cannot fail.
     match Histogram::new_with_bounds(1, 100_000_000_000, 3) {
         Ok(h) => h,

@@ -53,7 +53,7 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     marker::PhantomData,
     sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 use tracing::{debug, error, info, warn};
 
@@ -107,6 +107,10 @@ struct LedgerInner {
     finalized: BTreeMap<u64, Finalized>,
     halted: Option<String>,
     faults: Vec<String>,
+    /// When this validator's proposals were built (its clock), by digest.
+    proposed_at: HashMap<Digest, SystemTime>,
+    /// When this validator first learned of each finalization (its clock), by digest.
+    finalization_at: HashMap<Digest, SystemTime>,
 }
 
 impl Ledger {
@@ -136,6 +140,24 @@ impl Ledger {
     /// nullify and a finalize in one view). Recorded, not yet persisted as evidence.
     pub fn faults(&self) -> Vec<String> {
         self.lock().faults.clone()
+    }
+
+    /// When this validator built each of its proposals (its clock at the end of propose).
+    pub fn proposed_at(&self) -> HashMap<Digest, SystemTime> {
+        self.lock().proposed_at.clone()
+    }
+
+    /// When this validator first received each finalization from the engine (its clock).
+    pub fn finalization_at(&self) -> HashMap<Digest, SystemTime> {
+        self.lock().finalization_at.clone()
+    }
+
+    fn proposed(&self, digest: Digest, at: SystemTime) {
+        self.lock().proposed_at.entry(digest).or_insert(at);
+    }
+
+    fn finalization_seen(&self, digest: Digest, at: SystemTime) {
+        self.lock().finalization_at.entry(digest).or_insert(at);
     }
 
     fn fault(&self, what: String) {
@@ -505,6 +527,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                 return;
             }
             Message::Finalized { payload } => {
+                self.ledger.finalization_seen(payload, self.context.current());
                 self.pending_finals.push((payload, self.tip.1));
             }
         }
@@ -545,6 +568,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             }
             match self.build(&context) {
                 Ok(digest) => {
+                    self.ledger.proposed(digest, self.context.current());
                     response.send_lossy(digest);
                 }
                 Err(Lookup::Missing) => self.pending_proposals.push((context, response)),

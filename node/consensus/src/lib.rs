@@ -18,23 +18,27 @@
 //! - Restart: a reopened store's block log is replayed into the chain's digests (the encoding
 //!   is canonical, so the digests follow from the logged blocks and roots); the engine resumes
 //!   from its journal partition; missing blocks are fetched from peers.
-//! - `tests/simulation.rs`: deterministic whole-node simulations (4 and 7 validators, latency
-//!   and jitter, 30% message loss, one validator crashed and restarted, one validator whose
-//!   execution diverges by an injected [`Fault`] and must halt; a minority partition and a
-//!   2|2 split, each healed, with liveness bounds after the heal; a Byzantine validator played
-//!   by commonware's conflicter, nuller and outdated mocks) with safety, agreement,
-//!   exactly-once, liveness and evidence checkers (evidence only ever against the Byzantine
-//!   signer); `BASTION_SEED` replays a seed.
+//! - [`sim`] (used by `tests/simulation.rs` and the `consensus` perf suite): deterministic
+//!   whole-node simulations (4 and 7 validators, latency and jitter, 30% message loss, one
+//!   validator crashed and restarted, one validator whose execution diverges by an injected
+//!   [`Fault`] and must halt; a minority partition and a 2|2 split, each healed, with liveness
+//!   bounds after the heal; a Byzantine validator played by commonware's conflicter, nuller and
+//!   outdated mocks) with safety, agreement, exactly-once, liveness and evidence checkers
+//!   (evidence only ever against the Byzantine signer); `BASTION_SEED` replays a seed. It
+//!   records each block's proposal time (the leader's clock when propose completes) and each
+//!   validator's finalization time, for finality latency.
 //!
 //! Not built yet: marshal (archival backfill beyond the 64 most recent finalized blocks kept in
 //! memory; restart needs the whole block log), validator keys from a genesis file with proofs
 //! of possession (tests use commonware's fixture keys), evidence persistence, signature
 //! re-checks through `accel`, the sequencer's mempool as block source (the proposer uses
 //! `bastion_exchange::testkit::Workload`), an equivocating proposer (commonware's equivocator
-//! mock needs its own relay), evidence persistence, the tokio runtime and authenticated p2p for production, the `consensus` perf suite.
+//! mock needs its own relay), evidence persistence, the tokio runtime and authenticated p2p for
+//! production.
 
 pub mod application;
 pub mod block;
+pub mod sim;
 
 pub use application::{
     Application, BlockSource, Config, Fault, Finalized, Ledger, Mailbox, Reporter, genesis_block,

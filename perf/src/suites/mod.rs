@@ -2,6 +2,7 @@
 
 use crate::harness::{Ctx, Report};
 
+pub mod consensus;
 pub mod margin;
 pub mod matching;
 pub mod pricing;
@@ -31,6 +32,11 @@ pub const ALL: &[Suite] = &[
         name: "sigverify",
         about: "ed25519 batch verification backends vs dalek single verify",
         run: sigverify::run,
+    },
+    Suite {
+        name: "consensus",
+        about: "finality latency in the deterministic 4-validator simulation, 1 ms and 50 ms links",
+        run: consensus::run,
     },
     Suite {
         name: "storage",

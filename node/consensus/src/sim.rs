@@ -1,0 +1,552 @@
+//! Deterministic whole-node simulation harness: Simplex (bls12381_multisig) over commonware's
+//! simulated network, each validator executing the real exchange through its own
+//! `bastion_store::Store`. Used by `tests/simulation.rs` and by the `consensus` perf suite.
+//!
+//! The seed is printed; `BASTION_SEED=<n>` replays one run. This is a test harness: it panics
+//! on any violated safety or liveness check.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::{Application, BlockLimits, BlockSource, Config, Fault, Finalized, Ledger};
+use bastion_exchange::Genesis;
+use bastion_store::{Store, StoreConfig};
+use commonware_consensus::{
+    simplex::{
+        self, ForwardPolicy, SkipBudget, SkipPolicy,
+        elector::RoundRobin,
+        mocks::{conflicter, nuller, outdated},
+        scheme::bls12381_multisig,
+    },
+    types::{Epoch, ViewDelta},
+};
+use commonware_cryptography::{
+    Sha256, bls12381::primitives::variant::MinSig, certificate::mocks::Fixture, ed25519, sha256::Digest,
+};
+use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_parallel::Sequential;
+use commonware_runtime::{
+    Clock, Handle, Quota, Runner as _, Supervisor as _, buffer::paged::CacheRef, deterministic,
+};
+use commonware_utils::{NZDuration, NZU16, NZU32, NZUsize};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
+
+const NAMESPACE: &[u8] = b"bastion-consensus-sim";
+
+type Multisig = bls12381_multisig::Scheme<ed25519::PublicKey, MinSig>;
+
+pub fn seeds(default: u64) -> u64 {
+    match std::env::var("BASTION_SEED") {
+        Ok(s) => s.parse().expect("BASTION_SEED must be a u64"),
+        Err(_) => default,
+    }
+}
+
+#[allow(missing_debug_implementations)] // `Link` is not `Debug`
+pub struct Run {
+    pub validators: u32,
+    pub seed: u64,
+    pub link: Link,
+    pub target_height: u64,
+    pub crash: Option<Crash>,
+    /// This validator's execution diverges at this height: it must halt, the others go on.
+    pub diverge: Option<(usize, u64)>,
+    /// Cut the network in two for a while, then heal it.
+    pub partition: Option<Partition>,
+    /// This validator runs a Byzantine engine (commonware's simplex mocks) instead of Bastion.
+    pub byzantine: Option<(usize, Byzantine)>,
+}
+
+/// Once every honest validator has finalized `at`, cut every link between `side` and the rest
+/// for `duration` of simulated time, then heal. A side with a quorum must keep finalizing (at
+/// least `min_progress` new heights); a side without one must finalize nothing. After the heal
+/// every honest validator must finalize a new height (above the highest one finalized anywhere)
+/// within `heal_within` of simulated time.
+#[derive(Clone, Debug)]
+pub struct Partition {
+    pub side: Vec<usize>,
+    pub at: u64,
+    pub duration: Duration,
+    pub min_progress: u64,
+    pub heal_within: Duration,
+}
+
+/// The Byzantine engines from `commonware_consensus::simplex::mocks` (vote channel only).
+#[derive(Clone, Copy, Debug)]
+pub enum Byzantine {
+    /// Notarizes and finalizes every proposal it sees and also a random digest in that view.
+    Conflicter,
+    /// Nullifies and finalizes every proposal it sees, in the same view.
+    Nuller,
+    /// Replays notarize and finalize votes for proposals from 5 views back.
+    Outdated,
+}
+
+/// What one simulation produced, per validator.
+#[derive(Debug)]
+pub struct Outcome {
+    pub ledgers: Vec<BTreeMap<u64, Finalized>>,
+    pub halts: Vec<Option<String>>,
+    pub faults: Vec<Vec<String>>,
+    /// When each block was proposed (the leader's clock when its propose completed), by digest,
+    /// over every validator.
+    pub proposed_at: HashMap<Digest, SystemTime>,
+    /// Per validator: when its reporter received each finalization, by digest.
+    pub finalization_at: Vec<HashMap<Digest, SystemTime>>,
+    /// Simulated time at the end of the run (since the start).
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Finality latency (finalization received minus proposal built) per validator, per
+    /// finalized height, where both times are known.
+    pub fn finality_latencies(&self) -> Vec<BTreeMap<u64, Duration>> {
+        self.ledgers
+            .iter()
+            .zip(&self.finalization_at)
+            .map(|(ledger, seen)| {
+                ledger
+                    .iter()
+                    .filter_map(|(h, f)| {
+                        let proposed = self.proposed_at.get(&f.digest)?;
+                        let finalized = seen.get(&f.digest)?;
+                        Some((*h, finalized.duration_since(*proposed).unwrap_or_default()))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Crash `validator` once it has finalized `at`; restart it once the others reach `others_reach`.
+#[derive(Clone, Copy, Debug)]
+pub struct Crash {
+    pub validator: usize,
+    pub at: u64,
+    pub others_reach: u64,
+}
+
+/// Everything needed to (re)start one validator.
+struct Validator {
+    index: usize,
+    me: ed25519::PublicKey,
+    scheme: Multisig,
+    dir: PathBuf,
+    genesis: Genesis,
+    limits: BlockLimits,
+    ledger: Ledger,
+    fault: Option<Fault>,
+}
+
+impl Validator {
+    /// Opens the store from the data dir, registers the channels and starts the application and
+    /// the engine (whose journal partition survives restarts). Returns (application, engine).
+    async fn start(
+        &self,
+        context: &deterministic::Context,
+        oracle: &Oracle<ed25519::PublicKey, deterministic::Context>,
+        incarnation: u32,
+    ) -> (Handle<()>, Handle<()>) {
+        let quota = Quota::per_second(NZU32!(10_000));
+        let control = oracle.control(self.me.clone());
+        let votes = control.register(0, quota).await.unwrap();
+        let certs = control.register(1, quota).await.unwrap();
+        let resolver = control.register(2, quota).await.unwrap();
+        let blocks = control.register(3, quota).await.unwrap();
+
+        let (store, recovery) = Store::open(&self.dir, &self.genesis, StoreConfig::default()).unwrap();
+        if incarnation > 0 {
+            println!("validator {} reopened its store: {:?}", self.index, recovery.describe());
+        }
+        let ctx = context
+            .child("validator")
+            .with_attribute("index", self.index)
+            .with_attribute("incarnation", incarnation);
+        let (app, mailbox, reporter) = Application::new::<Multisig>(
+            ctx.child("application"),
+            Config {
+                store,
+                genesis: self.genesis.clone(),
+                limits: self.limits,
+                source: BlockSource::default(),
+                ledger: self.ledger.clone(),
+                fault: self.fault,
+            },
+            blocks,
+        )
+        .unwrap();
+        let floor = app.genesis_digest();
+        let app = app.start();
+
+        let engine = simplex::Engine::new(
+            ctx.child("engine"),
+            simplex::Config {
+                scheme: self.scheme.clone(),
+                elector: RoundRobin::<Sha256>::default(),
+                blocker: oracle.control(self.me.clone()),
+                automaton: mailbox.clone(),
+                relay: mailbox,
+                reporter,
+                strategy: Sequential,
+                partition: format!("simplex-{}", self.index),
+                mailbox_size: NZUsize!(1024),
+                epoch: Epoch::new(0),
+                floor: simplex::Floor::Genesis(floor),
+                leader_timeout: Duration::from_secs(1),
+                certification_timeout: Duration::from_secs(2),
+                timeout_retry: Duration::from_secs(5),
+                fetch_timeout: NZDuration!(Duration::from_secs(1)),
+                fetch_retry_delay: Duration::from_millis(100),
+                view_retention: ViewDelta::new(10),
+                skip: SkipPolicy::Enabled {
+                    timeout: Duration::from_secs(10),
+                    budget: SkipBudget::Participants,
+                },
+                replay_buffer: NZUsize!(1024 * 1024),
+                write_buffer: NZUsize!(1024 * 1024),
+                page_cache: CacheRef::new(NZU16!(1024), NZUsize!(10)),
+                forward: ForwardPolicy::SilentVoters,
+                track_historical_votes: false,
+            },
+        );
+        let engine = engine.start(votes, certs, resolver);
+        (app, engine)
+    }
+}
+
+/// Runs one simulation and returns every validator's ledger (height -> digest, root).
+pub fn simulate(run: Run) -> Vec<BTreeMap<u64, Finalized>> {
+    simulate_with_halts(run).0
+}
+
+/// Runs one simulation; returns every validator's ledger and why each halted (if it did).
+#[allow(clippy::type_complexity)]
+pub fn simulate_with_halts(run: Run) -> (Vec<BTreeMap<u64, Finalized>>, Vec<Option<String>>) {
+    let o = simulate_outcome(run);
+    (o.ledgers, o.halts)
+}
+
+/// Runs one simulation; returns every validator's ledger, halt and recorded faults.
+pub fn simulate_outcome(run: Run) -> Outcome {
+    simulate_with_cycle(run, Duration::from_millis(1))
+}
+
+/// [`simulate_outcome`] with the deterministic executor advancing `cycle` of simulated time per
+/// event-loop iteration (the runtime's default, used by the tests, is 1 ms; every iteration of a
+/// busy executor costs that much simulated time, so latency figures want a small one).
+pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
+    let Run { validators: n, seed, link, target_height, crash, diverge, partition, byzantine } = run;
+    assert!(byzantine.is_none() || (crash.is_none() && diverge.is_none()), "one fault at a time");
+    // Not checked for halts and faults, nor waited for.
+    let faulty = diverge.map(|d| d.0).or(byzantine.map(|b| b.0));
+    // Equivocation evidence is allowed only against this validator.
+    let byz = byzantine.map(|b| b.0);
+    println!("simulation: validators={n} seed={seed} (replay with BASTION_SEED={seed})");
+    let cfg = deterministic::Config::new()
+        .with_seed(seed)
+        .with_cycle(cycle)
+        .with_timeout(Some(Duration::from_secs(3_600)));
+    let executor = deterministic::Runner::new(cfg);
+    executor.start(|mut context| async move {
+        let genesis = Genesis::devnet();
+        let limits = BlockLimits { max_body_bytes: 1 << 20, ..BlockLimits::default() };
+        let Fixture { participants, schemes, .. } =
+            bls12381_multisig::fixture::<MinSig, _>(&mut context, NAMESPACE, n);
+
+        let max_size = commonware_p2p::max_message_size(&[
+            simplex::max_payload_size::<Multisig, Digest>(n),
+            limits.max_encoded_bytes(),
+        ]);
+        let (network, oracle) = Network::new_with_peers(
+            context.child("network"),
+            simulated::Config {
+                max_size,
+                max_peers_per_set: NZUsize!(n as usize + 1),
+                disconnect_on_block: true,
+                tracked_peer_sets: NZUsize!(1),
+            },
+            participants.clone(),
+        )
+        .await;
+        network.start();
+
+        for a in &participants {
+            for b in &participants {
+                if a != b {
+                    oracle.add_link(a.clone(), b.clone(), link.clone()).await.unwrap();
+                }
+            }
+        }
+
+        let mut dirs = Vec::new();
+        let mut ledgers = Vec::new();
+        let mut nodes = Vec::new();
+        let mut byzantine_engine = None;
+        for (i, me) in participants.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let ledger = Ledger::default();
+            let v = Validator {
+                index: i,
+                me: me.clone(),
+                scheme: schemes[i].clone(),
+                dir: dir.path().to_path_buf(),
+                genesis: genesis.clone(),
+                limits,
+                ledger: ledger.clone(),
+                fault: diverge.filter(|d| d.0 == i).map(|d| Fault::DivergeAt(d.1)),
+            };
+            match byzantine.filter(|b| b.0 == i) {
+                None => nodes.push(v.start(&context, &oracle, 0).await),
+                Some((_, kind)) => {
+                    let votes = oracle
+                        .control(me.clone())
+                        .register(0, Quota::per_second(NZU32!(10_000)))
+                        .await
+                        .unwrap();
+                    let ctx = context.child("byzantine").with_attribute("index", i);
+                    let scheme = schemes[i].clone();
+                    println!("validator {i} is Byzantine: {kind:?}");
+                    byzantine_engine = Some(match kind {
+                        Byzantine::Conflicter => {
+                            conflicter::Conflicter::<_, _, Sha256>::new(ctx, conflicter::Config { scheme })
+                                .start(votes)
+                        }
+                        Byzantine::Outdated => outdated::Outdated::<_, _, Sha256>::new(
+                            ctx,
+                            outdated::Config { scheme, view_delta: ViewDelta::new(5) },
+                        )
+                        .start(votes),
+                        Byzantine::Nuller => {
+                            nuller::Nuller::<_, _, Sha256>::new(ctx, nuller::Config { scheme }).start(votes)
+                        }
+                    });
+                }
+            }
+            dirs.push((dir, v));
+            ledgers.push(ledger);
+        }
+
+        if let Some(Crash { validator, at, others_reach }) = crash {
+            // Crash one validator (its tasks stop; its store and journal stay on disk), let the
+            // others go on, then restart it from its data dir and consensus journal.
+            wait(&context, &ledgers, faulty, byz, at, &[validator]).await;
+            let (app, engine) = nodes.remove(validator);
+            engine.abort();
+            app.abort();
+            let _ = engine.await;
+            let _ = app.await;
+            let crashed_at = ledgers[validator].height();
+            println!("crashed validator {validator} at height {crashed_at}");
+            let others: Vec<usize> = (0..n as usize).filter(|&i| i != validator).collect();
+            wait(&context, &ledgers, faulty, byz, others_reach, &others).await;
+            let restarted = dirs[validator].1.start(&context, &oracle, 1).await;
+            nodes.insert(validator, restarted);
+            println!(
+                "restarted validator {validator} (others at {})",
+                ledgers[(validator + 1) % n as usize].height()
+            );
+        }
+        let honest: Vec<usize> = (0..n as usize).filter(|i| Some(*i) != faulty).collect();
+        if let Some(p) = partition {
+            partition_and_heal(&context, &oracle, &participants, &link, &ledgers, faulty, byz, &honest, &p)
+                .await;
+        }
+        wait(&context, &ledgers, faulty, byz, target_height, &honest).await;
+        let elapsed = now(&context);
+        println!("simulated time: {elapsed:?}");
+        drop(dirs);
+        drop(byzantine_engine);
+        Outcome {
+            ledgers: ledgers.iter().map(Ledger::finalized).collect(),
+            halts: ledgers.iter().map(Ledger::halted).collect(),
+            faults: ledgers.iter().map(Ledger::faults).collect(),
+            proposed_at: ledgers.iter().flat_map(|l| l.proposed_at()).collect(),
+            finalization_at: ledgers.iter().map(Ledger::finalization_at).collect(),
+            elapsed,
+        }
+    })
+}
+
+/// Simulated time since the start.
+fn now(context: &deterministic::Context) -> Duration {
+    context.current().duration_since(std::time::UNIX_EPOCH).unwrap()
+}
+
+/// Sets (`Some`) or removes (`None`) every link between `side` and the other validators.
+async fn cross_links(
+    oracle: &Oracle<ed25519::PublicKey, deterministic::Context>,
+    participants: &[ed25519::PublicKey],
+    side: &[usize],
+    link: Option<&Link>,
+) {
+    for a in side {
+        for b in (0..participants.len()).filter(|b| !side.contains(b)) {
+            for (x, y) in [(*a, b), (b, *a)] {
+                let (x, y) = (participants[x].clone(), participants[y].clone());
+                match link {
+                    Some(l) => oracle.add_link(x, y, l.clone()).await.unwrap(),
+                    None => oracle.remove_link(x, y).await.unwrap(),
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `d` of simulated time, checking halts and faults every 500 ms.
+async fn sleep_checked(
+    context: &deterministic::Context,
+    ledgers: &[Ledger],
+    faulty: Option<usize>,
+    byz: Option<usize>,
+    d: Duration,
+) {
+    let end = now(context) + d;
+    while now(context) < end {
+        context.sleep(Duration::from_millis(500)).await;
+        check_live(ledgers, faulty, byz);
+    }
+}
+
+/// The liveness checker of a partition: see [`Partition`].
+#[allow(clippy::too_many_arguments)]
+async fn partition_and_heal(
+    context: &deterministic::Context,
+    oracle: &Oracle<ed25519::PublicKey, deterministic::Context>,
+    participants: &[ed25519::PublicKey],
+    link: &Link,
+    ledgers: &[Ledger],
+    faulty: Option<usize>,
+    byz: Option<usize>,
+    honest: &[usize],
+    p: &Partition,
+) {
+    let n = participants.len();
+    let quorum = n - (n - 1) / 3;
+    wait(context, ledgers, faulty, byz, p.at, honest).await;
+    cross_links(oracle, participants, &p.side, None).await;
+    let heights = || honest.iter().map(|&i| ledgers[i].height()).collect::<Vec<_>>();
+    println!("t={:?}: partitioned {:?} from the rest; heights {:?}", now(context), p.side, heights());
+    // Let what was already certified before the cut land, then watch.
+    sleep_checked(context, ledgers, faulty, byz, Duration::from_secs(3)).await;
+    let before = heights();
+    sleep_checked(context, ledgers, faulty, byz, p.duration).await;
+    let after = heights();
+    println!("t={:?}: during the split heights went {before:?} -> {after:?}", now(context));
+    let rest: Vec<usize> = (0..n).filter(|i| !p.side.contains(i)).collect();
+    for group in [&p.side, &rest] {
+        for (k, &i) in honest.iter().enumerate() {
+            if !group.contains(&i) {
+                continue;
+            }
+            if group.len() >= quorum {
+                assert!(
+                    after[k] >= before[k] + p.min_progress,
+                    "validator {i} on the quorum side finalized only {} heights during the split",
+                    after[k] - before[k]
+                );
+            } else {
+                assert_eq!(after[k], before[k], "validator {i} finalized without a quorum during the split");
+            }
+        }
+    }
+    let top = after.iter().copied().max().unwrap_or(0);
+    cross_links(oracle, participants, &p.side, Some(link)).await;
+    let healed = now(context);
+    println!("t={healed:?}: healed at highest height {top}");
+    loop {
+        context.sleep(Duration::from_millis(100)).await;
+        check_live(ledgers, faulty, byz);
+        let elapsed = now(context) - healed;
+        if honest.iter().all(|&i| ledgers[i].height() > top) {
+            println!(
+                "every validator finalized past {top} {elapsed:?} after the heal; heights {:?}",
+                heights()
+            );
+            break;
+        }
+        assert!(
+            elapsed <= p.heal_within,
+            "no new finalized height everywhere within {:?} of the heal; heights {:?}",
+            p.heal_within,
+            heights()
+        );
+    }
+}
+
+/// No honest validator halted, and any equivocation recorded is against the Byzantine one.
+fn check_live(ledgers: &[Ledger], faulty: Option<usize>, byz: Option<usize>) {
+    for (i, l) in ledgers.iter().enumerate() {
+        if Some(i) == faulty {
+            continue;
+        }
+        assert!(l.halted().is_none(), "validator {i} halted: {:?}", l.halted());
+        for f in l.faults() {
+            let against_byzantine = byz.is_some_and(|b| f.ends_with(&format!(" by signer {b}")));
+            assert!(against_byzantine, "validator {i} saw equivocation by an honest validator: {f}");
+        }
+    }
+}
+
+/// Sleeps until every validator in `who` has finalized `height`; fails on any halt.
+async fn wait(
+    context: &deterministic::Context,
+    ledgers: &[Ledger],
+    faulty: Option<usize>,
+    byz: Option<usize>,
+    height: u64,
+    who: &[usize],
+) {
+    loop {
+        context.sleep(Duration::from_millis(500)).await;
+        check_live(ledgers, faulty, byz);
+        if who.iter().all(|&i| ledgers[i].height() >= height) {
+            break;
+        }
+    }
+}
+
+/// Safety: one digest per height on every validator. Agreement: one state root per height.
+/// Exactly once: executed heights are contiguous from 1. Returns (txs, accepted, fills) on the
+/// common chain.
+pub fn check(ledgers: &[BTreeMap<u64, Finalized>], target: u64) -> (usize, usize, usize) {
+    let mut seen: BTreeMap<u64, Finalized> = BTreeMap::new();
+    for (i, ledger) in ledgers.iter().enumerate() {
+        let heights: Vec<u64> = ledger.keys().copied().collect();
+        assert_eq!(heights, (1..=heights.len() as u64).collect::<Vec<_>>(), "validator {i} skipped a height");
+        assert!(heights.len() as u64 >= target, "validator {i} finalized only {} heights", heights.len());
+        for (h, f) in ledger {
+            match seen.get(h) {
+                None => {
+                    seen.insert(*h, *f);
+                }
+                Some(first) => {
+                    assert_eq!(
+                        first.digest, f.digest,
+                        "safety: two finalized blocks at height {h} (validator {i})"
+                    );
+                    assert_eq!(
+                        first.root, f.root,
+                        "agreement: two state roots at height {h} (validator {i})"
+                    );
+                    assert_eq!(first, f, "validators executed height {h} differently (validator {i})");
+                }
+            }
+        }
+    }
+    let txs = seen.values().map(|f| f.txs).sum();
+    let accepted = seen.values().map(|f| f.txs - f.rejected).sum();
+    let fills = seen.values().map(|f| f.fills).sum();
+    println!("common chain: {} heights, {txs} txs, {accepted} accepted, {fills} fills", seen.len());
+    assert!(accepted > 0, "no transaction was accepted: the exchange did no work");
+    (txs, accepted, fills)
+}
+
+pub fn link(latency_ms: u64, jitter_ms: u64, success: commonware_utils::Probability) -> Link {
+    Link {
+        latency: Duration::from_millis(latency_ms),
+        jitter: Duration::from_millis(jitter_ms),
+        success_rate: success,
+    }
+}
