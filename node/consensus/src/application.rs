@@ -28,7 +28,7 @@ use bastion_exchange::{
     Genesis, State,
     testkit::{PathKind, Workload},
 };
-use bastion_store::Store;
+use bastion_store::{Store, hex};
 use bastion_types::{AccountId, Event};
 use bytes::Buf as _;
 use commonware_actor::Feedback;
@@ -287,6 +287,14 @@ impl<S, P: PublicKey> Clone for Reporter<S, P> {
     }
 }
 
+impl<S: Scheme, P: PublicKey> Reporter<S, P> {
+    /// Records evidence of a fault the engine proved, naming the signer.
+    fn evidence(&self, kind: &str, view: impl std::fmt::Display, signer: impl std::fmt::Display) {
+        warn!(%view, %signer, "{kind}");
+        self.ledger.fault(format!("{kind} at view {view} by signer {signer}"));
+    }
+}
+
 impl<S: Scheme, P: PublicKey> ReporterTrait for Reporter<S, P> {
     type Activity = Activity<S, Digest>;
 
@@ -296,30 +304,9 @@ impl<S: Scheme, P: PublicKey> ReporterTrait for Reporter<S, P> {
                 let sent = self.sender.send_lossy(Message::Finalized { payload: f.proposal.payload });
                 return if sent { Feedback::Ok } else { Feedback::Closed };
             }
-            Activity::ConflictingNotarize(c) => {
-                warn!(view = %c.view(), "conflicting notarize votes");
-                self.ledger.fault(format!(
-                    "conflicting notarize at view {} by signer {}",
-                    c.view(),
-                    c.signer()
-                ));
-            }
-            Activity::ConflictingFinalize(c) => {
-                warn!(view = %c.view(), "conflicting finalize votes");
-                self.ledger.fault(format!(
-                    "conflicting finalize at view {} by signer {}",
-                    c.view(),
-                    c.signer()
-                ));
-            }
-            Activity::NullifyFinalize(c) => {
-                warn!(view = %c.view(), "nullify and finalize in one view");
-                self.ledger.fault(format!(
-                    "nullify and finalize at view {} by signer {}",
-                    c.view(),
-                    c.signer()
-                ));
-            }
+            Activity::ConflictingNotarize(c) => self.evidence("conflicting notarize", c.view(), c.signer()),
+            Activity::ConflictingFinalize(c) => self.evidence("conflicting finalize", c.view(), c.signer()),
+            Activity::NullifyFinalize(c) => self.evidence("nullify and finalize", c.view(), c.signer()),
             _ => {}
         }
         Feedback::Ok
@@ -885,8 +872,4 @@ fn wire_block(block: &ChainBlock) -> Vec<u8> {
     bytes.push(TAG_BLOCK);
     bytes.extend_from_slice(&block.encode());
     bytes
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -250,7 +250,7 @@ impl State {
             let rowed = self.row_maintenance(&table, row, a).map_err(|e| format!("{id}: {e}"))?;
             let fast = self.cross_maintenance(&table, a).map_err(|e| format!("{id}: {e}"))?;
             let full = self.cross_health(a, None).map_err(|e| format!("{id}: {e}"))?;
-            if !self.accounts.is_watched(slot) && margin::needs_sweep(&self.risk_row(a), a) {
+            if !self.accounts.is_watched(slot) && margin::needs_sweep(&self.risk_row(a)) {
                 return Err(format!("{id}: skipped by the sweep but holds a position or a debt"));
             }
             if fast != (full.collateral, full.maintenance) || rowed != fast {

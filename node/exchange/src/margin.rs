@@ -423,7 +423,7 @@ impl State {
         let (row, watch) = match self.accounts.by_slot(slot) {
             Some((_, a, _)) => {
                 let row = self.risk_row(a);
-                (row, needs_sweep(&row, a))
+                (row, needs_sweep(&row))
             }
             None => (RiskRow::SLOW, true),
         };
@@ -536,13 +536,8 @@ impl State {
 /// (cross or isolated) and no negative balance, and its row represents it exactly. Such
 /// accounts are most of a large exchange's, and skipping them is what keeps the per-block
 /// sweep proportional to the accounts at risk rather than to all accounts.
-pub(crate) fn needs_sweep(row: &RiskRow, a: &Account) -> bool {
-    row.slow
-        || row.sizes.iter().any(|s| *s != 0)
-        || row.quote < 0
-        || row.other < 0
-        || row.isolated
-        || a.positions.iter().any(|p| p.isolated && p.size != 0)
+pub(crate) fn needs_sweep(row: &RiskRow) -> bool {
+    row.slow || row.sizes.iter().any(|s| *s != 0) || row.quote < 0 || row.other < 0 || row.isolated
 }
 
 #[cfg(test)]

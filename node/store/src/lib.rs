@@ -18,7 +18,7 @@
 use bastion_exchange::{BlockError, BlockOutcome, Genesis, IMAGE_LAYOUT, ImageError, State, StateRoot};
 use bastion_storage::{
     DataDir, DirError, Faults, LogConfig, LogError, SnapshotError, SnapshotMeta, SnapshotStore,
-    SnapshotWriter,
+    SnapshotWriter, snapshot::SnapshotJob,
 };
 use bastion_types::{Block, Event};
 use serde::{Deserialize, Serialize};
@@ -286,7 +286,8 @@ pub struct Store {
     stopped: Option<String>,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes` (roots and hashes in messages).
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -550,13 +551,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Hands a copy-on-write view of the (durable) state to the snapshot thread.
-    fn start_snapshot(&mut self) {
+    /// A job that serializes a copy-on-write view of the current state (taken now, on this
+    /// thread) into a snapshot image (on the snapshot thread).
+    fn snapshot_job(&self) -> SnapshotJob {
         let view = self.state.view();
-        let job = Box::new(move || {
+        Box::new(move || {
             let bytes = view.to_image_bytes().map_err(|e: ImageError| e.to_string())?;
             Ok((view.height(), view.root(), IMAGE_LAYOUT, bytes))
-        });
+        })
+    }
+
+    /// Hands a copy-on-write view of the (durable) state to the snapshot thread.
+    fn start_snapshot(&mut self) {
+        let job = self.snapshot_job();
         match self.writer.submit(job) {
             Ok(()) => self.stats.last_snapshot_height = self.state.height,
             Err(SnapshotError::Busy) => {
@@ -617,11 +624,7 @@ impl Store {
         if self.log.last_height() != self.log.durable_height() {
             self.commit()?;
         }
-        let view = self.state.view();
-        let job = Box::new(move || {
-            let bytes = view.to_image_bytes().map_err(|e: ImageError| e.to_string())?;
-            Ok((view.height(), view.root(), IMAGE_LAYOUT, bytes))
-        });
+        let job = self.snapshot_job();
         self.writer.submit(job)?;
         self.stats.last_snapshot_height = self.state.height;
         let mut meta = None;

@@ -11,15 +11,12 @@
 
 use bastion_exchange::testkit::{PathKind, Rng, Workload};
 use bastion_exchange::{Genesis, State};
+use bastion_store::hex;
 use bastion_store::{Store, StoreConfig};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn seed() -> u64 {
     std::env::var("BASTION_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {

@@ -1,6 +1,7 @@
 //! `bastion storage`: inspect and check a node's data dir.
 
 use bastion_exchange::Genesis;
+use bastion_store::hex;
 use bastion_store::{Store, StoreConfig};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -23,10 +24,6 @@ pub enum StorageCommand {
         #[arg(long)]
         deep: bool,
     },
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs a storage command; `Ok` holds the report, `Err` why the data dir is not usable.

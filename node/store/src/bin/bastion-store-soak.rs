@@ -9,6 +9,7 @@
 
 use bastion_exchange::Genesis;
 use bastion_exchange::testkit::Rng;
+use bastion_store::hex;
 use bastion_store::{Store, StoreConfig};
 use bastion_types::Block;
 use clap::Parser;
@@ -40,10 +41,6 @@ struct Args {
     /// Log segment size in bytes.
     #[arg(long, default_value_t = 64 << 10)]
     segment_bytes: u64,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn run(args: &Args) -> Result<(), String> {
