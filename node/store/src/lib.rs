@@ -29,8 +29,13 @@ use std::time::{Duration, Instant};
 
 pub use bastion_storage::{BlockLog, Damage};
 
-/// Version of a log entry's encoding (its first byte).
-pub const ENTRY_VERSION: u8 = 1;
+/// Version of a log entry's encoding (its first byte). Version 2 added `parent_root` and `link`.
+pub const ENTRY_VERSION: u8 = 2;
+
+/// 32 opaque bytes the caller attaches to each executed block and gets back from the log:
+/// consensus stores the parent block's digest there, so its chain of digests can be rebuilt
+/// from any suffix of the log (the log is pruned behind snapshots).
+pub type ChainLink = [u8; 32];
 
 /// How the store keeps its files.
 #[derive(Clone, Debug)]
@@ -143,30 +148,44 @@ pub enum StoreError {
     Stopped(String),
 }
 
-/// One block as the log holds it: the block, what executing it produced, and the state root.
+/// One block as the log holds it: the block, what executing it produced, the state roots
+/// before and after it, and the caller's chain link.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// The finalized block.
     pub block: Block,
     /// Its execution results.
     pub events: Vec<Event>,
+    /// The state root before it (replay checks it: a log spliced from another chain is refused
+    /// at the splice).
+    pub parent_root: StateRoot,
     /// The state root after it.
     pub root: StateRoot,
+    /// The caller's link (see [`ChainLink`]); zero when the caller attached none.
+    pub link: ChainLink,
 }
 
 impl LogEntry {
     /// The entry's bytes: a version byte, then postcard.
-    pub fn encode(block: &Block, events: &[Event], root: &StateRoot) -> Vec<u8> {
+    pub fn encode(
+        block: &Block,
+        events: &[Event],
+        parent_root: &StateRoot,
+        root: &StateRoot,
+        link: &ChainLink,
+    ) -> Vec<u8> {
         #[derive(Serialize)]
         struct Borrowed<'a> {
             block: &'a Block,
             events: &'a [Event],
+            parent_root: &'a StateRoot,
             root: &'a StateRoot,
+            link: &'a ChainLink,
         }
         let mut out = vec![ENTRY_VERSION];
         // Serializing plain data into a Vec cannot fail; an empty body would fail to decode,
         // never decode wrongly.
-        match postcard::to_extend(&Borrowed { block, events, root }, out) {
+        match postcard::to_extend(&Borrowed { block, events, parent_root, root, link }, out) {
             Ok(v) => out = v,
             Err(_) => out = vec![ENTRY_VERSION],
         }
@@ -437,6 +456,16 @@ impl Store {
                     reason: format!("the entry holds block {}", entry.block.height),
                 });
             }
+            let before = state.state_root();
+            if entry.parent_root != before {
+                return Err(StoreError::RootMismatch {
+                    height: height.saturating_sub(1),
+                    dir: log_dir,
+                    base: base_name,
+                    logged: hex(&entry.parent_root),
+                    computed: hex(&before),
+                });
+            }
             let out = state.apply_block(&entry.block).map_err(|error| StoreError::Replay {
                 height,
                 dir: log_dir.clone(),
@@ -514,9 +543,15 @@ impl Store {
     /// Executes a finalized block and appends its log entry. Not durable until [`Store::commit`].
     /// A block the exchange refuses leaves everything unchanged; a log failure stops the store.
     pub fn execute(&mut self, block: &Block) -> Result<BlockOutcome, StoreError> {
+        self.execute_linked(block, &[0u8; 32])
+    }
+
+    /// [`Store::execute`] with a [`ChainLink`] kept in the block's log entry.
+    pub fn execute_linked(&mut self, block: &Block, link: &ChainLink) -> Result<BlockOutcome, StoreError> {
         self.check()?;
+        let parent_root = self.state.state_root();
         let out = self.state.apply_block(block)?;
-        let entry = LogEntry::encode(block, &out.events, &out.root);
+        let entry = LogEntry::encode(block, &out.events, &parent_root, &out.root, link);
         if let Err(e) = self.log.append(block.height, &entry) {
             // The state is ahead of the log now: nothing may be acknowledged from it.
             return self.stop(e.into());

@@ -132,13 +132,14 @@ fn a_logged_root_that_replay_does_not_reproduce_stops_recovery() {
     let (blocks, _) = chain(4, 12);
     let tmp = tempfile::tempdir().unwrap();
     run(tmp.path(), cfg(0), &blocks[..8]).close();
+    let parent_root = Store::open(tmp.path(), &Genesis::devnet(), cfg(0)).unwrap().0.state().state_root();
     // Append an entry whose block is valid but whose logged root is wrong, with a valid
     // checksum: what a diverged (buggy) node would have written.
     {
         let (mut log, _) =
             bastion_storage::BlockLog::open(&tmp.path().join("log"), bastion_storage::LogConfig::default())
                 .unwrap();
-        let entry = LogEntry::encode(&blocks[8], &[], &[7u8; 32]);
+        let entry = LogEntry::encode(&blocks[8], &[], &parent_root, &[7u8; 32], &[0u8; 32]);
         log.append(9, &entry).unwrap();
         log.commit().unwrap();
     }
@@ -203,7 +204,9 @@ fn snapshot_write_failure_is_reported_and_the_log_is_kept() {
     // Room for block 10's log record (entry + a small header), not for a snapshot.
     let mut shadow = store.state().clone();
     let out = shadow.apply_block(&blocks[9]).unwrap();
-    faults.no_space_after(LogEntry::encode(&blocks[9], &out.events, &out.root).len() as u64 + 64);
+    faults.no_space_after(
+        LogEntry::encode(&blocks[9], &out.events, &out.root, &out.root, &[0u8; 32]).len() as u64 + 64,
+    );
     store.apply(&blocks[9]).unwrap();
     let stats = store.close();
     assert_eq!(stats.snapshots_written, 0, "{stats:?}");

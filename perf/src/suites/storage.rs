@@ -73,9 +73,10 @@ fn fill_entry(fills: u64, seed: u64) -> Result<(Vec<u8>, usize), String> {
         .map(|t| tx(&mut w, t, order(Side::Buy, mark + 100, TimeInForce::Ioc)))
         .collect();
     let b = w.block_with(bids);
+    let parent_root = s.state_root();
     let out = s.apply_block(&b).map_err(|e| e.to_string())?;
     let n_fills = out.events.iter().filter(|e| matches!(e, bastion_types::Event::Fill { .. })).count();
-    Ok((LogEntry::encode(&b, &out.events, &out.root), n_fills))
+    Ok((LogEntry::encode(&b, &out.events, &parent_root, &out.root, &[0u8; 32]), n_fills))
 }
 
 fn commit_latency(ctx: &Ctx, report: &mut Report, dir: &Path) -> Result<(), String> {
