@@ -51,7 +51,9 @@ use commonware_utils::channel::{
 use std::{
     borrow::Cow,
     collections::{BTreeMap, BTreeSet, HashMap},
+    io::Write as _,
     marker::PhantomData,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
 };
@@ -80,6 +82,17 @@ const REQUESTS_MAX: usize = 32;
 const TAG_BLOCK: u8 = 0;
 /// Wire tag of a request for a block by digest.
 const TAG_REQUEST: u8 = 1;
+/// Wire tag of a request for the finalized blocks at a range of heights (backfill).
+const TAG_RANGE: u8 = 2;
+
+/// Wire tag of a backfill answer "I no longer hold heights below this one" (a u64).
+const TAG_PRUNED: u8 = 3;
+
+/// Most blocks asked for (and served) by one range request.
+const RANGE_MAX: u64 = 64;
+
+/// Name of the evidence file in the node's data dir.
+pub const EVIDENCE_FILE: &str = "evidence.log";
 
 /// One finalized, durable block as this validator executed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,20 +291,41 @@ impl<P: PublicKey> RelayTrait for Mailbox<P> {
 pub struct Reporter<S, P: PublicKey> {
     sender: mpsc::UnboundedSender<Message<P>>,
     ledger: Ledger,
+    /// Where evidence is appended (the node's data dir).
+    evidence: PathBuf,
     _scheme: PhantomData<fn() -> S>,
 }
 
 impl<S, P: PublicKey> Clone for Reporter<S, P> {
     fn clone(&self) -> Self {
-        Reporter { sender: self.sender.clone(), ledger: self.ledger.clone(), _scheme: PhantomData }
+        Reporter {
+            sender: self.sender.clone(),
+            ledger: self.ledger.clone(),
+            evidence: self.evidence.clone(),
+            _scheme: PhantomData,
+        }
     }
 }
 
 impl<S: Scheme, P: PublicKey> Reporter<S, P> {
-    /// Records evidence of a fault the engine proved, naming the signer.
-    fn evidence(&self, kind: &str, view: impl std::fmt::Display, signer: impl std::fmt::Display) {
+    /// Records evidence of a fault the engine proved, naming the signer: in the ledger, and as
+    /// one line appended (and synced) to the data dir's [`EVIDENCE_FILE`]: the kind, view,
+    /// signer index and the hex of the encoded proof (both signed votes), which anyone holding
+    /// the validator set can verify.
+    fn evidence(
+        &self,
+        kind: &str,
+        view: impl std::fmt::Display,
+        signer: impl std::fmt::Display,
+        proof: &impl commonware_codec::Encode,
+    ) {
         warn!(%view, %signer, "{kind}");
-        self.ledger.fault(format!("{kind} at view {view} by signer {signer}"));
+        let what = format!("{kind} at view {view} by signer {signer}");
+        let line = format!("{what}\tproof {}\n", hex(&proof.encode()));
+        if let Err(e) = append_synced(&self.evidence, line.as_bytes()) {
+            error!(file = %self.evidence.display(), %e, "cannot persist evidence");
+        }
+        self.ledger.fault(what);
     }
 }
 
@@ -304,9 +338,13 @@ impl<S: Scheme, P: PublicKey> ReporterTrait for Reporter<S, P> {
                 let sent = self.sender.send_lossy(Message::Finalized { payload: f.proposal.payload });
                 return if sent { Feedback::Ok } else { Feedback::Closed };
             }
-            Activity::ConflictingNotarize(c) => self.evidence("conflicting notarize", c.view(), c.signer()),
-            Activity::ConflictingFinalize(c) => self.evidence("conflicting finalize", c.view(), c.signer()),
-            Activity::NullifyFinalize(c) => self.evidence("nullify and finalize", c.view(), c.signer()),
+            Activity::ConflictingNotarize(c) => {
+                self.evidence("conflicting notarize", c.view(), c.signer(), &c)
+            }
+            Activity::ConflictingFinalize(c) => {
+                self.evidence("conflicting finalize", c.view(), c.signer(), &c)
+            }
+            Activity::NullifyFinalize(c) => self.evidence("nullify and finalize", c.view(), c.signer(), &c),
             _ => {}
         }
         Feedback::Ok
@@ -346,6 +384,14 @@ pub struct Application<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P
     executed: HashMap<Digest, u64>,
     /// Blocks something waits for (requested from peers every [`REQUEST_EVERY`]).
     wanted: BTreeSet<Digest>,
+    /// The highest finalized height whose block is missing below a block we hold: backfilled
+    /// by range requests, downwards from it.
+    backfill: Option<u64>,
+    /// Peers heard from, in order of first contact: range requests rotate among them.
+    peers: Vec<P>,
+    next_peer: usize,
+    /// Peers that told us they pruned what we need (warned once each).
+    pruned_warned: BTreeSet<P>,
 
     pending_proposals: Vec<(Context<Digest, P>, oneshot::Sender<Digest>)>,
     pending_verifies: Vec<(Context<Digest, P>, Digest, oneshot::Sender<bool>)>,
@@ -390,6 +436,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         }
         let (sender, receiver) = mpsc::unbounded_channel();
         let cfg_ledger = cfg.ledger.clone();
+        let evidence = cfg.store.path().join(EVIDENCE_FILE);
         let app = Application {
             context: ContextCell::new(context),
             store: cfg.store,
@@ -407,6 +454,10 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             halted: false,
             executed,
             wanted: BTreeSet::new(),
+            backfill: None,
+            peers: Vec::new(),
+            next_peer: 0,
+            pruned_warned: BTreeSet::new(),
             pending_proposals: Vec::new(),
             pending_verifies: Vec::new(),
             pending_finals: Vec::new(),
@@ -414,7 +465,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         Ok((
             app,
             Mailbox { sender: sender.clone() },
-            Reporter { sender, ledger: cfg_ledger, _scheme: PhantomData },
+            Reporter { sender, ledger: cfg_ledger, evidence, _scheme: PhantomData },
         ))
     }
 
@@ -450,6 +501,9 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
 
     /// A message on the block channel: a block, or a request for one.
     fn receive(&mut self, from: P, mut rest: IoBuf) {
+        if !self.peers.contains(&from) {
+            self.peers.push(from.clone());
+        }
         let tag = rest.as_ref().first().copied();
         if tag.is_some() {
             rest.advance(1);
@@ -460,7 +514,9 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                     let digest = block.id();
                     // Memory bound: unsolicited blocks far beyond the executed tip are dropped
                     // (a catching-up validator requests what it needs).
+                    let backfilling = self.backfill.is_some_and(|m| block.height_u64() <= m);
                     if !self.wanted.contains(&digest)
+                        && !backfilling
                         && block.height_u64() > self.tip.1.saturating_add(MAX_AHEAD)
                     {
                         debug!(?from, height = block.height_u64(), "unsolicited block too far ahead");
@@ -483,7 +539,61 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                     let _ = self.net.0.send(Recipients::One(from), bytes, false);
                 }
             }
+            Some(TAG_RANGE) => {
+                let (Ok(from_height), Ok(to_height)) = (rest.try_get_u64(), rest.try_get_u64()) else {
+                    warn!(?from, "undecodable range request");
+                    return;
+                };
+                self.serve_range(from, from_height, to_height);
+            }
+            Some(TAG_PRUNED) => {
+                let Ok(first) = rest.try_get_u64() else { return };
+                if self.backfill.is_some_and(|m| m < first) && self.pruned_warned.insert(from.clone()) {
+                    error!(
+                        ?from,
+                        first,
+                        tip = self.tip.1,
+                        "this validator is too far behind to catch up from this peer: the peer's block log \
+                         starts at {first} and we need {}; catching up from a snapshot (state sync) is not \
+                         built: restore this node's data dir from a recent peer's snapshot",
+                        self.tip.1 + 1
+                    );
+                }
+            }
             _ => warn!(?from, "unknown message on the block channel"),
+        }
+    }
+
+    /// Answers a backfill request: the finalized blocks at `from..=to` (at most [`RANGE_MAX`],
+    /// none above our executed tip), from memory or from the store's block log.
+    fn serve_range(&mut self, peer: P, from: u64, to: u64) {
+        let last = to.min(self.tip.1).min(from.saturating_add(RANGE_MAX - 1));
+        for h in from.max(1)..=last {
+            let block = match self.ledger.digest_at(h).and_then(|d| self.blocks.get(&d)) {
+                Some(b) => b.clone(),
+                None => match self
+                    .store
+                    .log()
+                    .read(h)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| logged_block(&bytes, &self.limits))
+                {
+                    Ok((b, _)) => b,
+                    Err(e) => {
+                        debug!(h, %e, "cannot serve a backfill height (pruned or damaged)");
+                        if let Some(first) = self.store.log().first_height()
+                            && h < first
+                        {
+                            let mut bytes = vec![TAG_PRUNED];
+                            bytes.extend_from_slice(&first.to_be_bytes());
+                            let _ = self.net.0.send(Recipients::One(peer.clone()), bytes, false);
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let _ = self.net.0.send(Recipients::One(peer.clone()), wire_block(&block), false);
         }
     }
 
@@ -498,6 +608,22 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             bytes.push(TAG_REQUEST);
             bytes.extend_from_slice(digest.as_ref());
             let _ = self.net.0.send(Recipients::All, bytes, false);
+        }
+        if let Some(missing) = self.backfill
+            && missing > self.tip.1
+            && !self.peers.is_empty()
+        {
+            // Downwards from the highest missing height, one peer at a time (rotating, so a
+            // peer that cannot serve is passed over at the next round).
+            let from = missing.saturating_sub(RANGE_MAX - 1).max(self.tip.1 + 1);
+            let peer = self.peers[self.next_peer % self.peers.len()].clone();
+            self.next_peer = self.next_peer.wrapping_add(1);
+            debug!(from, to = missing, ?peer, "backfill request");
+            let mut bytes = Vec::with_capacity(17);
+            bytes.push(TAG_RANGE);
+            bytes.extend_from_slice(&from.to_be_bytes());
+            bytes.extend_from_slice(&missing.to_be_bytes());
+            let _ = self.net.0.send(Recipients::One(peer), bytes, false);
         }
     }
 
@@ -538,6 +664,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
     fn progress(&mut self) {
         // Recomputed below from whatever still waits.
         self.wanted.clear();
+        self.backfill = None;
         if self.halted {
             // Stop voting and proposing: drop every response (the engine times the view out).
             self.pending_proposals.clear();
@@ -723,6 +850,10 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             while cursor != self.tip.0 {
                 let Some(block) = self.blocks.get(&cursor) else {
                     self.wanted.insert(cursor);
+                    if let Some(child) = chain.last().and_then(|d| self.blocks.get(d)) {
+                        let h = child.height_u64().saturating_sub(1);
+                        self.backfill = Some(self.backfill.map_or(h, |m| m.max(h)));
+                    }
                     missing = true;
                     break;
                 };
@@ -771,7 +902,8 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                     ));
                     break;
                 }
-                let out = match self.store.execute(&self.as_executed(&block)) {
+                let link: [u8; 32] = block.parent_digest().as_ref().try_into().unwrap_or([0u8; 32]);
+                let out = match self.store.execute_linked(&self.as_executed(&block), &link) {
                     Ok(out) => out,
                     Err(e) => {
                         self.halt(format!("store cannot execute finalized block {d}: {e}"));
@@ -815,10 +947,13 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
     }
 }
 
-/// Rebuilds the executed chain from the store's block log after a restart: every chain block's
-/// digest follows from its parent's digest, the parent's logged state root and the logged
-/// exchange block (the encoding is canonical). Returns the executed tip; keeps the last
-/// [`KEEP_FINALIZED`] blocks for peers that catch up; records every height in the ledger.
+/// Rebuilds the executed chain from the store's block log after a restart. Each log entry holds
+/// the exchange block, the state roots before and after it and, as its link, the parent block's
+/// digest: with the canonical encoding that is exactly the [`ChainBlock`], so its digest follows.
+/// Any suffix of the log will do (the log is pruned behind snapshots): consecutive entries must
+/// chain (each link is the previous entry's digest) and the last must be the store's height.
+/// Returns the executed tip; keeps the last [`KEEP_FINALIZED`] blocks for peers that catch up;
+/// records those heights in the ledger.
 fn recover_chain(
     store: &Store,
     genesis: &ChainBlock,
@@ -827,44 +962,62 @@ fn recover_chain(
     blocks: &mut HashMap<Digest, ChainBlock>,
 ) -> Result<(Digest, u64), String> {
     let height = store.state().height;
-    let mut tip = (genesis.id(), 0u64);
     if height == 0 {
-        return Ok(tip);
+        return Ok((genesis.id(), 0));
     }
-    if store.log().first_height() != Some(1) {
-        return Err(format!(
-            "store at height {height} but its log starts at {:?}: recovering the chain's digests \
-             without the whole log is not built yet",
-            store.log().first_height()
-        ));
-    }
-    let mut parent_root = *genesis.parent_state_root();
-    for item in store.log().iter_from(1) {
+    let first = store.log().first_height().unwrap_or(height).max(height.saturating_sub(KEEP_FINALIZED) + 1);
+    let mut tip: Option<(Digest, u64)> = None;
+    for item in store.log().iter_from(first) {
         let (h, bytes) = item.map_err(|e| format!("reading the block log: {e}"))?;
         if h > height {
             break;
         }
-        let entry = bastion_store::LogEntry::decode(&bytes)?;
-        let block = ChainBlock::new(tip.0, parent_root, entry.block, limits).map_err(|e| e.to_string())?;
-        if block.height_u64() != h || h != tip.1 + 1 {
-            return Err(format!("block log out of order at height {h}"));
+        let (block, finalized) = logged_block(&bytes, limits)?;
+        if block.height_u64() != h {
+            return Err(format!("block log entry at height {h} holds block {}", block.height_u64()));
         }
-        let digest = block.id();
-        let rejected = entry.events.iter().filter(|e| matches!(e, Event::Rejected { .. })).count();
-        let fills = entry.events.iter().filter(|e| matches!(e, Event::Fill { .. })).count();
-        let txs = block.block().txs.len();
-        ledger.record(h, Finalized { digest, root: entry.root, txs, rejected, fills });
-        if h + KEEP_FINALIZED > height {
-            blocks.insert(digest, block);
+        if let Some((digest, at)) = tip
+            && (h != at + 1 || block.parent_digest() != digest)
+        {
+            return Err(format!("block log entry at height {h} does not link to height {at}"));
         }
-        parent_root = entry.root;
-        tip = (digest, h);
+        if h == 1 && block.parent_digest() != genesis.id() {
+            return Err("block log entry at height 1 does not link to this genesis".into());
+        }
+        ledger.record(h, finalized);
+        tip = Some((block.id(), h));
+        blocks.insert(block.id(), block);
     }
-    if tip.1 != height || parent_root != store.state().state_root() {
-        return Err(format!("block log ends at {} but the store is at {height}", tip.1));
+    match tip {
+        Some((digest, h)) if h == height => {
+            info!(height, "recovered the executed chain from the block log");
+            Ok((digest, h))
+        }
+        _ => Err(format!(
+            "the store is at height {height} but its block log ({:?}..={:?}) does not hold that height",
+            store.log().first_height(),
+            store.log().last_height()
+        )),
     }
-    info!(height, "recovered the executed chain from the block log");
-    Ok(tip)
+}
+
+/// The chain block a log entry holds (see [`recover_chain`]), and what it recorded.
+fn logged_block(bytes: &[u8], limits: &BlockLimits) -> Result<(ChainBlock, Finalized), String> {
+    let entry = bastion_store::LogEntry::decode(bytes)?;
+    let parent = Digest::from(entry.link);
+    let block = ChainBlock::new(parent, entry.parent_root, entry.block, limits).map_err(|e| e.to_string())?;
+    let rejected = entry.events.iter().filter(|e| matches!(e, Event::Rejected { .. })).count();
+    let fills = entry.events.iter().filter(|e| matches!(e, Event::Fill { .. })).count();
+    let txs = block.block().txs.len();
+    let finalized = Finalized { digest: block.id(), root: entry.root, txs, rejected, fills };
+    Ok((block, finalized))
+}
+
+/// Appends `bytes` to `path` and syncs it (creating the file if needed).
+fn append_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
 }
 
 fn wire_block(block: &ChainBlock) -> Vec<u8> {

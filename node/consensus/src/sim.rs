@@ -128,6 +128,21 @@ pub struct Crash {
     pub others_reach: u64,
 }
 
+/// The store's configuration in simulations: snapshots every 40 blocks, 3 kept, 32 KiB log
+/// segments, so long runs exercise snapshots, log pruning, restarts from a pruned log and
+/// backfill from peers' logs. (Peers keep their log back to their oldest kept snapshot:
+/// between 80 and 120 heights here; a validator down for longer than that would need state
+/// sync, which is not built.)
+pub fn sim_store_config() -> StoreConfig {
+    StoreConfig {
+        snapshot_every: 40,
+        keep_snapshots: 3,
+        segment_bytes: 32 << 10,
+        snapshot_write_bytes_per_s: 0,
+        ..StoreConfig::default()
+    }
+}
+
 /// Everything needed to (re)start one validator.
 struct Validator {
     index: usize,
@@ -156,7 +171,7 @@ impl Validator {
         let resolver = control.register(2, quota).await.unwrap();
         let blocks = control.register(3, quota).await.unwrap();
 
-        let (store, recovery) = Store::open(&self.dir, &self.genesis, StoreConfig::default()).unwrap();
+        let (store, recovery) = Store::open(&self.dir, &self.genesis, sim_store_config()).unwrap();
         if incarnation > 0 {
             println!("validator {} reopened its store: {:?}", self.index, recovery.describe());
         }
