@@ -39,8 +39,10 @@
 pub mod application;
 pub mod block;
 pub mod sim;
+pub mod spec;
 
 pub use application::{
     Application, BlockSource, Config, Fault, Finalized, Ledger, Mailbox, Reporter, genesis_block,
 };
 pub use block::{BlockLimits, ChainBlock, StateRoot};
+pub use spec::{ChainSpec, Multisig, SpecError, ValidatorInfo, ValidatorKeys};

@@ -1,5 +1,6 @@
 //! `bastion`: the validator binary and its operator commands.
 
+mod keys;
 mod risk;
 mod sig;
 mod storage;
@@ -18,6 +19,10 @@ struct Cli {
 enum Command {
     /// Run a local development network.
     Devnet,
+    /// Create a validator keys file (ed25519 identity, BLS consensus key), mode 0600.
+    Keygen(keys::KeygenArgs),
+    /// Create a local network: a genesis file and, per validator, a keys file and node config.
+    Init(keys::InitArgs),
     /// Risk arithmetic of the exchange, as consensus computes it.
     #[command(subcommand)]
     Risk(risk::RiskCommand),
@@ -36,6 +41,8 @@ fn main() -> ExitCode {
             println!("devnet arrives with the validator pipeline");
             ExitCode::SUCCESS
         }
+        Command::Keygen(args) => report(keys::keygen(&args)),
+        Command::Init(args) => report(keys::init(&args)),
         Command::Storage(cmd) => report(storage::run(&cmd)),
         Command::Risk(cmd) => report(risk::run(&cmd)),
         Command::Sig(cmd) => {

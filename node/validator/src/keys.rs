@@ -1,0 +1,198 @@
+//! `bastion keygen` and `bastion init`: validator keys and local network genesis.
+
+use bastion_consensus::spec::{MAX_VALIDATORS, ValidatorKeys};
+use bastion_consensus::{ChainSpec, ValidatorInfo};
+use bastion_exchange::{Genesis, State};
+use bastion_store::hex;
+use clap::Args;
+use commonware_codec::Encode;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// `bastion keygen`: a new validator keys file.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// The keys file to create (mode 0600; an existing file is never overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Validator name: with --address and --chain-id, also print the genesis entry.
+    #[arg(long, requires_all = ["address", "chain_id"])]
+    pub name: Option<String>,
+    /// Where this validator's p2p listener is reachable (IP:PORT).
+    #[arg(long, requires_all = ["name", "chain_id"])]
+    pub address: Option<SocketAddr>,
+    /// The chain id the proof of possession is bound to.
+    #[arg(long, requires_all = ["name", "address"])]
+    pub chain_id: Option<String>,
+}
+
+/// `bastion init`: a local network's genesis file and one directory per validator.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Number of validators.
+    #[arg(long)]
+    pub validators: usize,
+    /// Output directory: DIR/genesis.json and DIR/v{i}/{keys.json,node.toml}.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Chain id (ASCII letters, digits, '.', '_', '-').
+    #[arg(long, default_value = "bastion-devnet")]
+    pub chain_id: String,
+    /// P2P port of validator 0; validator i listens on base-port + i.
+    #[arg(long, default_value_t = 7400)]
+    pub base_port: u16,
+    /// Host (IP) every validator's address uses.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Derive keys deterministically from this seed (validator i: seed*1000+i). INSECURE: for
+    /// tests and local devnets only. Without it keys come from OS entropy.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// Runs `bastion keygen`; `Ok` holds the report.
+pub fn keygen(args: &KeygenArgs) -> Result<String, String> {
+    let keys = ValidatorKeys::generate();
+    // Check the genesis entry's inputs before writing anything.
+    let info = match (&args.name, args.address, &args.chain_id) {
+        (Some(name), Some(address), Some(chain_id)) => {
+            let info = keys.info(name, address, chain_id);
+            check_entry(&info, chain_id)?;
+            Some(info)
+        }
+        (None, None, None) => None,
+        _ => return Err("--name, --address and --chain-id go together".into()),
+    };
+    keys.save(&args.out).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    let _ = writeln!(out, "wrote {} (mode 0600; keep it secret, back it up)", args.out.display());
+    let _ = writeln!(out, "identity   {}", hex(&keys.identity_public().encode()));
+    let _ = write!(out, "bls_public {}", hex(&keys.bls_public().encode()));
+    if let Some(info) = info {
+        let json = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
+        let _ = write!(out, "\ngenesis entry (add it to \"validators\" in the genesis file):\n{json}");
+    }
+    Ok(out)
+}
+
+/// Checks a lone genesis entry the way the genesis file will (name, hex, proof of possession).
+fn check_entry(info: &ValidatorInfo, chain_id: &str) -> Result<(), String> {
+    let mut exchange = Genesis::devnet();
+    exchange.validator_stakes = vec![1];
+    let spec = ChainSpec { chain_id: chain_id.to_string(), exchange, validators: vec![info.clone()] };
+    spec.validate().map_err(|e| e.to_string())
+}
+
+/// Runs `bastion init`; `Ok` holds the report.
+pub fn init(args: &InitArgs) -> Result<String, String> {
+    let n = args.validators;
+    if n == 0 || n > MAX_VALIDATORS {
+        return Err(format!("--validators {n}: 1..={MAX_VALIDATORS} required"));
+    }
+    let last_port = usize::from(args.base_port) + n - 1;
+    if last_port > usize::from(u16::MAX) {
+        return Err(format!("--base-port {} + {n} validators runs past port 65535", args.base_port));
+    }
+    let genesis_path = args.out.join("genesis.json");
+    if genesis_path.exists() {
+        return Err(format!(
+            "{} exists; refusing to overwrite a network (choose another --out)",
+            genesis_path.display()
+        ));
+    }
+    let dirs: Vec<PathBuf> = (0..n).map(|i| args.out.join(format!("v{i}"))).collect();
+    for dir in &dirs {
+        for file in ["keys.json", "node.toml"] {
+            let path = dir.join(file);
+            if path.exists() {
+                return Err(format!("{} exists; refusing to overwrite it", path.display()));
+            }
+        }
+    }
+
+    let keys: Vec<ValidatorKeys> = match args.seed {
+        None => (0..n).map(|_| ValidatorKeys::generate()).collect(),
+        Some(seed) => (0..n)
+            .map(|i| {
+                seed.checked_mul(1000)
+                    .and_then(|s| s.checked_add(i as u64))
+                    .map(ValidatorKeys::from_seed)
+                    .ok_or_else(|| format!("--seed {seed} is too large (seed*1000+{i} overflows u64)"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut exchange = Genesis::devnet();
+    exchange.validator_stakes = vec![1; n];
+    State::from_genesis(&exchange).map_err(|e| format!("devnet exchange genesis with {n} stakes: {e}"))?;
+    let validators = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let port = args.base_port + u16::try_from(i).unwrap_or(u16::MAX);
+            k.info(&format!("v{i}"), SocketAddr::new(args.host, port), &args.chain_id)
+        })
+        .collect();
+    let spec = ChainSpec { chain_id: args.chain_id.clone(), exchange, validators };
+    spec.validate().map_err(|e| e.to_string())?;
+
+    // Validator directories first, the genesis file last: its presence marks a complete init.
+    for (i, (dir, k)) in dirs.iter().zip(&keys).enumerate() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        k.save(&dir.join("keys.json")).map_err(|e| e.to_string())?;
+        let toml = node_toml(i, &args.out, spec.validators[i].address.port());
+        write_new(&dir.join("node.toml"), toml.as_bytes())?;
+    }
+    spec.save(&genesis_path).map_err(|e| e.to_string())?;
+
+    let mut out = String::new();
+    let _ = writeln!(out, "chain {}: {n} validators", spec.chain_id);
+    let _ = writeln!(out, "genesis {}", genesis_path.display());
+    let _ = writeln!(out, "genesis digest {}", hex(&spec.digest()));
+    for (i, v) in spec.validators.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{} {} identity {} keys {}",
+            v.name,
+            v.address,
+            v.identity,
+            dirs[i].join("keys.json").display()
+        );
+    }
+    if let Some(seed) = args.seed {
+        let _ = writeln!(
+            out,
+            "WARNING: keys derived from --seed {seed} are deterministic and INSECURE: tests and local devnets only"
+        );
+    }
+    let _ = write!(
+        out,
+        "next: start every validator, e.g. `bastion run --config {}`",
+        dirs[0].join("node.toml").display()
+    );
+    Ok(out)
+}
+
+/// The node config of validator `i`.
+fn node_toml(i: usize, out: &Path, port: u16) -> String {
+    format!(
+        "# Bastion validator v{i}: `bastion run --config {dir}/v{i}/node.toml`\n\
+         genesis = \"../genesis.json\"   # paths are relative to this file\n\
+         keys = \"keys.json\"\n\
+         data_dir = \"data\"\n\
+         log_level = \"info\"\n\
+         # listen = \"0.0.0.0:{port}\"      # default: this validator's address in the genesis file\n",
+        dir = out.display()
+    )
+}
+
+/// Writes a new file, refusing to overwrite one.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,139 @@
+//! `bastion init` and `bastion keygen` end to end through the built binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bastion_consensus::{ChainSpec, ValidatorInfo, ValidatorKeys};
+use std::path::Path;
+use std::process::Command;
+
+fn bastion(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bastion")).args(args).output().expect("run bastion");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn init_creates_a_loadable_network_and_refuses_to_run_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    let args = [
+        "init",
+        "--validators",
+        "4",
+        "--out",
+        path(&out),
+        "--chain-id",
+        "bastion-test",
+        "--base-port",
+        "9100",
+    ];
+    let (ok, stdout, stderr) = bastion(&args);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+
+    let spec = ChainSpec::load(&out.join("genesis.json")).unwrap();
+    assert_eq!(spec.chain_id, "bastion-test");
+    assert_eq!(spec.validators.len(), 4);
+    assert_eq!(spec.exchange.validator_stakes, vec![1; 4]);
+    let digest: String = spec.digest().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(stdout.contains(&digest), "digest {digest} not printed:\n{stdout}");
+    assert!(stdout.contains("bastion run --config"), "{stdout}");
+    assert!(!stdout.contains("INSECURE"), "{stdout}");
+
+    let mut identities = Vec::new();
+    for i in 0..4 {
+        let v = out.join(format!("v{i}"));
+        let keys = ValidatorKeys::load(&v.join("keys.json")).unwrap();
+        spec.scheme(&keys).unwrap();
+        assert_eq!(spec.index_of(&keys.identity_public()), Some(i));
+        assert_eq!(spec.validators[i].address.port(), 9100 + i as u16);
+        identities.push(keys.identity_public());
+        let toml = std::fs::read_to_string(v.join("node.toml")).unwrap();
+        assert!(toml.contains("genesis = \"../genesis.json\""), "{toml}");
+        assert!(toml.contains("keys = \"keys.json\""), "{toml}");
+        assert!(toml.contains(&format!("0.0.0.0:{}", 9100 + i)), "{toml}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(v.join("keys.json")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+    identities.sort();
+    identities.dedup();
+    assert_eq!(identities.len(), 4);
+
+    let (ok, stdout, stderr) = bastion(&args);
+    assert!(!ok, "second init succeeded: {stdout}");
+    assert!(stderr.contains("genesis.json"), "{stderr}");
+    // Nothing was changed.
+    assert_eq!(ChainSpec::load(&out.join("genesis.json")).unwrap(), spec);
+}
+
+#[test]
+fn seeded_init_is_deterministic_and_says_it_is_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        let (ok, stdout, stderr) = bastion(&["init", "--validators", "3", "--out", path(out), "--seed", "7"]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("INSECURE"), "{stdout}");
+    }
+    let sa = ChainSpec::load(&a.join("genesis.json")).unwrap();
+    let sb = ChainSpec::load(&b.join("genesis.json")).unwrap();
+    assert_eq!(sa, sb);
+    assert_eq!(sa.chain_id, "bastion-devnet");
+    assert_eq!(sa.validators[2].address.to_string(), "127.0.0.1:7402");
+    let keys = ValidatorKeys::load(&a.join("v1/keys.json")).unwrap();
+    assert_eq!(keys.identity_public(), ValidatorKeys::from_seed(7001).identity_public());
+}
+
+#[test]
+fn init_refuses_bad_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    let (ok, _, stderr) = bastion(&["init", "--validators", "0", "--out", path(&out)]);
+    assert!(!ok && stderr.contains("--validators"), "{stderr}");
+    let (ok, _, stderr) =
+        bastion(&["init", "--validators", "2", "--out", path(&out), "--chain-id", "bad id"]);
+    assert!(!ok && stderr.contains("chain_id"), "{stderr}");
+    assert!(!out.join("genesis.json").exists());
+}
+
+#[test]
+fn keygen_writes_keys_prints_an_entry_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.json");
+    let (ok, stdout, stderr) = bastion(&[
+        "keygen",
+        "--out",
+        path(&file),
+        "--name",
+        "alice",
+        "--address",
+        "10.0.0.1:7400",
+        "--chain-id",
+        "bastion-test",
+    ]);
+    assert!(ok, "{stderr}");
+    let keys = ValidatorKeys::load(&file).unwrap();
+    let json = &stdout[stdout.find('{').unwrap()..];
+    let info: ValidatorInfo = serde_json::from_str(json).unwrap();
+    assert_eq!(info.name, "alice");
+    assert_eq!(info, keys.info("alice", "10.0.0.1:7400".parse().unwrap(), "bastion-test"));
+    assert!(stdout.contains(&info.identity) && stdout.contains(&info.bls_public), "{stdout}");
+
+    let (ok, _, stderr) = bastion(&["keygen", "--out", path(&file)]);
+    assert!(!ok, "keygen overwrote {}", file.display());
+    assert!(stderr.contains("keys are never overwritten"), "{stderr}");
+    assert_eq!(ValidatorKeys::load(&file).unwrap().identity_public(), keys.identity_public());
+
+    let (ok, stdout, stderr) = bastion(&["keygen", "--out", path(&dir.path().join("plain.json"))]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("identity") && !stdout.contains('{'), "{stdout}");
+}
