@@ -1,6 +1,13 @@
 //! Deterministic whole-node simulation tests (the harness is `bastion_consensus::sim`).
 //!
 //! The seed is printed; `BASTION_SEED=<n>` replays one run.
+//!
+//! The `campaign_*` tests run many seeds each, every seed deriving its scenario (validators,
+//! link latency, jitter and loss, target height, which validator crashes or is partitioned or
+//! Byzantine, and when) from the seed alone. By default (CI) they run a few hundred seeds in
+//! all; `BASTION_SEEDS=<count>` sets the count per campaign, `BASTION_LONG=1` runs ten times the
+//! default (thousands in all), and `BASTION_SEED=<n>` runs just seed `n`. Every seed prints its
+//! scenario before it runs; a failing one names its seed and the command that replays it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bastion_consensus::{
@@ -10,8 +17,11 @@ use bastion_consensus::{
     },
 };
 use bastion_exchange::Genesis;
-use commonware_utils::probability;
-use std::time::Duration;
+use commonware_utils::{Probability, probability};
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    time::Duration,
+};
 
 #[test]
 fn four_validators_with_latency_and_jitter() {
@@ -27,26 +37,6 @@ fn four_validators_with_latency_and_jitter() {
         byzantine: None,
     });
     check(&ledgers, target);
-}
-
-#[test]
-fn four_validators_many_seeds() {
-    // Without BASTION_SEED: a handful of seeds (CI); the long mode loops over more.
-    let count: u64 = std::env::var("BASTION_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let first = seeds(100);
-    for seed in first..first + count {
-        let ledgers = simulate(Run {
-            validators: 4,
-            seed,
-            link: link(10, 5, probability!(1.0)),
-            target_height: 20,
-            crash: None,
-            diverge: None,
-            partition: None,
-            byzantine: None,
-        });
-        check(&ledgers, 20);
-    }
 }
 
 #[test]
@@ -260,4 +250,247 @@ fn byzantine_nuller_is_caught_and_the_rest_go_on() {
 fn byzantine_outdated_votes_are_harmless() {
     let faults = byzantine_run(Byzantine::Outdated, 15);
     assert!(faults.iter().all(Vec::is_empty), "replayed old votes are not equivocation: {faults:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeded campaigns.
+
+/// SplitMix64: a tiny deterministic generator for deriving a scenario from its seed.
+struct Mix(u64);
+
+impl Mix {
+    fn new(seed: u64) -> Self {
+        // Decorrelate from the runtime, which is seeded with the same number.
+        Mix(seed ^ 0x5bd1_e995_9e37_79b9)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+
+    /// True with probability `pct` percent.
+    fn chance(&mut self, pct: u64) -> bool {
+        self.next() % 100 < pct
+    }
+
+    /// 7 validators with probability `pct` percent, else 4.
+    fn validators(&mut self, pct: u64) -> u32 {
+        if self.chance(pct) { 7 } else { 4 }
+    }
+
+    /// Latency 1-50 ms, jitter up to the latency.
+    fn latency(&mut self) -> (u64, u64) {
+        let latency = self.range(1, 50);
+        (latency, self.range(0, latency))
+    }
+}
+
+/// One seed's scenario, derived from the seed alone.
+#[derive(Clone, Debug)]
+struct Scenario {
+    validators: u32,
+    latency_ms: u64,
+    jitter_ms: u64,
+    loss_pct: u64,
+    target: u64,
+    crash: Option<Crash>,
+    partition: Option<Partition>,
+    byzantine: Option<(usize, Byzantine)>,
+}
+
+impl Scenario {
+    fn base(m: &mut Mix, seven_pct: u64, max_loss_pct: u64) -> Self {
+        let validators = m.validators(seven_pct);
+        let (latency_ms, jitter_ms) = m.latency();
+        let loss_pct = if max_loss_pct == 0 { 0 } else { m.range(0, max_loss_pct) };
+        Scenario {
+            validators,
+            latency_ms,
+            jitter_ms,
+            loss_pct,
+            target: m.range(6, 12),
+            crash: None,
+            partition: None,
+            byzantine: None,
+        }
+    }
+
+    /// Runs it and checks the honest validators' ledgers (and, with a Byzantine validator, that
+    /// only it was blamed).
+    fn run(&self, seed: u64) {
+        let o = simulate_outcome(Run {
+            validators: self.validators,
+            seed,
+            link: link(self.latency_ms, self.jitter_ms, Probability::new(100 - self.loss_pct, 100).unwrap()),
+            target_height: self.target,
+            crash: self.crash,
+            diverge: None,
+            partition: self.partition.clone(),
+            byzantine: self.byzantine,
+        });
+        let bad = self.byzantine.map(|b| b.0);
+        let honest: Vec<usize> = (0..self.validators as usize).filter(|&i| Some(i) != bad).collect();
+        if let Some((bad, kind)) = self.byzantine {
+            assert!(o.ledgers[bad].is_empty(), "the Byzantine validator runs no application");
+            for &i in &honest {
+                let faults = &o.faults[i];
+                assert!(
+                    faults.iter().all(|f| f.ends_with(&format!(" by signer {bad}"))),
+                    "validator {i} blamed an honest validator: {faults:?}"
+                );
+                if matches!(kind, Byzantine::Outdated) {
+                    assert!(faults.is_empty(), "replayed old votes are not equivocation: {faults:?}");
+                }
+            }
+        }
+        check(&honest.iter().map(|&i| o.ledgers[i].clone()).collect::<Vec<_>>(), self.target);
+    }
+}
+
+/// Calm network: only latency and jitter.
+fn calm(m: &mut Mix) -> Scenario {
+    Scenario::base(m, 25, 0)
+}
+
+/// Message loss up to 30%.
+fn lossy(m: &mut Mix) -> Scenario {
+    let mut s = Scenario::base(m, 15, 30);
+    s.loss_pct = s.loss_pct.max(1);
+    s
+}
+
+/// One validator crashes once it has finalized `at` and restarts once the others reach
+/// `others_reach`; loss up to 15% half the time.
+fn crash(m: &mut Mix) -> Scenario {
+    let lossy = m.chance(50);
+    let mut s = Scenario::base(m, 20, if lossy { 15 } else { 0 });
+    let validator = m.range(0, u64::from(s.validators) - 1) as usize;
+    let at = m.range(1, 5);
+    let others_reach = at + m.range(1, 5);
+    s.target = s.target.max(others_reach + m.range(1, 4));
+    s.crash = Some(Crash { validator, at, others_reach });
+    s
+}
+
+/// The network splits once everyone has finalized `at`, for 2-6 s (after the 3 s the harness
+/// lets in-flight certificates land), then heals: a minority cut off (the rest keep a quorum)
+/// or a split with no quorum on either side; loss up to 10% half the time.
+fn partition(m: &mut Mix) -> Scenario {
+    let lossy = m.chance(50);
+    let mut s = Scenario::base(m, 25, if lossy { 10 } else { 0 });
+    let n = s.validators as usize;
+    let f = (n - 1) / 3;
+    // Minority: 1..=f validators; no quorum anywhere: 4 -> 2/2, 7 -> 3/4.
+    let size = if m.chance(60) { m.range(1, f as u64) as usize } else { n / 2 };
+    // A random subset of that size (partial Fisher-Yates).
+    let mut all: Vec<usize> = (0..n).collect();
+    for k in 0..size {
+        let j = m.range(k as u64, n as u64 - 1) as usize;
+        all.swap(k, j);
+    }
+    let mut side = all[..size].to_vec();
+    side.sort_unstable();
+    let at = m.range(2, 5);
+    let secs = m.range(2, 6);
+    let quorum_side = n - size >= n - f;
+    s.partition = Some(Partition {
+        side,
+        at,
+        duration: Duration::from_secs(secs),
+        // Every n-th view has a cut-off leader and times out (1 s): still over a height a few
+        // seconds on the quorum side.
+        min_progress: if quorum_side { secs / 4 } else { 0 },
+        heal_within: Duration::from_secs(30),
+    });
+    s.target = s.target.max(at + 2);
+    s
+}
+
+/// One Byzantine validator (a simplex mock) instead of an honest one; loss up to 10% half the
+/// time.
+fn byzantine(m: &mut Mix) -> Scenario {
+    let lossy = m.chance(50);
+    let mut s = Scenario::base(m, 25, if lossy { 10 } else { 0 });
+    let bad = m.range(0, u64::from(s.validators) - 1) as usize;
+    let kind = match m.range(0, 2) {
+        0 => Byzantine::Conflicter,
+        1 => Byzantine::Nuller,
+        _ => Byzantine::Outdated,
+    };
+    s.byzantine = Some((bad, kind));
+    s
+}
+
+/// Runs `name`'s seeds: `base..base + count` (see the module docs for the environment), each
+/// with the scenario `derive` makes from it. Every seed runs even after one fails; the test
+/// then fails listing every failing seed with its replay command.
+fn campaign(name: &str, base: u64, default_count: u64, derive: fn(&mut Mix) -> Scenario) {
+    let env = |k: &str| std::env::var(k).ok();
+    let (first, count) = if env("BASTION_SEED").is_some() {
+        (seeds(base), 1)
+    } else if let Some(n) = env("BASTION_SEEDS") {
+        (base, n.parse().expect("BASTION_SEEDS must be a u64"))
+    } else if env("BASTION_LONG").is_some_and(|v| !v.is_empty() && v != "0") {
+        (base, default_count * 10)
+    } else {
+        (base, default_count)
+    };
+    println!("{name}: {count} seeds from {first}");
+    let mut failures = Vec::new();
+    for seed in first..first + count {
+        let scenario = derive(&mut Mix::new(seed));
+        println!("{name} seed={seed}: {scenario:?}");
+        let started = std::time::Instant::now();
+        match catch_unwind(AssertUnwindSafe(|| scenario.run(seed))) {
+            Ok(()) => println!("{name} seed={seed}: ok in {:?}", started.elapsed()),
+            Err(e) => {
+                let why = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                    .unwrap_or_else(|| "(non-string panic)".to_string());
+                let msg = format!(
+                    "{name} failed at seed {seed}: {why}\n  scenario: {scenario:?}\n  replay with \
+                     BASTION_SEED={seed} cargo test -p bastion-consensus --test simulation {name}"
+                );
+                println!("{msg}");
+                failures.push(msg);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {count} seeds failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn campaign_calm() {
+    campaign("campaign_calm", 1_000_000, 60, calm);
+}
+
+#[test]
+fn campaign_lossy() {
+    campaign("campaign_lossy", 2_000_000, 80, lossy);
+}
+
+#[test]
+fn campaign_crash() {
+    campaign("campaign_crash", 3_000_000, 40, crash);
+}
+
+#[test]
+fn campaign_partition() {
+    campaign("campaign_partition", 4_000_000, 30, partition);
+}
+
+#[test]
+fn campaign_byzantine() {
+    campaign("campaign_byzantine", 5_000_000, 60, byzantine);
 }
