@@ -38,6 +38,8 @@
 
 pub mod application;
 pub mod block;
+pub mod engine;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod spec;
 

@@ -6,27 +6,23 @@
 //! on any violated safety or liveness check.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::{Application, BlockLimits, BlockSource, Config, Fault, Finalized, Ledger};
+use crate::{Application, BlockLimits, BlockSource, Config, Fault, Finalized, Ledger, Multisig};
 use bastion_exchange::Genesis;
 use bastion_store::{Store, StoreConfig};
 use commonware_consensus::{
     simplex::{
-        self, ForwardPolicy, SkipBudget, SkipPolicy,
-        elector::RoundRobin,
+        self,
         mocks::{conflicter, nuller, outdated},
         scheme::bls12381_multisig,
     },
-    types::{Epoch, ViewDelta},
+    types::ViewDelta,
 };
 use commonware_cryptography::{
     Sha256, bls12381::primitives::variant::MinSig, certificate::mocks::Fixture, ed25519, sha256::Digest,
 };
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
-use commonware_parallel::Sequential;
-use commonware_runtime::{
-    Clock, Handle, Quota, Runner as _, Supervisor as _, buffer::paged::CacheRef, deterministic,
-};
-use commonware_utils::{NZDuration, NZU16, NZU32, NZUsize};
+use commonware_runtime::{Clock, Handle, Quota, Runner as _, Supervisor as _, deterministic};
+use commonware_utils::{NZU32, NZUsize};
 use std::{
     collections::{BTreeMap, HashMap},
     path::PathBuf,
@@ -34,8 +30,6 @@ use std::{
 };
 
 const NAMESPACE: &[u8] = b"bastion-consensus-sim";
-
-type Multisig = bls12381_multisig::Scheme<ed25519::PublicKey, MinSig>;
 
 pub fn seeds(default: u64) -> u64 {
     match std::env::var("BASTION_SEED") {
@@ -197,34 +191,15 @@ impl Validator {
 
         let engine = simplex::Engine::new(
             ctx.child("engine"),
-            simplex::Config {
-                scheme: self.scheme.clone(),
-                elector: RoundRobin::<Sha256>::default(),
-                blocker: oracle.control(self.me.clone()),
-                automaton: mailbox.clone(),
-                relay: mailbox,
+            crate::engine::config(
+                self.scheme.clone(),
+                oracle.control(self.me.clone()),
+                mailbox,
                 reporter,
-                strategy: Sequential,
-                partition: format!("simplex-{}", self.index),
-                mailbox_size: NZUsize!(1024),
-                epoch: Epoch::new(0),
-                floor: simplex::Floor::Genesis(floor),
-                leader_timeout: Duration::from_secs(1),
-                certification_timeout: Duration::from_secs(2),
-                timeout_retry: Duration::from_secs(5),
-                fetch_timeout: NZDuration!(Duration::from_secs(1)),
-                fetch_retry_delay: Duration::from_millis(100),
-                view_retention: ViewDelta::new(10),
-                skip: SkipPolicy::Enabled {
-                    timeout: Duration::from_secs(10),
-                    budget: SkipBudget::Participants,
-                },
-                replay_buffer: NZUsize!(1024 * 1024),
-                write_buffer: NZUsize!(1024 * 1024),
-                page_cache: CacheRef::new(NZU16!(1024), NZUsize!(10)),
-                forward: ForwardPolicy::SilentVoters,
-                track_historical_votes: false,
-            },
+                floor,
+                format!("simplex-{}", self.index),
+                &crate::engine::Timeouts::default(),
+            ),
         );
         let engine = engine.start(votes, certs, resolver);
         (app, engine)
