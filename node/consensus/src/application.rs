@@ -117,6 +117,8 @@ pub struct Ledger {
 
 #[derive(Debug, Default)]
 struct LedgerInner {
+    /// Keep only this many finalized heights (`None`: all, for simulations).
+    keep: Option<u64>,
     finalized: BTreeMap<u64, Finalized>,
     halted: Option<String>,
     faults: Vec<String>,
@@ -127,6 +129,44 @@ struct LedgerInner {
 }
 
 impl Ledger {
+    /// A ledger that remembers only the last `keep` finalized heights and forgets finality
+    /// times once [`Ledger::drain_finality`] reads them: the production node's, whose memory
+    /// must not grow with the chain.
+    pub fn bounded(keep: u64) -> Self {
+        let ledger = Ledger::default();
+        ledger.lock().keep = Some(keep.max(1));
+        ledger
+    }
+
+    /// Finality latency (proposal built to finalization seen, both on this validator's clock)
+    /// of each of this validator's own proposals finalized since the last call, with its
+    /// height, in height order. Forgets what it returns, finalizations of other validators'
+    /// proposals, and own proposals older than 60 s that were never finalized.
+    pub fn drain_finality(&self) -> Vec<(u64, Duration)> {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let mut out = Vec::new();
+        let heights: HashMap<Digest, u64> = g.finalized.iter().map(|(h, f)| (f.digest, *h)).collect();
+        let seen = std::mem::take(&mut g.finalization_at);
+        for (digest, at) in seen {
+            match (g.proposed_at.remove(&digest), heights.get(&digest)) {
+                (Some(proposed), Some(h)) => out.push((*h, at.duration_since(proposed).unwrap_or_default())),
+                // Finalization seen before execution: look again next time.
+                (Some(proposed), None) => {
+                    g.proposed_at.insert(digest, proposed);
+                    g.finalization_at.insert(digest, at);
+                }
+                (None, _) => {}
+            }
+        }
+        if let Some(newest) = g.proposed_at.values().max().copied() {
+            g.proposed_at
+                .retain(|_, t| newest.duration_since(*t).unwrap_or_default() < Duration::from_secs(60));
+        }
+        out.sort_unstable();
+        out
+    }
+
     fn lock(&self) -> MutexGuard<'_, LedgerInner> {
         match self.inner.lock() {
             Ok(g) => g,
@@ -183,7 +223,13 @@ impl Ledger {
     }
 
     fn record(&self, height: u64, entry: Finalized) {
-        self.lock().finalized.insert(height, entry);
+        let mut g = self.lock();
+        g.finalized.insert(height, entry);
+        if let Some(keep) = g.keep {
+            while g.finalized.len() as u64 > keep {
+                g.finalized.pop_first();
+            }
+        }
     }
 
     fn halt(&self, why: String) {
@@ -775,7 +821,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             error!(?e, height, "own proposal does not execute");
             return Err(Lookup::Invalid);
         }
-        info!(height, txs = block.block().txs.len(), view = %context.round.view(), "proposed");
+        debug!(height, txs = block.block().txs.len(), view = %context.round.view(), "proposed");
         self.blocks.insert(digest, block);
         self.states.insert(digest, next);
         Ok(digest)

@@ -1,6 +1,7 @@
 //! `bastion`: the validator binary and its operator commands.
 
 mod keys;
+mod node;
 mod risk;
 mod sig;
 mod storage;
@@ -23,6 +24,8 @@ enum Command {
     Keygen(keys::KeygenArgs),
     /// Create a local network: a genesis file and, per validator, a keys file and node config.
     Init(keys::InitArgs),
+    /// Run one validator from its config file (`bastion init` writes one per validator).
+    Run(RunArgs),
     /// Risk arithmetic of the exchange, as consensus computes it.
     #[command(subcommand)]
     Risk(risk::RiskCommand),
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         }
         Command::Keygen(args) => report(keys::keygen(&args)),
         Command::Init(args) => report(keys::init(&args)),
+        Command::Run(args) => report(run(&args)),
         Command::Storage(cmd) => report(storage::run(&cmd)),
         Command::Risk(cmd) => report(risk::run(&cmd)),
         Command::Sig(cmd) => {
@@ -57,6 +61,42 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `bastion run`.
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The validator's config file (TOML).
+    #[arg(long)]
+    config: std::path::PathBuf,
+    /// Stop cleanly once this height is finalized.
+    #[arg(long)]
+    until_height: Option<u64>,
+    /// Stop cleanly after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Append `height latency_us` for each of this validator's finalized proposals to FILE.
+    #[arg(long)]
+    finality_log: Option<std::path::PathBuf>,
+}
+
+fn run(args: &RunArgs) -> Result<String, String> {
+    let cfg = node::NodeConfig::load(&args.config)?;
+    let duration = match args.duration {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            return Err(format!("--duration {s}: must be a positive number of seconds"));
+        }
+        Some(s) => Some(std::time::Duration::from_secs_f64(s)),
+        None => None,
+    };
+    node::run(
+        &cfg,
+        &node::RunOptions {
+            until_height: args.until_height,
+            duration,
+            finality_log: args.finality_log.clone(),
+        },
+    )
 }
 
 /// Prints a command's report, or its error with a failing exit status.

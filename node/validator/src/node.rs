@@ -1,0 +1,378 @@
+//! `bastion run`: one validator in production: commonware's tokio runtime, authenticated p2p
+//! (`lookup`: a fixed validator set with known addresses, SAKE handshakes over the validators'
+//! ed25519 identities, encrypted links), Simplex with bls12381 multisig certificates, and the
+//! exchange and store behind it. The consensus journal lives in `<data_dir>/consensus`, the
+//! block log and snapshots in `<data_dir>` itself, evidence in `<data_dir>/evidence.log`, and a
+//! status file `<data_dir>/status.json` is rewritten every second.
+//!
+//! Blocks are still filled by the deterministic workload generator (the sequencer's mempool
+//! arrives with the validator pipeline).
+
+use bastion_consensus::{
+    Application, BlockLimits, BlockSource, ChainSpec, Config as AppConfig, Ledger, Multisig, ValidatorKeys,
+    engine::{self, Timeouts},
+};
+use bastion_store::{Store, StoreConfig, hex};
+use commonware_consensus::simplex;
+use commonware_cryptography::{ChaCha20Poly1305, ed25519, sha256::Digest};
+use commonware_p2p::{Address, AddressableManager as _, authenticated::lookup};
+use commonware_runtime::{Clock as _, Quota, Runner as _, Spawner as _, Supervisor as _, tokio as cw_tokio};
+use commonware_stream::{
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::{NZU32, NZUsize, ordered::Map};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::{
+    fmt::Write as _,
+    io::Write as _,
+    net::SocketAddr,
+    num::NonZeroUsize,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use tracing::{error, info, warn};
+
+/// Finalized heights the node's ledger remembers (older ones are served from the block log).
+const LEDGER_KEEP: u64 = 100_000;
+
+/// A validator's config file (TOML). Relative paths are relative to the file's directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The chain's genesis file (`bastion init` writes it).
+    pub genesis: PathBuf,
+    /// This validator's keys file (mode 0600).
+    pub keys: PathBuf,
+    /// The data dir: block log, snapshots, consensus journal, evidence, status.
+    pub data_dir: PathBuf,
+    /// Log level: error, warn, info, debug or trace.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// Address the p2p listener binds (default: this validator's address in the genesis file).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Runtime worker threads.
+    #[serde(default = "default_workers")]
+    pub worker_threads: usize,
+    /// Consensus timing.
+    #[serde(default)]
+    pub consensus: Timeouts,
+    /// Block contents until the sequencer exists: the deterministic workload generator.
+    #[serde(default)]
+    pub workload: Workload,
+}
+
+/// The `[workload]` table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// Trader accounts the generator uses.
+    pub traders: u64,
+    /// Transactions per block.
+    pub txs_per_block: usize,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        let s = BlockSource::default();
+        Workload { traders: s.traders, txs_per_block: s.txs_per_block }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+fn default_workers() -> usize {
+    2
+}
+
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+impl NodeConfig {
+    /// Reads and checks a config file; every error names the file and the key.
+    pub fn load(path: &Path) -> Result<NodeConfig, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut cfg: NodeConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.genesis, &mut cfg.keys, &mut cfg.data_dir] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if !LOG_LEVELS.contains(&cfg.log_level.as_str()) {
+            return Err(format!(
+                "{}: key `log_level` is {:?}; allowed: {}",
+                path.display(),
+                cfg.log_level,
+                LOG_LEVELS.join(", ")
+            ));
+        }
+        if !(1..=64).contains(&cfg.worker_threads) {
+            return Err(format!(
+                "{}: key `worker_threads` is {}; allowed: 1 to 64",
+                path.display(),
+                cfg.worker_threads
+            ));
+        }
+        if cfg.workload.traders == 0 || cfg.workload.txs_per_block == 0 {
+            return Err(format!(
+                "{}: keys `workload.traders` and `workload.txs_per_block` must be at least 1",
+                path.display()
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+/// Options of one run beyond the config file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Stop cleanly once this height is finalized and durable.
+    pub until_height: Option<u64>,
+    /// Stop cleanly after this long.
+    pub duration: Option<Duration>,
+    /// Append `height latency_us` for each of this validator's own finalized proposals.
+    pub finality_log: Option<PathBuf>,
+}
+
+/// What `status.json` holds (rewritten every second).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// The chain id.
+    pub chain_id: String,
+    /// This validator's name in the genesis file.
+    pub validator: String,
+    /// Highest finalized and durable height.
+    pub height: u64,
+    /// State root at that height (hex).
+    pub root: String,
+    /// Why this validator halted, if it did.
+    pub halted: Option<String>,
+    /// Evidence of faults recorded so far.
+    pub faults: usize,
+    /// Seconds since start.
+    pub uptime_s: f64,
+    /// Own proposals finalized since start.
+    pub own_finalized: u64,
+    /// Finality of own proposals since start (ms): p50, p99, p999, max.
+    pub finality_ms: [f64; 4],
+}
+
+/// `bastion run`: runs until a signal (SIGINT, SIGTERM), a stop option, or a halt (an error).
+pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
+    init_logging(&cfg.log_level);
+    let spec = ChainSpec::load(&cfg.genesis).map_err(|e| e.to_string())?;
+    let keys = ValidatorKeys::load(&cfg.keys).map_err(|e| e.to_string())?;
+    let scheme = spec.scheme(&keys).map_err(|e| e.to_string())?;
+    let me = keys.identity_public();
+    let index = spec.index_of(&me).ok_or("this validator's identity is not in the genesis file")?;
+    let name = spec.validators[index].name.clone();
+    let listen = cfg.listen.unwrap_or(spec.validators[index].address);
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
+    let (store, recovery) = Store::open(&cfg.data_dir, &spec.exchange, StoreConfig::default())
+        .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
+    for line in recovery.describe() {
+        info!("{line}");
+    }
+    info!(
+        chain = %spec.chain_id,
+        genesis = %hex(&spec.digest()),
+        validator = %name,
+        %listen,
+        height = store.state().height,
+        "starting"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = cw_tokio::Config::new()
+        .with_worker_threads(cfg.worker_threads)
+        .with_storage_directory(cfg.data_dir.join("consensus"));
+    let cfg = cfg.clone();
+    let opts = opts.clone();
+    cw_tokio::Runner::new(runtime).start(|context| async move {
+        let signal_flag = stop.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                signal_flag.store(true, Ordering::SeqCst);
+            }
+        });
+
+        // Authenticated p2p between the validators of the genesis file.
+        let n = spec.validators.len();
+        let limits = BlockLimits::default();
+        let max_size = commonware_p2p::max_message_size(&[
+            simplex::max_payload_size::<Multisig, Digest>(n as u32),
+            limits.max_encoded_bytes().saturating_add(1),
+        ]);
+        let handshake = Cups::<_, ChaCha20Poly1305>::new(
+            Sake {
+                signer: keys.identity(),
+                synchrony_bound: Duration::from_secs(5),
+                max_handshake_age: Duration::from_secs(10),
+                version: sake::Version::V1,
+            },
+            cups::Version::V1,
+        );
+        let peers = spec.peers().map_err(|e| e.to_string())?;
+        // Loopback and private addresses are a local or private network: dial fast and allow
+        // many handshakes from one IP (the validators share it).
+        let private = peers.iter().any(|(_, a)| !is_public(a));
+        let namespace = spec.namespace();
+        let set = NonZeroUsize::new(n + 1).unwrap_or(NZUsize!(2));
+        let mut p2p = if private {
+            lookup::Config::local(handshake, &namespace, listen, set, max_size, NZUsize!(4096))
+        } else {
+            lookup::Config::recommended(handshake, &namespace, listen, set, max_size, NZUsize!(4096))
+        };
+        p2p.peer_connection_cooldown = Duration::from_secs(1);
+        let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
+        let book: Vec<(ed25519::PublicKey, Address)> = peers.iter().map(|(k, a)| (k.clone(), (*a).into())).collect();
+        let book: Map<ed25519::PublicKey, Address> =
+            book.try_into().map_err(|_| "duplicate validator identity in the genesis file".to_string())?;
+        let _ = oracle.track(0, book);
+        let quota = Quota::per_second(NZU32!(10_000));
+        let votes = network.register(0, quota);
+        let certs = network.register(1, quota);
+        let resolver = network.register(2, quota);
+        let blocks = network.register(3, quota);
+        network.start();
+
+        let ledger = Ledger::bounded(LEDGER_KEEP);
+        let source = BlockSource { traders: cfg.workload.traders, txs_per_block: cfg.workload.txs_per_block, ..BlockSource::default() };
+        let (app, mailbox, reporter) = Application::new::<Multisig>(
+            context.child("application"),
+            AppConfig { store, genesis: spec.exchange.clone(), limits, source, ledger: ledger.clone(), fault: None },
+            blocks,
+        )?;
+        let floor = app.genesis_digest();
+        app.start();
+        let engine = simplex::Engine::new(
+            context.child("engine"),
+            engine::config(scheme, oracle.clone(), mailbox, reporter, floor, "simplex".into(), &cfg.consensus),
+        );
+        engine.start(votes, certs, resolver);
+
+        // Status, progress and stop conditions.
+        let started = Instant::now();
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?;
+        let mut log = match &opts.finality_log {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("cannot open {}: {e}", p.display()))?,
+            ),
+            None => None,
+        };
+        let status_path = cfg.data_dir.join("status.json");
+        let mut last_progress = Instant::now();
+        let mut last_height = ledger.height();
+        let outcome: Result<(), String> = loop {
+            context.sleep(Duration::from_millis(250)).await;
+            for (h, latency) in ledger.drain_finality() {
+                let us = latency.as_micros().clamp(1, 3_600_000_000) as u64;
+                let _ = hist.record(us);
+                if let Some(f) = log.as_mut() {
+                    let _ = writeln!(f, "{h} {us}");
+                }
+            }
+            let height = ledger.height();
+            let root = ledger.finalized().get(&height).map(|f| hex(&f.root)).unwrap_or_default();
+            let pct = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+            let status = Status {
+                chain_id: spec.chain_id.clone(),
+                validator: name.clone(),
+                height,
+                root,
+                halted: ledger.halted(),
+                faults: ledger.faults().len(),
+                uptime_s: started.elapsed().as_secs_f64(),
+                own_finalized: hist.len(),
+                finality_ms: [pct(0.5), pct(0.99), pct(0.999), hist.max() as f64 / 1000.0],
+            };
+            if last_progress.elapsed() >= Duration::from_secs(5) {
+                let rate = (height - last_height) as f64 / last_progress.elapsed().as_secs_f64();
+                info!(
+                    "height {height} ({rate:.1} blocks/s), finality of own proposals p50 {:.1} ms p99 {:.1} ms ({} blocks), faults {}",
+                    status.finality_ms[0], status.finality_ms[1], status.own_finalized, status.faults
+                );
+                last_progress = Instant::now();
+                last_height = height;
+            }
+            write_status(&status_path, &status);
+            if let Some(why) = status.halted {
+                break Err(format!("validator halted: {why}"));
+            }
+            if stop.load(Ordering::SeqCst) {
+                info!("signal received: stopping");
+                break Ok(());
+            }
+            if opts.until_height.is_some_and(|h| height >= h) {
+                break Ok(());
+            }
+            if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+                break Ok(());
+            }
+        };
+        if let Err(e) = context.stop(0, Some(Duration::from_secs(10))).await {
+            warn!(%e, "runtime did not stop within 10 s");
+        }
+        outcome?;
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "validator {name} stopped at height {} after {:.1} s; finality of its {} own proposals: p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms",
+            ledger.height(),
+            started.elapsed().as_secs_f64(),
+            hist.len(),
+            hist.value_at_quantile(0.5) as f64 / 1000.0,
+            hist.value_at_quantile(0.99) as f64 / 1000.0,
+            hist.value_at_quantile(0.999) as f64 / 1000.0,
+        );
+        Ok(out)
+    })
+}
+
+/// Whether an address is reachable on the public internet (not loopback, private, link-local).
+fn is_public(a: &SocketAddr) -> bool {
+    match a.ip() {
+        std::net::IpAddr::V4(ip) => {
+            !(ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified())
+        }
+        std::net::IpAddr::V6(ip) => {
+            !(ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00)
+        }
+    }
+}
+
+fn write_status(path: &Path, status: &Status) {
+    let tmp = path.with_extension("json.tmp");
+    let ok = serde_json::to_vec_pretty(status)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| std::fs::write(&tmp, bytes).map_err(|e| e.to_string()))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
+    if let Err(e) = ok {
+        error!(file = %path.display(), %e, "cannot write the status file");
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},commonware=warn")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
