@@ -12,10 +12,11 @@ use bastion_store::{Store, StoreConfig};
 use commonware_consensus::{
     simplex::{
         self,
-        mocks::{conflicter, nuller, outdated},
+        elector::RoundRobin,
+        mocks::{conflicter, equivocator, nuller, outdated, relay::Relay},
         scheme::bls12381_multisig,
     },
-    types::ViewDelta,
+    types::{Epoch, ViewDelta},
 };
 use commonware_cryptography::{
     Sha256, bls12381::primitives::variant::MinSig, certificate::mocks::Fixture, ed25519, sha256::Digest,
@@ -76,6 +77,12 @@ pub enum Byzantine {
     Nuller,
     /// Replays notarize and finalize votes for proposals from 5 views back.
     Outdated,
+    /// When it leads a view, notarizes two different proposals: one sent to a random victim,
+    /// the other to everyone else. (commonware's equivocator mock: its payloads are opaque
+    /// bytes, not Bastion blocks, so honest validators can never verify either proposal and
+    /// the view times out; what is tested is that an equivocating leader cannot split the
+    /// honest validators or stall the chain.)
+    Equivocator,
 }
 
 /// What one simulation produced, per validator.
@@ -290,11 +297,8 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
             match byzantine.filter(|b| b.0 == i) {
                 None => nodes.push(v.start(&context, &oracle, 0).await),
                 Some((_, kind)) => {
-                    let votes = oracle
-                        .control(me.clone())
-                        .register(0, Quota::per_second(NZU32!(10_000)))
-                        .await
-                        .unwrap();
+                    let control = oracle.control(me.clone());
+                    let votes = control.register(0, Quota::per_second(NZU32!(10_000))).await.unwrap();
                     let ctx = context.child("byzantine").with_attribute("index", i);
                     let scheme = schemes[i].clone();
                     println!("validator {i} is Byzantine: {kind:?}");
@@ -310,6 +314,19 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
                         .start(votes),
                         Byzantine::Nuller => {
                             nuller::Nuller::<_, _, Sha256>::new(ctx, nuller::Config { scheme }).start(votes)
+                        }
+                        Byzantine::Equivocator => {
+                            let certs = control.register(1, Quota::per_second(NZU32!(10_000))).await.unwrap();
+                            equivocator::Equivocator::<_, _, _, Sha256>::new(
+                                ctx,
+                                equivocator::Config {
+                                    scheme,
+                                    elector: RoundRobin::<Sha256>::default(),
+                                    epoch: Epoch::new(0),
+                                    relay: std::sync::Arc::new(Relay::new()),
+                                },
+                            )
+                            .start(votes, certs)
                         }
                     });
                 }

@@ -252,6 +252,14 @@ fn byzantine_outdated_votes_are_harmless() {
     assert!(faults.iter().all(Vec::is_empty), "replayed old votes are not equivocation: {faults:?}");
 }
 
+#[test]
+fn byzantine_equivocating_leader_cannot_split_or_stall_the_chain() {
+    // Safety, agreement and liveness of the honest three are checked by byzantine_run; any
+    // evidence recorded must name the equivocator.
+    let faults = byzantine_run(Byzantine::Equivocator, 16);
+    println!("evidence recorded: {}", faults.iter().map(Vec::len).sum::<usize>());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Seeded campaigns.
 
@@ -421,9 +429,10 @@ fn byzantine(m: &mut Mix) -> Scenario {
     let lossy = m.chance(50);
     let mut s = Scenario::base(m, 25, if lossy { 10 } else { 0 });
     let bad = m.range(0, u64::from(s.validators) - 1) as usize;
-    let kind = match m.range(0, 2) {
+    let kind = match m.range(0, 3) {
         0 => Byzantine::Conflicter,
         1 => Byzantine::Nuller,
+        2 => Byzantine::Equivocator,
         _ => Byzantine::Outdated,
     };
     s.byzantine = Some((bad, kind));
