@@ -1,5 +1,6 @@
 //! `bastion`: the validator binary and its operator commands.
 
+mod devnet;
 mod keys;
 mod node;
 mod risk;
@@ -18,8 +19,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a local development network.
-    Devnet,
+    /// Run a local network of validators on loopback, with progress, a summary and a state
+    /// root check across validators.
+    Devnet(devnet::DevnetArgs),
     /// Create a validator keys file (ed25519 identity, BLS consensus key), mode 0600.
     Keygen(keys::KeygenArgs),
     /// Create a local network: a genesis file and, per validator, a keys file and node config.
@@ -40,10 +42,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Devnet => {
-            println!("devnet arrives with the validator pipeline");
-            ExitCode::SUCCESS
-        }
+        Command::Devnet(args) => report(devnet::run(&args)),
         Command::Keygen(args) => report(keys::keygen(&args)),
         Command::Init(args) => report(keys::init(&args)),
         Command::Run(args) => report(run(&args)),

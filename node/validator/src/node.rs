@@ -376,3 +376,55 @@ fn init_logging(level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},commonware=warn")));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn load(text: &str) -> Result<NodeConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, text).unwrap();
+        NodeConfig::load(&path).map(|mut c| {
+            // Make paths comparable after the directory is gone.
+            for p in [&mut c.genesis, &mut c.keys, &mut c.data_dir] {
+                *p = p.strip_prefix(dir.path()).map(Path::to_path_buf).unwrap_or(p.clone());
+            }
+            c
+        })
+    }
+
+    const MINIMAL: &str =
+        "genesis = \"../genesis.json\"\nkeys = \"keys.json\"\ndata_dir = \"/var/lib/bastion\"\n";
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.genesis, PathBuf::from("../genesis.json"));
+        assert_eq!(c.keys, PathBuf::from("keys.json"));
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/bastion"), "absolute paths stay as they are");
+        assert_eq!((c.log_level.as_str(), c.worker_threads, c.listen), ("info", 2, None));
+        assert_eq!(c.consensus, Timeouts::default());
+        let c = load(&format!("{MINIMAL}listen = \"0.0.0.0:7400\"\n[consensus]\nleader_timeout_ms = 500\n"))
+            .unwrap();
+        assert_eq!(c.listen, Some("0.0.0.0:7400".parse().unwrap()));
+        assert_eq!(c.consensus.leader_timeout_ms.get(), 500);
+    }
+
+    #[test]
+    fn wrong_values_name_the_key() {
+        let e = load(&format!("{MINIMAL}log_level = \"loud\"\n")).unwrap_err();
+        assert!(e.contains("log_level") && e.contains("error, warn, info, debug, trace"), "{e}");
+        let e = load(&format!("{MINIMAL}leader_timeout = 5\n")).unwrap_err();
+        assert!(e.contains("leader_timeout"), "unknown keys are refused by name: {e}");
+        let e = load(&format!("{MINIMAL}[consensus]\nleader_timeout_ms = 0\n")).unwrap_err();
+        assert!(e.contains("leader_timeout_ms"), "{e}");
+        let e = load(&format!("{MINIMAL}listen = \"localhost\"\n")).unwrap_err();
+        assert!(e.contains("listen"), "{e}");
+        let e = load("keys = \"k\"\ndata_dir = \"d\"\n").unwrap_err();
+        assert!(e.contains("genesis"), "a missing key is named: {e}");
+        let e = load(&format!("{MINIMAL}worker_threads = 0\n")).unwrap_err();
+        assert!(e.contains("worker_threads"), "{e}");
+    }
+}

@@ -74,10 +74,3 @@ fn bad_input_exits_non_zero_with_a_message() {
     assert!(!ok);
     assert!(err.contains("--spot"), "{err}");
 }
-
-#[test]
-fn devnet_prints_its_placeholder() {
-    let (ok, out, _) = bastion(&["devnet"]);
-    assert!(ok);
-    assert_eq!(out, "devnet arrives with the validator pipeline\n");
-}

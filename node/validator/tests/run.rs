@@ -148,3 +148,25 @@ fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
         );
     }
 }
+
+#[test]
+fn devnet_runs_finalizes_and_checks_roots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("summary.json");
+    let base_port = 40_000 + (std::process::id() % 20_000) as u16;
+    let out = Command::new(BIN)
+        .args(["devnet", "--duration", "6", "--base-port", &base_port.to_string(), "--data-dir"])
+        .arg(tmp.path().join("net"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "devnet failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("state roots agree    yes"), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(summary["state_roots_agree"], true);
+    assert!(summary["finalized_height"].as_u64().unwrap() >= 5, "{summary}");
+    assert!(summary["orders_finalized"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["finality_ms"]["p50"].as_f64().unwrap() > 0.0, "{summary}");
+}
