@@ -13,19 +13,21 @@
 //! refused (verify answers false): one proposer must not be able to halt honest validators.
 //! A *finalized* block that disagrees means a quorum computed another root: that halts.
 //!
-//! Execution happens twice, on purpose:
+//! A block is executed once per validator, in two steps:
 //! - *speculatively* on a copy of the parent's state when a block is proposed or verified: the
 //!   block must execute without a header error, and the root it yields is what the child block
 //!   must carry as `parent_state_root`;
-//! - *durably* when the block is finalized: [`Store::execute`] then [`Store::commit`], in
-//!   height order, exactly once per height. The durable root must equal the speculative one and
-//!   the finalized block's `parent_state_root` must equal the store's root before it; if not,
-//!   this validator diverged from a quorum, so it halts loudly: it logs, stops executing,
+//! - *durably* when the block is finalized: the speculative state and events are handed to
+//!   [`Store::adopt`] (or, for a block finalized before this validator verified it, the block is
+//!   executed by [`Store::execute_linked`]), then [`Store::commit`], in height order, exactly
+//!   once per height. The finalized block's `parent_state_root` must equal the store's root
+//!   before it; if not, this validator diverged from a quorum, so it halts loudly: it logs,
+//!   stops executing,
 //!   stops proposing and stops voting (its verify answers never come).
 
 use crate::block::{BlockLimits, ChainBlock, StateRoot};
 use bastion_exchange::{
-    Genesis, State,
+    BlockOutcome, Genesis, State,
     testkit::{PathKind, Workload},
 };
 use bastion_store::{Store, hex};
@@ -120,6 +122,8 @@ struct LedgerInner {
     /// Keep only this many finalized heights (`None`: all, for simulations).
     keep: Option<u64>,
     finalized: BTreeMap<u64, Finalized>,
+    /// Height of each block in `finalized`, by digest.
+    heights: HashMap<Digest, u64>,
     halted: Option<String>,
     faults: Vec<String>,
     /// When this validator's proposals were built (its clock), by digest.
@@ -146,11 +150,10 @@ impl Ledger {
         let mut g = self.lock();
         let g = &mut *g;
         let mut out = Vec::new();
-        let heights: HashMap<Digest, u64> = g.finalized.iter().map(|(h, f)| (f.digest, *h)).collect();
         let seen = std::mem::take(&mut g.finalization_at);
         for (digest, at) in seen {
-            match (g.proposed_at.remove(&digest), heights.get(&digest)) {
-                (Some(proposed), Some(h)) => out.push((*h, at.duration_since(proposed).unwrap_or_default())),
+            match (g.proposed_at.remove(&digest), g.heights.get(&digest).copied()) {
+                (Some(proposed), Some(h)) => out.push((h, at.duration_since(proposed).unwrap_or_default())),
                 // Finalization seen before execution: look again next time.
                 (Some(proposed), None) => {
                     g.proposed_at.insert(digest, proposed);
@@ -177,6 +180,16 @@ impl Ledger {
     /// Finalized heights with their digest and durable state root.
     pub fn finalized(&self) -> BTreeMap<u64, Finalized> {
         self.lock().finalized.clone()
+    }
+
+    /// The highest finalized height with what was recorded for it.
+    pub fn last(&self) -> Option<(u64, Finalized)> {
+        self.lock().finalized.last_key_value().map(|(h, f)| (*h, *f))
+    }
+
+    /// How many faults were recorded.
+    pub fn fault_count(&self) -> usize {
+        self.lock().faults.len()
     }
 
     /// Highest finalized and durable height (0 before the first).
@@ -224,10 +237,17 @@ impl Ledger {
 
     fn record(&self, height: u64, entry: Finalized) {
         let mut g = self.lock();
-        g.finalized.insert(height, entry);
+        g.heights.insert(entry.digest, height);
+        if let Some(old) = g.finalized.insert(height, entry)
+            && old.digest != entry.digest
+        {
+            g.heights.remove(&old.digest);
+        }
         if let Some(keep) = g.keep {
             while g.finalized.len() as u64 > keep {
-                g.finalized.pop_first();
+                if let Some((_, old)) = g.finalized.pop_first() {
+                    g.heights.remove(&old.digest);
+                }
             }
         }
     }
@@ -422,6 +442,9 @@ pub struct Application<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P
     blocks: HashMap<Digest, ChainBlock>,
     /// Speculative state after each verified, not yet finalized block.
     states: HashMap<Digest, State>,
+    /// What executing each of those blocks produced (handed to the store at finalization, so
+    /// a block is executed once per validator, not twice).
+    outcomes: HashMap<Digest, BlockOutcome>,
     /// The last executed (finalized) block: digest and height.
     tip: (Digest, u64),
     genesis_digest: Digest,
@@ -495,6 +518,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             net,
             blocks,
             states: HashMap::new(),
+            outcomes: HashMap::new(),
             tip,
             genesis_digest,
             halted: false,
@@ -782,9 +806,14 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                 warn!(height = block.height_u64(), "block carries a parent state root we did not compute");
                 return Err(Lookup::Invalid);
             }
-            if let Err(e) = state.apply_block(&self.as_executed(block)) {
-                warn!(height = block.height_u64(), ?e, "block does not execute");
-                return Err(Lookup::Invalid);
+            match state.apply_block(&self.as_executed(block)) {
+                Ok(out) => {
+                    self.outcomes.insert(d, out);
+                }
+                Err(e) => {
+                    warn!(height = block.height_u64(), ?e, "block does not execute");
+                    return Err(Lookup::Invalid);
+                }
             }
             self.states.insert(d, state.clone());
         }
@@ -817,9 +846,14 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         })?;
         let digest = block.id();
         let mut next = state;
-        if let Err(e) = next.apply_block(&self.as_executed(&block)) {
-            error!(?e, height, "own proposal does not execute");
-            return Err(Lookup::Invalid);
+        match next.apply_block(&self.as_executed(&block)) {
+            Ok(out) => {
+                self.outcomes.insert(digest, out);
+            }
+            Err(e) => {
+                error!(?e, height, "own proposal does not execute");
+                return Err(Lookup::Invalid);
+            }
         }
         debug!(height, txs = block.block().txs.len(), view = %context.round.view(), "proposed");
         self.blocks.insert(digest, block);
@@ -949,19 +983,21 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                     break;
                 }
                 let link: [u8; 32] = block.parent_digest().as_ref().try_into().unwrap_or([0u8; 32]);
-                let out = match self.store.execute_linked(&self.as_executed(&block), &link) {
+                // Executed once: the speculative result of verify (or propose) when there is
+                // one, computed from this very parent state (states are keyed by digest, which
+                // commits to the whole chain); otherwise (a block finalized before we verified
+                // it, e.g. while catching up) executed now.
+                let executed = match (self.states.remove(&d), self.outcomes.remove(&d)) {
+                    (Some(next), Some(out)) => self.store.adopt(&self.as_executed(&block), &link, next, out),
+                    _ => self.store.execute_linked(&self.as_executed(&block), &link),
+                };
+                let out = match executed {
                     Ok(out) => out,
                     Err(e) => {
                         self.halt(format!("store cannot execute finalized block {d}: {e}"));
                         break;
                     }
                 };
-                if let Some(spec) = self.states.get(&d)
-                    && spec.state_root() != out.root
-                {
-                    self.halt(format!("durable root of {d} differs from the speculative root"));
-                    break;
-                }
                 self.tip = (d, block.height_u64());
                 self.executed.insert(d, block.height_u64());
                 let rejected = out.events.iter().filter(|e| matches!(e, Event::Rejected { .. })).count();
@@ -986,6 +1022,8 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         let tip = self.tip.1;
         let blocks = &self.blocks;
         self.states.retain(|d, _| blocks.get(d).is_some_and(|b| b.height_u64() > tip));
+        let states = &self.states;
+        self.outcomes.retain(|d, _| states.contains_key(d));
         let floor = tip.saturating_sub(KEEP_FINALIZED);
         let genesis = self.genesis_digest;
         self.blocks.retain(|d, b| *d == genesis || b.height_u64() > floor);

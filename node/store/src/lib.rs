@@ -560,6 +560,42 @@ impl Store {
         Ok(out)
     }
 
+    /// Logs a block the caller already executed: `next` and `out` must be exactly what
+    /// `apply_block(block)` on this store's current state produced (consensus executes each
+    /// block once, speculatively, when it verifies the proposal, and hands that result over at
+    /// finalization instead of executing it a second time). Checked here: the heights and that
+    /// `out.root` is `next`'s root; the caller guarantees the rest. Not durable until
+    /// [`Store::commit`].
+    pub fn adopt(
+        &mut self,
+        block: &Block,
+        link: &ChainLink,
+        next: State,
+        out: BlockOutcome,
+    ) -> Result<BlockOutcome, StoreError> {
+        self.check()?;
+        if block.height != self.state.height.saturating_add(1)
+            || next.height != block.height
+            || next.state_root() != out.root
+        {
+            return Err(StoreError::Stopped(format!(
+                "adopt: state at height {} with root {} does not follow height {} with block {}",
+                next.height,
+                hex(&out.root),
+                self.state.height,
+                block.height
+            )));
+        }
+        let parent_root = self.state.state_root();
+        let entry = LogEntry::encode(block, &out.events, &parent_root, &out.root, link);
+        if let Err(e) = self.log.append(block.height, &entry) {
+            return self.stop(e.into());
+        }
+        self.state = next;
+        self.stats.blocks = self.stats.blocks.saturating_add(1);
+        Ok(out)
+    }
+
     /// Makes every executed block durable (one `fdatasync`), then starts a snapshot when one is
     /// due. Returns the durable height. A failure stops the store: the node must exit.
     pub fn commit(&mut self) -> Result<u64, StoreError> {

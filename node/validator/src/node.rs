@@ -291,8 +291,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                     let _ = writeln!(f, "{h} {us}");
                 }
             }
-            let height = ledger.height();
-            let root = ledger.finalized().get(&height).map(|f| hex(&f.root)).unwrap_or_default();
+            let (height, root) = ledger.last().map(|(h, f)| (h, hex(&f.root))).unwrap_or_default();
             let pct = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
             let status = Status {
                 chain_id: spec.chain_id.clone(),
@@ -300,7 +299,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 height,
                 root,
                 halted: ledger.halted(),
-                faults: ledger.faults().len(),
+                faults: ledger.fault_count(),
                 uptime_s: started.elapsed().as_secs_f64(),
                 own_finalized: hist.len(),
                 finality_ms: [pct(0.5), pct(0.99), pct(0.999), hist.max() as f64 / 1000.0],
