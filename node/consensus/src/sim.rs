@@ -98,6 +98,9 @@ pub struct Outcome {
     pub finalization_at: Vec<HashMap<Digest, SystemTime>>,
     /// Simulated time at the end of the run (since the start).
     pub elapsed: Duration,
+    /// Per validator: each line of its data dir's evidence file, with whether its proof
+    /// decoded and verified against the validator set's public keys.
+    pub evidence: Vec<Vec<(String, bool)>>,
 }
 
 impl Outcome {
@@ -363,6 +366,7 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
         wait(&context, &ledgers, faulty, byz, target_height, &honest).await;
         let elapsed = now(&context);
         println!("simulated time: {elapsed:?}");
+        let evidence = dirs.iter().map(|(d, _)| read_evidence(&mut context, d.path(), &schemes[0])).collect();
         drop(dirs);
         drop(byzantine_engine);
         Outcome {
@@ -372,8 +376,41 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
             proposed_at: ledgers.iter().flat_map(|l| l.proposed_at()).collect(),
             finalization_at: ledgers.iter().map(Ledger::finalization_at).collect(),
             elapsed,
+            evidence,
         }
     })
+}
+
+/// Reads a data dir's evidence file and checks each proof: it must decode as the kind the line
+/// names and verify against the validator set (any member's scheme verifies).
+fn read_evidence(
+    context: &mut deterministic::Context,
+    dir: &std::path::Path,
+    scheme: &Multisig,
+) -> Vec<(String, bool)> {
+    use commonware_codec::DecodeExt as _;
+    use commonware_consensus::simplex::types::{ConflictingFinalize, ConflictingNotarize, NullifyFinalize};
+    let Ok(text) = std::fs::read_to_string(dir.join(crate::application::EVIDENCE_FILE)) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|line| {
+            let proof = line.split("\tproof ").nth(1).and_then(crate::spec::from_hex).unwrap_or_default();
+            let ok = if line.starts_with("conflicting notarize") {
+                ConflictingNotarize::<Multisig, Digest>::decode(bytes::Bytes::from(proof.clone()))
+                    .is_ok_and(|c| c.verify(context, scheme, &commonware_parallel::Sequential))
+            } else if line.starts_with("conflicting finalize") {
+                ConflictingFinalize::<Multisig, Digest>::decode(bytes::Bytes::from(proof.clone()))
+                    .is_ok_and(|c| c.verify(context, scheme, &commonware_parallel::Sequential))
+            } else if line.starts_with("nullify and finalize") {
+                NullifyFinalize::<Multisig, Digest>::decode(bytes::Bytes::from(proof.clone()))
+                    .is_ok_and(|c| c.verify(context, scheme, &commonware_parallel::Sequential))
+            } else {
+                false
+            };
+            (line.split('\t').next().unwrap_or_default().to_owned(), ok)
+        })
+        .collect()
 }
 
 /// Simulated time since the start.

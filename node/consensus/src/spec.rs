@@ -16,6 +16,7 @@
 //! identities, not its position in the file. [`ChainSpec::index_of`] returns the file position,
 //! which is the index of `exchange.validator_stakes`.
 
+use bastion_store::hex;
 use commonware_codec::{DecodeExt, Encode};
 use commonware_consensus::simplex::scheme::bls12381_multisig;
 use commonware_cryptography::bls12381::primitives::group;
@@ -117,19 +118,8 @@ pub fn pop_namespace(chain_id: &str) -> Vec<u8> {
     ns
 }
 
-/// Lowercase hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
-}
-
 /// Decodes hex (either case, no prefix, no whitespace).
-fn from_hex(s: &str) -> Option<Vec<u8>> {
+pub fn from_hex(s: &str) -> Option<Vec<u8>> {
     fn nibble(c: u8) -> Option<u8> {
         match c {
             b'0'..=b'9' => Some(c - b'0'),

@@ -224,6 +224,18 @@ fn byzantine_run(kind: Byzantine, seed: u64) -> Vec<Vec<String>> {
     for (i, f) in honest.iter().zip(&faults) {
         println!("validator {i} recorded {} faults, e.g. {:?}", f.len(), f.first());
         assert!(f.iter().all(|f| f.ends_with(&format!(" by signer {bad}"))));
+        // Every fault is on disk with a proof that verifies against the validator set.
+        let on_disk: Vec<&String> = o.evidence[*i].iter().map(|(what, _)| what).collect();
+        assert_eq!(
+            on_disk,
+            f.iter().collect::<Vec<_>>(),
+            "validator {i}: evidence file differs from the faults seen"
+        );
+        assert!(
+            o.evidence[*i].iter().all(|(_, ok)| *ok),
+            "validator {i}: a proof does not verify: {:?}",
+            o.evidence[*i]
+        );
     }
     faults
 }
