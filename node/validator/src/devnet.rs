@@ -38,6 +38,12 @@ pub struct DevnetArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Transactions per block from the workload generator (large blocks: thousands).
+    #[arg(long, default_value_t = 16)]
+    pub txs_per_block: usize,
+    /// Trader accounts the workload generator uses.
+    #[arg(long, default_value_t = 8)]
+    pub traders: u64,
 }
 
 /// The validator processes; killed on drop so an error leaves none running.
@@ -120,8 +126,28 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         seed: None,
     })?;
+    if args.txs_per_block == 0 || args.txs_per_block > bastion_exchange::BLOCK_TXS_MAX {
+        return Err(format!(
+            "--txs-per-block {}: allowed 1 to {}",
+            args.txs_per_block,
+            bastion_exchange::BLOCK_TXS_MAX
+        ));
+    }
+    if args.traders == 0 {
+        return Err("--traders 0: at least 1".into());
+    }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the bastion executable: {e}"))?;
     let dirs: Vec<PathBuf> = (0..n).map(|i| root.join(format!("v{i}"))).collect();
+    for dir in &dirs {
+        let path = dir.join("node.toml");
+        let workload =
+            format!("\n[workload]\ntraders = {}\ntxs_per_block = {}\n", args.traders, args.txs_per_block);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, workload.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     println!(
         "devnet: {n} validators on 127.0.0.1:{base_port}..{} for {:.0} s, data in {}",
         base_port as usize + n - 1,
@@ -129,7 +155,8 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         root.display()
     );
     println!(
-        "        blocks from the built-in workload generator (UDP order flow arrives with the pipeline)"
+        "        blocks of {} transactions from the built-in workload generator over {} traders (UDP order flow arrives with the pipeline)",
+        args.txs_per_block, args.traders
     );
     let mut fleet = Fleet { children: Vec::new() };
     for dir in &dirs {

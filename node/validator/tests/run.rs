@@ -155,7 +155,8 @@ fn devnet_runs_finalizes_and_checks_roots() {
     let json = tmp.path().join("summary.json");
     let base_port = 40_000 + (std::process::id() % 20_000) as u16;
     let out = Command::new(BIN)
-        .args(["devnet", "--duration", "6", "--base-port", &base_port.to_string(), "--data-dir"])
+        .args(["devnet", "--duration", "6", "--txs-per-block", "300", "--traders", "64"])
+        .args(["--base-port", &base_port.to_string(), "--data-dir"])
         .arg(tmp.path().join("net"))
         .arg("--json")
         .arg(&json)
