@@ -9,9 +9,11 @@ pub mod dir;
 pub mod faults;
 pub mod log;
 pub mod mapped;
+pub mod records;
 pub mod snapshot;
 
 pub use dir::{DataDir, DirError};
 pub use faults::Faults;
 pub use log::{BlockLog, Damage, LogConfig, LogError, LogRecovery};
+pub use records::RecordFile;
 pub use snapshot::{Snapshot, SnapshotError, SnapshotMeta, SnapshotStore, SnapshotWriter};

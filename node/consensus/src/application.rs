@@ -30,6 +30,7 @@ use bastion_exchange::{
     BlockOutcome, Genesis, State,
     testkit::{PathKind, Workload},
 };
+use bastion_storage::{Faults, RecordFile};
 use bastion_store::{Store, hex};
 use bastion_types::{AccountId, Event};
 use bytes::Buf as _;
@@ -95,6 +96,14 @@ const RANGE_MAX: u64 = 64;
 
 /// Name of the evidence file in the node's data dir.
 pub const EVIDENCE_FILE: &str = "evidence.log";
+
+/// Name of the file in the node's data dir that holds the blocks this validator proposed or
+/// voted for and that are not finalized yet. After a restart of the whole network nobody would
+/// hold a notarized block otherwise, and the chain could not extend it.
+pub const PENDING_FILE: &str = "pending-blocks.rec";
+
+/// The pending-blocks file is compacted once it grows past this.
+const PENDING_COMPACT_BYTES: u64 = 4 << 20;
 
 /// One finalized, durable block as this validator executed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -459,6 +468,10 @@ pub struct Application<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P
     /// Peers heard from, in order of first contact: range requests rotate among them.
     peers: Vec<P>,
     next_peer: usize,
+    /// The durable record of the unfinalized blocks this validator proposed or voted for.
+    pending: RecordFile,
+    /// The blocks in it, with their heights.
+    persisted: HashMap<Digest, u64>,
     /// Peers that told us they pruned what we need (warned once each).
     pruned_warned: BTreeSet<P>,
 
@@ -506,6 +519,32 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         let (sender, receiver) = mpsc::unbounded_channel();
         let cfg_ledger = cfg.ledger.clone();
         let evidence = cfg.store.path().join(EVIDENCE_FILE);
+        let pending_path = cfg.store.path().join(PENDING_FILE);
+        let (mut pending, records) = RecordFile::open(&pending_path, Faults::none())
+            .map_err(|e| format!("cannot open {}: {e}", pending_path.display()))?;
+        let mut persisted = HashMap::new();
+        for bytes in &records {
+            match ChainBlock::decode_cfg(bytes::Bytes::copy_from_slice(bytes), &cfg.limits) {
+                Ok(block) if block.height_u64() > tip.1 => {
+                    persisted.insert(block.id(), block.height_u64());
+                    blocks.insert(block.id(), block);
+                }
+                Ok(_) => {}
+                Err(e) => warn!(file = %pending_path.display(), %e, "skipping an undecodable pending block"),
+            }
+        }
+        if !records.is_empty() {
+            info!(
+                kept = persisted.len(),
+                read = records.len(),
+                "recovered the unfinalized blocks this validator voted for"
+            );
+            let live: Vec<Vec<u8>> =
+                persisted.keys().filter_map(|d| blocks.get(d)).map(|b| b.encode().to_vec()).collect();
+            pending
+                .rewrite(live.iter().map(Vec::as_slice))
+                .map_err(|e| format!("cannot compact {}: {e}", pending_path.display()))?;
+        }
         let app = Application {
             context: ContextCell::new(context),
             store: cfg.store,
@@ -527,6 +566,8 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             backfill: None,
             peers: Vec::new(),
             next_peer: 0,
+            pending,
+            persisted,
             pruned_warned: BTreeSet::new(),
             pending_proposals: Vec::new(),
             pending_verifies: Vec::new(),
@@ -858,6 +899,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         debug!(height, txs = block.block().txs.len(), view = %context.round.view(), "proposed");
         self.blocks.insert(digest, block);
         self.states.insert(digest, next);
+        self.persist(digest)?;
         Ok(digest)
     }
 
@@ -889,10 +931,29 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         }
         // Executes speculatively and caches the result (or refuses a header error).
         match self.state_after(payload) {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.persist(payload)?;
+                Ok(true)
+            }
             Err(Lookup::Invalid) => Ok(false),
             Err(Lookup::Missing) => Err(Lookup::Missing),
         }
+    }
+
+    /// Makes a block durable before this validator votes for (or proposes) it. A failure halts
+    /// the validator: it must not vote for a block it could lose.
+    fn persist(&mut self, digest: Digest) -> Result<(), Lookup> {
+        if self.persisted.contains_key(&digest) {
+            return Ok(());
+        }
+        let Some(block) = self.blocks.get(&digest) else { return Err(Lookup::Missing) };
+        let height = block.height_u64();
+        if let Err(e) = self.pending.append(&block.encode()) {
+            self.halt(format!("cannot persist block {digest} before voting for it: {e}"));
+            return Err(Lookup::Invalid);
+        }
+        self.persisted.insert(digest, height);
+        Ok(())
     }
 
     /// The exchange block as this validator executes it: the block itself, unless a fault is
@@ -1028,6 +1089,18 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         let genesis = self.genesis_digest;
         self.blocks.retain(|d, b| *d == genesis || b.height_u64() > floor);
         self.executed.retain(|_, h| *h > floor);
+        self.persisted.retain(|_, h| *h > tip);
+        if self.pending.len_bytes() > PENDING_COMPACT_BYTES {
+            let live: Vec<Vec<u8>> = self
+                .persisted
+                .keys()
+                .filter_map(|d| self.blocks.get(d))
+                .map(|b| b.encode().to_vec())
+                .collect();
+            if let Err(e) = self.pending.rewrite(live.iter().map(Vec::as_slice)) {
+                self.halt(format!("cannot compact {PENDING_FILE}: {e}"));
+            }
+        }
     }
 }
 

@@ -255,30 +255,7 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
         let Fixture { participants, schemes, .. } =
             bls12381_multisig::fixture::<MinSig, _>(&mut context, NAMESPACE, n);
 
-        let max_size = commonware_p2p::max_message_size(&[
-            simplex::max_payload_size::<Multisig, Digest>(n),
-            limits.max_encoded_bytes(),
-        ]);
-        let (network, oracle) = Network::new_with_peers(
-            context.child("network"),
-            simulated::Config {
-                max_size,
-                max_peers_per_set: NZUsize!(n as usize + 1),
-                disconnect_on_block: true,
-                tracked_peer_sets: NZUsize!(1),
-            },
-            participants.clone(),
-        )
-        .await;
-        network.start();
-
-        for a in &participants {
-            for b in &participants {
-                if a != b {
-                    oracle.add_link(a.clone(), b.clone(), link.clone()).await.unwrap();
-                }
-            }
-        }
+        let oracle = network(&context, &participants, &link, &limits).await;
 
         let mut dirs = Vec::new();
         let mut ledgers = Vec::new();
@@ -411,6 +388,105 @@ fn read_evidence(
             (line.split('\t').next().unwrap_or_default().to_owned(), ok)
         })
         .collect()
+}
+
+/// The simulated network between `participants`, every pair joined by `link`.
+async fn network(
+    context: &deterministic::Context,
+    participants: &[ed25519::PublicKey],
+    link: &Link,
+    limits: &BlockLimits,
+) -> Oracle<ed25519::PublicKey, deterministic::Context> {
+    let n = participants.len();
+    let max_size = commonware_p2p::max_message_size(&[
+        simplex::max_payload_size::<Multisig, Digest>(n as u32),
+        limits.max_encoded_bytes(),
+    ]);
+    let (network, oracle) = Network::new_with_peers(
+        context.child("network"),
+        simulated::Config {
+            max_size,
+            max_peers_per_set: NZUsize!(n + 1),
+            disconnect_on_block: true,
+            tracked_peer_sets: NZUsize!(1),
+        },
+        participants.to_vec(),
+    )
+    .await;
+    network.start();
+    for a in participants {
+        for b in participants {
+            if a != b {
+                oracle.add_link(a.clone(), b.clone(), link.clone()).await.unwrap();
+            }
+        }
+    }
+    oracle
+}
+
+/// Every validator loses power at once, once all have finalized `at`: the deterministic
+/// runtime stops mid-flight (every task dropped wherever it was), its storage (each validator's
+/// Simplex journal) keeps only what was synced, each validator's store keeps what it committed,
+/// and all restart from there with the same keys, then must finalize up to `target`. Checks as
+/// in [`simulate_outcome`]: no halt, and no equivocation evidence (a validator that lost an
+/// unsynced vote and voted differently after the restart would be caught by the others).
+pub fn simulate_power_loss(validators: u32, seed: u64, link: Link, at: u64, target: u64) -> Outcome {
+    println!("power-loss simulation: validators={validators} seed={seed} (replay with BASTION_SEED={seed})");
+    let genesis = Genesis::devnet();
+    let limits = BlockLimits { max_body_bytes: 1 << 20, ..BlockLimits::default() };
+    let cfg = deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(3_600)));
+    let ledgers: Vec<Ledger> = (0..validators).map(|_| Ledger::default()).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..validators).map(|_| tempfile::tempdir().unwrap()).collect();
+    let validator = |i: usize, me: &ed25519::PublicKey, scheme: &Multisig| Validator {
+        index: i,
+        me: me.clone(),
+        scheme: scheme.clone(),
+        dir: dirs[i].path().to_path_buf(),
+        genesis: genesis.clone(),
+        limits,
+        ledger: ledgers[i].clone(),
+        fault: None,
+    };
+    let everyone: Vec<usize> = (0..validators as usize).collect();
+    let (ledgers, dirs, everyone, validator, link) = (&ledgers, &dirs, &everyone, &validator, &link);
+    let ((participants, schemes), checkpoint) =
+        deterministic::Runner::new(cfg).start_and_recover(|mut context| async move {
+            let Fixture { participants, schemes, .. } =
+                bls12381_multisig::fixture::<MinSig, _>(&mut context, NAMESPACE, validators);
+            let oracle = network(&context, &participants, link, &limits).await;
+            let mut nodes = Vec::new();
+            for (i, me) in participants.iter().enumerate() {
+                nodes.push(validator(i, me, &schemes[i]).start(&context, &oracle, 0).await);
+            }
+            wait(&context, ledgers, None, None, at, everyone).await;
+            println!(
+                "t={:?}: power lost at heights {:?}",
+                now(&context),
+                ledgers.iter().map(Ledger::height).collect::<Vec<_>>()
+            );
+            (participants, schemes)
+        });
+    deterministic::Runner::from(checkpoint).start(|context| async move {
+        let oracle = network(&context, &participants, link, &limits).await;
+        let mut nodes = Vec::new();
+        for (i, me) in participants.iter().enumerate() {
+            nodes.push(validator(i, me, &schemes[i]).start(&context, &oracle, 1).await);
+        }
+        wait(&context, ledgers, None, None, target, everyone).await;
+        let elapsed = now(&context);
+        println!("t={elapsed:?}: all validators finalized {target} after the restart");
+        let mut context = context;
+        let evidence = dirs.iter().map(|d| read_evidence(&mut context, d.path(), &schemes[0])).collect();
+        Outcome {
+            ledgers: ledgers.iter().map(Ledger::finalized).collect(),
+            halts: ledgers.iter().map(Ledger::halted).collect(),
+            faults: ledgers.iter().map(Ledger::faults).collect(),
+            proposed_at: ledgers.iter().flat_map(|l| l.proposed_at()).collect(),
+            finalization_at: ledgers.iter().map(Ledger::finalization_at).collect(),
+            elapsed,
+            evidence,
+        }
+    })
 }
 
 /// Simulated time since the start.

@@ -515,3 +515,17 @@ fn campaign_partition() {
 fn campaign_byzantine() {
     campaign("campaign_byzantine", 5_000_000, 60, byzantine);
 }
+
+#[test]
+fn every_validator_loses_power_at_once_and_the_chain_resumes() {
+    for seed in seeds(600)..seeds(600) + 3 {
+        let o = bastion_consensus::sim::simulate_power_loss(4, seed, link(10, 5, probability!(1.0)), 12, 30);
+        check(&o.ledgers, 30);
+        assert!(o.halts.iter().all(Option::is_none), "{:?}", o.halts);
+        assert!(
+            o.faults.iter().all(Vec::is_empty),
+            "a validator equivocated across the power loss: {:?}",
+            o.faults
+        );
+    }
+}
