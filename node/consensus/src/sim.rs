@@ -346,15 +346,7 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
         let evidence = dirs.iter().map(|(d, _)| read_evidence(&mut context, d.path(), &schemes[0])).collect();
         drop(dirs);
         drop(byzantine_engine);
-        Outcome {
-            ledgers: ledgers.iter().map(Ledger::finalized).collect(),
-            halts: ledgers.iter().map(Ledger::halted).collect(),
-            faults: ledgers.iter().map(Ledger::faults).collect(),
-            proposed_at: ledgers.iter().flat_map(|l| l.proposed_at()).collect(),
-            finalization_at: ledgers.iter().map(Ledger::finalization_at).collect(),
-            elapsed,
-            evidence,
-        }
+        outcome(&ledgers, elapsed, evidence)
     })
 }
 
@@ -388,6 +380,18 @@ fn read_evidence(
             (line.split('\t').next().unwrap_or_default().to_owned(), ok)
         })
         .collect()
+}
+
+fn outcome(ledgers: &[Ledger], elapsed: Duration, evidence: Vec<Vec<(String, bool)>>) -> Outcome {
+    Outcome {
+        ledgers: ledgers.iter().map(Ledger::finalized).collect(),
+        halts: ledgers.iter().map(Ledger::halted).collect(),
+        faults: ledgers.iter().map(Ledger::faults).collect(),
+        proposed_at: ledgers.iter().flat_map(|l| l.proposed_at()).collect(),
+        finalization_at: ledgers.iter().map(Ledger::finalization_at).collect(),
+        elapsed,
+        evidence,
+    }
 }
 
 /// The simulated network between `participants`, every pair joined by `link`.
@@ -477,15 +481,7 @@ pub fn simulate_power_loss(validators: u32, seed: u64, link: Link, at: u64, targ
         println!("t={elapsed:?}: all validators finalized {target} after the restart");
         let mut context = context;
         let evidence = dirs.iter().map(|d| read_evidence(&mut context, d.path(), &schemes[0])).collect();
-        Outcome {
-            ledgers: ledgers.iter().map(Ledger::finalized).collect(),
-            halts: ledgers.iter().map(Ledger::halted).collect(),
-            faults: ledgers.iter().map(Ledger::faults).collect(),
-            proposed_at: ledgers.iter().flat_map(|l| l.proposed_at()).collect(),
-            finalization_at: ledgers.iter().map(Ledger::finalization_at).collect(),
-            elapsed,
-            evidence,
-        }
+        outcome(ledgers, elapsed, evidence)
     })
 }
 
