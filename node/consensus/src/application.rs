@@ -139,6 +139,9 @@ struct LedgerInner {
     proposed_at: HashMap<Digest, SystemTime>,
     /// When this validator first learned of each finalization (its clock), by digest.
     finalization_at: HashMap<Digest, SystemTime>,
+    /// When this validator first learned of each notarization (its clock), by digest; kept
+    /// only when `keep` is `None` (simulations).
+    notarization_at: HashMap<Digest, SystemTime>,
 }
 
 impl Ledger {
@@ -225,6 +228,18 @@ impl Ledger {
     /// When this validator first received each finalization from the engine (its clock).
     pub fn finalization_at(&self) -> HashMap<Digest, SystemTime> {
         self.lock().finalization_at.clone()
+    }
+
+    /// When this validator first received each notarization from the engine (its clock).
+    pub fn notarization_at(&self) -> HashMap<Digest, SystemTime> {
+        self.lock().notarization_at.clone()
+    }
+
+    fn notarization_seen(&self, digest: Digest, at: SystemTime) {
+        let mut g = self.lock();
+        if g.keep.is_none() {
+            g.notarization_at.entry(digest).or_insert(at);
+        }
     }
 
     fn proposed(&self, digest: Digest, at: SystemTime) {
@@ -318,6 +333,7 @@ enum Message<P: PublicKey> {
     Verify { context: Context<Digest, P>, payload: Digest, response: oneshot::Sender<bool> },
     Broadcast { payload: Digest, plan: Plan<P> },
     Finalized { payload: Digest },
+    Notarized { payload: Digest },
 }
 
 /// The engine's handle on the application: its `Automaton` and `Relay`.
@@ -412,6 +428,9 @@ impl<S: Scheme, P: PublicKey> ReporterTrait for Reporter<S, P> {
             Activity::Finalization(f) => {
                 let sent = self.sender.send_lossy(Message::Finalized { payload: f.proposal.payload });
                 return if sent { Feedback::Ok } else { Feedback::Closed };
+            }
+            Activity::Notarization(n) => {
+                self.sender.send_lossy(Message::Notarized { payload: n.proposal.payload });
             }
             Activity::ConflictingNotarize(c) => {
                 self.evidence("conflicting notarize", c.view(), c.signer(), &c)
@@ -748,6 +767,10 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             }
             Message::Broadcast { payload, plan } => {
                 self.relay(payload, plan);
+                return;
+            }
+            Message::Notarized { payload } => {
+                self.ledger.notarization_seen(payload, self.context.current());
                 return;
             }
             Message::Finalized { payload } => {

@@ -96,6 +96,8 @@ pub struct Outcome {
     pub proposed_at: HashMap<Digest, SystemTime>,
     /// Per validator: when its reporter received each finalization, by digest.
     pub finalization_at: Vec<HashMap<Digest, SystemTime>>,
+    /// Per validator: when its reporter received each notarization, by digest.
+    pub notarization_at: Vec<HashMap<Digest, SystemTime>>,
     /// Simulated time at the end of the run (since the start).
     pub elapsed: Duration,
     /// Per validator: each line of its data dir's evidence file, with whether its proof
@@ -107,9 +109,19 @@ impl Outcome {
     /// Finality latency (finalization received minus proposal built) per validator, per
     /// finalized height, where both times are known.
     pub fn finality_latencies(&self) -> Vec<BTreeMap<u64, Duration>> {
+        self.latencies(&self.finalization_at)
+    }
+
+    /// Notarization latency (notarization received minus proposal built) per validator, per
+    /// finalized height, where both times are known.
+    pub fn notarization_latencies(&self) -> Vec<BTreeMap<u64, Duration>> {
+        self.latencies(&self.notarization_at)
+    }
+
+    fn latencies(&self, seen_at: &[HashMap<Digest, SystemTime>]) -> Vec<BTreeMap<u64, Duration>> {
         self.ledgers
             .iter()
-            .zip(&self.finalization_at)
+            .zip(seen_at)
             .map(|(ledger, seen)| {
                 ledger
                     .iter()
@@ -389,6 +401,7 @@ fn outcome(ledgers: &[Ledger], elapsed: Duration, evidence: Vec<Vec<(String, boo
         faults: ledgers.iter().map(Ledger::faults).collect(),
         proposed_at: ledgers.iter().flat_map(|l| l.proposed_at()).collect(),
         finalization_at: ledgers.iter().map(Ledger::finalization_at).collect(),
+        notarization_at: ledgers.iter().map(Ledger::notarization_at).collect(),
         elapsed,
         evidence,
     }
