@@ -3,6 +3,7 @@
 use crate::harness::{Ctx, Report};
 
 pub mod consensus;
+pub mod ingress;
 pub mod margin;
 pub mod matching;
 pub mod pricing;
@@ -42,5 +43,10 @@ pub const ALL: &[Suite] = &[
         name: "storage",
         about: "block log commit vs redb, 1M-account recovery, snapshot throughput and stall",
         run: storage::run,
+    },
+    Suite {
+        name: "ingress",
+        about: "UDP packets/s on one receiving thread: recvmmsg and io_uring backends vs a recv_from loop",
+        run: ingress::run,
     },
 ];
