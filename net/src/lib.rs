@@ -1,9 +1,11 @@
 //! Bastion's packet ingress: UDP datagrams from clients into fixed-size [`ingress::Frame`]s,
 //! through one of two receive backends (sockets with `recvmmsg`, io_uring multishot receive
 //! with a provided buffer ring). Oversized datagrams are counted and dropped, never truncated
-//! into a frame; nothing here parses a payload or panics on any input.
+//! into a frame. [`packet`] reads the client envelope (version, public key, signature, body)
+//! without interpreting the body; nothing here panics on any input.
 
 pub mod ingress;
+pub mod packet;
 mod sockaddr;
 mod sockets;
 mod uring;
