@@ -235,11 +235,13 @@ impl Ledger {
         self.lock().notarization_at.clone()
     }
 
+    /// Whether notarization times are recorded (unbounded ledgers: simulations).
+    fn records_notarizations(&self) -> bool {
+        self.lock().keep.is_none()
+    }
+
     fn notarization_seen(&self, digest: Digest, at: SystemTime) {
-        let mut g = self.lock();
-        if g.keep.is_none() {
-            g.notarization_at.entry(digest).or_insert(at);
-        }
+        self.lock().notarization_at.entry(digest).or_insert(at);
     }
 
     fn proposed(&self, digest: Digest, at: SystemTime) {
@@ -384,6 +386,8 @@ pub struct Reporter<S, P: PublicKey> {
     ledger: Ledger,
     /// Where evidence is appended (the node's data dir).
     evidence: PathBuf,
+    /// Whether notarizations are passed on (the ledger records them).
+    notarizations: bool,
     _scheme: PhantomData<fn() -> S>,
 }
 
@@ -393,6 +397,7 @@ impl<S, P: PublicKey> Clone for Reporter<S, P> {
             sender: self.sender.clone(),
             ledger: self.ledger.clone(),
             evidence: self.evidence.clone(),
+            notarizations: self.notarizations,
             _scheme: PhantomData,
         }
     }
@@ -429,7 +434,8 @@ impl<S: Scheme, P: PublicKey> ReporterTrait for Reporter<S, P> {
                 let sent = self.sender.send_lossy(Message::Finalized { payload: f.proposal.payload });
                 return if sent { Feedback::Ok } else { Feedback::Closed };
             }
-            Activity::Notarization(n) => {
+            // Only where they are recorded: production sends nothing per notarization.
+            Activity::Notarization(n) if self.notarizations => {
                 self.sender.send_lossy(Message::Notarized { payload: n.proposal.payload });
             }
             Activity::ConflictingNotarize(c) => {
@@ -558,10 +564,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                 read = records.len(),
                 "recovered the unfinalized blocks this validator voted for"
             );
-            let live: Vec<Vec<u8>> =
-                persisted.keys().filter_map(|d| blocks.get(d)).map(|b| b.encode().to_vec()).collect();
-            pending
-                .rewrite(live.iter().map(Vec::as_slice))
+            compact_pending(&mut pending, &persisted, &blocks)
                 .map_err(|e| format!("cannot compact {}: {e}", pending_path.display()))?;
         }
         let app = Application {
@@ -595,7 +598,13 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         Ok((
             app,
             Mailbox { sender: sender.clone() },
-            Reporter { sender, ledger: cfg_ledger, evidence, _scheme: PhantomData },
+            Reporter {
+                sender,
+                notarizations: cfg_ledger.records_notarizations(),
+                ledger: cfg_ledger,
+                evidence,
+                _scheme: PhantomData,
+            },
         ))
     }
 
@@ -1113,16 +1122,10 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         self.blocks.retain(|d, b| *d == genesis || b.height_u64() > floor);
         self.executed.retain(|_, h| *h > floor);
         self.persisted.retain(|_, h| *h > tip);
-        if self.pending.len_bytes() > PENDING_COMPACT_BYTES {
-            let live: Vec<Vec<u8>> = self
-                .persisted
-                .keys()
-                .filter_map(|d| self.blocks.get(d))
-                .map(|b| b.encode().to_vec())
-                .collect();
-            if let Err(e) = self.pending.rewrite(live.iter().map(Vec::as_slice)) {
-                self.halt(format!("cannot compact {PENDING_FILE}: {e}"));
-            }
+        if self.pending.len_bytes() > PENDING_COMPACT_BYTES
+            && let Err(e) = compact_pending(&mut self.pending, &self.persisted, &self.blocks)
+        {
+            self.halt(format!("cannot compact {PENDING_FILE}: {e}"));
         }
     }
 }
@@ -1191,6 +1194,17 @@ fn logged_block(bytes: &[u8], limits: &BlockLimits) -> Result<(ChainBlock, Final
     let txs = block.block().txs.len();
     let finalized = Finalized { digest: block.id(), root: entry.root, txs, rejected, fills };
     Ok((block, finalized))
+}
+
+/// Rewrites the pending-blocks file with just the blocks still pending.
+fn compact_pending(
+    pending: &mut RecordFile,
+    persisted: &HashMap<Digest, u64>,
+    blocks: &HashMap<Digest, ChainBlock>,
+) -> std::io::Result<()> {
+    let live: Vec<Vec<u8>> =
+        persisted.keys().filter_map(|d| blocks.get(d)).map(|b| b.encode().to_vec()).collect();
+    pending.rewrite(live.iter().map(Vec::as_slice))
 }
 
 /// Appends `bytes` to `path` and syncs it (creating the file if needed).

@@ -54,6 +54,23 @@ pub struct Run {
     pub byzantine: Option<(usize, Byzantine)>,
 }
 
+impl Run {
+    /// A run with no injected fault; set `crash`, `diverge`, `partition` or `byzantine` with
+    /// struct update syntax (`Run { crash: Some(..), ..Run::new(..) }`).
+    pub fn new(validators: u32, seed: u64, link: Link, target_height: u64) -> Run {
+        Run {
+            validators,
+            seed,
+            link,
+            target_height,
+            crash: None,
+            diverge: None,
+            partition: None,
+            byzantine: None,
+        }
+    }
+}
+
 /// Once every honest validator has finalized `at`, cut every link between `side` and the rest
 /// for `duration` of simulated time, then heal. A side with a quorum must keep finalizing (at
 /// least `min_progress` new heights); a side without one must finalize nothing. After the heal

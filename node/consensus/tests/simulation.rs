@@ -26,32 +26,14 @@ use std::{
 #[test]
 fn four_validators_with_latency_and_jitter() {
     let target = 20;
-    let ledgers = simulate(Run {
-        validators: 4,
-        seed: seeds(1),
-        link: link(50, 20, probability!(1.0)),
-        target_height: target,
-        crash: None,
-        diverge: None,
-        partition: None,
-        byzantine: None,
-    });
+    let ledgers = simulate(Run::new(4, seeds(1), link(50, 20, probability!(1.0)), target));
     check(&ledgers, target);
 }
 
 #[test]
 fn seven_validators() {
     let target = 20;
-    let ledgers = simulate(Run {
-        validators: 7,
-        seed: seeds(7),
-        link: link(50, 20, probability!(1.0)),
-        target_height: target,
-        crash: None,
-        diverge: None,
-        partition: None,
-        byzantine: None,
-    });
+    let ledgers = simulate(Run::new(7, seeds(7), link(50, 20, probability!(1.0)), target));
     check(&ledgers, target);
 }
 
@@ -63,18 +45,7 @@ fn genesis_block_is_stable() {
 
 #[test]
 fn same_seed_same_chain() {
-    let run = || {
-        simulate(Run {
-            validators: 4,
-            seed: seeds(42),
-            link: link(20, 10, probability!(1.0)),
-            target_height: 10,
-            crash: None,
-            diverge: None,
-            partition: None,
-            byzantine: None,
-        })
-    };
+    let run = || simulate(Run::new(4, seeds(42), link(20, 10, probability!(1.0)), 10));
     let (a, b) = (run(), run());
     assert_eq!(a, b, "a replay of one seed must finalize the same chain");
 }
@@ -82,16 +53,7 @@ fn same_seed_same_chain() {
 #[test]
 fn four_validators_thirty_percent_loss() {
     let target = 20;
-    let ledgers = simulate(Run {
-        validators: 4,
-        seed: seeds(30),
-        link: link(50, 20, probability!(0.7)),
-        target_height: target,
-        crash: None,
-        diverge: None,
-        partition: None,
-        byzantine: None,
-    });
+    let ledgers = simulate(Run::new(4, seeds(30), link(50, 20, probability!(0.7)), target));
     check(&ledgers, target);
 }
 
@@ -99,14 +61,8 @@ fn four_validators_thirty_percent_loss() {
 fn one_validator_crash_and_restart() {
     let target = 40;
     let ledgers = simulate(Run {
-        validators: 4,
-        seed: seeds(5),
-        link: link(20, 10, probability!(1.0)),
-        target_height: target,
-        diverge: None,
         crash: Some(Crash { validator: 3, at: 8, others_reach: 25 }),
-        partition: None,
-        byzantine: None,
+        ..Run::new(4, seeds(5), link(20, 10, probability!(1.0)), target)
     });
     check(&ledgers, target);
 }
@@ -115,14 +71,8 @@ fn one_validator_crash_and_restart() {
 fn seven_validators_thirty_percent_loss_and_a_crash() {
     let target = 30;
     let ledgers = simulate(Run {
-        validators: 7,
-        seed: seeds(77),
-        link: link(50, 20, probability!(0.7)),
-        target_height: target,
-        diverge: None,
         crash: Some(Crash { validator: 2, at: 5, others_reach: 15 }),
-        partition: None,
-        byzantine: None,
+        ..Run::new(7, seeds(77), link(50, 20, probability!(0.7)), target)
     });
     check(&ledgers, target);
 }
@@ -132,14 +82,8 @@ fn diverging_validator_halts_and_the_rest_go_on() {
     let target = 25;
     let (faulty, at) = (1usize, 10u64);
     let (ledgers, halts) = simulate_with_halts(Run {
-        validators: 4,
-        seed: seeds(9),
-        link: link(20, 10, probability!(1.0)),
-        target_height: target,
-        crash: None,
         diverge: Some((faulty, at)),
-        partition: None,
-        byzantine: None,
+        ..Run::new(4, seeds(9), link(20, 10, probability!(1.0)), target)
     });
     let why = halts[faulty].clone().expect("the diverging validator must halt");
     println!("validator {faulty} halted: {why}");
@@ -164,12 +108,6 @@ fn diverging_validator_halts_and_the_rest_go_on() {
 fn minority_partition_then_heal() {
     let target = 45;
     let ledgers = simulate(Run {
-        validators: 4,
-        seed: seeds(11),
-        link: link(20, 10, probability!(1.0)),
-        target_height: target,
-        crash: None,
-        diverge: None,
         partition: Some(Partition {
             side: vec![3],
             at: 5,
@@ -177,7 +115,7 @@ fn minority_partition_then_heal() {
             min_progress: 5,
             heal_within: Duration::from_secs(20),
         }),
-        byzantine: None,
+        ..Run::new(4, seeds(11), link(20, 10, probability!(1.0)), target)
     });
     check(&ledgers, target);
 }
@@ -186,12 +124,6 @@ fn minority_partition_then_heal() {
 fn two_two_split_halts_then_resumes() {
     let target = 25;
     let ledgers = simulate(Run {
-        validators: 4,
-        seed: seeds(22),
-        link: link(20, 10, probability!(1.0)),
-        target_height: target,
-        crash: None,
-        diverge: None,
         partition: Some(Partition {
             side: vec![0, 1],
             at: 5,
@@ -199,7 +131,7 @@ fn two_two_split_halts_then_resumes() {
             min_progress: 0,
             heal_within: Duration::from_secs(15),
         }),
-        byzantine: None,
+        ..Run::new(4, seeds(22), link(20, 10, probability!(1.0)), target)
     });
     check(&ledgers, target);
 }
@@ -208,14 +140,8 @@ fn two_two_split_halts_then_resumes() {
 fn byzantine_run(kind: Byzantine, seed: u64) -> Vec<Vec<String>> {
     let (target, bad) = (20, 2usize);
     let o = simulate_outcome(Run {
-        validators: 4,
-        seed: seeds(seed),
-        link: link(20, 10, probability!(1.0)),
-        target_height: target,
-        crash: None,
-        diverge: None,
-        partition: None,
         byzantine: Some((bad, kind)),
+        ..Run::new(4, seeds(seed), link(20, 10, probability!(1.0)), target)
     });
     assert!(o.ledgers[bad].is_empty(), "the Byzantine validator runs no application");
     let honest: Vec<_> = (0..4).filter(|&i| i != bad).collect();
@@ -347,15 +273,12 @@ impl Scenario {
     /// Runs it and checks the honest validators' ledgers (and, with a Byzantine validator, that
     /// only it was blamed).
     fn run(&self, seed: u64) {
+        let link = link(self.latency_ms, self.jitter_ms, Probability::new(100 - self.loss_pct, 100).unwrap());
         let o = simulate_outcome(Run {
-            validators: self.validators,
-            seed,
-            link: link(self.latency_ms, self.jitter_ms, Probability::new(100 - self.loss_pct, 100).unwrap()),
-            target_height: self.target,
             crash: self.crash,
-            diverge: None,
             partition: self.partition.clone(),
             byzantine: self.byzantine,
+            ..Run::new(self.validators, seed, link, self.target)
         });
         let bad = self.byzantine.map(|b| b.0);
         let honest: Vec<usize> = (0..self.validators as usize).filter(|&i| Some(i) != bad).collect();

@@ -45,16 +45,12 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     {
         let ms = one_way.as_millis();
         let outcome = simulate_with_cycle(
-            Run {
-                validators: 4,
-                seed: ctx.seed,
-                link: Link { latency: one_way, jitter, success_rate: probability!(1.0) },
-                target_height: heights,
-                crash: None,
-                diverge: None,
-                partition: None,
-                byzantine: None,
-            },
+            Run::new(
+                4,
+                ctx.seed,
+                Link { latency: one_way, jitter, success_rate: probability!(1.0) },
+                heights,
+            ),
             CYCLE,
         );
         check(&outcome.ledgers, heights);
