@@ -58,12 +58,20 @@ fn perp_risk(imr: i64, mmr: i64, oi_cap: i64) -> RiskParams {
 
 impl Genesis {
     /// The devnet: USDC quote, BTC and ETH collateral, BTC and ETH perpetuals and a strip of
-    /// 30-day BTC calls and puts, four equal validators, authority account 0.
+    /// 30-day BTC calls and puts, four equal validators, authority account 0. Genesis time is
+    /// 2026-01-01T00:00:00Z; see [`Genesis::devnet_at`] for another start time.
     pub fn devnet() -> Genesis {
         // 2026-01-01T00:00:00Z, only a label: time comes from blocks.
         const T0: u64 = 1_767_225_600_000;
-        // Evaluated (and overflow-checked) at compile time.
-        const EXPIRY: u64 = T0 + 30 * 24 * 3_600_000;
+        Genesis::devnet_at(T0)
+    }
+
+    /// The devnet genesis (see [`Genesis::devnet`]) with consensus time `t0_ms` at genesis;
+    /// the options expire 30 days later (saturating at `u64::MAX`).
+    pub fn devnet_at(t0_ms: u64) -> Genesis {
+        // 30 days in ms: a literal product, evaluated (and overflow-checked) at compile time.
+        const THIRTY_DAYS_MS: u64 = 30 * 24 * 3_600_000;
+        let expiry_ms = t0_ms.saturating_add(THIRTY_DAYS_MS);
         let mut markets = vec![
             MarketSpec {
                 id: MarketId(0),
@@ -98,7 +106,7 @@ impl Genesis {
                     kind: MarketKind::Option {
                         kind,
                         strike: strike_usd.saturating_mul(1_000_000),
-                        expiry_ms: EXPIRY,
+                        expiry_ms,
                     },
                     tick_size: 1_000_000,       // $1
                     lot_size_nanos: 10_000_000, // 0.01 BTC
@@ -109,7 +117,7 @@ impl Genesis {
             }
         }
         Genesis {
-            timestamp_ms: T0,
+            timestamp_ms: t0_ms,
             authority: AccountId(0),
             validator_stakes: vec![100, 100, 100, 100],
             assets: vec![
@@ -145,6 +153,13 @@ impl Genesis {
                 portfolio_mm_ppm: 800_000,
             },
         }
+    }
+
+    /// The same genesis with `authority` as the bridge and parameter authority (a builder: the
+    /// validator derives the authority's account id from its public key).
+    pub fn with_authority(mut self, authority: AccountId) -> Genesis {
+        self.authority = authority;
+        self
     }
 }
 
@@ -222,5 +237,54 @@ impl State {
         }
         s.commit();
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn devnet_is_devnet_at_its_t0() {
+        let g = Genesis::devnet();
+        assert_eq!(g, Genesis::devnet_at(1_767_225_600_000));
+        assert_eq!(g.timestamp_ms, 1_767_225_600_000);
+    }
+
+    #[test]
+    fn devnet_at_moves_genesis_time_and_option_expiry() {
+        let t0 = 1_800_000_000_123;
+        let g = Genesis::devnet_at(t0);
+        assert_eq!(g.timestamp_ms, t0);
+        let expiries: Vec<u64> = g
+            .markets
+            .iter()
+            .filter_map(|m| match m.kind {
+                MarketKind::Option { expiry_ms, .. } => Some(expiry_ms),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(expiries, vec![t0 + 30 * 24 * 3_600_000; 6]);
+        let s = State::from_genesis(&g).unwrap();
+        assert_eq!(s.timestamp_ms, t0);
+        assert_ne!(s.state_root(), State::from_genesis(&Genesis::devnet()).unwrap().state_root());
+        // Saturates instead of overflowing.
+        let late = Genesis::devnet_at(u64::MAX - 5);
+        assert!(
+            late.markets.iter().any(|m| matches!(m.kind, MarketKind::Option { expiry_ms: u64::MAX, .. }))
+        );
+    }
+
+    #[test]
+    fn with_authority_replaces_the_authority_only() {
+        let g = Genesis::devnet().with_authority(AccountId(0xABCD));
+        assert_eq!(g.authority, AccountId(0xABCD));
+        assert_eq!(Genesis { authority: AccountId(0), ..g.clone() }, Genesis::devnet());
+        let s = State::from_genesis(&g).unwrap();
+        assert_eq!(s.authority, AccountId(0xABCD));
+        assert!(s.accounts.get(&AccountId(0xABCD)).is_some());
+        assert!(s.accounts.get(&AccountId(0)).is_none());
     }
 }

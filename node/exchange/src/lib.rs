@@ -40,6 +40,7 @@ mod options;
 mod oracle;
 mod params;
 mod root;
+pub mod scenario;
 mod state;
 pub mod testkit;
 mod trade;

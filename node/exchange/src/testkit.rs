@@ -83,6 +83,9 @@ pub struct Workload {
     pub time_ms: u64,
     /// Start prices (for crash recovery).
     pub start_prices: Vec<i64>,
+    /// Account ids: index 0 is the authority, index `t` is trader `t`. Defaults to
+    /// `AccountId(i)`; see [`Workload::with_ids`].
+    pub ids: Vec<AccountId>,
 }
 
 impl Workload {
@@ -98,7 +101,31 @@ impl Workload {
             height: 1,
             time_ms: genesis.timestamp_ms.saturating_add(250),
             start_prices: vec![100_000_000_000, 4_000_000_000],
+            ids: (0..=traders).map(AccountId).collect(),
         }
+    }
+
+    /// The same workload with the given account ids: `ids[0]` is the authority (it must be the
+    /// genesis authority for the funding deposits to be accepted) and `ids[t]` is trader `t`.
+    /// `ids` must hold exactly `traders + 1` entries; otherwise it is ignored and the default
+    /// `AccountId(i)` ids are kept.
+    pub fn with_ids(mut self, ids: Vec<AccountId>) -> Self {
+        if u64::try_from(ids.len()).ok() == self.traders.checked_add(1) {
+            self.ids = ids;
+        }
+        self
+    }
+
+    /// The account id of the authority (index 0) or trader `index`; `AccountId(index)` when the
+    /// index is out of range.
+    pub fn id(&self, index: u64) -> AccountId {
+        usize::try_from(index).ok().and_then(|i| self.ids.get(i)).copied().unwrap_or(AccountId(index))
+    }
+
+    /// Which trader (`1..=traders`) owns account `id`, if any (the authority is not a trader).
+    pub fn trader_of(&self, id: AccountId) -> Option<u64> {
+        let i = self.ids.iter().skip(1).position(|a| *a == id)?;
+        u64::try_from(i).ok().map(|i| i + 1)
     }
 
     fn nonce(&mut self, account: u64) -> u64 {
@@ -157,19 +184,21 @@ impl Workload {
     pub fn funding_txs(&mut self, usdc_each: i128) -> Vec<Tx> {
         let mut txs = Vec::new();
         for t in 1..=self.traders {
+            let authority = self.id(0);
+            let to = self.id(t);
             let nonce = self.nonce(0);
             let amount = usdc_each.saturating_mul(i128::from(self.rng.range(1, 10)));
             txs.push(Tx {
-                signer: AccountId(0),
+                signer: authority,
                 nonce,
-                action: Action::Deposit { to: AccountId(t), asset: AssetId(0), amount },
+                action: Action::Deposit { to, asset: AssetId(0), amount },
             });
             if self.rng.chance(20) {
                 let nonce = self.nonce(0);
                 txs.push(Tx {
-                    signer: AccountId(0),
+                    signer: authority,
                     nonce,
-                    action: Action::Deposit { to: AccountId(t), asset: AssetId(1), amount: 100_000 },
+                    action: Action::Deposit { to, asset: AssetId(1), amount: 100_000 },
                 });
             }
         }
@@ -187,7 +216,7 @@ impl Workload {
         let mark_ticks = m.mark / m.spec.tick_size.max(1);
         let is_option = matches!(m.spec.kind, MarketKind::Option { .. });
         let roll = self.rng.below(100);
-        let signer = AccountId(trader);
+        let signer = self.id(trader);
         let action = if roll < 8 {
             // cancel or replace one of the trader's orders
             let mine: Vec<_> = m.book.orders().filter(|o| o.account == signer).map(|o| o.id).collect();
@@ -265,5 +294,58 @@ impl Workload {
         self.height += 1;
         self.time_ms += self.block_ms;
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use bastion_types::Event;
+
+    #[test]
+    fn default_ids_are_the_indices() {
+        let g = Genesis::devnet();
+        let w = Workload::new(1, 5, PathKind::Calm, &g);
+        assert_eq!(w.ids, (0..=5).map(AccountId).collect::<Vec<_>>());
+        assert_eq!(w.trader_of(AccountId(3)), Some(3));
+        assert_eq!(w.trader_of(AccountId(0)), None, "the authority is not a trader");
+        assert_eq!(w.trader_of(AccountId(6)), None);
+        assert_eq!(w.id(9), AccountId(9), "out of range falls back to the index");
+    }
+
+    #[test]
+    fn with_ids_of_the_wrong_length_keeps_the_defaults() {
+        let g = Genesis::devnet();
+        let w = Workload::new(1, 3, PathKind::Calm, &g).with_ids(vec![AccountId(7); 3]);
+        assert_eq!(w.ids, (0..=3).map(AccountId).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn custom_ids_sign_and_receive_everything() {
+        let ids: Vec<AccountId> = (0..=4u64).map(|i| AccountId(0xF00D_0000 + i * 977)).collect();
+        let g = Genesis::devnet().with_authority(ids[0]);
+        let mut state = State::from_genesis(&g).unwrap();
+        let mut w = Workload::new(3, 4, PathKind::Calm, &g).with_ids(ids.clone());
+        assert_eq!(w.trader_of(ids[2]), Some(2));
+        let txs = w.funding_txs(50_000_000_000);
+        assert!(txs.iter().all(|tx| tx.signer == ids[0]));
+        let block = w.block_with(txs);
+        let out = state.apply_block(&block).unwrap();
+        assert!(!out.events.iter().any(|e| matches!(e, Event::Rejected { .. })), "{:?}", out.events);
+        for id in &ids[1..] {
+            assert!(state.accounts.get(id).is_some_and(|a| a.balances[0] > 0), "{id} funded");
+        }
+        let mut fills = 0;
+        for _ in 0..30 {
+            let block = w.next_block(&state, 20);
+            assert!(block.txs.iter().all(|tx| ids[1..].contains(&tx.signer)));
+            let out = state.apply_block(&block).unwrap();
+            fills += out.events.iter().filter(|e| matches!(e, Event::Fill { .. })).count();
+            state.check_invariants().unwrap();
+        }
+        assert!(fills > 0, "the custom accounts trade");
+        assert!(state.accounts.get(&AccountId(1)).is_none(), "no default id was used");
     }
 }

@@ -13,9 +13,11 @@
 
 mod block;
 mod ids;
+pub mod tx;
 
 pub use block::*;
 pub use ids::*;
+pub use tx::{TxAuth, account_of};
 
 /// An order price in multiples of the market's tick size.
 pub type Ticks = i64;
