@@ -26,13 +26,16 @@
 //!   stops proposing and stops voting (its verify answers never come).
 
 use crate::block::{BlockLimits, ChainBlock, StateRoot};
+use bastion_accel::{SigItem, Verifier};
+use bastion_client::Keypair;
 use bastion_exchange::{
     BlockOutcome, Genesis, State,
+    scenario::PricePath,
     testkit::{PathKind, Workload},
 };
 use bastion_storage::{Faults, RecordFile};
 use bastion_store::{Store, hex};
-use bastion_types::{AccountId, Event};
+use bastion_types::{Event, Tx, TxAuth, account_of};
 use bytes::Buf as _;
 use commonware_actor::Feedback;
 use commonware_codec::{Decode as _, DecodeExt as _, Encode as _, EncodeSize as _};
@@ -58,16 +61,14 @@ use std::{
     marker::PhantomData,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
-    time::{Duration, SystemTime},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 use tracing::{debug, error, info, warn};
 
-/// Milliseconds between a block's timestamp and its parent's (the proposer's clock is not yet
-/// used: this slice keeps block time a function of the chain).
-pub const BLOCK_MS: u64 = 250;
-
-/// Largest step a proposer may take in block time over the parent's timestamp.
-pub const MAX_TIME_STEP_MS: u64 = 60_000;
+/// How far ahead of this validator's clock a proposal's timestamp may be. Block time is the
+/// proposer's clock (at least the parent's time + 1 ms); a proposer cannot push the chain's time
+/// (funding, option expiry, oracle staleness) further ahead than this.
+pub const MAX_FUTURE_MS: u64 = 2_000;
 
 /// How many finalized heights of blocks are kept in memory for forwarding to peers.
 const KEEP_FINALIZED: u64 = 64;
@@ -118,6 +119,66 @@ pub struct Finalized {
     pub rejected: usize,
     /// Fills the block produced.
     pub fills: usize,
+    /// Liquidations it executed.
+    pub liquidations: usize,
+    /// Auto-deleveraging events it executed.
+    pub adl: usize,
+    /// The insurance fund after it, quote micro-units.
+    pub insurance_fund: i128,
+    /// The block's timestamp (consensus time, ms).
+    pub timestamp_ms: u64,
+}
+
+impl Finalized {
+    /// What a block and its execution's events amount to.
+    fn of(
+        digest: Digest,
+        block: &ChainBlock,
+        out_root: StateRoot,
+        events: &[Event],
+        insurance_fund: i128,
+    ) -> Self {
+        let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+        Finalized {
+            digest,
+            root: out_root,
+            txs: block.block().txs.len(),
+            rejected: count(|e| matches!(e, Event::Rejected { .. })),
+            fills: count(|e| matches!(e, Event::Fill { .. })),
+            liquidations: count(|e| matches!(e, Event::Liquidated { .. })),
+            adl: count(|e| matches!(e, Event::Deleveraged { .. })),
+            insurance_fund,
+            timestamp_ms: block.block().timestamp_ms,
+        }
+    }
+}
+
+/// Running totals of what this validator finalized and where its application spent time,
+/// since it started (not counting blocks recovered from its log).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Blocks executed durably.
+    pub blocks: u64,
+    /// Transactions in them.
+    pub txs: u64,
+    /// Transactions the exchange rejected.
+    pub rejected: u64,
+    /// Fills.
+    pub fills: u64,
+    /// Liquidations.
+    pub liquidations: u64,
+    /// Auto-deleveraging events.
+    pub adl: u64,
+    /// The insurance fund after the last block (quote micro-units).
+    pub insurance_fund: i128,
+    /// Time spent building blocks from the transaction source (the sequencer), ns.
+    pub sequencer_ns: u64,
+    /// Time spent executing blocks (speculatively, and durably when not verified first), ns.
+    pub execution_ns: u64,
+    /// Time spent checking the signatures of peers' proposals, ns.
+    pub signatures_ns: u64,
+    /// Time spent logging and committing blocks (the store), ns.
+    pub storage_ns: u64,
 }
 
 /// What one validator finalized, per height.
@@ -130,6 +191,7 @@ pub struct Ledger {
 struct LedgerInner {
     /// Keep only this many finalized heights (`None`: all, for simulations).
     keep: Option<u64>,
+    totals: Totals,
     finalized: BTreeMap<u64, Finalized>,
     /// Height of each block in `finalized`, by digest.
     heights: HashMap<Digest, u64>,
@@ -187,6 +249,29 @@ impl Ledger {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+
+    /// Running totals since start.
+    pub fn totals(&self) -> Totals {
+        self.lock().totals
+    }
+
+    fn add_finalized(&self, f: &Finalized) {
+        let t = &mut self.lock().totals;
+        t.blocks = t.blocks.saturating_add(1);
+        t.txs = t.txs.saturating_add(f.txs as u64);
+        t.rejected = t.rejected.saturating_add(f.rejected as u64);
+        t.fills = t.fills.saturating_add(f.fills as u64);
+        t.liquidations = t.liquidations.saturating_add(f.liquidations as u64);
+        t.adl = t.adl.saturating_add(f.adl as u64);
+        t.insurance_fund = f.insurance_fund;
+    }
+
+    fn add_time(&self, which: fn(&mut Totals) -> &mut u64, since: std::time::Instant) {
+        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let mut g = self.lock();
+        let slot = which(&mut g.totals);
+        *slot = slot.saturating_add(ns);
     }
 
     /// Finalized heights with their digest and durable state root.
@@ -286,10 +371,41 @@ impl Ledger {
     }
 }
 
-/// How the proposer fills blocks in this slice: a deterministic workload generator seeded by the
-/// parent (there is no sequencer feeding a mempool yet).
+/// Where a proposer's transactions come from.
+#[derive(Debug)]
+pub enum BlockSource {
+    /// A synthetic, signed workload (simulations and consensus benchmarks).
+    Synthetic(Synthetic),
+    /// The validator's mempool, fed by the ingress pipeline.
+    Pool {
+        /// The mempool.
+        source: Box<dyn TxSource>,
+        /// Most transactions per block (also capped by the block limits).
+        max_txs: usize,
+    },
+}
+
+impl Default for BlockSource {
+    fn default() -> Self {
+        BlockSource::Synthetic(Synthetic::default())
+    }
+}
+
+/// A source of verified, admitted transactions for proposals (the sequencer's mempool).
+pub trait TxSource: Send + std::fmt::Debug {
+    /// Up to `max` transactions for a block built on `state` (the parent's executed state),
+    /// each with the key and signature that authorise it. Transactions that can no longer
+    /// execute (nonce at or below the account's) should be left out.
+    fn take(&mut self, state: &State, max: usize) -> Vec<(Tx, TxAuth)>;
+    /// These transactions were finalized (by any proposer): forget them.
+    fn finalized(&mut self, txs: &[Tx]);
+}
+
+/// A deterministic synthetic workload, seeded by the parent block, signed with the devnet keys
+/// ([`bastion_client::devnet_authority`] and [`bastion_client::devnet_trader`]): the genesis
+/// authority must be the devnet authority's account.
 #[derive(Clone, Copy, Debug)]
-pub struct BlockSource {
+pub struct Synthetic {
     /// Trader accounts the generator uses (funded by the first block).
     pub traders: u64,
     /// Random transactions per block after the first.
@@ -298,9 +414,9 @@ pub struct BlockSource {
     pub deposit_micros: i128,
 }
 
-impl Default for BlockSource {
+impl Default for Synthetic {
     fn default() -> Self {
-        BlockSource { traders: 8, txs_per_block: 16, deposit_micros: 100_000_000_000 }
+        Synthetic { traders: 8, txs_per_block: 16, deposit_micros: 100_000_000_000 }
     }
 }
 
@@ -313,7 +429,6 @@ pub enum Fault {
 }
 
 /// Configuration of the application actor.
-#[derive(Debug)]
 pub struct Config {
     /// The node's durable chain state. A non-empty store (restart) must still hold its whole
     /// block log: the chain's digests are recomputed from it.
@@ -324,10 +439,30 @@ pub struct Config {
     pub limits: BlockLimits,
     /// Where proposals come from.
     pub source: BlockSource,
+    /// The chain's identity in every client signature (the genesis file's digest).
+    pub chain: [u8; 32],
+    /// Verifies the signatures of peers' proposals (ZIP-215, any backend).
+    pub verifier: Arc<dyn Verifier>,
+    /// The oracle price path every validator evaluates at a block's timestamp: the proposer
+    /// writes its votes, every verifier recomputes them.
+    pub oracle: PricePath,
     /// Observer of what this validator finalized (tests, metrics).
     pub ledger: Ledger,
     /// Fault injection for simulations; `None` in production.
     pub fault: Option<Fault>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("store", &self.store)
+            .field("limits", &self.limits)
+            .field("source", &self.source)
+            .field("verifier", &self.verifier.backend())
+            .field("oracle", &self.oracle)
+            .field("fault", &self.fault)
+            .finish()
+    }
 }
 
 enum Message<P: PublicKey> {
@@ -467,6 +602,11 @@ pub struct Application<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P
     genesis: Genesis,
     limits: BlockLimits,
     source: BlockSource,
+    chain: [u8; 32],
+    verifier: Arc<dyn Verifier>,
+    oracle: PricePath,
+    /// Devnet keys of the synthetic source (index 0: the authority), derived on first use.
+    keys: Vec<Keypair>,
     ledger: Ledger,
     fault: Option<Fault>,
     mailbox: mpsc::UnboundedReceiver<Message<P>>,
@@ -573,6 +713,10 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             genesis: cfg.genesis,
             limits: cfg.limits,
             source: cfg.source,
+            chain: cfg.chain,
+            verifier: cfg.verifier,
+            oracle: cfg.oracle,
+            keys: Vec::new(),
             ledger: cfg.ledger,
             fault: cfg.fault,
             mailbox: receiver,
@@ -879,7 +1023,10 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                 warn!(height = block.height_u64(), "block carries a parent state root we did not compute");
                 return Err(Lookup::Invalid);
             }
-            match state.apply_block(&self.as_executed(block)) {
+            let started = std::time::Instant::now();
+            let applied = state.apply_block(&self.as_executed(block));
+            self.ledger.add_time(|t| &mut t.execution_ns, started);
+            match applied {
                 Ok(out) => {
                     self.outcomes.insert(d, out);
                 }
@@ -893,33 +1040,89 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         Ok(state)
     }
 
+    /// This validator's clock, in ms since the Unix epoch (the runtime's: simulated in
+    /// simulations).
+    fn now_ms(&self) -> u64 {
+        let now = self.context.current().duration_since(UNIX_EPOCH).unwrap_or_default();
+        u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The synthetic source's devnet keys for `traders` traders (index 0: the authority).
+    fn synthetic_keys(&mut self, traders: u64) -> &[Keypair] {
+        let want = usize::try_from(traders).unwrap_or(0).saturating_add(1);
+        if self.keys.len() < want {
+            self.keys = std::iter::once(bastion_client::devnet_authority())
+                .chain((1..=traders).map(bastion_client::devnet_trader))
+                .collect();
+        }
+        &self.keys
+    }
+
+    /// The transactions of a block on `state` at `height`, signed.
+    fn block_txs(&mut self, state: &State, seed: u64, height: u64, time_ms: u64) -> Vec<(Tx, TxAuth)> {
+        match &mut self.source {
+            BlockSource::Pool { source, max_txs } => source.take(state, (*max_txs).min(self.limits.max_txs)),
+            BlockSource::Synthetic(s) => {
+                let s = *s;
+                let chain = self.chain;
+                let keys = self.synthetic_keys(s.traders).to_vec();
+                let ids = keys.iter().map(Keypair::account).collect();
+                let mut w = Workload::new(seed, s.traders, PathKind::Calm, &self.genesis).with_ids(ids);
+                w.height = height;
+                w.time_ms = time_ms;
+                for (n, k) in w.nonces.iter_mut().zip(&keys) {
+                    *n = state.accounts.get(&k.account()).map_or(0, |a| a.nonce);
+                }
+                let block = if height == 1 {
+                    let txs = w.funding_txs(s.deposit_micros);
+                    w.block_with(txs)
+                } else {
+                    w.next_block(state, s.txs_per_block)
+                };
+                block
+                    .txs
+                    .into_iter()
+                    .filter_map(|tx| {
+                        let key = keys.iter().find(|k| k.account() == tx.signer)?;
+                        let signed = key.sign(&chain, tx.nonce, tx.action);
+                        Some((signed.tx, signed.auth))
+                    })
+                    .collect()
+            }
+        }
+    }
+
     fn build(&mut self, context: &Context<Digest, P>) -> Result<Digest, Lookup> {
         let parent = context.parent.1;
         let state = self.state_after(parent)?;
         let height = state.height.saturating_add(1);
         let mut seed = [0u8; 8];
         seed.copy_from_slice(&parent.as_ref()[..8]);
-        let s = self.source;
-        let mut w = Workload::new(u64::from_le_bytes(seed), s.traders, PathKind::Calm, &self.genesis);
-        w.height = height;
-        w.time_ms = state.timestamp_ms.saturating_add(BLOCK_MS);
-        for (i, n) in w.nonces.iter_mut().enumerate() {
-            *n = state.accounts.get(&AccountId(i as u64)).map_or(0, |a| a.nonce);
-        }
-        let block = if height == 1 {
-            let txs = w.funding_txs(s.deposit_micros);
-            w.block_with(txs)
-        } else {
-            w.next_block(&state, s.txs_per_block)
+        // Block time is this proposer's clock, strictly after the parent's.
+        let timestamp_ms = self.now_ms().max(state.timestamp_ms.saturating_add(1));
+        let started = std::time::Instant::now();
+        let (txs, auth): (Vec<Tx>, Vec<TxAuth>) =
+            self.block_txs(&state, u64::from_le_bytes(seed), height, timestamp_ms).into_iter().unzip();
+        self.ledger.add_time(|t| &mut t.sequencer_ns, started);
+        let validators = u16::try_from(state.validators.len()).unwrap_or(u16::MAX);
+        let block = bastion_types::Block {
+            height,
+            timestamp_ms,
+            oracle: self.oracle.votes(timestamp_ms, validators),
+            txs,
+            proposals: Vec::new(),
         };
         let root = state.state_root();
-        let block = ChainBlock::new(parent, root, block, &self.limits).map_err(|e| {
+        let block = ChainBlock::new(parent, root, block, auth, &self.limits).map_err(|e| {
             error!(%e, "cannot build a block");
             Lookup::Invalid
         })?;
         let digest = block.id();
         let mut next = state;
-        match next.apply_block(&self.as_executed(&block)) {
+        let started = std::time::Instant::now();
+        let applied = next.apply_block(&self.as_executed(&block));
+        self.ledger.add_time(|t| &mut t.execution_ns, started);
+        match applied {
             Ok(out) => {
                 self.outcomes.insert(digest, out);
             }
@@ -950,8 +1153,24 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             return Ok(false);
         }
         let ts = block.block().timestamp_ms;
-        if ts <= parent.timestamp_ms || ts > parent.timestamp_ms.saturating_add(MAX_TIME_STEP_MS) {
-            warn!(ts, parent = parent.timestamp_ms, "proposal timestamp out of range");
+        let now = self.now_ms();
+        if ts <= parent.timestamp_ms || ts > now.saturating_add(MAX_FUTURE_MS) {
+            warn!(ts, parent = parent.timestamp_ms, now, "proposal timestamp out of range");
+            return Ok(false);
+        }
+        let validators = u16::try_from(parent.validators.len()).unwrap_or(u16::MAX);
+        if block.block().oracle != self.oracle.votes(ts, validators) {
+            warn!(
+                height = block.height_u64(),
+                "proposal's oracle votes differ from the price path at its time"
+            );
+            return Ok(false);
+        }
+        let started = std::time::Instant::now();
+        let checked = self.check_signatures(&block);
+        self.ledger.add_time(|t| &mut t.signatures_ns, started);
+        if let Err(why) = checked {
+            warn!(height = block.height_u64(), %why, "proposal carries a transaction it may not");
             return Ok(false);
         }
         if block.parent_state_root() != &parent.state_root() {
@@ -969,6 +1188,38 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             }
             Err(Lookup::Invalid) => Ok(false),
             Err(Lookup::Missing) => Err(Lookup::Missing),
+        }
+    }
+
+    /// Every transaction of a peer's proposal is signed by a key whose account is its signer,
+    /// over the message the client signed (rebuilt from the transaction: its body encoding is
+    /// canonical), under the one ZIP-215 rule of every backend.
+    fn check_signatures(&self, block: &ChainBlock) -> Result<(), String> {
+        let txs = &block.block().txs;
+        let mut messages = Vec::with_capacity(txs.len());
+        let mut body = Vec::new();
+        for (i, (tx, auth)) in txs.iter().zip(block.auth()).enumerate() {
+            if account_of(&auth.public_key) != tx.signer {
+                return Err(format!("transaction {i}: the key does not belong to account {:?}", tx.signer));
+            }
+            let mut msg = Vec::new();
+            bastion_client::signed_message(&self.chain, tx, &mut body, &mut msg);
+            messages.push(msg);
+        }
+        let items: Vec<SigItem<'_>> = block
+            .auth()
+            .iter()
+            .zip(&messages)
+            .map(|(a, m)| SigItem { public_key: &a.public_key, signature: &a.signature, message: m })
+            .collect();
+        let verdicts = self.verifier.verify(&items);
+        match verdicts.iter().position(|ok| !ok) {
+            Some(i) => Err(format!(
+                "transaction {i}: invalid signature ({} of {} invalid)",
+                verdicts.iter().filter(|ok| !**ok).count(),
+                verdicts.len()
+            )),
+            None => Ok(()),
         }
     }
 
@@ -1080,9 +1331,12 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                 // one, computed from this very parent state (states are keyed by digest, which
                 // commits to the whole chain); otherwise (a block finalized before we verified
                 // it, e.g. while catching up) executed now.
+                let witness = block.witness();
                 let executed = match (self.states.remove(&d), self.outcomes.remove(&d)) {
-                    (Some(next), Some(out)) => self.store.adopt(&self.as_executed(&block), &link, next, out),
-                    _ => self.store.execute_linked(&self.as_executed(&block), &link),
+                    (Some(next), Some(out)) => {
+                        self.store.adopt(&self.as_executed(&block), &link, &witness, next, out)
+                    }
+                    _ => self.store.execute_witnessed(&self.as_executed(&block), &link, &witness),
                 };
                 let out = match executed {
                     Ok(out) => out,
@@ -1093,15 +1347,18 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                 };
                 self.tip = (d, block.height_u64());
                 self.executed.insert(d, block.height_u64());
-                let rejected = out.events.iter().filter(|e| matches!(e, Event::Rejected { .. })).count();
-                let fills = out.events.iter().filter(|e| matches!(e, Event::Fill { .. })).count();
-                let txs = block.block().txs.len();
-                self.ledger.record(
-                    block.height_u64(),
-                    Finalized { digest: d, root: out.root, txs, rejected, fills },
-                );
+                if let BlockSource::Pool { source, .. } = &mut self.source {
+                    source.finalized(&block.block().txs);
+                }
+                let fund = self.store.state().insurance_fund();
+                let finalized = Finalized::of(d, &block, out.root, &out.events, fund);
+                self.ledger.add_finalized(&finalized);
+                self.ledger.record(block.height_u64(), finalized);
             }
-            match self.store.commit() {
+            let started = std::time::Instant::now();
+            let committed = self.store.commit();
+            self.ledger.add_time(|t| &mut t.storage_ns, started);
+            match committed {
                 Ok(durable) => debug!(durable, "committed"),
                 Err(e) => self.halt(format!("store commit failed: {e}")),
             }
@@ -1188,11 +1445,10 @@ fn recover_chain(
 fn logged_block(bytes: &[u8], limits: &BlockLimits) -> Result<(ChainBlock, Finalized), String> {
     let entry = bastion_store::LogEntry::decode(bytes)?;
     let parent = Digest::from(entry.link);
-    let block = ChainBlock::new(parent, entry.parent_root, entry.block, limits).map_err(|e| e.to_string())?;
-    let rejected = entry.events.iter().filter(|e| matches!(e, Event::Rejected { .. })).count();
-    let fills = entry.events.iter().filter(|e| matches!(e, Event::Fill { .. })).count();
-    let txs = block.block().txs.len();
-    let finalized = Finalized { digest: block.id(), root: entry.root, txs, rejected, fills };
+    let block = ChainBlock::from_witness(parent, entry.parent_root, entry.block, &entry.witness, limits)
+        .map_err(|e| e.to_string())?;
+    // The fund after the block is not in the entry; recovery does not need it.
+    let finalized = Finalized::of(block.id(), &block, entry.root, &entry.events, 0);
     Ok((block, finalized))
 }
 

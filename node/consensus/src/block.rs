@@ -10,13 +10,20 @@
 //!
 //! ```text
 //! parent digest (32) | height (u64 BE) | parent state root (32) | varint len | postcard(Block)
+//!   | per transaction, in order: ed25519 public key (32) | signature (64)
 //! ```
 //!
 //! Decoding checks the size limits first, then decodes the exchange block with postcard,
 //! re-encodes it and refuses the bytes if they differ (postcard varints admit padded forms).
+//! The authorisations follow, exactly one per transaction (their count is the block's), so the
+//! digest commits to every signature. Whether they are valid is the application's check (it
+//! rebuilds each signed message from the transaction: the body encoding is canonical).
 
 use bastion_exchange::BLOCK_TXS_MAX;
-use bastion_types::Block;
+use bastion_types::{
+    Block, TxAuth,
+    tx::{AUTH_BYTES, auth_from_bytes, auth_to_bytes},
+};
 use bytes::{BufMut, Bytes};
 use commonware_codec::{EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt as _, Write};
 use commonware_consensus::{Heightable, types::Height};
@@ -50,7 +57,10 @@ impl BlockLimits {
     /// Largest encoded [`ChainBlock`] under these limits (header, length varint, body).
     pub fn max_encoded_bytes(&self) -> usize {
         // A usize varint takes at most 10 bytes.
-        HEADER_BYTES.saturating_add(10).saturating_add(self.max_body_bytes)
+        HEADER_BYTES
+            .saturating_add(10)
+            .saturating_add(self.max_body_bytes)
+            .saturating_add(self.max_txs.saturating_mul(AUTH_BYTES))
     }
 }
 
@@ -73,17 +83,27 @@ pub struct ChainBlock {
     parent_state_root: StateRoot,
     block: Block,
     body: Bytes,
+    auth: Vec<TxAuth>,
     digest: Digest,
 }
 
 impl ChainBlock {
-    /// Builds a block on `parent`. The exchange block's height is the chain height.
+    /// Builds a block on `parent`: `auth[i]` authorises `block.txs[i]`. The exchange block's
+    /// height is the chain height.
     pub fn new(
         parent: Digest,
         parent_state_root: StateRoot,
         block: Block,
+        auth: Vec<TxAuth>,
         limits: &BlockLimits,
     ) -> Result<Self, BuildError> {
+        if auth.len() != block.txs.len() {
+            return Err(BuildError::Limit(format!(
+                "{} authorisations for {} transactions",
+                auth.len(),
+                block.txs.len()
+            )));
+        }
         if block.txs.len() > limits.max_txs {
             return Err(BuildError::Limit(format!("{} txs > {}", block.txs.len(), limits.max_txs)));
         }
@@ -91,7 +111,22 @@ impl ChainBlock {
         if body.len() > limits.max_body_bytes {
             return Err(BuildError::Limit(format!("{} bytes > {}", body.len(), limits.max_body_bytes)));
         }
-        Ok(Self::assemble(parent, block.height, parent_state_root, block, body))
+        Ok(Self::assemble(parent, block.height, parent_state_root, block, body, auth))
+    }
+
+    /// A block as a log entry keeps it: the exchange block and its witness bytes
+    /// ([`ChainBlock::witness`]).
+    pub fn from_witness(
+        parent: Digest,
+        parent_state_root: StateRoot,
+        block: Block,
+        witness: &[u8],
+        limits: &BlockLimits,
+    ) -> Result<Self, BuildError> {
+        let auth = auth_from_bytes(witness).ok_or_else(|| {
+            BuildError::Limit(format!("witness of {} bytes is not whole records", witness.len()))
+        })?;
+        Self::new(parent, parent_state_root, block, auth, limits)
     }
 
     /// The genesis block of a chain whose exchange genesis has timestamp `timestamp_ms`. Its
@@ -100,7 +135,7 @@ impl ChainBlock {
         let block = Block { height: 0, timestamp_ms, ..Block::default() };
         // An empty block always serializes; fall back to an empty body rather than panic.
         let body = Bytes::from(postcard::to_allocvec(&block).unwrap_or_default());
-        Self::assemble(Digest::from([0u8; 32]), 0, genesis_root, block, body)
+        Self::assemble(Digest::from([0u8; 32]), 0, genesis_root, block, body, Vec::new())
     }
 
     fn assemble(
@@ -109,11 +144,12 @@ impl ChainBlock {
         parent_state_root: StateRoot,
         block: Block,
         body: Bytes,
+        auth: Vec<TxAuth>,
     ) -> Self {
-        let mut buf = Vec::with_capacity(HEADER_BYTES + 10 + body.len());
-        write_fields(&parent, height, &parent_state_root, &body, &mut buf);
+        let mut buf = Vec::with_capacity(HEADER_BYTES + 10 + body.len() + auth.len() * AUTH_BYTES);
+        write_fields(&parent, height, &parent_state_root, &body, &auth, &mut buf);
         let digest = Sha256::hash(&[&buf]);
-        ChainBlock { parent, height, parent_state_root, block, body, digest }
+        ChainBlock { parent, height, parent_state_root, block, body, auth, digest }
     }
 
     /// The parent's digest.
@@ -136,28 +172,49 @@ impl ChainBlock {
         &self.block
     }
 
+    /// The key and signature of each transaction, in order.
+    pub fn auth(&self) -> &[TxAuth] {
+        &self.auth
+    }
+
+    /// The authorisations as the bytes a log entry keeps.
+    pub fn witness(&self) -> Vec<u8> {
+        auth_to_bytes(&self.auth)
+    }
+
     /// The block's digest (SHA-256 of its canonical encoding).
     pub fn id(&self) -> Digest {
         self.digest
     }
 }
 
-fn write_fields(parent: &Digest, height: u64, root: &StateRoot, body: &Bytes, buf: &mut impl BufMut) {
+fn write_fields(
+    parent: &Digest,
+    height: u64,
+    root: &StateRoot,
+    body: &Bytes,
+    auth: &[TxAuth],
+    buf: &mut impl BufMut,
+) {
     parent.write(buf);
     height.write(buf);
     root.write(buf);
     body.write(buf);
+    for a in auth {
+        buf.put_slice(&a.public_key);
+        buf.put_slice(&a.signature);
+    }
 }
 
 impl Write for ChainBlock {
     fn write(&self, buf: &mut impl BufMut) {
-        write_fields(&self.parent, self.height, &self.parent_state_root, &self.body, buf);
+        write_fields(&self.parent, self.height, &self.parent_state_root, &self.body, &self.auth, buf);
     }
 }
 
 impl EncodeSize for ChainBlock {
     fn encode_size(&self) -> usize {
-        HEADER_BYTES + self.body.encode_size()
+        HEADER_BYTES + self.body.encode_size() + self.auth.len() * AUTH_BYTES
     }
 }
 
@@ -182,7 +239,13 @@ impl Read for ChainBlock {
         if block.txs.len() > cfg.max_txs {
             return Err(CodecError::Invalid("ChainBlock", "too many transactions"));
         }
-        Ok(Self::assemble(parent, height, parent_state_root, block, body))
+        let mut auth = Vec::with_capacity(block.txs.len());
+        for _ in 0..block.txs.len() {
+            let public_key = <[u8; 32]>::read(buf)?;
+            let signature = <[u8; 64]>::read(buf)?;
+            auth.push(TxAuth { public_key, signature });
+        }
+        Ok(Self::assemble(parent, height, parent_state_root, block, body, auth))
     }
 }
 
@@ -219,8 +282,12 @@ mod tests {
         let mut w = Workload::new(7, 8, PathKind::Calm, &g);
         let txs = w.funding_txs(1_000_000);
         let block = w.block_with(txs);
+        // Not valid signatures: the block only carries them (the application checks them).
+        let auth = (0..block.txs.len())
+            .map(|i| TxAuth { public_key: [i as u8; 32], signature: [(i as u8) ^ 0x5a; 64] })
+            .collect();
         let genesis = ChainBlock::genesis(g.timestamp_ms, state.state_root());
-        ChainBlock::new(genesis.id(), state.state_root(), block, &BlockLimits::default()).unwrap()
+        ChainBlock::new(genesis.id(), state.state_root(), block, auth, &BlockLimits::default()).unwrap()
     }
 
     #[test]
@@ -232,6 +299,38 @@ mod tests {
         assert_eq!(back, b);
         assert_eq!(back.digest(), b.digest());
         assert_eq!(back.encode(), bytes);
+        assert_eq!(back.auth(), b.auth());
+        let again = ChainBlock::from_witness(
+            b.parent_digest(),
+            *b.parent_state_root(),
+            b.block().clone(),
+            &b.witness(),
+            &BlockLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(again.id(), b.id(), "the log's witness rebuilds the same block");
+        let mut other = b.auth().to_vec();
+        other[0].signature[0] ^= 1;
+        let changed = ChainBlock::new(
+            b.parent_digest(),
+            *b.parent_state_root(),
+            b.block().clone(),
+            other,
+            &BlockLimits::default(),
+        )
+        .unwrap();
+        assert_ne!(changed.id(), b.id(), "the digest commits to every signature");
+        let short = b.auth()[1..].to_vec();
+        assert!(
+            ChainBlock::new(
+                b.parent_digest(),
+                *b.parent_state_root(),
+                b.block().clone(),
+                short,
+                &BlockLimits::default()
+            )
+            .is_err()
+        );
     }
 
     #[test]

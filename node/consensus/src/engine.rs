@@ -44,7 +44,7 @@ impl Default for Timeouts {
         Timeouts {
             leader_timeout_ms: nz(1_000),
             certification_timeout_ms: nz(2_000),
-            timeout_retry_ms: nz(5_000),
+            timeout_retry_ms: nz(1_000),
             fetch_timeout_ms: nz(1_000),
             fetch_retry_delay_ms: nz(100),
             skip_timeout_ms: nz(10_000),

@@ -44,7 +44,8 @@ pub mod sim;
 pub mod spec;
 
 pub use application::{
-    Application, BlockSource, Config, Fault, Finalized, Ledger, Mailbox, Reporter, genesis_block,
+    Application, BlockSource, Config, Fault, Finalized, Ledger, MAX_FUTURE_MS, Mailbox, Reporter, Synthetic,
+    Totals, TxSource, genesis_block,
 };
 pub use block::{BlockLimits, ChainBlock, StateRoot};
 pub use spec::{ChainSpec, Multisig, SpecError, ValidatorInfo, ValidatorKeys};

@@ -16,6 +16,7 @@
 //! identities, not its position in the file. [`ChainSpec::index_of`] returns the file position,
 //! which is the index of `exchange.validator_stakes`.
 
+use bastion_exchange::scenario::PricePath;
 use bastion_store::hex;
 use commonware_codec::{DecodeExt, Encode};
 use commonware_consensus::simplex::scheme::bls12381_multisig;
@@ -178,6 +179,9 @@ pub struct ValidatorInfo {
     pub bls_pop: String,
     /// Where this validator's p2p listener is reachable.
     pub address: SocketAddr,
+    /// Where clients send this validator signed transactions (UDP), if it takes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<SocketAddr>,
 }
 
 /// A validator's keys decoded from its [`ValidatorInfo`].
@@ -208,6 +212,10 @@ pub struct ChainSpec {
     pub exchange: bastion_exchange::Genesis,
     /// The validator set, in file order.
     pub validators: Vec<ValidatorInfo>,
+    /// The oracle's price path: every validator evaluates it at each block's timestamp, the
+    /// proposer writes the votes and every verifier recomputes them. (A live price feed with
+    /// signed per-validator observations is not built; see ARCHITECTURE.md.)
+    pub oracle: PricePath,
 }
 
 impl ChainSpec {
@@ -295,6 +303,14 @@ impl ChainSpec {
         }
         bastion_exchange::State::from_genesis(&self.exchange)
             .map_err(|e| SpecError::Invalid(format!("exchange: {e}")))?;
+        self.oracle.validate().map_err(|e| SpecError::Invalid(format!("oracle: {e}")))?;
+        let underlyings = self.exchange.underlyings.len();
+        if self.oracle.start.len() != underlyings {
+            return Err(SpecError::Invalid(format!(
+                "oracle.start lists {} prices for {underlyings} underlyings",
+                self.oracle.start.len()
+            )));
+        }
         Ok(())
     }
 
@@ -513,6 +529,7 @@ impl ValidatorKeys {
             bls_public: hex(&self.bls_public().encode()),
             bls_pop: hex(&pop.encode()),
             address,
+            ingress: None,
         }
     }
 }
@@ -522,6 +539,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use bastion_exchange::scenario::Scenario;
     use commonware_consensus::simplex::types::Subject;
     use commonware_consensus::types::{Epoch, Round, View};
     use commonware_cryptography::certificate::{Membership, Scheme as _};
@@ -542,6 +560,7 @@ mod tests {
         exchange.validator_stakes = vec![1; keys.len()];
         ChainSpec {
             chain_id: CHAIN.into(),
+            oracle: PricePath::devnet(Scenario::Calm, exchange.timestamp_ms, 1),
             exchange,
             validators: keys
                 .iter()

@@ -379,6 +379,10 @@ fn byzantine(m: &mut Mix) -> Scenario {
 /// then fails listing every failing seed with its replay command.
 fn campaign(name: &str, base: u64, default_count: u64, derive: fn(&mut Mix) -> Scenario) {
     let env = |k: &str| std::env::var(k).ok();
+    // `BASTION_TRACE=debug` (any tracing filter) prints the validators' logs of a replay.
+    if let Some(filter) = env("BASTION_TRACE") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
     let (first, count) = if env("BASTION_SEED").is_some() {
         (seeds(base), 1)
     } else if let Some(n) = env("BASTION_SEEDS") {

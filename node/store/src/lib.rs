@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 
 pub use bastion_storage::{BlockLog, Damage};
 
-/// Version of a log entry's encoding (its first byte). Version 2 added `parent_root` and `link`.
-pub const ENTRY_VERSION: u8 = 2;
+/// Version of a log entry's encoding (its first byte). Version 2 added `parent_root` and `link`;
+/// version 3 the `witness`.
+pub const ENTRY_VERSION: u8 = 3;
 
 /// 32 opaque bytes the caller attaches to each executed block and gets back from the log:
 /// consensus stores the parent block's digest there, so its chain of digests can be rebuilt
@@ -163,6 +164,9 @@ pub struct LogEntry {
     pub root: StateRoot,
     /// The caller's link (see [`ChainLink`]); zero when the caller attached none.
     pub link: ChainLink,
+    /// Opaque bytes the caller needs to rebuild what it ordered from the log (consensus keeps
+    /// each transaction's public key and signature here); empty when it attached none.
+    pub witness: Vec<u8>,
 }
 
 impl LogEntry {
@@ -174,6 +178,18 @@ impl LogEntry {
         root: &StateRoot,
         link: &ChainLink,
     ) -> Vec<u8> {
+        Self::encode_witnessed(block, events, parent_root, root, link, &[])
+    }
+
+    /// [`LogEntry::encode`] with the caller's witness bytes.
+    pub fn encode_witnessed(
+        block: &Block,
+        events: &[Event],
+        parent_root: &StateRoot,
+        root: &StateRoot,
+        link: &ChainLink,
+        witness: &[u8],
+    ) -> Vec<u8> {
         #[derive(Serialize)]
         struct Borrowed<'a> {
             block: &'a Block,
@@ -181,11 +197,12 @@ impl LogEntry {
             parent_root: &'a StateRoot,
             root: &'a StateRoot,
             link: &'a ChainLink,
+            witness: &'a [u8],
         }
         let mut out = vec![ENTRY_VERSION];
         // Serializing plain data into a Vec cannot fail; an empty body would fail to decode,
         // never decode wrongly.
-        match postcard::to_extend(&Borrowed { block, events, parent_root, root, link }, out) {
+        match postcard::to_extend(&Borrowed { block, events, parent_root, root, link, witness }, out) {
             Ok(v) => out = v,
             Err(_) => out = vec![ENTRY_VERSION],
         }
@@ -548,10 +565,20 @@ impl Store {
 
     /// [`Store::execute`] with a [`ChainLink`] kept in the block's log entry.
     pub fn execute_linked(&mut self, block: &Block, link: &ChainLink) -> Result<BlockOutcome, StoreError> {
+        self.execute_witnessed(block, link, &[])
+    }
+
+    /// [`Store::execute_linked`] with witness bytes kept in the log entry.
+    pub fn execute_witnessed(
+        &mut self,
+        block: &Block,
+        link: &ChainLink,
+        witness: &[u8],
+    ) -> Result<BlockOutcome, StoreError> {
         self.check()?;
         let parent_root = self.state.state_root();
         let out = self.state.apply_block(block)?;
-        let entry = LogEntry::encode(block, &out.events, &parent_root, &out.root, link);
+        let entry = LogEntry::encode_witnessed(block, &out.events, &parent_root, &out.root, link, witness);
         if let Err(e) = self.log.append(block.height, &entry) {
             // The state is ahead of the log now: nothing may be acknowledged from it.
             return self.stop(e.into());
@@ -570,6 +597,7 @@ impl Store {
         &mut self,
         block: &Block,
         link: &ChainLink,
+        witness: &[u8],
         next: State,
         out: BlockOutcome,
     ) -> Result<BlockOutcome, StoreError> {
@@ -587,7 +615,7 @@ impl Store {
             )));
         }
         let parent_root = self.state.state_root();
-        let entry = LogEntry::encode(block, &out.events, &parent_root, &out.root, link);
+        let entry = LogEntry::encode_witnessed(block, &out.events, &parent_root, &out.root, link, witness);
         if let Err(e) = self.log.append(block.height, &entry) {
             return self.stop(e.into());
         }
