@@ -3,13 +3,24 @@
 //! summary, and a check that every validator's block log holds the same state root at every
 //! common height. Exits non-zero if any validator fails or the roots disagree.
 //!
-//! Blocks come from the built-in workload generator; the UDP load generator of signed orders
-//! and the flash-crash scenario arrive with the validator pipeline.
+//! By default the validators take blocks from their mempools, filled over UDP by the load
+//! generator ([`crate::loadgen`]): thousands of traders with their own keys sending signed
+//! orders to every validator, priced off the chain's oracle path. The default scenario,
+//! `flash-crash`, drops the index 30% over 2 s at t = 10 s and recovers, so leveraged longs are
+//! liquidated, the insurance fund is drawn on and auto-deleveraging fires when it runs dry.
+//! At the end the chain is replayed from genesis out of validator 0's block log, each root
+//! checked against the log, and the summary's exchange figures come from that replay.
+//!
+//! `--txs-per-block N` instead fills blocks from the signed synthetic workload (consensus
+//! benchmarks, no UDP).
 
 use crate::keys::{self, InitArgs};
+use crate::loadgen::{self, LoadConfig, LoadGen};
+use bastion_consensus::ChainSpec;
+use bastion_exchange::{State, scenario::Scenario};
 use bastion_storage::{BlockLog, LogConfig};
 use bastion_store::{LogEntry, hex};
-use bastion_types::Event;
+use bastion_types::{Action, Event};
 use clap::Args;
 use hdrhistogram::Histogram;
 use serde_json::json;
@@ -38,12 +49,23 @@ pub struct DevnetArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Transactions per block from the workload generator (large blocks: thousands).
-    #[arg(long, default_value_t = 16)]
-    pub txs_per_block: usize,
-    /// Trader accounts the workload generator uses.
-    #[arg(long, default_value_t = 8)]
+    /// Orders per second the load generator sends (each to every validator).
+    #[arg(long, default_value_t = 2_000.0)]
+    pub rate: f64,
+    /// Traders, each with its own key (a tenth make markets).
+    #[arg(long, default_value_t = 2_000)]
     pub traders: u64,
+    /// The oracle's price path: flash-crash (30% down over 2 s at t = 10 s, then recovery) or
+    /// calm.
+    #[arg(long, default_value = "flash-crash")]
+    pub scenario: Scenario,
+    /// Receive backend of every validator's ingress: sockets or io_uring.
+    #[arg(long, default_value = "sockets")]
+    pub ingress: bastion_net::Backend,
+    /// Instead of the load generator, fill blocks with this many transactions of the signed
+    /// synthetic workload (consensus benchmarks; `--traders` then counts its accounts).
+    #[arg(long)]
+    pub txs_per_block: Option<usize>,
 }
 
 /// The validator processes; killed on drop so an error leaves none running.
@@ -67,6 +89,10 @@ struct NodeStatus {
     halted: Option<String>,
     finality_p50: f64,
     finality_p99: f64,
+    orders_finalized: u64,
+    liquidations: u64,
+    adl: u64,
+    mempool: u64,
 }
 
 fn status(dir: &Path) -> NodeStatus {
@@ -79,19 +105,32 @@ fn status(dir: &Path) -> NodeStatus {
         halted: v["halted"].as_str().map(str::to_owned),
         finality_p50: v["finality_ms"][0].as_f64().unwrap_or(0.0),
         finality_p99: v["finality_ms"][1].as_f64().unwrap_or(0.0),
+        orders_finalized: v["orders_finalized"].as_u64().unwrap_or(0),
+        liquidations: v["liquidations"].as_u64().unwrap_or(0),
+        adl: v["adl_events"].as_u64().unwrap_or(0),
+        mempool: v["mempool"].as_u64().unwrap_or(0),
     }
 }
 
-fn free_base_port(n: usize) -> Result<u16, String> {
-    let free = |p: u16| TcpListener::bind((IpAddr::V4(Ipv4Addr::LOCALHOST), p)).is_ok();
-    let mut base: u16 = 7400;
+/// The first block of `n` free loopback ports at or above `from`, for TCP (p2p, metrics) and
+/// UDP (ingress).
+fn free_ports(from: u16, n: usize, avoid: &[(u16, usize)]) -> Result<u16, String> {
+    let free = |p: u16| {
+        TcpListener::bind((IpAddr::V4(Ipv4Addr::LOCALHOST), p)).is_ok()
+            && std::net::UdpSocket::bind((IpAddr::V4(Ipv4Addr::LOCALHOST), p)).is_ok()
+    };
+    let n16 = u16::try_from(n).unwrap_or(u16::MAX);
+    let mut base = from;
     while base < 65_000 {
-        if (0..n as u16).all(|i| free(base + i)) {
+        let clash = avoid
+            .iter()
+            .any(|(b, m)| usize::from(base) < usize::from(*b) + m && usize::from(*b) < usize::from(base) + n);
+        if !clash && (0..n16).all(|i| free(base + i)) {
             return Ok(base);
         }
-        base += n as u16;
+        base = base.saturating_add(n16);
     }
-    Err("no free block of loopback ports from 7400; pass --base-port".into())
+    Err(format!("no free block of {n} loopback ports from {from}; pass --base-port"))
 }
 
 /// Runs the devnet; `Ok` holds the summary.
@@ -114,10 +153,24 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         }
     };
     let n = args.validators;
+    if let Some(t) = args.txs_per_block
+        && (t == 0 || t > bastion_exchange::BLOCK_TXS_MAX)
+    {
+        return Err(format!("--txs-per-block {t}: allowed 1 to {}", bastion_exchange::BLOCK_TXS_MAX));
+    }
+    if args.traders < 2 || args.traders > 1_000_000 {
+        return Err(format!("--traders {}: allowed 2 to 1000000", args.traders));
+    }
+    if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 1e6) {
+        return Err(format!("--rate {}: allowed more than 0 and up to 1000000 orders/s", args.rate));
+    }
     let base_port = match args.base_port {
         Some(p) => p,
-        None => free_base_port(n)?,
+        None => free_ports(7400, n, &[])?,
     };
+    let ingress_port = free_ports(base_port.saturating_add(1000), n, &[(base_port, n)])?;
+    let metrics_port =
+        free_ports(ingress_port.saturating_add(1000), n, &[(base_port, n), (ingress_port, n)])?;
     keys::init(&InitArgs {
         validators: n,
         out: root.clone(),
@@ -125,39 +178,56 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         base_port,
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         seed: None,
+        ingress_port,
+        metrics_port,
+        scenario: args.scenario,
+        crash_at_s: 10.0,
+        authority: None,
+        genesis_time_ms: None,
     })?;
-    if args.txs_per_block == 0 || args.txs_per_block > bastion_exchange::BLOCK_TXS_MAX {
-        return Err(format!(
-            "--txs-per-block {}: allowed 1 to {}",
-            args.txs_per_block,
-            bastion_exchange::BLOCK_TXS_MAX
-        ));
-    }
-    if args.traders == 0 {
-        return Err("--traders 0: at least 1".into());
-    }
+    let spec = ChainSpec::load(&root.join("genesis.json")).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the bastion executable: {e}"))?;
     let dirs: Vec<PathBuf> = (0..n).map(|i| root.join(format!("v{i}"))).collect();
     for dir in &dirs {
         let path = dir.join("node.toml");
-        let workload =
-            format!("\n[workload]\ntraders = {}\ntxs_per_block = {}\n", args.traders, args.txs_per_block);
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, workload.as_bytes()))
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = text.replace("backend = \"sockets\"", &format!("backend = \"{}\"", args.ingress));
+        // Top-level keys go before the first table; tables at the end.
+        let (top, tables) = match args.txs_per_block {
+            Some(t) => (
+                "block_source = \"synthetic\"\n".to_string(),
+                format!("\n[workload]\ntraders = {}\ntxs_per_block = {t}\n", args.traders),
+            ),
+            // The load generator's bridge account funds every trader: let one account send
+            // more than the production default of 1000/s.
+            None => (
+                String::new(),
+                "\n[pipeline]\nrate_per_account = 20000\nburst_per_account = 20000\n".to_string(),
+            ),
+        };
+        std::fs::write(&path, format!("{top}{text}{tables}"))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     println!(
-        "devnet: {n} validators on 127.0.0.1:{base_port}..{} for {:.0} s, data in {}",
-        base_port as usize + n - 1,
+        "devnet: {n} validators on 127.0.0.1 (p2p {base_port}.., ingress {ingress_port}.. over {}, metrics {metrics_port}..) for {:.0} s, data in {}",
+        args.ingress,
         args.duration,
         root.display()
     );
-    println!(
-        "        blocks of {} transactions from the built-in workload generator over {} traders (UDP order flow arrives with the pipeline)",
-        args.txs_per_block, args.traders
-    );
+    match args.txs_per_block {
+        Some(t) => println!(
+            "        blocks of {t} signed synthetic transactions over {} traders (no UDP)",
+            args.traders
+        ),
+        None => println!(
+            "        {} traders sending {:.0} signed orders/s over UDP to every validator; oracle path: {}{}",
+            args.traders,
+            args.rate,
+            args.scenario,
+            if args.scenario == Scenario::FlashCrash { " (index -30% over 2 s at t = 10 s)" } else { "" }
+        ),
+    }
     let mut fleet = Fleet { children: Vec::new() };
     for dir in &dirs {
         let stderr = std::fs::File::create(dir.join("node.log"))
@@ -177,9 +247,16 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         fleet.children.push(Some(child));
     }
 
+    // The load generator starts once every validator finalizes blocks (its ingress is up): the
+    // bridge authority's deposits carry increasing nonces, and one that arrived after a later
+    // one had been finalized would be refused as a replay.
+    let mut load: Option<LoadGen> = None;
+    let wants_load = args.txs_per_block.is_none();
+
     // Progress until every process exits.
     let start = Instant::now();
     let mut last = (Instant::now(), 0u64);
+    let mut last_orders = (Instant::now(), 0u64);
     let mut exits = vec![None; n];
     loop {
         std::thread::sleep(Duration::from_millis(500));
@@ -198,13 +275,35 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         }
         let top = st.iter().map(|s| s.height).max().unwrap_or(0);
         let low = st.iter().map(|s| s.height).min().unwrap_or(0);
+        if wants_load && load.is_none() && low >= 2 {
+            load = Some(loadgen::start(
+                &spec,
+                LoadConfig {
+                    targets: spec.validators.iter().filter_map(|v| v.ingress).collect(),
+                    traders: args.traders,
+                    rate: args.rate,
+                    seed: 1,
+                },
+            )?);
+        }
         let rate = (top.saturating_sub(last.1)) as f64 / last.0.elapsed().as_secs_f64();
         last = (Instant::now(), top);
         let mut p50s: Vec<f64> = st.iter().map(|s| s.finality_p50).collect();
         p50s.sort_by(f64::total_cmp);
         let p99 = st.iter().map(|s| s.finality_p99).fold(0.0, f64::max);
+        let finalized = st.iter().map(|s| s.orders_finalized).max().unwrap_or(0);
+        let orders_rate =
+            finalized.saturating_sub(last_orders.1) as f64 / last_orders.0.elapsed().as_secs_f64().max(1e-3);
+        last_orders = (Instant::now(), finalized);
+        let liq = st.iter().map(|s| s.liquidations).max().unwrap_or(0);
+        let adl = st.iter().map(|s| s.adl).max().unwrap_or(0);
+        let mempool = st.first().map_or(0, |s| s.mempool);
+        if let Some(l) = &load {
+            l.stats.height.store(top, std::sync::atomic::Ordering::Relaxed);
+        }
+        let sent = load.as_ref().map_or(0, |l| l.stats.orders.load(std::sync::atomic::Ordering::Relaxed));
         print!(
-            "\r  t={:>5.1}s  height {top:>6} (slowest {low:>6})  {rate:>6.1} blocks/s  finality p50 {:>6.1} ms  p99 {p99:>7.1} ms   ",
+            "\r  t={:>5.1}s  height {top:>6} (slowest {low:>6})  {rate:>5.1} blocks/s  sent {sent:>7}  finalized {finalized:>7} ({orders_rate:>6.0}/s)  mempool {mempool:>6}  finality p50 {:>5.1} ms p99 {p99:>6.1} ms  liquidations {liq} adl {adl}   ",
             start.elapsed().as_secs_f64(),
             p50s.get(n / 2).copied().unwrap_or(0.0),
         );
@@ -241,11 +340,34 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             ));
         }
     }
-    summarize(args, &dirs, start.elapsed())
+    let (orders_submitted, deposits_sent, send_errors) = match load {
+        Some(l) => {
+            let s = l.stats.clone();
+            l.stop()?;
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            (get(&s.orders), get(&s.deposits), get(&s.send_errors))
+        }
+        None => (0, 0, 0),
+    };
+    summarize(args, &spec, &dirs, start.elapsed(), Load { orders_submitted, deposits_sent, send_errors })
 }
 
-/// Checks the roots at every common height and builds the summary.
-fn summarize(args: &DevnetArgs, dirs: &[PathBuf], elapsed: Duration) -> Result<String, String> {
+/// What the load generator sent.
+struct Load {
+    orders_submitted: u64,
+    deposits_sent: u64,
+    send_errors: u64,
+}
+
+/// Checks the roots at every common height, replays validator 0's chain from genesis and
+/// builds the summary.
+fn summarize(
+    args: &DevnetArgs,
+    spec: &ChainSpec,
+    dirs: &[PathBuf],
+    elapsed: Duration,
+    load: Load,
+) -> Result<String, String> {
     let mut logs = Vec::new();
     for d in dirs {
         let path = d.join("data/log");
@@ -256,31 +378,61 @@ fn summarize(args: &DevnetArgs, dirs: &[PathBuf], elapsed: Duration) -> Result<S
     let common = logs.iter().map(|l| l.last_height().unwrap_or(0)).min().unwrap_or(0);
     let top = logs.iter().map(|l| l.last_height().unwrap_or(0)).max().unwrap_or(0);
     let first = logs.iter().map(|l| l.first_height().unwrap_or(1)).max().unwrap_or(1);
-    let (mut txs, mut rejected, mut fills, mut liquidations, mut adl) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut disagree = None;
     for h in first..=common {
         let mut roots = Vec::new();
         for (i, log) in logs.iter().enumerate() {
             let bytes = log.read(h).map_err(|e| format!("v{i} height {h}: {e}"))?;
             let entry = LogEntry::decode(&bytes).map_err(|e| format!("v{i} height {h}: {e}"))?;
-            if i == 0 {
-                txs += entry.block.txs.len() as u64;
-                for e in &entry.events {
-                    match e {
-                        Event::Rejected { .. } => rejected += 1,
-                        Event::Fill { .. } => fills += 1,
-                        Event::Liquidated { .. } => liquidations += 1,
-                        Event::Deleveraged { .. } => adl += 1,
-                        _ => {}
-                    }
-                }
-            }
             roots.push(entry.root);
         }
         if roots.iter().any(|r| *r != roots[0]) && disagree.is_none() {
             disagree = Some((h, roots.iter().map(|r| hex(r)).collect::<Vec<_>>()));
         }
     }
+
+    // Replay validator 0's whole chain from genesis: every root must match its log, and the
+    // exchange's figures come from the replay.
+    let mut state = State::from_genesis(&spec.exchange).map_err(|e| format!("genesis: {e}"))?;
+    let fund_start = state.insurance_fund();
+    let mut fund_min = fund_start;
+    let (mut orders, mut deposits, mut rejected, mut fills, mut liquidations, mut adl) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut first_liquidation_ms = None;
+    let v0_last = logs.first().and_then(|l| l.last_height()).unwrap_or(0);
+    let replayable = logs.first().and_then(|l| l.first_height()).is_none_or(|f| f <= 1);
+    if replayable {
+        for h in 1..=v0_last {
+            let bytes = logs[0].read(h).map_err(|e| format!("v0 height {h}: {e}"))?;
+            let entry = LogEntry::decode(&bytes).map_err(|e| format!("v0 height {h}: {e}"))?;
+            let out =
+                state.apply_block(&entry.block).map_err(|e| format!("replaying v0 height {h}: {e:?}"))?;
+            if out.root != entry.root {
+                return Err(format!(
+                    "replaying v0's block log from genesis gives root {} at height {h}, the log holds {}",
+                    hex(&out.root),
+                    hex(&entry.root)
+                ));
+            }
+            orders += entry.block.txs.iter().filter(|tx| !matches!(tx.action, Action::Deposit { .. })).count()
+                as u64;
+            for e in &out.events {
+                match e {
+                    Event::Rejected { .. } => rejected += 1,
+                    Event::Deposited { .. } => deposits += 1,
+                    Event::Fill { .. } => fills += 1,
+                    Event::Liquidated { .. } => {
+                        liquidations += 1;
+                        first_liquidation_ms.get_or_insert(entry.block.timestamp_ms);
+                    }
+                    Event::Deleveraged { .. } => adl += 1,
+                    _ => {}
+                }
+            }
+            fund_min = fund_min.min(state.insurance_fund());
+        }
+    }
+    let fund_end = state.insurance_fund();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?;
     for d in dirs {
         let text = std::fs::read_to_string(d.join("finality.log")).unwrap_or_default();
@@ -291,14 +443,49 @@ fn summarize(args: &DevnetArgs, dirs: &[PathBuf], elapsed: Duration) -> Result<S
         }
     }
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let usd = |m: i128| m as f64 / 1e6;
     let agree = disagree.is_none();
+    let secs = elapsed.as_secs_f64();
     let mut out = String::new();
-    let _ = writeln!(out, "devnet summary ({} validators, {:.1} s)", dirs.len(), elapsed.as_secs_f64());
+    let _ =
+        writeln!(out, "devnet summary ({} validators, {secs:.1} s, scenario {})", dirs.len(), args.scenario);
     let _ = writeln!(out, "  finalized height     {top} (all validators hold 1..={common})");
-    let _ = writeln!(out, "  blocks/s             {:.1}", top as f64 / elapsed.as_secs_f64());
-    let _ = writeln!(out, "  transactions         {txs} finalized, {rejected} rejected by the exchange");
+    let _ = writeln!(out, "  blocks/s             {:.1}", top as f64 / secs);
+    if args.txs_per_block.is_none() {
+        let _ = writeln!(
+            out,
+            "  orders               {} submitted, {orders} finalized ({:.0}/s), {rejected} rejected by the exchange",
+            load.orders_submitted,
+            orders as f64 / secs
+        );
+        let _ = writeln!(
+            out,
+            "  deposits             {} sent (with resends), {deposits} credited",
+            load.deposits_sent
+        );
+    } else {
+        let _ =
+            writeln!(out, "  transactions         {orders} finalized, {rejected} rejected by the exchange");
+    }
+    if load.send_errors > 0 {
+        let _ = writeln!(out, "  send errors          {} datagrams the kernel refused", load.send_errors);
+    }
     let _ = writeln!(out, "  fills                {fills}");
-    let _ = writeln!(out, "  liquidations         {liquidations} (auto-deleveraging events {adl})");
+    let _ = writeln!(
+        out,
+        "  liquidations         {liquidations} (first at t = {}), auto-deleveraging events {adl}",
+        first_liquidation_ms.map_or("-".to_string(), |t| format!(
+            "{:.1} s",
+            t.saturating_sub(spec.exchange.timestamp_ms) as f64 / 1e3
+        ))
+    );
+    let _ = writeln!(
+        out,
+        "  insurance fund       {:.2} USDC at genesis, {:.2} lowest, {:.2} at the end",
+        usd(fund_start),
+        usd(fund_min),
+        usd(fund_end)
+    );
     let _ = writeln!(
         out,
         "  finality (ms)        p50 {:.1}  p99 {:.1}  p999 {:.1}  ({} proposals, from proposal built to finalized)",
@@ -309,21 +496,34 @@ fn summarize(args: &DevnetArgs, dirs: &[PathBuf], elapsed: Duration) -> Result<S
     );
     let _ = write!(
         out,
-        "  state roots agree    {} (heights {first}..={common} on every validator)",
-        if agree { "yes" } else { "NO" }
+        "  state roots agree    {} (heights {first}..={common} on every validator{})",
+        if agree { "yes" } else { "NO" },
+        if replayable { "; v0's log replays from genesis to the same roots" } else { "" }
     );
     if let Some(path) = &args.json {
         let summary = json!({
             "validators": dirs.len(),
-            "duration_s": elapsed.as_secs_f64(),
+            "duration_s": secs,
+            "scenario": args.scenario.to_string(),
+            "ingress": args.ingress.to_string(),
+            "rate": args.rate,
+            "traders": args.traders,
             "finalized_height": top,
             "common_height": common,
-            "orders_finalized": txs,
+            "orders_submitted": load.orders_submitted,
+            "orders_finalized": orders,
             "orders_rejected": rejected,
+            "deposits_sent": load.deposits_sent,
+            "deposits_finalized": deposits,
+            "send_errors": load.send_errors,
             "fills": fills,
             "liquidations": liquidations,
             "adl_events": adl,
+            "insurance_fund_start": fund_start as f64 / 1e6,
+            "insurance_fund_min": fund_min as f64 / 1e6,
+            "insurance_fund_end": fund_end as f64 / 1e6,
             "finality_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
+            "replayed_from_genesis": replayable,
             "state_roots_agree": agree,
         });
         let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;

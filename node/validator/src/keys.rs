@@ -2,7 +2,10 @@
 
 use bastion_consensus::spec::{MAX_VALIDATORS, ValidatorKeys};
 use bastion_consensus::{ChainSpec, ValidatorInfo};
-use bastion_exchange::{Genesis, State};
+use bastion_exchange::{
+    Genesis, State,
+    scenario::{PricePath, Scenario},
+};
 use bastion_store::hex;
 use clap::Args;
 use commonware_codec::Encode;
@@ -49,6 +52,27 @@ pub struct InitArgs {
     /// tests and local devnets only. Without it keys come from OS entropy.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Metrics (HTTP) port of validator 0 on 127.0.0.1; validator i uses metrics-port + i.
+    #[arg(long, default_value_t = 9400)]
+    pub metrics_port: u16,
+    /// UDP port where validator 0 takes client transactions; validator i uses ingress-port + i.
+    #[arg(long, default_value_t = 8400)]
+    pub ingress_port: u16,
+    /// The oracle's price path: calm, or flash-crash (30% down over 2 s at t = 10 s, then
+    /// recovery).
+    #[arg(long, default_value = "calm")]
+    pub scenario: Scenario,
+    /// Seconds after genesis at which the flash crash starts.
+    #[arg(long, default_value_t = 10.0)]
+    pub crash_at_s: f64,
+    /// Hex ed25519 public key of the bridge authority (signs deposits). Default: the devnet
+    /// authority, whose key anyone can derive (test networks only).
+    #[arg(long)]
+    pub authority: Option<String>,
+    /// Genesis time in ms since the Unix epoch (default: now). Block time is the proposers'
+    /// clocks, so a genesis far in the past or future is refused by the first blocks.
+    #[arg(long)]
+    pub genesis_time_ms: Option<u64>,
 }
 
 /// Runs `bastion keygen`; `Ok` holds the report.
@@ -80,7 +104,8 @@ pub fn keygen(args: &KeygenArgs) -> Result<String, String> {
 fn check_entry(info: &ValidatorInfo, chain_id: &str) -> Result<(), String> {
     let mut exchange = Genesis::devnet();
     exchange.validator_stakes = vec![1];
-    let spec = ChainSpec { chain_id: chain_id.to_string(), exchange, validators: vec![info.clone()] };
+    let oracle = PricePath::devnet(Scenario::Calm, exchange.timestamp_ms, 0);
+    let spec = ChainSpec { chain_id: chain_id.to_string(), exchange, validators: vec![info.clone()], oracle };
     spec.validate().map_err(|e| e.to_string())
 }
 
@@ -90,10 +115,38 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
     if n == 0 || n > MAX_VALIDATORS {
         return Err(format!("--validators {n}: 1..={MAX_VALIDATORS} required"));
     }
-    let last_port = usize::from(args.base_port) + n - 1;
-    if last_port > usize::from(u16::MAX) {
-        return Err(format!("--base-port {} + {n} validators runs past port 65535", args.base_port));
+    for (flag, base) in [("--base-port", args.base_port), ("--ingress-port", args.ingress_port)] {
+        if usize::from(base) + n - 1 > usize::from(u16::MAX) {
+            return Err(format!("{flag} {base} + {n} validators runs past port 65535"));
+        }
     }
+    let (p2p, udp) = (usize::from(args.base_port), usize::from(args.ingress_port));
+    if udp < p2p + n && p2p < udp + n {
+        // Different protocols could share numbers, but one range per service is easier to firewall.
+        return Err(format!("--ingress-port {udp} overlaps the p2p ports {p2p}..{}", p2p + n));
+    }
+    if !(args.crash_at_s.is_finite() && args.crash_at_s >= 0.0) {
+        return Err(format!(
+            "--crash-at-s must be a non-negative number of seconds, got {}",
+            args.crash_at_s
+        ));
+    }
+    let authority = match &args.authority {
+        None => bastion_client::devnet_authority().account(),
+        Some(h) => {
+            let bytes = bastion_consensus::spec::from_hex(h)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| format!("--authority {h:?} is not 64 hex digits (an ed25519 public key)"))?;
+            bastion_types::account_of(&bytes)
+        }
+    };
+    let t0 = match args.genesis_time_ms {
+        Some(t) => t,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map_err(|e| format!("the system clock is before 1970: {e}"))?,
+    };
     let genesis_path = args.out.join("genesis.json");
     if genesis_path.exists() {
         return Err(format!(
@@ -122,7 +175,7 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
             })
             .collect::<Result<_, _>>()?,
     };
-    let mut exchange = Genesis::devnet();
+    let mut exchange = Genesis::devnet_at(t0).with_authority(authority);
     exchange.validator_stakes = vec![1; n];
     State::from_genesis(&exchange).map_err(|e| format!("devnet exchange genesis with {n} stakes: {e}"))?;
     let validators = keys
@@ -130,17 +183,24 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
         .enumerate()
         .map(|(i, k)| {
             let port = args.base_port + u16::try_from(i).unwrap_or(u16::MAX);
-            k.info(&format!("v{i}"), SocketAddr::new(args.host, port), &args.chain_id)
+            let udp = args.ingress_port + u16::try_from(i).unwrap_or(u16::MAX);
+            let mut info = k.info(&format!("v{i}"), SocketAddr::new(args.host, port), &args.chain_id);
+            info.ingress = Some(SocketAddr::new(args.host, udp));
+            info
         })
         .collect();
-    let spec = ChainSpec { chain_id: args.chain_id.clone(), exchange, validators };
+    let mut oracle = PricePath::devnet(args.scenario, t0, args.seed.unwrap_or(0));
+    oracle.crash_at_ms = (args.crash_at_s * 1000.0) as u64;
+    let spec = ChainSpec { chain_id: args.chain_id.clone(), exchange, validators, oracle };
     spec.validate().map_err(|e| e.to_string())?;
 
     // Validator directories first, the genesis file last: its presence marks a complete init.
     for (i, (dir, k)) in dirs.iter().zip(&keys).enumerate() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         k.save(&dir.join("keys.json")).map_err(|e| e.to_string())?;
-        let toml = node_toml(i, &args.out, spec.validators[i].address.port());
+        let udp = spec.validators[i].ingress.map_or(0, |a| a.port());
+        let metrics = args.metrics_port.saturating_add(u16::try_from(i).unwrap_or(u16::MAX));
+        let toml = node_toml(i, &args.out, spec.validators[i].address.port(), udp, metrics);
         write_new(&dir.join("node.toml"), toml.as_bytes())?;
     }
     spec.save(&genesis_path).map_err(|e| e.to_string())?;
@@ -159,6 +219,13 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
             dirs[i].join("keys.json").display()
         );
     }
+    let _ = writeln!(out, "oracle path: {} from genesis time {t0} ms", args.scenario);
+    if args.authority.is_none() {
+        let _ = writeln!(
+            out,
+            "WARNING: the bridge authority is the devnet key anyone can derive: test networks only (--authority HEX)"
+        );
+    }
     if let Some(seed) = args.seed {
         let _ = writeln!(
             out,
@@ -174,15 +241,24 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
 }
 
 /// The node config of validator `i`.
-fn node_toml(i: usize, out: &Path, port: u16) -> String {
+fn node_toml(i: usize, out: &Path, port: u16, udp: u16, metrics: u16) -> String {
     format!(
         "# Bastion validator v{i}: `bastion run --config {dir}/v{i}/node.toml`\n\
          genesis = \"../genesis.json\"   # paths are relative to this file\n\
          keys = \"keys.json\"\n\
          data_dir = \"data\"\n\
          log_level = \"info\"\n\
-         # listen = \"0.0.0.0:{port}\"      # default: this validator's address in the genesis file\n",
-        dir = out.display()
+         # listen = \"0.0.0.0:{port}\"      # default: this validator's address in the genesis file\n\
+         \n\
+         [ingress]                        # signed client transactions over UDP\n\
+         # listen = \"0.0.0.0:{udp}\"      # default: this validator's ingress in the genesis file\n\
+         backend = \"sockets\"              # sockets (recvmmsg) or io_uring\n\
+         \n\
+         [metrics]                        # Prometheus text at http://LISTEN/metrics; `bastion status`\n\
+         listen = \"127.0.0.1:{metrics}\"\n",
+        dir = out.display(),
+        udp = udp,
+        metrics = metrics
     )
 }
 

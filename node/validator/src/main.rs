@@ -2,10 +2,15 @@
 
 mod devnet;
 mod keys;
+mod loadgen;
+mod metrics;
 mod node;
+mod pipeline;
 mod risk;
 mod sig;
+mod status;
 mod storage;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +42,8 @@ enum Command {
     /// Inspect and check a node's data dir (block log, snapshots, recovery).
     #[command(subcommand)]
     Storage(storage::StorageCommand),
+    /// Show a running node's per-tile load, mempool and finality (from its metrics endpoint).
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +55,13 @@ fn main() -> ExitCode {
         Command::Run(args) => report(run(&args)),
         Command::Storage(cmd) => report(storage::run(&cmd)),
         Command::Risk(cmd) => report(risk::run(&cmd)),
+        Command::Status(args) => match status::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::from(2)
+            }
+        },
         Command::Sig(cmd) => {
             let out = sig::run(&cmd);
             print!("{}", out.stdout);

@@ -5,14 +5,23 @@
 //! block log and snapshots in `<data_dir>` itself, evidence in `<data_dir>/evidence.log`, and a
 //! status file `<data_dir>/status.json` is rewritten every second.
 //!
-//! Blocks are still filled by the deterministic workload generator (the sequencer's mempool
-//! arrives with the validator pipeline).
+//! Client transactions arrive over UDP through the ingress pipeline (net, verify, admission
+//! tiles on their own threads, see [`crate::pipeline`]) into the mempool the proposer builds
+//! blocks from; `block_source = "synthetic"` replaces that with a signed synthetic workload
+//! (consensus benchmarks). Metrics are served in Prometheus text format when `[metrics]
+//! listen` is set.
 
+use crate::metrics::{self, Registry};
+use crate::pipeline::{self, Mempool, PinConfig, PipelineConfig};
+use crate::telemetry::Telemetry;
 use bastion_consensus::{
-    Application, BlockLimits, BlockSource, ChainSpec, Config as AppConfig, Ledger, Multisig, ValidatorKeys,
+    Application, BlockLimits, BlockSource, ChainSpec, Config as AppConfig, Ledger, Multisig, Synthetic,
+    TxSource, ValidatorKeys,
     engine::{self, Timeouts},
 };
+use bastion_exchange::State;
 use bastion_store::{Store, StoreConfig, hex};
+use bastion_types::{AccountId, Tx, TxAuth};
 use commonware_consensus::simplex;
 use commonware_cryptography::{ChaCha20Poly1305, ed25519, sha256::Digest};
 use commonware_p2p::{Address, AddressableManager as _, authenticated::lookup};
@@ -25,13 +34,14 @@ use commonware_utils::{NZU32, NZUsize, ordered::Map};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::{
+    collections::HashMap,
     fmt::Write as _,
     io::Write as _,
     net::SocketAddr,
     num::NonZeroUsize,
     path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -63,9 +73,22 @@ pub struct NodeConfig {
     /// Consensus timing.
     #[serde(default)]
     pub consensus: Timeouts,
-    /// Block contents until the sequencer exists: the deterministic workload generator.
+    /// Where proposals' transactions come from: `mempool` (clients over UDP, the default) or
+    /// `synthetic` (the signed workload generator of `[workload]`; needs the devnet authority).
+    #[serde(default = "default_source")]
+    pub block_source: String,
+    /// The synthetic workload (`block_source = "synthetic"`).
     #[serde(default)]
     pub workload: Workload,
+    /// Client transaction ingress (UDP).
+    #[serde(default)]
+    pub ingress: IngressSection,
+    /// The ingress pipeline's tiles, rings and mempool.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+    /// The metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
 }
 
 /// The `[workload]` table.
@@ -80,9 +103,86 @@ pub struct Workload {
 
 impl Default for Workload {
     fn default() -> Self {
-        let s = BlockSource::default();
+        let s = Synthetic::default();
         Workload { traders: s.traders, txs_per_block: s.txs_per_block }
     }
+}
+
+/// The `[ingress]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressSection {
+    /// UDP address to bind (default: this validator's `ingress` in the genesis file).
+    pub listen: Option<SocketAddr>,
+    /// `sockets` (recvmmsg) or `io_uring` (multishot receive).
+    pub backend: String,
+}
+
+impl Default for IngressSection {
+    fn default() -> Self {
+        IngressSection { listen: None, backend: "sockets".into() }
+    }
+}
+
+/// The `[pipeline]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// Frames each ring holds (about 1.2 KiB each, allocated at start).
+    pub ring_frames: usize,
+    /// Most signatures verified in one batch.
+    pub verify_batch: usize,
+    /// Time budget of one verify call, µs (over it counts an overrun).
+    pub verify_budget_us: u64,
+    /// Signature backend of the verify tile: scalar, batch or parallel (all cores).
+    pub verifier: String,
+    /// Admitted transactions the mempool holds.
+    pub mempool_max: usize,
+    /// Transactions per second one account may send (0: unlimited).
+    pub rate_per_account: u32,
+    /// Burst above the rate one account may send.
+    pub burst_per_account: u32,
+    /// Recent signatures remembered to refuse exact duplicates.
+    pub dedup_window: usize,
+    /// Most transactions in one block this validator proposes.
+    pub block_txs_max: usize,
+    /// Core the net tile is pinned to (none: not pinned).
+    pub pin_net: Option<usize>,
+    /// Core the verify tile is pinned to.
+    pub pin_verify: Option<usize>,
+    /// Core the admission tile is pinned to.
+    pub pin_admission: Option<usize>,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection {
+            ring_frames: 16_384,
+            verify_batch: 256,
+            verify_budget_us: 5_000,
+            verifier: "batch".into(),
+            mempool_max: 262_144,
+            rate_per_account: 1_000,
+            burst_per_account: 2_000,
+            dedup_window: 1 << 20,
+            block_txs_max: 4_096,
+            pin_net: None,
+            pin_verify: None,
+            pin_admission: None,
+        }
+    }
+}
+
+/// The `[metrics]` table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// HTTP address serving `/metrics` (Prometheus text) and `/health`; none: no endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
+fn default_source() -> String {
+    "mempool".into()
 }
 
 fn default_log_level() -> String {
@@ -128,6 +228,53 @@ impl NodeConfig {
                 path.display()
             ));
         }
+        let file = path.display();
+        if !["mempool", "synthetic"].contains(&cfg.block_source.as_str()) {
+            return Err(format!(
+                "{file}: key `block_source` is {:?}; allowed: mempool, synthetic",
+                cfg.block_source
+            ));
+        }
+        cfg.ingress.backend.parse::<bastion_net::Backend>().map_err(|_| {
+            format!("{file}: key `ingress.backend` is {:?}; allowed: sockets, io_uring", cfg.ingress.backend)
+        })?;
+        let p = &cfg.pipeline;
+        match p.verifier.parse::<bastion_accel::Backend>() {
+            Ok(b) if bastion_accel::Backend::CPU.contains(&b) => {}
+            _ => {
+                return Err(format!(
+                    "{file}: key `pipeline.verifier` is {:?}; allowed: scalar, batch, parallel",
+                    p.verifier
+                ));
+            }
+        }
+        for (key, v, lo, hi) in [
+            ("ring_frames", p.ring_frames, 16, 1 << 22),
+            ("verify_batch", p.verify_batch, 1, 65_536),
+            ("mempool_max", p.mempool_max, 1, 1 << 26),
+            ("dedup_window", p.dedup_window, 1, 1 << 26),
+            ("block_txs_max", p.block_txs_max, 1, bastion_exchange::BLOCK_TXS_MAX),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{file}: key `pipeline.{key}` is {v}; allowed: {lo} to {hi}"));
+            }
+        }
+        if p.verify_budget_us == 0 {
+            return Err(format!("{file}: key `pipeline.verify_budget_us` must be at least 1"));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for (key, core) in
+            [("pin_net", p.pin_net), ("pin_verify", p.pin_verify), ("pin_admission", p.pin_admission)]
+        {
+            if let Some(c) = core
+                && c >= cpus
+            {
+                return Err(format!(
+                    "{file}: key `pipeline.{key}` is core {c}; this machine has cores 0 to {}",
+                    cpus - 1
+                ));
+            }
+        }
         Ok(cfg)
     }
 }
@@ -164,6 +311,53 @@ pub struct Status {
     pub own_finalized: u64,
     /// Finality of own proposals since start (ms): p50, p99, p999, max.
     pub finality_ms: [f64; 4],
+    /// Transactions finalized since start.
+    pub orders_finalized: u64,
+    /// Liquidations since start.
+    pub liquidations: u64,
+    /// Auto-deleveraging events since start.
+    pub adl_events: u64,
+    /// The insurance fund after the last block finalized since start (quote micro-units).
+    pub insurance_fund: Option<i128>,
+    /// Transactions waiting in the mempool.
+    pub mempool: usize,
+    /// Where the ingress listens (UDP), when the mempool is the block source.
+    pub ingress: Option<String>,
+    /// Where the metrics endpoint listens.
+    pub metrics: Option<String>,
+}
+
+/// The mempool as the proposer's transaction source; keeps the admission tile's view of
+/// committed nonces current.
+#[derive(Debug)]
+struct PoolSource {
+    mempool: Arc<Mutex<Mempool>>,
+    nonces: Arc<RwLock<HashMap<AccountId, u64>>>,
+}
+
+fn locked(m: &Mutex<Mempool>) -> std::sync::MutexGuard<'_, Mempool> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl TxSource for PoolSource {
+    fn take(&mut self, state: &State, max: usize) -> Vec<(Tx, TxAuth)> {
+        locked(&self.mempool).take(|a| state.accounts.get(&a).map_or(0, |x| x.nonce), max)
+    }
+
+    fn finalized(&mut self, txs: &[Tx]) {
+        locked(&self.mempool).finalized(txs);
+        let mut n = match self.nonces.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for tx in txs {
+            let e = n.entry(tx.signer).or_insert(0);
+            *e = (*e).max(tx.nonce);
+        }
+    }
 }
 
 /// `bastion run`: runs until a signal (SIGINT, SIGTERM), a stop option, or a halt (an error).
@@ -191,6 +385,70 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         height = store.state().height,
         "starting"
     );
+    let chain = spec.digest();
+    let app_verifier: Arc<dyn bastion_accel::Verifier> =
+        Arc::from(bastion_accel::verifier(bastion_accel::Backend::Batch).map_err(|e| e.to_string())?);
+
+    // The ingress pipeline and the mempool it fills (the proposer's block source).
+    let mempool = Arc::new(Mutex::new(Mempool::new(cfg.pipeline.mempool_max)));
+    let nonces: Arc<RwLock<HashMap<AccountId, u64>>> =
+        Arc::new(RwLock::new(store.state().accounts.iter().map(|(id, a)| (*id, a.nonce)).collect()));
+    let (pipeline, source) = if cfg.block_source == "synthetic" {
+        let w = cfg.workload;
+        (
+            None,
+            BlockSource::Synthetic(Synthetic {
+                traders: w.traders,
+                txs_per_block: w.txs_per_block,
+                ..Synthetic::default()
+            }),
+        )
+    } else {
+        let bind = cfg.ingress.listen.or(spec.validators[index].ingress).ok_or_else(|| {
+            format!(
+                "{name} has no ingress address: set `listen` under [ingress] in the node config, or `ingress` in \
+                 its genesis entry"
+            )
+        })?;
+        let backend: bastion_net::Backend = cfg.ingress.backend.parse().map_err(|e| format!("{e}"))?;
+        let p = &cfg.pipeline;
+        let mut pc = PipelineConfig::new(bastion_net::IngressConfig::new(bind, backend), chain);
+        pc.ring_frames = p.ring_frames;
+        pc.verify_batch = p.verify_batch;
+        pc.verify_budget = Duration::from_micros(p.verify_budget_us);
+        pc.verifier = p.verifier.parse().map_err(|e| format!("pipeline.verifier: {e}"))?;
+        pc.mempool_max = p.mempool_max;
+        pc.rate_per_account = p.rate_per_account;
+        pc.burst_per_account = p.burst_per_account;
+        pc.dedup_window = p.dedup_window;
+        pc.pin = PinConfig { net: p.pin_net, verify: p.pin_verify, admission: p.pin_admission };
+        let view = nonces.clone();
+        let committed = Arc::new(move |a: AccountId| match view.read() {
+            Ok(n) => n.get(&a).copied().unwrap_or(0),
+            Err(poisoned) => poisoned.into_inner().get(&a).copied().unwrap_or(0),
+        });
+        let pipe = pipeline::start(pc, mempool.clone(), committed)?;
+        info!(ingress = %pipe.local_addr, backend = %backend, verifier = %p.verifier, "ingress pipeline started");
+        let source = BlockSource::Pool {
+            source: Box::new(PoolSource { mempool: mempool.clone(), nonces: nonces.clone() }),
+            max_txs: p.block_txs_max,
+        };
+        (Some(pipe), source)
+    };
+    let registry = Registry::new();
+    let mut telemetry = Telemetry::new(&registry, pipeline.as_ref());
+    let metrics_stop = Arc::new(AtomicBool::new(false));
+    let metrics_server = match cfg.metrics.listen {
+        Some(addr) => {
+            let (bound, handle) = metrics::serve(registry.clone(), addr, metrics_stop.clone())
+                .map_err(|e| format!("metrics: cannot listen on {addr} ([metrics] listen): {e}"))?;
+            info!(metrics = %bound, "metrics at http://{bound}/metrics");
+            Some((bound, handle))
+        }
+        None => None,
+    };
+    let ingress_addr = pipeline.as_ref().map(|p| p.local_addr.to_string());
+    let metrics_addr = metrics_server.as_ref().map(|(a, _)| a.to_string());
 
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = cw_tokio::Config::new()
@@ -252,10 +510,19 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         network.start();
 
         let ledger = Ledger::bounded(LEDGER_KEEP);
-        let source = BlockSource { traders: cfg.workload.traders, txs_per_block: cfg.workload.txs_per_block, ..BlockSource::default() };
         let (app, mailbox, reporter) = Application::new::<Multisig>(
             context.child("application"),
-            AppConfig { store, genesis: spec.exchange.clone(), limits, source, ledger: ledger.clone(), fault: None },
+            AppConfig {
+                store,
+                genesis: spec.exchange.clone(),
+                limits,
+                source,
+                chain,
+                verifier: app_verifier,
+                oracle: spec.oracle.clone(),
+                ledger: ledger.clone(),
+                fault: None,
+            },
             blocks,
         )?;
         let floor = app.genesis_digest();
@@ -284,13 +551,16 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         let mut last_height = ledger.height();
         let outcome: Result<(), String> = loop {
             context.sleep(Duration::from_millis(250)).await;
+            let mut latencies = Vec::new();
             for (h, latency) in ledger.drain_finality() {
                 let us = latency.as_micros().clamp(1, 3_600_000_000) as u64;
                 let _ = hist.record(us);
+                latencies.push(latency);
                 if let Some(f) = log.as_mut() {
                     let _ = writeln!(f, "{h} {us}");
                 }
             }
+            let totals = ledger.totals();
             let (height, root) = ledger.last().map(|(h, f)| (h, hex(&f.root))).unwrap_or_default();
             let pct = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
             let status = Status {
@@ -303,12 +573,39 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 uptime_s: started.elapsed().as_secs_f64(),
                 own_finalized: hist.len(),
                 finality_ms: [pct(0.5), pct(0.99), pct(0.999), hist.max() as f64 / 1000.0],
+                orders_finalized: totals.txs,
+                liquidations: totals.liquidations,
+                adl_events: totals.adl,
+                insurance_fund: (totals.blocks > 0).then_some(totals.insurance_fund),
+                mempool: locked(&mempool).len(),
+                ingress: ingress_addr.clone(),
+                metrics: metrics_addr.clone(),
             };
+            telemetry.update(
+                pipeline.as_ref(),
+                &mempool,
+                totals,
+                height,
+                &latencies,
+                (status.finality_ms[0], status.finality_ms[1]),
+                status.halted.is_some(),
+            );
+            if let Some(p) = &pipeline
+                && let Some(dead) = p.exited().first()
+            {
+                break Err(format!("the {dead} tile of the ingress pipeline stopped"));
+            }
             if last_progress.elapsed() >= Duration::from_secs(5) {
                 let rate = (height - last_height) as f64 / last_progress.elapsed().as_secs_f64();
                 info!(
-                    "height {height} ({rate:.1} blocks/s), finality of own proposals p50 {:.1} ms p99 {:.1} ms ({} blocks), faults {}",
-                    status.finality_ms[0], status.finality_ms[1], status.own_finalized, status.faults
+                    "height {height} ({rate:.1} blocks/s), {} txs finalized, mempool {}, finality of own proposals p50 {:.1} ms p99 {:.1} ms ({} blocks), liquidations {}, faults {}",
+                    status.orders_finalized,
+                    status.mempool,
+                    status.finality_ms[0],
+                    status.finality_ms[1],
+                    status.own_finalized,
+                    status.liquidations,
+                    status.faults
                 );
                 last_progress = Instant::now();
                 last_height = height;
@@ -330,6 +627,15 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         };
         if let Err(e) = context.stop(0, Some(Duration::from_secs(10))).await {
             warn!(%e, "runtime did not stop within 10 s");
+        }
+        if let Some(p) = pipeline
+            && let Err(e) = p.stop()
+        {
+            warn!(%e, "ingress pipeline did not stop cleanly");
+        }
+        metrics_stop.store(true, Ordering::SeqCst);
+        if let Some((_, handle)) = metrics_server {
+            let _ = handle.join();
         }
         outcome?;
         let mut out = String::new();

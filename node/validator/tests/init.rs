@@ -80,7 +80,20 @@ fn seeded_init_is_deterministic_and_says_it_is_insecure() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     for out in [&a, &b] {
-        let (ok, stdout, stderr) = bastion(&["init", "--validators", "3", "--out", path(out), "--seed", "7"]);
+        // Genesis time defaults to now: fix it to compare the two.
+        let (ok, stdout, stderr) = bastion(&[
+            "init",
+            "--validators",
+            "3",
+            "--out",
+            path(out),
+            "--seed",
+            "7",
+            "--genesis-time-ms",
+            "1767225600000",
+            "--scenario",
+            "flash-crash",
+        ]);
         assert!(ok, "{stderr}");
         assert!(stdout.contains("INSECURE"), "{stdout}");
     }
@@ -89,6 +102,11 @@ fn seeded_init_is_deterministic_and_says_it_is_insecure() {
     assert_eq!(sa, sb);
     assert_eq!(sa.chain_id, "bastion-devnet");
     assert_eq!(sa.validators[2].address.to_string(), "127.0.0.1:7402");
+    assert_eq!(sa.validators[2].ingress.unwrap().to_string(), "127.0.0.1:8402");
+    assert_eq!(sa.exchange.timestamp_ms, 1_767_225_600_000);
+    assert_eq!(sa.oracle.scenario, bastion_exchange::scenario::Scenario::FlashCrash);
+    assert_eq!(sa.oracle.t0_ms, sa.exchange.timestamp_ms, "the price path starts at genesis");
+    assert_eq!(sa.exchange.authority, bastion_client::devnet_authority().account());
     let keys = ValidatorKeys::load(&a.join("v1/keys.json")).unwrap();
     assert_eq!(keys.identity_public(), ValidatorKeys::from_seed(7001).identity_public());
 }
@@ -102,6 +120,13 @@ fn init_refuses_bad_arguments() {
     let (ok, _, stderr) =
         bastion(&["init", "--validators", "2", "--out", path(&out), "--chain-id", "bad id"]);
     assert!(!ok && stderr.contains("chain_id"), "{stderr}");
+    let (ok, _, stderr) =
+        bastion(&["init", "--validators", "4", "--out", path(&out), "--ingress-port", "7402"]);
+    assert!(!ok && stderr.contains("--ingress-port") && stderr.contains("overlaps"), "{stderr}");
+    let (ok, _, stderr) = bastion(&["init", "--validators", "2", "--out", path(&out), "--authority", "abc"]);
+    assert!(!ok && stderr.contains("--authority"), "{stderr}");
+    let (ok, _, stderr) = bastion(&["init", "--validators", "2", "--out", path(&out), "--scenario", "boom"]);
+    assert!(!ok && stderr.contains("calm") && stderr.contains("flash-crash"), "{stderr}");
     assert!(!out.join("genesis.json").exists());
 }
 

@@ -4,7 +4,8 @@
 //! (consensus journal, block log) and catches up past the blocks its peers keep in memory
 //! (backfill from their logs); every validator's log holds the same state root at a common
 //! height, and nobody recorded equivocation evidence (the restarted validator did not vote
-//! twice).
+//! twice). Signed transactions sent over UDP go through every validator's ingress pipeline into
+//! its mempool and are finalized; `bastion status` reads a node's metrics.
 
 use bastion_consensus::application::EVIDENCE_FILE;
 use bastion_storage::{BlockLog, LogConfig};
@@ -57,6 +58,13 @@ impl Nodes {
         }
     }
 
+    fn status(&self, i: usize) -> serde_json::Value {
+        std::fs::read(self.dir.join(format!("v{i}/data/status.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
     fn height(&self, i: usize) -> u64 {
         let path = self.dir.join(format!("v{i}/data/status.json"));
         std::fs::read(&path)
@@ -101,12 +109,21 @@ fn root_at(data: &Path, height: u64) -> [u8; 32] {
 fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
     let tmp = tempfile::tempdir().unwrap();
     let base_port = 20_000 + (std::process::id() % 20_000) as u16;
+    let (ingress_port, metrics_port) = (base_port + 10, base_port + 20);
     let init = Command::new(BIN)
-        .args(["init", "--validators", "4", "--seed", "11", "--base-port", &base_port.to_string(), "--out"])
+        .args(["init", "--validators", "4", "--seed", "11", "--base-port", &base_port.to_string()])
+        .args([
+            "--ingress-port",
+            &ingress_port.to_string(),
+            "--metrics-port",
+            &metrics_port.to_string(),
+            "--out",
+        ])
         .arg(tmp.path())
         .output()
         .unwrap();
     assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let spec = bastion_consensus::ChainSpec::load(&tmp.path().join("genesis.json")).unwrap();
 
     let mut nodes = Nodes { dir: tmp.path().to_path_buf(), children: (0..4).map(|_| None).collect() };
     for i in 0..4 {
@@ -115,6 +132,39 @@ fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
     nodes.wait_until("every validator at height 20", Duration::from_secs(90), |n| {
         (0..4).all(|i| n.height(i) >= 20)
     });
+
+    // Signed deposits from the bridge authority over UDP to every validator's ingress: each
+    // validator verifies and admits them; whoever proposes next puts them in a block.
+    let authority = bastion_client::devnet_authority();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let deposits = 50u64;
+    for k in 1..=deposits {
+        let to = bastion_client::devnet_trader(k).account();
+        let action =
+            bastion_types::Action::Deposit { to, asset: bastion_types::AssetId(0), amount: 1_000_000 };
+        let packet = authority.sign(&spec.digest(), k, action).packet().unwrap();
+        for v in &spec.validators {
+            socket.send_to(&packet, v.ingress.unwrap()).unwrap();
+        }
+    }
+    nodes.wait_until("the deposits to be finalized", Duration::from_secs(60), |n| {
+        (0..4).all(|i| n.status(i)["orders_finalized"].as_u64().unwrap_or(0) >= deposits)
+    });
+    let status = Command::new(BIN)
+        .args(["status", "--json", "--config"])
+        .arg(tmp.path().join("v0/node.toml"))
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(status["height"].as_u64().unwrap() >= 20, "{status}");
+    let tile =
+        |name: &str| status["tiles"].as_array().unwrap().iter().find(|t| t["tile"] == name).cloned().unwrap();
+    for name in ["net", "verify", "admission"] {
+        assert!(tile(name)["in"].as_u64().unwrap() >= deposits, "{name}: {status}");
+    }
+    assert_eq!(tile("admission")["out"].as_u64().unwrap(), deposits, "each deposit admitted once: {status}");
+    assert!(status["orders_finalized"].as_u64().unwrap() >= deposits, "{status}");
 
     nodes.kill(3);
     let at_kill = nodes.height(3);
@@ -149,13 +199,44 @@ fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
     }
 }
 
+/// The README's main command, shortened: signed orders over UDP from the load generator, a
+/// flash crash at t = 10 s that must liquidate leveraged accounts, and every validator's roots
+/// in agreement (and v0's log replaying from genesis to them).
 #[test]
-fn devnet_runs_finalizes_and_checks_roots() {
+fn devnet_flash_crash_finalizes_orders_and_liquidates() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("summary.json");
-    let base_port = 40_000 + (std::process::id() % 20_000) as u16;
+    let base_port = 41_000 + (std::process::id() % 10_000) as u16;
     let out = Command::new(BIN)
-        .args(["devnet", "--duration", "6", "--txs-per-block", "300", "--traders", "64"])
+        .args(["devnet", "--duration", "16", "--rate", "400", "--traders", "300"])
+        .args(["--base-port", &base_port.to_string(), "--data-dir"])
+        .arg(tmp.path().join("net"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "devnet failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    println!("{summary}");
+    assert_eq!(summary["state_roots_agree"], true, "{summary}");
+    assert_eq!(summary["replayed_from_genesis"], true, "{summary}");
+    assert_eq!(summary["deposits_finalized"].as_u64().unwrap(), 300, "every trader funded once: {summary}");
+    let (sent, finalized) =
+        (summary["orders_submitted"].as_u64().unwrap(), summary["orders_finalized"].as_u64().unwrap());
+    assert!(finalized > sent / 2, "most orders finalize: {summary}");
+    assert!(summary["liquidations"].as_u64().unwrap() > 0, "the crash liquidates: {summary}");
+    assert!(summary["finality_ms"]["p99"].as_f64().unwrap() > 0.0, "{summary}");
+}
+
+/// `--txs-per-block`: the signed synthetic workload (the consensus benchmark's mode).
+#[test]
+fn devnet_synthetic_blocks_finalize_and_roots_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("summary.json");
+    let base_port = 51_000 + (std::process::id() % 10_000) as u16;
+    let out = Command::new(BIN)
+        .args(["devnet", "--duration", "5", "--txs-per-block", "300", "--traders", "64"])
         .args(["--base-port", &base_port.to_string(), "--data-dir"])
         .arg(tmp.path().join("net"))
         .arg("--json")

@@ -1,0 +1,371 @@
+//! The devnet's load generator: thousands of traders, each with its own ed25519 key, sending
+//! signed orders over UDP to every validator's ingress, across the perpetual and option
+//! markets, priced off the chain's oracle path.
+//!
+//! 1. **Funding.** The bridge authority (the devnet key) deposits collateral for every trader:
+//!    market makers get deep pockets, takers a few tens of thousands of USDC. Deposits are sent
+//!    twice, a second apart: a copy that already landed is refused as a replay or duplicate
+//!    (same nonce, same signature), so the second pass only fills what UDP or back-pressure
+//!    dropped.
+//! 2. **Trading** at `rate` orders/s: makers quote post-only ladders around the path price
+//!    (good for 200 blocks), takers lift them with IOC orders that build leveraged positions,
+//!    long-biased so the flash crash has something to liquidate, and a tenth of the flow goes
+//!    to the option strip.
+//!
+//! Every order goes to every validator (each verifies every order, as in production, where
+//! clients broadcast to the validator set). The generator counts what it signed and sent; the
+//! chain's block logs say what was finalized.
+
+use bastion_client::{Keypair, devnet_authority, devnet_trader};
+use bastion_consensus::ChainSpec;
+use bastion_exchange::scenario::PricePath;
+use bastion_types::{
+    Action, AssetId, MarketKind, MarketSpec, OptionKind, OrderRequest, SelfTradePrevention, Side, TimeInForce,
+};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One USDC in micro-units.
+const USD: i128 = 1_000_000;
+
+/// Share of traders that make markets (per thousand).
+const MAKERS_PER_MILLE: u64 = 100;
+
+/// What the generator does.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// Every validator's ingress.
+    pub targets: Vec<SocketAddr>,
+    /// Traders (each its own key).
+    pub traders: u64,
+    /// Orders per second, all traders together.
+    pub rate: f64,
+    /// Seed of the order flow.
+    pub seed: u64,
+}
+
+/// Counters, shared with the devnet's progress line.
+#[derive(Debug, Default)]
+pub struct LoadStats {
+    /// Deposits signed and sent (each to every validator), repeats included.
+    pub deposits: AtomicU64,
+    /// Orders signed and sent (each to every validator, counted once).
+    pub orders: AtomicU64,
+    /// Datagrams the kernel refused to send.
+    pub send_errors: AtomicU64,
+    /// The chain height the devnet last saw (for good-til heights); set by the devnet.
+    pub height: AtomicU64,
+}
+
+/// The running generator.
+#[derive(Debug)]
+pub struct LoadGen {
+    /// Its counters.
+    pub stats: Arc<LoadStats>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl LoadGen {
+    /// Stops the generator and returns its error, if it failed.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err("the load generator panicked".into()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for LoadGen {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Checks the chain can be driven (its authority is the devnet key) and starts the generator.
+pub fn start(spec: &ChainSpec, cfg: LoadConfig) -> Result<LoadGen, String> {
+    let authority = devnet_authority();
+    if spec.exchange.authority != authority.account() {
+        return Err(format!(
+            "the genesis authority {:?} is not the devnet authority {:?}: the load generator cannot fund traders \
+             on this chain",
+            spec.exchange.authority,
+            authority.account()
+        ));
+    }
+    if cfg.targets.is_empty() {
+        return Err("no validator lists an ingress address in the genesis file".into());
+    }
+    if !(cfg.rate.is_finite() && cfg.rate > 0.0) {
+        return Err(format!("--rate {}: must be a positive number of orders per second", cfg.rate));
+    }
+    if cfg.traders < 2 {
+        return Err(format!("--traders {}: at least 2 (a maker and a taker)", cfg.traders));
+    }
+    let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("load generator socket: {e}"))?;
+    let stats = Arc::new(LoadStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut generator = Generator {
+        chain: spec.digest(),
+        path: spec.oracle.clone(),
+        markets: spec.exchange.markets.clone(),
+        cfg,
+        socket,
+        stats: stats.clone(),
+        stop: stop.clone(),
+        rng: 0,
+        buf: Vec::with_capacity(bastion_net::MAX_DATAGRAM),
+    };
+    generator.rng = generator.cfg.seed ^ 0x9e37_79b9_7f4a_7c15;
+    let handle = std::thread::Builder::new()
+        .name("loadgen".into())
+        .spawn(move || generator.run(authority))
+        .map_err(|e| format!("cannot start the load generator thread: {e}"))?;
+    Ok(LoadGen { stats, stop, handle: Some(handle) })
+}
+
+struct Generator {
+    chain: [u8; 32],
+    path: PricePath,
+    markets: Vec<MarketSpec>,
+    cfg: LoadConfig,
+    socket: UdpSocket,
+    stats: Arc<LoadStats>,
+    stop: Arc<AtomicBool>,
+    rng: u64,
+    buf: Vec<u8>,
+}
+
+struct Trader {
+    key: Keypair,
+    nonce: u64,
+    maker: bool,
+}
+
+impl Generator {
+    fn next(&mut self) -> u64 {
+        // splitmix64
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        let span = u64::try_from(hi.saturating_sub(lo)).unwrap_or(0).saturating_add(1);
+        lo.saturating_add(i64::try_from(self.below(span)).unwrap_or(0))
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Signs `action` for `key` and sends it to every validator.
+    fn send(&mut self, key: &Keypair, nonce: u64, action: Action) {
+        let signed = key.sign(&self.chain, nonce, action);
+        self.buf.clear();
+        if signed.packet_into(&mut self.buf).is_err() {
+            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        for t in &self.cfg.targets {
+            if self.socket.send_to(&self.buf, t).is_err() {
+                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn run(mut self, authority: Keypair) -> Result<(), String> {
+        let mut traders: Vec<Trader> = (1..=self.cfg.traders)
+            .map(|i| Trader {
+                key: devnet_trader(i),
+                nonce: 0,
+                maker: i % 1000 < MAKERS_PER_MILLE.max(1) || i == 1,
+            })
+            .collect();
+        // Funding: makers 5M USDC, takers 20k..100k, paced under the admission's per-account
+        // rate limit (the authority signs every deposit).
+        let deposits: Vec<(usize, i128)> = (0..traders.len())
+            .map(|i| {
+                let amount = if traders[i].maker {
+                    5_000_000 * USD
+                } else {
+                    i128::from(self.range(20, 100)) * 1_000 * USD
+                };
+                (i, amount)
+            })
+            .collect();
+        for pass in 0..2 {
+            let started = Instant::now();
+            for (k, (i, amount)) in deposits.iter().enumerate() {
+                if self.stopped() {
+                    return Ok(());
+                }
+                let to = traders[*i].key.account();
+                self.send(
+                    &authority,
+                    k as u64 + 1,
+                    Action::Deposit { to, asset: AssetId(0), amount: *amount },
+                );
+                self.stats.deposits.fetch_add(1, Ordering::Relaxed);
+                pace(started, k as u64 + 1, 800.0);
+            }
+            if pass == 0 {
+                std::thread::sleep(Duration::from_millis(1_000));
+            }
+        }
+        // Let the deposits finalize before the first order.
+        std::thread::sleep(Duration::from_millis(500));
+
+        let started = Instant::now();
+        let mut sent = 0u64;
+        let perps: Vec<usize> = (0..self.markets.len())
+            .filter(|&m| matches!(self.markets[m].kind, MarketKind::Perpetual))
+            .collect();
+        let options: Vec<usize> = (0..self.markets.len())
+            .filter(|&m| matches!(self.markets[m].kind, MarketKind::Option { .. }))
+            .collect();
+        let makers: Vec<usize> = (0..traders.len()).filter(|&i| traders[i].maker).collect();
+        let takers: Vec<usize> = (0..traders.len()).filter(|&i| !traders[i].maker).collect();
+        while !self.stopped() {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let height = self.stats.height.load(Ordering::Relaxed);
+            // Two in five orders are makers' quotes, the rest takers' flow.
+            let maker = self.below(5) < 2 || takers.is_empty();
+            let pool = if maker { &makers } else { &takers };
+            let who = pool[usize::try_from(self.below(pool.len() as u64)).unwrap_or(0)];
+            let option = !options.is_empty() && self.below(10) == 0;
+            let m = if option {
+                options[usize::try_from(self.below(options.len() as u64)).unwrap_or(0)]
+            } else {
+                perps[usize::try_from(self.below(perps.len() as u64)).unwrap_or(0)]
+            };
+            let spec = self.markets[m].clone();
+            let Some(action) = self.order(&spec, maker, now_ms, height) else { continue };
+            let t = &mut traders[who];
+            t.nonce += 1;
+            let (key, nonce) = (t.key.clone(), t.nonce);
+            self.send(&key, nonce, action);
+            sent += 1;
+            self.stats.orders.fetch_add(1, Ordering::Relaxed);
+            pace(started, sent, self.cfg.rate);
+        }
+        Ok(())
+    }
+
+    /// An order on `spec`: a maker's post-only quote or a taker's IOC.
+    fn order(&mut self, spec: &MarketSpec, maker: bool, now_ms: u64, height: u64) -> Option<Action> {
+        let index = self.path.price(usize::from(spec.underlying.0), now_ms)?;
+        let fair = match spec.kind {
+            MarketKind::Perpetual => index,
+            MarketKind::Option { kind, strike, expiry_ms } => {
+                option_estimate(index, strike, kind, expiry_ms, now_ms)
+            }
+        };
+        let tick = spec.tick_size.max(1);
+        let fair_ticks = (fair / tick).max(1);
+        // Notional of one lot at the fair price, micro-USD.
+        let lot_value = i128::from(fair).saturating_mul(i128::from(spec.lot_size_nanos)) / 1_000_000_000;
+        let lots_for = |usd: i128| i64::try_from((usd * USD / lot_value.max(1)).max(1)).unwrap_or(1);
+        if maker {
+            let side = if self.below(2) == 0 { Side::Buy } else { Side::Sell };
+            // 1..40 bps away from fair (options: 1..10%), never crossing.
+            let away = if matches!(spec.kind, MarketKind::Option { .. }) {
+                (fair_ticks * self.range(1, 10) / 100).max(1)
+            } else {
+                (fair_ticks * self.range(1, 40) / 10_000).max(1)
+            };
+            let price = if side == Side::Buy { fair_ticks - away } else { fair_ticks + away };
+            Some(Action::Place(OrderRequest {
+                market: spec.id,
+                side,
+                price: Some(price.max(1)),
+                qty: lots_for(i128::from(self.range(20, 80)) * 1_000),
+                tif: TimeInForce::PostOnly,
+                reduce_only: false,
+                good_til_height: (height > 0).then_some(height + 200),
+                stp: SelfTradePrevention::CancelResting,
+            }))
+        } else {
+            // Long-biased (7 in 10) leveraged flow: each order 50k..250k USD of notional, so a
+            // taker with 20k..100k builds several times its collateral over a few orders (the
+            // exchange refuses what its initial margin cannot carry).
+            let side = if self.below(10) < 7 { Side::Buy } else { Side::Sell };
+            let limit =
+                if side == Side::Buy { fair_ticks + fair_ticks / 100 } else { fair_ticks - fair_ticks / 100 };
+            Some(Action::Place(OrderRequest {
+                market: spec.id,
+                side,
+                price: Some(limit.max(1)),
+                qty: lots_for(i128::from(self.range(50, 250)) * 1_000),
+                tif: TimeInForce::Ioc,
+                reduce_only: false,
+                good_til_height: None,
+                stp: SelfTradePrevention::CancelResting,
+            }))
+        }
+    }
+}
+
+/// A rough option value for quoting (intrinsic value plus 0.4·σ·√T·S with σ = 60%): makers
+/// quote around it and the exchange's price band keeps the rest honest.
+fn option_estimate(spot: i64, strike: i64, kind: OptionKind, expiry_ms: u64, now_ms: u64) -> i64 {
+    let intrinsic = match kind {
+        OptionKind::Call => (spot - strike).max(0),
+        OptionKind::Put => (strike - spot).max(0),
+    };
+    let years = expiry_ms.saturating_sub(now_ms) as f64 / (365.0 * 86_400_000.0);
+    let time_value = 0.4 * 0.6 * years.sqrt() * spot as f64;
+    intrinsic.saturating_add(time_value as i64).max(1_000_000)
+}
+
+/// Sleeps until `done` items at `rate` per second are due since `started`.
+fn pace(started: Instant, done: u64, rate: f64) {
+    let due = Duration::from_secs_f64(done as f64 / rate);
+    if let Some(wait) = due.checked_sub(started.elapsed())
+        && wait > Duration::from_micros(200)
+    {
+        std::thread::sleep(wait);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn option_estimate_is_intrinsic_plus_time_value() {
+        let day = 86_400_000;
+        let deep_call = option_estimate(120_000_000_000, 100_000_000_000, OptionKind::Call, 30 * day, 0);
+        assert!(deep_call > 20_000_000_000, "{deep_call}");
+        let otm_put = option_estimate(120_000_000_000, 100_000_000_000, OptionKind::Put, 30 * day, 0);
+        assert!(otm_put > 0 && otm_put < 20_000_000_000, "{otm_put}");
+        assert_eq!(option_estimate(1, 100, OptionKind::Call, 0, 10), 1_000_000, "floor after expiry");
+    }
+
+    #[test]
+    fn pace_holds_the_rate() {
+        let started = Instant::now();
+        for i in 1..=50 {
+            pace(started, i, 1_000.0);
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(45), "50 at 1000/s took {took:?}");
+    }
+}

@@ -1,0 +1,443 @@
+//! `bastion status`: a node's health at a glance, read from its Prometheus metrics endpoint.
+
+use crate::metrics::{self, FetchError, Sample};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `bastion status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Metrics address of the node (HOST:PORT), e.g. 127.0.0.1:9100
+    #[arg(long, conflicts_with = "config")]
+    pub metrics: Option<String>,
+    /// Read the metrics address from this node.toml (key `[metrics] listen`)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print one JSON object instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every N seconds until interrupted (0 = print once)
+    #[arg(long, default_value_t = 0.0)]
+    pub watch: f64,
+}
+
+/// Tiles in pipeline order; others follow alphabetically.
+const TILE_ORDER: [&str; 8] =
+    ["net", "verify", "admission", "sequencer", "consensus", "execution", "storage", "metrics"];
+
+/// Prints the node's status once, or every `--watch` seconds until interrupted. In watch mode a
+/// failed scrape is printed and retried rather than ending the command.
+pub fn run(args: &StatusArgs) -> Result<(), String> {
+    let addr = metrics_addr(args)?;
+    if !(args.watch.is_finite() && args.watch >= 0.0) {
+        return Err(format!("--watch {}: must be a number of seconds, 0 or more", args.watch));
+    }
+    if args.watch == 0.0 {
+        println!("{}", scrape_and_render(&addr, args.json)?);
+        return Ok(());
+    }
+    let interval = Duration::from_secs_f64(args.watch);
+    let clear = !args.json && std::io::stdout().is_terminal();
+    loop {
+        let shown = scrape_and_render(&addr, args.json);
+        if clear {
+            print!("\x1b[2J\x1b[H");
+        }
+        match shown {
+            Ok(text) => println!("{text}"),
+            Err(msg) => println!("error: {msg}"),
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// Fetches `/metrics` from `addr` and renders it as the table or as one line of JSON.
+fn scrape_and_render(addr: &str, json: bool) -> Result<String, String> {
+    let text = metrics::fetch_http(addr, "/metrics").map_err(|e| match e {
+        FetchError::Connect { source, .. } => format!(
+            "cannot reach metrics at {addr}: {source}; is the node running with [metrics] listen = {addr}?"
+        ),
+        other => other.to_string(),
+    })?;
+    let samples = metrics::parse(&text);
+    Ok(if json { to_json(&samples).to_string() } else { render_table(&samples) })
+}
+
+/// The metrics address from `--metrics`, or from `[metrics] listen` in `--config`.
+fn metrics_addr(args: &StatusArgs) -> Result<String, String> {
+    match (&args.metrics, &args.config) {
+        (Some(addr), _) => Ok(addr.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            listen_from_toml(path, &text)
+        }
+        (None, None) => Err("give --metrics HOST:PORT or --config node.toml".to_string()),
+    }
+}
+
+/// Reads `[metrics] listen` from a node config's text. A wildcard listen address (`0.0.0.0`,
+/// `[::]`) is answered with the loopback address of the same family, which reaches it locally.
+fn listen_from_toml(path: &Path, text: &str) -> Result<String, String> {
+    let file = path.display();
+    let missing =
+        || format!("{file}: [metrics] listen is missing; add `listen = \"127.0.0.1:9100\"` under [metrics]");
+    let doc: toml::Value = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+    let metrics = doc.get("metrics").ok_or_else(missing)?;
+    let table =
+        metrics.as_table().ok_or_else(|| format!("{file}: [metrics] must be a table with `listen = ...`"))?;
+    let listen = table.get("listen").ok_or_else(missing)?;
+    let listen = listen
+        .as_str()
+        .ok_or_else(|| format!("{file}: [metrics] listen must be a string such as \"127.0.0.1:9100\""))?;
+    Ok(match listen.parse::<SocketAddr>() {
+        Ok(mut sa) if sa.ip().is_unspecified() => {
+            sa.set_ip(match sa.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+            sa.to_string()
+        }
+        _ => listen.to_string(),
+    })
+}
+
+/// The per-tile metric families (label `tile`).
+const TILE_FAMILIES: [&str; 5] = [
+    "bastion_tile_busy_ratio",
+    "bastion_tile_in_total",
+    "bastion_tile_out_total",
+    "bastion_tile_dropped_total",
+    "bastion_tile_overruns_total",
+];
+
+/// One row of the tile table.
+#[derive(Debug, Default)]
+struct TileRow {
+    busy: Option<f64>,
+    inbound: Option<f64>,
+    outbound: Option<f64>,
+    dropped: Option<f64>,
+    dropped_by_reason: BTreeMap<String, f64>,
+    overruns: Option<f64>,
+}
+
+/// Adds `v` to an optional total.
+fn accumulate(total: &mut Option<f64>, v: f64) {
+    *total = Some(total.unwrap_or(0.0) + v);
+}
+
+/// The tiles found in the `bastion_tile_*` families, in display order. Counters with extra
+/// labels are summed per tile; dropped messages are also summed per `reason` label (samples
+/// without one count in the total only).
+fn tiles(samples: &[Sample]) -> Vec<(String, TileRow)> {
+    let mut rows: BTreeMap<String, TileRow> = BTreeMap::new();
+    for s in samples {
+        let Some(tile) = s.label("tile") else { continue };
+        if !TILE_FAMILIES.contains(&s.name.as_str()) {
+            continue;
+        }
+        let row = rows.entry(tile.to_string()).or_default();
+        match s.name.as_str() {
+            "bastion_tile_busy_ratio" => row.busy = Some(s.value),
+            "bastion_tile_in_total" => accumulate(&mut row.inbound, s.value),
+            "bastion_tile_out_total" => accumulate(&mut row.outbound, s.value),
+            "bastion_tile_overruns_total" => accumulate(&mut row.overruns, s.value),
+            _ => {
+                accumulate(&mut row.dropped, s.value);
+                if let Some(reason) = s.label("reason") {
+                    *row.dropped_by_reason.entry(reason.to_string()).or_default() += s.value;
+                }
+            }
+        }
+    }
+    let mut rows: Vec<(String, TileRow)> = rows.into_iter().collect();
+    rows.sort_by_key(|(name, _)| TILE_ORDER.iter().position(|t| t == name).unwrap_or(TILE_ORDER.len()));
+    rows
+}
+
+/// The value of the first sample named `name`, preferring one without labels.
+fn value(samples: &[Sample], name: &str) -> Option<f64> {
+    let mut matching = samples.iter().filter(|s| s.name == name);
+    let first = matching.clone().next()?;
+    Some(matching.find(|s| s.labels.is_empty()).unwrap_or(first).value)
+}
+
+/// A count as an integer when it is one, else as a short decimal; `-` when missing.
+fn fmt_count(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 => format!("{}", v as i64),
+        Some(v) if v.is_finite() => format!("{v:.2}"),
+        Some(v) => format!("{v}"),
+        None => "-".to_string(),
+    }
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.1} ms"),
+        Some(v) => format!("{v} ms"),
+        None => "-".to_string(),
+    }
+}
+
+fn fmt_percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{:.1}%", v * 100.0))
+}
+
+/// A JSON number: an integer when the value is a whole non-negative number, else a float; null
+/// when missing (or not finite, which JSON cannot hold).
+fn json_number(v: Option<f64>) -> Value {
+    match v {
+        Some(v) if v.is_finite() && v.fract() == 0.0 && (0.0..9.0e15).contains(&v) => json!(v as u64),
+        Some(v) => serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        None => Value::Null,
+    }
+}
+
+/// The status as text: one header line, then a table of tiles.
+fn render_table(samples: &[Sample]) -> String {
+    let get = |name| value(samples, name);
+    let mut out = format!(
+        "height {}  view {}  finality p50 {} p99 {}  mempool {}  orders finalized {}  liquidations {}\n",
+        fmt_count(get("bastion_finalized_height")),
+        fmt_count(get("bastion_view")),
+        fmt_ms(get("bastion_finality_p50_ms")),
+        fmt_ms(get("bastion_finality_p99_ms")),
+        fmt_count(get("bastion_mempool_size")),
+        fmt_count(get("bastion_orders_finalized_total")),
+        fmt_count(get("bastion_liquidations_total")),
+    );
+    let tiles = tiles(samples);
+    if tiles.is_empty() {
+        out.push_str("no tile metrics (bastion_tile_*)\n");
+        return out;
+    }
+    let header = ["tile", "busy", "in", "out", "dropped", "overruns"].map(String::from);
+    let mut table = vec![header];
+    for (name, row) in &tiles {
+        table.push([
+            name.clone(),
+            fmt_percent(row.busy),
+            fmt_count(row.inbound),
+            fmt_count(row.outbound),
+            fmt_count(row.dropped),
+            fmt_count(row.overruns),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for line in &table {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for line in &table {
+        let mut text = String::new();
+        for (i, (cell, w)) in line.iter().zip(widths).enumerate() {
+            if i == 0 {
+                let _ = write!(text, "{cell:<w$}");
+            } else {
+                let _ = write!(text, "  {cell:>w$}");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The status as one JSON object; missing metrics are null.
+fn to_json(samples: &[Sample]) -> Value {
+    let get = |name| json_number(value(samples, name));
+    let tiles: Vec<Value> = tiles(samples)
+        .into_iter()
+        .map(|(name, row)| {
+            let by_reason: Map<String, Value> =
+                row.dropped_by_reason.into_iter().map(|(k, v)| (k, json_number(Some(v)))).collect();
+            json!({
+                "tile": name,
+                "busy": json_number(row.busy),
+                "in": json_number(row.inbound),
+                "out": json_number(row.outbound),
+                "dropped": json_number(row.dropped),
+                "dropped_by_reason": by_reason,
+                "overruns": json_number(row.overruns),
+            })
+        })
+        .collect();
+    json!({
+        "height": get("bastion_finalized_height"),
+        "view": get("bastion_view"),
+        "finality_p50_ms": get("bastion_finality_p50_ms"),
+        "finality_p99_ms": get("bastion_finality_p99_ms"),
+        "mempool": get("bastion_mempool_size"),
+        "orders_finalized": get("bastion_orders_finalized_total"),
+        "liquidations": get("bastion_liquidations_total"),
+        "tiles": tiles,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const TEXT: &str = "\
+# HELP bastion_finalized_height Last finalized height.
+# TYPE bastion_finalized_height gauge
+bastion_finalized_height 1234
+bastion_view 1240
+bastion_finality_p50_ms 13.2
+bastion_finality_p99_ms 19.64
+bastion_mempool_size 52
+bastion_orders_finalized_total 100000
+# bastion_liquidations_total is absent on purpose
+bastion_tile_busy_ratio{tile=\"verify\"} 0.875
+bastion_tile_busy_ratio{tile=\"net\"} 0.123
+bastion_tile_busy_ratio{tile=\"aux\"} 0.5
+bastion_tile_in_total{tile=\"net\"} 10000
+bastion_tile_in_total{tile=\"verify\"} 9990
+bastion_tile_out_total{tile=\"net\"} 9990
+bastion_tile_out_total{tile=\"verify\"} 9900
+bastion_tile_dropped_total{tile=\"net\",reason=\"malformed\"} 4
+bastion_tile_dropped_total{tile=\"net\",reason=\"full\"} 6
+bastion_tile_dropped_total{tile=\"verify\",reason=\"bad_signature\"} 90
+bastion_tile_overruns_total{tile=\"verify\"} 3
+bastion_tile_in_total{tile=\"zeta\"} 1
+bastion_tile_in_total{tile=\"storage\"} 7
+";
+
+    #[test]
+    fn table_from_sample_text() {
+        let expected = "\
+height 1234  view 1240  finality p50 13.2 ms p99 19.6 ms  mempool 52  orders finalized 100000  liquidations -
+tile      busy     in   out  dropped  overruns
+net      12.3%  10000  9990       10         -
+verify   87.5%   9990  9900       90         3
+storage      -      7     -        -         -
+aux      50.0%      -     -        -         -
+zeta         -      1     -        -         -
+";
+        assert_eq!(render_table(&metrics::parse(TEXT)), expected);
+    }
+
+    #[test]
+    fn table_without_metrics() {
+        assert_eq!(
+            render_table(&[]),
+            "height -  view -  finality p50 - p99 -  mempool -  orders finalized -  liquidations -\n\
+             no tile metrics (bastion_tile_*)\n"
+        );
+    }
+
+    #[test]
+    fn json_from_sample_text() {
+        let v = to_json(&metrics::parse(TEXT));
+        assert_eq!(v["height"], json!(1234));
+        assert_eq!(v["view"], json!(1240));
+        assert_eq!(v["finality_p50_ms"], json!(13.2));
+        assert_eq!(v["finality_p99_ms"], json!(19.64));
+        assert_eq!(v["mempool"], json!(52));
+        assert_eq!(v["orders_finalized"], json!(100000));
+        assert_eq!(v["liquidations"], Value::Null);
+        let tiles = v["tiles"].as_array().unwrap();
+        let names: Vec<&str> = tiles.iter().map(|t| t["tile"].as_str().unwrap()).collect();
+        assert_eq!(names, ["net", "verify", "storage", "aux", "zeta"]);
+        assert_eq!(
+            tiles[0],
+            json!({
+                "tile": "net", "busy": 0.123, "in": 10000, "out": 9990, "dropped": 10,
+                "dropped_by_reason": {"full": 6, "malformed": 4}, "overruns": null,
+            })
+        );
+        assert_eq!(tiles[1]["dropped_by_reason"], json!({"bad_signature": 90}));
+        assert_eq!(tiles[1]["overruns"], json!(3));
+        assert_eq!(tiles[2]["dropped_by_reason"], json!({}));
+        assert_eq!(tiles[2]["busy"], Value::Null);
+    }
+
+    #[test]
+    fn json_without_metrics() {
+        let v = to_json(&[]);
+        for key in ["height", "view", "finality_p50_ms", "mempool", "orders_finalized", "liquidations"] {
+            assert_eq!(v[key], Value::Null, "{key}");
+        }
+        assert_eq!(v["tiles"], json!([]));
+    }
+
+    #[test]
+    fn listen_address_from_config() {
+        let p = Path::new("node.toml");
+        assert_eq!(
+            listen_from_toml(p, "[metrics]\nlisten = \"127.0.0.1:9100\"\n").unwrap(),
+            "127.0.0.1:9100"
+        );
+        assert_eq!(listen_from_toml(p, "[metrics]\nlisten = \"0.0.0.0:9100\"\n").unwrap(), "127.0.0.1:9100");
+        assert_eq!(listen_from_toml(p, "[metrics]\nlisten = \"[::]:9100\"\n").unwrap(), "[::1]:9100");
+        assert_eq!(listen_from_toml(p, "[metrics]\nlisten = \"node1:9100\"\n").unwrap(), "node1:9100");
+        let missing = listen_from_toml(p, "[net]\nport = 1\n").unwrap_err();
+        assert_eq!(
+            missing,
+            "node.toml: [metrics] listen is missing; add `listen = \"127.0.0.1:9100\"` under [metrics]"
+        );
+        assert_eq!(listen_from_toml(p, "[metrics]\n").unwrap_err(), missing);
+        let wrong = listen_from_toml(p, "[metrics]\nlisten = 9100\n").unwrap_err();
+        assert!(wrong.starts_with("node.toml: [metrics] listen must be a string"), "{wrong}");
+        let bad = listen_from_toml(p, "[metrics\n").unwrap_err();
+        assert!(bad.starts_with("node.toml: "), "{bad}");
+    }
+
+    #[test]
+    fn address_flags() {
+        let args = |metrics: Option<&str>, config: Option<PathBuf>| StatusArgs {
+            metrics: metrics.map(String::from),
+            config,
+            json: false,
+            watch: 0.0,
+        };
+        assert_eq!(
+            metrics_addr(&args(None, None)).unwrap_err(),
+            "give --metrics HOST:PORT or --config node.toml"
+        );
+        assert_eq!(metrics_addr(&args(Some("127.0.0.1:1"), None)).unwrap(), "127.0.0.1:1");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let err = metrics_addr(&args(None, Some(path.clone()))).unwrap_err();
+        assert!(err.starts_with(&path.display().to_string()), "{err}");
+        std::fs::write(&path, "[metrics]\nlisten = \"127.0.0.1:9\"\n").unwrap();
+        assert_eq!(metrics_addr(&args(None, Some(path))).unwrap(), "127.0.0.1:9");
+    }
+
+    #[test]
+    fn unreachable_node_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let err = scrape_and_render(&addr, false).unwrap_err();
+        assert!(err.starts_with(&format!("cannot reach metrics at {addr}: ")), "{err}");
+        assert!(err.ends_with(&format!("; is the node running with [metrics] listen = {addr}?")), "{err}");
+    }
+
+    #[test]
+    fn scrape_from_a_served_registry() {
+        let registry = metrics::Registry::new();
+        registry.gauge("bastion_finalized_height", "h", &[]).set(5.0);
+        registry.counter("bastion_tile_in_total", "h", &[("tile", "net")]).add(3);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, handle) = metrics::serve(registry, "127.0.0.1:0".parse().unwrap(), stop.clone()).unwrap();
+        let table = scrape_and_render(&addr.to_string(), false).unwrap();
+        assert!(table.starts_with("height 5  view -"), "{table}");
+        assert!(table.contains("\nnet   "), "{table}");
+        let json: Value = serde_json::from_str(&scrape_and_render(&addr.to_string(), true).unwrap()).unwrap();
+        assert_eq!(json["height"], json!(5));
+        assert_eq!(json["tiles"][0]["in"], json!(3));
+        stop.store(true, Ordering::Relaxed);
+        handle.join().unwrap();
+    }
+}

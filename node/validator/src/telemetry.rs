@@ -1,0 +1,294 @@
+//! The metrics tile: turns the pipeline's tile counters, the mempool and the application's
+//! running totals into Prometheus metrics (served by [`crate::metrics::serve`]), once per
+//! status tick.
+//!
+//! Tiles and where their numbers come from:
+//!
+//! | tile | thread | busy |
+//! | --- | --- | --- |
+//! | net, verify, admission | the pipeline's pinned threads | measured by the tile |
+//! | sequencer | consensus actor, building a block from the mempool | time in `take` |
+//! | consensus | consensus actor, checking proposals' signatures | time in the check |
+//! | execution | consensus actor, executing blocks | time in `apply_block` |
+//! | storage | consensus actor, logging and committing | time in `commit` |
+//!
+//! Busy is the share of wall time in the last interval.
+
+use crate::metrics::{Counter, Gauge, Histogram, Registry};
+use crate::pipeline::{DropReason, Mempool, Pipeline, TileSnapshot};
+use bastion_consensus::Totals;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Finality histogram bounds, ms.
+const FINALITY_BOUNDS_MS: [f64; 14] =
+    [2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 250.0, 500.0, 1000.0, 5000.0];
+
+struct TileMetrics {
+    busy: Arc<Gauge>,
+    frames_in: Arc<Counter>,
+    frames_out: Arc<Counter>,
+    dropped: Vec<Arc<Counter>>,
+    overruns: Arc<Counter>,
+}
+
+impl TileMetrics {
+    fn new(reg: &Registry, tile: &'static str) -> TileMetrics {
+        let l = [("tile", tile)];
+        TileMetrics {
+            busy: reg.gauge(
+                "bastion_tile_busy_ratio",
+                "Share of the last interval the tile spent working",
+                &l,
+            ),
+            frames_in: reg.counter("bastion_tile_in_total", "Frames (or transactions) into the tile", &l),
+            frames_out: reg.counter("bastion_tile_out_total", "Frames (or transactions) out of the tile", &l),
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| {
+                    reg.counter(
+                        "bastion_tile_dropped_total",
+                        "Frames the tile dropped, by reason",
+                        &[("tile", tile), ("reason", r.as_str())],
+                    )
+                })
+                .collect(),
+            overruns: reg.counter(
+                "bastion_tile_overruns_total",
+                "Tile iterations that ran over their time budget",
+                &l,
+            ),
+        }
+    }
+}
+
+/// Application-side counters derived from [`Totals`].
+struct AppMetrics {
+    busy: HashMap<&'static str, Arc<Gauge>>,
+    seq_out: Arc<Counter>,
+    exec_in: Arc<Counter>,
+    orders: Arc<Counter>,
+    rejected: Arc<Counter>,
+    fills: Arc<Counter>,
+    liquidations: Arc<Counter>,
+    adl: Arc<Counter>,
+    fund: Arc<Gauge>,
+    blocks: Arc<Counter>,
+}
+
+/// The exporter: registry handles and the previous snapshot of everything it turns into deltas.
+pub struct Telemetry {
+    tiles: Vec<TileMetrics>,
+    prev_tiles: Vec<TileSnapshot>,
+    app: AppMetrics,
+    prev_totals: Totals,
+    height: Arc<Gauge>,
+    p50: Arc<Gauge>,
+    p99: Arc<Gauge>,
+    finality: Arc<Histogram>,
+    mempool: Arc<Gauge>,
+    mempool_slots: Arc<Gauge>,
+    stale: Arc<Gauge>,
+    ingress: [Arc<Gauge>; 3],
+    ring_depth: Vec<(Arc<Gauge>, Arc<Gauge>)>,
+    halted: Arc<Gauge>,
+    last: Instant,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").field("tiles", &self.tiles.len()).finish()
+    }
+}
+
+impl Telemetry {
+    /// Registers every metric; `pipeline` names the tiles it has (none with a synthetic source).
+    pub fn new(reg: &Registry, pipeline: Option<&Pipeline>) -> Telemetry {
+        let (tiles, prev_tiles, ring_depth) = match pipeline {
+            Some(p) => (
+                p.stats().iter().map(|s| TileMetrics::new(reg, s.name)).collect(),
+                p.stats().iter().map(|s| s.snapshot()).collect(),
+                p.ring_depths()
+                    .iter()
+                    .map(|(name, _, _, _)| {
+                        (
+                            reg.gauge("bastion_ring_depth", "Frames waiting in the ring", &[("ring", name)]),
+                            reg.gauge(
+                                "bastion_ring_high_water",
+                                "Most frames ever waiting in the ring",
+                                &[("ring", name)],
+                            ),
+                        )
+                    })
+                    .collect(),
+            ),
+            None => (Vec::new(), Vec::new(), Vec::new()),
+        };
+        let busy = ["sequencer", "consensus", "execution", "storage"]
+            .into_iter()
+            .map(|t| {
+                (
+                    t,
+                    reg.gauge(
+                        "bastion_tile_busy_ratio",
+                        "Share of the last interval the tile spent working",
+                        &[("tile", t)],
+                    ),
+                )
+            })
+            .collect();
+        let app = AppMetrics {
+            busy,
+            seq_out: reg.counter(
+                "bastion_tile_out_total",
+                "Frames (or transactions) out of the tile",
+                &[("tile", "sequencer")],
+            ),
+            exec_in: reg.counter(
+                "bastion_tile_in_total",
+                "Frames (or transactions) into the tile",
+                &[("tile", "execution")],
+            ),
+            orders: reg.counter("bastion_orders_finalized_total", "Transactions in finalized blocks", &[]),
+            rejected: reg.counter(
+                "bastion_orders_rejected_total",
+                "Finalized transactions the exchange rejected",
+                &[],
+            ),
+            fills: reg.counter("bastion_fills_total", "Fills in finalized blocks", &[]),
+            liquidations: reg.counter("bastion_liquidations_total", "Liquidations in finalized blocks", &[]),
+            adl: reg.counter("bastion_adl_total", "Auto-deleveraging events in finalized blocks", &[]),
+            fund: reg.gauge(
+                "bastion_insurance_fund_micros",
+                "Insurance fund after the last finalized block",
+                &[],
+            ),
+            blocks: reg.counter(
+                "bastion_blocks_finalized_total",
+                "Blocks finalized and executed since start",
+                &[],
+            ),
+        };
+        Telemetry {
+            tiles,
+            prev_tiles,
+            app,
+            prev_totals: Totals::default(),
+            height: reg.gauge("bastion_finalized_height", "Highest finalized and durable height", &[]),
+            p50: reg.gauge("bastion_finality_p50_ms", "Finality of own proposals since start, p50", &[]),
+            p99: reg.gauge("bastion_finality_p99_ms", "Finality of own proposals since start, p99", &[]),
+            finality: reg.histogram(
+                "bastion_finality_ms",
+                "Finality of own proposals (proposal built to finalization seen)",
+                &[],
+                &FINALITY_BOUNDS_MS,
+            ),
+            mempool: reg.gauge("bastion_mempool_size", "Admitted transactions waiting for a block", &[]),
+            mempool_slots: reg.gauge(
+                "bastion_mempool_slots",
+                "Mempool queue slots in use, dead entries included (bounded by mempool_max)",
+                &[],
+            ),
+            ingress: [
+                reg.gauge(
+                    "bastion_ingress_datagrams",
+                    "Datagrams the ingress socket delivered since start",
+                    &[],
+                ),
+                reg.gauge("bastion_ingress_oversized", "Datagrams over 1232 bytes the ingress dropped", &[]),
+                reg.gauge("bastion_ingress_errors", "Receive errors of the ingress socket", &[]),
+            ],
+            stale: reg.gauge(
+                "bastion_mempool_stale_dropped",
+                "Mempool entries dropped as stale since start",
+                &[],
+            ),
+            ring_depth,
+            halted: reg.gauge("bastion_halted", "1 once this validator halted", &[]),
+            last: Instant::now(),
+        }
+    }
+
+    /// One tick: everything since the previous one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &mut self,
+        pipeline: Option<&Pipeline>,
+        mempool: &Mutex<Mempool>,
+        totals: Totals,
+        height: u64,
+        finality: &[Duration],
+        percentiles_ms: (f64, f64),
+        halted: bool,
+    ) {
+        let wall = self.last.elapsed().as_nanos().max(1) as f64;
+        self.last = Instant::now();
+        if let Some(p) = pipeline {
+            for ((m, prev), stats) in self.tiles.iter().zip(self.prev_tiles.iter_mut()).zip(p.stats()) {
+                let now = stats.snapshot();
+                m.busy.set(now.busy_ratio_since(prev));
+                m.frames_in.add(now.frames_in.saturating_sub(prev.frames_in));
+                m.frames_out.add(now.frames_out.saturating_sub(prev.frames_out));
+                for (c, r) in m.dropped.iter().zip(DropReason::ALL) {
+                    c.add(now.dropped(r).saturating_sub(prev.dropped(r)));
+                }
+                m.overruns.add(now.overruns.saturating_sub(prev.overruns));
+                *prev = now;
+            }
+            for ((depth, high), (_, len, _, hw)) in self.ring_depth.iter().zip(p.ring_depths()) {
+                depth.set(len as f64);
+                high.set(hw as f64);
+            }
+            let i = p.ingress_stats();
+            for (g, v) in self.ingress.iter().zip([i.received, i.oversized, i.errors]) {
+                g.set(v as f64);
+            }
+        }
+        let (len, slots, stale) = match mempool.lock() {
+            Ok(m) => (m.len(), m.slots(), m.stale_dropped()),
+            Err(poisoned) => {
+                let m = poisoned.into_inner();
+                (m.len(), m.slots(), m.stale_dropped())
+            }
+        };
+        self.mempool.set(len as f64);
+        self.mempool_slots.set(slots as f64);
+        self.stale.set(stale as f64);
+
+        let (t, p) = (totals, self.prev_totals);
+        let ratio = |a: u64, b: u64| (a.saturating_sub(b) as f64 / wall).min(1.0);
+        let busy = [
+            ("sequencer", ratio(t.sequencer_ns, p.sequencer_ns)),
+            ("consensus", ratio(t.signatures_ns, p.signatures_ns)),
+            ("execution", ratio(t.execution_ns, p.execution_ns)),
+            ("storage", ratio(t.storage_ns, p.storage_ns)),
+        ];
+        for (tile, r) in busy {
+            if let Some(g) = self.app.busy.get(tile) {
+                g.set(r);
+            }
+        }
+        let a = &self.app;
+        a.seq_out.add(t.txs.saturating_sub(p.txs));
+        a.exec_in.add(t.txs.saturating_sub(p.txs));
+        a.orders.add(t.txs.saturating_sub(p.txs));
+        a.rejected.add(t.rejected.saturating_sub(p.rejected));
+        a.fills.add(t.fills.saturating_sub(p.fills));
+        a.liquidations.add(t.liquidations.saturating_sub(p.liquidations));
+        a.adl.add(t.adl.saturating_sub(p.adl));
+        a.blocks.add(t.blocks.saturating_sub(p.blocks));
+        if t.blocks > 0 {
+            a.fund.set(t.insurance_fund as f64);
+        }
+        self.prev_totals = t;
+
+        self.height.set(height as f64);
+        for d in finality {
+            self.finality.observe(d.as_secs_f64() * 1e3);
+        }
+        self.p50.set(percentiles_ms.0);
+        self.p99.set(percentiles_ms.1);
+        self.halted.set(if halted { 1.0 } else { 0.0 });
+    }
+}
