@@ -32,12 +32,14 @@
 //! override.
 
 mod backend;
+mod cache;
 mod item;
 mod stage;
 
 pub use backend::{
     Auto, Backend, Calibration, Selection, Verifier, calibrate, curve_backend, verifier, verify_one,
 };
+pub use cache::{CacheKey, VerifiedCache};
 pub use item::{OwnedSigItem, PUBLIC_KEY_LEN, SIGNATURE_LEN, SigItem};
 pub use stage::{Outcome, StageConfig, StageCounters, VerifyStage};
 

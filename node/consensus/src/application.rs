@@ -26,7 +26,7 @@
 //!   stops proposing and stops voting (its verify answers never come).
 
 use crate::block::{BlockLimits, ChainBlock, StateRoot};
-use bastion_accel::{SigItem, Verifier};
+use bastion_accel::{SigItem, VerifiedCache, Verifier};
 use bastion_client::Keypair;
 use bastion_exchange::{
     BlockOutcome, Genesis, State,
@@ -177,6 +177,10 @@ pub struct Totals {
     pub execution_ns: u64,
     /// Time spent checking the signatures of peers' proposals, ns.
     pub signatures_ns: u64,
+    /// Signatures in peers' proposals checked.
+    pub signatures: u64,
+    /// Of those, how many were verified here (the rest the ingress had verified already).
+    pub signatures_verified: u64,
     /// Time spent logging and committing blocks (the store), ns.
     pub storage_ns: u64,
 }
@@ -265,6 +269,12 @@ impl Ledger {
         t.liquidations = t.liquidations.saturating_add(f.liquidations as u64);
         t.adl = t.adl.saturating_add(f.adl as u64);
         t.insurance_fund = f.insurance_fund;
+    }
+
+    fn add_signatures(&self, checked: u64, verified: u64) {
+        let t = &mut self.lock().totals;
+        t.signatures = t.signatures.saturating_add(checked);
+        t.signatures_verified = t.signatures_verified.saturating_add(verified);
     }
 
     fn add_time(&self, which: fn(&mut Totals) -> &mut u64, since: std::time::Instant) {
@@ -443,6 +453,9 @@ pub struct Config {
     pub chain: [u8; 32],
     /// Verifies the signatures of peers' proposals (ZIP-215, any backend).
     pub verifier: Arc<dyn Verifier>,
+    /// Triples the ingress already verified: a proposal's transactions found here are not
+    /// verified again.
+    pub verified: Option<Arc<VerifiedCache>>,
     /// The oracle price path every validator evaluates at a block's timestamp: the proposer
     /// writes its votes, every verifier recomputes them.
     pub oracle: PricePath,
@@ -604,6 +617,7 @@ pub struct Application<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P
     source: BlockSource,
     chain: [u8; 32],
     verifier: Arc<dyn Verifier>,
+    verified: Option<Arc<VerifiedCache>>,
     oracle: PricePath,
     /// Devnet keys of the synthetic source (index 0: the authority), derived on first use.
     keys: Vec<Keypair>,
@@ -715,6 +729,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             source: cfg.source,
             chain: cfg.chain,
             verifier: cfg.verifier,
+            verified: cfg.verified,
             oracle: cfg.oracle,
             keys: Vec::new(),
             ledger: cfg.ledger,
@@ -1206,18 +1221,32 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             bastion_client::signed_message(&self.chain, tx, &mut body, &mut msg);
             messages.push(msg);
         }
-        let items: Vec<SigItem<'_>> = block
+        let mut items: Vec<SigItem<'_>> = block
             .auth()
             .iter()
             .zip(&messages)
             .map(|(a, m)| SigItem { public_key: &a.public_key, signature: &a.signature, message: m })
             .collect();
+        let total = items.len();
+        // What this validator's ingress already verified is not verified again.
+        let mut index: Vec<usize> = (0..total).collect();
+        if let Some(cache) = &self.verified {
+            let keys: Vec<_> = items.iter().map(VerifiedCache::key).collect();
+            let mut known = Vec::new();
+            cache.lookup(&keys, &mut known);
+            let mut k = known.iter();
+            items.retain(|_| !k.next().copied().unwrap_or(false));
+            let mut k = known.iter();
+            index.retain(|_| !k.next().copied().unwrap_or(false));
+        }
+        self.ledger.add_signatures(total as u64, items.len() as u64);
         let verdicts = self.verifier.verify(&items);
         match verdicts.iter().position(|ok| !ok) {
             Some(i) => Err(format!(
-                "transaction {i}: invalid signature ({} of {} invalid)",
+                "transaction {}: invalid signature ({} of {} invalid)",
+                index.get(i).copied().unwrap_or(i),
                 verdicts.iter().filter(|ok| !**ok).count(),
-                verdicts.len()
+                total
             )),
             None => Ok(()),
         }

@@ -225,6 +225,7 @@ impl Validator {
                 source: BlockSource::default(),
                 chain: SIM_CHAIN,
                 verifier: sim_verifier(),
+                verified: None,
                 oracle: PricePath::devnet(Scenario::Calm, self.genesis.timestamp_ms, 7),
                 ledger: self.ledger.clone(),
                 fault: self.fault,

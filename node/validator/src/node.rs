@@ -389,6 +389,8 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let app_verifier: Arc<dyn bastion_accel::Verifier> =
         Arc::from(bastion_accel::verifier(bastion_accel::Backend::Batch).map_err(|e| e.to_string())?);
 
+    // Signatures the ingress verified, so proposals carrying them are not verified again.
+    let verified = Arc::new(bastion_accel::VerifiedCache::new(cfg.pipeline.dedup_window));
     // The ingress pipeline and the mempool it fills (the proposer's block source).
     let mempool = Arc::new(Mutex::new(Mempool::new(cfg.pipeline.mempool_max)));
     let nonces: Arc<RwLock<HashMap<AccountId, u64>>> =
@@ -422,6 +424,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         pc.burst_per_account = p.burst_per_account;
         pc.dedup_window = p.dedup_window;
         pc.pin = PinConfig { net: p.pin_net, verify: p.pin_verify, admission: p.pin_admission };
+        pc.verified = Some(verified.clone());
         let view = nonces.clone();
         let committed = Arc::new(move |a: AccountId| match view.read() {
             Ok(n) => n.get(&a).copied().unwrap_or(0),
@@ -519,6 +522,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 source,
                 chain,
                 verifier: app_verifier,
+                verified: Some(verified.clone()),
                 oracle: spec.oracle.clone(),
                 ledger: ledger.clone(),
                 fault: None,

@@ -75,6 +75,8 @@ struct AppMetrics {
     adl: Arc<Counter>,
     fund: Arc<Gauge>,
     blocks: Arc<Counter>,
+    sigs_checked: Arc<Counter>,
+    sigs_verified: Arc<Counter>,
 }
 
 /// The exporter: registry handles and the previous snapshot of everything it turns into deltas.
@@ -162,6 +164,16 @@ impl Telemetry {
             fund: reg.gauge(
                 "bastion_insurance_fund_micros",
                 "Insurance fund after the last finalized block",
+                &[],
+            ),
+            sigs_checked: reg.counter(
+                "bastion_proposal_signatures_total",
+                "Signatures in peers' proposals checked",
+                &[],
+            ),
+            sigs_verified: reg.counter(
+                "bastion_proposal_signatures_verified_total",
+                "Of those, verified by the consensus check (the rest the ingress had verified)",
                 &[],
             ),
             blocks: reg.counter(
@@ -278,6 +290,8 @@ impl Telemetry {
         a.liquidations.add(t.liquidations.saturating_sub(p.liquidations));
         a.adl.add(t.adl.saturating_sub(p.adl));
         a.blocks.add(t.blocks.saturating_sub(p.blocks));
+        a.sigs_checked.add(t.signatures.saturating_sub(p.signatures));
+        a.sigs_verified.add(t.signatures_verified.saturating_sub(p.signatures_verified));
         if t.blocks > 0 {
             a.fund.set(t.insurance_fund as f64);
         }

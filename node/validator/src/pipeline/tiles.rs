@@ -60,6 +60,9 @@ pub struct PipelineConfig {
     pub dedup_window: usize,
     /// Core pinning of the tiles.
     pub pin: PinConfig,
+    /// Where the verify tile records what it found valid (so proposals carrying these
+    /// transactions are not verified a second time).
+    pub verified: Option<Arc<bastion_accel::VerifiedCache>>,
 }
 
 impl PipelineConfig {
@@ -77,6 +80,7 @@ impl PipelineConfig {
             burst_per_account: 2000,
             dedup_window: 1 << 20,
             pin: PinConfig::default(),
+            verified: None,
         }
     }
 }
@@ -211,6 +215,7 @@ pub fn start(
         input: ring_a,
         out: ring_b.clone(),
         stats: verify_stats,
+        verified: cfg.verified.clone(),
     };
     spawn(&mut pipeline, "verify", cfg.pin.verify, &ready_tx, move |stop| verify.run(stop))?;
     let admission = AdmissionTile {
@@ -357,6 +362,7 @@ struct VerifyTile {
     input: Arc<Ring>,
     out: Arc<Ring>,
     stats: Arc<TileStats>,
+    verified: Option<Arc<bastion_accel::VerifiedCache>>,
 }
 
 impl VerifyTile {
@@ -365,6 +371,7 @@ impl VerifyTile {
         let mut messages: Vec<Vec<u8>> = (0..self.batch).map(|_| Vec::with_capacity(2048)).collect();
         let mut index: Vec<usize> = Vec::with_capacity(self.batch);
         let mut outcomes = Vec::with_capacity(self.batch);
+        let mut keys: Vec<bastion_accel::CacheKey> = Vec::with_capacity(self.batch);
         let mut idle = Idle { empty: 0 };
         while !stop.load(Ordering::Relaxed) {
             let start = Instant::now();
@@ -396,6 +403,17 @@ impl VerifyTile {
                     index.push(i);
                 }
                 self.stage.process(&items, &mut outcomes);
+                if let Some(cache) = &self.verified {
+                    keys.clear();
+                    keys.extend(
+                        items
+                            .iter()
+                            .zip(&outcomes)
+                            .filter(|(_, o)| **o == Outcome::Valid)
+                            .map(|(item, _)| bastion_accel::VerifiedCache::key(item)),
+                    );
+                    cache.insert_verified(&keys);
+                }
             }
             if self.stage.counters().over_budget > over_before {
                 self.stats.add_overrun();
@@ -661,7 +679,10 @@ mod tests {
         let mempool = Arc::new(Mutex::new(Mempool::new(262_144)));
         // Trader 0 has committed nonce 3: its nonces 1..=3 are replays.
         let committed: CommittedNonce = Arc::new(move |a| if a == replayed { 3 } else { 0 });
-        let p = match start(config(backend), mempool.clone(), committed) {
+        let cache = Arc::new(bastion_accel::VerifiedCache::new(1 << 16));
+        let mut cfg = config(backend);
+        cfg.verified = Some(cache.clone());
+        let p = match start(cfg, mempool.clone(), committed) {
             Ok(p) => p,
             Err(e) if backend == NetBackend::IoUring && e.contains("io_uring") => {
                 println!("skipping the io_uring end-to-end test: {e}");
@@ -724,8 +745,25 @@ mod tests {
         }
         let got: HashSet<(AccountId, u64)> = taken.iter().map(|(t, _)| (t.signer, t.nonce)).collect();
         assert_eq!(got, expected);
+        // The verify tile remembered exactly the valid signatures (the duplicates and the three
+        // replays verified too: admission refused them later), so a proposal carrying these
+        // transactions is not verified again; the bad ones are not in the cache.
+        assert_eq!(cache.len(), 2000 + 1, "every distinct valid triple, the non-canonical body's included");
+        let (mut body, mut msg, mut hit) = (Vec::new(), Vec::new(), Vec::new());
         for (tx, auth) in &taken {
             assert_eq!(bastion_types::account_of(&auth.public_key), tx.signer);
+            bastion_client::signed_message(&CHAIN, tx, &mut body, &mut msg);
+            let item = SigItem { public_key: &auth.public_key, signature: &auth.signature, message: &msg };
+            cache.lookup(&[bastion_accel::VerifiedCache::key(&item)], &mut hit);
+            assert_eq!(hit, vec![true], "a proposal's re-check finds what the ingress verified");
+        }
+        for d in &bad_sig {
+            let pk: [u8; 32] = d[1..33].try_into().unwrap();
+            let sig: [u8; 64] = d[33..97].try_into().unwrap();
+            signing_message(&CHAIN, &d[97..], &mut msg);
+            let item = SigItem { public_key: &pk, signature: &sig, message: &msg };
+            cache.lookup(&[bastion_accel::VerifiedCache::key(&item)], &mut hit);
+            assert_eq!(hit, vec![false], "an invalid signature is never remembered");
         }
         drop(pool);
         p.stop().unwrap();
