@@ -1010,6 +1010,22 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
     /// The state after executing `digest`: the store's state at the tip, a cached speculative
     /// state, or one computed from the nearest known ancestor.
     fn state_after(&mut self, digest: Digest) -> Result<State, Lookup> {
+        self.ensure_state(digest)?;
+        self.state_ref(digest).cloned().ok_or(Lookup::Missing)
+    }
+
+    /// The state after `digest`, if it is the executed tip or a cached speculative state.
+    fn state_ref(&self, digest: Digest) -> Option<&State> {
+        if digest == self.tip.0 { Some(self.store.state()) } else { self.states.get(&digest) }
+    }
+
+    /// Makes the state after `digest` available to [`Self::state_ref`], executing (and caching)
+    /// the blocks from the nearest known state. Clones a state only to start from it and to
+    /// keep intermediate states, never the last one.
+    fn ensure_state(&mut self, digest: Digest) -> Result<(), Lookup> {
+        if self.state_ref(digest).is_some() {
+            return Ok(());
+        }
         // Walk back (iteratively: a lagging validator may hold a long unexecuted chain) to the
         // nearest block whose state is known, then execute forward, caching each state.
         let mut chain = Vec::new();
@@ -1050,9 +1066,13 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                     return Err(Lookup::Invalid);
                 }
             }
+            if d == digest {
+                self.states.insert(d, state);
+                return Ok(());
+            }
             self.states.insert(d, state.clone());
         }
-        Ok(state)
+        Ok(())
     }
 
     /// This validator's clock, in ms since the Unix epoch (the runtime's: simulated in
@@ -1162,18 +1182,31 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             warn!(round = ?context.round, "proposal's parent differs from the engine's");
             return Ok(false);
         }
-        let parent = self.state_after(context.parent.1)?;
-        if block.height_u64() != parent.height.saturating_add(1) {
-            warn!(height = block.height_u64(), parent = parent.height, "proposal height is not parent + 1");
+        self.ensure_state(context.parent.1)?;
+        let Some(parent) = self.state_ref(context.parent.1) else { return Err(Lookup::Missing) };
+        let (parent_height, parent_ts, parent_root, validators) = (
+            parent.height,
+            parent.timestamp_ms,
+            parent.state_root(),
+            u16::try_from(parent.validators.len()).unwrap_or(u16::MAX),
+        );
+        if block.height_u64() != parent_height.saturating_add(1) {
+            warn!(height = block.height_u64(), parent = parent_height, "proposal height is not parent + 1");
             return Ok(false);
         }
         let ts = block.block().timestamp_ms;
         let now = self.now_ms();
-        if ts <= parent.timestamp_ms || ts > now.saturating_add(MAX_FUTURE_MS) {
-            warn!(ts, parent = parent.timestamp_ms, now, "proposal timestamp out of range");
+        if ts <= parent_ts || ts > now.saturating_add(MAX_FUTURE_MS) {
+            warn!(ts, parent = parent_ts, now, "proposal timestamp out of range");
             return Ok(false);
         }
-        let validators = u16::try_from(parent.validators.len()).unwrap_or(u16::MAX);
+        if block.parent_state_root() != &parent_root {
+            error!(
+                height = block.height_u64(),
+                "proposal's parent state root differs from ours: refusing it (a finalized one would halt us)"
+            );
+            return Ok(false);
+        }
         if block.block().oracle != self.oracle.votes(ts, validators) {
             warn!(
                 height = block.height_u64(),
@@ -1188,15 +1221,8 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             warn!(height = block.height_u64(), %why, "proposal carries a transaction it may not");
             return Ok(false);
         }
-        if block.parent_state_root() != &parent.state_root() {
-            error!(
-                height = block.height_u64(),
-                "proposal's parent state root differs from ours: refusing it (a finalized one would halt us)"
-            );
-            return Ok(false);
-        }
         // Executes speculatively and caches the result (or refuses a header error).
-        match self.state_after(payload) {
+        match self.ensure_state(payload) {
             Ok(_) => {
                 self.persist(payload)?;
                 Ok(true)
