@@ -251,6 +251,8 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     // bridge authority's deposits carry increasing nonces, and one that arrived after a later
     // one had been finalized would be refused as a replay.
     let mut load: Option<LoadGen> = None;
+    let mut loaded = Load::default();
+    let mut load_started = false;
     let wants_load = args.txs_per_block.is_none();
 
     // Progress until every process exits.
@@ -275,7 +277,8 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         }
         let top = st.iter().map(|s| s.height).max().unwrap_or(0);
         let low = st.iter().map(|s| s.height).min().unwrap_or(0);
-        if wants_load && load.is_none() && low >= 2 {
+        if wants_load && !load_started && low >= 2 {
+            load_started = true;
             load = Some(loadgen::start(
                 &spec,
                 LoadConfig {
@@ -301,13 +304,22 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         if let Some(l) = &load {
             l.stats.height.store(top, std::sync::atomic::Ordering::Relaxed);
         }
-        let sent = load.as_ref().map_or(0, |l| l.stats.orders.load(std::sync::atomic::Ordering::Relaxed));
+        let sent = load
+            .as_ref()
+            .map_or(loaded.orders_submitted, |l| l.stats.orders.load(std::sync::atomic::Ordering::Relaxed));
         print!(
             "\r  t={:>5.1}s  height {top:>6} (slowest {low:>6})  {rate:>5.1} blocks/s  sent {sent:>7}  finalized {finalized:>7} ({orders_rate:>6.0}/s)  mempool {mempool:>6}  finality p50 {:>5.1} ms p99 {p99:>6.1} ms  liquidations {liq} adl {adl}   ",
             start.elapsed().as_secs_f64(),
             p50s.get(n / 2).copied().unwrap_or(0.0),
         );
         let _ = std::io::Write::flush(&mut std::io::stdout());
+        // The clients stop when the validators' time is up (orders sent to stopped validators
+        // would only count as send errors).
+        if start.elapsed().as_secs_f64() >= args.duration
+            && let Some(l) = load.take()
+        {
+            loaded = stop_load(l)?;
+        }
         if exits.iter().all(Option::is_some) {
             println!();
             break;
@@ -340,23 +352,37 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             ));
         }
     }
-    let (orders_submitted, deposits_sent, send_errors) = match load {
-        Some(l) => {
-            let s = l.stats.clone();
-            l.stop()?;
-            let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-            (get(&s.orders), get(&s.deposits), get(&s.send_errors))
-        }
-        None => (0, 0, 0),
+    let loaded = match load.take() {
+        Some(l) => stop_load(l)?,
+        None => loaded,
     };
-    summarize(args, &spec, &dirs, start.elapsed(), Load { orders_submitted, deposits_sent, send_errors })
+    summarize(args, &spec, &dirs, start.elapsed(), loaded)
 }
 
-/// What the load generator sent.
+/// Stops the load generator and reads its counters.
+fn stop_load(l: LoadGen) -> Result<Load, String> {
+    let s = l.stats.clone();
+    l.stop()?;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Load {
+        orders_submitted: get(&s.orders),
+        deposits_sent: get(&s.deposits),
+        send_errors: get(&s.send_errors),
+        trading_cpu_s: get(&s.trading_cpu_us) as f64 / 1e6,
+        trading_wall_s: get(&s.trading_wall_us) as f64 / 1e6,
+    })
+}
+
+/// What the load generator sent, and what it cost.
+#[derive(Default)]
 struct Load {
     orders_submitted: u64,
     deposits_sent: u64,
     send_errors: u64,
+    /// CPU seconds of its thread while trading (signing and sending).
+    trading_cpu_s: f64,
+    /// Wall seconds of the trading phase.
+    trading_wall_s: f64,
 }
 
 /// Checks the roots at every common height, replays validator 0's chain from genesis and
@@ -467,6 +493,15 @@ fn summarize(
         let _ =
             writeln!(out, "  transactions         {orders} finalized, {rejected} rejected by the exchange");
     }
+    if load.trading_wall_s > 0.0 {
+        let _ = writeln!(
+            out,
+            "  load generator       {:.1} CPU-s signing and sending over {:.1} s of trading ({:.0}% of a core)",
+            load.trading_cpu_s,
+            load.trading_wall_s,
+            100.0 * load.trading_cpu_s / load.trading_wall_s
+        );
+    }
     if load.send_errors > 0 {
         let _ = writeln!(out, "  send errors          {} datagrams the kernel refused", load.send_errors);
     }
@@ -516,6 +551,8 @@ fn summarize(
             "deposits_sent": load.deposits_sent,
             "deposits_finalized": deposits,
             "send_errors": load.send_errors,
+            "loadgen_trading_cpu_s": load.trading_cpu_s,
+            "loadgen_trading_s": load.trading_wall_s,
             "fills": fills,
             "liquidations": liquidations,
             "adl_events": adl,

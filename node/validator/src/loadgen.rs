@@ -23,6 +23,7 @@ use bastion_types::{
     Action, AssetId, MarketKind, MarketSpec, OptionKind, OrderRequest, SelfTradePrevention, Side, TimeInForce,
 };
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -33,6 +34,14 @@ const USD: i128 = 1_000_000;
 
 /// Share of traders that make markets (per thousand).
 const MAKERS_PER_MILLE: u64 = 100;
+
+/// Deposits per second while funding (the devnet raises the per-account admission limit for
+/// the bridge authority's burst).
+const FUNDING_RATE: f64 = 5_000.0;
+
+/// Datagrams signed before they are sent together (one `sendmmsg` per validator), unless the
+/// schedule leaves time to wait first.
+const SEND_BATCH: usize = 32;
 
 /// What the generator does.
 #[derive(Clone, Debug)]
@@ -58,6 +67,10 @@ pub struct LoadStats {
     pub send_errors: AtomicU64,
     /// The chain height the devnet last saw (for good-til heights); set by the devnet.
     pub height: AtomicU64,
+    /// CPU time of the generator's thread while trading, µs (signing and sending).
+    pub trading_cpu_us: AtomicU64,
+    /// Wall time of the trading phase so far, µs.
+    pub trading_wall_us: AtomicU64,
 }
 
 /// The running generator.
@@ -110,7 +123,16 @@ pub fn start(spec: &ChainSpec, cfg: LoadConfig) -> Result<LoadGen, String> {
     if cfg.traders < 2 {
         return Err(format!("--traders {}: at least 2 (a maker and a taker)", cfg.traders));
     }
-    let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("load generator socket: {e}"))?;
+    // One connected socket per validator: a batch goes to each in one `sendmmsg`.
+    let sockets = cfg
+        .targets
+        .iter()
+        .map(|t| {
+            let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("load generator socket: {e}"))?;
+            s.connect(t).map_err(|e| format!("load generator socket to {t}: {e}"))?;
+            Ok(s)
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let stats = Arc::new(LoadStats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut generator = Generator {
@@ -118,11 +140,11 @@ pub fn start(spec: &ChainSpec, cfg: LoadConfig) -> Result<LoadGen, String> {
         path: spec.oracle.clone(),
         markets: spec.exchange.markets.clone(),
         cfg,
-        socket,
+        sockets,
         stats: stats.clone(),
         stop: stop.clone(),
         rng: 0,
-        buf: Vec::with_capacity(bastion_net::MAX_DATAGRAM),
+        pending: Vec::with_capacity(SEND_BATCH),
     };
     generator.rng = generator.cfg.seed ^ 0x9e37_79b9_7f4a_7c15;
     let handle = std::thread::Builder::new()
@@ -137,11 +159,12 @@ struct Generator {
     path: PricePath,
     markets: Vec<MarketSpec>,
     cfg: LoadConfig,
-    socket: UdpSocket,
+    sockets: Vec<UdpSocket>,
     stats: Arc<LoadStats>,
     stop: Arc<AtomicBool>,
     rng: u64,
-    buf: Vec<u8>,
+    /// Signed datagrams not sent yet.
+    pending: Vec<Vec<u8>>,
 }
 
 struct Trader {
@@ -173,19 +196,59 @@ impl Generator {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Signs `action` for `key` and sends it to every validator.
+    /// Signs `action` for `key` and queues it for every validator (sent by [`Self::flush`]).
     fn send(&mut self, key: &Keypair, nonce: u64, action: Action) {
         let signed = key.sign(&self.chain, nonce, action);
-        self.buf.clear();
-        if signed.packet_into(&mut self.buf).is_err() {
+        let mut buf = Vec::with_capacity(bastion_net::MAX_DATAGRAM);
+        if signed.packet_into(&mut buf).is_err() {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        for t in &self.cfg.targets {
-            if self.socket.send_to(&self.buf, t).is_err() {
-                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        self.pending.push(buf);
+        if self.pending.len() >= SEND_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Sends the queued datagrams to every validator, one `sendmmsg` per validator.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut iovs: Vec<libc::iovec> = self
+            .pending
+            .iter_mut()
+            .map(|p| libc::iovec { iov_base: p.as_mut_ptr().cast(), iov_len: p.len() })
+            .collect();
+        let mut hdrs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: all-zero bytes are a valid mmsghdr (null pointers, zero lengths).
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        for socket in &self.sockets {
+            let mut sent = 0usize;
+            while sent < hdrs.len() {
+                let rest = &mut hdrs[sent..];
+                let len = libc::c_uint::try_from(rest.len()).unwrap_or(libc::c_uint::MAX);
+                // SAFETY: the fd is open (owned by `socket`, connected, so no address is needed);
+                // each header points to one live iovec over a live datagram in `self.pending`,
+                // which the kernel only reads during the call; `len` is at most `rest.len()`.
+                let n = unsafe { libc::sendmmsg(socket.as_raw_fd(), rest.as_mut_ptr(), len, 0) };
+                if n <= 0 {
+                    // A validator that is gone (ECONNREFUSED) or a full buffer: count and move on.
+                    let lost = (hdrs.len() - sent) as u64;
+                    self.stats.send_errors.fetch_add(lost, Ordering::Relaxed);
+                    break;
+                }
+                sent += usize::try_from(n).unwrap_or(0);
             }
         }
+        self.pending.clear();
     }
 
     fn run(mut self, authority: Keypair) -> Result<(), String> {
@@ -221,8 +284,9 @@ impl Generator {
                     Action::Deposit { to, asset: AssetId(0), amount: *amount },
                 );
                 self.stats.deposits.fetch_add(1, Ordering::Relaxed);
-                pace(started, k as u64 + 1, 800.0);
+                self.pace(started, k as u64 + 1, FUNDING_RATE);
             }
+            self.flush();
             if pass == 0 {
                 std::thread::sleep(Duration::from_millis(1_000));
             }
@@ -231,6 +295,7 @@ impl Generator {
         std::thread::sleep(Duration::from_millis(500));
 
         let started = Instant::now();
+        let cpu_started = thread_cpu();
         let mut sent = 0u64;
         let perps: Vec<usize> = (0..self.markets.len())
             .filter(|&m| matches!(self.markets[m].kind, MarketKind::Perpetual))
@@ -263,8 +328,16 @@ impl Generator {
             self.send(&key, nonce, action);
             sent += 1;
             self.stats.orders.fetch_add(1, Ordering::Relaxed);
-            pace(started, sent, self.cfg.rate);
+            self.pace(started, sent, self.cfg.rate);
+            if sent.is_multiple_of(256) {
+                let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+                self.stats
+                    .trading_cpu_us
+                    .store(us(thread_cpu().saturating_sub(cpu_started)), Ordering::Relaxed);
+                self.stats.trading_wall_us.store(us(started.elapsed()), Ordering::Relaxed);
+            }
         }
+        self.flush();
         Ok(())
     }
 
@@ -332,6 +405,29 @@ fn option_estimate(spot: i64, strike: i64, kind: OptionKind, expiry_ms: u64, now
     let years = expiry_ms.saturating_sub(now_ms) as f64 / (365.0 * 86_400_000.0);
     let time_value = 0.4 * 0.6 * years.sqrt() * spot as f64;
     intrinsic.saturating_add(time_value as i64).max(1_000_000)
+}
+
+impl Generator {
+    /// Keeps `done` items at `rate` per second since `started`: sends what is queued and
+    /// sleeps when ahead of schedule.
+    fn pace(&mut self, started: Instant, done: u64, rate: f64) {
+        let due = Duration::from_secs_f64(done as f64 / rate);
+        if due.checked_sub(started.elapsed()).is_some_and(|w| w > Duration::from_micros(200)) {
+            self.flush();
+            pace(started, done, rate);
+        }
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a live timespec the call writes into; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
 /// Sleeps until `done` items at `rate` per second are due since `started`.

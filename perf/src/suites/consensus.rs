@@ -209,26 +209,6 @@ mod loopback {
         uptime_s: f64,
     }
 
-    /// The `bastion` binary: `$BASTION_BIN`, else next to this executable.
-    fn bastion_bin() -> Result<PathBuf, String> {
-        let path = match std::env::var_os("BASTION_BIN") {
-            Some(p) => PathBuf::from(p),
-            None => {
-                let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-                exe.parent().map(|d| d.join("bastion")).ok_or("this executable has no parent directory")?
-            }
-        };
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!(
-                "the loopback part needs the validator binary, and {} does not exist: run `cargo build \
-                 --release -p bastion` first (or set BASTION_BIN to its path)",
-                path.display()
-            ))
-        }
-    }
-
     /// A base port whose `VALIDATORS` ports can be bound now, derived from the process id.
     fn base_port(attempt: u32) -> u16 {
         let pid = std::process::id();
@@ -385,7 +365,7 @@ mod loopback {
     }
 
     pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
-        let bin = bastion_bin()?;
+        let bin = crate::suites::bastion_bin("the loopback part")?;
         // Quick keeps 5 s of steady state after the 5 s warm-up.
         let secs = ctx.size(30, 10);
         // `bastion init` derives validator i's keys from seed*1000+i, which must fit in a u64.

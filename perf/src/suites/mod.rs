@@ -3,12 +3,34 @@
 use crate::harness::{Ctx, Report};
 
 pub mod consensus;
+pub mod e2e;
 pub mod ingress;
 pub mod margin;
 pub mod matching;
 pub mod pricing;
 pub mod sigverify;
 pub mod storage;
+
+/// The `bastion` binary the process-based suites run: `$BASTION_BIN`, else next to this
+/// executable. `needs` says what needs it, for the error.
+pub fn bastion_bin(needs: &str) -> Result<std::path::PathBuf, String> {
+    let path = match std::env::var_os("BASTION_BIN") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+            exe.parent().map(|d| d.join("bastion")).ok_or("this executable has no parent directory")?
+        }
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{needs} needs the validator binary, and {} does not exist: run `cargo build --release -p \
+             bastion` first (or set BASTION_BIN to its path)",
+            path.display()
+        ))
+    }
+}
 
 /// A named suite.
 pub struct Suite {
@@ -48,5 +70,10 @@ pub const ALL: &[Suite] = &[
         name: "ingress",
         about: "UDP packets/s on one receiving thread: recvmmsg and io_uring backends vs a recv_from loop",
         run: ingress::run,
+    },
+    Suite {
+        name: "e2e",
+        about: "end to end: finalized orders/s against the signature-verification ceiling",
+        run: e2e::run,
     },
 ];

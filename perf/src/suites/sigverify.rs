@@ -18,14 +18,15 @@ const SIZES: [usize; 6] = [1, 16, 64, 128, 256, 1024];
 const MESSAGE_LEN: usize = 128;
 const BASELINE: &str = "dalek-single";
 
-/// `n` valid signatures, each by its own key, on distinct random messages.
-fn generate(n: usize, seed: u64) -> Vec<OwnedSigItem> {
+/// `n` valid signatures, each by its own key, on distinct random messages of `message_len`
+/// bytes (also the e2e suite's ceiling).
+pub(crate) fn generate(n: usize, message_len: usize, seed: u64) -> Vec<OwnedSigItem> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
         .map(|_| {
             let mut secret = [0u8; 32];
             rng.fill(&mut secret);
-            let mut message = vec![0u8; MESSAGE_LEN];
+            let mut message = vec![0u8; message_len];
             rng.fill(&mut message[..]);
             let sk = SigningKey::from_bytes(&secret);
             let signature = sk.sign(&message).to_bytes();
@@ -49,7 +50,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     let min_rounds = ctx.size(8, 2);
     let warmup = ctx.size(2, 1);
 
-    let owned = generate(max, ctx.seed);
+    let owned = generate(max, MESSAGE_LEN, ctx.seed);
     let items: Vec<SigItem<'_>> = owned.iter().map(OwnedSigItem::as_item).collect();
 
     // Calibration first, as the validator does at start-up.
