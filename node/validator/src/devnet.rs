@@ -62,6 +62,9 @@ pub struct DevnetArgs {
     /// Receive backend of every validator's ingress: sockets or io_uring.
     #[arg(long, default_value = "sockets")]
     pub ingress: bastion_net::Backend,
+    /// Seconds after genesis at which the flash crash starts.
+    #[arg(long, default_value_t = 10.0)]
+    pub crash_at_s: f64,
     /// Instead of the load generator, fill blocks with this many transactions of the signed
     /// synthetic workload (consensus benchmarks; `--traders` then counts its accounts).
     #[arg(long)]
@@ -181,7 +184,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         ingress_port,
         metrics_port,
         scenario: args.scenario,
-        crash_at_s: 10.0,
+        crash_at_s: args.crash_at_s,
         authority: None,
         genesis_time_ms: None,
     })?;
@@ -225,7 +228,11 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             args.traders,
             args.rate,
             args.scenario,
-            if args.scenario == Scenario::FlashCrash { " (index -30% over 2 s at t = 10 s)" } else { "" }
+            if args.scenario == Scenario::FlashCrash {
+                format!(" (index -30% over 2 s at t = {} s)", args.crash_at_s)
+            } else {
+                String::new()
+            }
         ),
     }
     let mut fleet = Fleet { children: Vec::new() };

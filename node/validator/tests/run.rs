@@ -16,6 +16,14 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bastion");
 
+/// The tests here each run four or more validator processes: one at a time, so their timing
+/// (a crash at a fixed time after genesis, finality) does not depend on the others' load.
+static ONE_NETWORK_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_NETWORK_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Kills every child on drop (a failing test leaves no validator running).
 struct Nodes {
     dir: PathBuf,
@@ -107,6 +115,7 @@ fn root_at(data: &Path, height: u64) -> [u8; 32] {
 
 #[test]
 fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
+    let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let base_port = 20_000 + (std::process::id() % 20_000) as u16;
     let (ingress_port, metrics_port) = (base_port + 10, base_port + 20);
@@ -204,11 +213,13 @@ fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
 /// in agreement (and v0's log replaying from genesis to them).
 #[test]
 fn devnet_flash_crash_finalizes_orders_and_liquidates() {
+    let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("summary.json");
     let base_port = 41_000 + (std::process::id() % 10_000) as u16;
     let out = Command::new(BIN)
-        .args(["devnet", "--duration", "16", "--rate", "400", "--traders", "300"])
+        // The crash at 12 s leaves a debug build time to start, fund the traders and trade.
+        .args(["devnet", "--duration", "18", "--crash-at-s", "12", "--rate", "400", "--traders", "300"])
         .args(["--base-port", &base_port.to_string(), "--data-dir"])
         .arg(tmp.path().join("net"))
         .arg("--json")
@@ -232,6 +243,7 @@ fn devnet_flash_crash_finalizes_orders_and_liquidates() {
 /// `--txs-per-block`: the signed synthetic workload (the consensus benchmark's mode).
 #[test]
 fn devnet_synthetic_blocks_finalize_and_roots_agree() {
+    let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("summary.json");
     let base_port = 51_000 + (std::process::id() % 10_000) as u16;
