@@ -1,0 +1,16 @@
+// ed25519_verify.cu: batch ed25519 verification (ZIP-215), one thread per signature.
+//
+// Layout (packed by the host, see kernels/src/host.rs): item i has its public key at
+// pks[32 i .. 32 i + 32], its signature at sigs[64 i .. 64 i + 64] and its message at
+// msgs[msg_offsets[i] .. msg_offsets[i + 1]]; msg_offsets has n + 1 entries. out[i] receives 1
+// (valid) or 0 (invalid).
+#include "bk_ed25519.cuh"
+
+extern "C" __global__ void bk_ed25519_verify_batch(const u8* pks, const u8* sigs, const u8* msgs,
+                                                   const u32* msg_offsets, u32 n, u8* out) {
+    u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    u32 start = msg_offsets[i];
+    u32 end = msg_offsets[i + 1];
+    out[i] = (u8)bk_ed25519_verify(pks + 32 * (u64)i, sigs + 64 * (u64)i, msgs + start, (u64)(end - start));
+}
