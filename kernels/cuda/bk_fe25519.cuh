@@ -173,41 +173,14 @@ static BK_HD BK_INLINE void bk_fe_cmov(bk_fe* h, const bk_fe* f, u32 b) {
     for (int i = 0; i < 10; i++) h->v[i] ^= mask & (h->v[i] ^ f->v[i]);
 }
 
-// h = z^(p - 2) = 1 / z (0 for z = 0).
-static BK_HD inline void bk_fe_invert(bk_fe* h, const bk_fe* z) {
-    bk_fe t0, t1, t2, z11;
-    bk_fe_sq(&t0, z);             // 2
-    bk_fe_sqn(&t1, &t0, 2);       // 8
-    bk_fe_mul(&t1, z, &t1);       // 9
-    bk_fe_mul(&z11, &t0, &t1);    // 11
-    bk_fe_sq(&t0, &z11);          // 22
-    bk_fe_mul(&t0, &t1, &t0);     // 2^5 - 1
-    bk_fe_sqn(&t1, &t0, 5);
-    bk_fe_mul(&t0, &t1, &t0);     // 2^10 - 1
-    bk_fe_sqn(&t1, &t0, 10);
-    bk_fe_mul(&t1, &t1, &t0);     // 2^20 - 1
-    bk_fe_sqn(&t2, &t1, 20);
-    bk_fe_mul(&t1, &t2, &t1);     // 2^40 - 1
-    bk_fe_sqn(&t1, &t1, 10);
-    bk_fe_mul(&t0, &t1, &t0);     // 2^50 - 1
-    bk_fe_sqn(&t1, &t0, 50);
-    bk_fe_mul(&t1, &t1, &t0);     // 2^100 - 1
-    bk_fe_sqn(&t2, &t1, 100);
-    bk_fe_mul(&t1, &t2, &t1);     // 2^200 - 1
-    bk_fe_sqn(&t1, &t1, 50);
-    bk_fe_mul(&t0, &t1, &t0);     // 2^250 - 1
-    bk_fe_sqn(&t0, &t0, 5);       // 2^255 - 32
-    bk_fe_mul(h, &t0, &z11);      // 2^255 - 21 = p - 2
-}
-
-// h = z^((p - 5) / 8) = z^(2^252 - 3).
-static BK_HD inline void bk_fe_pow22523(bk_fe* h, const bk_fe* z) {
+// The common head of the two exponentiation chains below: t250 = z^(2^250 - 1), z11 = z^11.
+static BK_HD inline void bk_fe_pow2_250_1(bk_fe* t250, bk_fe* z11, const bk_fe* z) {
     bk_fe t0, t1, t2;
     bk_fe_sq(&t0, z);             // 2
     bk_fe_sqn(&t1, &t0, 2);       // 8
     bk_fe_mul(&t1, z, &t1);       // 9
-    bk_fe_mul(&t0, &t0, &t1);     // 11
-    bk_fe_sq(&t0, &t0);           // 22
+    bk_fe_mul(z11, &t0, &t1);     // 11
+    bk_fe_sq(&t0, z11);           // 22
     bk_fe_mul(&t0, &t1, &t0);     // 2^5 - 1
     bk_fe_sqn(&t1, &t0, 5);
     bk_fe_mul(&t0, &t1, &t0);     // 2^10 - 1
@@ -222,9 +195,23 @@ static BK_HD inline void bk_fe_pow22523(bk_fe* h, const bk_fe* z) {
     bk_fe_sqn(&t2, &t1, 100);
     bk_fe_mul(&t1, &t2, &t1);     // 2^200 - 1
     bk_fe_sqn(&t1, &t1, 50);
-    bk_fe_mul(&t0, &t1, &t0);     // 2^250 - 1
-    bk_fe_sqn(&t0, &t0, 2);       // 2^252 - 4
-    bk_fe_mul(h, &t0, z);         // 2^252 - 3
+    bk_fe_mul(t250, &t1, &t0);    // 2^250 - 1
+}
+
+// h = z^(p - 2) = 1 / z (0 for z = 0).
+static BK_HD inline void bk_fe_invert(bk_fe* h, const bk_fe* z) {
+    bk_fe t, z11;
+    bk_fe_pow2_250_1(&t, &z11, z);
+    bk_fe_sqn(&t, &t, 5);         // 2^255 - 32
+    bk_fe_mul(h, &t, &z11);       // 2^255 - 21 = p - 2
+}
+
+// h = z^((p - 5) / 8) = z^(2^252 - 3).
+static BK_HD inline void bk_fe_pow22523(bk_fe* h, const bk_fe* z) {
+    bk_fe t, z11;
+    bk_fe_pow2_250_1(&t, &z11, z);
+    bk_fe_sqn(&t, &t, 2);         // 2^252 - 4
+    bk_fe_mul(h, &t, z);          // 2^252 - 3
 }
 
 #endif // BK_FE25519_CUH

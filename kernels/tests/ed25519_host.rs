@@ -8,90 +8,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bastion_kernels::host;
+use bastion_vectors::ed25519::{BASEPOINT, L, add_l, hex, non_canonical_encodings, small_order_encodings};
 use ed25519_zebra::{Signature, SigningKey, VerificationKey};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-
-/// The group order L, little-endian.
-const L: [u8; 32] = [
-    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-];
-
-/// The basepoint B, compressed.
-const BASEPOINT: [u8; 32] = [
-    0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
-    0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
-];
 
 fn unhex(s: &str) -> Vec<u8> {
     assert!(s.len().is_multiple_of(2), "{s}");
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
-fn h32(s: &str) -> [u8; 32] {
-    unhex(s).try_into().unwrap()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `ed25519-zebra`: the ZIP-215 rule.
 fn zebra(pk: &[u8; 32], sig: &[u8; 64], msg: &[u8]) -> bool {
     VerificationKey::try_from(*pk).and_then(|vk| vk.verify(&Signature::from_bytes(sig), msg)).is_ok()
-}
-
-/// The eight canonical small-order encodings and six non-canonical ones (as in
-/// accel/tests/differential.rs).
-fn small_order_encodings() -> Vec<[u8; 32]> {
-    [
-        "0100000000000000000000000000000000000000000000000000000000000000",
-        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "0000000000000000000000000000000000000000000000000000000000000000",
-        "0000000000000000000000000000000000000000000000000000000000000080",
-        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
-        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
-        "0100000000000000000000000000000000000000000000000000000000000080",
-        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-    ]
-    .iter()
-    .map(|s| h32(s))
-    .collect()
-}
-
-/// Every y = p + k (k = 0..=18) with either sign bit, plus near-misses of small-order points.
-fn non_canonical_encodings() -> Vec<[u8; 32]> {
-    let mut out = Vec::new();
-    for k in 0..19u8 {
-        let mut e = [0xffu8; 32];
-        e[0] = 0xed + k;
-        e[31] = 0x7f;
-        out.push(e);
-        e[31] = 0xff;
-        out.push(e);
-    }
-    out.push(h32("13e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"));
-    out.push(h32("b4176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"));
-    out
-}
-
-fn add_l(s: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    let mut carry = 0u16;
-    for i in 0..32 {
-        let v = u16::from(s[i]) + u16::from(L[i]) + carry;
-        out[i] = v as u8;
-        carry = v >> 8;
-    }
-    assert_eq!(carry, 0);
-    out
 }
 
 #[derive(Clone, Debug)]

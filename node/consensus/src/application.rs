@@ -35,7 +35,7 @@ use bastion_exchange::{
 };
 use bastion_storage::{Faults, RecordFile};
 use bastion_store::{Store, hex};
-use bastion_types::{Event, Tx, TxAuth, account_of};
+use bastion_types::{AccountId, Event, Tx, TxAuth, account_of};
 use bytes::Buf as _;
 use commonware_actor::Feedback;
 use commonware_codec::{Decode as _, DecodeExt as _, Encode as _, EncodeSize as _};
@@ -171,6 +171,8 @@ pub struct Totals {
     pub adl: u64,
     /// The insurance fund after the last block (quote micro-units).
     pub insurance_fund: i128,
+    /// Transactions this validator put in its own proposals (the sequencer's output).
+    pub proposed_txs: u64,
     /// Time spent building blocks from the transaction source (the sequencer), ns.
     pub sequencer_ns: u64,
     /// Time spent executing blocks (speculatively, and durably when not verified first), ns.
@@ -269,6 +271,11 @@ impl Ledger {
         t.liquidations = t.liquidations.saturating_add(f.liquidations as u64);
         t.adl = t.adl.saturating_add(f.adl as u64);
         t.insurance_fund = f.insurance_fund;
+    }
+
+    fn add_proposed(&self, txs: u64) {
+        let t = &mut self.lock().totals;
+        t.proposed_txs = t.proposed_txs.saturating_add(txs);
     }
 
     fn add_signatures(&self, checked: u64, verified: u64) {
@@ -619,8 +626,10 @@ pub struct Application<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P
     verifier: Arc<dyn Verifier>,
     verified: Option<Arc<VerifiedCache>>,
     oracle: PricePath,
-    /// Devnet keys of the synthetic source (index 0: the authority), derived on first use.
-    keys: Vec<Keypair>,
+    /// Devnet keys of the synthetic source (index 0: the authority) with their accounts, derived
+    /// on first use, and the index of each account.
+    keys: Vec<(Keypair, AccountId)>,
+    key_of: HashMap<AccountId, usize>,
     ledger: Ledger,
     fault: Option<Fault>,
     mailbox: mpsc::UnboundedReceiver<Message<P>>,
@@ -732,6 +741,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             verified: cfg.verified,
             oracle: cfg.oracle,
             keys: Vec::new(),
+            key_of: HashMap::new(),
             ledger: cfg.ledger,
             fault: cfg.fault,
             mailbox: receiver,
@@ -1082,15 +1092,20 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The synthetic source's devnet keys for `traders` traders (index 0: the authority).
-    fn synthetic_keys(&mut self, traders: u64) -> &[Keypair] {
+    /// Derives the synthetic source's devnet keys for `traders` traders (index 0: the
+    /// authority), once.
+    fn derive_synthetic_keys(&mut self, traders: u64) {
         let want = usize::try_from(traders).unwrap_or(0).saturating_add(1);
         if self.keys.len() < want {
             self.keys = std::iter::once(bastion_client::devnet_authority())
                 .chain((1..=traders).map(bastion_client::devnet_trader))
+                .map(|k| {
+                    let id = k.account();
+                    (k, id)
+                })
                 .collect();
+            self.key_of = self.keys.iter().enumerate().map(|(i, (_, id))| (*id, i)).collect();
         }
-        &self.keys
     }
 
     /// The transactions of a block on `state` at `height`, signed.
@@ -1099,14 +1114,13 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             BlockSource::Pool { source, max_txs } => source.take(state, (*max_txs).min(self.limits.max_txs)),
             BlockSource::Synthetic(s) => {
                 let s = *s;
-                let chain = self.chain;
-                let keys = self.synthetic_keys(s.traders).to_vec();
-                let ids = keys.iter().map(Keypair::account).collect();
+                self.derive_synthetic_keys(s.traders);
+                let ids = self.keys.iter().map(|(_, id)| *id).collect();
                 let mut w = Workload::new(seed, s.traders, PathKind::Calm, &self.genesis).with_ids(ids);
                 w.height = height;
                 w.time_ms = time_ms;
-                for (n, k) in w.nonces.iter_mut().zip(&keys) {
-                    *n = state.accounts.get(&k.account()).map_or(0, |a| a.nonce);
+                for (n, (_, id)) in w.nonces.iter_mut().zip(&self.keys) {
+                    *n = state.accounts.get(id).map_or(0, |a| a.nonce);
                 }
                 let block = if height == 1 {
                     let txs = w.funding_txs(s.deposit_micros);
@@ -1118,8 +1132,8 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                     .txs
                     .into_iter()
                     .filter_map(|tx| {
-                        let key = keys.iter().find(|k| k.account() == tx.signer)?;
-                        let signed = key.sign(&chain, tx.nonce, tx.action);
+                        let (key, _) = self.keys.get(*self.key_of.get(&tx.signer)?)?;
+                        let signed = key.sign(&self.chain, tx.nonce, tx.action);
                         Some((signed.tx, signed.auth))
                     })
                     .collect()
@@ -1139,6 +1153,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         let (txs, auth): (Vec<Tx>, Vec<TxAuth>) =
             self.block_txs(&state, u64::from_le_bytes(seed), height, timestamp_ms).into_iter().unzip();
         self.ledger.add_time(|t| &mut t.sequencer_ns, started);
+        self.ledger.add_proposed(txs.len() as u64);
         let validators = u16::try_from(state.validators.len()).unwrap_or(u16::MAX);
         let block = bastion_types::Block {
             height,

@@ -282,7 +282,7 @@ impl Telemetry {
             }
         }
         let a = &self.app;
-        a.seq_out.add(t.txs.saturating_sub(p.txs));
+        a.seq_out.add(t.proposed_txs.saturating_sub(p.proposed_txs));
         a.exec_in.add(t.txs.saturating_sub(p.txs));
         a.orders.add(t.txs.saturating_sub(p.txs));
         a.rejected.add(t.rejected.saturating_sub(p.rejected));

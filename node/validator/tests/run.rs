@@ -208,27 +208,36 @@ fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
     }
 }
 
-/// The README's main command, shortened: signed orders over UDP from the load generator, a
-/// flash crash at t = 10 s that must liquidate leveraged accounts, and every validator's roots
-/// in agreement (and v0's log replaying from genesis to them).
-#[test]
-fn devnet_flash_crash_finalizes_orders_and_liquidates() {
+/// Runs `bastion devnet ARGS` (one network at a time, p2p ports from `port_base` plus this
+/// process's id) in a temporary directory; it must succeed. Returns its stdout and JSON summary.
+fn devnet(port_base: u16, args: &[&str]) -> (String, serde_json::Value) {
     let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("summary.json");
-    let base_port = 41_000 + (std::process::id() % 10_000) as u16;
+    let base_port = port_base + (std::process::id() % 10_000) as u16;
     let out = Command::new(BIN)
-        // The crash at 12 s leaves a debug build time to start, fund the traders and trade.
-        .args(["devnet", "--duration", "18", "--crash-at-s", "12", "--rate", "400", "--traders", "300"])
+        .arg("devnet")
+        .args(args)
         .args(["--base-port", &base_port.to_string(), "--data-dir"])
         .arg(tmp.path().join("net"))
         .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "devnet failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let summary = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (stdout, summary)
+}
+
+/// The README's main command, shortened: signed orders over UDP from the load generator, a
+/// flash crash at t = 10 s that must liquidate leveraged accounts, and every validator's roots
+/// in agreement (and v0's log replaying from genesis to them).
+#[test]
+fn devnet_flash_crash_finalizes_orders_and_liquidates() {
+    // The crash at 12 s leaves a debug build time to start, fund the traders and trade.
+    let (_, summary) =
+        devnet(41_000, &["--duration", "18", "--crash-at-s", "12", "--rate", "400", "--traders", "300"]);
     println!("{summary}");
     assert_eq!(summary["state_roots_agree"], true, "{summary}");
     assert_eq!(summary["replayed_from_genesis"], true, "{summary}");
@@ -243,22 +252,8 @@ fn devnet_flash_crash_finalizes_orders_and_liquidates() {
 /// `--txs-per-block`: the signed synthetic workload (the consensus benchmark's mode).
 #[test]
 fn devnet_synthetic_blocks_finalize_and_roots_agree() {
-    let _one = exclusive();
-    let tmp = tempfile::tempdir().unwrap();
-    let json = tmp.path().join("summary.json");
-    let base_port = 51_000 + (std::process::id() % 10_000) as u16;
-    let out = Command::new(BIN)
-        .args(["devnet", "--duration", "5", "--txs-per-block", "300", "--traders", "64"])
-        .args(["--base-port", &base_port.to_string(), "--data-dir"])
-        .arg(tmp.path().join("net"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "devnet failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (stdout, summary) = devnet(51_000, &["--duration", "5", "--txs-per-block", "300", "--traders", "64"]);
     assert!(stdout.contains("state roots agree    yes"), "{stdout}");
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(summary["state_roots_agree"], true);
     assert!(summary["finalized_height"].as_u64().unwrap() >= 5, "{summary}");
     assert!(summary["orders_finalized"].as_u64().unwrap() > 0, "{summary}");

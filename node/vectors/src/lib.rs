@@ -5,6 +5,8 @@
 //!
 //! Test support only: nothing in the validator depends on this crate.
 
+pub mod ed25519;
+
 use std::path::PathBuf;
 
 /// The directory holding the shared vectors.
