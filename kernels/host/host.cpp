@@ -18,3 +18,45 @@ extern "C" void bk_host_ed25519_verify_batch(const unsigned char* pks, const uns
                                                   (u64)(end - start));
     }
 }
+
+// ---- Portfolio risk (portfolio_risk.cu) -------------------------------------------------------
+#include "bk_risk.cuh"
+
+static_assert(sizeof(__int128) == 16 && alignof(__int128) == 16, "Rust i128 is 16 bytes, 16-aligned");
+
+// The kernel bk_portfolio_risk as a loop on the CPU over accounts [begin, end), same layout and
+// inputs. The outputs point at account `begin`'s slot: account a writes out_*[a - begin], so
+// Rust can hand disjoint output chunks to threads. Inputs are trusted (validated in risk.rs).
+extern "C" void bk_host_portfolio_risk(const long long* diffs, const long long* lots, const unsigned char* market_ok,
+                                       const unsigned int* acct_groups, const unsigned int* group_pos,
+                                       const unsigned int* pos_market, const long long* pos_size,
+                                       const unsigned char* acct_ok, long long mm_ppm, unsigned int begin,
+                                       unsigned int end, __int128* out_worst, __int128* out_mm,
+                                       unsigned char* out_status) {
+    for (unsigned int a = begin; a < end; a++) {
+        bk_i128 worst, mm;
+        int status = bk_risk_account(a, (const i64*)diffs, (const i64*)lots, market_ok, acct_groups, group_pos,
+                                     pos_market, (const i64*)pos_size, acct_ok, (i64)mm_ppm, &worst, &mm);
+        out_worst[a - begin] = worst;
+        out_mm[a - begin] = mm;
+        out_status[a - begin] = (unsigned char)status;
+    }
+}
+
+// The i128 helpers, one by one, so tests compare them with Rust's i128::checked_* (the sum, neg
+// and mm overflows are unreachable through bk_risk_account with testable input sizes). Each
+// returns 1 and writes *out, or returns 0 on overflow.
+// Arguments by pointer so no 128-bit value crosses the FFI boundary in registers.
+extern "C" int bk_host_i128_checked_add(const __int128* a, const __int128* b, __int128* out) {
+    return bk_i128_checked_add(*a, *b, out);
+}
+extern "C" int bk_host_i128_checked_neg(const __int128* a, __int128* out) { return bk_i128_checked_neg(*a, out); }
+extern "C" int bk_host_i128_checked_mul(const __int128* a, const __int128* b, __int128* out) {
+    return bk_i128_checked_mul(*a, *b, out);
+}
+extern "C" void bk_host_i128_div_floor_nanos(const __int128* x, __int128* out) {
+    *out = bk_i128_div_floor<BK_RISK_NANOS_PER_UNIT>(*x);
+}
+extern "C" void bk_host_i128_div_floor_ppm(const __int128* x, __int128* out) {
+    *out = bk_i128_div_floor<BK_RISK_PPM>(*x);
+}

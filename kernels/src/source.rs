@@ -13,6 +13,7 @@ pub const HEADERS: &[(&str, &str)] = &[
     ("bk_ge25519.cuh", include_str!("../cuda/bk_ge25519.cuh")),
     ("bk_sc25519.cuh", include_str!("../cuda/bk_sc25519.cuh")),
     ("bk_ed25519.cuh", include_str!("../cuda/bk_ed25519.cuh")),
+    ("bk_risk.cuh", include_str!("../cuda/bk_risk.cuh")),
 ];
 
 /// The ed25519 (ZIP-215) batch verification kernel source; compile it with [`HEADERS`].
@@ -26,3 +27,29 @@ pub const ED25519_VERIFY: &str = include_str!("../cuda/ed25519_verify.cu");
 
 /// The name of the kernel in [`ED25519_VERIFY`] (declared `extern "C"`, so unmangled).
 pub const ED25519_KERNEL_NAME: &str = "bk_ed25519_verify_batch";
+
+/// The portfolio-risk (scenario-grid reduction) kernel source; compile it with [`HEADERS`] and
+/// [`PORTFOLIO_RISK_OPTIONS`].
+///
+/// It defines `extern "C" __global__ void bk_portfolio_risk(const i64* diffs, const i64* lots,
+/// const u8* market_ok, const u32* acct_groups, const u32* group_pos, const u32* pos_market,
+/// const i64* pos_size, const u8* acct_ok, i64 mm_ppm, u32 n_accounts, __int128* out_worst,
+/// __int128* out_mm, u8* out_status)`: one thread per account, launched with up to 256 threads
+/// per block (128 recommended). See [`crate::risk`] for the layout, its validation and the
+/// semantics; `out_worst` and `out_mm` need 16-byte alignment.
+pub const PORTFOLIO_RISK: &str = include_str!("../cuda/portfolio_risk.cu");
+
+/// The name of the kernel in [`PORTFOLIO_RISK`] (declared `extern "C"`, so unmangled).
+pub const PORTFOLIO_RISK_KERNEL_NAME: &str = "bk_portfolio_risk";
+
+/// The NVRTC options [`PORTFOLIO_RISK`] needs beyond [`crate::nvrtc::DEFAULT_OPTIONS`] (pass them
+/// as `extra_options`): `__int128` in device code. `DEFAULT_OPTIONS` already carries it; it is
+/// repeated here so the kernel states its own requirement (NVRTC accepts the flag twice).
+pub const PORTFOLIO_RISK_OPTIONS: &[&str] = &["--device-int128"];
+
+/// Threads per block the launcher should use for [`PORTFOLIO_RISK`]; the kernel's
+/// `__launch_bounds__` allows at most [`PORTFOLIO_RISK_MAX_THREADS`].
+pub const PORTFOLIO_RISK_THREADS: u32 = 128;
+
+/// The kernel's `__launch_bounds__` maximum: a launch with more threads per block fails.
+pub const PORTFOLIO_RISK_MAX_THREADS: u32 = 256;

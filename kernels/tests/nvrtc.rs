@@ -208,3 +208,63 @@ fn ed25519_verify_compiles_to_ptx_and_cubin() {
         }
     }
 }
+
+/// The portfolio-risk kernel: a compile error here fails CI. PTX and cubin compile in parallel,
+/// with the kernel's own options (`__int128` in device code).
+#[test]
+fn portfolio_risk_compiles_to_ptx_and_cubin() {
+    use bastion_kernels::source::{
+        HEADERS as K_HEADERS, PORTFOLIO_RISK, PORTFOLIO_RISK_KERNEL_NAME, PORTFOLIO_RISK_OPTIONS,
+    };
+    let Some(nvrtc) = nvrtc() else { return };
+    let targets = [Target::Ptx { arch: 90 }, Target::Cubin { arch: 90 }];
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = targets
+            .map(|target| {
+                let nvrtc = &nvrtc;
+                scope.spawn(move || {
+                    let started = std::time::Instant::now();
+                    let out = nvrtc.compile(
+                        PORTFOLIO_RISK,
+                        "portfolio_risk.cu",
+                        K_HEADERS,
+                        target,
+                        PORTFOLIO_RISK_OPTIONS,
+                    );
+                    (target, out, started.elapsed())
+                })
+            })
+            .into_iter()
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (target, out, elapsed) in results {
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => panic!("portfolio_risk.cu does not compile for {target}: {e}"),
+        };
+        eprintln!("portfolio_risk {target}: {} bytes in {elapsed:?}; log: {:?}", out.code.len(), out.log);
+        let name = PORTFOLIO_RISK_KERNEL_NAME.as_bytes();
+        assert!(out.code.windows(name.len()).any(|w| w == name), "{target}: no {PORTFOLIO_RISK_KERNEL_NAME}");
+        match target {
+            Target::Ptx { .. } => {
+                let ptx = std::str::from_utf8(&out.code).unwrap();
+                assert!(ptx.contains(".target sm_90"));
+                assert!(
+                    ptx.contains(&format!(".entry {PORTFOLIO_RISK_KERNEL_NAME}(")),
+                    "kernel is not extern \"C\""
+                );
+                // The ABI: 13 parameters (8 input pointers, mm_ppm, n_accounts, 3 output pointers).
+                let entry = &ptx[ptx.find(&format!(".entry {PORTFOLIO_RISK_KERNEL_NAME}(")).unwrap()..];
+                let params = &entry[..entry.find(')').unwrap()];
+                assert_eq!(params.matches(".param").count(), 13, "{params}");
+                assert_eq!(params.matches(".param .u64").count(), 12, "{params}");
+                assert_eq!(params.matches(".param .u32").count(), 1, "{params}");
+                // No call to a software i128 division routine (the divisions are by constants).
+                assert!(!ptx.contains("__udivti3") && !ptx.contains("__divti3"), "i128 division call in PTX");
+                assert!(!ptx.contains("call.uni"), "unexpected call in PTX");
+            }
+            Target::Cubin { .. } => assert!(out.code.starts_with(b"\x7fELF")),
+        }
+    }
+}
