@@ -31,6 +31,7 @@
 mod encode;
 mod funding;
 mod genesis;
+mod grid;
 mod image;
 mod invariants;
 mod liquidation;
@@ -47,10 +48,14 @@ mod trade;
 
 pub use funding::{premium_ppm, rate_8h};
 pub use genesis::Genesis;
+pub use grid::{GridError, PortfolioGrid};
 pub use image::{IMAGE_LAYOUT, ImageError, StateView};
 pub use liquidation::{bankruptcy_lot_value, fillable_lot_value, liquidation_base_nanos};
 pub use margin::{Health, oi_scaled_initial, tiered_requirement};
-pub use options::{EXTENDED_SHOCKS_PPM, SPOT_SHOCKS_PPM, VOL_SHOCKS_PPM, option_price};
+pub use options::{
+    EXTENDED_SHOCKS_PPM, PORTFOLIO_SCENARIOS, SPOT_SHOCKS_PPM, VOL_SHOCKS_PPM, option_price,
+    portfolio_scenarios,
+};
 pub use oracle::weighted_median;
 pub use params::{validate_risk, validate_spec};
 pub use root::{LANES, StateRoot};

@@ -56,13 +56,85 @@ fn intrinsic(kind: OptionKind, spot: PriceMicros, strike: PriceMicros) -> R<i128
     })
 }
 
-/// Portfolio requirements `(initial, maintenance)` of the account's cross positions.
-pub(crate) fn portfolio_requirement(
-    state: &State,
-    acct: &Account,
-    overlay: Option<&Overlay>,
-) -> R<(Micros, Micros)> {
-    let mut underlyings: Vec<UnderlyingId> = Vec::new();
+/// Number of scenarios in the portfolio grid: 9 spot moves times 3 volatility moves, plus the 4
+/// extended moves.
+pub const PORTFOLIO_SCENARIOS: usize = 31;
+
+/// The grid's scenarios as `(spot shock, volatility shock)` in ppm, in grid order: every spot
+/// shock of [`SPOT_SHOCKS_PPM`] with every volatility shock of [`VOL_SHOCKS_PPM`], then the
+/// [`EXTENDED_SHOCKS_PPM`] with volatility up. The order does not change any result (the
+/// requirement is a maximum over scenarios); it fixes the layout of [`crate::PortfolioGrid`].
+pub fn portfolio_scenarios() -> [(Ppm, Ppm); PORTFOLIO_SCENARIOS] {
+    let mut out = [(0, 0); PORTFOLIO_SCENARIOS];
+    let grid = SPOT_SHOCKS_PPM
+        .iter()
+        .flat_map(|s| VOL_SHOCKS_PPM.iter().map(move |v| (*s, *v)))
+        .chain(EXTENDED_SHOCKS_PPM.iter().map(|s| (*s, VOL_SHOCKS_PPM[2])));
+    for (slot, sc) in out.iter_mut().zip(grid) {
+        *slot = sc;
+    }
+    out
+}
+
+/// The underlying's spot moved by `ds` ppm, rounded down: the spot every option of the
+/// underlying is repriced at in that scenario.
+pub(crate) fn shocked_spot(spot: PriceMicros, ds: Ppm) -> R<PriceMicros> {
+    crate::num::to_i64(mul_div_floor(
+        i128::from(spot),
+        add(i128::from(PPM), i128::from(ds))?,
+        i128::from(PPM),
+    )?)
+}
+
+/// A market's price in one scenario minus its mark: a perpetual moves its mark by `ds`; an
+/// option is repriced at the shocked spot with its volatility moved by `dv`. Depends on the
+/// market and the scenario only, never on the account, so a sweep over many accounts computes
+/// it once per market (see [`crate::PortfolioGrid`]).
+pub(crate) fn scenario_diff(
+    m: &crate::state::Market,
+    shocked: PriceMicros,
+    (ds, dv): (Ppm, Ppm),
+    now_ms: u64,
+) -> R<i128> {
+    let new_price = match &m.spec.kind {
+        MarketKind::Perpetual => {
+            mul_div_floor(i128::from(m.mark), add(i128::from(PPM), i128::from(ds))?, i128::from(PPM))?
+        }
+        MarketKind::Option { kind, strike, expiry_ms } => {
+            let vol = mul_div_floor(
+                i128::from(m.spec.risk.volatility_ppm),
+                add(i128::from(PPM), i128::from(dv))?,
+                i128::from(PPM),
+            )?;
+            i128::from(option_price(
+                *kind,
+                shocked,
+                *strike,
+                crate::num::to_i64(vol)?,
+                expiry_ms.saturating_sub(now_ms),
+            )?)
+        }
+    };
+    sub(new_price, i128::from(m.mark))
+}
+
+/// One position's profit in a scenario: `floor(diff * size * lot / 1e9)`, the term the grid
+/// sums (and the GPU kernel `bk_portfolio_risk` reproduces bit for bit).
+pub(crate) fn scenario_pnl(diff: i128, size: i64, lot_size_nanos: i64) -> R<i128> {
+    div_floor(
+        mul(mul(diff, i128::from(size))?, i128::from(lot_size_nanos))?,
+        i128::from(bastion_types::NANOS_PER_UNIT),
+    )
+}
+
+/// The maintenance requirement from the grid's worst loss: `floor(worst * mm_ppm / PPM)`.
+pub(crate) fn portfolio_maintenance(worst_total: Micros, mm_ppm: Ppm) -> R<Micros> {
+    mul_div_floor(worst_total, i128::from(mm_ppm), i128::from(PPM))
+}
+
+/// The account's cross positions with an optional hypothetical change: `(market, size, resting
+/// buys, resting sells)` in position order, the change last when it opens a new market.
+fn portfolio_sizes(acct: &Account, overlay: Option<&Overlay>) -> Vec<(MarketId, i64, i64, i64)> {
     let mut sizes: Vec<(MarketId, i64, i64, i64)> = Vec::new();
     for p in acct.positions.iter().filter(|p| !p.isolated) {
         let (s, ob, os, _) = crate::margin::overlaid(p, overlay);
@@ -71,7 +143,17 @@ pub(crate) fn portfolio_requirement(
     if let Some(o) = overlay.filter(|o| !acct.positions.iter().any(|p| p.market == o.market)) {
         sizes.push((o.market, o.dsize, o.dopen_buy, o.dopen_sell));
     }
-    for (mid, ..) in &sizes {
+    sizes
+}
+
+/// The scenario grid's worst loss over the account's cross positions, summed over underlyings,
+/// and the maintenance requirement derived from it: `(worst loss, maintenance)`. This is the
+/// engine's own evaluation, one account at a time; [`crate::PortfolioGrid`] lays the same
+/// computation out for many accounts at once (the GPU screen) and must agree with it bit for
+/// bit.
+pub(crate) fn portfolio_loss(state: &State, sizes: &[(MarketId, i64, i64, i64)]) -> R<(Micros, Micros)> {
+    let mut underlyings: Vec<UnderlyingId> = Vec::new();
+    for (mid, ..) in sizes {
         if let Some(m) = state.markets.get(mid)
             && !underlyings.contains(&m.spec.underlying)
         {
@@ -81,68 +163,41 @@ pub(crate) fn portfolio_requirement(
     underlyings.sort();
     let now = state.timestamp_ms;
     let mut worst_total: i128 = 0;
-    let mut order_addon: i128 = 0;
     for u in underlyings {
         let spot = state.underlyings.get(usize::from(u.0)).map(|x| x.index).unwrap_or(0);
         if spot <= 0 {
             return Err(Reject::NoMarkPrice);
         }
-        let mut scenarios: Vec<(Ppm, Ppm)> = Vec::with_capacity(31);
-        for s in SPOT_SHOCKS_PPM {
-            for v in VOL_SHOCKS_PPM {
-                scenarios.push((s, v));
-            }
-        }
-        for s in EXTENDED_SHOCKS_PPM {
-            scenarios.push((s, VOL_SHOCKS_PPM[2]));
-        }
         let mut worst: i128 = 0;
-        for (ds, dv) in scenarios {
-            let shocked = crate::num::to_i64(mul_div_floor(
-                i128::from(spot),
-                add(i128::from(PPM), i128::from(ds))?,
-                i128::from(PPM),
-            )?)?;
+        for sc in portfolio_scenarios() {
+            let shocked = shocked_spot(spot, sc.0)?;
             let mut pnl: i128 = 0;
-            for (mid, size, ..) in &sizes {
+            for (mid, size, ..) in sizes {
                 let Some(m) = state.markets.get(mid) else { continue };
                 if m.spec.underlying != u || *size == 0 {
                     continue;
                 }
-                let new_price = match &m.spec.kind {
-                    MarketKind::Perpetual => mul_div_floor(
-                        i128::from(m.mark),
-                        add(i128::from(PPM), i128::from(ds))?,
-                        i128::from(PPM),
-                    )?,
-                    MarketKind::Option { kind, strike, expiry_ms } => {
-                        let vol = mul_div_floor(
-                            i128::from(m.spec.risk.volatility_ppm),
-                            add(i128::from(PPM), i128::from(dv))?,
-                            i128::from(PPM),
-                        )?;
-                        i128::from(option_price(
-                            *kind,
-                            shocked,
-                            *strike,
-                            crate::num::to_i64(vol)?,
-                            expiry_ms.saturating_sub(now),
-                        )?)
-                    }
-                };
-                let diff = sub(new_price, i128::from(m.mark))?;
-                pnl = add(
-                    pnl,
-                    div_floor(
-                        mul(mul(diff, i128::from(*size))?, i128::from(m.spec.lot_size_nanos))?,
-                        i128::from(bastion_types::NANOS_PER_UNIT),
-                    )?,
-                )?;
+                let diff = scenario_diff(m, shocked, sc, now)?;
+                pnl = add(pnl, scenario_pnl(diff, *size, m.spec.lot_size_nanos)?)?;
             }
             worst = worst.max(crate::num::neg(pnl)?);
         }
         worst_total = add(worst_total, worst)?;
     }
+    Ok((worst_total, portfolio_maintenance(worst_total, state.liquidation.portfolio_mm_ppm)?))
+}
+
+/// Portfolio requirements `(initial, maintenance)` of the account's cross positions: the grid's
+/// worst loss plus the standard margin on what resting orders add, and the maintenance fraction
+/// of the worst loss.
+pub(crate) fn portfolio_requirement(
+    state: &State,
+    acct: &Account,
+    overlay: Option<&Overlay>,
+) -> R<(Micros, Micros)> {
+    let sizes = portfolio_sizes(acct, overlay);
+    let (worst_total, mm) = portfolio_loss(state, &sizes)?;
+    let mut order_addon: i128 = 0;
     for (mid, size, ob, os) in &sizes {
         if *ob == 0 && *os == 0 {
             continue;
@@ -154,8 +209,18 @@ pub(crate) fn portfolio_requirement(
             order_addon = add(order_addon, sub(with_orders, without)?.max(0))?;
         }
     }
-    let mm = mul_div_floor(worst_total, i128::from(state.liquidation.portfolio_mm_ppm), i128::from(PPM))?;
     Ok((add(worst_total, order_addon)?, mm))
+}
+
+impl State {
+    /// The portfolio grid's `(worst loss, maintenance)` of an account's cross positions, as
+    /// the engine computes it for portfolio-margined accounts (whatever the account's own
+    /// margin mode): `None` for an unknown account, an error when the grid cannot be
+    /// evaluated (no index for an underlying, or an overflow).
+    pub fn portfolio_loss(&self, id: AccountId) -> Option<R<(Micros, Micros)>> {
+        let acct = self.accounts.get(&id)?;
+        Some(portfolio_loss(self, &portfolio_sizes(acct, None)))
+    }
 }
 
 impl State {

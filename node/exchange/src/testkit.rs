@@ -297,6 +297,93 @@ impl Workload {
     }
 }
 
+/// Options and portfolio-margined accounts for the risk screen: the devnet's markets plus
+/// `extra_strikes` more BTC strikes (a call and a put each, 30-day), indexed at BTC $100,000 and
+/// ETH $4,000 and then moved 4% down in a second block, so marks are "after a price move".
+/// Then `accounts` portfolio accounts (ids 1..=accounts) are written in directly, each with 1
+/// to 8 cross positions on random markets: sizes of up to ±200 lots, some zero (resting
+/// orders only), some isolated. With `extremes`, about one account in 50 gets a size near the
+/// 64-bit limit, so the grid's overflow checks are exercised. Positions are written, not
+/// traded: open interest and holders are not maintained, and the state serves margin
+/// evaluation only.
+pub fn portfolio_state(accounts: u64, seed: u64, extra_strikes: usize, extremes: bool) -> State {
+    let mut g = Genesis::devnet();
+    let template = g.markets.iter().find_map(|m| match m.kind {
+        MarketKind::Option { expiry_ms, .. } => Some((m.clone(), expiry_ms)),
+        MarketKind::Perpetual => None,
+    });
+    if let Some((t, expiry_ms)) = template {
+        let mut next = g.markets.iter().map(|m| m.id.0).max().unwrap_or(0) + 1;
+        for i in 0..extra_strikes {
+            let strike = 60_000_000_000i64 + (i as i64) * 2_500_000_000; // $60k + $2.5k steps
+            for kind in [bastion_types::OptionKind::Call, bastion_types::OptionKind::Put] {
+                g.markets.push(bastion_types::MarketSpec {
+                    id: MarketId(next),
+                    name: format!("BTC-X{i}-{kind:?}"),
+                    kind: MarketKind::Option { kind, strike, expiry_ms },
+                    ..t.clone()
+                });
+                next += 1;
+            }
+        }
+    }
+    let mut state = match State::from_genesis(&g) {
+        Ok(s) => s,
+        Err(e) => panic!("portfolio_state genesis: {e:?}"),
+    };
+    let votes = |btc: i64, eth: i64| -> Vec<OracleVote> {
+        (0..4)
+            .map(|v| OracleVote {
+                validator: ValidatorIndex(v),
+                prices: vec![(UnderlyingId(0), btc), (UnderlyingId(1), eth)],
+            })
+            .collect()
+    };
+    for (h, (btc, eth)) in
+        [(100_000_000_000, 4_000_000_000), (96_000_000_000, 3_840_000_000)].into_iter().enumerate()
+    {
+        let block = Block {
+            height: h as u64 + 1,
+            timestamp_ms: g.timestamp_ms + 250 * (h as u64 + 1),
+            oracle: votes(btc, eth),
+            txs: Vec::new(),
+            proposals: Vec::new(),
+        };
+        if let Err(e) = state.apply_block(&block) {
+            panic!("portfolio_state oracle block: {e:?}");
+        }
+    }
+    let ids: Vec<MarketId> = state.markets.keys().copied().collect();
+    let mut rng = Rng::new(seed);
+    for a in 1..=accounts {
+        let mut acct = crate::Account { portfolio: true, ..crate::Account::default() };
+        acct.balances[0] = i128::from(rng.range(10_000, 1_000_000)) * 1_000_000;
+        let n = rng.range(1, 8) as usize;
+        let mut picked: Vec<MarketId> = (0..n).map(|_| ids[rng.below(ids.len() as u64) as usize]).collect();
+        picked.sort();
+        picked.dedup();
+        for market in picked {
+            let mut size = if rng.chance(10) { 0 } else { rng.range(-200, 200) };
+            if extremes && rng.chance(2) {
+                size = if rng.chance(50) {
+                    i64::MAX - rng.range(0, 1_000)
+                } else {
+                    i64::MIN + rng.range(0, 1_000)
+                };
+            }
+            acct.positions.push(crate::Position {
+                market,
+                size,
+                open_buy: if size == 0 { rng.range(1, 20) } else { 0 },
+                isolated: rng.chance(5),
+                ..crate::Position::default()
+            });
+        }
+        state.accounts.insert(AccountId(a), acct);
+    }
+    state
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
