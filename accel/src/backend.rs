@@ -1,10 +1,12 @@
 //! The verification backends, start-up calibration and automatic selection.
 
+use crate::gpu::{GpuInfo, GpuVerifier};
 use crate::{AccelError, SigItem};
 use ed25519_zebra::{Signature, VerificationKey, VerificationKeyBytes, batch};
 use rayon::prelude::*;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A verification backend.
@@ -16,7 +18,9 @@ pub enum Backend {
     Batch,
     /// Batches across all cores (rayon).
     Parallel,
-    /// The GPU (issue 7).
+    /// The GPU: the CUDA ed25519 kernel of `bastion-kernels`, compiled with NVRTC for the device
+    /// and run over two streams (see [`GpuVerifier`]). Needs the NVIDIA driver and NVRTC at run
+    /// time; without them asking for it is a clear [`AccelError::Unavailable`].
     Gpu,
 }
 
@@ -174,7 +178,7 @@ impl Verifier for Batch {
 /// fixed cost dominates and splitting loses.
 const PARALLEL_CHUNK_MIN: usize = 32;
 
-struct Parallel;
+pub(crate) struct Parallel;
 
 impl Verifier for Parallel {
     fn backend(&self) -> Backend {
@@ -192,16 +196,15 @@ impl Verifier for Parallel {
     }
 }
 
-/// A verifier for one backend. The GPU backend arrives with issue 7.
+/// A verifier for one backend. `Gpu` opens GPU 0 and compiles (or takes from the kernel cache)
+/// its kernel; without an NVIDIA driver, a GPU or NVRTC it is a clear
+/// [`AccelError::Unavailable`] saying which is missing.
 pub fn verifier(backend: Backend) -> Result<Box<dyn Verifier>, AccelError> {
     match backend {
         Backend::Scalar => Ok(Box::new(Scalar)),
         Backend::Batch => Ok(Box::new(Batch)),
         Backend::Parallel => Ok(Box::new(Parallel)),
-        Backend::Gpu => Err(AccelError::Unavailable {
-            backend,
-            reason: "the GPU backend is not built yet (issue 7); use scalar, batch, parallel or auto".into(),
-        }),
+        Backend::Gpu => Ok(Box::new(GpuVerifier::open(0)?)),
     }
 }
 
@@ -252,27 +255,77 @@ impl Selection {
 }
 
 /// What start-up calibration measured and decided.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Calibration {
     /// From this batch size on, `batch` beats `scalar`.
     pub batch_from: usize,
     /// From this batch size on, `parallel` beats `batch`.
     pub parallel_from: usize,
-    /// `(backend, batch size, signatures per second)` as measured.
+    /// `(backend, batch size, signatures per second)` as measured for the CPU backends.
     pub samples: Vec<(Backend, usize, f64)>,
+    /// From this batch size on, the GPU beats `parallel`; `usize::MAX` without a GPU (or when it
+    /// never wins).
+    pub gpu_from: usize,
+    /// The GPU verifier calibration opened (shared with [`Auto`]), or `None`.
+    pub gpu: Option<Arc<GpuVerifier>>,
+    /// Why there is no GPU, when `gpu` is `None` after [`calibrate`].
+    pub gpu_unavailable: Option<String>,
+    /// `(backend, batch size, signatures per second)` of the GPU and of `parallel` at the GPU's
+    /// calibration sizes ([`GPU_CALIBRATION_SIZES`]); empty without a GPU.
+    pub gpu_samples: Vec<(Backend, usize, f64)>,
+}
+
+impl Calibration {
+    /// The GPU calibration found, if any.
+    pub fn gpu_info(&self) -> Option<&GpuInfo> {
+        self.gpu.as_deref().map(GpuVerifier::info)
+    }
+}
+
+impl PartialEq for Calibration {
+    /// Field by field; GPUs compare by what they are ([`GpuInfo`]).
+    fn eq(&self, other: &Self) -> bool {
+        self.batch_from == other.batch_from
+            && self.parallel_from == other.parallel_from
+            && self.samples == other.samples
+            && self.gpu_from == other.gpu_from
+            && self.gpu_info() == other.gpu_info()
+            && self.gpu_unavailable == other.gpu_unavailable
+            && self.gpu_samples == other.gpu_samples
+    }
 }
 
 impl Default for Calibration {
     /// The crossovers measured on the 2-core development VM, for when there is no time to
-    /// calibrate.
+    /// calibrate; no GPU.
     fn default() -> Self {
-        Calibration { batch_from: 4, parallel_from: 128, samples: Vec::new() }
+        Calibration {
+            batch_from: 4,
+            parallel_from: 128,
+            samples: Vec::new(),
+            gpu_from: usize::MAX,
+            gpu: None,
+            gpu_unavailable: None,
+            gpu_samples: Vec::new(),
+        }
     }
 }
 
+/// The batch sizes at which calibration measures the GPU against `parallel`.
+pub const GPU_CALIBRATION_SIZES: [usize; 5] = [256, 1024, 4096, 16384, 65536];
+
+/// Rounds each GPU calibration point runs at least (the first includes one-time costs such as
+/// buffer allocation).
+const GPU_CALIBRATION_ROUNDS: u32 = 3;
+
 /// Deterministic valid signatures for calibration (keys from a counter; nothing secret).
 fn calibration_items(n: usize) -> Vec<crate::OwnedSigItem> {
-    (0..n)
+    calibration_items_range(0..n)
+}
+
+/// Calibration items `range` (item i is the same whatever the range).
+fn calibration_items_range(range: std::ops::Range<usize>) -> Vec<crate::OwnedSigItem> {
+    range
         .map(|i| {
             let mut seed = [0u8; 32];
             seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
@@ -286,9 +339,56 @@ fn calibration_items(n: usize) -> Vec<crate::OwnedSigItem> {
         .collect()
 }
 
+/// Signatures per second of `v` on `items`: at least `min_rounds` rounds, then as many as fit
+/// `time`.
+fn measure(
+    v: &dyn Verifier,
+    items: &[SigItem<'_>],
+    min_rounds: u32,
+    time: Duration,
+    out: &mut Vec<bool>,
+) -> f64 {
+    let start = Instant::now();
+    let mut sigs = 0usize;
+    let mut rounds = 0u32;
+    loop {
+        v.verify_into(items, out);
+        sigs = sigs.saturating_add(items.len());
+        rounds = rounds.saturating_add(1);
+        if rounds >= min_rounds && start.elapsed() >= time {
+            break;
+        }
+    }
+    sigs as f64 / start.elapsed().as_secs_f64().max(1e-9)
+}
+
+/// The smallest of `sizes` from which `winner` is ahead of `loser` by 5% at every larger size
+/// measured in `samples`; `usize::MAX` if there is none. A single noisy crossing must not switch
+/// backends.
+fn sustained_win(
+    samples: &[(Backend, usize, f64)],
+    sizes: &[usize],
+    winner: Backend,
+    loser: Backend,
+) -> usize {
+    let rate = |b: Backend, n: usize| samples.iter().find(|(sb, sn, _)| *sb == b && *sn == n).map(|s| s.2);
+    let ahead = |n: usize| rate(winner, n).zip(rate(loser, n)).is_some_and(|(w, l)| w > l * 1.05);
+    sizes
+        .iter()
+        .enumerate()
+        .find(|(i, _)| sizes.get(*i..).unwrap_or(&[]).iter().all(|&n| ahead(n)))
+        .map_or(usize::MAX, |(_, &n)| n)
+}
+
 /// Measures the CPU backends on valid signatures at a few batch sizes within about `budget`
 /// and finds the crossovers: a backend's threshold is the smallest size from which it beats the
 /// backend below it by at least 5% at every larger size measured (never, if it does not).
+///
+/// Then, when GPU 0 opens (driver, device and NVRTC present; the kernel is compiled on first use
+/// and cached on disk), it measures the GPU against `parallel` at [`GPU_CALIBRATION_SIZES`]
+/// (valid signatures, at least three rounds per point, about `budget` more in all) and sets
+/// `gpu_from` by the same rule. A GPU that fell back to the CPU during calibration is not used.
+/// Without a GPU `gpu_from` is `usize::MAX` and `gpu_unavailable` says why.
 pub fn calibrate(budget: Duration) -> Calibration {
     const SIZES: [usize; 7] = [1, 4, 16, 32, 64, 128, 256];
     let owned = calibration_items(256);
@@ -300,52 +400,89 @@ pub fn calibrate(budget: Duration) -> Calibration {
         let slice = items.get(..size).unwrap_or(&items);
         for backend in Backend::CPU {
             let Ok(v) = verifier(backend) else { continue };
-            let start = Instant::now();
-            let mut sigs = 0usize;
             // At least one round, then as many as fit the time allowed for this point.
-            loop {
-                v.verify_into(slice, &mut out);
-                sigs = sigs.saturating_add(slice.len());
-                if start.elapsed() >= per_point {
-                    break;
-                }
-            }
-            let rate = sigs as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            samples.push((backend, size, rate));
+            samples.push((backend, size, measure(v.as_ref(), slice, 1, per_point, &mut out)));
         }
     }
-    let rate = |b: Backend, n: usize| samples.iter().find(|(sb, sn, _)| *sb == b && *sn == n).map(|s| s.2);
-    // The threshold is the smallest size from which the winner is ahead by a margin at every
-    // larger size measured: a single noisy crossing must not switch backends.
-    let sustained_win = |winner: Backend, loser: Backend| -> usize {
-        let ahead = |n: usize| rate(winner, n).zip(rate(loser, n)).is_some_and(|(w, l)| w > l * 1.05);
-        SIZES
-            .iter()
-            .enumerate()
-            .find(|(i, _)| SIZES.get(*i..).unwrap_or(&[]).iter().all(|&n| ahead(n)))
-            .map_or(usize::MAX, |(_, &n)| n)
-    };
-    Calibration {
-        batch_from: sustained_win(Backend::Batch, Backend::Scalar),
-        parallel_from: sustained_win(Backend::Parallel, Backend::Batch),
+    let mut c = Calibration {
+        batch_from: sustained_win(&samples, &SIZES, Backend::Batch, Backend::Scalar),
+        parallel_from: sustained_win(&samples, &SIZES, Backend::Parallel, Backend::Batch),
         samples,
+        ..Calibration::default()
+    };
+    match GpuVerifier::open(0) {
+        Ok(gpu) => calibrate_gpu(&mut c, Arc::new(gpu), budget),
+        Err(e) => c.gpu_unavailable = Some(e.to_string()),
     }
+    c
+}
+
+/// The GPU half of [`calibrate`].
+fn calibrate_gpu(c: &mut Calibration, gpu: Arc<GpuVerifier>, budget: Duration) {
+    let largest = GPU_CALIBRATION_SIZES.iter().copied().max().unwrap_or(0);
+    let owned = calibration_items_parallel(largest);
+    let items: Vec<SigItem<'_>> = owned.iter().map(|o| o.as_item()).collect();
+    let per_point = budget / u32::try_from(GPU_CALIBRATION_SIZES.len() * 2).unwrap_or(u32::MAX);
+    let fallbacks_before = gpu.fallbacks();
+    let mut out = Vec::new();
+    for &size in &GPU_CALIBRATION_SIZES {
+        let slice = items.get(..size).unwrap_or(&items);
+        let g = measure(gpu.as_ref(), slice, GPU_CALIBRATION_ROUNDS, per_point, &mut out);
+        if out.iter().any(|v| !v) {
+            c.gpu_unavailable = Some(format!("{}: rejected a valid calibration signature", gpu.info()));
+            return;
+        }
+        c.gpu_samples.push((Backend::Gpu, size, g));
+        let p = measure(&Parallel, slice, GPU_CALIBRATION_ROUNDS, per_point, &mut out);
+        c.gpu_samples.push((Backend::Parallel, size, p));
+    }
+    if gpu.fallbacks() != fallbacks_before {
+        c.gpu_unavailable = Some(format!("{}: fell back to the CPU during calibration", gpu.info()));
+        return;
+    }
+    c.gpu_from = sustained_win(&c.gpu_samples, &GPU_CALIBRATION_SIZES, Backend::Gpu, Backend::Parallel);
+    c.gpu = Some(gpu);
+}
+
+/// [`calibration_items`], signed on all cores (GPU calibration needs tens of thousands).
+fn calibration_items_parallel(n: usize) -> Vec<crate::OwnedSigItem> {
+    let chunk = 1024;
+    (0..n.div_ceil(chunk))
+        .into_par_iter()
+        .flat_map_iter(|c| {
+            let start = c * chunk;
+            calibration_items_range(start..(start + chunk).min(n))
+        })
+        .collect()
 }
 
 /// Chooses the backend per call by its size, using a [`Calibration`].
 pub struct Auto {
     batch_from: usize,
     parallel_from: usize,
+    gpu_from: usize,
+    gpu: Option<Arc<GpuVerifier>>,
 }
 
 impl Auto {
-    /// Dispatch by the calibration's crossovers.
+    /// Dispatch by the calibration's crossovers; the GPU (when calibration opened one and it
+    /// wins somewhere) takes every call of at least `gpu_from` items.
     pub fn new(c: &Calibration) -> Auto {
-        Auto { batch_from: c.batch_from, parallel_from: c.parallel_from }
+        let gpu = c.gpu.clone().filter(|_| c.gpu_from != usize::MAX);
+        Auto {
+            batch_from: c.batch_from,
+            parallel_from: c.parallel_from,
+            gpu_from: if gpu.is_some() { c.gpu_from } else { usize::MAX },
+            gpu,
+        }
     }
 
-    fn pick(&self, n: usize) -> &'static dyn Verifier {
-        if n >= self.parallel_from {
+    fn pick(&self, n: usize) -> &dyn Verifier {
+        if let Some(gpu) = self.gpu.as_deref()
+            && n >= self.gpu_from
+        {
+            gpu
+        } else if n >= self.parallel_from {
             &Parallel
         } else if n >= self.batch_from {
             &Batch
@@ -367,7 +504,11 @@ impl Verifier for Auto {
 
 impl fmt::Debug for Auto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Auto {{ batch_from: {}, parallel_from: {} }}", self.batch_from, self.parallel_from)
+        write!(
+            f,
+            "Auto {{ batch_from: {}, parallel_from: {}, gpu_from: {} }}",
+            self.batch_from, self.parallel_from, self.gpu_from
+        )
     }
 }
 
@@ -386,7 +527,12 @@ mod tests {
             let bad: Vec<usize> = got.iter().enumerate().filter(|(_, v)| !**v).map(|(i, _)| i).collect();
             assert_eq!(bad, vec![17, 33], "{b}");
         }
-        assert!(matches!(verifier(Backend::Gpu), Err(AccelError::Unavailable { .. })));
+        // The GPU verifier where there is one, a clear error elsewhere.
+        match (verifier(Backend::Gpu), crate::gpu_probe(0)) {
+            (Ok(v), Ok(_)) => assert_eq!(v.backend(), Backend::Gpu),
+            (Err(AccelError::Unavailable { backend: Backend::Gpu, .. }), _) => {}
+            (other, probe) => panic!("verifier(gpu): {:?} with probe {probe:?}", other.map(|v| v.backend())),
+        }
     }
 
     #[test]
@@ -398,7 +544,9 @@ mod tests {
             Selection::Fixed(Backend::Parallel).build(Duration::ZERO).unwrap().backend(),
             Backend::Parallel
         );
-        assert!(Selection::Fixed(Backend::Gpu).build(Duration::ZERO).is_err());
+        if crate::gpu_probe(0).is_err() {
+            assert!(Selection::Fixed(Backend::Gpu).build(Duration::ZERO).is_err());
+        }
         assert!(Selection::Auto.build(Duration::from_millis(30)).is_ok());
     }
 
