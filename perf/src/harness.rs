@@ -13,12 +13,25 @@ pub struct Ctx {
     pub quick: bool,
     /// Seed for every random stream in the suite.
     pub seed: u64,
+    /// `--backend`, for the suites that measure several (none: the suite's default).
+    pub backend: Option<String>,
 }
 
 impl Ctx {
     /// `full` in a normal run, `quick` with `--quick`.
     pub fn size(&self, full: u64, quick: u64) -> u64 {
         if self.quick { quick } else { full }
+    }
+
+    /// The `--backend` asked for, lower case, or `default`; an error names the choices when it
+    /// is not one of `allowed`.
+    pub fn backend(&self, default: &str, allowed: &[&str]) -> Result<String, String> {
+        let b = self.backend.as_deref().unwrap_or(default).trim().to_ascii_lowercase();
+        if allowed.contains(&b.as_str()) {
+            Ok(b)
+        } else {
+            Err(format!("unknown --backend '{b}' for this suite; choose one of: {}", allowed.join(", ")))
+        }
     }
 }
 
@@ -332,7 +345,7 @@ mod tests {
 
     #[test]
     fn latency_records_every_op_and_ratio_divides() {
-        let ctx = Ctx { quick: true, seed: 1 };
+        let ctx = Ctx { quick: true, seed: 1, backend: None };
         let mut r = Report::new("t", &ctx);
         let mut calls = 0u64;
         r.push(latency("a", 10, 1000, serde_json::Value::Null, |_| {

@@ -1,6 +1,6 @@
 //! `bastion-perf`: one harness for every capability's benchmark suite.
 //!
-//! `cargo run --release -p bastion-perf -- <suite> [--quick] [--json FILE] [--seed N]`
+//! `cargo run --release -p bastion-perf -- <suite> [--quick] [--json FILE] [--seed N] [--backend B]`
 //!
 //! Each suite measures Bastion's component and a baseline or peer in the same process, and the
 //! headline figure is their ratio.
@@ -29,6 +29,10 @@ struct Args {
     /// Seed for the generated workloads.
     #[arg(long, default_value_t = 0x0BA5_7104)]
     seed: u64,
+    /// Backend for the suites that have several (`sigverify`: cpu or gpu; `risk`: cpu or gpu).
+    /// `gpu` needs an NVIDIA driver and NVRTC, and fails with the reason when either is missing.
+    #[arg(long)]
+    backend: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -50,7 +54,7 @@ fn main() -> ExitCode {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; figures are meaningless (use --release)");
     }
-    let ctx = Ctx { quick: args.quick, seed: args.seed };
+    let ctx = Ctx { quick: args.quick, seed: args.seed, backend: args.backend.clone() };
     eprintln!("suite {} ({}){}", suite.name, suite.about, if ctx.quick { " [quick]" } else { "" });
     let mut report = Report::new(suite.name, &ctx);
     let result = (suite.run)(&ctx, &mut report);
@@ -102,6 +106,9 @@ fn run_all(args: &Args) -> ExitCode {
         cmd.arg(s.name).arg("--seed").arg(args.seed.to_string()).arg("--json").arg(&out);
         if args.quick {
             cmd.arg("--quick");
+        }
+        if let Some(b) = &args.backend {
+            cmd.arg("--backend").arg(b);
         }
         match cmd.status() {
             Ok(st) if st.success() => {}

@@ -8,6 +8,7 @@ pub mod ingress;
 pub mod margin;
 pub mod matching;
 pub mod pricing;
+pub mod risk;
 pub mod sigverify;
 pub mod storage;
 
@@ -55,6 +56,11 @@ pub const ALL: &[Suite] = &[
         name: "sigverify",
         about: "ed25519 batch verification backends vs dalek single verify",
         run: sigverify::run,
+    },
+    Suite {
+        name: "risk",
+        about: "portfolio-margin screen of 1M accounts after a price move: risk kernel (host, GPU) vs the engine",
+        run: risk::run,
     },
     Suite {
         name: "consensus",
