@@ -50,7 +50,9 @@ pub use backend::{
     verifier, verify_one,
 };
 pub use cache::{CacheKey, VerifiedCache};
-pub use gpu::{CHUNK_ITEMS, GpuInfo, GpuRisk, GpuVerifier, RiskTiming, gpu_probe};
+pub use gpu::{
+    CHUNK_ITEMS, GpuInfo, GpuRisk, GpuVerifier, RiskTiming, gpu_probe, kernel_cache_dir, nvrtc_status,
+};
 pub use item::{OwnedSigItem, PUBLIC_KEY_LEN, SIGNATURE_LEN, SigItem};
 pub use stage::{Outcome, StageConfig, StageCounters, VerifyStage};
 

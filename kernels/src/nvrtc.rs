@@ -287,9 +287,10 @@ impl Nvrtc {
     /// Finds and loads NVRTC. Searched, in order: `$BASTION_NVRTC` (the library or its
     /// directory); the `nvidia/cuda_nvrtc/lib` of the pip package in the virtual environments
     /// `$VIRTUAL_ENV`, `.venv`, `../.venv`, `target/nvrtc-venv`, `../target/nvrtc-venv` (relative
-    /// to the working directory) and this crate's workspace `target/nvrtc-venv`; then the system
-    /// loader's `libnvrtc.so.12` and `libnvrtc.so`. Never panics; [`NvrtcError::NotFound`]
-    /// lists every place tried.
+    /// to the working directory) and this crate's workspace `target/nvrtc-venv`; a CUDA toolkit's
+    /// `lib64` (`$CUDA_HOME`, `$CUDA_PATH`, `/usr/local/cuda`); then the system loader's
+    /// `libnvrtc.so.12`, `libnvrtc.so.13` and `libnvrtc.so`. Never panics;
+    /// [`NvrtcError::NotFound`] lists every place tried.
     pub fn load() -> Result<Nvrtc, NvrtcError> {
         let mut tried = Vec::new();
         for candidate in candidates(&mut tried) {
@@ -525,7 +526,24 @@ fn candidates(tried: &mut Vec<String>) -> Vec<PathBuf> {
         out.extend(found);
     }
 
+    // A CUDA toolkit's own copy (GPU machines usually have one, often outside the loader's
+    // path): `$CUDA_HOME`, `$CUDA_PATH`, then /usr/local/cuda.
+    let toolkits: Vec<PathBuf> = ["CUDA_HOME", "CUDA_PATH"]
+        .iter()
+        .filter_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .chain([PathBuf::from("/usr/local/cuda")])
+        .collect();
+    for root in toolkits {
+        let dir = root.join("lib64");
+        let found = in_dir(&dir);
+        if found.is_empty() {
+            tried.push(format!("{}/libnvrtc.so*: not found", dir.display()));
+        }
+        out.extend(found);
+    }
+    // The system loader: CUDA 12's soname, CUDA 13's (same C API), and the unversioned name.
     out.push(PathBuf::from("libnvrtc.so.12"));
+    out.push(PathBuf::from("libnvrtc.so.13"));
     out.push(PathBuf::from("libnvrtc.so"));
     out
 }

@@ -181,6 +181,20 @@ pub fn gpu_probe(ordinal: usize) -> Result<GpuInfo, AccelError> {
     open_device(ordinal).map(|(_, info)| info)
 }
 
+/// Where NVRTC, the run-time CUDA C compiler the GPU backend needs, was found: `Ok("NVRTC
+/// 12.9 (PATH)")`, or why it was not (with how to install it).
+pub fn nvrtc_status() -> Result<String, String> {
+    match Nvrtc::load() {
+        Ok(n) => Ok(format!("NVRTC {}.{} ({})", n.version().0, n.version().1, n.path())),
+        Err(e) => Err(nvrtc_unavailable(&e).to_string()),
+    }
+}
+
+/// The directory compiled kernels are cached in (per architecture), if this host has one.
+pub fn kernel_cache_dir() -> Option<std::path::PathBuf> {
+    KernelCache::default_dir()
+}
+
 /// A kernel to compile and load.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct KernelSpec<'a> {

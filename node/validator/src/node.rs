@@ -239,14 +239,13 @@ impl NodeConfig {
             format!("{file}: key `ingress.backend` is {:?}; allowed: sockets, io_uring", cfg.ingress.backend)
         })?;
         let p = &cfg.pipeline;
-        match p.verifier.parse::<bastion_accel::Backend>() {
-            Ok(b) if bastion_accel::Backend::CPU.contains(&b) => {}
-            _ => {
-                return Err(format!(
-                    "{file}: key `pipeline.verifier` is {:?}; allowed: scalar, batch, parallel",
-                    p.verifier
-                ));
-            }
+        // `gpu` is accepted here and fails at start-up, naming what is missing, where no GPU
+        // opens; `auto` uses a GPU only where one opens.
+        if p.verifier.parse::<bastion_accel::Selection>().is_err() {
+            return Err(format!(
+                "{file}: key `pipeline.verifier` is {:?}; allowed: scalar, batch, parallel, auto, gpu",
+                p.verifier
+            ));
         }
         for (key, v, lo, hi) in [
             ("ring_frames", p.ring_frames, 16, 1 << 22),
@@ -735,5 +734,11 @@ mod tests {
         assert!(e.contains("genesis"), "a missing key is named: {e}");
         let e = load(&format!("{MINIMAL}worker_threads = 0\n")).unwrap_err();
         assert!(e.contains("worker_threads"), "{e}");
+        let e = load(&format!("{MINIMAL}[pipeline]\nverifier = \"fast\"\n")).unwrap_err();
+        assert!(e.contains("pipeline.verifier") && e.contains("scalar, batch, parallel, auto, gpu"), "{e}");
+        for ok in ["auto", "gpu", "Parallel"] {
+            let c = load(&format!("{MINIMAL}[pipeline]\nverifier = \"{ok}\"\n")).unwrap();
+            assert_eq!(c.pipeline.verifier, ok);
+        }
     }
 }

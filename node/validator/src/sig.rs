@@ -38,12 +38,29 @@ pub enum SigCommand {
     /// the exit code is 1 only when backends disagree on some case (or a backend is
     /// unavailable), and 2 when FILE cannot be read or is not a JSON array.
     VerifyFile(VerifyFileArgs),
+    /// Report what this host verifies with: CPU cores and curve arithmetic, the GPU (or why
+    /// there is none), NVRTC and the kernel cache, and the start-up calibration's crossovers
+    /// (the batch sizes from which `auto` switches to batch, parallel and the GPU).
+    Backends(BackendsArgs),
+}
+
+/// Inputs of `bastion sig backends`.
+#[derive(Args, Debug)]
+pub struct BackendsArgs {
+    /// Calibration budget in milliseconds (the validator's start-up uses 150 for the CPU
+    /// backends; a GPU adds about as much again, plus the kernel's first compilation).
+    #[arg(long, default_value_t = 150)]
+    calibrate_ms: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Inputs of `bastion sig verify`.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// Backend: scalar, batch, parallel, auto, gpu, or `all` (every CPU backend and auto).
+    /// Backend: scalar, batch, parallel, auto, gpu, or `all` (every CPU backend, auto, and the
+    /// GPU where one opens).
     #[arg(long, default_value = "all")]
     backend: String,
     /// Public key, 32 bytes as hex (64 hex digits).
@@ -62,7 +79,8 @@ pub struct VerifyArgs {
 pub struct VerifyFileArgs {
     /// JSON array of {"pub_key": HEX, "message": HEX, "signature": HEX}.
     file: std::path::PathBuf,
-    /// Backend: scalar, batch, parallel, auto, gpu, or `all` (every CPU backend and auto).
+    /// Backend: scalar, batch, parallel, auto, gpu, or `all` (every CPU backend, auto, and the
+    /// GPU where one opens).
     #[arg(long, default_value = "all")]
     backend: String,
 }
@@ -87,7 +105,88 @@ pub fn run(cmd: &SigCommand) -> Outcome {
     match cmd {
         SigCommand::Verify(a) => verify(a),
         SigCommand::VerifyFile(a) => verify_file(a),
+        SigCommand::Backends(a) => backends(a),
     }
+}
+
+/// A crossover for printing: `never` for `usize::MAX`.
+fn from_size(n: usize) -> String {
+    if n == usize::MAX { "never".to_owned() } else { n.to_string() }
+}
+
+fn backends(a: &BackendsArgs) -> Outcome {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let curve = bastion_accel::curve_backend();
+    let gpu = bastion_accel::gpu_probe(0);
+    let nvrtc = bastion_accel::nvrtc_status();
+    let cache = bastion_accel::kernel_cache_dir();
+    let c = bastion_accel::calibrate(Duration::from_millis(a.calibrate_ms));
+    let samples = |s: &[(Backend, usize, f64)]| -> Vec<serde_json::Value> {
+        s.iter()
+            .map(|(b, n, r)| serde_json::json!({"backend": b.name(), "batch": n, "sigs_per_s": r}))
+            .collect()
+    };
+    if a.json {
+        let v = serde_json::json!({
+            "cpu": {"cores": cores, "curve_backend": curve},
+            "gpu": match &gpu { Ok(i) => serde_json::json!({"available": true, "info": i.to_string(), "arch": i.arch()}),
+                                Err(e) => serde_json::json!({"available": false, "reason": e.to_string()}) },
+            "nvrtc": match &nvrtc { Ok(s) => serde_json::json!({"available": true, "info": s}),
+                                    Err(e) => serde_json::json!({"available": false, "reason": e}) },
+            "kernel_cache": cache.as_ref().map(|p| p.display().to_string()),
+            "calibration": {
+                "budget_ms": a.calibrate_ms,
+                "batch_from": c.batch_from,
+                "parallel_from": c.parallel_from,
+                "gpu_from": (c.gpu_from != usize::MAX).then_some(c.gpu_from),
+                "gpu_unavailable": c.gpu_unavailable,
+                "samples": samples(&c.samples),
+                "gpu_samples": samples(&c.gpu_samples),
+            },
+        });
+        return Outcome { stdout: format!("{v:#}\n"), error: None };
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "cpu     {cores} cores, curve arithmetic {curve}");
+    match &gpu {
+        Ok(i) => {
+            let _ = writeln!(out, "gpu     {i}");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "gpu     none: {e}");
+        }
+    }
+    match &nvrtc {
+        Ok(s) => {
+            let _ = writeln!(out, "nvrtc   {s}");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "nvrtc   none: {}", e.replace('\n', " "));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "cache   {}",
+        cache
+            .as_ref()
+            .map_or_else(|| "none (no HOME or XDG_CACHE_HOME)".to_owned(), |p| p.display().to_string())
+    );
+    let _ = writeln!(
+        out,
+        "auto    batch from {}, parallel from {}, gpu from {} (calibrated in {} ms)",
+        from_size(c.batch_from),
+        from_size(c.parallel_from),
+        from_size(c.gpu_from),
+        a.calibrate_ms
+    );
+    for (b, n, r) in c.samples.iter().chain(c.gpu_samples.iter()) {
+        let _ = writeln!(out, "        {:<8} @{n:<6} {r:>12.0} sigs/s", b.name());
+    }
+    if cfg!(debug_assertions) {
+        let _ =
+            writeln!(out, "note    a debug build: the rates are not representative (build with --release)");
+    }
+    Outcome { stdout: out, error: None }
 }
 
 /// One named verifier (`auto` is not a `Backend`, hence the separate name).
@@ -100,7 +199,14 @@ struct Named {
 /// an error naming the valid names (exit 2).
 fn selection(name: &str) -> Result<Vec<Selection>, (u8, String)> {
     if name.trim().eq_ignore_ascii_case("all") {
-        return Ok(Backend::CPU.iter().map(|&b| Selection::Fixed(b)).chain([Selection::Auto]).collect());
+        // The GPU joins `all` where one opens; elsewhere `all` is the CPU backends and auto.
+        let gpu = bastion_accel::gpu_probe(0).is_ok().then_some(Selection::Fixed(Backend::Gpu));
+        return Ok(Backend::CPU
+            .iter()
+            .map(|&b| Selection::Fixed(b))
+            .chain([Selection::Auto])
+            .chain(gpu)
+            .collect());
     }
     name.parse::<Selection>()
         .map(|s| vec![s])
@@ -326,6 +432,25 @@ fn verify_file(a: &VerifyFileArgs) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn backends_reports_every_part_and_json_parses() {
+        let out = run(&SigCommand::Backends(BackendsArgs { calibrate_ms: 20, json: false }));
+        assert!(out.error.is_none(), "{:?}", out.error);
+        for head in ["cpu ", "gpu ", "nvrtc ", "cache ", "auto "] {
+            assert!(out.stdout.lines().any(|l| l.starts_with(head)), "{head} missing:\n{}", out.stdout);
+        }
+        if bastion_accel::gpu_probe(0).is_err() {
+            assert!(out.stdout.contains("gpu from never"), "{}", out.stdout);
+            assert!(out.stdout.contains("libcuda"), "the reason names the driver:\n{}", out.stdout);
+        }
+        let out = run(&SigCommand::Backends(BackendsArgs { calibrate_ms: 20, json: true }));
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert!(v["cpu"]["cores"].as_u64().unwrap() >= 1);
+        assert!(v["gpu"]["available"].is_boolean());
+        assert_eq!(v["calibration"]["samples"].as_array().unwrap().len(), 21);
+    }
+
     use super::*;
 
     #[test]

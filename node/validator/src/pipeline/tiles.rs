@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Start-up calibration budget of `verifier = auto` (as `bastion sig` uses).
+pub const CALIBRATION_BUDGET: Duration = Duration::from_millis(150);
 /// Datagrams the net tile asks the ingress for per call.
 const NET_BATCH: usize = 64;
 /// How long the net tile waits for a datagram before checking for shutdown.
@@ -48,8 +50,9 @@ pub struct PipelineConfig {
     pub verify_batch: usize,
     /// Time budget of one verify call (default 5 ms).
     pub verify_budget: Duration,
-    /// Signature verification backend (default parallel).
-    pub verifier: bastion_accel::Backend,
+    /// Signature verification: a backend, or `auto` (calibrated at start-up: the CPU backends
+    /// and, where one opens, the GPU, each from the batch size where it wins). Default parallel.
+    pub verifier: bastion_accel::Selection,
     /// Mempool slots (default 262144); the caller creates the [`Mempool`] with it.
     pub mempool_max: usize,
     /// Transactions per second per account; 0 is unlimited (default 1000).
@@ -74,7 +77,7 @@ impl PipelineConfig {
             ring_frames: 16384,
             verify_batch: 256,
             verify_budget: Duration::from_millis(5),
-            verifier: bastion_accel::Backend::Parallel,
+            verifier: bastion_accel::Selection::Fixed(bastion_accel::Backend::Parallel),
             mempool_max: 262_144,
             rate_per_account: 1000,
             burst_per_account: 2000,
@@ -171,6 +174,10 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Opens the ingress and starts the net, verify and admission tiles (pinned where configured),
 /// admitting into `mempool`; `committed` gives each account's committed nonce (replays at or
 /// below it are refused). Fails if the ingress, the verifier or a pin cannot be set up.
+///
+/// With `verifier = auto` the start-up calibration runs here, within [`CALIBRATION_BUDGET`] for
+/// the CPU backends (a GPU adds as much again, and its kernel's first NVRTC compilation, about a
+/// minute, cached per architecture afterwards).
 pub fn start(
     cfg: PipelineConfig,
     mempool: Arc<Mutex<Mempool>>,
@@ -181,7 +188,23 @@ pub fn start(
     }
     let ingress = bastion_net::open(&cfg.ingress).map_err(|e| format!("ingress: {e}"))?;
     let local_addr = ingress.local_addr().map_err(|e| format!("ingress local address: {e}"))?;
-    let verifier = bastion_accel::verifier(cfg.verifier).map_err(|e| format!("verifier: {e}"))?;
+    let verifier: Box<dyn bastion_accel::Verifier> = match cfg.verifier {
+        bastion_accel::Selection::Auto => {
+            let c = bastion_accel::calibrate(CALIBRATION_BUDGET);
+            let never = |n: usize| if n == usize::MAX { "never".to_owned() } else { n.to_string() };
+            tracing::info!(
+                batch_from = %never(c.batch_from),
+                parallel_from = %never(c.parallel_from),
+                gpu_from = %never(c.gpu_from),
+                gpu = %c.gpu_info().map_or_else(|| c.gpu_unavailable.clone().unwrap_or_default(), ToString::to_string),
+                "verifier auto: calibrated"
+            );
+            Box::new(bastion_accel::Auto::new(&c))
+        }
+        bastion_accel::Selection::Fixed(b) => {
+            bastion_accel::verifier(b).map_err(|e| format!("verifier: {e}"))?
+        }
+    };
     let stage = VerifyStage::new(
         verifier,
         StageConfig { batch_size_max: cfg.verify_batch, budget: cfg.verify_budget },
@@ -783,7 +806,7 @@ mod tests {
     fn sheds_under_back_pressure_with_exact_accounting() {
         let mut cfg = config(NetBackend::Sockets);
         cfg.ring_frames = 256;
-        cfg.verifier = bastion_accel::Backend::Scalar;
+        cfg.verifier = bastion_accel::Selection::Fixed(bastion_accel::Backend::Scalar);
         cfg.mempool_max = 1000;
         let mempool = Arc::new(Mutex::new(Mempool::new(cfg.mempool_max)));
         let p = start(cfg, mempool.clone(), Arc::new(|_| 0)).unwrap();
