@@ -48,6 +48,8 @@ pub(crate) struct SweepTable {
     rows: Vec<Option<SweepMarket>>,
     /// Per non-quote asset: index price and the kept fraction (1 - haircut) in ppm.
     asset_value: Vec<Option<(i64, i64)>>,
+    /// Portfolio margin's per-market scenario repricing, filled as portfolio accounts need it.
+    scenarios: crate::options::ScenarioCache,
 }
 
 /// The sweep's fast path: collateral and maintenance from one risk row and the sweep table,
@@ -325,6 +327,16 @@ impl State {
 
     /// Health of the account's cross-margined part, with an optional hypothetical change.
     pub(crate) fn cross_health(&self, acct: &Account, overlay: Option<&Overlay>) -> R<Health> {
+        self.cross_health_cached(acct, overlay, None)
+    }
+
+    /// [`State::cross_health`], with portfolio margin reading a sweep's scenario cache.
+    fn cross_health_cached(
+        &self,
+        acct: &Account,
+        overlay: Option<&Overlay>,
+        cache: Option<&crate::options::ScenarioCache>,
+    ) -> R<Health> {
         let mut collateral = self.balances_value(acct)?;
         let mut initial: i128 = 0;
         let mut maintenance: i128 = 0;
@@ -359,7 +371,7 @@ impl State {
         if acct.portfolio && options_present {
             // Portfolio margin replaces the standard requirements when it computes; any
             // failure falls back to the standard figures above.
-            if let Ok((pim, pmm)) = crate::options::portfolio_requirement(self, acct, overlay) {
+            if let Ok((pim, pmm)) = crate::options::portfolio_requirement(self, acct, overlay, cache) {
                 initial = pim;
                 maintenance = pmm;
             }
@@ -399,7 +411,8 @@ impl State {
                 })
             })
             .collect();
-        SweepTable { rows, asset_value }
+        let scenarios = crate::options::ScenarioCache::new(rows.len());
+        SweepTable { rows, asset_value, scenarios }
     }
 
     /// Rebuilds the risk rows of every account changed so far in this block.
@@ -489,7 +502,7 @@ impl State {
     /// 64-bit fast paths. Always equal to the same fields of [`State::cross_health`].
     pub(crate) fn cross_maintenance(&self, table: &SweepTable, acct: &Account) -> R<(Micros, Micros)> {
         if acct.portfolio {
-            let h = self.cross_health(acct, None)?;
+            let h = self.cross_health_cached(acct, None, Some(&table.scenarios))?;
             return Ok((h.collateral, h.maintenance));
         }
         let quote = acct.balances.first().copied().unwrap_or(0);

@@ -132,6 +132,49 @@ pub(crate) fn portfolio_maintenance(worst_total: Micros, mm_ppm: Ppm) -> R<Micro
     mul_div_floor(worst_total, i128::from(mm_ppm), i128::from(PPM))
 }
 
+/// Each market's 31 scenario diffs ([`scenario_diff`] at the underlying's shocked spots),
+/// computed on first use and kept for one margin sweep: the sweep evaluates many portfolio
+/// accounts at the same prices, and repricing an option (Black-Scholes in Q64.64) is the
+/// expensive step, the same for every account. A row holds exactly what [`scenario_diff`]
+/// returns for each scenario, or `None` when any scenario fails (every account with a non-zero
+/// position there fails the same way when evaluated directly), so results do not depend on
+/// whether the cache is used.
+#[derive(Debug, Default)]
+pub(crate) struct ScenarioCache {
+    rows: Vec<std::cell::OnceCell<Option<[i128; PORTFOLIO_SCENARIOS]>>>,
+}
+
+impl Clone for ScenarioCache {
+    /// A fresh, empty cache of the same size (rows are recomputed on demand).
+    fn clone(&self) -> Self {
+        ScenarioCache::new(self.rows.len())
+    }
+}
+
+impl ScenarioCache {
+    /// An empty cache for market ids below `markets`.
+    pub(crate) fn new(markets: usize) -> ScenarioCache {
+        ScenarioCache { rows: (0..markets).map(|_| std::cell::OnceCell::new()).collect() }
+    }
+
+    /// Market `id`'s diff in scenario `s`, from the cache (computed for all 31 scenarios on first
+    /// use); `None` for a market outside the cache (the caller computes directly).
+    fn diff(&self, state: &State, id: MarketId, m: &crate::state::Market, s: usize) -> Option<R<i128>> {
+        let cell = self.rows.get(usize::try_from(id.0).ok()?)?;
+        let row = cell.get_or_init(|| {
+            let spot = state.underlyings.get(usize::from(m.spec.underlying.0)).map_or(0, |u| u.index);
+            let mut row = [0i128; PORTFOLIO_SCENARIOS];
+            for (slot, sc) in row.iter_mut().zip(portfolio_scenarios()) {
+                *slot = shocked_spot(spot, sc.0)
+                    .and_then(|sh| scenario_diff(m, sh, sc, state.timestamp_ms))
+                    .ok()?;
+            }
+            Some(row)
+        });
+        Some(row.as_ref().and_then(|r| r.get(s).copied()).ok_or(Reject::Overflow))
+    }
+}
+
 /// The account's cross positions with an optional hypothetical change: `(market, size, resting
 /// buys, resting sells)` in position order, the change last when it opens a new market.
 fn portfolio_sizes(acct: &Account, overlay: Option<&Overlay>) -> Vec<(MarketId, i64, i64, i64)> {
@@ -151,7 +194,11 @@ fn portfolio_sizes(acct: &Account, overlay: Option<&Overlay>) -> Vec<(MarketId, 
 /// engine's own evaluation, one account at a time; [`crate::PortfolioGrid`] lays the same
 /// computation out for many accounts at once (the GPU screen) and must agree with it bit for
 /// bit.
-pub(crate) fn portfolio_loss(state: &State, sizes: &[(MarketId, i64, i64, i64)]) -> R<(Micros, Micros)> {
+pub(crate) fn portfolio_loss(
+    state: &State,
+    sizes: &[(MarketId, i64, i64, i64)],
+    cache: Option<&ScenarioCache>,
+) -> R<(Micros, Micros)> {
     let mut underlyings: Vec<UnderlyingId> = Vec::new();
     for (mid, ..) in sizes {
         if let Some(m) = state.markets.get(mid)
@@ -169,7 +216,7 @@ pub(crate) fn portfolio_loss(state: &State, sizes: &[(MarketId, i64, i64, i64)])
             return Err(Reject::NoMarkPrice);
         }
         let mut worst: i128 = 0;
-        for sc in portfolio_scenarios() {
+        for (s, sc) in portfolio_scenarios().into_iter().enumerate() {
             let shocked = shocked_spot(spot, sc.0)?;
             let mut pnl: i128 = 0;
             for (mid, size, ..) in sizes {
@@ -177,7 +224,10 @@ pub(crate) fn portfolio_loss(state: &State, sizes: &[(MarketId, i64, i64, i64)])
                 if m.spec.underlying != u || *size == 0 {
                     continue;
                 }
-                let diff = scenario_diff(m, shocked, sc, now)?;
+                let diff = match cache.and_then(|c| c.diff(state, *mid, m, s)) {
+                    Some(d) => d?,
+                    None => scenario_diff(m, shocked, sc, now)?,
+                };
                 pnl = add(pnl, scenario_pnl(diff, *size, m.spec.lot_size_nanos)?)?;
             }
             worst = worst.max(crate::num::neg(pnl)?);
@@ -194,9 +244,10 @@ pub(crate) fn portfolio_requirement(
     state: &State,
     acct: &Account,
     overlay: Option<&Overlay>,
+    cache: Option<&ScenarioCache>,
 ) -> R<(Micros, Micros)> {
     let sizes = portfolio_sizes(acct, overlay);
-    let (worst_total, mm) = portfolio_loss(state, &sizes)?;
+    let (worst_total, mm) = portfolio_loss(state, &sizes, cache)?;
     let mut order_addon: i128 = 0;
     for (mid, size, ob, os) in &sizes {
         if *ob == 0 && *os == 0 {
@@ -219,7 +270,7 @@ impl State {
     /// evaluated (no index for an underlying, or an overflow).
     pub fn portfolio_loss(&self, id: AccountId) -> Option<R<(Micros, Micros)>> {
         let acct = self.accounts.get(&id)?;
-        Some(portfolio_loss(self, &portfolio_sizes(acct, None)))
+        Some(portfolio_loss(self, &portfolio_sizes(acct, None), None))
     }
 }
 

@@ -381,6 +381,7 @@ pub fn portfolio_state(accounts: u64, seed: u64, extra_strikes: usize, extremes:
         }
         state.accounts.insert(AccountId(a), acct);
     }
+    state.refresh_all_risk_rows();
     state
 }
 

@@ -153,3 +153,26 @@ fn grid_groups_follow_underlyings_and_losses_are_real() {
         assert_eq!(out.mm[a], out.worst[a] * 800_000 / 1_000_000);
     }
 }
+
+#[test]
+fn the_sweep_s_scenario_cache_changes_nothing() {
+    // The liquidation sweep reprices each market once per sweep (a cache) instead of once per
+    // account; every account's (collateral, maintenance) must equal the direct evaluation,
+    // including accounts whose evaluation fails (they fall back to standard margin either way).
+    let s = seed();
+    for extremes in [false, true] {
+        let state = portfolio_state(3_000, s, 4, extremes);
+        state.sweep_agrees_with_full_health().unwrap_or_else(|e| panic!("seed {s}: {e}"));
+    }
+    let mut broken = portfolio_state(3_000, s, 4, false);
+    broken.underlyings[1].index = 0;
+    let option = broken
+        .markets
+        .iter()
+        .find(|(_, m)| matches!(m.spec.kind, bastion_types::MarketKind::Option { .. }))
+        .map(|(id, _)| *id)
+        .unwrap();
+    broken.markets.get_mut(&option).unwrap().spec.risk.volatility_ppm = i64::MAX;
+    broken.sweep_agrees_with_full_health().unwrap_or_else(|e| panic!("seed {s}: {e}"));
+    assert!(broken.count_liquidatable() <= broken.accounts.len());
+}

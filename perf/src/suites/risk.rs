@@ -6,6 +6,8 @@
 //! - `engine`: the exchange engine's own evaluation, [`State::portfolio_loss`] per account (it
 //!   reprices every option position in all 31 scenarios for each account), on all cores, over
 //!   a sample of the accounts (it is the slow baseline);
+//! - `engine-sweep@1`: the engine's block sweep (`State::count_liquidatable`) over every account
+//!   on one core, which reprices each market once per sweep and reuses it for every account;
 //! - `grid-pack`: building the [`bastion_exchange::PortfolioGrid`], i.e. the per-market scenario
 //!   table (31 repricings per market, once) and the packed positions of every account;
 //! - `kernel-host@1` and `kernel-host@all`: the risk kernel's device code compiled for the host
@@ -135,6 +137,19 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
             black_box(worst);
         },
     ));
+    // The engine's own liquidation sweep over every account, one core: since this issue it
+    // reprices each market once per sweep (a cache) and reduces per account, as the grid does.
+    let mut liquidatable = 0;
+    report.push(harness::rounds(
+        "engine-sweep@1",
+        "sweep",
+        1,
+        ctx.size(3, 1),
+        accounts,
+        serde_json::json!({"accounts": accounts, "cores": 1, "what": "State::count_liquidatable (the block's margin sweep)"}),
+        |_| liquidatable = black_box(state.count_liquidatable()),
+    ));
+    report.note(format!("{liquidatable} of {accounts} accounts below maintenance after the move"));
     let mut out = RiskOutput::default();
     report.push(harness::rounds(
         "kernel-host@1",
@@ -169,6 +184,8 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     }
     report.ratio_throughput("kernel-host@all_vs_engine@all", "kernel-host@all", "engine@all");
     report.ratio_throughput("kernel-host@all_vs_kernel-host@1", "kernel-host@all", "kernel-host@1");
+    report.ratio_throughput("engine-sweep@1_vs_engine@all", "engine-sweep@1", "engine@all");
+    report.ratio_throughput("kernel-host@1_vs_engine-sweep@1", "kernel-host@1", "engine-sweep@1");
     if let Some(m) = report.get("kernel-host@all") {
         let ms = m.elapsed_ns as f64 / m.ops.max(1) as f64 * accounts as f64 / 1e6;
         report.note(format!("host kernel: {ms:.1} ms per sweep of {accounts} accounts on {threads} cores"));
