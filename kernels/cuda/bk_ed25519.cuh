@@ -21,14 +21,9 @@ static BK_HD inline int bk_ed25519_verify(const u8 pk[32], const u8 sig[64], con
     const u8* s_bytes = sig + 32;
     if (!bk_sc_is_canonical(s_bytes)) return 0;
 
-    bk_ge_p3 A, R, B, minus_A;
+    bk_ge_p3 A, R, minus_A;
     if (!bk_ge_frombytes(&A, pk)) return 0;
     if (!bk_ge_frombytes(&R, r_bytes)) return 0;
-    // The basepoint: y = 4/5, x even.
-    u8 b_bytes[32];
-    b_bytes[0] = 0x58;
-    for (int i = 1; i < 32; i++) b_bytes[i] = 0x66;
-    if (!bk_ge_frombytes(&B, b_bytes)) return 0;
 
     u8 h[64], k[32];
     bk_sha512_ctx ctx;
@@ -42,7 +37,7 @@ static BK_HD inline int bk_ed25519_verify(const u8 pk[32], const u8 sig[64], con
     // P = [k](-A) + [S]B - R, then [8]P.
     bk_ge_p3 P, P8;
     bk_ge_neg(&minus_A, &A);
-    bk_ge_double_scalarmult_vartime(&P, k, &minus_A, s_bytes, &B);
+    bk_ge_double_scalarmult_vartime(&P, k, &minus_A, s_bytes); // B: the precomputed table
     bk_ge_cached rc;
     bk_ge_p3_to_cached(&rc, &R);
     bk_ge_p1p1 t;

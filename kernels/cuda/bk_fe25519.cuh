@@ -2,9 +2,23 @@
 // 32-bit limbs of alternately 26 and 25 bits (radix 2^25.5), products in 64 bits. No 128-bit
 // integers, so the same code compiles for the host, nvcc and NVRTC.
 //
-// Bounds: the outputs of bk_fe_mul / bk_fe_sq / bk_fe_frombytes / bk_fe_carry have limbs below
-// 2^26 in absolute value (slightly above for limb 1); sums and differences of a few of them
-// stay below 2^27, which bk_fe_mul accepts (10 products of at most 38 * 2^27 * 2^27 < 2^63).
+// Bounds (the carry chain rounds to nearest, so its limbs are centred):
+// - "carried": the output of bk_fe_carry64 (bk_fe_mul, bk_fe_sq, bk_fe_sq2, bk_fe_frombytes,
+//   bk_fe_carry) has |even limb| <= 2^25 and |odd limb| <= 2^24, except limb 1, which also takes
+//   the final carry out of limb 0: |limb 1| <= 2^24 + 2^17 (that carry is at most
+//   (2^25 + 19 * 2^38) / 2^26 < 2^17 for sums below 2^63). So: |even| <= 2^25 = E1,
+//   |odd| <= 1.008 * 2^24 = O1.
+// - Every bk_fe_mul / bk_fe_sq operand in this code is a sum or difference of at most 3 carried
+//   values (e.g. X = t0 - (Z + X) in bk_ge_p2_dbl, Z = 2 Z1 + T in bk_ge_add) or a table entry
+//   (canonical limbs, even < 2^26 = 2 E1, odd < 2^25 < 2 O1), so |even| <= E = 3 * 2^25 and
+//   |odd| <= O = 3 * 1.008 * 2^24. Anything new must keep to this.
+// - 32-bit operand multiples: 19 E = 57 * 2^25 < 2^30.84 and 38 O < 115 * 2^24 < 2^30.85 fit in
+//   i32 (19 g[j] for any j, 38 f[odd] in bk_fe_sq; 2 f[i] is smaller still).
+// - 64-bit sums: the largest output sum (limb 0) of bk_fe_mul is f0 g0 plus five 38-weighted
+//   odd x odd and four 19-weighted even x even products: with E^2 = 9 * 2^50 and O^2 < 2.29 * 2^50,
+//   <= (9 + 5 * 38 * 2.29 + 4 * 19 * 9) * 2^50 < 1130 * 2^50 < 2^60.2 (other limbs are smaller);
+//   bk_fe_sq has the same sums and bk_fe_sq2 doubles them: < 2^61.2 < 2^63. bk_fe_carry64 accepts |t| < 2^62 (t + 2^25 does not overflow,
+//   carries below 2^37).
 #ifndef BK_FE25519_CUH
 #define BK_FE25519_CUH
 
@@ -67,34 +81,82 @@ static BK_HD BK_INLINE void bk_fe_neg(bk_fe* h, const bk_fe* f) {
     for (int i = 0; i < 10; i++) h->v[i] = -f->v[i];
 }
 
-// h = f * g. h may alias f or g.
+// h = f * g. h may alias f or g. ref10's schoolbook product with the factors 19 (wrap-around
+// past limb 9: 2^255 = 19 mod p) and 2 (odd x odd limbs: limb i has weight 2^ceil(25.5 i), and
+// for i, j both odd 2^ceil(25.5 i) 2^ceil(25.5 j) = 2 * 2^ceil(25.5 (i + j))) folded into the
+// operands once (19 g[j], 2 f[i], in 32 bits: see the bounds in the file header) instead of into
+// each of the 100 products: every product is one 32 x 32 -> 64-bit multiply (mul.wide.s32).
+// The sums are the old loop's, term for term, so the limbs (not only the value) are unchanged.
 static BK_HD inline void bk_fe_mul(bk_fe* h, const bk_fe* f, const bk_fe* g) {
+    i32 f0 = f->v[0], f1 = f->v[1], f2 = f->v[2], f3 = f->v[3], f4 = f->v[4];
+    i32 f5 = f->v[5], f6 = f->v[6], f7 = f->v[7], f8 = f->v[8], f9 = f->v[9];
+    i32 g0 = g->v[0], g1 = g->v[1], g2 = g->v[2], g3 = g->v[3], g4 = g->v[4];
+    i32 g5 = g->v[5], g6 = g->v[6], g7 = g->v[7], g8 = g->v[8], g9 = g->v[9];
+    i32 g1_19 = 19 * g1, g2_19 = 19 * g2, g3_19 = 19 * g3, g4_19 = 19 * g4;
+    i32 g5_19 = 19 * g5, g6_19 = 19 * g6, g7_19 = 19 * g7, g8_19 = 19 * g8, g9_19 = 19 * g9;
+    i32 f1_2 = 2 * f1, f3_2 = 2 * f3, f5_2 = 2 * f5, f7_2 = 2 * f7, f9_2 = 2 * f9;
     i64 t[10];
-    for (int i = 0; i < 10; i++) t[i] = 0;
-    for (int i = 0; i < 10; i++) {
-        for (int j = 0; j < 10; j++) {
-            // Limb i has weight 2^ceil(25.5 i); the product of two odd limbs carries an extra 2.
-            i64 m = (i64)f->v[i] * (i64)g->v[j];
-            if (i & j & 1) m *= 2;
-            if (i + j >= 10) {
-                t[i + j - 10] += m * 19;
-            } else {
-                t[i + j] += m;
-            }
-        }
+    t[0] = (i64)f0 * g0 + (i64)f1_2 * g9_19 + (i64)f2 * g8_19 + (i64)f3_2 * g7_19 + (i64)f4 * g6_19 +
+             (i64)f5_2 * g5_19 + (i64)f6 * g4_19 + (i64)f7_2 * g3_19 + (i64)f8 * g2_19 +
+             (i64)f9_2 * g1_19;
+    t[1] = (i64)f0 * g1 + (i64)f1 * g0 + (i64)f2 * g9_19 + (i64)f3 * g8_19 + (i64)f4 * g7_19 +
+             (i64)f5 * g6_19 + (i64)f6 * g5_19 + (i64)f7 * g4_19 + (i64)f8 * g3_19 + (i64)f9 * g2_19;
+    t[2] = (i64)f0 * g2 + (i64)f1_2 * g1 + (i64)f2 * g0 + (i64)f3_2 * g9_19 + (i64)f4 * g8_19 +
+             (i64)f5_2 * g7_19 + (i64)f6 * g6_19 + (i64)f7_2 * g5_19 + (i64)f8 * g4_19 +
+             (i64)f9_2 * g3_19;
+    t[3] = (i64)f0 * g3 + (i64)f1 * g2 + (i64)f2 * g1 + (i64)f3 * g0 + (i64)f4 * g9_19 + (i64)f5 * g8_19 +
+             (i64)f6 * g7_19 + (i64)f7 * g6_19 + (i64)f8 * g5_19 + (i64)f9 * g4_19;
+    t[4] = (i64)f0 * g4 + (i64)f1_2 * g3 + (i64)f2 * g2 + (i64)f3_2 * g1 + (i64)f4 * g0 +
+             (i64)f5_2 * g9_19 + (i64)f6 * g8_19 + (i64)f7_2 * g7_19 + (i64)f8 * g6_19 +
+             (i64)f9_2 * g5_19;
+    t[5] = (i64)f0 * g5 + (i64)f1 * g4 + (i64)f2 * g3 + (i64)f3 * g2 + (i64)f4 * g1 + (i64)f5 * g0 +
+             (i64)f6 * g9_19 + (i64)f7 * g8_19 + (i64)f8 * g7_19 + (i64)f9 * g6_19;
+    t[6] = (i64)f0 * g6 + (i64)f1_2 * g5 + (i64)f2 * g4 + (i64)f3_2 * g3 + (i64)f4 * g2 + (i64)f5_2 * g1 +
+             (i64)f6 * g0 + (i64)f7_2 * g9_19 + (i64)f8 * g8_19 + (i64)f9_2 * g7_19;
+    t[7] = (i64)f0 * g7 + (i64)f1 * g6 + (i64)f2 * g5 + (i64)f3 * g4 + (i64)f4 * g3 + (i64)f5 * g2 +
+             (i64)f6 * g1 + (i64)f7 * g0 + (i64)f8 * g9_19 + (i64)f9 * g8_19;
+    t[8] = (i64)f0 * g8 + (i64)f1_2 * g7 + (i64)f2 * g6 + (i64)f3_2 * g5 + (i64)f4 * g4 + (i64)f5_2 * g3 +
+             (i64)f6 * g2 + (i64)f7_2 * g1 + (i64)f8 * g0 + (i64)f9_2 * g9_19;
+    t[9] = (i64)f0 * g9 + (i64)f1 * g8 + (i64)f2 * g7 + (i64)f3 * g6 + (i64)f4 * g5 + (i64)f5 * g4 +
+             (i64)f6 * g3 + (i64)f7 * g2 + (i64)f8 * g1 + (i64)f9 * g0;
+    bk_fe_carry64(h, t);
+}
+
+// h = f^2 (times 2 when dbl is set): ref10's squaring, 55 distinct products instead of 100
+// (f[i] f[j] and f[j] f[i] taken once, through 2 f[i]). Same sums as bk_fe_mul(h, f, f), hence
+// the same limbs; for 2 f^2 the sums are doubled before the carry (bounds: file header).
+static BK_HD BK_INLINE void bk_fe_sq_impl(bk_fe* h, const bk_fe* f, int dbl) {
+    i32 f0 = f->v[0], f1 = f->v[1], f2 = f->v[2], f3 = f->v[3], f4 = f->v[4];
+    i32 f5 = f->v[5], f6 = f->v[6], f7 = f->v[7], f8 = f->v[8], f9 = f->v[9];
+    i32 f0_2 = 2 * f0, f1_2 = 2 * f1, f2_2 = 2 * f2, f3_2 = 2 * f3;
+    i32 f4_2 = 2 * f4, f5_2 = 2 * f5, f6_2 = 2 * f6, f7_2 = 2 * f7;
+    i32 f5_38 = 38 * f5, f6_19 = 19 * f6, f7_38 = 38 * f7, f8_19 = 19 * f8, f9_38 = 38 * f9;
+    i64 t[10];
+    t[0] = (i64)f0 * f0 + (i64)f1_2 * f9_38 + (i64)f2_2 * f8_19 + (i64)f3_2 * f7_38 + (i64)f4_2 * f6_19 +
+             (i64)f5 * f5_38;
+    t[1] = (i64)f0 * f1_2 + (i64)f2 * f9_38 + (i64)f3_2 * f8_19 + (i64)f4 * f7_38 + (i64)f5_2 * f6_19;
+    t[2] = (i64)f0 * f2_2 + (i64)f1 * f1_2 + (i64)f3_2 * f9_38 + (i64)f4_2 * f8_19 + (i64)f5_2 * f7_38 +
+             (i64)f6 * f6_19;
+    t[3] = (i64)f0 * f3_2 + (i64)f1 * f2_2 + (i64)f4 * f9_38 + (i64)f5_2 * f8_19 + (i64)f6 * f7_38;
+    t[4] = (i64)f0 * f4_2 + (i64)f1_2 * f3_2 + (i64)f2 * f2 + (i64)f5_2 * f9_38 + (i64)f6_2 * f8_19 +
+             (i64)f7 * f7_38;
+    t[5] = (i64)f0 * f5_2 + (i64)f1 * f4_2 + (i64)f2 * f3_2 + (i64)f6 * f9_38 + (i64)f7_2 * f8_19;
+    t[6] = (i64)f0 * f6_2 + (i64)f1_2 * f5_2 + (i64)f2 * f4_2 + (i64)f3 * f3_2 + (i64)f7_2 * f9_38 +
+             (i64)f8 * f8_19;
+    t[7] = (i64)f0 * f7_2 + (i64)f1 * f6_2 + (i64)f2 * f5_2 + (i64)f3 * f4_2 + (i64)f8 * f9_38;
+    t[8] = (i64)f0_2 * f8 + (i64)f1_2 * f7_2 + (i64)f2 * f6_2 + (i64)f3_2 * f5_2 + (i64)f4 * f4 +
+             (i64)f9 * f9_38;
+    t[9] = (i64)f0_2 * f9 + (i64)f1_2 * f8 + (i64)f2 * f7_2 + (i64)f3 * f6_2 + (i64)f4 * f5_2;
+    if (dbl) {
+        for (int i = 0; i < 10; i++) t[i] += t[i];
     }
     bk_fe_carry64(h, t);
 }
 
-static BK_HD BK_INLINE void bk_fe_sq(bk_fe* h, const bk_fe* f) { bk_fe_mul(h, f, f); }
+static BK_HD inline void bk_fe_sq(bk_fe* h, const bk_fe* f) { bk_fe_sq_impl(h, f, 0); }
 
 // h = 2 * f^2.
-static BK_HD BK_INLINE void bk_fe_sq2(bk_fe* h, const bk_fe* f) {
-    bk_fe t;
-    bk_fe_mul(&t, f, f);
-    bk_fe_add(&t, &t, &t);
-    bk_fe_carry(h, &t);
-}
+static BK_HD inline void bk_fe_sq2(bk_fe* h, const bk_fe* f) { bk_fe_sq_impl(h, f, 1); }
 
 // h = f^(2^k), k >= 1.
 static BK_HD BK_INLINE void bk_fe_sqn(bk_fe* h, const bk_fe* f, int k) {

@@ -52,7 +52,16 @@ static BK_HD BK_INLINE void bk_store64_be(u8* p, u64 v) {
     }
 }
 
-static BK_HD inline void bk_sha512_compress(u64 h[8], const u8* block) {
+// BK_NOINLINE: one out-of-line copy on the device. bk_sha512_compress has four call sites
+// (update twice, final twice) and each inlined copy of its 80 rounds was several thousand PTX
+// instructions; a call costs a few instructions against ~80 x 40 per block.
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define BK_NOINLINE __noinline__
+#else
+#define BK_NOINLINE
+#endif
+
+static BK_HD BK_NOINLINE void bk_sha512_compress(u64 h[8], const u8* block) {
     u64 w[16];
     for (int i = 0; i < 16; i++) w[i] = bk_load64_be(block + 8 * i);
     u64 a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];

@@ -10,6 +10,7 @@ pub const HEADERS: &[(&str, &str)] = &[
     ("bk_common.cuh", include_str!("../cuda/bk_common.cuh")),
     ("bk_sha512.cuh", include_str!("../cuda/bk_sha512.cuh")),
     ("bk_fe25519.cuh", include_str!("../cuda/bk_fe25519.cuh")),
+    ("bk_ed25519_btable.cuh", include_str!("../cuda/bk_ed25519_btable.cuh")),
     ("bk_ge25519.cuh", include_str!("../cuda/bk_ge25519.cuh")),
     ("bk_sc25519.cuh", include_str!("../cuda/bk_sc25519.cuh")),
     ("bk_ed25519.cuh", include_str!("../cuda/bk_ed25519.cuh")),
