@@ -423,3 +423,25 @@ fn basepoint_table_every_entry_both_signs() {
     assert_eq!(seen[128][0], 0, "a digit of +128 below the top");
     eprintln!("basepoint table: every entry with both signs after {n} valid signatures");
 }
+
+/// The committed basepoint table is exactly what its generator writes (so nobody edits it by
+/// hand, and the generator stays the source of truth).
+#[test]
+fn basepoint_table_is_what_the_generator_writes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out =
+        match std::process::Command::new("python3").arg(root.join("tools/gen_ed25519_btable.py")).output() {
+            Ok(o) => o,
+            Err(e) => {
+                assert!(std::env::var_os("CI").is_none(), "python3 is needed in CI: {e}");
+                println!("skipping: python3 not runnable ({e})");
+                return;
+            }
+        };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let committed = std::fs::read(root.join("cuda/bk_ed25519_btable.cuh")).unwrap();
+    assert!(
+        out.stdout == committed,
+        "cuda/bk_ed25519_btable.cuh differs from what tools/gen_ed25519_btable.py writes"
+    );
+}

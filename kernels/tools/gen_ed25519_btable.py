@@ -7,7 +7,8 @@ Exact integer arithmetic only (Python ints). Run from the repository root:
 
     python3 kernels/tools/gen_ed25519_btable.py > kernels/cuda/bk_ed25519_btable.cuh
 
-kernels/tests/ed25519_host.rs checks the committed table against the kernel's own slow path.
+kernels/tests/ed25519_host.rs checks that this script reproduces the committed header byte for
+byte, and verifies signatures that use every entry with both signs against ed25519-zebra.
 """
 
 P = 2**255 - 19
