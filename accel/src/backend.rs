@@ -1,6 +1,6 @@
 //! The verification backends, start-up calibration and automatic selection.
 
-use crate::gpu::{GpuInfo, GpuVerifier};
+use crate::gpu::{GpuInfo, GpuVerifier, HashOn};
 use crate::{AccelError, SigItem};
 use ed25519_zebra::{Signature, VerificationKey, VerificationKeyBytes, batch};
 use rayon::prelude::*;
@@ -273,6 +273,9 @@ pub struct Calibration {
     /// `(backend, batch size, signatures per second)` of the GPU and of `parallel` at the GPU's
     /// calibration sizes ([`GPU_CALIBRATION_SIZES`]); empty without a GPU.
     pub gpu_samples: Vec<(Backend, usize, f64)>,
+    /// The GPU's signatures per second at the largest calibration size with the challenge hashed
+    /// on the device and on the host; the faster mode is the one the GPU verifier keeps.
+    pub gpu_hash_rates: Vec<(HashOn, f64)>,
 }
 
 impl Calibration {
@@ -292,6 +295,7 @@ impl PartialEq for Calibration {
             && self.gpu_info() == other.gpu_info()
             && self.gpu_unavailable == other.gpu_unavailable
             && self.gpu_samples == other.gpu_samples
+            && self.gpu_hash_rates == other.gpu_hash_rates
     }
 }
 
@@ -307,6 +311,7 @@ impl Default for Calibration {
             gpu: None,
             gpu_unavailable: None,
             gpu_samples: Vec::new(),
+            gpu_hash_rates: Vec::new(),
         }
     }
 }
@@ -425,6 +430,20 @@ fn calibrate_gpu(c: &mut Calibration, gpu: Arc<GpuVerifier>, budget: Duration) {
     let per_point = budget / u32::try_from(GPU_CALIBRATION_SIZES.len() * 2).unwrap_or(u32::MAX);
     let fallbacks_before = gpu.fallbacks();
     let mut out = Vec::new();
+    // Where to compute the challenges: both modes at the largest size, the faster one kept for
+    // the crossover measurements and for the verifier's life.
+    for mode in [HashOn::Device, HashOn::Host] {
+        gpu.set_hash_on(mode);
+        let r = measure(gpu.as_ref(), &items, GPU_CALIBRATION_ROUNDS, per_point, &mut out);
+        if out.iter().any(|v| !v) {
+            c.gpu_unavailable =
+                Some(format!("{}: rejected a valid calibration signature hashing on the {mode}", gpu.info()));
+            return;
+        }
+        c.gpu_hash_rates.push((mode, r));
+    }
+    let faster = c.gpu_hash_rates.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map_or(HashOn::Device, |r| r.0);
+    gpu.set_hash_on(faster);
     for &size in &GPU_CALIBRATION_SIZES {
         let slice = items.get(..size).unwrap_or(&items);
         let g = measure(gpu.as_ref(), slice, GPU_CALIBRATION_ROUNDS, per_point, &mut out);

@@ -51,7 +51,8 @@ pub use backend::{
 };
 pub use cache::{CacheKey, VerifiedCache};
 pub use gpu::{
-    CHUNK_ITEMS, GpuInfo, GpuRisk, GpuVerifier, RiskTiming, gpu_probe, kernel_cache_dir, nvrtc_status,
+    CHUNK_ITEMS, GpuInfo, GpuRisk, GpuVerifier, HashOn, RiskTiming, challenge, gpu_probe, kernel_cache_dir,
+    nvrtc_status,
 };
 pub use item::{OwnedSigItem, PUBLIC_KEY_LEN, SIGNATURE_LEN, SigItem};
 pub use stage::{Outcome, StageConfig, StageCounters, VerifyStage};

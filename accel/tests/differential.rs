@@ -303,7 +303,59 @@ fn verifiers() -> Vec<(String, Box<dyn Verifier>)> {
         .collect();
     assert_eq!(vs.len(), 3, "three CPU backends");
     vs.push(("auto".to_owned(), Box::new(Auto::new(&calibrate(Duration::from_millis(200))))));
+    // The GPU kernels' device code built for the host, in both of the GPU backend's modes: the
+    // challenge hashed by the kernel, and hashed by the backend on the host (`challenge`).
+    vs.push(("gpu-code-device-hash".to_owned(), Box::new(GpuCode { host_hash: false })));
+    vs.push(("gpu-code-host-hash".to_owned(), Box::new(GpuCode { host_hash: true })));
     vs
+}
+
+/// The GPU backend's kernels run on the CPU (their host build in `bastion-kernels`).
+struct GpuCode {
+    host_hash: bool,
+}
+
+impl Verifier for GpuCode {
+    fn backend(&self) -> Backend {
+        Backend::Gpu
+    }
+    fn verify_into(&self, items: &[SigItem<'_>], out: &mut Vec<bool>) {
+        if self.host_hash {
+            let ks: Vec<[u8; 32]> = items.iter().map(bastion_accel::challenge).collect();
+            let packed: Vec<(&[u8; 32], &[u8; 64], &[u8; 32])> =
+                items.iter().zip(&ks).map(|(it, k)| (it.public_key, it.signature, k)).collect();
+            bastion_kernels::host::verify_prehashed_batch(&packed, out);
+        } else {
+            let packed: Vec<(&[u8; 32], &[u8; 64], &[u8])> =
+                items.iter().map(|it| (it.public_key, it.signature, it.message)).collect();
+            bastion_kernels::host::verify_batch(&packed, out);
+        }
+    }
+}
+
+#[test]
+fn host_challenge_equals_the_kernel_s() {
+    // The backend's host-side challenge (sha2 + curve25519-dalek) against the kernel's own SHA-512
+    // and reduction, on random keys, signatures and messages of every length up to 300 bytes.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for len in 0..300usize {
+        let mut pk = [0u8; 32];
+        let mut sig = [0u8; 64];
+        pk.iter_mut().chain(sig.iter_mut()).for_each(|b| *b = next() as u8);
+        let msg: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let item = SigItem { public_key: &pk, signature: &sig, message: &msg };
+        assert_eq!(
+            bastion_accel::challenge(&item),
+            bastion_kernels::host::challenge(&pk, &sig, &msg),
+            "message length {len}"
+        );
+    }
 }
 
 fn run_seed(seed: u64, scale: usize, verifiers: Vec<(String, Box<dyn Verifier>)>) -> Campaign {

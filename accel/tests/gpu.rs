@@ -14,8 +14,8 @@
 
 use bastion_accel::gpu::DRIVER_LIBRARIES;
 use bastion_accel::{
-    AccelError, Auto, Backend, Calibration, GpuRisk, GpuVerifier, OwnedSigItem, Selection, SigItem, Verifier,
-    calibrate, gpu_probe, verifier, verify_one,
+    AccelError, Auto, Backend, Calibration, GpuRisk, GpuVerifier, HashOn, OwnedSigItem, Selection, SigItem,
+    Verifier, calibrate, gpu_probe, verifier, verify_one,
 };
 use bastion_kernels::risk::{RiskInput, SCENARIOS, host_portfolio_risk};
 use bastion_vectors::ed25519::{BASEPOINT, L, add_l, non_canonical_encodings, small_order_encodings};
@@ -273,17 +273,30 @@ fn gpu_agrees_with_zebra_on_wycheproof() {
     assert!(cases.len() >= 100, "only {} cases", cases.len());
     let owned: Vec<OwnedSigItem> = cases.iter().map(|c| c.2.clone()).collect();
     let items = as_items(&owned);
-    let got = gpu.verify(&items);
-    check_against_reference("wycheproof (one batch)", &items, &got);
     let expected: Vec<bool> = cases.iter().map(|c| c.1).collect();
-    assert_eq!(got, expected, "wycheproof: ZIP-215 accepts exactly the valid cases plus tcId 151");
-    // One by one, and through verify_into with a dirty buffer.
-    for (i, item) in items.iter().enumerate() {
-        assert_eq!(gpu.verify(std::slice::from_ref(item)), vec![expected[i]], "tcId {}", cases[i].0);
+    let kept = gpu.hash_on();
+    for mode in [HashOn::Device, HashOn::Host] {
+        gpu.set_hash_on(mode);
+        let got = gpu.verify(&items);
+        check_against_reference(&format!("wycheproof (one batch, hash on the {mode})"), &items, &got);
+        assert_eq!(
+            got, expected,
+            "wycheproof, hash on the {mode}: ZIP-215 accepts exactly the valid cases plus tcId 151"
+        );
+        // One by one, and through verify_into with a dirty buffer.
+        for (i, item) in items.iter().enumerate() {
+            assert_eq!(
+                gpu.verify(std::slice::from_ref(item)),
+                vec![expected[i]],
+                "tcId {} ({mode})",
+                cases[i].0
+            );
+        }
+        let mut out = vec![true; 5];
+        gpu.verify_into(&items, &mut out);
+        assert_eq!(out, expected);
     }
-    let mut out = vec![true; 5];
-    gpu.verify_into(&items, &mut out);
-    assert_eq!(out, expected);
+    gpu.set_hash_on(kept);
     assert_eq!(gpu.fallbacks(), 0, "the GPU fell back to the CPU");
 }
 
@@ -404,14 +417,19 @@ fn gpu_agrees_with_zebra_on_a_random_mutation_campaign() {
     let seed = seed();
     eprintln!("campaign seed {seed} (replay: BASTION_SEED={seed})");
     let mut campaign = Campaign::new(seed, 4096);
+    let kept = gpu.hash_on();
     for n in [1usize, 7, 128, 65_537, 200_000] {
         let owned: Vec<OwnedSigItem> = (0..n).map(|_| campaign.item()).collect();
         let items = as_items(&owned);
-        let got = gpu.verify(&items);
-        let valid = got.iter().filter(|v| **v).count();
-        eprintln!("  {n} items: {valid} valid");
-        check_against_reference(&format!("seed {seed}, {n} items"), &items, &got);
+        for mode in [HashOn::Device, HashOn::Host] {
+            gpu.set_hash_on(mode);
+            let got = gpu.verify(&items);
+            let valid = got.iter().filter(|v| **v).count();
+            eprintln!("  {n} items, hash on the {mode}: {valid} valid");
+            check_against_reference(&format!("seed {seed}, {n} items, hash on the {mode}"), &items, &got);
+        }
     }
+    gpu.set_hash_on(kept);
     // An all-valid batch past two chunks, and the lanes reused after it.
     let owned: Vec<OwnedSigItem> =
         (0..150_000).map(|i| campaign.pool[i % campaign.pool.len()].clone()).collect();

@@ -15,8 +15,11 @@
 #include "bk_sc25519.cuh"
 #include "bk_sha512.cuh"
 
-// Returns 1 when sig is a valid ZIP-215 signature of msg[0..msg_len) under pk, else 0.
-static BK_HD inline int bk_ed25519_verify(const u8 pk[32], const u8 sig[64], const u8* msg, u64 msg_len) {
+// The verification equation once k is known: returns 1 when S is canonical, A (pk) and R (the
+// signature's first half) decode, and [8]([S]B - [k]A - R) is the identity; else 0. k is the
+// 32-byte little-endian scalar SHA-512(R || A || M) mod L, however it was computed (on the device
+// by bk_ed25519_verify, or on the host for bk_ed25519_verify_prehashed_batch).
+static BK_HD inline int bk_ed25519_verify_k(const u8 pk[32], const u8 sig[64], const u8 k[32]) {
     const u8* r_bytes = sig;
     const u8* s_bytes = sig + 32;
     if (!bk_sc_is_canonical(s_bytes)) return 0;
@@ -24,15 +27,6 @@ static BK_HD inline int bk_ed25519_verify(const u8 pk[32], const u8 sig[64], con
     bk_ge_p3 A, R, minus_A;
     if (!bk_ge_frombytes(&A, pk)) return 0;
     if (!bk_ge_frombytes(&R, r_bytes)) return 0;
-
-    u8 h[64], k[32];
-    bk_sha512_ctx ctx;
-    bk_sha512_init(&ctx);
-    bk_sha512_update(&ctx, r_bytes, 32);
-    bk_sha512_update(&ctx, pk, 32);
-    bk_sha512_update(&ctx, msg, msg_len);
-    bk_sha512_final(&ctx, h);
-    bk_sc_reduce64(k, h);
 
     // P = [k](-A) + [S]B - R, then [8]P.
     bk_ge_p3 P, P8;
@@ -45,6 +39,28 @@ static BK_HD inline int bk_ed25519_verify(const u8 pk[32], const u8 sig[64], con
     bk_ge_p1p1_to_p3(&P, &t);
     bk_ge_mul8(&P8, &P);
     return bk_ge_is_identity(&P8);
+}
+
+// k = SHA-512(R || A || M) mod L, 32 bytes little-endian.
+static BK_HD inline void bk_ed25519_challenge(u8 k[32], const u8 pk[32], const u8 sig[64], const u8* msg,
+                                             u64 msg_len) {
+    u8 h[64];
+    bk_sha512_ctx ctx;
+    bk_sha512_init(&ctx);
+    bk_sha512_update(&ctx, sig, 32);
+    bk_sha512_update(&ctx, pk, 32);
+    bk_sha512_update(&ctx, msg, msg_len);
+    bk_sha512_final(&ctx, h);
+    bk_sc_reduce64(k, h);
+}
+
+// Returns 1 when sig is a valid ZIP-215 signature of msg[0..msg_len) under pk, else 0.
+static BK_HD inline int bk_ed25519_verify(const u8 pk[32], const u8 sig[64], const u8* msg, u64 msg_len) {
+    // S is checked first, before the hash, as it costs nothing.
+    if (!bk_sc_is_canonical(sig + 32)) return 0;
+    u8 k[32];
+    bk_ed25519_challenge(k, pk, sig, msg, msg_len);
+    return bk_ed25519_verify_k(pk, sig, k);
 }
 
 #endif // BK_ED25519_CUH

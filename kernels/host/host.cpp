@@ -7,6 +7,21 @@ extern "C" int bk_host_ed25519_verify(const unsigned char* pk, const unsigned ch
     return bk_ed25519_verify(pk, sig, msg, (u64)len);
 }
 
+// The kernel bk_ed25519_verify_prehashed_batch as a loop on the CPU: same layout.
+extern "C" void bk_host_ed25519_verify_prehashed_batch(const unsigned char* pks, const unsigned char* sigs,
+                                                       const unsigned char* ks, unsigned int n,
+                                                       unsigned char* out) {
+    for (unsigned int i = 0; i < n; i++) {
+        out[i] = (unsigned char)bk_ed25519_verify_k(pks + 32 * (u64)i, sigs + 64 * (u64)i, ks + 32 * (u64)i);
+    }
+}
+
+// The challenge k = SHA-512(R || A || M) mod L, as the device computes it.
+extern "C" void bk_host_ed25519_challenge(const unsigned char* pk, const unsigned char* sig,
+                                          const unsigned char* msg, unsigned long long len, unsigned char* k) {
+    bk_ed25519_challenge(k, pk, sig, msg, (u64)len);
+}
+
 // The kernel bk_ed25519_verify_batch (ed25519_verify.cu) as a loop on the CPU: same layout.
 extern "C" void bk_host_ed25519_verify_batch(const unsigned char* pks, const unsigned char* sigs,
                                              const unsigned char* msgs, const unsigned int* msg_offsets,

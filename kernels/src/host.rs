@@ -16,6 +16,22 @@ unsafe extern "C" {
         len: c_ulonglong,
     ) -> c_int;
 
+    fn bk_host_ed25519_verify_prehashed_batch(
+        pks: *const c_uchar,
+        sigs: *const c_uchar,
+        ks: *const c_uchar,
+        n: c_uint,
+        out: *mut c_uchar,
+    );
+
+    fn bk_host_ed25519_challenge(
+        pk: *const c_uchar,
+        sig: *const c_uchar,
+        msg: *const c_uchar,
+        len: c_ulonglong,
+        k: *mut c_uchar,
+    );
+
     fn bk_host_ed25519_verify_batch(
         pks: *const c_uchar,
         sigs: *const c_uchar,
@@ -140,4 +156,56 @@ pub fn verify_batch(items: &[(&[u8; 32], &[u8; 64], &[u8])], out: &mut Vec<bool>
         );
     }
     out.extend(verdicts.iter().map(|&v| v == 1));
+}
+
+/// The challenge `k = SHA-512(R || A || M) mod L` (32 bytes, little-endian) exactly as the
+/// kernel computes it on the device, `R` being the signature's first half and `A` the public key.
+pub fn challenge(public_key: &[u8; 32], signature: &[u8; 64], message: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    // SAFETY: the inputs are valid for reads of 32, 64 and `message.len()` bytes (none when the
+    // length is 0) and `k` for writes of 32; the C function keeps no pointer and has no state.
+    unsafe {
+        bk_host_ed25519_challenge(
+            public_key.as_ptr(),
+            signature.as_ptr(),
+            message.as_ptr(),
+            message.len() as c_ulonglong,
+            k.as_mut_ptr(),
+        );
+    }
+    k
+}
+
+/// Verifies items whose challenge `k` was computed beforehand (the GPU backend's "hash on the
+/// host" mode), with the kernel `bk_ed25519_verify_prehashed_batch`'s loop run on the CPU:
+/// `(public key, signature, k)`. `out` is cleared and receives one verdict per item. With
+/// `k = challenge(pk, sig, msg)` (or the same value computed any other way) the verdict is that
+/// of [`verify`].
+pub fn verify_prehashed_batch(items: &[(&[u8; 32], &[u8; 64], &[u8; 32])], out: &mut Vec<bool>) {
+    out.clear();
+    for chunk in items.chunks(u32::MAX as usize) {
+        let mut pks = Vec::with_capacity(32 * chunk.len());
+        let mut sigs = Vec::with_capacity(64 * chunk.len());
+        let mut ks = Vec::with_capacity(32 * chunk.len());
+        for (pk, sig, k) in chunk {
+            pks.extend_from_slice(&pk[..]);
+            sigs.extend_from_slice(&sig[..]);
+            ks.extend_from_slice(&k[..]);
+        }
+        let mut verdicts = vec![0u8; chunk.len()];
+        // The chunk has at most u32::MAX items, so the count fits.
+        let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+        // SAFETY: `pks`, `sigs` and `ks` hold 32 n, 64 n and 32 n bytes for the C loop's reads of
+        // item i < n; `verdicts` has n bytes for its writes. Nothing is retained after the call.
+        unsafe {
+            bk_host_ed25519_verify_prehashed_batch(
+                pks.as_ptr(),
+                sigs.as_ptr(),
+                ks.as_ptr(),
+                n,
+                verdicts.as_mut_ptr(),
+            );
+        }
+        out.extend(verdicts.iter().map(|&v| v == 1));
+    }
 }

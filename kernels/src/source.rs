@@ -29,6 +29,11 @@ pub const ED25519_VERIFY: &str = include_str!("../cuda/ed25519_verify.cu");
 /// The name of the kernel in [`ED25519_VERIFY`] (declared `extern "C"`, so unmangled).
 pub const ED25519_KERNEL_NAME: &str = "bk_ed25519_verify_batch";
 
+/// The second kernel in [`ED25519_VERIFY`]: `bk_ed25519_verify_prehashed_batch(const u8* pks,
+/// const u8* sigs, const u8* ks, u32 n, u8* out)`, the same verification with each item's
+/// challenge `k = SHA-512(R || A || M) mod L` computed by the host (`ks[32 i..32 i + 32]`).
+pub const ED25519_PREHASHED_KERNEL_NAME: &str = "bk_ed25519_verify_prehashed_batch";
+
 /// The portfolio-risk (scenario-grid reduction) kernel source; compile it with [`HEADERS`] and
 /// [`PORTFOLIO_RISK_OPTIONS`].
 ///

@@ -170,7 +170,9 @@ fn default_cache_dir_is_under_bastion_kernels() {
 /// tens of seconds).
 #[test]
 fn ed25519_verify_compiles_to_ptx_and_cubin() {
-    use bastion_kernels::source::{ED25519_KERNEL_NAME, ED25519_VERIFY, HEADERS as ED_HEADERS};
+    use bastion_kernels::source::{
+        ED25519_KERNEL_NAME, ED25519_PREHASHED_KERNEL_NAME, ED25519_VERIFY, HEADERS as ED_HEADERS,
+    };
     let Some(nvrtc) = nvrtc() else { return };
     let targets = [Target::Ptx { arch: 90 }, Target::Cubin { arch: 90 }];
     let results: Vec<_> = std::thread::scope(|scope| {
@@ -193,16 +195,17 @@ fn ed25519_verify_compiles_to_ptx_and_cubin() {
             Err(e) => panic!("ed25519_verify.cu does not compile for {target}: {e}"),
         };
         eprintln!("ed25519 {target}: {} bytes in {elapsed:?}; log: {:?}", out.code.len(), out.log);
-        let name = ED25519_KERNEL_NAME.as_bytes();
-        assert!(out.code.windows(name.len()).any(|w| w == name), "{target}: no {ED25519_KERNEL_NAME}");
+        for kernel in [ED25519_KERNEL_NAME, ED25519_PREHASHED_KERNEL_NAME] {
+            let name = kernel.as_bytes();
+            assert!(out.code.windows(name.len()).any(|w| w == name), "{target}: no {kernel}");
+        }
         match target {
             Target::Ptx { .. } => {
                 let ptx = std::str::from_utf8(&out.code).unwrap();
                 assert!(ptx.contains(".target sm_90"));
-                assert!(
-                    ptx.contains(&format!(".entry {ED25519_KERNEL_NAME}(")),
-                    "kernel is not extern \"C\""
-                );
+                for kernel in [ED25519_KERNEL_NAME, ED25519_PREHASHED_KERNEL_NAME] {
+                    assert!(ptx.contains(&format!(".entry {kernel}(")), "{kernel} is not extern \"C\"");
+                }
             }
             Target::Cubin { .. } => assert!(out.code.starts_with(b"\x7fELF")),
         }

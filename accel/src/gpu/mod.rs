@@ -17,7 +17,7 @@ mod risk;
 mod verify;
 
 pub use risk::{GpuRisk, RISK_THREADS_PER_BLOCK, RiskTiming};
-pub use verify::{CHUNK_ITEMS, CHUNK_MESSAGE_BYTES, GpuVerifier, THREADS_PER_BLOCK};
+pub use verify::{CHUNK_ITEMS, CHUNK_MESSAGE_BYTES, GpuVerifier, HashOn, THREADS_PER_BLOCK, challenge};
 
 use crate::{AccelError, Backend};
 use bastion_kernels::nvrtc::{KernelCache, Nvrtc, NvrtcError, PIP_PACKAGE, Target};

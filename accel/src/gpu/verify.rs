@@ -10,10 +10,11 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, DeviceRepr, DriverError, LaunchConfig,
     PinnedHostSlice, PushKernelArg, ValidAsZeroBits, sys,
 };
+use rayon::prelude::*;
 use std::fmt;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Most items in one chunk: a batch is split into chunks of at most this many items, processed
@@ -35,6 +36,47 @@ const MIN_MESSAGE_BYTES: usize = 64 << 10;
 /// so a byte still at this value after the copy-out means the kernel did not run.
 const NOT_WRITTEN: u8 = 0xA5;
 
+/// Where each item's challenge `k = SHA-512(R || A || M) mod L` is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HashOn {
+    /// On the GPU, in the verification kernel (`bk_ed25519_verify_batch`): messages cross the
+    /// bus.
+    Device,
+    /// On the host's cores while packing (`bk_ed25519_verify_prehashed_batch`): 32 bytes of `k`
+    /// cross the bus instead of the message, and the GPU skips SHA-512.
+    Host,
+}
+
+impl HashOn {
+    /// The mode's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashOn::Device => "device",
+            HashOn::Host => "host",
+        }
+    }
+}
+
+impl fmt::Display for HashOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The challenge `k = SHA-512(R || A || M) mod L` of an item, 32 bytes little-endian: what the
+/// kernel computes on the device, computed on the host (the [`HashOn::Host`] mode).
+pub fn challenge(item: &SigItem<'_>) -> [u8; 32] {
+    use sha2::Digest as _;
+    let digest = sha2::Sha512::new()
+        .chain_update(&item.signature[..32])
+        .chain_update(item.public_key)
+        .chain_update(item.message)
+        .finalize();
+    let mut wide = [0u8; 64];
+    wide.copy_from_slice(&digest);
+    curve25519_dalek::Scalar::from_bytes_mod_order_wide(&wide).to_bytes()
+}
+
 /// The GPU verifier. Buffers (pinned host memory and device memory, per stream) are allocated on
 /// first use and grown on demand; one call at a time uses them (a `Mutex`), other callers wait.
 ///
@@ -46,6 +88,8 @@ pub struct GpuVerifier {
     info: GpuInfo,
     target: Target,
     engine: Mutex<Engine>,
+    /// [`HashOn`] as a byte (0 device, 1 host); calibration sets the faster one.
+    hash_on: AtomicU8,
     /// Set when a call panicked inside the CUDA bindings: the engine's state is unknown, so it is
     /// never used again (every later call runs on the CPU).
     broken: AtomicBool,
@@ -80,19 +124,25 @@ impl GpuVerifier {
             options: &[],
             kernel: source::ED25519_KERNEL_NAME,
         };
-        let LoadedKernel { function, target, .. } = load_kernel(&ctx, &info, &spec)?;
+        let LoadedKernel { module, function, target } = load_kernel(&ctx, &info, &spec)?;
+        let prehashed = guarded("loading the prehashed kernel", || {
+            module.load_function(source::ED25519_PREHASHED_KERNEL_NAME).map_err(|e| {
+                unavailable(format!("cuModuleGetFunction({}): {e}", source::ED25519_PREHASHED_KERNEL_NAME))
+            })
+        })?;
         let engine = guarded("creating CUDA streams", || {
             let lane = || {
                 ctx.new_stream()
                     .map(|stream| Lane { stream, host: None, device: None, pending: None })
                     .map_err(|e| unavailable(format!("CUDA cuStreamCreate failed: {e}")))
             };
-            Ok(Engine { ctx: ctx.clone(), function, lanes: [lane()?, lane()?] })
+            Ok(Engine { ctx: ctx.clone(), function, prehashed, lanes: [lane()?, lane()?] })
         })?;
         Ok(GpuVerifier {
             info,
             target,
             engine: Mutex::new(engine),
+            hash_on: AtomicU8::new(0),
             broken: AtomicBool::new(false),
             fallbacks: AtomicU64::new(0),
             logged: AtomicBool::new(false),
@@ -107,6 +157,16 @@ impl GpuVerifier {
     /// What the kernel was compiled to (`sm_90` cubin, or PTX).
     pub fn target(&self) -> Target {
         self.target
+    }
+
+    /// Where challenges are computed (device by default; calibration picks the faster).
+    pub fn hash_on(&self) -> HashOn {
+        if self.hash_on.load(Ordering::Relaxed) == 1 { HashOn::Host } else { HashOn::Device }
+    }
+
+    /// Sets where challenges are computed, for the calls that start after this.
+    pub fn set_hash_on(&self, mode: HashOn) {
+        self.hash_on.store(u8::from(mode == HashOn::Host), Ordering::Relaxed);
     }
 
     /// Calls that fell back to the CPU since this verifier was opened.
@@ -132,7 +192,7 @@ impl GpuVerifier {
         // undo, so a poisoned lock is taken over (panics inside are caught by the caller and mark
         // the verifier broken before the lock is poisoned for anyone else to see).
         let mut engine = self.engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let result = engine.verify(items, out);
+        let result = engine.verify(items, out, self.hash_on());
         if result.is_err() {
             engine.reset();
         }
@@ -227,6 +287,8 @@ struct HostBuffers {
     sigs: PinnedHostSlice<u8>,
     msgs: PinnedHostSlice<u8>,
     offsets: PinnedHostSlice<u32>,
+    /// The challenges of [`HashOn::Host`].
+    ks: PinnedHostSlice<u8>,
     out: PinnedHostSlice<u8>,
 }
 
@@ -242,6 +304,7 @@ impl HostBuffers {
             sigs: pinned(ctx, items * 64, wc)?,
             msgs: pinned(ctx, bytes, wc)?,
             offsets: pinned(ctx, items + 1, wc)?,
+            ks: pinned(ctx, items * 32, wc)?,
             out: pinned(ctx, items, 0)?,
         })
     }
@@ -255,6 +318,7 @@ struct DeviceBuffers {
     sigs: CudaSlice<u8>,
     msgs: CudaSlice<u8>,
     offsets: CudaSlice<u32>,
+    ks: CudaSlice<u8>,
     out: CudaSlice<u8>,
 }
 
@@ -267,6 +331,7 @@ impl DeviceBuffers {
             sigs: ck("cuMemAlloc", stream.alloc_zeros(items * 64))?,
             msgs: ck("cuMemAlloc", stream.alloc_zeros(bytes))?,
             offsets: ck("cuMemAlloc", stream.alloc_zeros(items + 1))?,
+            ks: ck("cuMemAlloc", stream.alloc_zeros(items * 32))?,
             out: ck("cuMemAlloc", stream.alloc_zeros(items))?,
         })
     }
@@ -340,9 +405,12 @@ impl Lane {
         function: &CudaFunction,
         chunk: &[SigItem<'_>],
         range: Range<usize>,
+        prehashed: Option<&CudaFunction>,
     ) -> Result<(), String> {
         let n = chunk.len();
-        let bytes: usize = chunk.iter().map(|it| it.message.len()).sum();
+        // Prehashed chunks carry no messages.
+        let bytes: usize =
+            if prehashed.is_some() { 0 } else { chunk.iter().map(|it| it.message.len()).sum() };
         let n32 = u32::try_from(n).map_err(|_| format!("chunk of {n} items"))?;
         if u32::try_from(bytes).is_err() {
             return Err(format!("chunk of {bytes} message bytes does not fit 32-bit offsets"));
@@ -359,21 +427,31 @@ impl Lane {
         let sigs = ck("cuEventSynchronize", host.sigs.as_mut_slice())?;
         let msgs = ck("cuEventSynchronize", host.msgs.as_mut_slice())?;
         let offsets = ck("cuEventSynchronize", host.offsets.as_mut_slice())?;
+        let ks = ck("cuEventSynchronize", host.ks.as_mut_slice())?;
         for (dst, item) in pks.chunks_exact_mut(32).zip(chunk) {
             dst.copy_from_slice(item.public_key);
         }
         for (dst, item) in sigs.chunks_exact_mut(64).zip(chunk) {
             dst.copy_from_slice(item.signature);
         }
-        let (first, rest) = offsets.split_first_mut().ok_or("empty offsets buffer")?;
-        *first = 0;
-        let mut at = 0usize;
-        for (offset, item) in rest.iter_mut().zip(chunk) {
-            let end = at + item.message.len();
-            msgs.get_mut(at..end).ok_or("message buffer too small")?.copy_from_slice(item.message);
-            at = end;
-            // Cannot fail: the chunk's total fits u32 (checked above).
-            *offset = u32::try_from(at).map_err(|_| "offset past u32")?;
+        if prehashed.is_some() {
+            // The challenges, on all cores (the other lane's kernel runs meanwhile).
+            ks.get_mut(..32 * n)
+                .ok_or("challenge buffer too small")?
+                .par_chunks_mut(32)
+                .zip(chunk.par_iter())
+                .for_each(|(dst, item)| dst.copy_from_slice(&challenge(item)));
+        } else {
+            let (first, rest) = offsets.split_first_mut().ok_or("empty offsets buffer")?;
+            *first = 0;
+            let mut at = 0usize;
+            for (offset, item) in rest.iter_mut().zip(chunk) {
+                let end = at + item.message.len();
+                msgs.get_mut(at..end).ok_or("message buffer too small")?.copy_from_slice(item.message);
+                at = end;
+                // Cannot fail: the chunk's total fits u32 (checked above).
+                *offset = u32::try_from(at).map_err(|_| "offset past u32")?;
+            }
         }
 
         // Copy in. The host memory is pinned, so these are truly asynchronous: the buffers are
@@ -393,22 +471,32 @@ impl Lane {
                 &mut dev.sigs.try_slice_mut(..64 * n).ok_or(short)?,
             ),
         )?;
-        if bytes > 0 {
+        if prehashed.is_some() {
             ck(
                 "cuMemcpyHtoDAsync",
                 stream.memcpy_htod(
-                    msgs.get(..bytes).ok_or(short)?,
-                    &mut dev.msgs.try_slice_mut(..bytes).ok_or(short)?,
+                    ks.get(..32 * n).ok_or(short)?,
+                    &mut dev.ks.try_slice_mut(..32 * n).ok_or(short)?,
+                ),
+            )?;
+        } else {
+            if bytes > 0 {
+                ck(
+                    "cuMemcpyHtoDAsync",
+                    stream.memcpy_htod(
+                        msgs.get(..bytes).ok_or(short)?,
+                        &mut dev.msgs.try_slice_mut(..bytes).ok_or(short)?,
+                    ),
+                )?;
+            }
+            ck(
+                "cuMemcpyHtoDAsync",
+                stream.memcpy_htod(
+                    offsets.get(..n + 1).ok_or(short)?,
+                    &mut dev.offsets.try_slice_mut(..n + 1).ok_or(short)?,
                 ),
             )?;
         }
-        ck(
-            "cuMemcpyHtoDAsync",
-            stream.memcpy_htod(
-                offsets.get(..n + 1).ok_or(short)?,
-                &mut dev.offsets.try_slice_mut(..n + 1).ok_or(short)?,
-            ),
-        )?;
 
         let mut out_view = dev.out.try_slice_mut(..n).ok_or(short)?;
         {
@@ -427,8 +515,16 @@ impl Lane {
             block_dim: (THREADS_PER_BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut launch = stream.launch_builder(function);
-        launch.arg(&dev.pks).arg(&dev.sigs).arg(&dev.msgs).arg(&dev.offsets).arg(&n32).arg(&mut out_view);
+        let mut launch = stream.launch_builder(prehashed.unwrap_or(function));
+        if prehashed.is_some() {
+            launch.arg(&dev.pks).arg(&dev.sigs).arg(&dev.ks).arg(&n32).arg(&mut out_view);
+        } else {
+            launch.arg(&dev.pks).arg(&dev.sigs).arg(&dev.msgs).arg(&dev.offsets).arg(&n32).arg(&mut out_view);
+        }
+        // SAFETY (prehashed): the arguments match `bk_ed25519_verify_prehashed_batch(const u8* pks,
+        // const u8* sigs, const u8* ks, u32 n, u8* out)` in order and type; for i < n it reads
+        // pks, sigs as below and ks[32 i..32 i + 32] (32 n bytes copied in, within the buffer of
+        // 32 times the item capacity) and writes out[i].
         // SAFETY: the arguments match `bk_ed25519_verify_batch(const u8* pks, const u8* sigs,
         // const u8* msgs, const u32* msg_offsets, u32 n, u8* out)` in order and type (device
         // pointers, then `n` as a u32, then the output pointer). For i < n the kernel reads
@@ -452,18 +548,21 @@ impl Lane {
 struct Engine {
     ctx: Arc<CudaContext>,
     function: CudaFunction,
+    /// `bk_ed25519_verify_prehashed_batch`, for [`HashOn::Host`].
+    prehashed: CudaFunction,
     lanes: [Lane; 2],
 }
 
 impl Engine {
     /// Verifies `items` chunk by chunk, alternating lanes: chunk k waits only for chunk k - 2
     /// (same lane), so chunk k's packing and copy-in overlap chunk k - 1's kernel.
-    fn verify(&mut self, items: &[SigItem<'_>], out: &mut [bool]) -> Result<(), String> {
+    fn verify(&mut self, items: &[SigItem<'_>], out: &mut [bool], hash_on: HashOn) -> Result<(), String> {
+        let prehashed = (hash_on == HashOn::Host).then_some(&self.prehashed);
         for (k, range) in chunks(items).into_iter().enumerate() {
             let lane = &mut self.lanes[k % 2];
             lane.finish(out)?;
             let chunk = items.get(range.clone()).ok_or("chunk outside the batch")?;
-            lane.submit(&self.ctx, &self.function, chunk, range)?;
+            lane.submit(&self.ctx, &self.function, chunk, range, prehashed)?;
         }
         for lane in &mut self.lanes {
             lane.finish(out)?;

@@ -142,6 +142,7 @@ fn backends(a: &BackendsArgs) -> Outcome {
                 "gpu_unavailable": c.gpu_unavailable,
                 "samples": samples(&c.samples),
                 "gpu_samples": samples(&c.gpu_samples),
+                "gpu_hash_rates": c.gpu_hash_rates.iter().map(|(m, r)| serde_json::json!({"hash_on": m.name(), "sigs_per_s": r})).collect::<Vec<_>>(),
             },
         });
         return Outcome { stdout: format!("{v:#}\n"), error: None };
@@ -181,6 +182,12 @@ fn backends(a: &BackendsArgs) -> Outcome {
     );
     for (b, n, r) in c.samples.iter().chain(c.gpu_samples.iter()) {
         let _ = writeln!(out, "        {:<8} @{n:<6} {r:>12.0} sigs/s", b.name());
+    }
+    for (mode, r) in &c.gpu_hash_rates {
+        let _ = writeln!(out, "        gpu, challenge hashed on the {mode:<6} {r:>12.0} sigs/s");
+    }
+    if let Some(g) = &c.gpu {
+        let _ = writeln!(out, "        gpu keeps hashing on the {}", g.hash_on());
     }
     if cfg!(debug_assertions) {
         let _ =
