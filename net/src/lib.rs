@@ -4,10 +4,18 @@
 //! into a frame. [`packet`] reads the client envelope (version, public key, signature, body)
 //! without interpreting the body; nothing here panics on any input.
 
+pub mod check;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod ingress;
+pub mod l2;
 pub mod packet;
 mod sockaddr;
 mod sockets;
 mod uring;
+#[cfg(feature = "af_xdp")]
+pub mod xdp;
 
-pub use ingress::{Backend, Frame, Ingress, IngressConfig, IngressStats, MAX_DATAGRAM, NetError, open};
+pub use ingress::{
+    Backend, BypassConfig, Frame, Ingress, IngressConfig, IngressStats, MAX_DATAGRAM, NetError, XdpMode, open,
+};
