@@ -4,6 +4,7 @@ mod devnet;
 mod keys;
 mod loadgen;
 mod metrics;
+mod netcmd;
 mod node;
 mod pipeline;
 mod risk;
@@ -39,6 +40,9 @@ enum Command {
     /// Ed25519 signature checks with the validator's verification backends.
     #[command(subcommand)]
     Sig(sig::SigCommand),
+    /// Network checks for the ingress backends (kernel bypass included).
+    #[command(subcommand)]
+    Net(netcmd::NetCommand),
     /// Inspect and check a node's data dir (block log, snapshots, recovery).
     #[command(subcommand)]
     Storage(storage::StorageCommand),
@@ -57,6 +61,16 @@ fn main() -> ExitCode {
         Command::Risk(cmd) => report(risk::run(&cmd)),
         Command::Status(args) => match status::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Net(cmd) => match netcmd::run(&cmd) {
+            Ok((text, code)) => {
+                print!("{text}");
+                ExitCode::from(code)
+            }
             Err(msg) => {
                 eprintln!("error: {msg}");
                 ExitCode::from(2)

@@ -114,13 +114,106 @@ impl Default for Workload {
 pub struct IngressSection {
     /// UDP address to bind (default: this validator's `ingress` in the genesis file).
     pub listen: Option<SocketAddr>,
-    /// `sockets` (recvmmsg) or `io_uring` (multishot receive).
+    /// `sockets` (recvmmsg), `io_uring` (multishot receive), `af_xdp` or `dpdk` (kernel bypass;
+    /// cargo features of the same names).
     pub backend: String,
+    /// Backend to use when `backend` cannot be opened (`sockets` or `io_uring`); none: fail.
+    pub fallback: Option<String>,
+    /// Kernel bypass: the network interface (AF_XDP attaches to it; DPDK's `net_af_packet`).
+    pub iface: Option<String>,
+    /// Kernel bypass: receive queues, one socket or DPDK queue each.
+    pub queues: u16,
+    /// AF_XDP attach mode: `auto`, `skb`, `drv` or `zero_copy`.
+    pub xdp_mode: String,
+    /// Kernel bypass: UMEM frames (AF_XDP) or mbufs (DPDK) per queue.
+    pub frames: u32,
+    /// Kernel bypass: descriptors per ring.
+    pub ring_size: u32,
+    /// DPDK EAL arguments (default: one core, no hugepages, no PCI, and `net_af_packet` on
+    /// `iface` when set).
+    pub eal_args: Vec<String>,
+    /// DPDK port id.
+    pub dpdk_port: u16,
+    /// DPDK: the MAC to answer ARP with, `aa:bb:cc:dd:ee:ff` (default: the port's).
+    pub mac: Option<String>,
 }
 
 impl Default for IngressSection {
     fn default() -> Self {
-        IngressSection { listen: None, backend: "sockets".into() }
+        let b = bastion_net::BypassConfig::default();
+        IngressSection {
+            listen: None,
+            backend: "sockets".into(),
+            fallback: None,
+            iface: None,
+            queues: b.queues,
+            xdp_mode: b.xdp_mode.name().into(),
+            frames: b.frames,
+            ring_size: b.ring_size,
+            eal_args: Vec::new(),
+            dpdk_port: 0,
+            mac: None,
+        }
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+impl IngressSection {
+    /// The ingress configuration for `bind`, and the fallback backend; errors name the key.
+    pub fn to_config(
+        &self,
+        bind: SocketAddr,
+    ) -> Result<(bastion_net::IngressConfig, Option<bastion_net::Backend>), String> {
+        let backend: bastion_net::Backend = self.backend.parse().map_err(|_| {
+            format!("key `ingress.backend` is {:?}; allowed: sockets, io_uring, af_xdp, dpdk", self.backend)
+        })?;
+        let fallback = match self.fallback.as_deref() {
+            None => None,
+            Some(f) => match f.parse::<bastion_net::Backend>() {
+                Ok(b) if !b.is_bypass() => Some(b),
+                _ => return Err(format!("key `ingress.fallback` is {f:?}; allowed: sockets, io_uring")),
+            },
+        };
+        let xdp_mode = self.xdp_mode.parse().map_err(|e| format!("key `ingress.xdp_mode`: {e}"))?;
+        let mac = match &self.mac {
+            None => None,
+            Some(m) => Some(
+                parse_mac(m)
+                    .ok_or_else(|| format!("key `ingress.mac` is {m:?}; expected aa:bb:cc:dd:ee:ff"))?,
+            ),
+        };
+        if self.queues == 0 || self.frames == 0 || !self.ring_size.is_power_of_two() {
+            return Err(format!(
+                "keys `ingress.queues` ({}), `ingress.frames` ({}) must be at least 1 and `ingress.ring_size` \
+                 ({}) a power of two",
+                self.queues, self.frames, self.ring_size
+            ));
+        }
+        let mut cfg = bastion_net::IngressConfig::new(bind, backend);
+        cfg.bypass = bastion_net::BypassConfig {
+            iface: self.iface.clone(),
+            queues: self.queues,
+            xdp_mode,
+            frames: self.frames,
+            ring_size: self.ring_size,
+            eal_args: self.eal_args.clone(),
+            dpdk_port: self.dpdk_port,
+            mac,
+        };
+        Ok((cfg, fallback))
     }
 }
 
@@ -235,9 +328,16 @@ impl NodeConfig {
                 cfg.block_source
             ));
         }
-        cfg.ingress.backend.parse::<bastion_net::Backend>().map_err(|_| {
-            format!("{file}: key `ingress.backend` is {:?}; allowed: sockets, io_uring", cfg.ingress.backend)
-        })?;
+        // Checked against a placeholder address: the real one may come from the genesis file.
+        let (ingress, fallback) =
+            cfg.ingress.to_config(SocketAddr::from(([0, 0, 0, 0], 1))).map_err(|e| format!("{file}: {e}"))?;
+        if !ingress.backend.compiled_in() && fallback.is_none() {
+            return Err(format!(
+                "{file}: key `ingress.backend` is {}, which this binary was built without: rebuild with \
+                 `cargo build --release -p bastion --features {}`, or set `ingress.fallback = \"sockets\"`",
+                ingress.backend, ingress.backend
+            ));
+        }
         let p = &cfg.pipeline;
         // `gpu` is accepted here and fails at start-up, naming what is missing, where no GPU
         // opens; `auto` uses a GPU only where one opens.
@@ -411,9 +511,11 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                  its genesis entry"
             )
         })?;
-        let backend: bastion_net::Backend = cfg.ingress.backend.parse().map_err(|e| format!("{e}"))?;
+        let (ingress, fallback) = cfg.ingress.to_config(bind)?;
+        let backend = ingress.backend;
         let p = &cfg.pipeline;
-        let mut pc = PipelineConfig::new(bastion_net::IngressConfig::new(bind, backend), chain);
+        let mut pc = PipelineConfig::new(ingress, chain);
+        pc.ingress_fallback = fallback;
         pc.ring_frames = p.ring_frames;
         pc.verify_batch = p.verify_batch;
         pc.verify_budget = Duration::from_micros(p.verify_budget_us);
@@ -430,7 +532,13 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             Err(poisoned) => poisoned.into_inner().get(&a).copied().unwrap_or(0),
         });
         let pipe = pipeline::start(pc, mempool.clone(), committed)?;
-        info!(ingress = %pipe.local_addr, backend = %backend, verifier = %p.verifier, "ingress pipeline started");
+        info!(
+            ingress = %pipe.local_addr,
+            backend = %pipe.backend,
+            configured = %backend,
+            verifier = %p.verifier,
+            "ingress pipeline started"
+        );
         let source = BlockSource::Pool {
             source: Box::new(PoolSource { mempool: mempool.clone(), nonces: nonces.clone() }),
             max_txs: p.block_txs_max,
@@ -736,6 +844,30 @@ mod tests {
         assert!(e.contains("worker_threads"), "{e}");
         let e = load(&format!("{MINIMAL}[pipeline]\nverifier = \"fast\"\n")).unwrap_err();
         assert!(e.contains("pipeline.verifier") && e.contains("scalar, batch, parallel, auto, gpu"), "{e}");
+        let e = load(&format!("{MINIMAL}[ingress]\nbackend = \"xdp\"\n")).unwrap_err();
+        assert!(e.contains("ingress.backend") && e.contains("af_xdp, dpdk"), "{e}");
+        let e = load(&format!("{MINIMAL}[ingress]\nfallback = \"dpdk\"\n")).unwrap_err();
+        assert!(e.contains("ingress.fallback") && e.contains("sockets, io_uring"), "{e}");
+        let e = load(&format!("{MINIMAL}[ingress]\nmac = \"aa:bb\"\n")).unwrap_err();
+        assert!(e.contains("ingress.mac"), "{e}");
+        let e = load(&format!("{MINIMAL}[ingress]\nring_size = 1000\n")).unwrap_err();
+        assert!(e.contains("ingress.ring_size"), "{e}");
+        let e = load(&format!("{MINIMAL}[ingress]\nxdp_mode = \"fast\"\n")).unwrap_err();
+        assert!(e.contains("ingress.xdp_mode") && e.contains("zero_copy"), "{e}");
+        for b in [bastion_net::Backend::AfXdp, bastion_net::Backend::Dpdk] {
+            let text = format!("{MINIMAL}[ingress]\nbackend = \"{b}\"\niface = \"eth1\"\n");
+            if b.compiled_in() {
+                assert!(load(&text).is_ok());
+            } else {
+                let e = load(&text).unwrap_err();
+                assert!(e.contains("--features") && e.contains("ingress.fallback"), "{e}");
+            }
+            let c = load(&format!("{text}fallback = \"sockets\"\nmac = \"02:00:00:00:00:01\"\n")).unwrap();
+            let (cfg, fallback) = c.ingress.to_config("10.0.0.1:8400".parse().unwrap()).unwrap();
+            assert_eq!((cfg.backend, fallback), (b, Some(bastion_net::Backend::Sockets)));
+            assert_eq!(cfg.bypass.iface.as_deref(), Some("eth1"));
+            assert_eq!(cfg.bypass.mac, Some([2, 0, 0, 0, 0, 1]));
+        }
         for ok in ["auto", "gpu", "Parallel"] {
             let c = load(&format!("{MINIMAL}[pipeline]\nverifier = \"{ok}\"\n")).unwrap();
             assert_eq!(c.pipeline.verifier, ok);

@@ -42,6 +42,9 @@ pub struct PinConfig {
 pub struct PipelineConfig {
     /// The UDP ingress (bind address and receive backend).
     pub ingress: IngressConfig,
+    /// The backend to open instead when `ingress.backend` cannot be opened (a kernel-bypass
+    /// backend without its privileges, packages or NIC support); none: fail.
+    pub ingress_fallback: Option<bastion_net::Backend>,
     /// The chain's genesis digest (part of every signed message).
     pub chain: [u8; 32],
     /// Frames each ring holds (default 16384).
@@ -73,6 +76,7 @@ impl PipelineConfig {
     pub fn new(ingress: IngressConfig, chain: [u8; 32]) -> PipelineConfig {
         PipelineConfig {
             ingress,
+            ingress_fallback: None,
             chain,
             ring_frames: 16384,
             verify_batch: 256,
@@ -95,6 +99,8 @@ pub type CommittedNonce = Arc<dyn Fn(AccountId) -> u64 + Send + Sync>;
 pub struct Pipeline {
     /// The address the ingress is bound to.
     pub local_addr: SocketAddr,
+    /// The receive backend that opened (the configured one, or its fallback).
+    pub backend: bastion_net::Backend,
     stats: Vec<Arc<TileStats>>,
     rings: [(&'static str, Arc<Ring>); 2],
     ingress_stats: Arc<Mutex<IngressStats>>,
@@ -186,8 +192,22 @@ pub fn start(
     if cfg.ring_frames == 0 || cfg.verify_batch == 0 || cfg.dedup_window == 0 {
         return Err("ring_frames, verify_batch and dedup_window must be at least 1".into());
     }
-    let ingress = bastion_net::open(&cfg.ingress).map_err(|e| format!("ingress: {e}"))?;
+    let ingress = match (bastion_net::open(&cfg.ingress), cfg.ingress_fallback) {
+        (Ok(i), _) => i,
+        (Err(e), Some(fallback)) if fallback != cfg.ingress.backend => {
+            tracing::warn!(
+                backend = %cfg.ingress.backend,
+                %fallback,
+                "ingress backend unavailable ({e}); falling back, as ingress.fallback allows"
+            );
+            let mut alt = cfg.ingress.clone();
+            alt.backend = fallback;
+            bastion_net::open(&alt).map_err(|e2| format!("ingress: {e}; fallback {fallback}: {e2}"))?
+        }
+        (Err(e), _) => return Err(format!("ingress: {e}")),
+    };
     let local_addr = ingress.local_addr().map_err(|e| format!("ingress local address: {e}"))?;
+    let backend = ingress.backend();
     let verifier: Box<dyn bastion_accel::Verifier> = match cfg.verifier {
         bastion_accel::Selection::Auto => {
             let c = bastion_accel::calibrate(CALIBRATION_BUDGET);
@@ -221,6 +241,7 @@ pub fn start(
 
     let mut pipeline = Pipeline {
         local_addr,
+        backend,
         stats: vec![net_stats.clone(), verify_stats.clone(), admission_stats.clone()],
         rings: [("net_to_verify", ring_a.clone()), ("verify_to_admission", ring_b.clone())],
         ingress_stats: ingress_stats.clone(),
@@ -882,6 +903,27 @@ mod tests {
         assert!((6..=7).contains(&a.frames_out), "{a:?}");
         assert_eq!(a.frames_out + a.dropped(DropReason::RateLimited), 21);
         assert_eq!(mempool.lock().unwrap().len() as u64, a.frames_out);
+        p.stop().unwrap();
+    }
+
+    #[test]
+    fn an_unavailable_backend_falls_back_only_when_allowed() {
+        // A kernel-bypass backend this build or host cannot open: DPDK without its feature, or
+        // AF_XDP with no interface configured.
+        let (backend, needle) = if NetBackend::Dpdk.compiled_in() {
+            (NetBackend::AfXdp, "af_xdp")
+        } else {
+            (NetBackend::Dpdk, "--features dpdk")
+        };
+        let mut cfg = config(backend);
+        if backend == NetBackend::AfXdp && backend.compiled_in() {
+            cfg.ingress.bypass.iface = Some("bastion-no-such-if".into());
+        }
+        let e = start(cfg.clone(), Arc::new(Mutex::new(Mempool::new(10))), Arc::new(|_| 0)).unwrap_err();
+        assert!(e.contains("ingress") && (e.contains(needle) || e.contains("bastion-no-such-if")), "{e}");
+        cfg.ingress_fallback = Some(NetBackend::Sockets);
+        let p = start(cfg, Arc::new(Mutex::new(Mempool::new(10))), Arc::new(|_| 0)).unwrap();
+        assert_eq!(p.backend, NetBackend::Sockets);
         p.stop().unwrap();
     }
 
