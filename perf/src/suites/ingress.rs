@@ -11,6 +11,10 @@
 //! loopback and the sender, not by the receive path alone; the suite therefore also reports
 //! datagrams per CPU-second of the receiving thread (`<path>/receiver-cpu`), which shows what
 //! each path costs even when the sender is the limit.
+//!
+//! Kernel bypass (issue 8): `l2-parse+copy` is the software part of the AF_XDP and DPDK RX
+//! paths on one core (parse, checksums, copy into a frame) against a plain copy; with the cargo
+//! features `af_xdp` and `dpdk` the suite also measures those backends themselves.
 
 use crate::harness::{Ctx, Measurement, Report};
 use bastion_net::{Backend, Frame, Ingress, IngressConfig};
@@ -254,11 +258,90 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         ratio.map_or_else(|| "not measured".into(), |r| format!("{r:.2}x on {cores} cores")),
         ratio.is_some_and(|r| r >= 2.0),
     );
+    l2_parse(ctx, report)?;
+    bypass(ctx, report)?;
     report.note(format!(
         "{cores} logical cores: the sender thread and the receiving thread share them (plus loopback's \
          softirq work, charged to the sender), so the received rates are capped by what one core can send \
          over loopback; on a 2-core box these are lower bounds for the receive paths, and loss shows where \
          the receiver, not the sender, was the limit."
     ));
+    Ok(())
+}
+
+/// The software part of the kernel-bypass RX path on one core, whatever the build: Ethernet,
+/// IPv4 and UDP parsed and checksummed by `bastion_net::l2::parse` and the payload copied into a
+/// `Frame`, over pre-built 64-byte-payload frames from 1,024 senders (as a ring of received
+/// frames would hold them). This is the per-packet cost both bypass backends add to their
+/// driver's; the baseline is a plain copy of the same bytes into frames.
+fn l2_parse(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
+    use bastion_net::l2::{L2, L2Filter, build_udp_frame, parse};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    let dst = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 8400);
+    let mut frames: Vec<Vec<u8>> = Vec::with_capacity(1024);
+    for i in 0..1024u32 {
+        let src = SocketAddrV4::new(Ipv4Addr::from(0x0a00_1000 + i), 40_000 + (i as u16));
+        let payload = [i as u8; PAYLOAD];
+        let mut f = Vec::new();
+        build_udp_frame([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1], src, dst, &payload, None, &mut f)
+            .map_err(|e| e.to_string())?;
+        frames.push(f);
+    }
+    let filter = L2Filter { ip: *dst.ip(), port: dst.port() };
+    let rounds = ctx.size(20_000, 500);
+    let mut out = Frame::empty();
+    let mut delivered = 0u64;
+    report.push(crate::harness::rounds(
+        "l2-parse+copy",
+        "ring of 1024 frames",
+        5,
+        rounds,
+        frames.len() as u64,
+        json!({"payload": PAYLOAD, "frame_bytes": frames[0].len(), "what": "l2::parse (checksums verified) + copy into a Frame"}),
+        |_| {
+            for f in &frames {
+                if let L2::Udp { from, payload } = parse(std::hint::black_box(f), &filter) {
+                    out.bytes[..payload.len()].copy_from_slice(payload);
+                    out.len = payload.len() as u16;
+                    out.from = SocketAddr::V4(from);
+                    delivered += 1;
+                }
+            }
+            std::hint::black_box(&out);
+        },
+    ));
+    if delivered == 0 {
+        return Err("l2::parse delivered no frame".into());
+    }
+    report.push(crate::harness::rounds(
+        "copy-only",
+        "ring of 1024 frames",
+        5,
+        rounds,
+        frames.len() as u64,
+        json!({"payload": PAYLOAD, "what": "the UDP payload bytes copied into a Frame, no parsing"}),
+        |_| {
+            for f in &frames {
+                let payload = &f[42..42 + PAYLOAD];
+                out.bytes[..PAYLOAD].copy_from_slice(std::hint::black_box(payload));
+                out.len = PAYLOAD as u16;
+            }
+            std::hint::black_box(&out);
+        },
+    ));
+    report.ratio_throughput("l2-parse+copy_vs_copy-only", "l2-parse+copy", "copy-only");
+    Ok(())
+}
+
+/// The kernel-bypass backends, when this binary has them (`--features af_xdp,dpdk`): AF_XDP on
+/// a veth pair between two network namespaces against sockets and io_uring on the same veth,
+/// and the DPDK RX path on `net_null`. Without the features (or without root) they are noted as
+/// not measured.
+fn bypass(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
+    let _ = ctx;
+    #[cfg(not(feature = "af_xdp"))]
+    report.note("af_xdp: not built into this binary (run with `--features af_xdp`): not measured");
+    #[cfg(not(feature = "dpdk"))]
+    report.note("dpdk: not built into this binary (run with `--features dpdk`): not measured");
     Ok(())
 }
