@@ -339,6 +339,49 @@ fn l2_parse(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
 /// not measured.
 fn bypass(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     let _ = ctx;
+    #[cfg(feature = "af_xdp")]
+    {
+        let secs = ctx.size(3, 1);
+        let per = |name: &str, pps: f64, params: serde_json::Value| Measurement {
+            name: name.to_owned(),
+            ops: (pps * secs as f64) as u64,
+            elapsed_ns: secs * 1_000_000_000,
+            ops_per_s: pps,
+            latency: None,
+            unit: "datagram".to_owned(),
+            params,
+        };
+        for mode in [bastion_net::XdpMode::Skb, bastion_net::XdpMode::Auto] {
+            match bastion_net::xdp::veth_bench(Duration::from_secs(secs), PAYLOAD, mode) {
+                Ok(b) => {
+                    let tag = format!("veth-{}", b.mode.name());
+                    let params = json!({"payload": b.payload, "seconds": b.seconds, "sent_pps": b.sent_pps, "xdp_mode": b.mode.name()});
+                    report.push(per(&format!("af_xdp@{tag}"), b.af_xdp_pps, params.clone()));
+                    report.push(per(&format!("recv_from@{tag}"), b.recv_from_pps, params.clone()));
+                    report.push(per(&format!("recvmmsg@{tag}"), b.recvmmsg_pps, params));
+                    let vs_sockets = report.ratio_throughput(
+                        &format!("af_xdp_vs_recvmmsg@{tag}"),
+                        &format!("af_xdp@{tag}"),
+                        &format!("recvmmsg@{tag}"),
+                    );
+                    report.ratio_throughput(
+                        &format!("af_xdp_vs_recv_from@{tag}"),
+                        &format!("af_xdp@{tag}"),
+                        &format!("recv_from@{tag}"),
+                    );
+                    if mode == bastion_net::XdpMode::Skb {
+                        report.goal(
+                            "AF_XDP >= 2x sockets on the same veth",
+                            "af_xdp datagrams/s >= 2 x recvmmsg datagrams/s, one receiving thread, veth between namespaces",
+                            vs_sockets.map_or_else(|| "not measured".into(), |r| format!("{r:.2}x (skb mode)")),
+                            vs_sockets.is_some_and(|r| r >= 2.0),
+                        );
+                    }
+                }
+                Err(e) => report.note(format!("af_xdp on veth ({}): not measured: {e}", mode.name())),
+            }
+        }
+    }
     #[cfg(not(feature = "af_xdp"))]
     report.note("af_xdp: not built into this binary (run with `--features af_xdp`): not measured");
     #[cfg(not(feature = "dpdk"))]

@@ -1,0 +1,157 @@
+//! One AF_XDP socket with its own UMEM: `frames` chunks of [`CHUNK`] bytes, a fill ring, a
+//! completion ring (required by `bind`, unused: nothing is transmitted) and an RX ring, bound to
+//! one queue of one interface.
+
+use super::ring::{FillRing, Mmap, RxRing};
+use super::sys::{self, SockaddrXdp, XdpDesc, XdpMmapOffsets, XdpUmemReg};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Bytes per UMEM chunk (one frame each; a page).
+pub(crate) const CHUNK: u32 = 4096;
+
+/// An AF_XDP socket, its UMEM and its mapped rings.
+#[derive(Debug)]
+pub(crate) struct Xsk {
+    // Field order is drop order: the ring mappings go first, then the socket, then the UMEM.
+    pub(crate) rx: RxRing,
+    pub(crate) fill: FillRing,
+    fd: OwnedFd,
+    umem: Mmap,
+    /// Chunk addresses owned by user space, waiting for room in the fill ring (capacity
+    /// `frames`, so pushing never allocates).
+    pub(crate) free: Vec<u64>,
+    pub(crate) queue: u32,
+}
+
+// SAFETY: the raw pointers inside (ring and UMEM mappings) point into mappings this value owns;
+// they are only dereferenced through `&mut self` (or `&self` for reads of frames the kernel
+// handed over), so moving the whole to another thread is sound; the kernel side of the rings
+// is synchronised by the acquire/release protocol regardless of thread.
+unsafe impl Send for Xsk {}
+
+/// Which step of setting up the socket failed.
+#[derive(Debug)]
+pub(crate) struct XskError {
+    pub(crate) what: &'static str,
+    pub(crate) source: io::Error,
+}
+
+fn step<T>(what: &'static str, r: io::Result<T>) -> Result<T, XskError> {
+    r.map_err(|source| XskError { what, source })
+}
+
+impl Xsk {
+    /// Creates the socket and UMEM, maps the rings, puts up to `ring_size` chunks in the fill
+    /// ring and binds to `ifindex`/`queue` with `bind_flags` (`XDP_COPY` or `XDP_ZEROCOPY`,
+    /// plus `XDP_USE_NEED_WAKEUP`).
+    pub(crate) fn open(
+        ifindex: u32,
+        queue: u32,
+        frames: u32,
+        ring_size: u32,
+        bind_flags: u16,
+    ) -> Result<Xsk, XskError> {
+        let fd = step("socket(AF_XDP)", sys::xsk_socket())?;
+        let len = (frames as usize)
+            .checked_mul(CHUNK as usize)
+            .ok_or_else(|| XskError { what: "UMEM size", source: io::Error::other("overflow") })?;
+        let umem = step("mmap UMEM", Mmap::anonymous(len))?;
+        let reg = XdpUmemReg {
+            addr: umem.as_ptr() as u64,
+            len: len as u64,
+            chunk_size: CHUNK,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        step("setsockopt(XDP_UMEM_REG)", sys::set_xdp_opt(&fd, sys::XDP_UMEM_REG, &reg))?;
+        step("setsockopt(XDP_UMEM_FILL_RING)", sys::set_xdp_opt(&fd, sys::XDP_UMEM_FILL_RING, &ring_size))?;
+        step(
+            "setsockopt(XDP_UMEM_COMPLETION_RING)",
+            sys::set_xdp_opt(&fd, sys::XDP_UMEM_COMPLETION_RING, &ring_size),
+        )?;
+        step("setsockopt(XDP_RX_RING)", sys::set_xdp_opt(&fd, sys::XDP_RX_RING, &ring_size))?;
+        let (off, off_len) = step(
+            "getsockopt(XDP_MMAP_OFFSETS)",
+            sys::get_xdp_opt::<XdpMmapOffsets>(fd.as_raw_fd(), sys::XDP_MMAP_OFFSETS),
+        )?;
+        if off_len != size_of::<XdpMmapOffsets>() {
+            return Err(XskError {
+                what: "getsockopt(XDP_MMAP_OFFSETS)",
+                source: io::Error::other("kernel too old (no ring flags: need Linux 5.4+)"),
+            });
+        }
+        let fill_len = off.fr.desc as usize + ring_size as usize * size_of::<u64>();
+        let fill_map = step("mmap fill ring", Mmap::ring(&fd, fill_len, sys::XDP_UMEM_PGOFF_FILL_RING))?;
+        let mut fill = step("fill ring offsets", FillRing::new(fill_map, &off.fr, ring_size))?;
+        let rx_len = off.rx.desc as usize + ring_size as usize * size_of::<XdpDesc>();
+        let rx_map = step("mmap RX ring", Mmap::ring(&fd, rx_len, sys::XDP_PGOFF_RX_RING))?;
+        let rx = step("RX ring offsets", RxRing::new(rx_map, &off.rx, ring_size))?;
+        // Every chunk starts free; hand the kernel as many as the fill ring holds (lowest
+        // addresses first, so pop from the end of a reversed list).
+        let mut free: Vec<u64> = (0..u64::from(frames)).rev().map(|i| i * u64::from(CHUNK)).collect();
+        fill.refill(&mut free);
+        let addr = SockaddrXdp {
+            family: sys::AF_XDP as u16,
+            flags: bind_flags | sys::XDP_USE_NEED_WAKEUP,
+            ifindex,
+            queue_id: queue,
+            shared_umem_fd: 0,
+        };
+        // SAFETY: the fd is open; `addr` is a live sockaddr_xdp whose size is passed, read only.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const SockaddrXdp).cast(),
+                size_of::<SockaddrXdp>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(XskError { what: "bind", source: io::Error::last_os_error() });
+        }
+        Ok(Xsk { rx, fill, fd, umem, free, queue })
+    }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The bytes of the frame `desc` describes, or `None` if it lies outside the UMEM (a
+    /// kernel bug; never trusted blindly).
+    pub(crate) fn frame(&self, desc: &XdpDesc) -> Option<&[u8]> {
+        let start = usize::try_from(desc.addr).ok()?;
+        let end = start.checked_add(desc.len as usize)?;
+        if end > self.umem.len() {
+            return None;
+        }
+        // SAFETY: `start..end` is inside the UMEM mapping owned by `self` (checked above); the
+        // kernel wrote this frame before publishing its descriptor (acquired in `peek`) and does
+        // not reuse the chunk until we put it back in the fill ring, which needs `&mut self`.
+        Some(unsafe { std::slice::from_raw_parts(self.umem.as_ptr().add(start), end - start) })
+    }
+
+    /// Kicks the kernel (`recvfrom(MSG_DONTWAIT)`) if it asked for a wake-up to use the fill
+    /// ring.
+    pub(crate) fn wake_if_needed(&self) {
+        if self.fill.needs_wakeup() {
+            // SAFETY: the fd is open; a zero-length receive with null buffers is the documented
+            // AF_XDP wake-up and writes nothing.
+            unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                );
+            }
+        }
+    }
+
+    /// The kernel's drop counters for this socket.
+    pub(crate) fn statistics(&self) -> io::Result<sys::XdpStatistics> {
+        sys::get_xdp_opt::<sys::XdpStatistics>(self.fd.as_raw_fd(), sys::XDP_STATISTICS).map(|(s, _)| s)
+    }
+}
