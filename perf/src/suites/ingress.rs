@@ -382,6 +382,36 @@ fn bypass(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
             }
         }
     }
+    #[cfg(feature = "dpdk")]
+    {
+        // net_null: the PMD hands out (zero-filled) frames as fast as the RX path takes them, so
+        // this is the software ceiling of our RX path (burst, parse, count, free). Its frames
+        // are not IPv4 and stop at the Ethernet type check: real UDP costs the parse measured
+        // in `l2-parse+copy` more per frame.
+        let secs = ctx.size(2, 1);
+        let cfg = IngressConfig::new("10.0.0.1:8400".parse().map_err(|e| format!("{e}"))?, Backend::Dpdk);
+        match bastion_net::dpdk::rx_bench(&cfg, Duration::from_secs(secs)) {
+            Ok(b) => {
+                let pps = b.packets_per_sec();
+                report.push(Measurement {
+                    name: "dpdk-rx@net_null".to_owned(),
+                    ops: b.packets,
+                    elapsed_ns: u64::try_from(b.elapsed.as_nanos()).unwrap_or(u64::MAX),
+                    ops_per_s: pps,
+                    latency: None,
+                    unit: "frame".to_owned(),
+                    params: json!({"bursts": b.bursts, "vdev": "net_null0", "eal": "-l 0 --no-huge --no-pci --no-shconf"}),
+                });
+                report.goal(
+                    "DPDK RX path >= 10M packets/s on net_null",
+                    "dpdk-rx@net_null frames/s >= 10,000,000, one core",
+                    format!("{pps:.0}/s"),
+                    pps >= 1e7,
+                );
+            }
+            Err(e) => report.note(format!("dpdk on net_null: not measured: {e}")),
+        }
+    }
     #[cfg(not(feature = "af_xdp"))]
     report.note("af_xdp: not built into this binary (run with `--features af_xdp`): not measured");
     #[cfg(not(feature = "dpdk"))]
