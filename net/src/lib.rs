@@ -13,6 +13,8 @@ pub mod packet;
 mod sockaddr;
 mod sockets;
 mod uring;
+#[cfg(any(feature = "af_xdp", feature = "dpdk"))]
+pub mod veth;
 #[cfg(feature = "af_xdp")]
 pub mod xdp;
 

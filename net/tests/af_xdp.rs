@@ -6,7 +6,7 @@
 //! ARP, ICMP) still reaches the kernel; configuration errors name the problem.
 
 use bastion_net::l2::build_udp_frame;
-use bastion_net::xdp::veth::VethPair;
+use bastion_net::veth::VethPair;
 use bastion_net::xdp::{XdpIngress, check, veth_bench};
 use bastion_net::{Backend, Frame, Ingress, IngressConfig, MAX_DATAGRAM, NetError, XdpMode};
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};

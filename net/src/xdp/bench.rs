@@ -4,8 +4,8 @@
 //! namespace.
 
 use super::XdpIngress;
-use super::veth::VethPair;
 use crate::ingress::{Backend, Frame, Ingress, IngressConfig, XdpMode};
+use crate::veth::VethPair;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;

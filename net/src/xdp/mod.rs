@@ -18,7 +18,6 @@ mod prog;
 mod ring;
 mod sys;
 mod umem;
-pub mod veth;
 
 pub use bench::{VethBench, veth_bench};
 

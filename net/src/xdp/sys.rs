@@ -328,18 +328,3 @@ pub(crate) fn channels(iface: &str) -> io::Result<EthtoolChannels> {
     ethtool(iface, &mut ch)?;
     Ok(ch)
 }
-
-const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
-
-/// `struct ethtool_value`.
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
-/// Turns TX checksum offload of `iface` on or off (`ETHTOOL_STXCSUM`, like `ethtool -K iface
-/// tx off`).
-pub(crate) fn set_tx_checksum_offload(iface: &str, on: bool) -> io::Result<()> {
-    ethtool(iface, &mut EthtoolValue { cmd: ETHTOOL_STXCSUM, data: u32::from(on) })
-}

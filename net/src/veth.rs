@@ -71,10 +71,9 @@ impl VethPair {
         // veth offloads the sender's UDP checksum (CHECKSUM_PARTIAL): the frames an AF_XDP
         // socket sees on the peer would carry only the pseudo-header sum and fail the parser's
         // checksum check. Have the sender's kernel compute full checksums, as a NIC would.
-        let if_tx = pair.if_tx.clone();
-        spawn_in(&pair.ns_tx, move || super::sys::set_tx_checksum_offload(&if_tx, false))
-            .join()
-            .map_err(|_| "ethtool thread panicked".to_string())??
+        // (`ethtool -K IF tx off` inside the sender's namespace; ethtool is in Debian's
+        // `ethtool` package, which `.ci/run` installs.)
+        ip(&["netns", "exec", &pair.ns_tx, "ethtool", "-K", &pair.if_tx, "tx", "off"])
             .map_err(|e| format!("turn off TX checksum offload on {}: {e}", pair.if_tx))?;
         Ok(pair)
     }
