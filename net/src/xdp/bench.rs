@@ -24,8 +24,11 @@ pub struct VethBench {
     pub af_xdp_pps: f64,
     pub recv_from_pps: f64,
     pub recvmmsg_pps: f64,
-    /// Datagrams the sender got out per second in each run (af_xdp, recv_from, recvmmsg).
-    pub sent_pps: [f64; 3],
+    /// The io_uring backend (multishot receive) on the same veth.
+    pub io_uring_pps: f64,
+    /// Datagrams the sender got out per second in each run (af_xdp, recv_from, recvmmsg,
+    /// io_uring).
+    pub sent_pps: [f64; 4],
 }
 
 const PORT: u16 = 9400;
@@ -34,6 +37,7 @@ enum Receiver {
     Xdp(XdpMode),
     RecvFrom,
     Recvmmsg,
+    IoUring,
 }
 
 /// Sends `payload`-byte datagrams from `pair`'s sender namespace with `sendmmsg` (64 per
@@ -101,8 +105,10 @@ fn run(payload: usize, duration: Duration, which: Receiver) -> Result<(u64, u64,
                     n += ing.recv(&mut frames, Duration::from_millis(20)).unwrap_or(0) as u64;
                 }
             }
-            Receiver::Recvmmsg => {
-                let mut cfg = IngressConfig::new(bind, Backend::Sockets);
+            Receiver::Recvmmsg | Receiver::IoUring => {
+                let backend =
+                    if matches!(which, Receiver::IoUring) { Backend::IoUring } else { Backend::Sockets };
+                let mut cfg = IngressConfig::new(bind, backend);
                 cfg.recv_buffer_bytes = Some(4 << 20);
                 let mut ing = match crate::ingress::open(&cfg) {
                     Ok(i) => i,
@@ -151,7 +157,8 @@ fn run(payload: usize, duration: Duration, which: Receiver) -> Result<(u64, u64,
 }
 
 /// Measures packets/s received on a fresh veth pair by AF_XDP in `mode` (normally
-/// [`XdpMode::Skb`]), a `recv_from` loop and the sockets backend's `recvmmsg`, each fed for
+/// [`XdpMode::Skb`]), a `recv_from` loop, the sockets backend's `recvmmsg` and the io_uring
+/// backend, each fed for
 /// `duration` with `payload`-byte datagrams by a `sendmmsg` sender in the peer namespace.
 /// Needs root (namespaces, XDP). Received counts include datagrams still queued up to 100 ms
 /// after the sender stops.
@@ -160,6 +167,7 @@ pub fn veth_bench(duration: Duration, payload: usize, mode: XdpMode) -> Result<V
     let (x, xs, got_mode) = run(payload, duration, Receiver::Xdp(mode))?;
     let (r, rs, _) = run(payload, duration, Receiver::RecvFrom)?;
     let (m, ms, _) = run(payload, duration, Receiver::Recvmmsg)?;
+    let (u, us, _) = run(payload, duration, Receiver::IoUring)?;
     Ok(VethBench {
         mode: got_mode,
         payload,
@@ -167,6 +175,7 @@ pub fn veth_bench(duration: Duration, payload: usize, mode: XdpMode) -> Result<V
         af_xdp_pps: x as f64 / secs,
         recv_from_pps: r as f64 / secs,
         recvmmsg_pps: m as f64 / secs,
-        sent_pps: [xs as f64 / secs, rs as f64 / secs, ms as f64 / secs],
+        io_uring_pps: u as f64 / secs,
+        sent_pps: [xs as f64 / secs, rs as f64 / secs, ms as f64 / secs, us as f64 / secs],
     })
 }

@@ -358,7 +358,13 @@ fn bypass(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
                     let params = json!({"payload": b.payload, "seconds": b.seconds, "sent_pps": b.sent_pps, "xdp_mode": b.mode.name()});
                     report.push(per(&format!("af_xdp@{tag}"), b.af_xdp_pps, params.clone()));
                     report.push(per(&format!("recv_from@{tag}"), b.recv_from_pps, params.clone()));
-                    report.push(per(&format!("recvmmsg@{tag}"), b.recvmmsg_pps, params));
+                    report.push(per(&format!("recvmmsg@{tag}"), b.recvmmsg_pps, params.clone()));
+                    report.push(per(&format!("io_uring@{tag}"), b.io_uring_pps, params));
+                    report.ratio_throughput(
+                        &format!("af_xdp_vs_io_uring@{tag}"),
+                        &format!("af_xdp@{tag}"),
+                        &format!("io_uring@{tag}"),
+                    );
                     let vs_sockets = report.ratio_throughput(
                         &format!("af_xdp_vs_recvmmsg@{tag}"),
                         &format!("af_xdp@{tag}"),
