@@ -199,7 +199,16 @@ fn json_number(v: Option<f64>) -> Value {
     }
 }
 
-/// The status as text: one header line, then a table of tiles.
+/// The ingress backend that opened (`bastion_ingress_backend{backend} 1`), if exported.
+fn ingress_backend(samples: &[Sample]) -> Option<String> {
+    samples
+        .iter()
+        .find(|s| s.name == "bastion_ingress_backend" && s.value == 1.0)
+        .and_then(|s| s.label("backend"))
+        .map(str::to_owned)
+}
+
+/// The status as text: one header line, the ingress line when exported, then a table of tiles.
 fn render_table(samples: &[Sample]) -> String {
     let get = |name| value(samples, name);
     let mut out = format!(
@@ -212,6 +221,18 @@ fn render_table(samples: &[Sample]) -> String {
         fmt_count(get("bastion_orders_finalized_total")),
         fmt_count(get("bastion_liquidations_total")),
     );
+    if let Some(backend) = ingress_backend(samples) {
+        let _ = writeln!(
+            out,
+            "ingress {backend}  datagrams {}  oversized {}  malformed {}  fragments {}  foreign {}  errors {}",
+            fmt_count(get("bastion_ingress_datagrams")),
+            fmt_count(get("bastion_ingress_oversized")),
+            fmt_count(get("bastion_ingress_malformed")),
+            fmt_count(get("bastion_ingress_fragments")),
+            fmt_count(get("bastion_ingress_foreign")),
+            fmt_count(get("bastion_ingress_errors")),
+        );
+    }
     let tiles = tiles(samples);
     if tiles.is_empty() {
         out.push_str("no tile metrics (bastion_tile_*)\n");
@@ -277,6 +298,15 @@ fn to_json(samples: &[Sample]) -> Value {
         "mempool": get("bastion_mempool_size"),
         "orders_finalized": get("bastion_orders_finalized_total"),
         "liquidations": get("bastion_liquidations_total"),
+        "ingress": json!({
+            "backend": ingress_backend(samples),
+            "datagrams": get("bastion_ingress_datagrams"),
+            "oversized": get("bastion_ingress_oversized"),
+            "malformed": get("bastion_ingress_malformed"),
+            "fragments": get("bastion_ingress_fragments"),
+            "foreign": get("bastion_ingress_foreign"),
+            "errors": get("bastion_ingress_errors"),
+        }),
         "tiles": tiles,
     })
 }
@@ -326,6 +356,23 @@ aux      50.0%      -     -        -         -
 zeta         -      1     -        -         -
 ";
         assert_eq!(render_table(&metrics::parse(TEXT)), expected);
+    }
+
+    #[test]
+    fn ingress_line_names_the_backend_that_opened() {
+        let text = format!(
+            "{TEXT}bastion_ingress_backend{{backend=\"af_xdp\"}} 1\nbastion_ingress_datagrams 900\nbastion_ingress_malformed 7\n"
+        );
+        let samples = crate::metrics::parse(&text);
+        let table = render_table(&samples);
+        let line = table.lines().nth(1).unwrap();
+        assert!(line.starts_with("ingress af_xdp  datagrams 900  oversized -  malformed 7"), "{table}");
+        let v = to_json(&samples);
+        assert_eq!(v["ingress"]["backend"], json!("af_xdp"));
+        assert_eq!(v["ingress"]["malformed"], json!(7));
+        // Without the metric there is no ingress line.
+        let plain = render_table(&crate::metrics::parse(TEXT));
+        assert!(!plain.contains("ingress "), "{plain}");
     }
 
     #[test]

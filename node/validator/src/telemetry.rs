@@ -92,7 +92,9 @@ pub struct Telemetry {
     mempool: Arc<Gauge>,
     mempool_slots: Arc<Gauge>,
     stale: Arc<Gauge>,
-    ingress: [Arc<Gauge>; 3],
+    ingress: [Arc<Gauge>; 7],
+    /// `bastion_ingress_backend{backend}` = 1 for the backend that opened (kept registered).
+    _backend: Option<Arc<Gauge>>,
     ring_depth: Vec<(Arc<Gauge>, Arc<Gauge>)>,
     halted: Arc<Gauge>,
     last: Instant,
@@ -210,7 +212,28 @@ impl Telemetry {
                 ),
                 reg.gauge("bastion_ingress_oversized", "Datagrams over 1232 bytes the ingress dropped", &[]),
                 reg.gauge("bastion_ingress_errors", "Receive errors of the ingress socket", &[]),
+                reg.gauge(
+                    "bastion_ingress_malformed",
+                    "Kernel bypass: frames dropped as malformed (truncated, bad IPv4 or UDP header or checksum)",
+                    &[],
+                ),
+                reg.gauge("bastion_ingress_fragments", "Kernel bypass: IPv4 fragments dropped", &[]),
+                reg.gauge(
+                    "bastion_ingress_foreign",
+                    "Kernel bypass: frames for another address, port or protocol dropped",
+                    &[],
+                ),
+                reg.gauge("bastion_ingress_arp_replies", "DPDK: ARP requests for our address answered", &[]),
             ],
+            _backend: pipeline.map(|p| {
+                let g = reg.gauge(
+                    "bastion_ingress_backend",
+                    "1 for the ingress receive backend that opened (the configured one or its fallback)",
+                    &[("backend", p.backend.name())],
+                );
+                g.set(1.0);
+                g
+            }),
             stale: reg.gauge(
                 "bastion_mempool_stale_dropped",
                 "Mempool entries dropped as stale since start",
@@ -253,7 +276,8 @@ impl Telemetry {
                 high.set(hw as f64);
             }
             let i = p.ingress_stats();
-            for (g, v) in self.ingress.iter().zip([i.received, i.oversized, i.errors]) {
+            let all = [i.received, i.oversized, i.errors, i.malformed, i.fragments, i.foreign, i.arp_replies];
+            for (g, v) in self.ingress.iter().zip(all) {
                 g.set(v as f64);
             }
         }
