@@ -42,6 +42,13 @@ fn mac_str(m: [u8; 6]) -> String {
 impl VethPair {
     /// Creates the namespaces and the pair (needs root: `ip netns add`).
     pub fn create() -> Result<VethPair, String> {
+        VethPair::create_with_queues(1)
+    }
+
+    /// [`VethPair::create`] with `queues` RX and TX queues on each end (veth delivers a frame
+    /// sent on the peer's TX queue `i` to RX queue `i`, so flows spread over the queues).
+    pub fn create_with_queues(queues: u16) -> Result<VethPair, String> {
+        let q = queues.max(1).to_string();
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}{n}", std::process::id() % 1_000_000);
@@ -59,8 +66,10 @@ impl VethPair {
         // From here on, drop deletes whatever exists.
         ip(&["netns", "add", &pair.ns_tx])?;
         #[rustfmt::skip]
-        ip(&["link", "add", &pair.if_rx, "netns", &pair.ns_rx, "address", &mac_str(pair.mac_rx), "type", "veth",
-             "peer", "name", &pair.if_tx, "netns", &pair.ns_tx, "address", &mac_str(pair.mac_tx)])?;
+        ip(&["link", "add", &pair.if_rx, "netns", &pair.ns_rx, "address", &mac_str(pair.mac_rx),
+             "numtxqueues", &q, "numrxqueues", &q, "type", "veth",
+             "peer", "name", &pair.if_tx, "netns", &pair.ns_tx, "address", &mac_str(pair.mac_tx),
+             "numtxqueues", &q, "numrxqueues", &q])?;
         for (ns, ifname, addr) in
             [(&pair.ns_rx, &pair.if_rx, pair.ip_rx), (&pair.ns_tx, &pair.if_tx, pair.ip_tx)]
         {
