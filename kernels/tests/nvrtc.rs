@@ -171,45 +171,11 @@ fn default_cache_dir_is_under_bastion_kernels() {
 #[test]
 fn ed25519_verify_compiles_to_ptx_and_cubin() {
     use bastion_kernels::source::{
-        ED25519_KERNEL_NAME, ED25519_PREHASHED_KERNEL_NAME, ED25519_VERIFY, HEADERS as ED_HEADERS,
+        ED25519_KERNEL_NAME, ED25519_PREHASHED_KERNEL_NAME, ED25519_VERIFY, HEADERS,
     };
     let Some(nvrtc) = nvrtc() else { return };
-    let targets = [Target::Ptx { arch: 90 }, Target::Cubin { arch: 90 }];
-    let results: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = targets
-            .map(|target| {
-                let nvrtc = &nvrtc;
-                scope.spawn(move || {
-                    let started = std::time::Instant::now();
-                    let out = nvrtc.compile(ED25519_VERIFY, "ed25519_verify.cu", ED_HEADERS, target, &[]);
-                    (target, out, started.elapsed())
-                })
-            })
-            .into_iter()
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    for (target, out, elapsed) in results {
-        let out = match out {
-            Ok(out) => out,
-            Err(e) => panic!("ed25519_verify.cu does not compile for {target}: {e}"),
-        };
-        eprintln!("ed25519 {target}: {} bytes in {elapsed:?}; log: {:?}", out.code.len(), out.log);
-        for kernel in [ED25519_KERNEL_NAME, ED25519_PREHASHED_KERNEL_NAME] {
-            let name = kernel.as_bytes();
-            assert!(out.code.windows(name.len()).any(|w| w == name), "{target}: no {kernel}");
-        }
-        match target {
-            Target::Ptx { .. } => {
-                let ptx = std::str::from_utf8(&out.code).unwrap();
-                assert!(ptx.contains(".target sm_90"));
-                for kernel in [ED25519_KERNEL_NAME, ED25519_PREHASHED_KERNEL_NAME] {
-                    assert!(ptx.contains(&format!(".entry {kernel}(")), "{kernel} is not extern \"C\"");
-                }
-            }
-            Target::Cubin { .. } => assert!(out.code.starts_with(b"\x7fELF")),
-        }
-    }
+    let kernels = [ED25519_KERNEL_NAME, ED25519_PREHASHED_KERNEL_NAME];
+    compile_both(&nvrtc, ED25519_VERIFY, "ed25519_verify.cu", HEADERS, &[], &kernels, |_| {});
 }
 
 /// The portfolio-risk kernel: a compile error here fails CI. PTX and cubin compile in parallel,
@@ -217,24 +183,50 @@ fn ed25519_verify_compiles_to_ptx_and_cubin() {
 #[test]
 fn portfolio_risk_compiles_to_ptx_and_cubin() {
     use bastion_kernels::source::{
-        HEADERS as K_HEADERS, PORTFOLIO_RISK, PORTFOLIO_RISK_KERNEL_NAME, PORTFOLIO_RISK_OPTIONS,
+        HEADERS, PORTFOLIO_RISK, PORTFOLIO_RISK_KERNEL_NAME, PORTFOLIO_RISK_OPTIONS,
     };
     let Some(nvrtc) = nvrtc() else { return };
+    let kernels = [PORTFOLIO_RISK_KERNEL_NAME];
+    compile_both(
+        &nvrtc,
+        PORTFOLIO_RISK,
+        "portfolio_risk.cu",
+        HEADERS,
+        PORTFOLIO_RISK_OPTIONS,
+        &kernels,
+        |ptx| {
+            // The ABI: 13 parameters (8 input pointers, mm_ppm, n_accounts, 3 output pointers).
+            let entry = &ptx[ptx.find(&format!(".entry {PORTFOLIO_RISK_KERNEL_NAME}(")).unwrap()..];
+            let params = &entry[..entry.find(')').unwrap()];
+            assert_eq!(params.matches(".param").count(), 13, "{params}");
+            assert_eq!(params.matches(".param .u64").count(), 12, "{params}");
+            assert_eq!(params.matches(".param .u32").count(), 1, "{params}");
+            // No call to a software i128 division routine (the divisions are by constants).
+            assert!(!ptx.contains("__udivti3") && !ptx.contains("__divti3"), "i128 division call in PTX");
+            assert!(!ptx.contains("call.uni"), "unexpected call in PTX");
+        },
+    );
+}
+
+/// Compiles `source` to PTX (compute_90) and an sm_90 cubin in parallel; each must succeed and
+/// contain every one of `kernels`, the PTX as `extern "C"` entries for sm_90 (then `check_ptx`
+/// looks further), the cubin as an ELF image.
+fn compile_both(
+    nvrtc: &Nvrtc,
+    source: &str,
+    name: &str,
+    headers: &[(&str, &str)],
+    options: &[&str],
+    kernels: &[&str],
+    check_ptx: impl Fn(&str),
+) {
     let targets = [Target::Ptx { arch: 90 }, Target::Cubin { arch: 90 }];
     let results: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = targets
             .map(|target| {
-                let nvrtc = &nvrtc;
                 scope.spawn(move || {
                     let started = std::time::Instant::now();
-                    let out = nvrtc.compile(
-                        PORTFOLIO_RISK,
-                        "portfolio_risk.cu",
-                        K_HEADERS,
-                        target,
-                        PORTFOLIO_RISK_OPTIONS,
-                    );
-                    (target, out, started.elapsed())
+                    (target, nvrtc.compile(source, name, headers, target, options), started.elapsed())
                 })
             })
             .into_iter()
@@ -244,28 +236,21 @@ fn portfolio_risk_compiles_to_ptx_and_cubin() {
     for (target, out, elapsed) in results {
         let out = match out {
             Ok(out) => out,
-            Err(e) => panic!("portfolio_risk.cu does not compile for {target}: {e}"),
+            Err(e) => panic!("{name} does not compile for {target}: {e}"),
         };
-        eprintln!("portfolio_risk {target}: {} bytes in {elapsed:?}; log: {:?}", out.code.len(), out.log);
-        let name = PORTFOLIO_RISK_KERNEL_NAME.as_bytes();
-        assert!(out.code.windows(name.len()).any(|w| w == name), "{target}: no {PORTFOLIO_RISK_KERNEL_NAME}");
+        eprintln!("{name} {target}: {} bytes in {elapsed:?}; log: {:?}", out.code.len(), out.log);
+        for kernel in kernels {
+            let bytes = kernel.as_bytes();
+            assert!(out.code.windows(bytes.len()).any(|w| w == bytes), "{target}: no {kernel}");
+        }
         match target {
             Target::Ptx { .. } => {
                 let ptx = std::str::from_utf8(&out.code).unwrap();
                 assert!(ptx.contains(".target sm_90"));
-                assert!(
-                    ptx.contains(&format!(".entry {PORTFOLIO_RISK_KERNEL_NAME}(")),
-                    "kernel is not extern \"C\""
-                );
-                // The ABI: 13 parameters (8 input pointers, mm_ppm, n_accounts, 3 output pointers).
-                let entry = &ptx[ptx.find(&format!(".entry {PORTFOLIO_RISK_KERNEL_NAME}(")).unwrap()..];
-                let params = &entry[..entry.find(')').unwrap()];
-                assert_eq!(params.matches(".param").count(), 13, "{params}");
-                assert_eq!(params.matches(".param .u64").count(), 12, "{params}");
-                assert_eq!(params.matches(".param .u32").count(), 1, "{params}");
-                // No call to a software i128 division routine (the divisions are by constants).
-                assert!(!ptx.contains("__udivti3") && !ptx.contains("__divti3"), "i128 division call in PTX");
-                assert!(!ptx.contains("call.uni"), "unexpected call in PTX");
+                for kernel in kernels {
+                    assert!(ptx.contains(&format!(".entry {kernel}(")), "{kernel} is not extern \"C\"");
+                }
+                check_ptx(ptx);
             }
             Target::Cubin { .. } => assert!(out.code.starts_with(b"\x7fELF")),
         }

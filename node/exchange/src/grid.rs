@@ -16,7 +16,7 @@
 //! The arrays follow the kernel's ABI exactly (see `kernels/cuda/portfolio_risk.cu`), so they
 //! are handed to it as slices without conversion.
 
-use crate::options::{PORTFOLIO_SCENARIOS, portfolio_scenarios, scenario_diff, shocked_spot};
+use crate::options::{PORTFOLIO_SCENARIOS, portfolio_scenarios, scenario_row, shocked_spot};
 use crate::state::State;
 use bastion_types::{AccountId, MarketId, Ppm, UnderlyingId};
 
@@ -104,22 +104,12 @@ impl State {
             dense.insert(*id, (index, m.spec.underlying));
             g.markets.push(*id);
             g.lots.push(m.spec.lot_size_nanos);
-            let spot = self.underlyings.get(usize::from(m.spec.underlying.0)).map_or(0, |u| u.index);
+            // The engine's row narrowed to 64 bits; a row that fails or does not fit stays 0 and
+            // is flagged, so accounts with a position there go to the CPU.
             let mut row = [0i64; PORTFOLIO_SCENARIOS];
-            let mut ok = spot > 0;
-            for (slot, sc) in row.iter_mut().zip(scenarios) {
-                if !ok {
-                    break;
-                }
-                let diff = shocked_spot(spot, sc.0)
-                    .and_then(|shocked| scenario_diff(m, shocked, sc, self.timestamp_ms))
-                    .ok()
-                    .and_then(|d| i64::try_from(d).ok());
-                match diff {
-                    Some(d) => *slot = d,
-                    None => ok = false,
-                }
-            }
+            let ok = scenario_row(self, m).is_some_and(|wide| {
+                row.iter_mut().zip(wide).all(|(slot, d)| i64::try_from(d).map(|d| *slot = d).is_ok())
+            });
             if !ok {
                 row = [0; PORTFOLIO_SCENARIOS];
             }

@@ -161,18 +161,24 @@ impl ScenarioCache {
     /// use); `None` for a market outside the cache (the caller computes directly).
     fn diff(&self, state: &State, id: MarketId, m: &crate::state::Market, s: usize) -> Option<R<i128>> {
         let cell = self.rows.get(usize::try_from(id.0).ok()?)?;
-        let row = cell.get_or_init(|| {
-            let spot = state.underlyings.get(usize::from(m.spec.underlying.0)).map_or(0, |u| u.index);
-            let mut row = [0i128; PORTFOLIO_SCENARIOS];
-            for (slot, sc) in row.iter_mut().zip(portfolio_scenarios()) {
-                *slot = shocked_spot(spot, sc.0)
-                    .and_then(|sh| scenario_diff(m, sh, sc, state.timestamp_ms))
-                    .ok()?;
-            }
-            Some(row)
-        });
+        let row = cell.get_or_init(|| scenario_row(state, m));
         Some(row.as_ref().and_then(|r| r.get(s).copied()).ok_or(Reject::Overflow))
     }
+}
+
+/// Market `m`'s [`scenario_diff`] in every scenario at its underlying's shocked spots, or `None`
+/// when any scenario fails (no index, a shocked spot or a repricing out of range): exactly what
+/// the direct evaluation computes for a position there, or where it fails.
+pub(crate) fn scenario_row(state: &State, m: &crate::state::Market) -> Option<[i128; PORTFOLIO_SCENARIOS]> {
+    let spot = state.underlyings.get(usize::from(m.spec.underlying.0)).map_or(0, |u| u.index);
+    if spot <= 0 {
+        return None;
+    }
+    let mut row = [0i128; PORTFOLIO_SCENARIOS];
+    for (slot, sc) in row.iter_mut().zip(portfolio_scenarios()) {
+        *slot = shocked_spot(spot, sc.0).and_then(|sh| scenario_diff(m, sh, sc, state.timestamp_ms)).ok()?;
+    }
+    Some(row)
 }
 
 /// The account's cross positions with an optional hypothetical change: `(market, size, resting
