@@ -762,18 +762,24 @@ impl RxBench {
     }
 }
 
+/// The EAL arguments of the benchmarks (`rx_bench` and the veth runs, which must agree: the
+/// EAL starts once per process): main lcore 0, no hugepages, no PCI scan, no shared config, no
+/// telemetry, and one `net_null0` device (port 0). Other devices are hot-plugged with
+/// [`attach_vdev`].
+pub fn bench_eal_args() -> Vec<String> {
+    ["-l", "0", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--no-telemetry", "--vdev", "net_null0"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
 /// Measures the RX path on one core: opens `cfg` (typically EAL args with `--vdev net_null0`
 /// and `dpdk_port` 0; an empty `eal_args` here means exactly that) and polls it flat out for
 /// `duration`. For the perf harness's `ingress` suite ("DPDK RX path packets/s on net_null").
 pub fn rx_bench(cfg: &IngressConfig, duration: Duration) -> Result<RxBench, NetError> {
     let mut cfg = cfg.clone();
     if cfg.bypass.eal_args.is_empty() && cfg.bypass.iface.is_none() {
-        cfg.bypass.eal_args =
-            ["-l", "0", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry"]
-                .into_iter()
-                .chain(["--vdev", "net_null0"])
-                .map(String::from)
-                .collect();
+        cfg.bypass.eal_args = bench_eal_args();
     }
     let mut ingress = DpdkIngress::open(&cfg)?;
     let start = Instant::now();

@@ -15,6 +15,8 @@ mod sockets;
 mod uring;
 #[cfg(any(feature = "af_xdp", feature = "dpdk"))]
 pub mod veth;
+#[cfg(any(feature = "af_xdp", feature = "dpdk"))]
+pub mod veth_bench;
 #[cfg(feature = "af_xdp")]
 pub mod xdp;
 

@@ -1,5 +1,6 @@
 //! DPDK backend tests. DPDK's EAL can be initialised once per process, so every test here
-//! shares one EAL (the same arguments, `TEST_EAL`) and runs under one lock. Run with
+//! shares one EAL (the benchmarks' arguments, `dpdk::bench_eal_args`, so the veth bench can run
+//! here too) and runs under one lock. Run with
 //! `cargo test -p bastion-net --features dpdk --test dpdk` (as root for the veth test).
 #![cfg(feature = "dpdk")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,9 +14,6 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-const TEST_EAL: [&str; 10] =
-    ["-l", "0", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--no-telemetry", "--vdev", "net_null0"];
-
 static LOCK: Mutex<()> = Mutex::new(());
 
 /// Serialises the tests and initialises the shared EAL.
@@ -26,7 +24,7 @@ fn eal() -> MutexGuard<'static, ()> {
 }
 
 fn eal_args() -> Vec<String> {
-    TEST_EAL.map(String::from).to_vec()
+    dpdk::bench_eal_args()
 }
 
 fn config(port: u16, bind: SocketAddrV4) -> IngressConfig {
@@ -458,4 +456,30 @@ fn child_send_udp() {
         }
     }
     println!("CHILD-SENT: {n}");
+}
+
+/// The `ingress` suite's DPDK-on-veth run, briefly: a `net_af_packet` device hot-plugged on a
+/// veth end takes datagrams from the other namespace, with both senders, and never more than
+/// were sent.
+#[test]
+fn veth_run_feeds_dpdk_over_af_packet() {
+    use bastion_net::veth_bench::{VethRx, VethTx, veth_run};
+    let _g = eal();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var_os("CI").is_none(), "the DPDK veth run needs root under CI");
+        println!("NOTICE: skipping the DPDK veth run: not root");
+        return;
+    }
+    let mut senders = vec![VethTx::Sendmmsg];
+    #[cfg(feature = "af_xdp")]
+    senders.push(VethTx::XdpTx);
+    for tx in senders {
+        let r = veth_run(VethRx::Dpdk, tx, Duration::from_millis(500), 64).unwrap();
+        println!("veth dpdk <- {}: received {:.0}/s, sent {:.0}/s", r.sender, r.rx_pps(), r.sent_pps());
+        assert!(r.received > 0, "{r:?}");
+        assert!(r.received <= r.sent + 1, "{r:?}");
+        let s = r.stats.unwrap();
+        assert_eq!((s.malformed, s.fragments), (0, 0), "{s:?}");
+    }
 }

@@ -12,14 +12,14 @@
 //! then generic (skb) mode, and [`XdpIngress::mode`] says which it got; an explicit mode fails
 //! with [`NetError::Unavailable`] when the interface cannot do it.
 
-mod bench;
 mod link;
 mod prog;
 mod ring;
 mod sys;
+mod tx;
 mod umem;
 
-pub use bench::{VethBench, veth_bench};
+pub use tx::{TxStats, XdpSender};
 
 use crate::ingress::{Backend, Frame, Ingress, IngressConfig, IngressStats, NetError, XdpMode};
 use crate::l2::{self, L2, L2Drop, L2Filter};

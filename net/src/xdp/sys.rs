@@ -13,6 +13,7 @@ pub(crate) const SOL_XDP: libc::c_int = 283;
 // <linux/if_xdp.h>: socket options.
 pub(crate) const XDP_MMAP_OFFSETS: libc::c_int = 1;
 pub(crate) const XDP_RX_RING: libc::c_int = 2;
+pub(crate) const XDP_TX_RING: libc::c_int = 3;
 pub(crate) const XDP_UMEM_REG: libc::c_int = 4;
 pub(crate) const XDP_UMEM_FILL_RING: libc::c_int = 5;
 pub(crate) const XDP_UMEM_COMPLETION_RING: libc::c_int = 6;
@@ -23,7 +24,9 @@ pub(crate) const XDP_ZEROCOPY: u16 = 1 << 2;
 pub(crate) const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
 // <linux/if_xdp.h>: mmap offsets of the rings and the ring flag.
 pub(crate) const XDP_PGOFF_RX_RING: libc::off_t = 0;
+pub(crate) const XDP_PGOFF_TX_RING: libc::off_t = 0x8000_0000;
 pub(crate) const XDP_UMEM_PGOFF_FILL_RING: libc::off_t = 0x1_0000_0000;
+pub(crate) const XDP_UMEM_PGOFF_COMPLETION_RING: libc::off_t = 0x1_8000_0000;
 pub(crate) const XDP_RING_NEED_WAKEUP: u32 = 1 << 0;
 
 /// `struct sockaddr_xdp`.

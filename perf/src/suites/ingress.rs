@@ -333,61 +333,14 @@ fn l2_parse(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     Ok(())
 }
 
-/// The kernel-bypass backends, when this binary has them (`--features af_xdp,dpdk`): AF_XDP on
-/// a veth pair between two network namespaces against sockets and io_uring on the same veth,
-/// and the DPDK RX path on `net_null`. Without the features (or without root) they are noted as
-/// not measured.
+/// The kernel-bypass backends, when this binary has them (`--features af_xdp,dpdk`): AF_XDP and
+/// DPDK on a veth pair between two network namespaces against sockets and io_uring on the same
+/// veth, and the DPDK RX path on `net_null`. Without the features (or without root) they are
+/// noted as not measured.
 fn bypass(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     let _ = ctx;
-    #[cfg(feature = "af_xdp")]
-    {
-        let secs = ctx.size(3, 1);
-        let per = |name: &str, pps: f64, params: serde_json::Value| Measurement {
-            name: name.to_owned(),
-            ops: (pps * secs as f64) as u64,
-            elapsed_ns: secs * 1_000_000_000,
-            ops_per_s: pps,
-            latency: None,
-            unit: "datagram".to_owned(),
-            params,
-        };
-        for mode in [bastion_net::XdpMode::Skb, bastion_net::XdpMode::Auto] {
-            match bastion_net::xdp::veth_bench(Duration::from_secs(secs), PAYLOAD, mode) {
-                Ok(b) => {
-                    let tag = format!("veth-{}", b.mode.name());
-                    let params = json!({"payload": b.payload, "seconds": b.seconds, "sent_pps": b.sent_pps, "xdp_mode": b.mode.name()});
-                    report.push(per(&format!("af_xdp@{tag}"), b.af_xdp_pps, params.clone()));
-                    report.push(per(&format!("recv_from@{tag}"), b.recv_from_pps, params.clone()));
-                    report.push(per(&format!("recvmmsg@{tag}"), b.recvmmsg_pps, params.clone()));
-                    report.push(per(&format!("io_uring@{tag}"), b.io_uring_pps, params));
-                    report.ratio_throughput(
-                        &format!("af_xdp_vs_io_uring@{tag}"),
-                        &format!("af_xdp@{tag}"),
-                        &format!("io_uring@{tag}"),
-                    );
-                    let vs_sockets = report.ratio_throughput(
-                        &format!("af_xdp_vs_recvmmsg@{tag}"),
-                        &format!("af_xdp@{tag}"),
-                        &format!("recvmmsg@{tag}"),
-                    );
-                    report.ratio_throughput(
-                        &format!("af_xdp_vs_recv_from@{tag}"),
-                        &format!("af_xdp@{tag}"),
-                        &format!("recv_from@{tag}"),
-                    );
-                    if mode == bastion_net::XdpMode::Skb {
-                        report.goal(
-                            "AF_XDP >= 2x sockets on the same veth",
-                            "af_xdp datagrams/s >= 2 x recvmmsg datagrams/s, one receiving thread, veth between namespaces",
-                            vs_sockets.map_or_else(|| "not measured".into(), |r| format!("{r:.2}x (skb mode)")),
-                            vs_sockets.is_some_and(|r| r >= 2.0),
-                        );
-                    }
-                }
-                Err(e) => report.note(format!("af_xdp on veth ({}): not measured: {e}", mode.name())),
-            }
-        }
-    }
+    #[cfg(any(feature = "af_xdp", feature = "dpdk"))]
+    veth(ctx, report);
     #[cfg(feature = "dpdk")]
     {
         // net_null: the PMD hands out (zero-filled) frames as fast as the RX path takes them, so
@@ -423,4 +376,105 @@ fn bypass(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     #[cfg(not(feature = "dpdk"))]
     report.note("dpdk: not built into this binary (run with `--features dpdk`): not measured");
     Ok(())
+}
+
+/// Every receive path on a fresh veth pair, fed for the same time by each sender
+/// (`bastion_net::veth_bench`): AF_XDP (skb mode, and auto), DPDK on `net_af_packet` (with the
+/// `dpdk` feature), the `recv_from` loop, `recvmmsg` and io_uring; senders `sendmmsg` and,
+/// with `af_xdp`, an AF_XDP TX ring. Measurement names are `<receiver>@veth/<sender>`.
+#[cfg(any(feature = "af_xdp", feature = "dpdk"))]
+fn veth(ctx: &Ctx, report: &mut Report) {
+    use bastion_net::veth_bench::{VethRx, VethTx, veth_run};
+    let secs = ctx.size(3, 1);
+    let mut receivers = Vec::new();
+    #[cfg(feature = "af_xdp")]
+    receivers.extend([VethRx::AfXdp(bastion_net::XdpMode::Skb), VethRx::AfXdp(bastion_net::XdpMode::Auto)]);
+    #[cfg(feature = "dpdk")]
+    receivers.push(VethRx::Dpdk);
+    receivers.extend([VethRx::RecvFrom, VethRx::Recvmmsg, VethRx::IoUring]);
+    #[allow(unused_mut)]
+    let mut senders = vec![VethTx::Sendmmsg];
+    #[cfg(feature = "af_xdp")]
+    senders.push(VethTx::XdpTx);
+    let mut cpu = Vec::new();
+    for &tx in &senders {
+        for &rx in &receivers {
+            let r = match veth_run(rx, tx, Duration::from_secs(secs), PAYLOAD) {
+                Ok(r) => r,
+                Err(e) => {
+                    report.note(format!("{}@veth/{}: not measured: {e}", rx.name(), tx.name()));
+                    continue;
+                }
+            };
+            let name = format!("{}@veth/{}", r.receiver, r.sender);
+            let lost = r.sent.saturating_sub(r.received);
+            report.note(format!(
+                "{name}: received {:.0}/s, sender {:.0}/s, not received {lost} ({:.1}%), receiver CPU {:.2} s{}",
+                r.rx_pps(),
+                r.sent_pps(),
+                100.0 * lost as f64 / (r.sent.max(1) as f64),
+                r.receiver_cpu_s,
+                r.xdp_mode.map_or_else(String::new, |m| format!(", XDP mode {}", m.name()))
+            ));
+            let params = json!({
+                "payload": r.payload,
+                "seconds": r.seconds,
+                "sender": r.sender,
+                "sent": r.sent,
+                "sent_pps": r.sent_pps(),
+                "xdp_mode": r.xdp_mode.map(|m| m.name()),
+                "receiver_cpu_s": r.receiver_cpu_s,
+                "ingress_stats": r.stats,
+            });
+            cpu.push(Measurement {
+                name: format!("{name}/receiver-cpu"),
+                ops: r.received,
+                elapsed_ns: (r.receiver_cpu_s * 1e9) as u64,
+                ops_per_s: r.per_receiver_cpu_s(),
+                latency: None,
+                unit: "datagram per receiver-thread CPU-second".to_owned(),
+                params: params.clone(),
+            });
+            report.push(Measurement {
+                name,
+                ops: r.received,
+                elapsed_ns: (r.seconds * 1e9) as u64,
+                ops_per_s: r.rx_pps(),
+                latency: None,
+                unit: "datagram".to_owned(),
+                params,
+            });
+        }
+    }
+    for m in cpu {
+        report.push(m);
+    }
+    for &tx in &senders {
+        let t = tx.name();
+        let mut skb_vs_sockets = None;
+        for rx in &receivers {
+            let name = rx.name();
+            if name == "recvmmsg" || name == "recv_from" || name == "io_uring" {
+                continue;
+            }
+            for base in ["recvmmsg", "io_uring", "recv_from"] {
+                let r = report.ratio_throughput(
+                    &format!("{name}_vs_{base}@veth/{t}"),
+                    &format!("{name}@veth/{t}"),
+                    &format!("{base}@veth/{t}"),
+                );
+                if name == "af_xdp-skb" && base == "recvmmsg" {
+                    skb_vs_sockets = r;
+                }
+            }
+        }
+        if cfg!(feature = "af_xdp") {
+            report.goal(
+                &format!("AF_XDP >= 2x sockets on the same veth (sender {t})"),
+                "af_xdp datagrams/s >= 2 x recvmmsg datagrams/s, one receiving thread, veth between namespaces, skb mode",
+                skb_vs_sockets.map_or_else(|| "not measured".into(), |r| format!("{r:.2}x")),
+                skb_vs_sockets.is_some_and(|r| r >= 2.0),
+            );
+        }
+    }
 }
