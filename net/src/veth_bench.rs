@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 const PORT: u16 = 9400;
 /// The sender's UDP source port.
 const SRC_PORT: u16 = 40_000;
+/// RX ring entries of the AF_XDP socket and the DPDK `net_af_packet` ring.
+const RX_RING: u32 = 8192;
 /// How long a receiver keeps taking after the sender stopped (what was queued still counts).
 const DRAIN: Duration = Duration::from_millis(100);
 
@@ -83,6 +85,68 @@ impl VethTx {
     }
 }
 
+/// Where the work runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VethCpus {
+    /// Wherever the scheduler puts it. veth hands a frame to the peer inside the sender's
+    /// `send` call, so the receiving side's kernel work (IP/UDP, or generic XDP and the copy
+    /// into the UMEM) runs as softirq on the sender's CPU, and the sender is the limit.
+    Shared,
+    /// As on a real host with a NIC: the sender thread pinned to CPU 0, the receiver thread to
+    /// the last CPU, and the receiving veth's queue steered to that CPU with RPS
+    /// (`rps_cpus`), so the kernel's receive work (IP/UDP for sockets, generic XDP for
+    /// AF_XDP in skb mode, the AF_PACKET tap for DPDK) runs on the receiver's core. Native
+    /// (driver-mode) XDP on veth runs in veth's own NAPI on the sending CPU regardless. Needs
+    /// two CPUs.
+    Split,
+}
+
+impl VethCpus {
+    /// `shared` or `split`.
+    pub fn name(self) -> &'static str {
+        match self {
+            VethCpus::Shared => "shared",
+            VethCpus::Split => "split",
+        }
+    }
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin(cpu: usize) -> Result<(), String> {
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes one bit of the set, `cpu` is below CPU_SETSIZE (checked by caller).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: pid 0 is the calling thread; the set is initialised and its size passed.
+    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 { Ok(()) } else { Err(format!("pin to CPU {cpu}: {}", std::io::Error::last_os_error())) }
+}
+
+/// The (sender, receiver) CPUs of [`VethCpus::Split`].
+fn split_cpus() -> Result<(usize, usize), String> {
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if n < 2 {
+        return Err(format!("split CPUs need at least 2 CPUs, this process may use {n}"));
+    }
+    Ok((0, (n - 1).min(63)))
+}
+
+/// Steers RX queue 0 of `pair`'s receiving end to `cpu` with RPS (`ip netns exec` mounts the
+/// namespace's own sysfs, where the interface is visible).
+fn steer_rps(pair: &VethPair, cpu: usize) -> Result<(), String> {
+    let path = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", pair.if_rx);
+    let script = format!("echo {:x} > {path}", 1u64 << cpu);
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &pair.ns_rx, "sh", "-c", &script])
+        .output()
+        .map_err(|e| format!("run ip netns exec: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("steer {path} to CPU {cpu}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
 /// What one [`veth_run`] measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct VethRun {
@@ -90,6 +154,8 @@ pub struct VethRun {
     pub receiver: String,
     /// [`VethTx::name`].
     pub sender: String,
+    /// [`VethCpus::name`].
+    pub cpus: String,
     /// The XDP mode the AF_XDP receiver obtained (`None` for the others).
     pub xdp_mode: Option<XdpMode>,
     /// Datagram payload bytes.
@@ -152,6 +218,11 @@ fn open_rx(rx: VethRx, pair_if: &str, bind: SocketAddrV4) -> Result<(Taker, Opti
             let mut cfg = IngressConfig::new(SocketAddr::V4(bind), Backend::AfXdp);
             cfg.bypass.iface = Some(pair_if.to_owned());
             cfg.bypass.xdp_mode = mode;
+            // About as much buffering as the socket paths' 4 MiB receive buffer holds of
+            // 64-byte datagrams (a few milliseconds at these rates), so a receiver that is
+            // briefly descheduled loses as little here as there.
+            cfg.bypass.ring_size = RX_RING;
+            cfg.bypass.frames = 2 * RX_RING;
             let ing = crate::xdp::XdpIngress::open(&cfg).map_err(|e| e.to_string())?;
             let got = ing.mode();
             Ok((Taker::Net(Box::new(ing)), Some(got)))
@@ -166,11 +237,15 @@ fn open_rx(rx: VethRx, pair_if: &str, bind: SocketAddrV4) -> Result<(Taker, Opti
             let args = dpdk::bench_eal_args();
             dpdk::init_eal(&args).map_err(|e| e.to_string())?;
             let n = 900 + NEXT.fetch_add(1, Ordering::Relaxed);
-            let port =
-                dpdk::attach_vdev(&format!("net_af_packet{n},iface={pair_if}")).map_err(|e| e.to_string())?;
+            // The PMD's PACKET_MMAP ring holds 512 frames by default; give it the AF_XDP
+            // ring's depth.
+            let port = dpdk::attach_vdev(&format!("net_af_packet{n},iface={pair_if},framecnt={RX_RING}"))
+                .map_err(|e| e.to_string())?;
             let mut cfg = IngressConfig::new(SocketAddr::V4(bind), Backend::Dpdk);
             cfg.bypass.eal_args = args;
             cfg.bypass.dpdk_port = port;
+            cfg.bypass.ring_size = 4096;
+            cfg.bypass.frames = 8192;
             let ing = dpdk::DpdkIngress::open(&cfg).map_err(|e| e.to_string())?;
             Ok((Taker::Net(Box::new(ing)), None))
         }
@@ -251,15 +326,32 @@ fn send_xdp(pair: &VethPair, payload: usize, duration: Duration) -> Result<u64, 
 }
 
 /// Runs `tx` against `rx` on a fresh veth pair for `duration` with `payload`-byte datagrams.
-pub fn veth_run(rx: VethRx, tx: VethTx, duration: Duration, payload: usize) -> Result<VethRun, String> {
+pub fn veth_run(
+    rx: VethRx,
+    tx: VethTx,
+    cpus: VethCpus,
+    duration: Duration,
+    payload: usize,
+) -> Result<VethRun, String> {
+    let split = match cpus {
+        VethCpus::Shared => None,
+        VethCpus::Split => Some(split_cpus()?),
+    };
     let pair = Arc::new(VethPair::create()?);
+    if let Some((_, rx_cpu)) = split {
+        steer_rps(&pair, rx_cpu)?;
+    }
     let bind = SocketAddrV4::new(pair.ip_rx, PORT);
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Option<XdpMode>, String>>();
     let iface = pair.if_rx.clone();
     let stop2 = stop.clone();
     let receiver = pair.spawn_rx(move || -> Result<(u64, Duration, Option<IngressStats>), String> {
-        let (mut taker, mode) = match open_rx(rx, &iface, bind) {
+        let opened = match split {
+            Some((_, cpu)) => pin(cpu).and_then(|()| open_rx(rx, &iface, bind)),
+            None => open_rx(rx, &iface, bind),
+        };
+        let (mut taker, mode) = match opened {
             Ok(t) => t,
             Err(e) => {
                 let _ = ready_tx.send(Err(e.clone()));
@@ -302,10 +394,15 @@ pub fn veth_run(rx: VethRx, tx: VethTx, duration: Duration, payload: usize) -> R
     };
     let p = pair.clone();
     let sent = pair
-        .spawn_tx(move || match tx {
-            VethTx::Sendmmsg => send_mmsg(&p, payload, duration),
-            #[cfg(feature = "af_xdp")]
-            VethTx::XdpTx => send_xdp(&p, payload, duration),
+        .spawn_tx(move || {
+            if let Some((cpu, _)) = split {
+                pin(cpu)?;
+            }
+            match tx {
+                VethTx::Sendmmsg => send_mmsg(&p, payload, duration),
+                #[cfg(feature = "af_xdp")]
+                VethTx::XdpTx => send_xdp(&p, payload, duration),
+            }
         })
         .join()
         .map_err(|_| "sender thread panicked".to_string())
@@ -320,6 +417,7 @@ pub fn veth_run(rx: VethRx, tx: VethTx, duration: Duration, payload: usize) -> R
     Ok(VethRun {
         receiver: rx.name(),
         sender: tx.name().into(),
+        cpus: cpus.name().into(),
         xdp_mode: mode,
         payload,
         seconds: duration.as_secs_f64(),

@@ -7,7 +7,7 @@
 
 use bastion_net::l2::build_udp_frame;
 use bastion_net::veth::VethPair;
-use bastion_net::veth_bench::{VethRx, VethTx, veth_run};
+use bastion_net::veth_bench::{VethCpus, VethRx, VethTx, veth_run};
 use bastion_net::xdp::{XdpIngress, XdpSender, check};
 use bastion_net::{Backend, Frame, Ingress, IngressConfig, MAX_DATAGRAM, NetError, XdpMode};
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
@@ -552,17 +552,24 @@ fn veth_runs_with_both_senders() {
     drop(pair);
     let secs = std::env::var("BASTION_XDP_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(0.5);
     let d = Duration::from_secs_f64(secs);
-    for (rx, tx) in [
-        (VethRx::AfXdp(XdpMode::Skb), VethTx::Sendmmsg),
-        (VethRx::AfXdp(XdpMode::Skb), VethTx::XdpTx),
-        (VethRx::Recvmmsg, VethTx::Sendmmsg),
-        (VethRx::Recvmmsg, VethTx::XdpTx),
+    let split = if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        VethCpus::Split
+    } else {
+        VethCpus::Shared
+    };
+    for (rx, tx, cpus) in [
+        (VethRx::AfXdp(XdpMode::Skb), VethTx::Sendmmsg, VethCpus::Shared),
+        (VethRx::AfXdp(XdpMode::Skb), VethTx::XdpTx, split),
+        (VethRx::Recvmmsg, VethTx::Sendmmsg, split),
+        (VethRx::Recvmmsg, VethTx::XdpTx, VethCpus::Shared),
     ] {
-        let r = veth_run(rx, tx, d, 64).unwrap();
+        let r = veth_run(rx, tx, cpus, d, 64).unwrap();
+        assert_eq!(r.cpus, cpus.name());
         eprintln!(
-            "veth {} <- {}: received {:.0}/s, sent {:.0}/s, receiver CPU {:.2} s",
+            "veth {} <- {} ({}): received {:.0}/s, sent {:.0}/s, receiver CPU {:.2} s",
             r.receiver,
             r.sender,
+            r.cpus,
             r.rx_pps(),
             r.sent_pps(),
             r.receiver_cpu_s

@@ -463,7 +463,7 @@ fn child_send_udp() {
 /// were sent.
 #[test]
 fn veth_run_feeds_dpdk_over_af_packet() {
-    use bastion_net::veth_bench::{VethRx, VethTx, veth_run};
+    use bastion_net::veth_bench::{VethCpus, VethRx, VethTx, veth_run};
     let _g = eal();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -475,7 +475,7 @@ fn veth_run_feeds_dpdk_over_af_packet() {
     #[cfg(feature = "af_xdp")]
     senders.push(VethTx::XdpTx);
     for tx in senders {
-        let r = veth_run(VethRx::Dpdk, tx, Duration::from_millis(500), 64).unwrap();
+        let r = veth_run(VethRx::Dpdk, tx, VethCpus::Shared, Duration::from_millis(500), 64).unwrap();
         println!("veth dpdk <- {}: received {:.0}/s, sent {:.0}/s", r.sender, r.rx_pps(), r.sent_pps());
         assert!(r.received > 0, "{r:?}");
         assert!(r.received <= r.sent + 1, "{r:?}");

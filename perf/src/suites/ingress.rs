@@ -381,10 +381,13 @@ fn bypass(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
 /// Every receive path on a fresh veth pair, fed for the same time by each sender
 /// (`bastion_net::veth_bench`): AF_XDP (skb mode, and auto), DPDK on `net_af_packet` (with the
 /// `dpdk` feature), the `recv_from` loop, `recvmmsg` and io_uring; senders `sendmmsg` and,
-/// with `af_xdp`, an AF_XDP TX ring. Measurement names are `<receiver>@veth/<sender>`.
+/// with `af_xdp`, an AF_XDP TX ring; CPUs split (sender and receiver pinned apart, the
+/// receiving queue's kernel work steered to the receiver's CPU with RPS, as a NIC's interrupt
+/// would) and shared (veth's default: the receiving kernel work runs on the sender's CPU).
+/// Measurement names are `<receiver>@veth/<cpus>/<sender>`.
 #[cfg(any(feature = "af_xdp", feature = "dpdk"))]
 fn veth(ctx: &Ctx, report: &mut Report) {
-    use bastion_net::veth_bench::{VethRx, VethTx, veth_run};
+    use bastion_net::veth_bench::{VethCpus, VethRx, VethTx, veth_run};
     let secs = ctx.size(3, 1);
     let mut receivers = Vec::new();
     #[cfg(feature = "af_xdp")]
@@ -397,16 +400,21 @@ fn veth(ctx: &Ctx, report: &mut Report) {
     #[cfg(feature = "af_xdp")]
     senders.push(VethTx::XdpTx);
     let mut cpu = Vec::new();
-    for &tx in &senders {
+    let plans: Vec<(VethCpus, VethTx)> = [VethCpus::Split, VethCpus::Shared]
+        .into_iter()
+        .flat_map(|c| senders.iter().map(move |&t| (c, t)))
+        .collect();
+    for &(cpus, tx) in &plans {
         for &rx in &receivers {
-            let r = match veth_run(rx, tx, Duration::from_secs(secs), PAYLOAD) {
+            let tag = format!("{}/{}", cpus.name(), tx.name());
+            let r = match veth_run(rx, tx, cpus, Duration::from_secs(secs), PAYLOAD) {
                 Ok(r) => r,
                 Err(e) => {
-                    report.note(format!("{}@veth/{}: not measured: {e}", rx.name(), tx.name()));
+                    report.note(format!("{}@veth/{tag}: not measured: {e}", rx.name()));
                     continue;
                 }
             };
-            let name = format!("{}@veth/{}", r.receiver, r.sender);
+            let name = format!("{}@veth/{tag}", r.receiver);
             let lost = r.sent.saturating_sub(r.received);
             report.note(format!(
                 "{name}: received {:.0}/s, sender {:.0}/s, not received {lost} ({:.1}%), receiver CPU {:.2} s{}",
@@ -420,6 +428,7 @@ fn veth(ctx: &Ctx, report: &mut Report) {
                 "payload": r.payload,
                 "seconds": r.seconds,
                 "sender": r.sender,
+                "cpus": r.cpus,
                 "sent": r.sent,
                 "sent_pps": r.sent_pps(),
                 "xdp_mode": r.xdp_mode.map(|m| m.name()),
@@ -449,8 +458,8 @@ fn veth(ctx: &Ctx, report: &mut Report) {
     for m in cpu {
         report.push(m);
     }
-    for &tx in &senders {
-        let t = tx.name();
+    for &(cpus, tx) in &plans {
+        let t = format!("{}/{}", cpus.name(), tx.name());
         let mut skb_vs_sockets = None;
         for rx in &receivers {
             let name = rx.name();
@@ -470,7 +479,7 @@ fn veth(ctx: &Ctx, report: &mut Report) {
         }
         if cfg!(feature = "af_xdp") {
             report.goal(
-                &format!("AF_XDP >= 2x sockets on the same veth (sender {t})"),
+                &format!("AF_XDP >= 2x sockets on the same veth ({t})"),
                 "af_xdp datagrams/s >= 2 x recvmmsg datagrams/s, one receiving thread, veth between namespaces, skb mode",
                 skb_vs_sockets.map_or_else(|| "not measured".into(), |r| format!("{r:.2}x")),
                 skb_vs_sockets.is_some_and(|r| r >= 2.0),
