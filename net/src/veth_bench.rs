@@ -69,18 +69,33 @@ impl VethRx {
 pub enum VethTx {
     /// `sendmmsg` of 64 datagrams per call on a connected UDP socket.
     Sendmmsg,
-    /// An AF_XDP socket's TX ring, copy mode, 64 frames per call.
+    /// An AF_XDP socket's TX ring, copy mode, 64 frames per call, as fast as it goes.
     #[cfg(feature = "af_xdp")]
     XdpTx,
+    /// The same, paced to this many frames per second (an offered load for a loss-free
+    /// throughput search: the sender spins until the next batch is due).
+    #[cfg(feature = "af_xdp")]
+    XdpTxAt(u64),
 }
 
 impl VethTx {
-    /// `sendmmsg` or `xdp_tx`.
-    pub fn name(self) -> &'static str {
+    /// `sendmmsg`, `xdp_tx` or `xdp_tx@<rate>`.
+    pub fn name(self) -> String {
         match self {
-            VethTx::Sendmmsg => "sendmmsg",
+            VethTx::Sendmmsg => "sendmmsg".into(),
             #[cfg(feature = "af_xdp")]
-            VethTx::XdpTx => "xdp_tx",
+            VethTx::XdpTx => "xdp_tx".into(),
+            #[cfg(feature = "af_xdp")]
+            VethTx::XdpTxAt(rate) => format!("xdp_tx@{rate}"),
+        }
+    }
+
+    /// The paced rate, if any.
+    pub fn offered(self) -> Option<u64> {
+        match self {
+            #[cfg(feature = "af_xdp")]
+            VethTx::XdpTxAt(rate) => Some(rate),
+            _ => None,
         }
     }
 }
@@ -154,6 +169,8 @@ pub struct VethRun {
     pub receiver: String,
     /// [`VethTx::name`].
     pub sender: String,
+    /// The paced sender's rate (frames/s), `None` for the unpaced ones.
+    pub offered: Option<u64>,
     /// [`VethCpus::name`].
     pub cpus: String,
     /// The XDP mode the AF_XDP receiver obtained (`None` for the others).
@@ -294,7 +311,7 @@ fn send_mmsg(pair: &VethPair, payload: usize, duration: Duration) -> Result<u64,
 /// Sends pre-built frames on an AF_XDP TX ring from the sending namespace until `duration` has
 /// passed; returns the frames the kernel completed.
 #[cfg(feature = "af_xdp")]
-fn send_xdp(pair: &VethPair, payload: usize, duration: Duration) -> Result<u64, String> {
+fn send_xdp(pair: &VethPair, payload: usize, duration: Duration, rate: Option<u64>) -> Result<u64, String> {
     let mut frame = Vec::new();
     crate::l2::build_udp_frame(
         pair.mac_tx,
@@ -310,12 +327,30 @@ fn send_xdp(pair: &VethPair, payload: usize, duration: Duration) -> Result<u64, 
         crate::xdp::XdpSender::open(&pair.if_tx, 0, XdpMode::Auto, 4096, 2048).map_err(|e| e.to_string())?;
     let len = frame.len();
     let start = Instant::now();
-    while start.elapsed() < duration {
-        tx.send_with(64, |_, chunk| {
-            chunk[..len].copy_from_slice(&frame);
-            len
-        })
-        .map_err(|e| format!("AF_XDP send: {e}"))?;
+    let mut queued = 0u64;
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= duration {
+            break;
+        }
+        let want = match rate {
+            None => 64,
+            Some(r) => {
+                let due = (r as f64 * elapsed.as_secs_f64()) as u64;
+                let n = due.saturating_sub(queued).min(64);
+                if n == 0 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                n as usize
+            }
+        };
+        queued += tx
+            .send_with(want, |_, chunk| {
+                chunk[..len].copy_from_slice(&frame);
+                len
+            })
+            .map_err(|e| format!("AF_XDP send: {e}"))? as u64;
     }
     let _ = tx.flush(Duration::from_secs(1));
     let s = tx.stats();
@@ -401,7 +436,9 @@ pub fn veth_run(
             match tx {
                 VethTx::Sendmmsg => send_mmsg(&p, payload, duration),
                 #[cfg(feature = "af_xdp")]
-                VethTx::XdpTx => send_xdp(&p, payload, duration),
+                VethTx::XdpTx => send_xdp(&p, payload, duration, None),
+                #[cfg(feature = "af_xdp")]
+                VethTx::XdpTxAt(rate) => send_xdp(&p, payload, duration, Some(rate)),
             }
         })
         .join()
@@ -416,7 +453,8 @@ pub fn veth_run(
     let (received, cpu, stats) = got.map_err(|e| format!("{} receiver: {e}", rx.name()))?;
     Ok(VethRun {
         receiver: rx.name(),
-        sender: tx.name().into(),
+        sender: tx.name(),
+        offered: tx.offered(),
         cpus: cpus.name().into(),
         xdp_mode: mode,
         payload,
