@@ -113,6 +113,12 @@ impl Setup {
     }
 }
 
+/// Every chunk address of a UMEM of `frames` chunks, lowest last (so `pop` hands out the
+/// lowest first).
+fn all_chunks(frames: u32) -> Vec<u64> {
+    (0..u64::from(frames)).rev().map(|i| i * u64::from(CHUNK)).collect()
+}
+
 impl Xsk {
     /// Creates the socket and UMEM, maps the rings, puts up to `ring_size` chunks in the fill
     /// ring and binds to `ifindex`/`queue` with `bind_flags` (`XDP_COPY` or `XDP_ZEROCOPY`,
@@ -134,7 +140,7 @@ impl Xsk {
         let rx = step("RX ring offsets", RxRing::new(rx_map, &setup.off.rx, ring_size))?;
         // Every chunk starts free; hand the kernel as many as the fill ring holds (lowest
         // addresses first, so pop from the end of a reversed list).
-        let mut free: Vec<u64> = (0..u64::from(frames)).rev().map(|i| i * u64::from(CHUNK)).collect();
+        let mut free = all_chunks(frames);
         fill.refill(&mut free);
         setup.bind(ifindex, queue, bind_flags)?;
         let Setup { fd, umem, .. } = setup;
@@ -220,7 +226,7 @@ impl XskTx {
         )?;
         let comp = step("completion ring offsets", CompRing::new(comp_map, &setup.off.cr, ring_size))?;
         setup.bind(ifindex, queue, bind_flags)?;
-        let free: Vec<u64> = (0..u64::from(frames)).rev().map(|i| i * u64::from(CHUNK)).collect();
+        let free = all_chunks(frames);
         let Setup { fd, umem, .. } = setup;
         Ok(XskTx { tx, comp, fd, umem, free })
     }
