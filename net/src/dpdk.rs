@@ -411,6 +411,8 @@ pub struct DpdkIngress {
     stats: IngressStats,
     rx: RxCounters,
     next_queue: u16,
+    /// Frames taken from each RX queue (one entry per queue, allocated at open).
+    queue_packets: Vec<u64>,
     /// Scratch of one burst: the mbufs, their data and lengths (valid until freed in the call).
     mbufs: [*mut ffi::RteMbuf; BURST],
     data: [*const u8; BURST],
@@ -538,6 +540,7 @@ impl DpdkIngress {
             stats: IngressStats::default(),
             rx: RxCounters::default(),
             next_queue: 0,
+            queue_packets: vec![0; usize::from(b.queues)],
             mbufs: [std::ptr::null_mut(); BURST],
             data: [std::ptr::null(); BURST],
             lens: [0; BURST],
@@ -557,6 +560,12 @@ impl DpdkIngress {
     /// RX-path counters (packets, bursts, polls).
     pub fn rx_counters(&self) -> RxCounters {
         self.rx
+    }
+
+    /// Frames taken from each RX queue so far (index = queue id): how the NIC's RSS, or the
+    /// PMD's fanout, spread the traffic.
+    pub fn queue_packets(&self) -> &[u64] {
+        &self.queue_packets
     }
 
     /// (available, total) mbufs of this ingress's mempools; equal when no mbuf is held
@@ -613,6 +622,9 @@ impl DpdkIngress {
         }
         self.rx.bursts += 1;
         self.rx.packets += got as u64;
+        if let Some(n) = self.queue_packets.get_mut(usize::from(queue)) {
+            *n += got as u64;
+        }
         let mut delivered = 0;
         for i in 0..got.min(BURST) {
             let len = self.lens[i];

@@ -9,6 +9,7 @@ pub mod check;
 pub mod dpdk;
 pub mod ingress;
 pub mod l2;
+mod mmap;
 pub mod packet;
 mod sockaddr;
 mod sockets;

@@ -8,6 +8,7 @@
 //! the first field dropped.
 
 use crate::ingress::{Backend, Frame, Ingress, IngressConfig, IngressStats, MAX_DATAGRAM, NetError};
+use crate::mmap::Mmap;
 use crate::sockaddr;
 use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode};
@@ -32,44 +33,6 @@ const BUF_SIZE: usize = RECVMSG_OUT_HEADER + NAME_LEN + MAX_DATAGRAM;
 /// How long `Drop` waits for the kernel to confirm the multishot receive has ended.
 const CANCEL_WAIT: Duration = Duration::from_secs(1);
 
-/// An anonymous, page-aligned, zero-filled mapping, unmapped on drop unless leaked.
-struct Region {
-    ptr: *mut u8,
-    len: usize,
-    leaked: bool,
-}
-
-impl Region {
-    fn new(len: usize) -> io::Result<Region> {
-        // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no
-        // existing memory is affected. The result is checked against MAP_FAILED.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Region { ptr: ptr.cast(), len, leaked: false })
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        if !self.leaked {
-            // SAFETY: `ptr`/`len` are exactly one mapping made in `Region::new`, unmapped once,
-            // and (see `UringIngress`'s Drop) the kernel no longer writes into it.
-            unsafe { libc::munmap(self.ptr.cast(), self.len) };
-        }
-    }
-}
-
 pub(crate) struct UringIngress {
     /// Dropped first (fields drop in declaration order): closing the ring releases the buffer
     /// group before the memory below goes away.
@@ -79,9 +42,9 @@ pub(crate) struct UringIngress {
     /// its address is stable while the SQE refers to it.
     msghdr: Box<libc::msghdr>,
     /// `entries` BufRingEntry slots, registered as buffer group BGID.
-    buf_ring: Region,
+    buf_ring: Mmap,
     /// `entries` buffers of BUF_SIZE bytes each; buffer `bid` starts at `bid * BUF_SIZE`.
-    buffers: Region,
+    buffers: Mmap,
     entries: u16,
     /// Our copy of the buffer ring's tail (published with a release store).
     tail: u16,
@@ -90,7 +53,7 @@ pub(crate) struct UringIngress {
     stats: IngressStats,
 }
 
-// SAFETY: the raw pointers (`Region`s, `msghdr`'s null fields) refer to memory owned by this
+// SAFETY: the raw pointers (`Mmap`s, `msghdr`'s null fields) refer to memory owned by this
 // struct and used only through `&mut self`; `IoUring` is Send. Moving the whole ingress to
 // another thread moves sole ownership of all of it.
 unsafe impl Send for UringIngress {}
@@ -124,9 +87,9 @@ impl UringIngress {
             )));
         }
         let setup = |what: &'static str| move |source| NetError::UringSetup { what, source };
-        let buf_ring = Region::new(usize::from(entries) * size_of::<BufRingEntry>())
+        let buf_ring = Mmap::anonymous(usize::from(entries) * size_of::<BufRingEntry>())
             .map_err(setup("map buffer ring"))?;
-        let buffers = Region::new(usize::from(entries) * BUF_SIZE).map_err(setup("map buffers"))?;
+        let buffers = Mmap::anonymous(usize::from(entries) * BUF_SIZE).map_err(setup("map buffers"))?;
         // SAFETY: all-zero bytes are a valid msghdr (null pointers, zero lengths).
         let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         msghdr.msg_namelen = NAME_LEN as libc::socklen_t;
@@ -151,7 +114,7 @@ impl UringIngress {
         unsafe {
             this.ring
                 .submitter()
-                .register_buf_ring_with_flags(this.buf_ring.ptr as u64, entries, BGID, 0)
+                .register_buf_ring_with_flags(this.buf_ring.as_ptr() as u64, entries, BGID, 0)
                 .map_err(setup("register buffer ring"))?;
         }
         this.arm().map_err(setup("submit multishot recvmsg"))?;
@@ -160,13 +123,13 @@ impl UringIngress {
 
     /// Puts buffer `bid` back in the ring (visible to the kernel after `publish`).
     fn recycle(&mut self, bid: u16) {
-        let base = self.buf_ring.ptr.cast::<BufRingEntry>();
+        let base = self.buf_ring.as_ptr().cast::<BufRingEntry>();
         let idx = usize::from(self.tail & (self.entries - 1));
         // SAFETY: `idx < entries`, so the slot lies inside the `buf_ring` mapping. The kernel
         // only reads slots between its head and our published tail, and this slot is past the
         // published tail; the setters leave the `resv` field (the tail, in slot 0) untouched.
         let entry = unsafe { &mut *base.add(idx) };
-        entry.set_addr(self.buffers.ptr as u64 + u64::from(bid) * BUF_SIZE as u64);
+        entry.set_addr(self.buffers.as_ptr() as u64 + u64::from(bid) * BUF_SIZE as u64);
         entry.set_len(BUF_SIZE as u32);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
@@ -174,7 +137,7 @@ impl UringIngress {
 
     /// Publishes the recycled buffers to the kernel.
     fn publish(&self) {
-        let base = self.buf_ring.ptr.cast::<BufRingEntry>();
+        let base = self.buf_ring.as_ptr().cast::<BufRingEntry>();
         // SAFETY: `base` is the first entry of the initialised, mapped buffer ring, so `tail`
         // yields the (2-aligned) address of its tail field, which lives as long as the mapping;
         // the kernel reads it with acquire semantics, and all accesses from our side go through
@@ -235,8 +198,9 @@ impl UringIngress {
             // SAFETY: buffer `bid` lies inside the `buffers` mapping (bid < entries); the kernel
             // finished writing its first `len` bytes before posting this completion and will
             // not touch it again until it is recycled below.
-            let buf =
-                unsafe { std::slice::from_raw_parts(self.buffers.ptr.add(usize::from(bid) * BUF_SIZE), len) };
+            let buf = unsafe {
+                std::slice::from_raw_parts(self.buffers.as_ptr().add(usize::from(bid) * BUF_SIZE), len)
+            };
             match RecvMsgOut::parse(buf, &self.msghdr) {
                 Ok(msg) => {
                     let payload = msg.payload_data();
@@ -342,8 +306,8 @@ impl Drop for UringIngress {
         if self.armed {
             // The kernel did not confirm the end of the receive: leak the memory it may still
             // write into rather than unmap it.
-            self.buf_ring.leaked = true;
-            self.buffers.leaked = true;
+            self.buf_ring.leak();
+            self.buffers.leak();
             std::mem::forget(std::mem::replace(
                 &mut self.msghdr,
                 Box::new(

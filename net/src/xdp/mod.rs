@@ -158,7 +158,7 @@ impl XdpIngress {
                             ),
                             ("bind", Some(libc::EOPNOTSUPP)) => " (the driver cannot do zero-copy)".into(),
                             ("bind", Some(libc::EBUSY)) => {
-                                " (another AF_XDP socket is bound to this queue)".into()
+                                " (another AF_XDP socket still holds this queue after 1 s)".into()
                             }
                             (_, Some(libc::EPERM)) => " (needs root, or CAP_NET_RAW)".into(),
                             (_, Some(libc::ENOMEM)) | (_, Some(libc::ENOBUFS)) => {

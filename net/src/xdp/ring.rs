@@ -12,77 +12,10 @@
 //! index and only re-reads it when the cached value says the ring is empty or full.
 
 use super::sys::{XdpDesc, XdpRingOffset};
+pub(crate) use crate::mmap::Mmap;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-
-/// An owned `mmap` region, unmapped on drop.
-#[derive(Debug)]
-pub(crate) struct Mmap {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Mmap {
-    /// `len` bytes of anonymous, private, pre-faulted, page-aligned memory (the UMEM).
-    pub(crate) fn anonymous(len: usize) -> io::Result<Mmap> {
-        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing; no existing
-        // memory is affected.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mmap { ptr: ptr.cast(), len })
-    }
-
-    /// The ring of `fd` at page offset `pgoff` (one of `XDP_PGOFF_*`), `len` bytes, shared.
-    pub(crate) fn ring(fd: &OwnedFd, len: usize, pgoff: libc::off_t) -> io::Result<Mmap> {
-        // SAFETY: a fresh shared mapping of the socket's ring at an address of the kernel's
-        // choosing; the kernel checks `len` against the ring's size and fails otherwise.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                pgoff,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mmap { ptr: ptr.cast(), len })
-    }
-
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` describe a mapping this value created and still owns; every
-        // pointer derived from it lives in structs that own (and so drop before or with) it.
-        unsafe {
-            libc::munmap(self.ptr.cast(), self.len);
-        }
-    }
-}
 
 /// Pointers into one mapped ring.
 #[derive(Debug)]

@@ -89,6 +89,9 @@ impl XdpSender {
                     " (is the queue id below the interface's TX queue count?)"
                 }
                 Some(libc::EOPNOTSUPP) if e.what == "bind" => " (the driver does not support this mode)",
+                Some(libc::EBUSY) if e.what == "bind" => {
+                    " (another AF_XDP socket still holds this queue after 1 s)"
+                }
                 _ => "",
             };
             unavailable(format!(

@@ -7,6 +7,10 @@ use super::ring::{CompRing, FillRing, Mmap, RxRing, TxRing};
 use super::sys::{self, SockaddrXdp, XdpDesc, XdpMmapOffsets, XdpUmemReg};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// How long `bind` retries `EBUSY` (a queue still held by a socket closed a moment ago).
+const BUSY_WAIT: Duration = Duration::from_secs(1);
 
 /// Bytes per UMEM chunk (one frame each; a page).
 pub(crate) const CHUNK: u32 = 4096;
@@ -90,6 +94,11 @@ impl Setup {
     }
 
     /// Binds to `ifindex`/`queue` with `bind_flags` plus `XDP_USE_NEED_WAKEUP`.
+    ///
+    /// The kernel gives up a closed socket's hold on its queue asynchronously (the buffer pool
+    /// is released from a workqueue), so binding right after another socket on the same queue
+    /// was closed, as a restarted validator or a test that reopens does, can fail with `EBUSY`
+    /// for a moment. `EBUSY` is retried for up to [`BUSY_WAIT`] before it is reported.
     fn bind(&self, ifindex: u32, queue: u32, bind_flags: u16) -> Result<(), XskError> {
         let addr = SockaddrXdp {
             family: sys::AF_XDP as u16,
@@ -98,18 +107,27 @@ impl Setup {
             queue_id: queue,
             shared_umem_fd: 0,
         };
-        // SAFETY: the fd is open; `addr` is a live sockaddr_xdp whose size is passed, read only.
-        let rc = unsafe {
-            libc::bind(
-                self.fd.as_raw_fd(),
-                (&addr as *const SockaddrXdp).cast(),
-                size_of::<SockaddrXdp>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(XskError { what: "bind", source: io::Error::last_os_error() });
+        let deadline = Instant::now() + BUSY_WAIT;
+        loop {
+            // SAFETY: the fd is open; `addr` is a live sockaddr_xdp whose size is passed, read
+            // only.
+            let rc = unsafe {
+                libc::bind(
+                    self.fd.as_raw_fd(),
+                    (&addr as *const SockaddrXdp).cast(),
+                    size_of::<SockaddrXdp>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                return Ok(());
+            }
+            let source = io::Error::last_os_error();
+            if source.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            return Err(XskError { what: "bind", source });
         }
-        Ok(())
     }
 }
 
