@@ -111,8 +111,8 @@ pub enum VethCpus {
     /// the last CPU, and the receiving veth's queue steered to that CPU with RPS
     /// (`rps_cpus`), so the kernel's receive work (IP/UDP for sockets, generic XDP for
     /// AF_XDP in skb mode, the AF_PACKET tap for DPDK) runs on the receiver's core. Native
-    /// (driver-mode) XDP on veth runs in veth's own NAPI on the sending CPU regardless. Needs
-    /// two CPUs.
+    /// (driver-mode) XDP runs in veth's NAPI, which RPS does not move: that NAPI is switched to
+    /// threaded mode and its kernel thread pinned to the receiver's CPU too. Needs two CPUs.
     Split,
 }
 
@@ -146,20 +146,56 @@ fn split_cpus() -> Result<(usize, usize), String> {
     Ok((0, (n - 1).min(63)))
 }
 
-/// Steers RX queue 0 of `pair`'s receiving end to `cpu` with RPS (`ip netns exec` mounts the
-/// namespace's own sysfs, where the interface is visible).
-fn steer_rps(pair: &VethPair, cpu: usize) -> Result<(), String> {
-    let path = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", pair.if_rx);
-    let script = format!("echo {:x} > {path}", 1u64 << cpu);
+/// Runs `script` with `sh` inside `pair`'s receiving namespace through `ip netns exec`, which
+/// mounts the namespace's own sysfs (where its interfaces are visible).
+fn sh_in_rx(pair: &VethPair, script: &str) -> Result<(), String> {
     let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &pair.ns_rx, "sh", "-c", &script])
+        .args(["netns", "exec", &pair.ns_rx, "sh", "-c", script])
         .output()
         .map_err(|e| format!("run ip netns exec: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("steer {path} to CPU {cpu}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!("`{script}`: {}", String::from_utf8_lossy(&out.stderr).trim()))
     }
+}
+
+/// Steers RX queue 0 of `pair`'s receiving end to `cpu` with RPS.
+fn steer_rps(pair: &VethPair, cpu: usize) -> Result<(), String> {
+    let path = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", pair.if_rx);
+    sh_in_rx(pair, &format!("echo {:x} > {path}", 1u64 << cpu))
+        .map_err(|e| format!("steer to CPU {cpu}: {e}"))
+}
+
+/// Moves the receiving veth's NAPI (which runs native XDP) into kernel threads and pins them
+/// to `cpu`: RPS steers only the generic path, while veth polls its NAPI on whichever CPU
+/// scheduled it, the sender's. Returns how many NAPI threads were pinned (0: none found).
+fn thread_napi(pair: &VethPair, cpu: usize) -> Result<usize, String> {
+    sh_in_rx(pair, &format!("echo 1 > /sys/class/net/{}/threaded", pair.if_rx))
+        .map_err(|e| format!("threaded NAPI: {e}"))?;
+    // The threads are named `napi/<iface>-<napi id>`; a task name keeps 15 bytes.
+    let name = format!("napi/{}-", pair.if_rx);
+    let prefix = &name[..name.len().min(15)];
+    let mut pinned = 0;
+    for entry in std::fs::read_dir("/proc").map_err(|e| format!("read /proc: {e}"))?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<libc::pid_t>().ok()) else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else { continue };
+        if !comm.trim_end().starts_with(prefix) {
+            continue;
+        }
+        // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: CPU_SET writes one bit of the set; `cpu` is below 64 (see `split_cpus`).
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        // SAFETY: `pid` names a kernel thread found above; the set is initialised and its size
+        // passed. A thread that exited meanwhile makes the call fail, which is ignored.
+        if unsafe { libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set) } == 0 {
+            pinned += 1;
+        }
+    }
+    Ok(pinned)
 }
 
 /// What one [`veth_run`] measured.
@@ -173,6 +209,8 @@ pub struct VethRun {
     pub offered: Option<u64>,
     /// [`VethCpus::name`].
     pub cpus: String,
+    /// veth NAPI threads pinned to the receiver's CPU (split CPUs with native XDP only).
+    pub napi_threads: usize,
     /// The XDP mode the AF_XDP receiver obtained (`None` for the others).
     pub xdp_mode: Option<XdpMode>,
     /// Datagram payload bytes.
@@ -427,6 +465,11 @@ pub fn veth_run(
             return Err(format!("{}: the receiver did not start within 20 s", rx.name()));
         }
     };
+    // Native XDP on veth runs in veth's NAPI on the sending CPU: give it the receiver's core.
+    let mut napi_threads = 0;
+    if let (Some((_, rx_cpu)), Some(XdpMode::Drv | XdpMode::ZeroCopy)) = (split, mode) {
+        napi_threads = thread_napi(&pair, rx_cpu).inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+    }
     let p = pair.clone();
     let sent = pair
         .spawn_tx(move || {
@@ -456,6 +499,7 @@ pub fn veth_run(
         sender: tx.name(),
         offered: tx.offered(),
         cpus: cpus.name().into(),
+        napi_threads,
         xdp_mode: mode,
         payload,
         seconds: duration.as_secs_f64(),

@@ -593,14 +593,16 @@ fn veth_runs_with_both_senders() {
         (VethRx::AfXdp(XdpMode::Skb), VethTx::XdpTx, split),
         (VethRx::Recvmmsg, VethTx::Sendmmsg, split),
         (VethRx::Recvmmsg, VethTx::XdpTx, VethCpus::Shared),
+        (VethRx::AfXdp(XdpMode::Drv), VethTx::XdpTx, split),
     ] {
         let r = veth_run(rx, tx, cpus, d, 64).unwrap();
         assert_eq!(r.cpus, cpus.name());
         eprintln!(
-            "veth {} <- {} ({}): received {:.0}/s, sent {:.0}/s, receiver CPU {:.2} s",
+            "veth {} <- {} ({}, {} NAPI threads pinned): received {:.0}/s, sent {:.0}/s, receiver CPU {:.2} s",
             r.receiver,
             r.sender,
             r.cpus,
+            r.napi_threads,
             r.rx_pps(),
             r.sent_pps(),
             r.receiver_cpu_s
@@ -608,8 +610,11 @@ fn veth_runs_with_both_senders() {
         assert!(r.received > 0 && r.sent > 0, "{r:?}");
         // sendmmsg's sender resolves the neighbour with one datagram it does not count.
         assert!(r.received <= r.sent + 1, "more received than sent: {r:?}");
-        if let VethRx::AfXdp(_) = rx {
-            assert_eq!(r.xdp_mode, Some(XdpMode::Skb));
+        if let VethRx::AfXdp(mode) = rx {
+            assert_eq!(r.xdp_mode, Some(mode));
+            // Split CPUs move native XDP's NAPI to the receiver's core in a kernel thread.
+            let threaded = mode == XdpMode::Drv && cpus == VethCpus::Split;
+            assert_eq!(r.napi_threads > 0, threaded, "{r:?}");
             let s = r.stats.unwrap();
             assert_eq!((s.malformed, s.fragments, s.foreign), (0, 0, 0), "{s:?}");
         }

@@ -496,7 +496,12 @@ fn loss_free(ctx: &Ctx, report: &mut Report) {
     };
     let top = rates.last().copied().unwrap_or(0);
     #[allow(unused_mut)]
-    let mut receivers = vec![VethRx::AfXdp(bastion_net::XdpMode::Skb), VethRx::Recvmmsg, VethRx::IoUring];
+    let mut receivers = vec![
+        VethRx::AfXdp(bastion_net::XdpMode::Skb),
+        VethRx::AfXdp(bastion_net::XdpMode::Drv),
+        VethRx::Recvmmsg,
+        VethRx::IoUring,
+    ];
     #[cfg(feature = "dpdk")]
     receivers.push(VethRx::Dpdk);
     let mut summary = Vec::new();
@@ -564,25 +569,39 @@ fn loss_free(ctx: &Ctx, report: &mut Report) {
         });
     }
     report.note(format!("split CPUs, paced AF_XDP sender: {}", summary.join("; ")));
-    let peak = report.ratio_throughput(
-        "af_xdp-skb_vs_recvmmsg@veth/split/peak",
-        "af_xdp-skb@veth/split/peak",
-        "recvmmsg@veth/split/peak",
-    );
-    report.ratio_throughput(
-        "af_xdp-skb_vs_io_uring@veth/split/peak",
-        "af_xdp-skb@veth/split/peak",
-        "io_uring@veth/split/peak",
-    );
-    report.ratio_throughput(
-        &format!("af_xdp-skb_vs_recvmmsg@veth/split/xdp_tx@{top}"),
-        &format!("af_xdp-skb@veth/split/xdp_tx@{top}"),
-        &format!("recvmmsg@veth/split/xdp_tx@{top}"),
-    );
+    let mut peaks = Vec::new();
+    for mode in ["skb", "drv"] {
+        let r = report.ratio_throughput(
+            &format!("af_xdp-{mode}_vs_recvmmsg@veth/split/peak"),
+            &format!("af_xdp-{mode}@veth/split/peak"),
+            "recvmmsg@veth/split/peak",
+        );
+        report.ratio_throughput(
+            &format!("af_xdp-{mode}_vs_io_uring@veth/split/peak"),
+            &format!("af_xdp-{mode}@veth/split/peak"),
+            "io_uring@veth/split/peak",
+        );
+        report.ratio_throughput(
+            &format!("af_xdp-{mode}_vs_recvmmsg@veth/split/xdp_tx@{top}"),
+            &format!("af_xdp-{mode}@veth/split/xdp_tx@{top}"),
+            &format!("recvmmsg@veth/split/xdp_tx@{top}"),
+        );
+        if let Some(r) = r.filter(|r| r.is_finite()) {
+            peaks.push((mode, r));
+        }
+    }
+    let best = peaks.iter().copied().fold(None, |b: Option<(&str, f64)>, p| match b {
+        Some(b) if b.1 >= p.1 => Some(b),
+        _ => Some(p),
+    });
     report.goal(
         "AF_XDP >= 2x sockets on the same veth",
-        "AF_XDP (skb mode) peak delivered datagrams/s >= 2 x the sockets backend's (recvmmsg), each receiver on its own core, same veth, same paced sender",
-        peak.map_or_else(|| "not measured".into(), |r| format!("{r:.2}x")),
-        peak.is_some_and(|r| r.is_finite() && r >= 2.0),
+        "the better AF_XDP mode's peak delivered datagrams/s >= 2 x the sockets backend's (recvmmsg), each receiver on its own core (native XDP's NAPI threaded and pinned there), same veth, same paced sender",
+        if peaks.is_empty() {
+            "not measured".into()
+        } else {
+            peaks.iter().map(|(m, r)| format!("{m} {r:.2}x")).collect::<Vec<_>>().join(", ")
+        },
+        best.is_some_and(|(_, r)| r >= 2.0),
     );
 }
