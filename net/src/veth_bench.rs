@@ -126,15 +126,20 @@ impl VethCpus {
     }
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin(cpu: usize) -> Result<(), String> {
+/// Pins task `pid` (0: the calling thread) to `cpu` (below 64, see `split_cpus`).
+fn pin(pid: libc::pid_t, cpu: usize) -> Result<(), String> {
     // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET writes one bit of the set, `cpu` is below CPU_SETSIZE (checked by caller).
+    // SAFETY: CPU_SET writes one bit of the set; `cpu` is below 64, inside CPU_SETSIZE.
     unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: pid 0 is the calling thread; the set is initialised and its size passed.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-    if rc == 0 { Ok(()) } else { Err(format!("pin to CPU {cpu}: {}", std::io::Error::last_os_error())) }
+    // SAFETY: the set is initialised and its size passed; a `pid` that no longer exists makes
+    // the call fail with ESRCH, nothing else.
+    let rc = unsafe { libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("pin task {pid} to CPU {cpu}: {}", std::io::Error::last_os_error()))
+    }
 }
 
 /// The (sender, receiver) CPUs of [`VethCpus::Split`].
@@ -185,13 +190,8 @@ fn thread_napi(pair: &VethPair, cpu: usize) -> Result<usize, String> {
         if !comm.trim_end().starts_with(prefix) {
             continue;
         }
-        // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: CPU_SET writes one bit of the set; `cpu` is below 64 (see `split_cpus`).
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-        // SAFETY: `pid` names a kernel thread found above; the set is initialised and its size
-        // passed. A thread that exited meanwhile makes the call fail, which is ignored.
-        if unsafe { libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set) } == 0 {
+        // A thread that exited meanwhile fails to pin and is not counted.
+        if pin(pid, cpu).is_ok() {
             pinned += 1;
         }
     }
@@ -421,7 +421,7 @@ pub fn veth_run(
     let stop2 = stop.clone();
     let receiver = pair.spawn_rx(move || -> Result<(u64, Duration, Option<IngressStats>), String> {
         let opened = match split {
-            Some((_, cpu)) => pin(cpu).and_then(|()| open_rx(rx, &iface, bind)),
+            Some((_, cpu)) => pin(0, cpu).and_then(|()| open_rx(rx, &iface, bind)),
             None => open_rx(rx, &iface, bind),
         };
         let (mut taker, mode) = match opened {
@@ -474,7 +474,7 @@ pub fn veth_run(
     let sent = pair
         .spawn_tx(move || {
             if let Some((cpu, _)) = split {
-                pin(cpu)?;
+                pin(0, cpu)?;
             }
             match tx {
                 VethTx::Sendmmsg => send_mmsg(&p, payload, duration),

@@ -216,10 +216,12 @@ impl XdpIngress {
             }
         };
         for s in &socks {
-            prog::set_socket(&map, s.queue, s.raw_fd()).map_err(unavailable)?;
+            prog::set_socket(&map, s.queue, s.core.raw_fd()).map_err(unavailable)?;
         }
-        let pollfds =
-            socks.iter().map(|s| libc::pollfd { fd: s.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        let pollfds = socks
+            .iter()
+            .map(|s| libc::pollfd { fd: s.core.raw_fd(), events: libc::POLLIN, revents: 0 })
+            .collect();
         Ok(XdpIngress {
             _link: link,
             socks,
@@ -252,7 +254,7 @@ impl XdpIngress {
     pub fn kernel_drops(&self) -> u64 {
         self.socks
             .iter()
-            .filter_map(|s| s.statistics().ok())
+            .filter_map(|s| s.core.statistics().ok())
             .map(|st| st.rx_dropped + st.rx_ring_full + st.rx_invalid_descs)
             .sum()
     }
@@ -274,15 +276,15 @@ impl XdpIngress {
                     let desc = sock.rx.get(used);
                     used += 1;
                     if let Some(slot) = out.get_mut(filled)
-                        && deliver(sock.frame(&desc), &self.filter, &mut self.stats, slot)
+                        && deliver(sock.core.frame(&desc), &self.filter, &mut self.stats, slot)
                     {
                         filled += 1;
                     }
                     // Aligned mode: any address inside a chunk names the chunk.
-                    sock.free.push(desc.addr & !u64::from(CHUNK - 1));
+                    sock.core.free.push(desc.addr & !u64::from(CHUNK - 1));
                 }
                 sock.rx.release(used);
-                sock.fill.refill(&mut sock.free);
+                sock.fill.refill(&mut sock.core.free);
             }
         }
         self.next = if k == 0 { 0 } else { (self.next + 1) % k };

@@ -128,18 +128,18 @@ impl XdpSender {
     ) -> io::Result<usize> {
         self.stats.completed += u64::from(self.sock.reclaim());
         let want = u32::try_from(n).unwrap_or(u32::MAX);
-        let room = self.sock.tx.free(want).min(self.sock.free.len() as u32).min(want);
+        let room = self.sock.tx.free(want).min(self.sock.core.free.len() as u32).min(want);
         let mut queued = 0u32;
         let mut taken = 0usize;
         while queued < room && taken < n {
-            let Some(addr) = self.sock.free.pop() else { break };
-            let len = match self.sock.chunk_mut(addr) {
+            let Some(addr) = self.sock.core.free.pop() else { break };
+            let len = match self.sock.core.chunk_mut(addr) {
                 Some(chunk) => write(taken, chunk),
                 None => 0,
             };
             taken += 1;
             if len == 0 || len > CHUNK as usize {
-                self.sock.free.push(addr);
+                self.sock.core.free.push(addr);
                 self.stats.refused += 1;
                 continue;
             }
@@ -201,7 +201,7 @@ impl XdpSender {
     /// Counters, with the kernel's invalid-descriptor count read now.
     pub fn stats(&self) -> TxStats {
         let mut s = self.stats;
-        if let Ok(k) = self.sock.statistics() {
+        if let Ok(k) = self.sock.core.statistics() {
             s.invalid_descs = k.tx_invalid_descs;
         }
         s

@@ -4,7 +4,7 @@
 //! likewise exists only for `bind`).
 
 use super::ring::{CompRing, FillRing, Mmap, RxRing, TxRing};
-use super::sys::{self, SockaddrXdp, XdpDesc, XdpMmapOffsets, XdpUmemReg};
+use super::sys::{self, SockaddrXdp, XdpDesc, XdpMmapOffsets, XdpRingOffset, XdpUmemReg};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -14,26 +14,6 @@ const BUSY_WAIT: Duration = Duration::from_secs(1);
 
 /// Bytes per UMEM chunk (one frame each; a page).
 pub(crate) const CHUNK: u32 = 4096;
-
-/// An AF_XDP socket, its UMEM and its mapped rings.
-#[derive(Debug)]
-pub(crate) struct Xsk {
-    // Field order is drop order: the ring mappings go first, then the socket, then the UMEM.
-    pub(crate) rx: RxRing,
-    pub(crate) fill: FillRing,
-    fd: OwnedFd,
-    umem: Mmap,
-    /// Chunk addresses owned by user space, waiting for room in the fill ring (capacity
-    /// `frames`, so pushing never allocates).
-    pub(crate) free: Vec<u64>,
-    pub(crate) queue: u32,
-}
-
-// SAFETY: the raw pointers inside (ring and UMEM mappings) point into mappings this value owns;
-// they are only dereferenced through `&mut self` (or `&self` for reads of frames the kernel
-// handed over), so moving the whole to another thread is sound; the kernel side of the rings
-// is synchronised by the acquire/release protocol regardless of thread.
-unsafe impl Send for Xsk {}
 
 /// Which step of setting up the socket failed.
 #[derive(Debug)]
@@ -46,18 +26,23 @@ fn step<T>(what: &'static str, r: io::Result<T>) -> Result<T, XskError> {
     r.map_err(|source| XskError { what, source })
 }
 
-/// What every AF_XDP socket needs before `bind`: the socket, its UMEM of `frames` chunks
-/// registered, fill and completion rings of `ring_size` created (the kernel refuses to bind
-/// without both), and the rings' mmap offsets.
-struct Setup {
+/// What both directions share: the AF_XDP socket, its UMEM of `frames` chunks, and the chunks
+/// user space owns.
+#[derive(Debug)]
+pub(crate) struct Socket {
+    // Field order is drop order: the socket closes before its UMEM is unmapped.
     fd: OwnedFd,
     umem: Mmap,
-    off: XdpMmapOffsets,
+    /// Chunk addresses owned by user space (capacity `frames`, so pushing never allocates).
+    pub(crate) free: Vec<u64>,
 }
 
-impl Setup {
-    /// `extra` names the RX or TX ring socket option to create besides fill and completion.
-    fn new(frames: u32, ring_size: u32, extra: libc::c_int) -> Result<Setup, XskError> {
+impl Socket {
+    /// Creates the socket, registers a UMEM of `frames` chunks (all of them free, lowest
+    /// handed out first), creates fill and completion rings of `ring_size` (the kernel refuses
+    /// to bind without both) and the `extra` ring (`XDP_RX_RING` or `XDP_TX_RING`); returns
+    /// the socket and the rings' mmap offsets.
+    fn create(frames: u32, ring_size: u32, extra: libc::c_int) -> Result<(Socket, XdpMmapOffsets), XskError> {
         let fd = step("socket(AF_XDP)", sys::xsk_socket())?;
         let len = (frames as usize)
             .checked_mul(CHUNK as usize)
@@ -90,7 +75,24 @@ impl Setup {
                 source: io::Error::other("kernel too old (no ring flags: need Linux 5.4+)"),
             });
         }
-        Ok(Setup { fd, umem, off })
+        let free = (0..u64::from(frames)).rev().map(|i| i * u64::from(CHUNK)).collect();
+        Ok((Socket { fd, umem, free }, off))
+    }
+
+    /// Maps one ring of `entries` entries of `T` at page offset `pgoff` and wraps it with
+    /// `new` (which checks the kernel's offsets against the mapping); `what` names the ring in
+    /// errors.
+    fn ring<T, R>(
+        &self,
+        what: &'static str,
+        off: &XdpRingOffset,
+        entries: u32,
+        pgoff: libc::off_t,
+        new: impl FnOnce(Mmap, &XdpRingOffset, u32) -> io::Result<R>,
+    ) -> Result<R, XskError> {
+        let len = off.desc as usize + entries as usize * size_of::<T>();
+        let map = step(what, Mmap::ring(&self.fd, len, pgoff))?;
+        step(what, new(map, off, entries))
     }
 
     /// Binds to `ifindex`/`queue` with `bind_flags` plus `XDP_USE_NEED_WAKEUP`.
@@ -129,13 +131,62 @@ impl Setup {
             return Err(XskError { what: "bind", source });
         }
     }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The kernel's counters for this socket (`XDP_STATISTICS`).
+    pub(crate) fn statistics(&self) -> io::Result<sys::XdpStatistics> {
+        sys::get_xdp_opt::<sys::XdpStatistics>(self.fd.as_raw_fd(), sys::XDP_STATISTICS).map(|(s, _)| s)
+    }
+
+    /// The offset of `len` bytes at UMEM address `addr`, or `None` if they do not lie inside
+    /// the UMEM (never trusted blindly, whoever supplied the address).
+    fn span(&self, addr: u64, len: usize) -> Option<usize> {
+        let start = usize::try_from(addr).ok()?;
+        (start.checked_add(len)? <= self.umem.len()).then_some(start)
+    }
+
+    /// The bytes of the received frame `desc` describes, or `None` if it lies outside the UMEM
+    /// (a kernel bug).
+    pub(crate) fn frame(&self, desc: &XdpDesc) -> Option<&[u8]> {
+        let len = desc.len as usize;
+        let start = self.span(desc.addr, len)?;
+        // SAFETY: `start..start + len` is inside the UMEM mapping owned by `self` (`span`); the
+        // kernel wrote this frame before publishing its descriptor (acquired in `peek`) and does
+        // not reuse the chunk until it is put back in the fill ring, which needs `&mut self`.
+        Some(unsafe { std::slice::from_raw_parts(self.umem.as_ptr().add(start), len) })
+    }
+
+    /// The whole chunk at `addr` (a multiple of [`CHUNK`] taken from `free`) to write a frame
+    /// into.
+    pub(crate) fn chunk_mut(&mut self, addr: u64) -> Option<&mut [u8]> {
+        let len = CHUNK as usize;
+        let start = self.span(addr, len)?;
+        // SAFETY: `start..start + len` is inside the UMEM mapping owned by `self` (`span`); the
+        // chunk came from `free`, so the kernel holds no descriptor of it (a chunk leaves `free`
+        // only when its descriptor is written, and returns only from the completion ring), and
+        // `&mut self` makes this the only reference.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.umem.as_ptr().add(start), len) })
+    }
 }
 
-/// Every chunk address of a UMEM of `frames` chunks, lowest last (so `pop` hands out the
-/// lowest first).
-fn all_chunks(frames: u32) -> Vec<u64> {
-    (0..u64::from(frames)).rev().map(|i| i * u64::from(CHUNK)).collect()
+/// A receiving AF_XDP socket: its fill and RX rings and the socket with its UMEM.
+#[derive(Debug)]
+pub(crate) struct Xsk {
+    // Field order is drop order: the ring mappings go first, then the socket and its UMEM.
+    pub(crate) rx: RxRing,
+    pub(crate) fill: FillRing,
+    pub(crate) core: Socket,
+    pub(crate) queue: u32,
 }
+
+// SAFETY: the raw pointers inside (ring and UMEM mappings) point into mappings this value owns;
+// they are only dereferenced through `&mut self` (or `&self` for reads of frames the kernel
+// handed over), so moving the whole to another thread is sound; the kernel side of the rings
+// is synchronised by the acquire/release protocol regardless of thread.
+unsafe impl Send for Xsk {}
 
 impl Xsk {
     /// Creates the socket and UMEM, maps the rings, puts up to `ring_size` chunks in the fill
@@ -148,39 +199,20 @@ impl Xsk {
         ring_size: u32,
         bind_flags: u16,
     ) -> Result<Xsk, XskError> {
-        let setup = Setup::new(frames, ring_size, sys::XDP_RX_RING)?;
-        let fill_len = setup.off.fr.desc as usize + ring_size as usize * size_of::<u64>();
-        let fill_map =
-            step("mmap fill ring", Mmap::ring(&setup.fd, fill_len, sys::XDP_UMEM_PGOFF_FILL_RING))?;
-        let mut fill = step("fill ring offsets", FillRing::new(fill_map, &setup.off.fr, ring_size))?;
-        let rx_len = setup.off.rx.desc as usize + ring_size as usize * size_of::<XdpDesc>();
-        let rx_map = step("mmap RX ring", Mmap::ring(&setup.fd, rx_len, sys::XDP_PGOFF_RX_RING))?;
-        let rx = step("RX ring offsets", RxRing::new(rx_map, &setup.off.rx, ring_size))?;
-        // Every chunk starts free; hand the kernel as many as the fill ring holds (lowest
-        // addresses first, so pop from the end of a reversed list).
-        let mut free = all_chunks(frames);
-        fill.refill(&mut free);
-        setup.bind(ifindex, queue, bind_flags)?;
-        let Setup { fd, umem, .. } = setup;
-        Ok(Xsk { rx, fill, fd, umem, free, queue })
-    }
-
-    pub(crate) fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    /// The bytes of the frame `desc` describes, or `None` if it lies outside the UMEM (a
-    /// kernel bug; never trusted blindly).
-    pub(crate) fn frame(&self, desc: &XdpDesc) -> Option<&[u8]> {
-        let start = usize::try_from(desc.addr).ok()?;
-        let end = start.checked_add(desc.len as usize)?;
-        if end > self.umem.len() {
-            return None;
-        }
-        // SAFETY: `start..end` is inside the UMEM mapping owned by `self` (checked above); the
-        // kernel wrote this frame before publishing its descriptor (acquired in `peek`) and does
-        // not reuse the chunk until we put it back in the fill ring, which needs `&mut self`.
-        Some(unsafe { std::slice::from_raw_parts(self.umem.as_ptr().add(start), end - start) })
+        let (mut core, off) = Socket::create(frames, ring_size, sys::XDP_RX_RING)?;
+        let mut fill: FillRing = core.ring::<u64, _>(
+            "fill ring",
+            &off.fr,
+            ring_size,
+            sys::XDP_UMEM_PGOFF_FILL_RING,
+            FillRing::new,
+        )?;
+        let rx: RxRing =
+            core.ring::<XdpDesc, _>("RX ring", &off.rx, ring_size, sys::XDP_PGOFF_RX_RING, RxRing::new)?;
+        // Hand the kernel as many free chunks as the fill ring holds.
+        fill.refill(&mut core.free);
+        core.bind(ifindex, queue, bind_flags)?;
+        Ok(Xsk { rx, fill, core, queue })
     }
 
     /// Kicks the kernel (`recvfrom(MSG_DONTWAIT)`) if it asked for a wake-up to use the fill
@@ -191,7 +223,7 @@ impl Xsk {
             // AF_XDP wake-up and writes nothing.
             unsafe {
                 libc::recvfrom(
-                    self.fd.as_raw_fd(),
+                    self.core.raw_fd(),
                     std::ptr::null_mut(),
                     0,
                     libc::MSG_DONTWAIT,
@@ -201,23 +233,15 @@ impl Xsk {
             }
         }
     }
-
-    /// The kernel's drop counters for this socket.
-    pub(crate) fn statistics(&self) -> io::Result<sys::XdpStatistics> {
-        sys::get_xdp_opt::<sys::XdpStatistics>(self.fd.as_raw_fd(), sys::XDP_STATISTICS).map(|(s, _)| s)
-    }
 }
 
-/// A transmitting AF_XDP socket: its UMEM, TX ring and completion ring.
+/// A transmitting AF_XDP socket: its TX and completion rings and the socket with its UMEM.
 #[derive(Debug)]
 pub(crate) struct XskTx {
-    // Field order is drop order: the ring mappings go first, then the socket, then the UMEM.
+    // Field order is drop order: the ring mappings go first, then the socket and its UMEM.
     pub(crate) tx: TxRing,
     pub(crate) comp: CompRing,
-    fd: OwnedFd,
-    umem: Mmap,
-    /// Chunk addresses owned by user space (capacity `frames`, so pushing never allocates).
-    pub(crate) free: Vec<u64>,
+    pub(crate) core: Socket,
 }
 
 // SAFETY: as for `Xsk`: the pointers are into mappings this value owns, used through `&mut self`.
@@ -233,41 +257,25 @@ impl XskTx {
         ring_size: u32,
         bind_flags: u16,
     ) -> Result<XskTx, XskError> {
-        let setup = Setup::new(frames, ring_size, sys::XDP_TX_RING)?;
-        let tx_len = setup.off.tx.desc as usize + ring_size as usize * size_of::<XdpDesc>();
-        let tx_map = step("mmap TX ring", Mmap::ring(&setup.fd, tx_len, sys::XDP_PGOFF_TX_RING))?;
-        let tx = step("TX ring offsets", TxRing::new(tx_map, &setup.off.tx, ring_size))?;
-        let comp_len = setup.off.cr.desc as usize + ring_size as usize * size_of::<u64>();
-        let comp_map = step(
-            "mmap completion ring",
-            Mmap::ring(&setup.fd, comp_len, sys::XDP_UMEM_PGOFF_COMPLETION_RING),
+        let (core, off) = Socket::create(frames, ring_size, sys::XDP_TX_RING)?;
+        let tx: TxRing =
+            core.ring::<XdpDesc, _>("TX ring", &off.tx, ring_size, sys::XDP_PGOFF_TX_RING, TxRing::new)?;
+        let comp: CompRing = core.ring::<u64, _>(
+            "completion ring",
+            &off.cr,
+            ring_size,
+            sys::XDP_UMEM_PGOFF_COMPLETION_RING,
+            CompRing::new,
         )?;
-        let comp = step("completion ring offsets", CompRing::new(comp_map, &setup.off.cr, ring_size))?;
-        setup.bind(ifindex, queue, bind_flags)?;
-        let free = all_chunks(frames);
-        let Setup { fd, umem, .. } = setup;
-        Ok(XskTx { tx, comp, fd, umem, free })
-    }
-
-    /// The whole chunk at `addr` (a multiple of [`CHUNK`] from `free`) to write a frame into.
-    pub(crate) fn chunk_mut(&mut self, addr: u64) -> Option<&mut [u8]> {
-        let start = usize::try_from(addr).ok()?;
-        let end = start.checked_add(CHUNK as usize)?;
-        if end > self.umem.len() {
-            return None;
-        }
-        // SAFETY: `start..end` is inside the UMEM mapping owned by `self` (checked above); the
-        // chunk came from `free`, so the kernel holds no descriptor of it (a chunk leaves `free`
-        // only when its descriptor is written, and returns only from the completion ring), and
-        // `&mut self` makes this the only reference.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.umem.as_ptr().add(start), end - start) })
+        core.bind(ifindex, queue, bind_flags)?;
+        Ok(XskTx { tx, comp, core })
     }
 
     /// Moves every completed chunk from the completion ring back to `free`; returns how many.
     pub(crate) fn reclaim(&mut self) -> u32 {
         let n = self.comp.peek(u32::MAX);
         for i in 0..n {
-            self.free.push(self.comp.get(i) & !u64::from(CHUNK - 1));
+            self.core.free.push(self.comp.get(i) & !u64::from(CHUNK - 1));
         }
         if n > 0 {
             self.comp.release(n);
@@ -283,7 +291,7 @@ impl XskTx {
         // SAFETY: the fd is open; a zero-length send with null buffers and no address is the
         // documented AF_XDP TX wake-up and reads nothing from user memory.
         let rc = unsafe {
-            libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
+            libc::sendto(self.core.raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
         };
         if rc >= 0 {
             return Ok(());
@@ -293,10 +301,5 @@ impl XskTx {
             Some(libc::EAGAIN | libc::ENOBUFS | libc::EBUSY) => Ok(()),
             _ => Err(e),
         }
-    }
-
-    /// The kernel's counters for this socket.
-    pub(crate) fn statistics(&self) -> io::Result<sys::XdpStatistics> {
-        sys::get_xdp_opt::<sys::XdpStatistics>(self.fd.as_raw_fd(), sys::XDP_STATISTICS).map(|(s, _)| s)
     }
 }

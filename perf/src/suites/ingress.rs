@@ -342,7 +342,7 @@ fn bypass(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     #[cfg(any(feature = "af_xdp", feature = "dpdk"))]
     veth(ctx, report);
     #[cfg(feature = "af_xdp")]
-    loss_free(ctx, report);
+    offered_load_sweep(ctx, report);
     #[cfg(feature = "dpdk")]
     {
         // net_null: the PMD hands out (zero-filled) frames as fast as the RX path takes them, so
@@ -486,7 +486,7 @@ fn veth(ctx: &Ctx, report: &mut Report) {
 /// least 97% of it out and the receiver took at least 99% of what was sent; 0 when even the
 /// lowest was not). The goal is judged on the peaks.
 #[cfg(feature = "af_xdp")]
-fn loss_free(ctx: &Ctx, report: &mut Report) {
+fn offered_load_sweep(ctx: &Ctx, report: &mut Report) {
     use bastion_net::veth_bench::{VethCpus, VethRx, VethTx, veth_run};
     let window = Duration::from_millis(ctx.size(1500, 300));
     let rates: Vec<u64> = if ctx.quick {
