@@ -109,7 +109,12 @@ fn global(s: &State) -> Vec<u8> {
         .u32(u32::try_from(s.validators.len()).unwrap_or(u32::MAX));
     for v in &s.validators {
         e.u64(v.stake);
+        match &v.key {
+            Some(k) => k.iter().fold(e.u8(1), |e, b| e.u8(*b)),
+            None => e.u8(0),
+        };
     }
+    e.json(&s.chain_id).u8(u8::from(s.devnet)).u64(s.governance_nonce);
     e.0
 }
 

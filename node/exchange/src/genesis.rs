@@ -14,10 +14,22 @@ use serde::{Deserialize, Serialize};
 pub struct Genesis {
     /// Consensus time of genesis.
     pub timestamp_ms: u64,
+    /// The chain id governance approvals are signed for (the genesis file's `chain_id`; at
+    /// most 64 bytes).
+    #[serde(default)]
+    pub chain_id: String,
+    /// A test network: the authority may change any parameter with `Action::UpdateParams`. On
+    /// any other chain parameters change only by validators' signed governance proposals.
+    #[serde(default)]
+    pub devnet: bool,
     /// The bridge and devnet parameter authority.
     pub authority: AccountId,
     /// Validator stakes, by validator index.
     pub validator_stakes: Vec<u64>,
+    /// Validators' ed25519 identity keys (hex), by validator index: they sign governance
+    /// approvals. Empty: no approval can count (no parameter change by governance).
+    #[serde(default)]
+    pub validator_keys: Vec<String>,
     /// Collateral assets; the first is the quote asset.
     pub assets: Vec<CollateralSpec>,
     /// Underlying names, by id.
@@ -31,6 +43,48 @@ pub struct Genesis {
 }
 
 const USD: i128 = 1_000_000;
+
+/// Longest chain id (bytes), as the genesis file allows.
+pub const CHAIN_ID_MAX: usize = 64;
+
+/// The genesis's validator keys, decoded: none, or one 32-byte key per stake.
+fn validator_keys(g: &Genesis) -> R<Vec<[u8; 32]>> {
+    if g.validator_keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    if g.validator_keys.len() != g.validator_stakes.len() {
+        return Err(Reject::InvalidParams(format!(
+            "validator_keys lists {} keys for {} stakes: one key per validator, or none",
+            g.validator_keys.len(),
+            g.validator_stakes.len()
+        )));
+    }
+    let mut out: Vec<[u8; 32]> = Vec::with_capacity(g.validator_keys.len());
+    for (i, h) in g.validator_keys.iter().enumerate() {
+        let key = decode_key(h)
+            .ok_or_else(|| Reject::InvalidParams(format!("validator_keys[{i}] is not 64 hex digits")))?;
+        if out.contains(&key) {
+            return Err(Reject::InvalidParams(format!("validator_keys[{i}] repeats an earlier key")));
+        }
+        out.push(key);
+    }
+    Ok(out)
+}
+
+/// 64 hex digits as 32 bytes.
+fn decode_key(h: &str) -> Option<[u8; 32]> {
+    let b = h.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let [hi, lo] = *<&[u8; 2]>::try_from(pair).ok()?;
+        *o = (nibble(hi)? << 4) | nibble(lo)?;
+    }
+    Some(out)
+}
 
 fn perp_risk(imr: i64, mmr: i64, oi_cap: i64) -> RiskParams {
     RiskParams {
@@ -118,8 +172,11 @@ impl Genesis {
         }
         Genesis {
             timestamp_ms: t0_ms,
+            chain_id: "bastion-devnet".into(),
+            devnet: true,
             authority: AccountId(0),
             validator_stakes: vec![100, 100, 100, 100],
+            validator_keys: Vec::new(),
             assets: vec![
                 CollateralSpec { asset: AssetId(0), name: "USDC".into(), haircut_ppm: 0, price_source: None },
                 CollateralSpec {
@@ -155,6 +212,15 @@ impl Genesis {
         }
     }
 
+    /// The same genesis with validators whose identity keys have the secret seeds `seeds`
+    /// (one stake each, in order): tests that sign governance approvals
+    /// ([`crate::sign_approval`]).
+    pub fn with_validator_seeds(mut self, seeds: &[[u8; 32]]) -> Genesis {
+        self.validator_stakes = vec![100; seeds.len()];
+        self.validator_keys = seeds.iter().map(|s| crate::public_key_hex(*s)).collect();
+        self
+    }
+
     /// The same genesis with `authority` as the bridge and parameter authority (a builder: the
     /// validator derives the authority's account id from its public key).
     pub fn with_authority(mut self, authority: AccountId) -> Genesis {
@@ -188,11 +254,26 @@ impl State {
         if g.validator_stakes.is_empty() || g.validator_stakes.iter().all(|s| *s == 0) {
             return Err(Reject::InvalidParams("at least one validator with stake".into()));
         }
+        if g.validator_stakes.len() > usize::from(u16::MAX) {
+            return Err(Reject::InvalidParams("at most 65535 validators".into()));
+        }
+        if g.chain_id.len() > CHAIN_ID_MAX {
+            return Err(Reject::InvalidParams(format!("chain_id is longer than {CHAIN_ID_MAX} bytes")));
+        }
+        let keys = validator_keys(g)?;
         let mut s = State {
             height: 0,
             timestamp_ms: g.timestamp_ms,
             authority: g.authority,
-            validators: g.validator_stakes.iter().map(|s| Validator { stake: *s }).collect(),
+            chain_id: g.chain_id.clone(),
+            devnet: g.devnet,
+            governance_nonce: 0,
+            validators: g
+                .validator_stakes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Validator { stake: *s, key: keys.get(i).copied() })
+                .collect(),
             oracle: g.oracle,
             liquidation: g.liquidation,
             assets: g
@@ -227,6 +308,14 @@ impl State {
                 return Err(Reject::InvalidParams(format!("market {} listed twice", spec.id)));
             }
             validate_spec(spec, s.underlyings.len())?;
+            if let bastion_types::MarketKind::Option { expiry_ms, .. } = spec.kind
+                && expiry_ms <= g.timestamp_ms
+            {
+                return Err(Reject::InvalidParams(format!(
+                    "market {}: option expiry {expiry_ms} ms is not after genesis time {} ms",
+                    spec.id, g.timestamp_ms
+                )));
+            }
             let mut m = new_market(spec.clone());
             m.funding.last_settled_ms = g.timestamp_ms;
             s.markets.insert(spec.id, m);

@@ -56,7 +56,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Version of the image layout; bump on any change (snapshot files record it).
-pub const IMAGE_LAYOUT: u32 = 1;
+pub const IMAGE_LAYOUT: u32 = 2;
 
 /// Why an image could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,11 @@ struct Params {
     oracle: OracleParams,
     liquidation: LiquidationParams,
     pending: Vec<ParamUpdate>,
+    chain_id: String,
+    devnet: bool,
+    governance_nonce: u64,
+    /// Validators' governance keys, by index (`stakes` holds their stakes).
+    validator_keys: Vec<Option<[u8; 32]>>,
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize)]
@@ -298,6 +303,9 @@ pub struct StateView {
     height: u64,
     timestamp_ms: u64,
     authority: AccountId,
+    chain_id: String,
+    devnet: bool,
+    governance_nonce: u64,
     validators: Vec<Validator>,
     oracle: OracleParams,
     liquidation: LiquidationParams,
@@ -358,6 +366,9 @@ impl State {
             height: self.height,
             timestamp_ms: self.timestamp_ms,
             authority: self.authority,
+            chain_id: self.chain_id.clone(),
+            devnet: self.devnet,
+            governance_nonce: self.governance_nonce,
             validators: self.validators.clone(),
             oracle: self.oracle,
             liquidation: self.liquidation,
@@ -529,8 +540,15 @@ impl StateView {
                 holders,
             });
         }
-        let params =
-            Params { oracle: self.oracle, liquidation: self.liquidation, pending: self.pending.clone() };
+        let params = Params {
+            oracle: self.oracle,
+            liquidation: self.liquidation,
+            pending: self.pending.clone(),
+            chain_id: self.chain_id.clone(),
+            devnet: self.devnet,
+            governance_nonce: self.governance_nonce,
+            validator_keys: self.validators.iter().map(|v| v.key).collect(),
+        };
         Ok(Image {
             layout: IMAGE_LAYOUT,
             height: self.height,
@@ -675,7 +693,15 @@ fn load(img: &ArchivedImage) -> Result<State, ImageError> {
         height: img.height.to_native(),
         timestamp_ms: img.timestamp_ms.to_native(),
         authority: AccountId(img.authority.to_native()),
-        validators: img.stakes.iter().map(|s| Validator { stake: s.to_native() }).collect(),
+        chain_id: params.chain_id,
+        devnet: params.devnet,
+        governance_nonce: params.governance_nonce,
+        validators: img
+            .stakes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Validator { stake: s.to_native(), key: params.validator_keys.get(i).copied().flatten() })
+            .collect(),
         oracle: params.oracle,
         liquidation: params.liquidation,
         assets,

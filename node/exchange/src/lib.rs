@@ -31,6 +31,7 @@
 mod encode;
 mod funding;
 mod genesis;
+mod governance;
 mod grid;
 mod image;
 mod invariants;
@@ -47,7 +48,8 @@ pub mod testkit;
 mod trade;
 
 pub use funding::{premium_ppm, rate_8h};
-pub use genesis::Genesis;
+pub use genesis::{CHAIN_ID_MAX, Genesis};
+pub use governance::{public_key_hex, sign_approval};
 pub use grid::{GridError, PortfolioGrid};
 pub use image::{IMAGE_LAYOUT, ImageError, StateView};
 pub use liquidation::{bankruptcy_lot_value, fillable_lot_value, liquidation_base_nanos};
@@ -57,7 +59,7 @@ pub use options::{
     portfolio_scenarios,
 };
 pub use oracle::weighted_median;
-pub use params::{validate_risk, validate_spec};
+pub use params::{FUNDING_CAP_MAX_PPM, FUNDING_INTERVAL_MS, STALENESS_MS, validate_risk, validate_spec};
 pub use root::{LANES, StateRoot};
 pub use state::*;
 
@@ -72,6 +74,8 @@ pub enum BlockError {
     Time { last: u64, got: u64 },
     #[error("block has {got} transactions, limit {limit}")]
     TooManyTxs { got: usize, limit: usize },
+    #[error("governance proposal {index}: {reason}")]
+    Governance { index: usize, reason: String },
 }
 
 /// What executing a block produced.
@@ -113,6 +117,7 @@ impl State {
         if block.txs.len() > BLOCK_TXS_MAX {
             return Err(BlockError::TooManyTxs { got: block.txs.len(), limit: BLOCK_TXS_MAX });
         }
+        self.check_proposals(block)?;
         let mut events = Vec::new();
         self.height = block.height;
         self.timestamp_ms = block.timestamp_ms;

@@ -6,8 +6,15 @@ use crate::num::R;
 use crate::state::{MARKETS_MAX, Market, State};
 use bastion_book::Book;
 use bastion_types::{
-    Event, GovernanceProposal, MarketKind, MarketSpec, MarketStatus, PPM, ParamUpdate, Reject, RiskParams,
+    Event, MarketKind, MarketSpec, MarketStatus, PPM, ParamUpdate, Reject, RiskParams,
 };
+
+/// Largest funding rate cap per interval (10%).
+pub const FUNDING_CAP_MAX_PPM: i64 = 100_000;
+/// Shortest and longest funding interval: one minute, one day.
+pub const FUNDING_INTERVAL_MS: std::ops::RangeInclusive<u64> = 60_000..=86_400_000;
+/// Shortest and longest oracle staleness: one second, one hour.
+pub const STALENESS_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
 
 fn bad(msg: impl Into<String>) -> Reject {
     Reject::InvalidParams(msg.into())
@@ -52,8 +59,14 @@ pub fn validate_risk(r: &RiskParams) -> Result<(), Reject> {
     if !(0..=100_000).contains(&r.taker_fee_ppm) || !(0..=100_000).contains(&r.maker_fee_ppm) {
         return Err(bad("fees must be within 0..=10%"));
     }
-    if r.funding_cap_ppm < 0 || r.volatility_ppm < 0 || r.volatility_ppm > 10 * PPM {
-        return Err(bad("funding_cap_ppm must be >= 0 and volatility_ppm within 0..=1000%"));
+    if !(0..=FUNDING_CAP_MAX_PPM).contains(&r.funding_cap_ppm) {
+        return Err(bad(format!(
+            "funding_cap_ppm must be within 0..={FUNDING_CAP_MAX_PPM} (10% per interval), got {}",
+            r.funding_cap_ppm
+        )));
+    }
+    if r.volatility_ppm < 0 || r.volatility_ppm > 10 * PPM {
+        return Err(bad("volatility_ppm must be within 0..=1000%"));
     }
     Ok(())
 }
@@ -109,17 +122,35 @@ impl State {
                 if self.markets.contains_key(&spec.id) {
                     return Err(bad(format!("market {} already listed", spec.id)));
                 }
+                if let MarketKind::Option { expiry_ms, .. } = spec.kind
+                    && expiry_ms <= self.timestamp_ms
+                {
+                    return Err(bad(format!(
+                        "option expiry {expiry_ms} ms is not after the chain's time {} ms",
+                        self.timestamp_ms
+                    )));
+                }
                 if self.markets.len() >= MARKETS_MAX {
                     return Err(bad("market limit reached"));
                 }
                 validate_spec(spec, self.underlyings.len())
             }
             ParamUpdate::Oracle(o) => {
-                if o.max_move_ppm <= 0 || o.halt_divergence_ppm <= 0 || !(0..=PPM).contains(&o.basis_ema_ppm)
+                if !(0 < o.max_move_ppm && o.max_move_ppm <= PPM)
+                    || !(0 < o.halt_divergence_ppm && o.halt_divergence_ppm <= PPM)
+                    || !(0..=PPM).contains(&o.basis_ema_ppm)
                 {
                     return Err(bad(
-                        "oracle guards must be positive and the EMA weight within 0..=1_000_000",
+                        "oracle guards must be within (0, 1_000_000] and the EMA weight within 0..=1_000_000",
                     ));
+                }
+                if !STALENESS_MS.contains(&o.staleness_ms) {
+                    return Err(bad(format!(
+                        "staleness_ms must be within {}..={}, got {}",
+                        STALENESS_MS.start(),
+                        STALENESS_MS.end(),
+                        o.staleness_ms
+                    )));
                 }
                 Ok(())
             }
@@ -133,35 +164,15 @@ impl State {
                 {
                     return Err(bad("liquidation parameters out of range"));
                 }
-                Ok(())
-            }
-        }
-    }
-
-    /// Validators' proposals: accepted with at least 2/3 of stake approving, queued for the
-    /// next block.
-    pub(crate) fn accept_proposals(&mut self, proposals: &[GovernanceProposal], events: &mut Vec<Event>) {
-        let total: u128 = self.validators.iter().map(|v| u128::from(v.stake)).sum();
-        for (i, p) in proposals.iter().enumerate() {
-            let index = u32::try_from(i).unwrap_or(u32::MAX);
-            let mut seen = vec![false; self.validators.len()];
-            let mut approved: u128 = 0;
-            for v in &p.approvals {
-                let vi = usize::from(v.0);
-                if let (Some(val), Some(s)) = (self.validators.get(vi), seen.get_mut(vi))
-                    && !*s
-                {
-                    *s = true;
-                    approved = approved.saturating_add(u128::from(val.stake));
+                if !FUNDING_INTERVAL_MS.contains(&l.funding_interval_ms) {
+                    return Err(bad(format!(
+                        "funding_interval_ms must be within {}..={}, got {}",
+                        FUNDING_INTERVAL_MS.start(),
+                        FUNDING_INTERVAL_MS.end(),
+                        l.funding_interval_ms
+                    )));
                 }
-            }
-            if approved.saturating_mul(3) < total.saturating_mul(2) || total == 0 {
-                events.push(Event::ProposalRejected { index, reason: Reject::Unauthorized });
-                continue;
-            }
-            match self.validate_update(&p.update) {
-                Ok(()) => self.pending.push(p.update.clone()),
-                Err(reason) => events.push(Event::ProposalRejected { index, reason }),
+                Ok(())
             }
         }
     }

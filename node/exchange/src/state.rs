@@ -28,10 +28,13 @@ pub const BOOK_ORDERS_MAX: u32 = 1_000_000;
 pub const BLOCK_TXS_MAX: usize = 100_000;
 
 /// A validator as the exchange sees it: its stake weighs its oracle votes and approvals.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Validator {
     /// Voting power.
     pub stake: u64,
+    /// Its ed25519 identity key, which signs governance approvals; `None` (a genesis without
+    /// validator keys, as the exchange-only test genesis) means its approvals never count.
+    pub key: Option<[u8; 32]>,
 }
 
 /// A position, or a market where the account has resting orders.
@@ -506,6 +509,12 @@ pub struct State {
     pub timestamp_ms: u64,
     /// Signs deposits (the bridge) and, on devnets, parameter updates.
     pub authority: AccountId,
+    /// The chain id governance signatures are bound to.
+    pub chain_id: String,
+    /// A test network: its authority may change parameters (`Action::UpdateParams`).
+    pub devnet: bool,
+    /// Governance proposals accepted so far: the next must carry this + 1.
+    pub governance_nonce: u64,
     /// The validator set.
     pub validators: Vec<Validator>,
     /// Oracle guards.

@@ -71,6 +71,11 @@ impl State {
                 if signer != self.authority {
                     return Err(Reject::Unauthorized);
                 }
+                // One key must not govern a real chain (issue 15): there, parameters change
+                // only by proposals that 2/3 of stake signed.
+                if !self.devnet {
+                    return Err(Reject::DevnetOnly);
+                }
                 self.validate_update(update)?;
                 self.pending.push(update.clone());
                 Ok(())

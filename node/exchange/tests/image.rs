@@ -9,8 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bastion_exchange::testkit::{PathKind, Rng, Workload};
-use bastion_exchange::{BLOCK_TXS_MAX, Genesis, State, StateRoot};
-use bastion_types::{AssetId, Block, Event, GovernanceProposal, MarketId, ParamUpdate, ValidatorIndex};
+use bastion_exchange::{BLOCK_TXS_MAX, Genesis, State, StateRoot, sign_approval};
+use bastion_types::{AssetId, Block, Event, GovernanceProposal, MarketId, ParamUpdate};
+
+/// Secret seeds of the four validators' identity keys (they sign governance approvals).
+const VALIDATOR_SEEDS: [[u8; 32]; 4] = [[21; 32], [22; 32], [23; 32], [24; 32]];
 use std::time::Instant;
 
 fn long() -> bool {
@@ -39,7 +42,7 @@ fn step(state: &mut State, block: &Block, seed: u64) -> (Vec<Event>, StateRoot) 
 /// A workload and the state after its deposits and `blocks` blocks of random flow. Seeds vary
 /// the price path and the block interval (twelve-hour blocks expire and settle the options).
 fn simulate(seed: u64, blocks: u64, traders: u64) -> (State, Workload) {
-    let genesis = Genesis::devnet();
+    let genesis = Genesis::devnet().with_validator_seeds(&VALIDATOR_SEEDS);
     let mut state = State::from_genesis(&genesis).expect("devnet genesis is valid");
     let path = if seed.is_multiple_of(2) {
         PathKind::Calm
@@ -148,7 +151,6 @@ fn pending_parameter_updates_round_trip() {
         let mut spec = m0.spec.clone();
         spec.id = MarketId(900);
         spec.name = "NEW-PERP".into();
-        let approvals = vec![ValidatorIndex(0), ValidatorIndex(1), ValidatorIndex(2)];
         let updates = [
             ParamUpdate::Risk { market: first, risk },
             ParamUpdate::Haircut { asset: AssetId(1), haircut_ppm: 200_000 },
@@ -157,7 +159,20 @@ fn pending_parameter_updates_round_trip() {
         let mut block = w.next_block(&original, 40);
         block.proposals = updates
             .into_iter()
-            .map(|update| GovernanceProposal { update, approvals: approvals.clone() })
+            .enumerate()
+            .map(|(i, update)| {
+                let mut p = GovernanceProposal {
+                    update,
+                    nonce: original.governance_nonce + 1 + i as u64,
+                    valid_from: block.height,
+                    valid_until: block.height,
+                    approvals: vec![],
+                };
+                p.approvals = (0..3u16)
+                    .map(|v| sign_approval(VALIDATOR_SEEDS[v as usize], v, &original.chain_id, &p))
+                    .collect();
+                p
+            })
             .collect();
         step(&mut original, &block, seed);
         assert_eq!(original.pending.len(), 3, "seed {seed}: the proposals must be queued");

@@ -25,7 +25,10 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
-        let g = Genesis::devnet();
+        Net::with_genesis(Genesis::devnet())
+    }
+
+    fn with_genesis(g: Genesis) -> Net {
         let state = State::from_genesis(&g).unwrap();
         Net {
             state,
@@ -358,27 +361,98 @@ fn oracle_needs_two_thirds_of_stake_and_guards_moves() {
     );
 }
 
+/// Secret seeds of the four test validators' identity keys.
+const VALIDATOR_SEEDS: [[u8; 32]; 4] = [[11; 32], [12; 32], [13; 32], [14; 32]];
+
+/// A proposal with the next governance nonce, valid around the next height, approved by
+/// `signers` (their real signatures).
+fn proposal(n: &Net, update: ParamUpdate, signers: &[u16]) -> GovernanceProposal {
+    let mut p = GovernanceProposal {
+        update,
+        nonce: n.state.governance_nonce + 1,
+        valid_from: n.height + 1,
+        valid_until: n.height + 10,
+        approvals: vec![],
+    };
+    p.approvals = signers
+        .iter()
+        .map(|i| bastion_exchange::sign_approval(VALIDATOR_SEEDS[*i as usize], *i, &n.state.chain_id, &p))
+        .collect();
+    p
+}
+
+/// Applies a block carrying `proposals` and expects it refused whole, with the state unchanged.
+fn refused(n: &mut Net, proposals: Vec<GovernanceProposal>, why: &str) {
+    let root = n.state.state_root();
+    let block = Block {
+        height: n.height + 1,
+        timestamp_ms: n.time_ms + 250,
+        oracle: vec![],
+        txs: vec![],
+        proposals,
+    };
+    match n.state.apply_block(&block) {
+        Err(bastion_exchange::BlockError::Governance { reason, .. }) => {
+            assert!(reason.contains(why), "refused for {reason:?}, expected {why:?}")
+        }
+        other => panic!("a block with a bad proposal ({why}) was not refused: {other:?}"),
+    }
+    assert_eq!(n.state.state_root(), root, "a refused block changed the state");
+}
+
 #[test]
-fn governance_needs_two_thirds_and_applies_at_the_next_block() {
-    let mut n = Net::new();
+fn governance_needs_two_thirds_of_signed_stake_and_applies_at_the_next_block() {
+    let mut n = Net::with_genesis(Genesis::devnet().with_validator_seeds(&VALIDATOR_SEEDS));
     n.deposit(1, 10_000);
     let halt = ParamUpdate::Status { market: BTC_PERP, status: MarketStatus::Halted };
-    let weak =
-        GovernanceProposal { update: halt.clone(), approvals: vec![ValidatorIndex(0), ValidatorIndex(1)] };
-    let ev = n.block_raw(vec![], vec![weak], 250);
-    assert!(ev.iter().any(|e| matches!(e, Event::ProposalRejected { .. })));
-    let strong = GovernanceProposal {
-        update: halt,
-        approvals: vec![ValidatorIndex(0), ValidatorIndex(1), ValidatorIndex(2), ValidatorIndex(2)],
-    };
+
+    // A Byzantine leader's tricks, each refusing the whole block: bare indices with forged
+    // (zero) signatures, signatures of too little stake, a signer counted twice, a signature
+    // for another chain, for another change, or outside the window.
+    let mut forged = proposal(&n, halt.clone(), &[]);
+    forged.approvals = (0..4).map(|i| Approval { validator: ValidatorIndex(i), signature: [0; 64] }).collect();
+    refused(&mut n, vec![forged], "does not verify");
+    let weak = proposal(&n, halt.clone(), &[0, 1]);
+    refused(&mut n, vec![weak], "at least 2/3");
+    let mut twice = proposal(&n, halt.clone(), &[0, 1]);
+    twice.approvals.push(twice.approvals[1].clone());
+    refused(&mut n, vec![twice], "approves twice");
+    let mut other_chain = proposal(&n, halt.clone(), &[]);
+    other_chain.approvals = (0..3u16)
+        .map(|i| bastion_exchange::sign_approval(VALIDATOR_SEEDS[i as usize], i, "another-chain", &other_chain))
+        .collect();
+    refused(&mut n, vec![other_chain], "does not verify");
+    let mut swapped = proposal(&n, halt.clone(), &[0, 1, 2]);
+    swapped.update = ParamUpdate::Haircut { asset: AssetId(1), haircut_ppm: 1_000_000 };
+    refused(&mut n, vec![swapped], "does not verify");
+    let mut late = proposal(&n, halt.clone(), &[]);
+    (late.valid_from, late.valid_until) = (1, n.height);
+    late.approvals = (0..3u16)
+        .map(|i| bastion_exchange::sign_approval(VALIDATOR_SEEDS[i as usize], i, &n.state.chain_id, &late))
+        .collect();
+    refused(&mut n, vec![late], "outside the proposal's window");
+    let mut skipped = proposal(&n, halt.clone(), &[]);
+    skipped.nonce += 1;
+    skipped.approvals = (0..3u16)
+        .map(|i| bastion_exchange::sign_approval(VALIDATOR_SEEDS[i as usize], i, &n.state.chain_id, &skipped))
+        .collect();
+    refused(&mut n, vec![skipped], "nonce");
+    assert_eq!(n.state.markets[&BTC_PERP].status, MarketStatus::Active);
+
+    // Three of four equal stakes sign: accepted, effective from the next block.
+    let strong = proposal(&n, halt, &[0, 2, 3]);
     let tx = n.tx(1, order(BTC_PERP, Side::Buy, Some(P100K - 100), 1, TimeInForce::Gtc));
-    let ev = n.block_raw(vec![tx], vec![strong], 250);
+    let ev = n.block_raw(vec![tx], vec![strong.clone()], 250);
     // Same block: still active, the order rests.
     assert_eq!(rejections(&ev), vec![]);
+    assert_eq!(n.state.governance_nonce, 1);
     let ev = n.block(vec![(1, order(BTC_PERP, Side::Buy, Some(P100K - 100), 1, TimeInForce::Gtc))]);
     assert!(ev.iter().any(|e| matches!(e, Event::ParamsApplied { .. })));
     assert!(matches!(rejections(&ev)[..], [Reject::MarketClosed(MarketStatus::Halted)]));
-    // The authority tightens collateral: BTC haircut to 50%, effective next block.
+    // The same signed proposal cannot be replayed: its nonce is used.
+    refused(&mut n, vec![strong], "nonce");
+
+    // The authority tightens collateral on this devnet: BTC haircut to 50%, effective next block.
     let ev = n.block(vec![(
         0,
         Action::UpdateParams(ParamUpdate::Haircut { asset: AssetId(1), haircut_ppm: 500_000 }),
@@ -390,6 +464,72 @@ fn governance_needs_two_thirds_and_applies_at_the_next_block() {
     let ev =
         n.block(vec![(1, Action::UpdateParams(ParamUpdate::Haircut { asset: AssetId(1), haircut_ppm: 0 }))]);
     assert!(matches!(rejections(&ev)[..], [Reject::Unauthorized]));
+}
+
+#[test]
+fn without_validator_keys_no_approval_counts() {
+    // The exchange-only devnet genesis lists no validator keys: governance cannot pass.
+    let mut n = Net::new();
+    let halt = ParamUpdate::Status { market: BTC_PERP, status: MarketStatus::Halted };
+    let p = proposal(&n, halt, &[0, 1, 2, 3]);
+    refused(&mut n, vec![p], "no governance key");
+}
+
+#[test]
+fn on_a_production_chain_the_authority_cannot_change_parameters() {
+    let mut g = Genesis::devnet().with_validator_seeds(&VALIDATOR_SEEDS);
+    g.devnet = false;
+    let mut n = Net::with_genesis(g);
+    for update in [
+        ParamUpdate::Haircut { asset: AssetId(1), haircut_ppm: 1_000_000 },
+        ParamUpdate::Status { market: BTC_PERP, status: MarketStatus::Halted },
+    ] {
+        let ev = n.block(vec![(0, Action::UpdateParams(update))]);
+        assert!(matches!(rejections(&ev)[..], [Reject::DevnetOnly]), "{ev:?}");
+    }
+    n.block(vec![]);
+    assert_eq!(n.state.assets[1].spec.haircut_ppm, 100_000);
+    assert_eq!(n.state.markets[&BTC_PERP].status, MarketStatus::Active);
+    // Governance still works there.
+    let p = proposal(&n, ParamUpdate::Haircut { asset: AssetId(1), haircut_ppm: 200_000 }, &[0, 1, 2]);
+    n.block_raw(vec![], vec![p], 250);
+    n.block(vec![]);
+    assert_eq!(n.state.assets[1].spec.haircut_ppm, 200_000);
+}
+
+#[test]
+fn parameter_updates_out_of_bounds_are_refused() {
+    let mut n = Net::new();
+    let s = &n.state;
+    let mut liq = s.liquidation;
+    liq.funding_interval_ms = 0;
+    let mut liq_long = s.liquidation;
+    liq_long.funding_interval_ms = 365 * 86_400_000;
+    let mut stale = s.oracle;
+    stale.staleness_ms = 0;
+    let mut stale_long = s.oracle;
+    stale_long.staleness_ms = u64::MAX;
+    let mut risk = s.markets[&BTC_PERP].spec.risk.clone();
+    risk.funding_cap_ppm = 1_000_000_000;
+    let mut expired = s.markets[&BTC_100K_CALL].spec.clone();
+    expired.id = MarketId(99);
+    if let MarketKind::Option { expiry_ms, .. } = &mut expired.kind {
+        *expiry_ms = s.timestamp_ms;
+    }
+    for (update, why) in [
+        (ParamUpdate::Liquidation(liq), "funding_interval_ms"),
+        (ParamUpdate::Liquidation(liq_long), "funding_interval_ms"),
+        (ParamUpdate::Oracle(stale), "staleness_ms"),
+        (ParamUpdate::Oracle(stale_long), "staleness_ms"),
+        (ParamUpdate::Risk { market: BTC_PERP, risk }, "funding_cap_ppm"),
+        (ParamUpdate::List(expired), "expiry"),
+    ] {
+        let ev = n.block(vec![(0, Action::UpdateParams(update))]);
+        assert!(
+            matches!(&rejections(&ev)[..], [Reject::InvalidParams(m)] if m.contains(why)),
+            "{why}: {ev:?}"
+        );
+    }
 }
 
 #[test]

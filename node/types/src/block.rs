@@ -19,7 +19,9 @@ pub struct Block {
     pub oracle: Vec<OracleVote>,
     /// Client transactions in sequencer order.
     pub txs: Vec<Tx>,
-    /// Parameter changes approved by validators (signatures checked by consensus).
+    /// Parameter changes approved by validators' signatures (each approval is verified when
+    /// the block is verified and again when it is executed; a block carrying one invalid
+    /// approval, too little stake or a wrong governance nonce is refused whole).
     pub proposals: Vec<GovernanceProposal>,
 }
 
@@ -32,13 +34,101 @@ pub struct OracleVote {
     pub prices: Vec<(UnderlyingId, PriceMicros)>,
 }
 
-/// A parameter change with the validators that approved it.
+/// A parameter change with the signatures of the validators that approved it.
+///
+/// Each approval is an ed25519 signature by a validator's identity key over
+/// [`governance_message`]: the chain id, the proposal's governance nonce, its height window and
+/// the change. A block may carry it only at a height inside the window, only as the chain's next
+/// governance nonce, and only with signatures of at least 2/3 of stake; anything else refuses
+/// the block. Each accepted proposal consumes its nonce, so a proposal is applied at most once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GovernanceProposal {
     /// The change.
     pub update: ParamUpdate,
-    /// Validators that signed it; takes effect with at least 2/3 of stake.
-    pub approvals: Vec<ValidatorIndex>,
+    /// Must be the chain's governance nonce + 1 (counting earlier proposals in the same block).
+    pub nonce: u64,
+    /// First height at which a block may carry the proposal.
+    pub valid_from: u64,
+    /// Last height at which a block may carry the proposal (at most
+    /// [`GOVERNANCE_WINDOW_MAX`] after `valid_from`).
+    pub valid_until: u64,
+    /// Validators' signatures over [`governance_message`], one per validator.
+    pub approvals: Vec<Approval>,
+}
+
+/// One validator's signature on a [`GovernanceProposal`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The signing validator (its index in the genesis validator list).
+    pub validator: ValidatorIndex,
+    /// ed25519 signature (ZIP-215 rules) by the validator's identity key.
+    #[serde(with = "sig64")]
+    pub signature: [u8; 64],
+}
+
+/// Domain separation tag of governance signatures.
+pub const GOVERNANCE_DOMAIN: &[u8] = b"bastion/governance/v1";
+
+/// Longest height window a governance proposal may name (`valid_until - valid_from`).
+pub const GOVERNANCE_WINDOW_MAX: u64 = 100_000;
+
+/// Most governance proposals one block may carry.
+pub const PROPOSALS_PER_BLOCK_MAX: usize = 4;
+
+/// The bytes a validator signs to approve `proposal` on chain `chain_id`:
+/// `GOVERNANCE_DOMAIN | len(chain_id) as u8 | chain_id | nonce | valid_from | valid_until`
+/// (big-endian u64s) `| postcard(update)`. The approvals themselves are not covered.
+pub fn governance_message(chain_id: &str, proposal: &GovernanceProposal) -> Vec<u8> {
+    let mut m = Vec::with_capacity(GOVERNANCE_DOMAIN.len() + 1 + chain_id.len() + 24 + 64);
+    m.extend_from_slice(GOVERNANCE_DOMAIN);
+    // Chain ids are at most 64 bytes (checked where the genesis is loaded); a longer one is
+    // cut here, which cannot make two valid chains' messages equal.
+    let id = &chain_id.as_bytes()[..chain_id.len().min(255)];
+    m.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+    m.extend_from_slice(id);
+    m.extend_from_slice(&proposal.nonce.to_be_bytes());
+    m.extend_from_slice(&proposal.valid_from.to_be_bytes());
+    m.extend_from_slice(&proposal.valid_until.to_be_bytes());
+    // Serializing a plain enum into memory cannot fail; should it ever, nothing is appended and
+    // the domain and window still bind the signature.
+    if let Ok(bytes) = postcard::to_allocvec(&proposal.update) {
+        m.extend_from_slice(&bytes);
+    }
+    m
+}
+
+/// Serde for 64-byte signatures (serde derives arrays only up to 32): bytes, length-checked.
+mod sig64 {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(sig: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(sig)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = [u8; 64];
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("64 signature bytes")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<[u8; 64], E> {
+                v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; 64], A::Error> {
+                let mut out = [0u8; 64];
+                for (i, b) in out.iter_mut().enumerate() {
+                    *b = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(i, &self))?;
+                }
+                if seq.next_element::<u8>()?.is_some() {
+                    return Err(A::Error::invalid_length(65, &self));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
 }
 
 /// A signed client transaction (signature already verified).
@@ -113,8 +203,9 @@ pub enum Action {
         /// Signed amount in quote micro-units.
         amount: Micros,
     },
-    /// A parameter change signed by the genesis authority (devnets; production uses
-    /// validator-approved [`GovernanceProposal`]s).
+    /// A parameter change signed by the genesis authority. Refused (`Reject::DevnetOnly`) on
+    /// every chain whose genesis does not say `devnet`: production parameters change only by
+    /// [`GovernanceProposal`]s that 2/3 of stake signed.
     UpdateParams(ParamUpdate),
 }
 
@@ -395,6 +486,8 @@ pub enum Reject {
     Overflow,
     #[error("option market cannot be isolated")]
     OptionIsolated,
+    #[error("only a devnet's authority may change parameters; this chain changes them by validators' governance")]
+    DevnetOnly,
 }
 
 /// Something that happened while executing a block. Events are ordered and deterministic.

@@ -1,0 +1,127 @@
+//! Governance: risk-parameter changes that at least 2/3 of stake signed.
+//!
+//! A block may carry up to [`PROPOSALS_PER_BLOCK_MAX`] [`GovernanceProposal`]s. Before the block
+//! changes anything, every proposal is checked ([`State::check_proposals`]): the block's height
+//! lies in its window, its nonce is the chain's next governance nonce, and its approvals are
+//! valid ed25519 signatures (ZIP-215, as `ed25519-zebra` verifies them, the one rule every
+//! client signature follows) by distinct validators' identity keys over
+//! [`governance_message`], weighing at least 2/3 of stake. One failure refuses the whole
+//! block: a leader that forges, pads or replays approvals gets its proposal voted down, and
+//! the same check runs again when a finalized block is executed, so a log or a peer cannot
+//! slip a change past it either. An accepted proposal consumes its nonce whether or not the
+//! change itself validates (then `Event::ProposalRejected`), so it is applied at most once.
+
+use crate::BlockError;
+use crate::state::State;
+use bastion_types::{
+    Block, Event, GOVERNANCE_WINDOW_MAX, GovernanceProposal, PROPOSALS_PER_BLOCK_MAX, governance_message,
+};
+
+impl State {
+    /// Checks the governance proposals of `block` (see the module documentation); changes
+    /// nothing.
+    pub(crate) fn check_proposals(&self, block: &Block) -> Result<(), BlockError> {
+        if block.proposals.len() > PROPOSALS_PER_BLOCK_MAX {
+            return Err(BlockError::Governance {
+                index: PROPOSALS_PER_BLOCK_MAX,
+                reason: format!(
+                    "{} proposals, at most {PROPOSALS_PER_BLOCK_MAX} per block",
+                    block.proposals.len()
+                ),
+            });
+        }
+        let mut nonce = self.governance_nonce;
+        for (index, p) in block.proposals.iter().enumerate() {
+            let fail = |reason: String| BlockError::Governance { index, reason };
+            nonce = nonce.checked_add(1).ok_or_else(|| fail("governance nonce exhausted".into()))?;
+            if p.nonce != nonce {
+                return Err(fail(format!("nonce {} but the chain's next governance nonce is {nonce}", p.nonce)));
+            }
+            if p.valid_until < p.valid_from || p.valid_until - p.valid_from > GOVERNANCE_WINDOW_MAX {
+                return Err(fail(format!(
+                    "window {}..={} is empty or longer than {GOVERNANCE_WINDOW_MAX} heights",
+                    p.valid_from, p.valid_until
+                )));
+            }
+            if block.height < p.valid_from || block.height > p.valid_until {
+                return Err(fail(format!(
+                    "height {} is outside the proposal's window {}..={}",
+                    block.height, p.valid_from, p.valid_until
+                )));
+            }
+            self.approved_stake(p).map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// The stake whose valid signatures approve `p`, if at least 2/3 of all stake; otherwise
+    /// (or on any invalid, duplicate or unknown approval) why not.
+    fn approved_stake(&self, p: &GovernanceProposal) -> Result<u128, String> {
+        let total: u128 = self.validators.iter().map(|v| u128::from(v.stake)).sum();
+        if p.approvals.len() > self.validators.len() {
+            return Err(format!("{} approvals for {} validators", p.approvals.len(), self.validators.len()));
+        }
+        let message = governance_message(&self.chain_id, p);
+        let mut seen = vec![false; self.validators.len()];
+        let mut approved: u128 = 0;
+        for a in &p.approvals {
+            let vi = usize::from(a.validator.0);
+            let (Some(v), Some(s)) = (self.validators.get(vi), seen.get_mut(vi)) else {
+                return Err(format!("approval by unknown validator {}", a.validator.0));
+            };
+            if std::mem::replace(s, true) {
+                return Err(format!("validator {vi} approves twice"));
+            }
+            let Some(key) = v.key else {
+                return Err(format!("validator {vi} has no governance key in the genesis"));
+            };
+            let valid = ed25519_zebra::VerificationKey::try_from(key)
+                .and_then(|k| k.verify(&ed25519_zebra::Signature::from(a.signature), &message))
+                .is_ok();
+            if !valid {
+                return Err(format!("validator {vi}'s approval signature does not verify"));
+            }
+            approved = approved.saturating_add(u128::from(v.stake));
+        }
+        if total == 0 || approved.saturating_mul(3) < total.saturating_mul(2) {
+            return Err(format!("approvals carry stake {approved} of {total}; at least 2/3 is required"));
+        }
+        Ok(approved)
+    }
+
+    /// Accepts the block's proposals (already checked by [`Self::check_proposals`]): each
+    /// consumes its nonce; a change that validates is queued for the next block, one that does
+    /// not is reported.
+    pub(crate) fn accept_proposals(&mut self, proposals: &[GovernanceProposal], events: &mut Vec<Event>) {
+        for (i, p) in proposals.iter().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            self.governance_nonce = self.governance_nonce.saturating_add(1);
+            self.touch(crate::root::RecordKey::Global);
+            match self.validate_update(&p.update) {
+                Ok(()) => self.pending.push(p.update.clone()),
+                Err(reason) => events.push(Event::ProposalRejected { index, reason }),
+            }
+        }
+    }
+}
+
+/// A validator's approval of `proposal` on chain `chain_id`: the ed25519 signature by the
+/// identity key with secret seed `seed` (RFC 8032) over [`governance_message`], as validator
+/// `index`. The one definition of what a validator signs; the node's keys and the tests use it.
+pub fn sign_approval(
+    seed: [u8; 32],
+    index: u16,
+    chain_id: &str,
+    proposal: &GovernanceProposal,
+) -> bastion_types::Approval {
+    let signing = ed25519_zebra::SigningKey::from(seed);
+    let signature = signing.sign(&governance_message(chain_id, proposal));
+    bastion_types::Approval { validator: bastion_types::ValidatorIndex(index), signature: signature.into() }
+}
+
+/// The public identity key (hex, as the genesis file's `validator_keys` lists it) of the
+/// secret seed `seed`.
+pub fn public_key_hex(seed: [u8; 32]) -> String {
+    let public: [u8; 32] = ed25519_zebra::VerificationKey::from(&ed25519_zebra::SigningKey::from(seed)).into();
+    public.iter().map(|b| format!("{b:02x}")).collect()
+}
