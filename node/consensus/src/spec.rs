@@ -219,6 +219,20 @@ pub struct ChainSpec {
 }
 
 impl ChainSpec {
+    /// A spec from its parts, with the exchange genesis bound to them: `exchange.chain_id` is
+    /// set to `chain_id` and `exchange.validator_keys` to the validators' identities, in order
+    /// (what [`Self::validate`] requires).
+    pub fn assemble(
+        chain_id: &str,
+        mut exchange: bastion_exchange::Genesis,
+        validators: Vec<ValidatorInfo>,
+        oracle: PricePath,
+    ) -> ChainSpec {
+        exchange.chain_id = chain_id.to_string();
+        exchange.validator_keys = validators.iter().map(|v| v.identity.to_ascii_lowercase()).collect();
+        ChainSpec { chain_id: chain_id.to_string(), exchange, validators, oracle }
+    }
+
     /// Reads, parses and [validates](Self::validate) a genesis file. Errors name the file, and
     /// for JSON errors the line and column.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
@@ -301,6 +315,38 @@ impl ChainSpec {
                  validator is required, in the order of `validators`"
             )));
         }
+        if !self.exchange.devnet && self.exchange.authority == bastion_client::devnet_authority().account() {
+            return Err(SpecError::Invalid(
+                "exchange.authority is the devnet key anyone can derive from the source, but exchange.devnet \
+                 is false: a chain that is not a devnet needs its own authority key (bastion init \
+                 --authority HEX), or set exchange.devnet to true for a test network"
+                    .into(),
+            ));
+        }
+        if self.exchange.chain_id != self.chain_id {
+            return Err(SpecError::Invalid(format!(
+                "exchange.chain_id is {:?} but chain_id is {id:?}: governance signatures are bound to the \
+                 chain id, so both must be the same",
+                self.exchange.chain_id
+            )));
+        }
+        let keys = &self.exchange.validator_keys;
+        if keys.len() != n {
+            return Err(SpecError::Invalid(format!(
+                "exchange.validator_keys lists {} keys for {n} validators; it must list every validator's \
+                 identity, in the order of `validators` (they sign governance approvals)",
+                keys.len()
+            )));
+        }
+        for (i, (k, v)) in keys.iter().zip(&self.validators).enumerate() {
+            if !k.eq_ignore_ascii_case(&v.identity) {
+                return Err(SpecError::Invalid(format!(
+                    "exchange.validator_keys[{i}] is {k} but {}'s identity is {}",
+                    who(i),
+                    v.identity
+                )));
+            }
+        }
         bastion_exchange::State::from_genesis(&self.exchange)
             .map_err(|e| SpecError::Invalid(format!("exchange: {e}")))?;
         self.oracle.validate().map_err(|e| SpecError::Invalid(format!("oracle: {e}")))?;
@@ -312,6 +358,12 @@ impl ChainSpec {
             )));
         }
         Ok(())
+    }
+
+    /// Whether this chain is a test network (`exchange.devnet`): only there may the genesis
+    /// authority change parameters, and only there may the authority be the devnet key.
+    pub fn is_devnet(&self) -> bool {
+        self.exchange.devnet
     }
 
     /// The consensus and p2p namespace: `b"bastion:" + chain_id`.
@@ -520,6 +572,21 @@ impl ValidatorKeys {
         ops::compute_public::<MinSig>(&self.bls)
     }
 
+    /// This validator's approval of a governance proposal on chain `chain_id`, as validator
+    /// `index` of the genesis file: an ed25519 signature by its identity key over
+    /// [`bastion_types::governance_message`] (the exchange verifies it with the ZIP-215 rule).
+    pub fn approve(
+        &self,
+        chain_id: &str,
+        index: u16,
+        proposal: &bastion_types::GovernanceProposal,
+    ) -> Result<bastion_types::Approval, SpecError> {
+        let seed: [u8; 32] = self.identity.encode().as_ref().try_into().map_err(|_| {
+            SpecError::Invalid("the identity private key does not encode to a 32-byte seed".into())
+        })?;
+        Ok(bastion_exchange::sign_approval(seed, index, chain_id, proposal))
+    }
+
     /// This validator's genesis entry for chain `chain_id`, with a proof of possession.
     pub fn info(&self, name: &str, address: SocketAddr, chain_id: &str) -> ValidatorInfo {
         let pop = ops::sign_proof_of_possession::<MinSig>(&self.bls, &pop_namespace(chain_id));
@@ -558,20 +625,66 @@ mod tests {
     fn spec(keys: &[ValidatorKeys]) -> ChainSpec {
         let mut exchange = bastion_exchange::Genesis::devnet();
         exchange.validator_stakes = vec![1; keys.len()];
-        ChainSpec {
-            chain_id: CHAIN.into(),
-            oracle: PricePath::devnet(Scenario::Calm, exchange.timestamp_ms, 1),
-            exchange,
-            validators: keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| k.info(&format!("v{i}"), addr(i), CHAIN))
-                .collect(),
-        }
+        let oracle = PricePath::devnet(Scenario::Calm, exchange.timestamp_ms, 1);
+        let validators =
+            keys.iter().enumerate().map(|(i, k)| k.info(&format!("v{i}"), addr(i), CHAIN)).collect();
+        ChainSpec::assemble(CHAIN, exchange, validators, oracle)
     }
 
     fn err(spec: &ChainSpec) -> String {
         spec.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn validators_approvals_pass_the_exchange_and_bind_the_genesis() {
+        let keys = keys(4);
+        let spec = spec(&keys);
+        spec.validate().unwrap();
+        let mut state = bastion_exchange::State::from_genesis(&spec.exchange).unwrap();
+        let mut p = bastion_types::GovernanceProposal {
+            update: bastion_types::ParamUpdate::Haircut {
+                asset: bastion_types::AssetId(1),
+                haircut_ppm: 300_000,
+            },
+            nonce: 1,
+            valid_from: 1,
+            valid_until: 2,
+            approvals: vec![],
+        };
+        // The keys files' identities sign what the exchange verifies (3 of 4 equal stakes).
+        p.approvals = (0..3u16).map(|i| keys[usize::from(i)].approve(CHAIN, i, &p).unwrap()).collect();
+        let block = bastion_types::Block {
+            height: 1,
+            timestamp_ms: spec.exchange.timestamp_ms + 1,
+            oracle: vec![],
+            txs: vec![],
+            proposals: vec![p.clone()],
+        };
+        state.apply_block(&block).unwrap();
+        assert_eq!(state.pending.len(), 1);
+        // Signed as the wrong index: refused.
+        let mut state = bastion_exchange::State::from_genesis(&spec.exchange).unwrap();
+        let mut wrong = p.clone();
+        wrong.approvals =
+            (0..3u16).map(|i| keys[usize::from(i)].approve(CHAIN, (i + 1) % 4, &p).unwrap()).collect();
+        let block = bastion_types::Block { proposals: vec![wrong], ..block };
+        assert!(state.apply_block(&block).is_err());
+
+        // The genesis must bind the chain id and every validator's key, in order.
+        let mut s = spec.clone();
+        s.exchange.chain_id = "other".into();
+        assert!(err(&s).contains("exchange.chain_id"), "{}", err(&s));
+        let mut s = spec.clone();
+        s.exchange.validator_keys.swap(0, 1);
+        assert!(err(&s).contains("exchange.validator_keys[0]"), "{}", err(&s));
+        let mut s = spec.clone();
+        s.exchange.validator_keys.pop();
+        assert!(err(&s).contains("lists 3 keys for 4 validators"), "{}", err(&s));
+        // A chain that is not a devnet cannot have the devnet authority.
+        let mut s = spec.clone();
+        s.exchange.devnet = false;
+        s.exchange.authority = bastion_client::devnet_authority().account();
+        assert!(err(&s).contains("devnet key anyone can derive"), "{}", err(&s));
     }
 
     #[test]

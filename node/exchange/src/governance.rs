@@ -35,7 +35,10 @@ impl State {
             let fail = |reason: String| BlockError::Governance { index, reason };
             nonce = nonce.checked_add(1).ok_or_else(|| fail("governance nonce exhausted".into()))?;
             if p.nonce != nonce {
-                return Err(fail(format!("nonce {} but the chain's next governance nonce is {nonce}", p.nonce)));
+                return Err(fail(format!(
+                    "nonce {} but the chain's next governance nonce is {nonce}",
+                    p.nonce
+                )));
             }
             if p.valid_until < p.valid_from || p.valid_until - p.valid_from > GOVERNANCE_WINDOW_MAX {
                 return Err(fail(format!(
@@ -122,6 +125,7 @@ pub fn sign_approval(
 /// The public identity key (hex, as the genesis file's `validator_keys` lists it) of the
 /// secret seed `seed`.
 pub fn public_key_hex(seed: [u8; 32]) -> String {
-    let public: [u8; 32] = ed25519_zebra::VerificationKey::from(&ed25519_zebra::SigningKey::from(seed)).into();
+    let public: [u8; 32] =
+        ed25519_zebra::VerificationKey::from(&ed25519_zebra::SigningKey::from(seed)).into();
     public.iter().map(|b| format!("{b:02x}")).collect()
 }

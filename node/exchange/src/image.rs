@@ -700,7 +700,10 @@ fn load(img: &ArchivedImage) -> Result<State, ImageError> {
             .stakes
             .iter()
             .enumerate()
-            .map(|(i, s)| Validator { stake: s.to_native(), key: params.validator_keys.get(i).copied().flatten() })
+            .map(|(i, s)| Validator {
+                stake: s.to_native(),
+                key: params.validator_keys.get(i).copied().flatten(),
+            })
             .collect(),
         oracle: params.oracle,
         liquidation: params.liquidation,

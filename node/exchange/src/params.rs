@@ -5,9 +5,7 @@
 use crate::num::R;
 use crate::state::{MARKETS_MAX, Market, State};
 use bastion_book::Book;
-use bastion_types::{
-    Event, MarketKind, MarketSpec, MarketStatus, PPM, ParamUpdate, Reject, RiskParams,
-};
+use bastion_types::{Event, MarketKind, MarketSpec, MarketStatus, PPM, ParamUpdate, Reject, RiskParams};
 
 /// Largest funding rate cap per interval (10%).
 pub const FUNDING_CAP_MAX_PPM: i64 = 100_000;

@@ -384,13 +384,8 @@ fn proposal(n: &Net, update: ParamUpdate, signers: &[u16]) -> GovernanceProposal
 /// Applies a block carrying `proposals` and expects it refused whole, with the state unchanged.
 fn refused(n: &mut Net, proposals: Vec<GovernanceProposal>, why: &str) {
     let root = n.state.state_root();
-    let block = Block {
-        height: n.height + 1,
-        timestamp_ms: n.time_ms + 250,
-        oracle: vec![],
-        txs: vec![],
-        proposals,
-    };
+    let block =
+        Block { height: n.height + 1, timestamp_ms: n.time_ms + 250, oracle: vec![], txs: vec![], proposals };
     match n.state.apply_block(&block) {
         Err(bastion_exchange::BlockError::Governance { reason, .. }) => {
             assert!(reason.contains(why), "refused for {reason:?}, expected {why:?}")
@@ -410,7 +405,8 @@ fn governance_needs_two_thirds_of_signed_stake_and_applies_at_the_next_block() {
     // (zero) signatures, signatures of too little stake, a signer counted twice, a signature
     // for another chain, for another change, or outside the window.
     let mut forged = proposal(&n, halt.clone(), &[]);
-    forged.approvals = (0..4).map(|i| Approval { validator: ValidatorIndex(i), signature: [0; 64] }).collect();
+    forged.approvals =
+        (0..4).map(|i| Approval { validator: ValidatorIndex(i), signature: [0; 64] }).collect();
     refused(&mut n, vec![forged], "does not verify");
     let weak = proposal(&n, halt.clone(), &[0, 1]);
     refused(&mut n, vec![weak], "at least 2/3");
@@ -419,7 +415,9 @@ fn governance_needs_two_thirds_of_signed_stake_and_applies_at_the_next_block() {
     refused(&mut n, vec![twice], "approves twice");
     let mut other_chain = proposal(&n, halt.clone(), &[]);
     other_chain.approvals = (0..3u16)
-        .map(|i| bastion_exchange::sign_approval(VALIDATOR_SEEDS[i as usize], i, "another-chain", &other_chain))
+        .map(|i| {
+            bastion_exchange::sign_approval(VALIDATOR_SEEDS[i as usize], i, "another-chain", &other_chain)
+        })
         .collect();
     refused(&mut n, vec![other_chain], "does not verify");
     let mut swapped = proposal(&n, halt.clone(), &[0, 1, 2]);

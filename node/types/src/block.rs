@@ -486,7 +486,9 @@ pub enum Reject {
     Overflow,
     #[error("option market cannot be isolated")]
     OptionIsolated,
-    #[error("only a devnet's authority may change parameters; this chain changes them by validators' governance")]
+    #[error(
+        "only a devnet's authority may change parameters; this chain changes them by validators' governance"
+    )]
     DevnetOnly,
 }
 

@@ -186,6 +186,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         scenario: args.scenario,
         crash_at_s: args.crash_at_s,
         authority: None,
+        devnet: true,
         genesis_time_ms: None,
     })?;
     let spec = ChainSpec::load(&root.join("genesis.json")).map_err(|e| e.to_string())?;

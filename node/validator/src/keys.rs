@@ -65,10 +65,17 @@ pub struct InitArgs {
     /// Seconds after genesis at which the flash crash starts.
     #[arg(long, default_value_t = 10.0)]
     pub crash_at_s: f64,
-    /// Hex ed25519 public key of the bridge authority (signs deposits). Default: the devnet
-    /// authority, whose key anyone can derive (test networks only).
+    /// Hex ed25519 public key of the bridge authority (signs deposits). Without it the chain
+    /// is a devnet (`exchange.devnet = true` in the genesis file) whose authority is the devnet
+    /// key anyone can derive, and which may change any parameter. With it the chain is not a
+    /// devnet unless `--devnet` is given: parameters then change only by proposals that 2/3 of
+    /// stake signed.
     #[arg(long)]
     pub authority: Option<String>,
+    /// Make the chain a devnet even with `--authority`: its authority may then change any
+    /// parameter with one signature. Test networks only.
+    #[arg(long)]
+    pub devnet: bool,
     /// Genesis time in ms since the Unix epoch (default: now). Block time is the proposers'
     /// clocks, so a genesis far in the past or future is refused by the first blocks.
     #[arg(long)]
@@ -105,7 +112,7 @@ fn check_entry(info: &ValidatorInfo, chain_id: &str) -> Result<(), String> {
     let mut exchange = Genesis::devnet();
     exchange.validator_stakes = vec![1];
     let oracle = PricePath::devnet(Scenario::Calm, exchange.timestamp_ms, 0);
-    let spec = ChainSpec { chain_id: chain_id.to_string(), exchange, validators: vec![info.clone()], oracle };
+    let spec = ChainSpec::assemble(chain_id, exchange, vec![info.clone()], oracle);
     spec.validate().map_err(|e| e.to_string())
 }
 
@@ -140,6 +147,14 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
             bastion_types::account_of(&bytes)
         }
     };
+    let devnet = args.authority.is_none() || args.devnet;
+    if !devnet && authority == bastion_client::devnet_authority().account() {
+        return Err(
+            "--authority is the devnet key anyone can derive from the source; a chain that is not a \
+                    devnet needs its own key (or pass --devnet for a test network)"
+                .into(),
+        );
+    }
     let t0 = match args.genesis_time_ms {
         Some(t) => t,
         None => std::time::SystemTime::now()
@@ -176,6 +191,7 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
             .collect::<Result<_, _>>()?,
     };
     let mut exchange = Genesis::devnet_at(t0).with_authority(authority);
+    exchange.devnet = devnet;
     exchange.validator_stakes = vec![1; n];
     State::from_genesis(&exchange).map_err(|e| format!("devnet exchange genesis with {n} stakes: {e}"))?;
     let validators = keys
@@ -191,7 +207,7 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
         .collect();
     let mut oracle = PricePath::devnet(args.scenario, t0, args.seed.unwrap_or(0));
     oracle.crash_at_ms = (args.crash_at_s * 1000.0) as u64;
-    let spec = ChainSpec { chain_id: args.chain_id.clone(), exchange, validators, oracle };
+    let spec = ChainSpec::assemble(&args.chain_id, exchange, validators, oracle);
     spec.validate().map_err(|e| e.to_string())?;
 
     // Validator directories first, the genesis file last: its presence marks a complete init.
@@ -220,6 +236,18 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
         );
     }
     let _ = writeln!(out, "oracle path: {} from genesis time {t0} ms", args.scenario);
+    if devnet {
+        let _ = writeln!(
+            out,
+            "DEVNET: exchange.devnet = true; the authority may change any parameter with one signature \
+             (test networks only)"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "production rules: parameters change only by governance proposals that 2/3 of stake signed"
+        );
+    }
     if args.authority.is_none() {
         let _ = writeln!(
             out,

@@ -162,3 +162,54 @@ fn keygen_writes_keys_prints_an_entry_and_refuses_to_overwrite() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("identity") && !stdout.contains('{'), "{stdout}");
 }
+
+#[test]
+fn init_labels_devnets_and_refuses_the_devnet_key_on_a_production_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ["init", "--validators", "4", "--seed", "3", "--base-port", "9300", "--ingress-port", "9350"];
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(&["--out", path(out)]);
+        args.extend_from_slice(extra);
+        bastion(&args)
+    };
+    // No --authority: a devnet, labelled in the file and on the terminal.
+    let devnet = dir.path().join("devnet");
+    let (ok, stdout, stderr) = run(&devnet, &[]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let spec = ChainSpec::load(&devnet.join("genesis.json")).unwrap();
+    assert!(spec.is_devnet() && spec.exchange.devnet);
+    assert!(stdout.contains("DEVNET"), "{stdout}");
+    assert_eq!(spec.exchange.chain_id, spec.chain_id);
+    assert_eq!(spec.exchange.validator_keys.len(), 4);
+
+    // The devnet key named as a production chain's authority: refused, naming the fix.
+    let devnet_key: String =
+        bastion_client::devnet_authority().public().iter().map(|b| format!("{b:02x}")).collect();
+    let (ok, _, stderr) = run(&dir.path().join("bad"), &["--authority", &devnet_key]);
+    assert!(!ok);
+    assert!(stderr.contains("devnet key") && stderr.contains("--devnet"), "{stderr}");
+
+    // An own key: production rules.
+    let own: String =
+        bastion_client::Keypair::derive("init-test", 1).public().iter().map(|b| format!("{b:02x}")).collect();
+    let prod = dir.path().join("prod");
+    let (ok, stdout, stderr) = run(&prod, &["--authority", &own]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(!ChainSpec::load(&prod.join("genesis.json")).unwrap().is_devnet());
+    assert!(stdout.contains("2/3 of stake"), "{stdout}");
+
+    // Editing the production file to name the devnet key is refused at load (so `bastion run`
+    // and every other command refuse it too).
+    let text = std::fs::read_to_string(prod.join("genesis.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let devnet_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(devnet.join("genesis.json")).unwrap()).unwrap();
+    json["exchange"]["authority"] = devnet_json["exchange"]["authority"].clone();
+    std::fs::write(prod.join("genesis.json"), serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let err = ChainSpec::load(&prod.join("genesis.json")).unwrap_err().to_string();
+    assert!(err.contains("devnet key anyone can derive"), "{err}");
+    let (ok, _, stderr) = bastion(&["run", "--config", path(&prod.join("v0").join("node.toml"))]);
+    assert!(!ok);
+    assert!(stderr.contains("devnet key anyone can derive"), "{stderr}");
+}
