@@ -40,7 +40,7 @@ impl State {
                     p.nonce
                 )));
             }
-            if p.valid_until < p.valid_from || p.valid_until - p.valid_from > GOVERNANCE_WINDOW_MAX {
+            if p.valid_until.checked_sub(p.valid_from).is_none_or(|w| w > GOVERNANCE_WINDOW_MAX) {
                 return Err(fail(format!(
                     "window {}..={} is empty or longer than {GOVERNANCE_WINDOW_MAX} heights",
                     p.valid_from, p.valid_until

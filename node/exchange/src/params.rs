@@ -134,8 +134,9 @@ impl State {
                 validate_spec(spec, self.underlyings.len())
             }
             ParamUpdate::Oracle(o) => {
-                if !(0 < o.max_move_ppm && o.max_move_ppm <= PPM)
-                    || !(0 < o.halt_divergence_ppm && o.halt_divergence_ppm <= PPM)
+                let guard = |v: i64| 0 < v && v <= PPM;
+                if !guard(o.max_move_ppm)
+                    || !guard(o.halt_divergence_ppm)
                     || !(0..=PPM).contains(&o.basis_ema_ppm)
                 {
                     return Err(bad(
