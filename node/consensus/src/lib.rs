@@ -39,6 +39,7 @@
 pub mod application;
 pub mod block;
 pub mod engine;
+pub mod governance;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod spec;
@@ -47,5 +48,7 @@ pub use application::{
     Application, BlockSource, Config, Fault, Finalized, Ledger, MAX_FUTURE_MS, Mailbox, Reporter, Synthetic,
     Totals, TxSource, genesis_block,
 };
+pub use bastion_exchange::State;
 pub use block::{BlockLimits, ChainBlock, StateRoot};
+pub use governance::ProposalSource;
 pub use spec::{ChainSpec, Multisig, SpecError, ValidatorInfo, ValidatorKeys};

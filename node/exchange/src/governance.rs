@@ -57,10 +57,63 @@ impl State {
         Ok(())
     }
 
+    /// Of `candidates`, the proposals a block at `height` on this state may carry, in the
+    /// order they must appear: for each next governance nonce, the first candidate with that
+    /// nonce that passes every check of [`Self::check_proposals`], at most
+    /// [`PROPOSALS_PER_BLOCK_MAX`]. The proposer's selection; never refuses a block.
+    pub fn admissible_proposals(
+        &self,
+        height: u64,
+        candidates: &[GovernanceProposal],
+    ) -> Vec<GovernanceProposal> {
+        let mut out: Vec<GovernanceProposal> = Vec::new();
+        let probe = |out: &[GovernanceProposal], p: &GovernanceProposal| {
+            let mut proposals = out.to_vec();
+            proposals.push(p.clone());
+            let block = Block { height, proposals, ..Block::default() };
+            self.check_proposals(&block).is_ok()
+        };
+        while out.len() < PROPOSALS_PER_BLOCK_MAX {
+            let next = self.governance_nonce.saturating_add(1).saturating_add(out.len() as u64);
+            let Some(p) = candidates.iter().find(|p| p.nonce == next && probe(&out, p)) else { break };
+            out.push(p.clone());
+        }
+        out
+    }
+
+    /// Why `p` could not be carried by a block at `height` on this state, if it could not
+    /// (operators' `bastion governance check`).
+    pub fn proposal_verdict(&self, height: u64, p: &GovernanceProposal) -> Result<u128, String> {
+        let block = Block { height, proposals: vec![p.clone()], ..Block::default() };
+        self.check_proposals(&block).map_err(|e| e.to_string())?;
+        self.approved_stake(p)
+    }
+
     /// The stake whose valid signatures approve `p`, if at least 2/3 of all stake; otherwise
     /// (or on any invalid, duplicate or unknown approval) why not.
     fn approved_stake(&self, p: &GovernanceProposal) -> Result<u128, String> {
         let total: u128 = self.validators.iter().map(|v| u128::from(v.stake)).sum();
+        let approved = self.signed_stake(p)?;
+        if total == 0 || approved.saturating_mul(3) < total.saturating_mul(2) {
+            return Err(format!("approvals carry stake {approved} of {total}; at least 2/3 is required"));
+        }
+        Ok(approved)
+    }
+
+    /// Whether every approval of `p` is a valid signature by a distinct validator (whatever
+    /// the stake they add up to): operators' per-approval check.
+    pub fn signature_verdict(&self, p: &GovernanceProposal) -> Result<(), String> {
+        self.signed_stake(p).map(|_| ())
+    }
+
+    /// Checks a parameter change against this state as the exchange will when it is queued.
+    pub fn check_update(&self, u: &bastion_types::ParamUpdate) -> Result<(), bastion_types::Reject> {
+        self.validate_update(u)
+    }
+
+    /// The stake of `p`'s approvals, each a valid signature by a distinct known validator with
+    /// a key; otherwise why not.
+    fn signed_stake(&self, p: &GovernanceProposal) -> Result<u128, String> {
         if p.approvals.len() > self.validators.len() {
             return Err(format!("{} approvals for {} validators", p.approvals.len(), self.validators.len()));
         }
@@ -85,9 +138,6 @@ impl State {
                 return Err(format!("validator {vi}'s approval signature does not verify"));
             }
             approved = approved.saturating_add(u128::from(v.stake));
-        }
-        if total == 0 || approved.saturating_mul(3) < total.saturating_mul(2) {
-            return Err(format!("approvals carry stake {approved} of {total}; at least 2/3 is required"));
         }
         Ok(approved)
     }

@@ -1,6 +1,7 @@
 //! `bastion`: the validator binary and its operator commands.
 
 mod devnet;
+mod governance;
 mod keys;
 mod loadgen;
 mod metrics;
@@ -46,6 +47,9 @@ enum Command {
     /// Inspect and check a node's data dir (block log, snapshots, recovery).
     #[command(subcommand)]
     Storage(storage::StorageCommand),
+    /// Parameter changes by validators' signatures: propose, approve, check, submit.
+    #[command(subcommand)]
+    Governance(governance::GovernanceCommand),
     /// Show a running node's per-tile load, mempool and finality (from its metrics endpoint).
     Status(status::StatusArgs),
 }
@@ -58,6 +62,16 @@ fn main() -> ExitCode {
         Command::Init(args) => report(keys::init(&args)),
         Command::Run(args) => report(run(&args)),
         Command::Storage(cmd) => report(storage::run(&cmd)),
+        Command::Governance(cmd) => match governance::run(&cmd) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err((code, msg)) => {
+                eprintln!("error: {msg}");
+                ExitCode::from(code)
+            }
+        },
         Command::Risk(cmd) => report(risk::run(&cmd)),
         Command::Status(args) => match status::run(&args) {
             Ok(()) => ExitCode::SUCCESS,

@@ -213,3 +213,98 @@ fn init_labels_devnets_and_refuses_the_devnet_key_on_a_production_chain() {
     assert!(!ok);
     assert!(stderr.contains("devnet key anyone can derive"), "{stderr}");
 }
+
+#[test]
+fn governance_proposal_is_signed_by_two_thirds_checked_and_submitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let (ok, stdout, stderr) = bastion(&[
+        "init",
+        "--validators",
+        "4",
+        "--seed",
+        "9",
+        "--out",
+        path(&net),
+        "--base-port",
+        "9500",
+        "--ingress-port",
+        "9550",
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let genesis = net.join("genesis.json");
+    let update = dir.path().join("halt.json");
+    std::fs::write(&update, r#"{"Status":{"market":0,"status":"Halted"}}"#).unwrap();
+    let p = dir.path().join("p.json");
+    let (ok, stdout, stderr) = bastion(&[
+        "governance",
+        "propose",
+        "--genesis",
+        path(&genesis),
+        "--update",
+        path(&update),
+        "--nonce",
+        "1",
+        "--valid-from",
+        "1",
+        "--valid-until",
+        "1000",
+        "--out",
+        path(&p),
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    // A change the exchange refuses is refused here, naming why.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"Haircut":{"asset":1,"haircut_ppm":2000000}}"#).unwrap();
+    let (ok, _, stderr) = bastion(&[
+        "governance",
+        "propose",
+        "--genesis",
+        path(&genesis),
+        "--update",
+        path(&bad),
+        "--nonce",
+        "1",
+        "--valid-from",
+        "1",
+        "--valid-until",
+        "10",
+        "--out",
+        path(&dir.path().join("bad-p.json")),
+    ]);
+    assert!(!ok && stderr.contains("haircut_ppm"), "{stderr}");
+
+    let cfg = |i: usize| net.join(format!("v{i}")).join("node.toml");
+    let check = || bastion(&["governance", "check", "--genesis", path(&genesis), "--proposal", path(&p)]);
+    for i in 0..2 {
+        let (ok, stdout, stderr) =
+            bastion(&["governance", "approve", "--config", path(&cfg(i)), "--proposal", path(&p)]);
+        assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    }
+    // Two of four: not enough, and submit refuses it.
+    let (ok, _, stderr) = check();
+    assert!(!ok && stderr.contains("signed stake 2 of 4") && stderr.contains("DOES NOT PASS"), "{stderr}");
+    let (ok, _, stderr) =
+        bastion(&["governance", "submit", "--config", path(&cfg(0)), "--proposal", path(&p)]);
+    assert!(!ok && stderr.contains("not submitted"), "{stderr}");
+    // A tampered change invalidates every signature.
+    let text = std::fs::read_to_string(&p).unwrap();
+    let tampered = dir.path().join("tampered.json");
+    std::fs::write(&tampered, text.replace("Halted", "ReduceOnly")).unwrap();
+    let (ok, _, stderr) =
+        bastion(&["governance", "check", "--genesis", path(&genesis), "--proposal", path(&tampered)]);
+    assert!(!ok && stderr.contains("INVALID"), "{stderr}");
+    // The third approval passes it; submit queues it in the data dir.
+    let (ok, stdout, stderr) =
+        bastion(&["governance", "approve", "--config", path(&cfg(3)), "--proposal", path(&p)]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let (ok, stdout, stderr) = check();
+    assert!(ok && stdout.contains("signed stake 3 of 4") && stdout.contains("PASSES"), "{stdout}\n{stderr}");
+    let (ok, stdout, stderr) =
+        bastion(&["governance", "submit", "--config", path(&cfg(0)), "--proposal", path(&p)]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let queued: Vec<_> = std::fs::read_dir(net.join("v0").join("data").join("governance"))
+        .map(|d| d.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    assert_eq!(queued.len(), 1, "{stdout}");
+}
