@@ -17,7 +17,7 @@
 use crate::num::{R, add, div_ceil, mul, mul_div_floor, sub};
 use crate::root::RecordKey;
 use crate::state::{FUNDING_INDEX_SCALE, Position, State};
-use bastion_types::{AccountId, Event, MarketKind, MarketStatus, PPM, Ppm, Side};
+use bastion_types::{AccountId, Event, MarketKind, MarketStatus, Micros, PPM, Ppm, Side};
 
 /// Interest component per 8 hours: 0.01%.
 pub const INTEREST_8H_PPM: Ppm = 100;
@@ -134,19 +134,68 @@ impl State {
         m.funding.samples = 0;
         m.funding.last_settled_ms = now_ms;
         let period = Period { market: id, start, now: now_ms, per_lot, den, index };
-        let mut paid_total: i128 = 0;
-        let mut gone = Vec::new();
+        // First what every holder owes for the time it held, and what it can pay; nothing
+        // changes yet. One holder's failure must not stop the others' settlement: its funding
+        // for this interval is void (and its accrual restarts), the others' stands.
+        let mut dues: Vec<Due> = Vec::with_capacity(holders.len());
+        let mut failed: Vec<AccountId> = Vec::new();
         for h in holders {
-            // One holder's failure must not stop the others' settlement: its funding for
-            // this interval is void (and its accrual reset), the others' stands.
-            let holds = match self.settle_holder(h, &period, &mut paid_total) {
-                Ok(holds) => holds,
+            match self.funding_due(h, &period) {
+                Ok(Some(due)) => dues.push(due),
+                Ok(None) => {}
                 Err(reason) => {
                     events.push(Event::Fault { step: format!("funding of {id} for {h}"), reason });
-                    self.reset_holder(h, &period)
+                    failed.push(h);
+                }
+            }
+        }
+        // A payer that cannot pay in full (a flat position whose account was emptied before
+        // the boundary) pays what it has; the insurance fund covers the shortfall, and what
+        // the fund cannot cover is cut from the receivers' payments pro rata, as for options.
+        let mut shortfall: i128 = 0;
+        let mut receipts: i128 = 0;
+        for d in &dues {
+            shortfall = add(shortfall, sub(d.owed, d.pays)?)?;
+            if d.owed < 0 {
+                receipts = sub(receipts, d.owed)?;
+            }
+        }
+        let mut fund_left = shortfall.min(self.insurance_fund().max(0));
+        let residual = sub(shortfall, fund_left)?;
+        let mut paid_total: i128 = 0;
+        let mut gone = Vec::new();
+        for d in dues {
+            let cut = if d.owed < 0 && residual > 0 && receipts > 0 {
+                let receipt = crate::num::neg(d.owed)?;
+                crate::num::mul_div_ceil(residual, receipt, receipts)?.min(receipt)
+            } else {
+                0
+            };
+            let amount = add(d.pays, cut)?;
+            let holds = match self.pay_funding(d.account, &period, amount) {
+                Ok(holds) => {
+                    paid_total = add(paid_total, amount)?;
+                    let covered = sub(d.owed, d.pays)?.min(fund_left);
+                    if covered > 0 {
+                        fund_left = sub(fund_left, covered)?;
+                        events.push(Event::InsuranceCovered { account: d.account, amount: covered });
+                    }
+                    if cut > 0 {
+                        events.push(Event::Socialized { market: id, account: d.account, amount: cut });
+                    }
+                    holds
+                }
+                Err(reason) => {
+                    events.push(Event::Fault { step: format!("funding of {id} for {}", d.account), reason });
+                    self.reset_holder(d.account, &period)
                 }
             };
             if !holds {
+                gone.push(d.account);
+            }
+        }
+        for h in failed {
+            if !self.reset_holder(h, &period) {
                 gone.push(h);
             }
         }
@@ -155,8 +204,8 @@ impl State {
                 m.holders.remove(h);
             }
         }
-        // paid_total >= 0: the rounding dust (the sizes held sum to zero at every instant, so
-        // the exact amounts do over the interval, and every holder's is rounded up).
+        // paid_total >= 0 unless the fund covered a shortfall: the sizes held sum to zero at
+        // every instant, so the exact amounts do over the interval, and each is rounded up.
         if let Some(q) = self.assets.first_mut() {
             q.insurance = add(q.insurance, paid_total)?;
         }
@@ -172,32 +221,47 @@ impl State {
         Ok(())
     }
 
-    /// Settles one holder's funding for `period` and restarts its accrual; adds what it paid
-    /// (negative: received) to `paid_total`. Returns whether it still holds (a flat position
-    /// is done with funding once settled). Changes nothing when it fails.
+    /// What holder `h` owes for `period` (negative: is owed), and what it pays of it.
     ///
-    /// The holder pays `ceil(held x per_lot / (FUNDING_INDEX_SCALE x elapsed))`, `held` being
-    /// the lots x ms it held during the interval: one who held its size throughout pays what
-    /// a whole interval costs, one who opened in the settling block pays nothing.
-    fn settle_holder(&mut self, h: AccountId, period: &Period, paid_total: &mut i128) -> R<bool> {
+    /// It owes `ceil(held x per_lot / (FUNDING_INDEX_SCALE x elapsed))`, `held` being the
+    /// lots x ms it held during the interval, rounded up: payers pay a little more, receivers
+    /// get a little less. One who held its size throughout owes what a whole interval costs,
+    /// one who opened in the settling block nothing. An open position pays in full (if that
+    /// leaves its margin short, liquidation follows as for any loss). A flat one has nothing
+    /// left to liquidate: unless open cross positions stand behind it, it pays at most what
+    /// its margin holds, its isolated balance (when isolated) and its cross collateral.
+    fn funding_due(&self, h: AccountId, period: &Period) -> R<Option<Due>> {
+        let Some(acct) = self.accounts.get(&h) else { return Ok(None) };
+        let Some(p) = acct.position(period.market) else { return Ok(None) };
+        let held = held_lot_ms(p, period.start, period.now)?;
+        let owed = div_ceil(mul(held, period.per_lot)?, period.den)?;
+        let mut pays = owed;
+        if owed > 0 && p.size == 0 && !acct.positions.iter().any(|q| !q.isolated && q.size != 0) {
+            let isolated = if p.isolated { p.isolated_balance.max(0) } else { 0 };
+            let cross = self.cross_health(acct, None)?.collateral.max(0);
+            pays = owed.min(add(isolated, cross)?);
+        }
+        Ok(Some(Due { account: h, owed, pays }))
+    }
+
+    /// Holder `h` pays `amount` (negative: receives) for `period` and its accrual restarts.
+    /// Returns whether it still holds (a flat position is done with funding once settled).
+    /// Changes nothing when it fails.
+    fn pay_funding(&mut self, h: AccountId, period: &Period, amount: Micros) -> R<bool> {
         let Some(acct) = self.accounts.get_mut(&h) else { return Ok(false) };
         let Some(p) = acct.position(period.market).copied() else { return Ok(false) };
-        let held = held_lot_ms(&p, period.start, period.now)?;
-        // Rounded up: payers pay a little more, receivers get a little less.
-        let owed = div_ceil(mul(held, period.per_lot)?, period.den)?;
-        let total = add(*paid_total, owed)?;
         let quote = acct.balances.first().copied().unwrap_or(0);
         // Funding is paid from (or to) the balance that margins the position. A flat isolated
         // position has no exposure left to margin: it pays from its isolated balance what that
         // holds and the rest from the cross balance, so that an emptied isolated balance never
         // leaves a debt that no liquidation would look at.
         let (isolated_balance, quote) = if !p.isolated {
-            (p.isolated_balance, sub(quote, owed)?)
-        } else if p.size != 0 || owed <= 0 {
-            (sub(p.isolated_balance, owed)?, quote)
+            (p.isolated_balance, sub(quote, amount)?)
+        } else if p.size != 0 || amount <= 0 {
+            (sub(p.isolated_balance, amount)?, quote)
         } else {
-            let from_isolated = owed.min(p.isolated_balance.max(0));
-            (sub(p.isolated_balance, from_isolated)?, sub(quote, sub(owed, from_isolated)?)?)
+            let from_isolated = amount.min(p.isolated_balance.max(0));
+            (sub(p.isolated_balance, from_isolated)?, sub(quote, sub(amount, from_isolated)?)?)
         };
         if let Some(b) = acct.balances.first_mut() {
             *b = quote;
@@ -207,7 +271,6 @@ impl State {
         restart(p, period);
         let holds = p.holds();
         acct.prune();
-        *paid_total = total;
         self.touch_account(h);
         Ok(holds)
     }
@@ -223,6 +286,14 @@ impl State {
         self.touch_account(h);
         holds
     }
+}
+
+/// One holder's funding for an interval: `owed` for the time it held (negative: it is owed),
+/// of which it `pays` (less only for a payer that cannot pay in full).
+struct Due {
+    account: AccountId,
+    owed: Micros,
+    pays: Micros,
 }
 
 /// One market's funding interval being settled.

@@ -23,16 +23,18 @@ struct Net {
     state: State,
     height: u64,
     nonces: std::collections::BTreeMap<u64, u64>,
+    /// Oracle prices of BTC and ETH, micro-dollars.
+    prices: [i64; 2],
 }
 
 impl Net {
     fn new() -> Net {
         let state = State::from_genesis(&Genesis::devnet()).unwrap();
-        Net { state, height: 0, nonces: Default::default() }
+        Net { state, height: 0, nonces: Default::default(), prices: [100_000 * 1_000_000, 4_000 * 1_000_000] }
     }
 
-    /// Applies a block at `time_ms` with the oracle at BTC $100,000 and ETH $4,000 from every
-    /// validator; checks every invariant after it.
+    /// Applies a block at `time_ms` with the oracle at `prices` from every validator; checks
+    /// every invariant after it.
     fn block_at(&mut self, time_ms: u64, actions: Vec<(u64, Action)>) -> Vec<Event> {
         self.height += 1;
         let txs = actions
@@ -46,7 +48,7 @@ impl Net {
         let oracle = (0..4)
             .map(|v| OracleVote {
                 validator: ValidatorIndex(v),
-                prices: vec![(UnderlyingId(0), 100_000 * 1_000_000), (UnderlyingId(1), 4_000 * 1_000_000)],
+                prices: vec![(UnderlyingId(0), self.prices[0]), (UnderlyingId(1), self.prices[1])],
             })
             .collect();
         let block = Block { height: self.height, timestamp_ms: time_ms, oracle, txs, proposals: Vec::new() };
@@ -148,6 +150,13 @@ fn funding_is_paid_for_the_time_held_and_nothing_for_a_position_opened_in_the_se
     let p7 = *n.state.accounts.get(&AccountId(7)).unwrap().position(BTC_PERP).unwrap();
     assert_eq!(p7.funding_lot_ms, 100 * i128::from(HOUR / 2));
     assert!(n.state.markets[&BTC_PERP].holders.contains(&AccountId(7)));
+    // A snapshot image carries the accruals, the closed one's included (its loader derives
+    // the holders from them): the rest of the interval runs on the restored state.
+    let restored = State::from_image_bytes(&n.state.to_image_bytes().unwrap()).unwrap();
+    assert_eq!(restored.state_root(), n.state.state_root());
+    assert_eq!(restored.markets[&BTC_PERP].holders, n.state.markets[&BTC_PERP].holders);
+    assert!(n.state.accounts.iter().all(|(id, a)| restored.accounts.get(id) == Some(a)));
+    n.state = restored;
     let t2 = t1 + HOUR;
     n.block_at(t2 - 1, trade(6, 5, Side::Buy, 100));
 
@@ -241,4 +250,121 @@ fn a_late_settling_block_divides_by_the_interval_it_actually_closed() {
     assert_eq!(funding(3), div_ceil(300 * 3_000 * per_lot, FUNDING_INDEX_SCALE * elapsed));
     assert_eq!((funding(3), funding(4)), (300, -299));
     assert_eq!(n.state.markets[&BTC_PERP].funding.last_settled_ms, late);
+}
+
+/// The funding a position accrued is owed even once it is closed, so an account that closes
+/// and withdraws everything before the boundary cannot pay it: as for an option's short that
+/// cannot pay, the insurance fund covers what it can and the rest is cut from the receivers'
+/// payments pro rata; no account and not the fund is left negative. An isolated position
+/// closed before the boundary pays from its isolated balance first, then from its cross one.
+#[test]
+fn an_account_emptied_before_the_boundary_pays_what_it_has_and_the_receivers_bear_the_rest() {
+    let mut n = Net::new();
+    let t0 = n.state.timestamp_ms;
+    let mut setup: Vec<(u64, Action)> = (1..=5).map(deposit).collect();
+    setup.push((3, Action::SetIsolated { market: BTC_PERP, isolated: true }));
+    n.block_at(t0 + 1_000, setup);
+    n.block_at(t0 + 2_000, vec![(3, Action::TransferIsolated { market: BTC_PERP, amount: 1_000 * USD })]);
+    let t1 = t0 + HOUR;
+    n.block_at(t1, vec![]);
+    assert_eq!(n.state.insurance_fund(), 0, "the devnet fund starts empty");
+    // 1 (cross) and 3 (isolated) hold 100 long for half the interval, against 2 and 4.
+    let mut open = trade(2, 1, Side::Buy, 100);
+    open.extend(trade(4, 3, Side::Buy, 100));
+    n.block_at(t1 + HOUR / 4, open);
+    let mut close = trade(2, 1, Side::Sell, 100);
+    close.extend(trade(4, 3, Side::Sell, 100));
+    n.block_at(t1 + 3 * HOUR / 4, close);
+    // 1 takes everything out; 3 leaves $0.05 in its isolated balance and $0.01 in cross.
+    let all = n.quote(1);
+    let iso = n.state.accounts.get(&AccountId(3)).unwrap().position(BTC_PERP).unwrap().isolated_balance;
+    let cross3 = n.quote(3) + iso - 50_000 - 10_000;
+    n.block_at(
+        t1 + 3 * HOUR / 4 + 1_000,
+        vec![
+            (1, Action::Withdraw { asset: AssetId(0), amount: all }),
+            (3, Action::TransferIsolated { market: BTC_PERP, amount: -(iso - 50_000) }),
+            (3, Action::Withdraw { asset: AssetId(0), amount: cross3 }),
+        ],
+    );
+    assert_eq!((n.quote(1), n.quote(3)), (0, 10_000));
+    let before: Vec<i128> = (0..=5).map(|a| if a == 0 { 0 } else { n.quote(a) }).collect();
+    let ev = n.block_at(t1 + HOUR, vec![]);
+    let funding = |a: u64| -(n.quote(a) - before[a as usize]);
+    // Each long owes $0.06 for half the interval. 1 has nothing and pays nothing; 3 pays
+    // $0.05 from its isolated balance and $0.01 from its cross balance.
+    assert_eq!(funding(1), 0);
+    let p3 = n.state.accounts.get(&AccountId(3)).unwrap().position(BTC_PERP).copied().unwrap_or_default();
+    assert_eq!((p3.isolated_balance, n.quote(3)), (0, 0));
+    // The empty fund covers nothing: the two receivers, owed $0.06 each, bear 1's $0.06.
+    assert_eq!((funding(2), funding(4)), (-30_000, -30_000));
+    for a in [2, 4] {
+        assert!(ev.contains(&Event::Socialized { market: BTC_PERP, account: AccountId(a), amount: 30_000 }));
+    }
+    assert!(!ev.iter().any(|e| matches!(e, Event::InsuranceCovered { .. })));
+    assert_eq!(n.state.insurance_fund(), 0);
+}
+
+/// As above with money in the insurance fund (from an ETH-PERP liquidation): the fund covers
+/// the emptied account's funding, and the receivers get theirs in full.
+#[test]
+fn the_insurance_fund_covers_an_emptied_accounts_funding_when_it_can() {
+    let mut n = Net::new();
+    let t0 = n.state.timestamp_ms;
+    let eth = |side, price: Ticks, qty, tif| {
+        Action::Place(OrderRequest {
+            market: MarketId(1),
+            side,
+            price: Some(price),
+            qty,
+            tif,
+            reduce_only: false,
+            good_til_height: None,
+            stp: SelfTradePrevention::CancelResting,
+        })
+    };
+    let mut setup: Vec<(u64, Action)> = [1, 2, 11, 13].into_iter().map(deposit).collect();
+    setup.push((0, Action::Deposit { to: AccountId(12), asset: AssetId(0), amount: 2_100 * USD }));
+    n.block_at(t0 + 1_000, setup);
+    // 12 buys 10 ETH ($40,000) on $2,100 (19x) from 11; 13 bids down from $3,995.
+    let mut flow = vec![
+        (11, eth(Side::Sell, 400_000, 100, TimeInForce::Gtc)),
+        (12, eth(Side::Buy, 400_000, 100, TimeInForce::Ioc)),
+    ];
+    flow.extend((1..=30).map(|i| (13, eth(Side::Buy, 400_000 - i * 500, 20, TimeInForce::Gtc))));
+    n.block_at(t0 + 2_000, flow);
+    // ETH falls 4%: 12 is under maintenance and sold into 13's bids; the fund takes a fee.
+    n.prices[1] = 3_840 * 1_000_000;
+    for i in 0..5 {
+        n.block_at(t0 + 3_000 + i * 1_000, vec![]);
+    }
+    let fund = n.state.insurance_fund();
+    assert!(fund > 60_000, "the liquidation must leave the fund more than $0.06: {fund}");
+    let t1 = t0 + HOUR;
+    n.block_at(t1, vec![]);
+    n.block_at(t1 + HOUR / 4, trade(2, 1, Side::Buy, 100));
+    n.block_at(t1 + 3 * HOUR / 4, trade(2, 1, Side::Sell, 100));
+    let all = n.quote(1);
+    n.block_at(t1 + 3 * HOUR / 4 + 1_000, vec![(1, Action::Withdraw { asset: AssetId(0), amount: all })]);
+    let (q2, fund) = (n.quote(2), n.state.insurance_fund());
+    let ev = n.block_at(t1 + HOUR, vec![]);
+    assert_eq!(n.quote(1), 0);
+    assert!(ev.contains(&Event::InsuranceCovered { account: AccountId(1), amount: 60_000 }), "{ev:#?}");
+    assert!(!ev.iter().any(|e| matches!(e, Event::Socialized { .. })));
+    assert_eq!(n.quote(2) - q2, 60_000);
+    // The fund paid 1's $0.06 in BTC-PERP (exact amounts there: no dust) and took ETH-PERP's
+    // rounding dust.
+    let dust = |market| {
+        ev.iter()
+            .find_map(|e| match e {
+                Event::Funding { market: m, dust_to_insurance, .. } if *m == market => {
+                    Some(*dust_to_insurance)
+                }
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(dust(BTC_PERP), -60_000);
+    assert!(dust(MarketId(1)) >= 0);
+    assert_eq!(n.state.insurance_fund() - fund, dust(BTC_PERP) + dust(MarketId(1)));
 }
