@@ -57,6 +57,8 @@ fn account(a: &Account) -> Vec<u8> {
             .i64(p.size)
             .i128(p.cost)
             .i128(p.funding_snapshot)
+            .i128(p.funding_lot_ms)
+            .u64(p.funding_since_ms)
             .i64(p.open_buy)
             .i64(p.open_sell)
             .u8(u8::from(p.isolated))

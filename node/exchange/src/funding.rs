@@ -4,14 +4,20 @@
 //! `P = (max(0, impact_bid - index) - max(0, index - impact_ask)) / index`. When the funding
 //! interval has passed, the average premium becomes a rate with Hyperliquid's interest
 //! adjustment, `F_8h = P + clamp(0.01% - P, -0.05%, +0.05%)`, scaled to the interval and
-//! clamped to the market's cap. The rate moves the market's cumulative funding index, and every
-//! holder settles against it at once (payers round up, receivers down; the difference, always
-//! non-negative, goes to the insurance fund so money is conserved exactly).
+//! clamped to the market's cap. The rate moves the market's cumulative funding index by what
+//! one lot held for the whole interval owes, and every holder settles at once for the time it
+//! actually held: each position accrues lots x milliseconds (`Position::funding_lot_ms`) on
+//! every size change, and pays `ceil(held x per_lot / (scale x interval length))` at the
+//! boundary. A position opened in the block that settles pays and collects nothing for that
+//! interval, one that closed before it still pays for the time it was open (the accrual stays
+//! on the flat position, which stays a holder, until the boundary). Payers round up, receivers
+//! down; the difference, always non-negative because the sizes held sum to zero at every
+//! instant, goes to the insurance fund so money is conserved exactly.
 
 use crate::num::{R, add, div_ceil, mul, mul_div_floor, sub};
 use crate::root::RecordKey;
-use crate::state::{FUNDING_INDEX_SCALE, State};
-use bastion_types::{AccountId, Event, MarketKind, MarketStatus, PPM, Ppm, Side};
+use crate::state::{FUNDING_INDEX_SCALE, Position, State};
+use bastion_types::{AccountId, Event, MarketKind, MarketStatus, Micros, PPM, Ppm, Side};
 
 /// Interest component per 8 hours: 0.01%.
 pub const INTEREST_8H_PPM: Ppm = 100;
@@ -99,7 +105,7 @@ impl State {
         interval: u64,
         events: &mut Vec<Event>,
     ) -> R<()> {
-        let Some(m) = self.markets.get_mut(&id) else { return Ok(()) };
+        let Some(m) = self.markets.get(&id) else { return Ok(()) };
         let avg = if m.funding.samples == 0 {
             0
         } else {
@@ -110,36 +116,96 @@ impl State {
         let rate = crate::num::to_i64(
             mul_div_floor(r8, i128::from(interval), EIGHT_HOURS_MS)?.clamp(crate::num::neg(cap)?, cap),
         )?;
-        // Index delta per lot, scaled: rate * index * lot_size.
+        // Index delta per lot held for the whole interval, scaled: rate * index * lot_size.
         let per_lot = mul_div_floor(
             mul(i128::from(m.index_cache), i128::from(m.spec.lot_size_nanos))?,
             mul(i128::from(rate), FUNDING_INDEX_SCALE)?,
             mul(i128::from(bastion_types::NANOS_PER_UNIT), i128::from(PPM))?,
         )?;
-        m.funding.index = add(m.funding.index, per_lot)?;
+        let start = m.funding.last_settled_ms;
+        // The interval that ends now: at least `interval` (> 0) long, as the caller checked.
+        let elapsed = now_ms.saturating_sub(start).max(1);
+        let den = mul(FUNDING_INDEX_SCALE, i128::from(elapsed))?;
+        let index = add(m.funding.index, per_lot)?;
+        let holders: Vec<AccountId> = m.holders.iter().copied().collect();
+        let Some(m) = self.markets.get_mut(&id) else { return Ok(()) };
+        m.funding.index = index;
         m.funding.premium_sum = 0;
         m.funding.samples = 0;
         m.funding.last_settled_ms = now_ms;
-        let index = m.funding.index;
-        let holders: Vec<AccountId> = m.holders.iter().copied().collect();
-        let mut paid_total: i128 = 0;
+        let period = Period { market: id, start, now: now_ms, per_lot, den, index };
+        // First what every holder owes for the time it held, and what it can pay; nothing
+        // changes yet. One holder's failure must not stop the others' settlement: its funding
+        // for this interval is void (and its accrual restarts), the others' stands.
+        let mut dues: Vec<Due> = Vec::with_capacity(holders.len());
+        let mut failed: Vec<AccountId> = Vec::new();
         for h in holders {
-            let Some(acct) = self.accounts.get_mut(&h) else { continue };
-            let Some(p) = acct.positions.iter_mut().find(|p| p.market == id) else { continue };
-            // Owed by the position, rounded up: payers pay a little more, receivers get a
-            // little less.
-            let owed =
-                div_ceil(mul(i128::from(p.size), sub(index, p.funding_snapshot)?)?, FUNDING_INDEX_SCALE)?;
-            p.funding_snapshot = index;
-            if p.isolated {
-                p.isolated_balance = sub(p.isolated_balance, owed)?;
-            } else if let Some(b) = acct.balances.first_mut() {
-                *b = sub(*b, owed)?;
+            match self.funding_due(h, &period) {
+                Ok(Some(due)) => dues.push(due),
+                Ok(None) => {}
+                Err(reason) => {
+                    events.push(Event::Fault { step: format!("funding of {id} for {h}"), reason });
+                    failed.push(h);
+                }
             }
-            paid_total = add(paid_total, owed)?;
-            self.dirty.push(RecordKey::Account(h.0));
         }
-        // paid_total >= 0: the rounding dust.
+        // A payer that cannot pay in full (a flat position whose account was emptied before
+        // the boundary) pays what it has; the insurance fund covers the shortfall, and what
+        // the fund cannot cover is cut from the receivers' payments pro rata, as for options.
+        let mut shortfall: i128 = 0;
+        let mut receipts: i128 = 0;
+        for d in &dues {
+            shortfall = add(shortfall, sub(d.owed, d.pays)?)?;
+            if d.owed < 0 {
+                receipts = sub(receipts, d.owed)?;
+            }
+        }
+        let mut fund_left = shortfall.min(self.insurance_fund().max(0));
+        let residual = sub(shortfall, fund_left)?;
+        let mut paid_total: i128 = 0;
+        let mut gone = Vec::new();
+        for d in dues {
+            let cut = if d.owed < 0 && residual > 0 && receipts > 0 {
+                let receipt = crate::num::neg(d.owed)?;
+                crate::num::mul_div_ceil(residual, receipt, receipts)?.min(receipt)
+            } else {
+                0
+            };
+            let amount = add(d.pays, cut)?;
+            let holds = match self.pay_funding(d.account, &period, amount) {
+                Ok(holds) => {
+                    paid_total = add(paid_total, amount)?;
+                    let covered = sub(d.owed, d.pays)?.min(fund_left);
+                    if covered > 0 {
+                        fund_left = sub(fund_left, covered)?;
+                        events.push(Event::InsuranceCovered { account: d.account, amount: covered });
+                    }
+                    if cut > 0 {
+                        events.push(Event::Socialized { market: id, account: d.account, amount: cut });
+                    }
+                    holds
+                }
+                Err(reason) => {
+                    events.push(Event::Fault { step: format!("funding of {id} for {}", d.account), reason });
+                    self.reset_holder(d.account, &period)
+                }
+            };
+            if !holds {
+                gone.push(d.account);
+            }
+        }
+        for h in failed {
+            if !self.reset_holder(h, &period) {
+                gone.push(h);
+            }
+        }
+        if let Some(m) = self.markets.get_mut(&id) {
+            for h in &gone {
+                m.holders.remove(h);
+            }
+        }
+        // paid_total >= 0 unless the fund covered a shortfall: the sizes held sum to zero at
+        // every instant, so the exact amounts do over the interval, and each is rounded up.
         if let Some(q) = self.assets.first_mut() {
             q.insurance = add(q.insurance, paid_total)?;
         }
@@ -154,6 +220,107 @@ impl State {
         });
         Ok(())
     }
+
+    /// What holder `h` owes for `period` (negative: is owed), and what it pays of it.
+    ///
+    /// It owes `ceil(held x per_lot / (FUNDING_INDEX_SCALE x elapsed))`, `held` being the
+    /// lots x ms it held during the interval, rounded up: payers pay a little more, receivers
+    /// get a little less. One who held its size throughout owes what a whole interval costs,
+    /// one who opened in the settling block nothing. An open position pays in full (if that
+    /// leaves its margin short, liquidation follows as for any loss). A flat one has nothing
+    /// left to liquidate: unless open cross positions stand behind it, it pays at most what
+    /// its margin holds, its isolated balance (when isolated) and its cross collateral.
+    fn funding_due(&self, h: AccountId, period: &Period) -> R<Option<Due>> {
+        let Some(acct) = self.accounts.get(&h) else { return Ok(None) };
+        let Some(p) = acct.position(period.market) else { return Ok(None) };
+        let held = held_lot_ms(p, period.start, period.now)?;
+        let owed = div_ceil(mul(held, period.per_lot)?, period.den)?;
+        let mut pays = owed;
+        if owed > 0 && p.size == 0 && !acct.positions.iter().any(|q| !q.isolated && q.size != 0) {
+            let isolated = if p.isolated { p.isolated_balance.max(0) } else { 0 };
+            let cross = self.cross_health(acct, None)?.collateral.max(0);
+            pays = owed.min(add(isolated, cross)?);
+        }
+        Ok(Some(Due { account: h, owed, pays }))
+    }
+
+    /// Holder `h` pays `amount` (negative: receives) for `period` and its accrual restarts.
+    /// Returns whether it still holds (a flat position is done with funding once settled).
+    /// Changes nothing when it fails.
+    fn pay_funding(&mut self, h: AccountId, period: &Period, amount: Micros) -> R<bool> {
+        let Some(acct) = self.accounts.get_mut(&h) else { return Ok(false) };
+        let Some(p) = acct.position(period.market).copied() else { return Ok(false) };
+        let quote = acct.balances.first().copied().unwrap_or(0);
+        // Funding is paid from (or to) the balance that margins the position. A flat isolated
+        // position has no exposure left to margin: it pays from its isolated balance what that
+        // holds and the rest from the cross balance, so that an emptied isolated balance never
+        // leaves a debt that no liquidation would look at.
+        let (isolated_balance, quote) = if !p.isolated {
+            (p.isolated_balance, sub(quote, amount)?)
+        } else if p.size != 0 || amount <= 0 {
+            (sub(p.isolated_balance, amount)?, quote)
+        } else {
+            let from_isolated = amount.min(p.isolated_balance.max(0));
+            (sub(p.isolated_balance, from_isolated)?, sub(quote, sub(amount, from_isolated)?)?)
+        };
+        if let Some(b) = acct.balances.first_mut() {
+            *b = quote;
+        }
+        let Some(p) = acct.position_mut(period.market) else { return Ok(false) };
+        p.isolated_balance = isolated_balance;
+        restart(p, period);
+        let holds = p.holds();
+        acct.prune();
+        self.touch_account(h);
+        Ok(holds)
+    }
+
+    /// Restarts a holder's accrual without payment (its settlement failed); returns whether it
+    /// still holds.
+    fn reset_holder(&mut self, h: AccountId, period: &Period) -> bool {
+        let Some(acct) = self.accounts.get_mut(&h) else { return false };
+        let Some(p) = acct.positions.iter_mut().find(|p| p.market == period.market) else { return false };
+        restart(p, period);
+        let holds = p.holds();
+        acct.prune();
+        self.touch_account(h);
+        holds
+    }
+}
+
+/// One holder's funding for an interval: `owed` for the time it held (negative: it is owed),
+/// of which it `pays` (less only for a payer that cannot pay in full).
+struct Due {
+    account: AccountId,
+    owed: Micros,
+    pays: Micros,
+}
+
+/// One market's funding interval being settled.
+struct Period {
+    market: bastion_types::MarketId,
+    /// The interval's start (the previous settlement) and end (this block's time).
+    start: u64,
+    now: u64,
+    /// The index delta of one lot held for the whole interval, scaled.
+    per_lot: i128,
+    /// `FUNDING_INDEX_SCALE x (now - start)`.
+    den: i128,
+    /// The market's cumulative index after this settlement.
+    index: i128,
+}
+
+fn restart(p: &mut Position, period: &Period) {
+    p.funding_snapshot = period.index;
+    p.funding_lot_ms = 0;
+    p.funding_since_ms = period.now;
+}
+
+/// Lots x ms that `p` has held from `start` (the market's last funding settlement) until
+/// `now`: what it accrued before its last size change plus its current size since then.
+pub(crate) fn held_lot_ms(p: &Position, start: u64, now: u64) -> R<i128> {
+    let dt = now.saturating_sub(p.funding_since_ms.max(start));
+    add(p.funding_lot_ms, mul(i128::from(p.size), i128::from(dt))?)
 }
 
 #[cfg(test)]

@@ -26,7 +26,8 @@
 //! filled; they are a function of the risk parameters). Holder sets are stored, but written
 //! from the positions, since the view does not copy them (a market's holders can be as many
 //! as the accounts); the engine's invariant that they equal the accounts with a non-zero
-//! position is checked after every simulated block, and again on load.
+//! position or funding time accrued since the last settlement is checked after every simulated
+//! block, and again on load.
 //!
 //! The archive uses rkyv's default format (little endian, aligned, 32-bit relative pointers):
 //! an image is at most 2 GiB, about 16M accounts with a few positions each. Enabling another
@@ -180,12 +181,14 @@ struct PositionRec {
     cost: i128,
     funding_snapshot: i128,
     isolated_balance: i128,
+    funding_lot_ms: i128,
     size: i64,
     open_buy: i64,
     open_sell: i64,
+    funding_since_ms: u64,
     market: u32,
     isolated: bool,
-    pad: [u8; 3],
+    pad: [u8; 11],
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize)]
@@ -209,7 +212,7 @@ struct OrderRec {
 
 // Fixed-size records without padding: rkyv copies arrays of them as bytes.
 const _: () = assert!(size_of::<AccountRec>() == 96 && size_of::<ArchivedAccountRec>() == 96);
-const _: () = assert!(size_of::<PositionRec>() == 80 && size_of::<ArchivedPositionRec>() == 80);
+const _: () = assert!(size_of::<PositionRec>() == 112 && size_of::<ArchivedPositionRec>() == 112);
 const _: () = assert!(size_of::<OrderRec>() == 64 && size_of::<ArchivedOrderRec>() == 64);
 const _: () = assert!(POSITIONS_PER_ACCOUNT_MAX <= u8::MAX as usize);
 
@@ -466,14 +469,16 @@ impl StateView {
                         cost: p.cost,
                         funding_snapshot: p.funding_snapshot,
                         isolated_balance: p.isolated_balance,
+                        funding_lot_ms: p.funding_lot_ms,
                         size: p.size,
                         open_buy: p.open_buy,
                         open_sell: p.open_sell,
+                        funding_since_ms: p.funding_since_ms,
                         market: p.market.0,
                         isolated: p.isolated,
-                        pad: [0; 3],
+                        pad: [0; 11],
                     });
-                    if p.size != 0 {
+                    if p.holds() {
                         let i = self.markets.binary_search_by_key(&p.market, |(m, _)| *m).map_err(|_| {
                             ImageError::Encode(format!("account {id} holds unknown market {}", p.market))
                         })?;
@@ -724,7 +729,7 @@ fn load(img: &ArchivedImage) -> Result<State, ImageError> {
 }
 
 /// One account of the arena; `cursor` is where its positions must start (advanced past them),
-/// and each market's `holders` gains the account if it has a non-zero position there.
+/// and each market's `holders` gains the account if it holds there ([`Position::holds`]).
 fn load_account(
     rec: &ArchivedAccountRec,
     all_positions: &[ArchivedPositionRec],
@@ -753,22 +758,24 @@ fn load_account(
         let m = market_ids
             .binary_search(&market.0)
             .map_err(|_| inconsistent(format!("account {id}: position in unknown market {market}")))?;
-        let size = p.size.to_native();
-        if size != 0
-            && let Some(h) = holders.get_mut(m)
-        {
-            h.push(id.0);
-        }
-        positions.push(Position {
+        let position = Position {
             market,
-            size,
+            size: p.size.to_native(),
             cost: p.cost.to_native(),
             funding_snapshot: p.funding_snapshot.to_native(),
+            funding_lot_ms: p.funding_lot_ms.to_native(),
+            funding_since_ms: p.funding_since_ms.to_native(),
             open_buy: p.open_buy.to_native(),
             open_sell: p.open_sell.to_native(),
             isolated: p.isolated,
             isolated_balance: p.isolated_balance.to_native(),
-        });
+        };
+        if position.holds()
+            && let Some(h) = holders.get_mut(m)
+        {
+            h.push(id.0);
+        }
+        positions.push(position);
     }
     let mut balances = [0; ASSETS_MAX];
     for (b, a) in balances.iter_mut().zip(rec.balances.iter()) {

@@ -11,7 +11,8 @@ impl State {
     /// - collateral is conserved per asset: balances (cross and isolated) + insurance + fees =
     ///   deposits - withdrawals, and the insurance fund's value never goes negative;
     /// - long open interest equals short open interest, and equals the market's counter;
-    /// - each market's holder set is exactly the accounts with a non-zero position;
+    /// - each market's holder set is exactly the accounts with a non-zero position or funding
+    ///   time accrued since the last settlement, and that time sums to zero over the holders;
     /// - each account's resting exposure equals its orders in the book;
     /// - no account (or isolated position) ends the block with negative collateral while it
     ///   has no position left to liquidate, and none in a tradable market stays negative;
@@ -56,6 +57,8 @@ impl State {
             let mut long = 0i64;
             let mut short = 0i64;
             let mut holders = Vec::new();
+            let perpetual = matches!(m.spec.kind, bastion_types::MarketKind::Perpetual);
+            let mut held: i128 = 0;
             for (aid, a) in &self.accounts {
                 if let Some(p) = a.position(*id) {
                     if p.size > 0 {
@@ -63,10 +66,29 @@ impl State {
                     } else {
                         short = sub64(short, p.size).map_err(|_| overflow())?;
                     }
-                    if p.size != 0 {
+                    if p.holds() {
                         holders.push(*aid);
                     }
+                    if p.funding_since_ms > self.timestamp_ms || (!perpetual && p.funding_lot_ms != 0) {
+                        return Err(format!(
+                            "account {aid} market {id}: funding accrual {} since {} at time {}",
+                            p.funding_lot_ms, p.funding_since_ms, self.timestamp_ms
+                        ));
+                    }
+                    if perpetual {
+                        let h = crate::funding::held_lot_ms(p, m.funding.last_settled_ms, self.timestamp_ms)
+                            .map_err(|_| format!("market {id}: funding time overflows"))?;
+                        held = add(held, h).map_err(|_| format!("market {id}: funding time overflows"))?;
+                    }
                 }
+            }
+            // Every trade moves size from one account to another, so the sizes sum to zero at
+            // every instant and so does the time they were held: the exact funding of an
+            // interval is zero-sum, and each holder's rounding up leaves only dust for the fund.
+            if held != 0 {
+                return Err(format!(
+                    "market {id}: lots x ms held since the last funding sum to {held}, not 0"
+                ));
             }
             if long != short || long != m.open_interest {
                 return Err(format!(

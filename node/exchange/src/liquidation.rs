@@ -432,7 +432,6 @@ impl State {
         let (_, pos_mm) = crate::margin::position_requirement(m, size, 0, 0)?;
         let lot_value = m.lot_value_ceil;
         let bp = bankruptcy_lot_value(lot_value, size, size.saturating_abs(), pos_mm, &h)?;
-        let funding_index = m.funding.index;
         // signum is -1, 0 or 1: its negation is exact.
         let want = size.signum().saturating_neg();
         if let std::collections::btree_map::Entry::Vacant(e) = ranks.entry((market, want)) {
@@ -458,27 +457,13 @@ impl State {
             // The liquidated account sells (long) for cash, the counterparty buys back.
             let dq = side.sign().saturating_mul(q);
             let signed_cash = mul(i128::from(side.sign()), cash)?;
-            let (a_old, a_new) =
-                self.trade_position(account, market, dq, neg(signed_cash)?, 0, funding_index, None)?;
-            let (c_old, c_new) = self.trade_position(
-                counterparty,
-                market,
-                dq.saturating_neg(),
-                signed_cash,
-                0,
-                funding_index,
-                None,
-            )?;
+            // trade_position accrues both sides' funding time and keeps the holder set.
+            let (a_old, a_new) = self.trade_position(account, market, dq, neg(signed_cash)?, 0, None)?;
+            let (c_old, c_new) =
+                self.trade_position(counterparty, market, dq.saturating_neg(), signed_cash, 0, None)?;
             let d_oi = crate::trade::oi_delta([(a_old, a_new), (c_old, c_new)]);
             let m = self.markets.get_mut(&market).ok_or(Reject::UnknownMarket(market))?;
             m.open_interest = m.open_interest.saturating_add(d_oi);
-            for (acct, new) in [(account, a_new), (counterparty, c_new)] {
-                if new == 0 {
-                    m.holders.remove(&acct);
-                } else {
-                    m.holders.insert(acct);
-                }
-            }
             self.touch_market(market);
             let price = crate::num::to_i64(mul_div_floor(
                 bp,

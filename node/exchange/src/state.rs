@@ -49,6 +49,13 @@ pub struct Position {
     pub cost: Micros,
     /// The market's cumulative funding index when funding was last settled for this position.
     pub funding_snapshot: i128,
+    /// Lots x milliseconds held since the market's last funding settlement, accrued up to
+    /// `funding_since_ms` (perpetuals only; see `funding`). Funding is paid for the time a
+    /// size was held, so this survives the position going flat until the next settlement.
+    pub funding_lot_ms: i128,
+    /// Consensus time from which the current `size` has been held (its last change, or the
+    /// last funding settlement).
+    pub funding_since_ms: u64,
     /// Total size of the account's resting buy orders in this market.
     pub open_buy: Lots,
     /// Total size of the account's resting sell orders in this market.
@@ -62,10 +69,17 @@ pub struct Position {
 impl Position {
     pub(crate) fn is_empty(&self) -> bool {
         self.size == 0
+            && self.funding_lot_ms == 0
             && self.open_buy == 0
             && self.open_sell == 0
             && !self.isolated
             && self.isolated_balance == 0
+    }
+
+    /// Whether the account is one of the market's `holders`: it holds a size, or held one
+    /// since the last funding settlement and owes or is owed funding for that time.
+    pub(crate) fn holds(&self) -> bool {
+        self.size != 0 || self.funding_lot_ms != 0
     }
 }
 
@@ -448,7 +462,8 @@ pub struct Market {
     pub open_interest: Lots,
     /// Funding state (perpetuals).
     pub funding: Funding,
-    /// Accounts with a non-zero position, for funding, settlement and deleveraging.
+    /// Accounts with a non-zero position, or a flat one with funding accrued since the last
+    /// settlement ([`Position::holds`]), for funding, settlement and deleveraging.
     pub holders: BTreeSet<AccountId>,
     /// Value of one lot at the mark, rounded down and up (cached per block for margin sweeps).
     pub lot_value_floor: Micros,

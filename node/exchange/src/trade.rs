@@ -518,18 +518,16 @@ impl State {
         };
         let maker_fee =
             mul_div_ceil(notional, i128::from(m.spec.risk.maker_fee_ppm.max(0)), i128::from(PPM))?;
-        let funding_index = m.funding.index;
         let signed = mul(i128::from(taker_side.sign()), notional)?;
         let dq = taker_side.sign().saturating_mul(qty);
         let (t_old, t_new) =
-            self.trade_position(taker, market, dq, crate::num::neg(signed)?, taker_fee, funding_index, None)?;
+            self.trade_position(taker, market, dq, crate::num::neg(signed)?, taker_fee, None)?;
         let (m_old, m_new) = self.trade_position(
             maker,
             market,
             dq.saturating_neg(),
             signed,
             maker_fee,
-            funding_index,
             Some((taker_side.opposite(), qty)),
         )?;
         let d_oi = oi_delta([(t_old, t_new), (m_old, m_new)]);
@@ -537,13 +535,6 @@ impl State {
         let m = self.markets.get_mut(&market).ok_or(Reject::UnknownMarket(market))?;
         m.open_interest = m.open_interest.saturating_add(d_oi);
         m.last_trade = Some(price);
-        for (acct, new) in [(taker, t_new), (maker, m_new)] {
-            if new == 0 {
-                m.holders.remove(&acct);
-            } else {
-                m.holders.insert(acct);
-            }
-        }
         self.touch_market(market);
         self.touch(RecordKey::Global);
         events.push(Event::Fill {
@@ -561,8 +552,9 @@ impl State {
     }
 
     /// Changes one account's position by `dq` lots with cash flow `cash` and fee `fee`;
-    /// returns the old and new size. `resting` releases a maker's resting exposure.
-    #[allow(clippy::too_many_arguments)]
+    /// returns the old and new size. `resting` releases a maker's resting exposure. Every
+    /// change of a position's size goes through here: it accrues the funding time of the size
+    /// held until now and keeps the market's holder set (see [`crate::state::Position::holds`]).
     pub(crate) fn trade_position(
         &mut self,
         account: AccountId,
@@ -570,9 +562,13 @@ impl State {
         dq: Lots,
         cash: Micros,
         fee: Micros,
-        funding_index: i128,
         resting: Option<(Side, Lots)>,
     ) -> R<(Lots, Lots)> {
+        let m = self.markets.get(&market).ok_or(Reject::UnknownMarket(market))?;
+        let funding_index = m.funding.index;
+        // Perpetuals accrue funding time from the market's last settlement.
+        let funding_start = matches!(m.spec.kind, MarketKind::Perpetual).then_some(m.funding.last_settled_ms);
+        let now = self.timestamp_ms;
         let acct = self.accounts.get_mut(&account).ok_or(Reject::UnknownAccount(account))?;
         let quote = usize::from(QUOTE_ASSET.0);
         let p = acct.position_mut(market).ok_or(Reject::TooManyOrders(
@@ -580,6 +576,10 @@ impl State {
         ))?;
         let old = p.size;
         let new = old.checked_add(dq).ok_or(Reject::Overflow)?;
+        let held = match funding_start {
+            Some(start) => crate::funding::held_lot_ms(p, start, now)?,
+            None => p.funding_lot_ms,
+        };
         // Cost basis (informational): reduce proportionally on the closed part, add on the
         // opened part.
         let closing = if old != 0 && old.signum() != dq.signum() {
@@ -615,16 +615,29 @@ impl State {
         p.size = new;
         p.cost = if new == 0 { 0 } else { cost };
         // Funding is settled for every holder at each interval (see `funding`), so a position
-        // never carries unsettled funding into a trade; the snapshot restarts at the index.
+        // never carries an unsettled index delta into a trade; the snapshot restarts at the
+        // index. What it carries is the time held so far in this interval, which the old
+        // size accrues up to now and the new size from now on.
         p.funding_snapshot = funding_index;
+        if funding_start.is_some() {
+            p.funding_lot_ms = held;
+            p.funding_since_ms = now;
+        }
         if let Some((side, q)) = resting {
             match side {
                 Side::Buy => p.open_buy = p.open_buy.saturating_sub(q).max(0),
                 Side::Sell => p.open_sell = p.open_sell.saturating_sub(q).max(0),
             }
         }
+        let holds = p.holds();
         acct.prune();
         self.touch_account(account);
+        let m = self.markets.get_mut(&market).ok_or(Reject::UnknownMarket(market))?;
+        if holds {
+            m.holders.insert(account);
+        } else {
+            m.holders.remove(&account);
+        }
         Ok((old, new))
     }
 

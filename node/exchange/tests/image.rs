@@ -42,6 +42,11 @@ fn step(state: &mut State, block: &Block, seed: u64) -> (Vec<Event>, StateRoot) 
 /// A workload and the state after its deposits and `blocks` blocks of random flow. Seeds vary
 /// the price path and the block interval (twelve-hour blocks expire and settle the options).
 fn simulate(seed: u64, blocks: u64, traders: u64) -> (State, Workload) {
+    simulate_every(seed, blocks, traders, if seed % 3 == 2 { 12 * 3_600_000 } else { 60_000 })
+}
+
+/// [`simulate`] with blocks `block_ms` apart.
+fn simulate_every(seed: u64, blocks: u64, traders: u64, block_ms: u64) -> (State, Workload) {
     let genesis = Genesis::devnet().with_validator_seeds(&VALIDATOR_SEEDS);
     let mut state = State::from_genesis(&genesis).expect("devnet genesis is valid");
     let path = if seed.is_multiple_of(2) {
@@ -50,7 +55,7 @@ fn simulate(seed: u64, blocks: u64, traders: u64) -> (State, Workload) {
         PathKind::FlashCrash { crash_at: 12, crash_blocks: 6 }
     };
     let mut w = Workload::new(seed, traders, path, &genesis);
-    w.block_ms = if seed % 3 == 2 { 12 * 3_600_000 } else { 60_000 };
+    w.block_ms = block_ms;
     let deposits = w.funding_txs(20_000_000_000);
     let first = w.block_with(deposits);
     step(&mut state, &first, seed);
@@ -111,6 +116,45 @@ fn round_trip_then_the_same_blocks_give_the_same_events_and_roots() {
         same_future(&mut original, &mut restored, &mut w, 50, seed);
         restored.check_invariants().unwrap_or_else(|e| panic!("seed {seed}: restored state later: {e}"));
         assert_eq!(image(&restored), image(&original), "seed {seed}: images differ 50 blocks later");
+    }
+}
+
+/// Funding accrues per position between settlements (lots x ms held, and since when): an image
+/// taken in the middle of an interval carries every accrual, including those of positions
+/// already closed, and the restored state settles the interval exactly as the original does.
+#[test]
+fn funding_accruals_round_trip_and_settle_alike() {
+    for seed in seeds(3) {
+        println!("funding accrual seed {seed} (replay: BASTION_SEED={seed})");
+        // One-minute blocks: 30 blocks leave the first hourly interval half run.
+        let (mut original, mut w) = simulate_every(seed, 30, 50, 60_000);
+        let positions = || original.accounts.values().flat_map(|a| a.positions.iter());
+        let accruing = positions().filter(|p| p.funding_lot_ms != 0).count();
+        let closed = positions().filter(|p| p.size == 0 && p.funding_lot_ms != 0).count();
+        let since = positions().filter(|p| p.funding_since_ms > Genesis::devnet().timestamp_ms).count();
+        println!("seed {seed}: {accruing} positions accruing, {closed} of them closed, {since} with a start");
+        assert!(accruing > 0 && since > 0, "seed {seed}: the workload must leave funding accruals");
+        let mut restored = restore(&original);
+        for (id, a) in original.accounts.iter() {
+            assert_eq!(restored.accounts.get(id), Some(a), "seed {seed}: account {id}");
+        }
+        for (id, m) in &original.markets {
+            assert_eq!(restored.markets[id].holders, m.holders, "seed {seed}: holders of {id}");
+        }
+        assert_eq!(restored.state_root(), original.state_root(), "seed {seed}");
+        assert_eq!(image(&restored), image(&original), "seed {seed}: the image is not a fixed point");
+        // Past the interval's end (the 60th block): the same funding, to the micro-unit.
+        let mut settled = 0;
+        for _ in 0..40 {
+            let block = w.next_block(&original, 40);
+            let (ea, ra) = step(&mut original, &block, seed);
+            let (eb, rb) = step(&mut restored, &block, seed);
+            assert_eq!(ea, eb, "seed {seed}: events differ at height {}", block.height);
+            assert_eq!(ra, rb, "seed {seed}: roots differ at height {}", block.height);
+            settled += ea.iter().filter(|e| matches!(e, Event::Funding { .. })).count();
+        }
+        assert!(settled > 0, "seed {seed}: the interval must settle");
+        restored.check_invariants().unwrap_or_else(|e| panic!("seed {seed}: restored state later: {e}"));
     }
 }
 
