@@ -829,6 +829,43 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
+    /// The admission tile's view of the committed state holds exactly the state's accounts: a
+    /// deposit's new account appears, a signer without an account never does (the map once
+    /// grew with every signer of a finalized transaction, fresh keys included).
+    #[test]
+    fn the_committed_view_mirrors_the_accounts() {
+        use bastion_types::{Action, AssetId, Block};
+        let g = bastion_exchange::Genesis::devnet();
+        let mut state = State::from_genesis(&g).unwrap();
+        let mut view = Committed::of(&state);
+        assert_eq!(view.nonces.len(), state.accounts.len());
+        assert_eq!(view.nonce(g.authority), Some(0));
+        let fresh = AccountId(0xF2E5);
+        assert_eq!(view.nonce(fresh), None);
+        let deposit = Tx {
+            signer: g.authority,
+            nonce: 1,
+            action: Action::Deposit { to: fresh, asset: AssetId(0), amount: 1_000_000 },
+        };
+        let block = Block {
+            height: 1,
+            timestamp_ms: g.timestamp_ms + 250,
+            oracle: Vec::new(),
+            txs: vec![deposit.clone()],
+            proposals: Vec::new(),
+        };
+        state.apply_block(&block).unwrap();
+        // Reported with a transaction of a signer that has no account (as a faulty source
+        // might): it is not remembered.
+        let stranger =
+            Tx { signer: AccountId(0xBAD), nonce: 1, action: Action::SetMarginMode { portfolio: true } };
+        view.update(&state, &[deposit, stranger]);
+        assert_eq!(view.nonce(g.authority), Some(1));
+        assert_eq!(view.nonce(fresh), Some(0), "the deposit created it");
+        assert_eq!(view.nonce(AccountId(0xBAD)), None);
+        assert_eq!((view.nonces.len(), view.accounts), (state.accounts.len(), state.accounts.len()));
+    }
+
     fn load(text: &str) -> Result<NodeConfig, String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
