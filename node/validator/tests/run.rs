@@ -385,11 +385,12 @@ fn a_flood_of_fresh_key_transactions_is_refused_and_costs_no_block_space() {
         assert_eq!(s["orders_finalized"].as_u64().unwrap_or(0), 0, "v{i} finalized one: {s}");
         assert_eq!(s["mempool"].as_u64().unwrap_or(0), 0, "{s}");
     }
+    // On-disk growth, for the record (buffered writes make it noisy at this scale; the exact
+    // per-height record sizes are compared below, from the log itself).
     println!(
-        "log bytes per height: before {before:.0} (h {h0}..{h1}), during the flood {during:.0} (..{h2}), after \
-         {after:.0} (..{h3}); refused {counts:?}"
+        "log file bytes per height: before {before:.0} (h {h0}..{h1}), during the flood {during:.0} (..{h2}), \
+         after {after:.0} (..{h3}); refused {counts:?}"
     );
-    assert!(during <= before * 1.2 + 16.0 && after <= before * 1.2 + 16.0, "log growth per height rose");
 
     // Honest deposits from the authority (an existing account) still finalize.
     let authority = bastion_client::devnet_authority();
@@ -412,10 +413,19 @@ fn a_flood_of_fresh_key_transactions_is_refused_and_costs_no_block_space() {
     // transactions carries exactly the deposits.
     let (log, _) = BlockLog::open(&data.join("log"), LogConfig::default()).unwrap();
     let mut txs = 0;
+    // Record bytes per height before the flood (h0..h1) and from its start to the end of the
+    // window after it (h1..h3).
+    let (mut quiet, mut flooded) = (Vec::new(), Vec::new());
     for h in log.first_height().unwrap_or(1)..=log.last_height().unwrap() {
-        let entry = LogEntry::decode(&log.read(h).unwrap()).unwrap();
+        let bytes = log.read(h).unwrap();
+        let entry = LogEntry::decode(&bytes).unwrap();
         if h <= h3 {
             assert!(entry.block.txs.is_empty(), "height {h} carries {} transactions", entry.block.txs.len());
+        }
+        if (h0..h1).contains(&h) {
+            quiet.push(bytes.len() as u64);
+        } else if (h1..h3).contains(&h) {
+            flooded.push(bytes.len() as u64);
         }
         for tx in &entry.block.txs {
             assert_eq!(tx.signer, authority.account(), "height {h}: only the authority's deposits");
@@ -423,5 +433,18 @@ fn a_flood_of_fresh_key_transactions_is_refused_and_costs_no_block_space() {
         txs += entry.block.txs.len() as u64;
     }
     assert_eq!(txs, deposits, "each deposit finalized exactly once");
+    let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
+    let (quiet_max, flooded_max) = (*quiet.iter().max().unwrap(), *flooded.iter().max().unwrap());
+    println!(
+        "block log record bytes per height: before the flood mean {:.1} max {quiet_max} ({} heights); during and \
+         after it mean {:.1} max {flooded_max} ({} heights)",
+        mean(&quiet),
+        quiet.len(),
+        mean(&flooded),
+        flooded.len()
+    );
+    // Flat: the same size within a few bytes (varints of a growing height and time).
+    assert!(flooded_max <= quiet_max + 8, "a block grew during the flood: {flooded_max} > {quiet_max}");
+    assert!(mean(&flooded) <= mean(&quiet) + 8.0, "log growth per height rose");
     println!("took {:?}", started.elapsed());
 }
