@@ -411,11 +411,14 @@ impl Default for BlockSource {
 /// A source of verified, admitted transactions for proposals (the sequencer's mempool).
 pub trait TxSource: Send + std::fmt::Debug {
     /// Up to `max` transactions for a block built on `state` (the parent's executed state),
-    /// each with the key and signature that authorise it. Transactions that can no longer
-    /// execute (nonce at or below the account's) should be left out.
+    /// each with the key and signature that authorise it. They must be includable on `state`
+    /// (`State::check_txs`: signers with an account, each signer's nonces consecutive from its
+    /// nonce + 1), or the block is refused. Taking must not forget them: the proposal may not
+    /// finalize.
     fn take(&mut self, state: &State, max: usize) -> Vec<(Tx, TxAuth)>;
-    /// These transactions were finalized (by any proposer): forget them.
-    fn finalized(&mut self, txs: &[Tx]);
+    /// A block carrying `txs` was finalized (by any proposer), and `state` is the state after
+    /// it: forget them.
+    fn finalized(&mut self, state: &State, txs: &[Tx]);
 }
 
 /// A deterministic synthetic workload, seeded by the parent block, signed with the devnet keys
@@ -1205,6 +1208,9 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             parent.state_root(),
             u16::try_from(parent.validators.len()).unwrap_or(u16::MAX),
         );
+        // Far cheaper than the signatures, so first: every transaction must be includable on the
+        // parent state (a signer with an account, its next nonce), as execution checks again.
+        let includable = parent.check_txs(&block.block().txs);
         if block.height_u64() != parent_height.saturating_add(1) {
             warn!(height = block.height_u64(), parent = parent_height, "proposal height is not parent + 1");
             return Ok(false);
@@ -1227,6 +1233,10 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                 height = block.height_u64(),
                 "proposal's oracle votes differ from the price path at its time"
             );
+            return Ok(false);
+        }
+        if let Err(e) = includable {
+            warn!(height = block.height_u64(), %e, "proposal carries a transaction it may not include");
             return Ok(false);
         }
         let started = std::time::Instant::now();
@@ -1418,7 +1428,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                 self.tip = (d, block.height_u64());
                 self.executed.insert(d, block.height_u64());
                 if let BlockSource::Pool { source, .. } = &mut self.source {
-                    source.finalized(&block.block().txs);
+                    source.finalized(self.store.state(), &block.block().txs);
                 }
                 let fund = self.store.state().insurance_fund();
                 let finalized = Finalized::of(d, &block, out.root, &out.events, fund);

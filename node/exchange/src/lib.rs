@@ -15,10 +15,17 @@
 //!    the new mark left outside the price band on their aggressive side removed;
 //! 5. accounts under maintenance margin are liquidated (insurance fund, deleveraging);
 //! 6. client transactions execute in order; each rejection is a typed event and changes nothing
-//!    but the nonce;
+//!    but the nonce (every included transaction consumes its nonce, whatever its outcome);
 //! 7. funding premiums are sampled and, at each interval, settled; accounts changed in this
 //!    block (by fills or funding) are checked again and liquidated if needed;
 //! 8. the basis EMA is updated and the state commitment advanced.
+//!
+//! Before any of this, the block's transactions are checked against the state at the start of
+//! the block ([`State::check_txs`]): every signer must be an existing account and every nonce
+//! must be exactly the signer's last nonce + 1 (counting the signer's earlier transactions in
+//! the same block). One transaction that is not includable refuses the whole block
+//! ([`BlockError::Tx`]) and the state is untouched. So a transaction is included at most once
+//! whatever its outcome, and no includer can skip, reorder or void a client's nonces.
 
 // Consensus code: no unchecked arithmetic and no lossy casts (STYLE.md, Lighthouse). Unit tests
 // are exempt, and so is the `testkit` workload generator (its own `#![allow]`).
@@ -74,8 +81,31 @@ pub enum BlockError {
     Time { last: u64, got: u64 },
     #[error("block has {got} transactions, limit {limit}")]
     TooManyTxs { got: usize, limit: usize },
+    /// A governance proposal the block may not carry (see `State::check_proposals`).
     #[error("governance proposal {index}: {reason}")]
     Governance { index: usize, reason: String },
+    /// A transaction the block may not include (see [`State::check_txs`]).
+    #[error("transaction {index} is not includable: {reason}")]
+    Tx { index: usize, reason: TxError },
+}
+
+/// Why a transaction may not be included in a block on the current state. Any one refuses the
+/// whole block ([`BlockError::Tx`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// The signer has no account at the start of the block (an account created by a deposit
+    /// earlier in the same block does not count: it may sign from the next block on).
+    #[error("signer {0} has no account")]
+    UnknownSigner(AccountId),
+    /// The nonce skips ahead of the signer's next one.
+    #[error("nonce {got} skips ahead: the signer's next nonce is {expected}")]
+    NonceGap { expected: u64, got: u64 },
+    /// The nonce was used already (on chain, or earlier in the same block).
+    #[error("nonce {got} is used: the signer's next nonce is {expected}")]
+    NonceUsed { expected: u64, got: u64 },
+    /// The signer's nonce is `u64::MAX`: it can sign nothing more.
+    #[error("signer {0} has used every nonce")]
+    NoncesExhausted(AccountId),
 }
 
 /// What executing a block produced.
@@ -118,6 +148,7 @@ impl State {
             return Err(BlockError::TooManyTxs { got: block.txs.len(), limit: BLOCK_TXS_MAX });
         }
         self.check_proposals(block)?;
+        self.check_txs(&block.txs)?;
         let mut events = Vec::new();
         self.height = block.height;
         self.timestamp_ms = block.timestamp_ms;
@@ -159,6 +190,44 @@ impl State {
         Ok(BlockOutcome { events, root: self.commitment.root() })
     }
 
+    /// Checks that every transaction of a block is includable on this state (the state at the
+    /// start of the block), without changing anything: its signer is an existing account, and
+    /// its nonce is exactly the signer's last nonce + 1, counting the signer's earlier
+    /// transactions in `txs`. The first one that is not is named by its index.
+    ///
+    /// [`State::apply_block`] runs this before it changes anything; consensus may run it
+    /// before checking a proposal's signatures, since it is far cheaper.
+    pub fn check_txs(&self, txs: &[bastion_types::Tx]) -> Result<(), BlockError> {
+        // Next nonce of each signer seen so far in this block (a block holds at most
+        // BLOCK_TXS_MAX transactions, so this map is bounded by that).
+        let mut next: std::collections::BTreeMap<AccountId, Option<u64>> = std::collections::BTreeMap::new();
+        for (index, tx) in txs.iter().enumerate() {
+            let refuse = |reason| BlockError::Tx { index, reason };
+            let expected = match next.get(&tx.signer) {
+                Some(n) => *n,
+                None => {
+                    let acct = self
+                        .accounts
+                        .get(&tx.signer)
+                        .ok_or_else(|| refuse(TxError::UnknownSigner(tx.signer)))?;
+                    acct.nonce.checked_add(1)
+                }
+            };
+            // None: the signer's last nonce is u64::MAX.
+            let expected = expected.ok_or_else(|| refuse(TxError::NoncesExhausted(tx.signer)))?;
+            if tx.nonce > expected {
+                return Err(refuse(TxError::NonceGap { expected, got: tx.nonce }));
+            }
+            if tx.nonce < expected {
+                return Err(refuse(TxError::NonceUsed { expected, got: tx.nonce }));
+            }
+            next.insert(tx.signer, expected.checked_add(1));
+        }
+        Ok(())
+    }
+
+    /// Executes one transaction that [`State::check_txs`] admitted: its nonce is consumed
+    /// whatever the action's outcome, so it can never be included again.
     fn execute_tx(
         &mut self,
         signer: AccountId,
@@ -166,8 +235,9 @@ impl State {
         action: &bastion_types::Action,
         events: &mut Vec<Event>,
     ) -> Result<(), Reject> {
+        // Checked for the whole block before execution began; kept as a guard, unreachable.
         let acct = self.accounts.get(&signer).ok_or(Reject::UnknownAccount(signer))?;
-        if nonce <= acct.nonce {
+        if acct.nonce.checked_add(1) != Some(nonce) {
             return Err(Reject::Nonce { last: acct.nonce, got: nonce });
         }
         let result = self.execute_action(signer, action, events);
@@ -176,6 +246,13 @@ impl State {
         }
         self.touch_account(signer);
         result
+    }
+
+    /// The accounts in the arena from slot `from` on, with their ids, in creation order (the
+    /// arena never removes an account, so `from = n` lists exactly the accounts created since
+    /// the state held `n`). The validator's admission tile learns new accounts this way.
+    pub fn accounts_from(&self, from: usize) -> impl Iterator<Item = (AccountId, &Account)> + '_ {
+        (from..self.accounts.len()).filter_map(|slot| self.accounts.by_slot(slot).map(|(id, a, _)| (*id, a)))
     }
 
     fn expire_orders(&mut self, height: u64, events: &mut Vec<Event>) {

@@ -69,7 +69,9 @@ pub struct Workload {
     pub rng: Rng,
     /// Trader accounts (1..=traders).
     pub traders: u64,
-    /// Next nonce per trader (index 0 is the authority).
+    /// Last nonce used per trader (index 0 is the authority): the next transaction of each
+    /// takes the next one, so the workload's blocks carry strictly sequential nonces, as
+    /// blocks must (see [`State::check_txs`]). Set it from the state when resuming.
     pub nonces: Vec<u64>,
     /// Current "true" price per underlying, in price micro-units.
     pub prices: Vec<i64>,
@@ -270,13 +272,19 @@ impl Workload {
         Some(Tx { signer, nonce, action })
     }
 
-    /// The next block with `txs_per_block` random transactions against `state`.
+    /// The next block with up to `txs_per_block` random transactions against `state`, signed
+    /// only by traders whose account exists in `state`.
     pub fn next_block(&mut self, state: &State, txs_per_block: usize) -> Block {
         let oracle = self.oracle();
         let mut txs = Vec::with_capacity(txs_per_block);
         for _ in 0..txs_per_block {
             let t = self.rng.range(1, i64::try_from(self.traders).unwrap_or(1));
-            if let Some(tx) = self.random_tx(state, u64::try_from(t).unwrap_or(1)) {
+            let t = u64::try_from(t).unwrap_or(1);
+            // Only existing accounts may sign (a block with any other is refused whole).
+            if !state.accounts.contains_key(&self.id(t)) {
+                continue;
+            }
+            if let Some(tx) = self.random_tx(state, t) {
                 txs.push(tx);
             }
         }
@@ -401,6 +409,27 @@ mod tests {
         assert_eq!(w.trader_of(AccountId(0)), None, "the authority is not a trader");
         assert_eq!(w.trader_of(AccountId(6)), None);
         assert_eq!(w.id(9), AccountId(9), "out of range falls back to the index");
+    }
+
+    #[test]
+    fn blocks_are_includable_and_unfunded_traders_sign_nothing() {
+        let g = Genesis::devnet();
+        let mut state = State::from_genesis(&g).unwrap();
+        let mut w = Workload::new(11, 6, PathKind::Calm, &g);
+        // No trader has an account yet: a block of their transactions would be refused whole.
+        let block = w.next_block(&state, 30);
+        assert!(block.txs.is_empty(), "{:?}", block.txs);
+        state.apply_block(&block).unwrap();
+        let txs = w.funding_txs(10_000_000_000);
+        state.apply_block(&w.block_with(txs)).unwrap();
+        for _ in 0..40 {
+            let block = w.next_block(&state, 25);
+            assert_eq!(state.check_txs(&block.txs), Ok(()));
+            state.apply_block(&block).unwrap();
+        }
+        for t in 1..=6 {
+            assert_eq!(state.accounts.get(&w.id(t)).unwrap().nonce, w.nonces[t as usize]);
+        }
     }
 
     #[test]

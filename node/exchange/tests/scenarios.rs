@@ -191,13 +191,21 @@ fn rejected_transactions_change_nothing_but_the_nonce() {
     assert_eq!(after.nonce, before.nonce + 10);
     let book_after: Vec<_> = n.state.markets[&BTC_PERP].book.orders().cloned().collect();
     assert_eq!(book_after.len(), book_before.len());
-    // A replayed nonce is rejected.
-    let ev = n.block_raw(
-        vec![Tx { signer: AccountId(1), nonce: 3, action: Action::SetMarginMode { portfolio: true } }],
-        vec![],
-        250,
-    );
-    assert!(matches!(rejections(&ev)[0], Reject::Nonce { .. }));
+    // A replayed nonce is not includable: the whole block is refused (tests/nonces.rs).
+    let replay = Block {
+        height: n.height + 1,
+        timestamp_ms: n.time_ms + 250,
+        oracle: Vec::new(),
+        txs: vec![Tx { signer: AccountId(1), nonce: 3, action: Action::SetMarginMode { portfolio: true } }],
+        proposals: Vec::new(),
+    };
+    assert!(matches!(
+        n.state.apply_block(&replay),
+        Err(bastion_exchange::BlockError::Tx {
+            index: 0,
+            reason: bastion_exchange::TxError::NonceUsed { .. }
+        })
+    ));
 }
 
 #[test]

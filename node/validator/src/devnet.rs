@@ -311,6 +311,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         let mempool = st.first().map_or(0, |s| s.mempool);
         if let Some(l) = &load {
             l.stats.height.store(top, std::sync::atomic::Ordering::Relaxed);
+            l.stats.finalized.store(finalized, std::sync::atomic::Ordering::Relaxed);
         }
         let sent = load
             .as_ref()

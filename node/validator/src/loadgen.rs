@@ -3,10 +3,19 @@
 //! markets, priced off the chain's oracle path.
 //!
 //! 1. **Funding.** The bridge authority (the devnet key) deposits collateral for every trader:
-//!    market makers get deep pockets, takers a few tens of thousands of USDC. Deposits are sent
-//!    twice, a second apart: a copy that already landed is refused as a replay or duplicate
-//!    (same nonce, same signature), so the second pass only fills what UDP or back-pressure
-//!    dropped.
+//!    market makers get deep pockets, takers a few tens of thousands of USDC. Nonces are
+//!    strictly sequential (a block may include only an account's next nonce), so one deposit
+//!    lost by UDP or back-pressure would hold up every later one: the deposits are sent again
+//!    each second until the chain reports them finalized (a copy that already landed is
+//!    refused as a replay or duplicate: same nonce, same signature). Trading starts only then,
+//!    since a trader's orders are refused while its account does not exist, and its later
+//!    nonces would wait behind the refused ones.
+//!
+//! Each trader's orders carry its nonces 1, 2, 3, ... in sending order. The generator has no
+//! per-account view of the chain, so an order lost at every validator leaves its trader's
+//! later orders waiting in the mempools (then refused as too far ahead); on loopback at the
+//! devnet's rates this does not happen in practice, and a real client resends (README,
+//! "Nonces").
 //! 2. **Trading** at `rate` orders/s: makers quote post-only ladders around the path price
 //!    (good for 200 blocks), takers lift them with IOC orders that build leveraged positions,
 //!    long-biased so the flash crash has something to liquidate, and a tenth of the flow goes
@@ -39,6 +48,9 @@ const MAKERS_PER_MILLE: u64 = 100;
 /// the bridge authority's burst).
 const FUNDING_RATE: f64 = 5_000.0;
 
+/// Most times the deposits are sent while waiting for them to finalize (a second apart).
+const FUNDING_PASSES: u32 = 10;
+
 /// Datagrams signed before they are sent together (one `sendmmsg` per validator), unless the
 /// schedule leaves time to wait first.
 const SEND_BATCH: usize = 32;
@@ -67,6 +79,8 @@ pub struct LoadStats {
     pub send_errors: AtomicU64,
     /// The chain height the devnet last saw (for good-til heights); set by the devnet.
     pub height: AtomicU64,
+    /// Transactions finalized on chain, the most any validator reports; set by the devnet.
+    pub finalized: AtomicU64,
     /// CPU time of the generator's thread while trading, µs (signing and sending).
     pub trading_cpu_us: AtomicU64,
     /// Wall time of the trading phase so far, µs.
@@ -271,7 +285,11 @@ impl Generator {
                 (i, amount)
             })
             .collect();
-        for pass in 0..2 {
+        let funded = self.stats.finalized.load(Ordering::Relaxed).saturating_add(deposits.len() as u64);
+        for pass in 0..FUNDING_PASSES {
+            if pass > 0 && self.stats.finalized.load(Ordering::Relaxed) >= funded {
+                break;
+            }
             let started = Instant::now();
             for (k, (i, amount)) in deposits.iter().enumerate() {
                 if self.stopped() {
@@ -287,12 +305,18 @@ impl Generator {
                 self.pace(started, k as u64 + 1, FUNDING_RATE);
             }
             self.flush();
-            if pass == 0 {
-                std::thread::sleep(Duration::from_millis(1_000));
+            // Wait up to a second for them to finalize before sending them again.
+            let waited = Instant::now();
+            while waited.elapsed() < Duration::from_millis(1_000)
+                && self.stats.finalized.load(Ordering::Relaxed) < funded
+                && !self.stopped()
+            {
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
-        // Let the deposits finalize before the first order.
-        std::thread::sleep(Duration::from_millis(500));
+        if self.stats.finalized.load(Ordering::Relaxed) < funded {
+            tracing::warn!("load generator: the deposits did not all finalize; trading anyway");
+        }
 
         let started = Instant::now();
         let cpu_started = thread_cpu();

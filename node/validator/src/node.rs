@@ -426,12 +426,53 @@ pub struct Status {
     pub metrics: Option<String>,
 }
 
-/// The mempool as the proposer's transaction source; keeps the admission tile's view of
-/// committed nonces current.
+/// The committed state as the admission tile sees it: the last nonce of every account that
+/// exists in the last finalized state. It mirrors the state's accounts (one entry per account,
+/// so it is bounded as the state is, by `bastion_exchange::ACCOUNTS_MAX`); a signer that is not
+/// here has no account, and admission refuses its transactions.
+#[derive(Debug, Default)]
+struct Committed {
+    nonces: HashMap<AccountId, u64>,
+    /// Accounts of the state this view was last brought up to (the state's arena only grows,
+    /// so the accounts created since are the arena's slots from here on).
+    accounts: usize,
+}
+
+impl Committed {
+    fn of(state: &State) -> Committed {
+        let mut c = Committed::default();
+        c.update(state, &[]);
+        c
+    }
+
+    /// Brings the view up to `state`, the state after a finalized block carrying `txs`.
+    fn update(&mut self, state: &State, txs: &[Tx]) {
+        for (id, a) in state.accounts_from(self.accounts) {
+            self.nonces.insert(id, a.nonce);
+        }
+        self.accounts = state.accounts.len();
+        for tx in txs {
+            if let Some(a) = state.accounts.get(&tx.signer) {
+                self.nonces.insert(tx.signer, a.nonce);
+            }
+        }
+    }
+
+    fn nonce(&self, id: AccountId) -> Option<u64> {
+        self.nonces.get(&id).copied()
+    }
+}
+
+fn read(c: &RwLock<Committed>) -> std::sync::RwLockReadGuard<'_, Committed> {
+    c.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The mempool as the proposer's transaction source; keeps the admission tile's view of the
+/// committed state current.
 #[derive(Debug)]
 struct PoolSource {
     mempool: Arc<Mutex<Mempool>>,
-    nonces: Arc<RwLock<HashMap<AccountId, u64>>>,
+    committed: Arc<RwLock<Committed>>,
 }
 
 fn locked(m: &Mutex<Mempool>) -> std::sync::MutexGuard<'_, Mempool> {
@@ -443,19 +484,13 @@ fn locked(m: &Mutex<Mempool>) -> std::sync::MutexGuard<'_, Mempool> {
 
 impl TxSource for PoolSource {
     fn take(&mut self, state: &State, max: usize) -> Vec<(Tx, TxAuth)> {
-        locked(&self.mempool).take(|a| state.accounts.get(&a).map_or(0, |x| x.nonce), max)
+        let committed = read(&self.committed);
+        locked(&self.mempool).take(|a| state.accounts.get(&a).map(|x| x.nonce), |a| committed.nonce(a), max)
     }
 
-    fn finalized(&mut self, txs: &[Tx]) {
+    fn finalized(&mut self, state: &State, txs: &[Tx]) {
         locked(&self.mempool).finalized(txs);
-        let mut n = match self.nonces.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        for tx in txs {
-            let e = n.entry(tx.signer).or_insert(0);
-            *e = (*e).max(tx.nonce);
-        }
+        self.committed.write().unwrap_or_else(std::sync::PoisonError::into_inner).update(state, txs);
     }
 }
 
@@ -492,8 +527,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let verified = Arc::new(bastion_accel::VerifiedCache::new(cfg.pipeline.dedup_window));
     // The ingress pipeline and the mempool it fills (the proposer's block source).
     let mempool = Arc::new(Mutex::new(Mempool::new(cfg.pipeline.mempool_max)));
-    let nonces: Arc<RwLock<HashMap<AccountId, u64>>> =
-        Arc::new(RwLock::new(store.state().accounts.iter().map(|(id, a)| (*id, a.nonce)).collect()));
+    let committed = Arc::new(RwLock::new(Committed::of(store.state())));
     let (pipeline, source) = if cfg.block_source == "synthetic" {
         let w = cfg.workload;
         (
@@ -526,12 +560,9 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         pc.dedup_window = p.dedup_window;
         pc.pin = PinConfig { net: p.pin_net, verify: p.pin_verify, admission: p.pin_admission };
         pc.verified = Some(verified.clone());
-        let view = nonces.clone();
-        let committed = Arc::new(move |a: AccountId| match view.read() {
-            Ok(n) => n.get(&a).copied().unwrap_or(0),
-            Err(poisoned) => poisoned.into_inner().get(&a).copied().unwrap_or(0),
-        });
-        let pipe = pipeline::start(pc, mempool.clone(), committed)?;
+        let view = committed.clone();
+        let lookup: pipeline::CommittedNonce = Arc::new(move |a: AccountId| read(&view).nonce(a));
+        let pipe = pipeline::start(pc, mempool.clone(), lookup)?;
         info!(
             ingress = %pipe.local_addr,
             backend = %pipe.backend,
@@ -540,7 +571,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             "ingress pipeline started"
         );
         let source = BlockSource::Pool {
-            source: Box::new(PoolSource { mempool: mempool.clone(), nonces: nonces.clone() }),
+            source: Box::new(PoolSource { mempool: mempool.clone(), committed: committed.clone() }),
             max_txs: p.block_txs_max,
         };
         (Some(pipe), source)
@@ -797,6 +828,43 @@ fn init_logging(level: &str) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// The admission tile's view of the committed state holds exactly the state's accounts: a
+    /// deposit's new account appears, a signer without an account never does (the map once
+    /// grew with every signer of a finalized transaction, fresh keys included).
+    #[test]
+    fn the_committed_view_mirrors_the_accounts() {
+        use bastion_types::{Action, AssetId, Block};
+        let g = bastion_exchange::Genesis::devnet();
+        let mut state = State::from_genesis(&g).unwrap();
+        let mut view = Committed::of(&state);
+        assert_eq!(view.nonces.len(), state.accounts.len());
+        assert_eq!(view.nonce(g.authority), Some(0));
+        let fresh = AccountId(0xF2E5);
+        assert_eq!(view.nonce(fresh), None);
+        let deposit = Tx {
+            signer: g.authority,
+            nonce: 1,
+            action: Action::Deposit { to: fresh, asset: AssetId(0), amount: 1_000_000 },
+        };
+        let block = Block {
+            height: 1,
+            timestamp_ms: g.timestamp_ms + 250,
+            oracle: Vec::new(),
+            txs: vec![deposit.clone()],
+            proposals: Vec::new(),
+        };
+        state.apply_block(&block).unwrap();
+        // Reported with a transaction of a signer that has no account (as a faulty source
+        // might): it is not remembered.
+        let stranger =
+            Tx { signer: AccountId(0xBAD), nonce: 1, action: Action::SetMarginMode { portfolio: true } };
+        view.update(&state, &[deposit, stranger]);
+        assert_eq!(view.nonce(g.authority), Some(1));
+        assert_eq!(view.nonce(fresh), Some(0), "the deposit created it");
+        assert_eq!(view.nonce(AccountId(0xBAD)), None);
+        assert_eq!((view.nonces.len(), view.accounts), (state.accounts.len(), state.accounts.len()));
+    }
 
     fn load(text: &str) -> Result<NodeConfig, String> {
         let dir = tempfile::tempdir().unwrap();

@@ -1,109 +1,153 @@
-//! The mempool: a bounded FIFO of verified, admitted transactions waiting for a block.
+//! The mempool: verified, admitted transactions waiting for a block, by signer and nonce.
 
 use super::DropReason;
 use bastion_types::{AccountId, Tx, TxAuth};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-/// A bounded FIFO of `(Tx, TxAuth)`, refusing a second copy of a (signer, nonce) pair.
+/// A bounded pool of `(Tx, TxAuth)` keyed by (signer, nonce), refusing a second transaction
+/// for a live (signer, nonce) pair.
 ///
 /// Not a thread: shared as `Arc<Mutex<Mempool>>` between the admission tile (which inserts)
-/// and the proposer (which [`take`](Mempool::take)s). The capacity counts queue slots, dead
-/// entries (finalized meanwhile) included, so memory stays bounded; a full queue with dead
-/// entries is compacted before an insert is refused.
+/// and the proposer (which [`take`](Mempool::take)s).
+///
+/// Blocks carry strictly sequential nonces per signer (`bastion_exchange::State::check_txs`),
+/// so [`take`](Mempool::take) offers, per signer that exists in the proposal's parent state,
+/// only the run of consecutive nonces that starts at that state's nonce + 1; a later nonce
+/// waits for the ones before it. Taking does not remove: a transaction stays until a block
+/// that carries it is [`finalized`](Mempool::finalized) (or its nonce is committed by another
+/// transaction: it is then stale), so the transactions of a proposal that never finalizes are
+/// offered again, and a client's resend of one is answered as a duplicate of a live entry
+/// instead of being needed. Every entry counts towards the capacity until it leaves.
 #[derive(Debug)]
 pub struct Mempool {
-    queue: VecDeque<Entry>,
-    /// Live (signer, nonce) pairs and the sequence number of their live queue entry.
-    live: HashMap<(AccountId, u64), u64>,
+    /// Pending transactions per signer, by nonce.
+    signers: HashMap<AccountId, BTreeMap<u64, (Tx, TxAuth)>>,
+    /// Signers with pending transactions, in the order they first had one (the order `take`
+    /// serves them in). Each at most once; at most one per entry.
+    order: VecDeque<AccountId>,
+    len: usize,
     capacity: usize,
-    next_seq: u64,
     stale_dropped: u64,
 }
 
-#[derive(Debug)]
-struct Entry {
-    seq: u64,
-    tx: Tx,
-    auth: TxAuth,
-}
-
 impl Mempool {
-    /// An empty mempool of at most `capacity` queue slots (at least 1).
+    /// An empty mempool of at most `capacity` transactions (at least 1).
     pub fn new(capacity: usize) -> Mempool {
-        let capacity = capacity.max(1);
-        Mempool { queue: VecDeque::new(), live: HashMap::new(), capacity, next_seq: 0, stale_dropped: 0 }
+        Mempool {
+            signers: HashMap::new(),
+            order: VecDeque::new(),
+            len: 0,
+            capacity: capacity.max(1),
+            stale_dropped: 0,
+        }
     }
 
-    /// Queues `tx`; refuses a (signer, nonce) pair already queued ([`DropReason::Duplicate`])
-    /// and a full queue ([`DropReason::MempoolFull`]).
+    /// Queues `tx`; refuses a (signer, nonce) pair already pending ([`DropReason::Duplicate`])
+    /// and a full pool ([`DropReason::MempoolFull`]).
     pub fn insert(&mut self, tx: Tx, auth: TxAuth) -> Result<(), DropReason> {
-        let key = (tx.signer, tx.nonce);
-        if self.live.contains_key(&key) {
+        if self.signers.get(&tx.signer).is_some_and(|p| p.contains_key(&tx.nonce)) {
             return Err(DropReason::Duplicate);
         }
-        if self.queue.len() >= self.capacity {
-            self.compact();
-            if self.queue.len() >= self.capacity {
-                return Err(DropReason::MempoolFull);
-            }
+        if self.len >= self.capacity {
+            return Err(DropReason::MempoolFull);
         }
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.live.insert(key, seq);
-        self.queue.push_back(Entry { seq, tx, auth });
+        let pending = self.signers.entry(tx.signer).or_default();
+        if pending.is_empty() {
+            self.order.push_back(tx.signer);
+        }
+        pending.insert(tx.nonce, (tx, auth));
+        self.len += 1;
         Ok(())
     }
 
-    /// Pops up to `max` transactions from the front, in order. Drops (counted as stale) entries
-    /// whose nonce is at or below `committed_nonce(signer)` or at or below a nonce already
-    /// taken for the same signer in this batch, and entries [`finalized`](Mempool::finalized)
-    /// meanwhile.
-    pub fn take(&mut self, committed_nonce: impl Fn(AccountId) -> u64, max: usize) -> Vec<(Tx, TxAuth)> {
-        let mut out = Vec::with_capacity(max.min(self.live.len()));
-        let mut last: HashMap<AccountId, u64> = HashMap::new();
-        while out.len() < max {
-            let Some(entry) = self.queue.pop_front() else { break };
-            let key = (entry.tx.signer, entry.tx.nonce);
-            if self.live.get(&key) != Some(&entry.seq) {
-                self.stale_dropped += 1;
+    /// Up to `max` transactions for a block on a parent state where `parent(signer)` is the
+    /// signer's nonce (`None`: no such account): per signer, in the order signers arrived, the
+    /// run of pending nonces `parent + 1, parent + 2, ...` up to the first missing one. Signers
+    /// the parent state does not hold are skipped (their transactions may not be included).
+    ///
+    /// Nothing is removed, except entries at or below `committed(signer)` (the finalized
+    /// nonce), dropped as stale: a proposal that does not finalize leaves its transactions
+    /// here to be offered again.
+    pub fn take(
+        &mut self,
+        parent: impl Fn(AccountId) -> Option<u64>,
+        committed: impl Fn(AccountId) -> Option<u64>,
+        max: usize,
+    ) -> Vec<(Tx, TxAuth)> {
+        let mut out = Vec::with_capacity(max.min(self.len));
+        let mut emptied = false;
+        for signer in &self.order {
+            if out.len() >= max {
+                break;
+            }
+            let Some(pending) = self.signers.get_mut(signer) else { continue };
+            if let Some(c) = committed(*signer) {
+                let dropped = drop_through(pending, c);
+                self.len -= dropped;
+                self.stale_dropped += dropped as u64;
+            }
+            if pending.is_empty() {
+                emptied = true;
                 continue;
             }
-            self.live.remove(&key);
-            let floor = *last.entry(entry.tx.signer).or_insert_with(|| committed_nonce(entry.tx.signer));
-            if entry.tx.nonce <= floor {
-                self.stale_dropped += 1;
-                continue;
+            let Some(last) = parent(*signer) else { continue };
+            let mut next = last.checked_add(1);
+            while let Some(n) = next
+                && out.len() < max
+            {
+                let Some((tx, auth)) = pending.get(&n) else { break };
+                out.push((tx.clone(), *auth));
+                next = n.checked_add(1);
             }
-            last.insert(entry.tx.signer, entry.tx.nonce);
-            out.push((entry.tx, entry.auth));
+        }
+        if emptied {
+            self.forget_empty();
         }
         out
     }
 
-    /// Forgets `txs` (committed in a finalized block): their queued copies are skipped.
+    /// `txs` were committed in a finalized block: forgets them, and (as stale) any other
+    /// pending transaction of their signers at or below their nonces, which can never be
+    /// included now.
     pub fn finalized(&mut self, txs: &[Tx]) {
+        let mut emptied = false;
         for tx in txs {
-            self.live.remove(&(tx.signer, tx.nonce));
+            let Some(pending) = self.signers.get_mut(&tx.signer) else { continue };
+            let landed = usize::from(pending.contains_key(&tx.nonce));
+            let dropped = drop_through(pending, tx.nonce);
+            self.len -= dropped;
+            self.stale_dropped += (dropped - landed) as u64;
+            emptied |= pending.is_empty();
+        }
+        if emptied {
+            self.forget_empty();
         }
     }
 
-    /// Live entries (queued and not finalized).
+    /// Pending transactions.
     pub fn len(&self) -> usize {
-        self.live.len()
+        self.len
     }
 
-    /// Whether no live entry is queued.
+    /// Slots in use: every pending transaction holds one (there are no dead entries), so this
+    /// equals [`len`](Mempool::len) and is at most the capacity.
+    pub fn slots(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no transaction is pending.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
+        self.len == 0
     }
 
-    /// Queue slots in use, dead entries included (at most [`capacity`](Mempool::capacity)).
-    pub fn slots(&self) -> usize {
-        self.queue.len()
+    /// Signers with pending transactions.
+    #[cfg(test)]
+    pub fn signers(&self) -> usize {
+        self.signers.len()
     }
 
-    /// The most queue slots.
+    /// The most pending transactions.
     #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.capacity
@@ -114,16 +158,24 @@ impl Mempool {
         self.stale_dropped
     }
 
-    /// Removes dead entries (counted as stale).
-    fn compact(&mut self) {
-        if self.queue.len() == self.live.len() {
-            return;
-        }
-        let live = &self.live;
-        let before = self.queue.len();
-        self.queue.retain(|e| live.get(&(e.tx.signer, e.tx.nonce)) == Some(&e.seq));
-        self.stale_dropped += (before - self.queue.len()) as u64;
+    fn forget_empty(&mut self) {
+        self.signers.retain(|_, p| !p.is_empty());
+        let signers = &self.signers;
+        self.order.retain(|s| signers.contains_key(s));
     }
+}
+
+/// Removes the entries of `pending` at or below `nonce`; returns how many.
+fn drop_through(pending: &mut BTreeMap<u64, (Tx, TxAuth)>, nonce: u64) -> usize {
+    if pending.first_key_value().is_none_or(|(n, _)| *n > nonce) {
+        return 0;
+    }
+    let before = pending.len();
+    match nonce.checked_add(1) {
+        Some(above) => *pending = pending.split_off(&above),
+        None => pending.clear(),
+    }
+    before - pending.len()
 }
 
 #[cfg(test)]
@@ -142,8 +194,21 @@ mod tests {
         m.insert(t, a)
     }
 
-    fn nonces(v: &[(Tx, TxAuth)]) -> Vec<(u64, u64)> {
+    fn pairs(v: &[(Tx, TxAuth)]) -> Vec<(u64, u64)> {
         v.iter().map(|(t, _)| (t.signer.0, t.nonce)).collect()
+    }
+
+    fn txs(v: &[(Tx, TxAuth)]) -> Vec<Tx> {
+        v.iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// Every account exists with nonce 0, as in a fresh parent state.
+    fn fresh(_: AccountId) -> Option<u64> {
+        Some(0)
+    }
+
+    fn none(_: AccountId) -> Option<u64> {
+        None
     }
 
     #[test]
@@ -154,67 +219,118 @@ mod tests {
         ins(&mut m, 1, 2).unwrap();
         ins(&mut m, 2, 1).unwrap();
         assert_eq!(ins(&mut m, 3, 1), Err(DropReason::MempoolFull));
-        assert_eq!((m.len(), m.slots(), m.capacity()), (3, 3, 3));
+        assert_eq!((m.len(), m.signers(), m.capacity()), (3, 2, 3));
         assert!(!m.is_empty());
     }
 
     #[test]
-    fn take_skips_committed_finalized_and_out_of_order_nonces() {
+    fn take_offers_consecutive_runs_from_the_parent_nonce() {
         let mut m = Mempool::new(100);
-        for (s, n) in [(1, 1), (1, 2), (2, 5), (1, 4), (1, 3), (3, 1), (2, 6), (4, 9)] {
+        // Arrival out of order; signer 1 has committed 1 in the parent state, 2 and 3 nothing,
+        // 4 has a gap (5 missing), 9 does not exist in the parent state.
+        for (s, n) in [(1, 3), (2, 1), (1, 2), (4, 1), (4, 2), (1, 4), (3, 2), (4, 4), (9, 1), (2, 2)] {
             ins(&mut m, s, n).unwrap();
         }
-        // Signer 1 committed nonce 1; (2, 6) and (4, 9) were finalized.
-        let (t26, _) = tx(2, 6);
-        let (t49, _) = tx(4, 9);
-        m.finalized(&[t26, t49]);
-        assert_eq!(m.len(), 6);
-        let committed = |a: AccountId| if a == AccountId(1) { 1 } else { 0 };
-        let got = m.take(committed, 100);
-        // (1,1) committed; (1,3) after (1,4) in this batch; (2,6) and (4,9) finalized.
-        assert_eq!(nonces(&got), vec![(1, 2), (2, 5), (1, 4), (3, 1)]);
-        assert_eq!(m.stale_dropped(), 4);
-        assert_eq!((m.len(), m.slots()), (0, 0));
-        // Taken pairs may be queued again (the proposer may retry them).
-        ins(&mut m, 1, 2).unwrap();
+        let parent = |a: AccountId| match a.0 {
+            1 => Some(1),
+            2 | 3 => Some(0),
+            4 => Some(0),
+            _ => None,
+        };
+        let got = m.take(parent, none, 100);
+        // Signers in arrival order; each its run: 1 -> 2,3,4; 2 -> 1,2; 4 -> 1,2 (4 waits for
+        // 3); 3 -> nothing (2 waits for 1); 9 -> nothing (no account).
+        assert_eq!(pairs(&got), vec![(1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (4, 1), (4, 2)]);
+        // Nothing was removed by taking.
+        assert_eq!((m.len(), m.stale_dropped()), (10, 0));
+        // `max` cuts a run short; the rest comes in the next block built on the first.
+        let got = m.take(parent, none, 2);
+        assert_eq!(pairs(&got), vec![(1, 2), (1, 3)]);
+        let after = |a: AccountId| if a.0 == 1 { Some(3) } else { parent(a) };
+        assert_eq!(pairs(&m.take(after, none, 2)), vec![(1, 4), (2, 1)]);
     }
 
     #[test]
-    fn take_respects_max_and_fifo() {
-        let mut m = Mempool::new(10);
-        for n in 1..=5 {
-            ins(&mut m, 7, n).unwrap();
+    fn a_gap_waits_until_it_is_filled() {
+        let mut m = Mempool::new(100);
+        ins(&mut m, 7, 2).unwrap();
+        ins(&mut m, 7, 3).unwrap();
+        assert!(m.take(fresh, none, 10).is_empty(), "nonce 1 is missing");
+        assert_eq!(m.len(), 2, "the later nonces wait");
+        ins(&mut m, 7, 1).unwrap();
+        assert_eq!(pairs(&m.take(fresh, none, 10)), vec![(7, 1), (7, 2), (7, 3)]);
+    }
+
+    #[test]
+    fn a_lost_proposal_is_offered_again_and_a_resend_stays_one_entry() {
+        let mut m = Mempool::new(100);
+        for n in 1..=3 {
+            ins(&mut m, 5, n).unwrap();
         }
-        assert_eq!(nonces(&m.take(|_| 0, 2)), vec![(7, 1), (7, 2)]);
-        // A new batch starts from the committed nonce again.
-        assert_eq!(nonces(&m.take(|_| 0, 10)), vec![(7, 3), (7, 4), (7, 5)]);
-        assert!(m.take(|_| 0, 10).is_empty());
+        // Proposed at height h on a parent where 5 has nonce 0; the proposal never finalizes.
+        let lost = m.take(fresh, none, 10);
+        assert_eq!(pairs(&lost), vec![(5, 1), (5, 2), (5, 3)]);
+        // The client resends one: the original is still pending (nothing was lost), so the copy
+        // is refused as a duplicate and the entry stays single.
+        let (t, a) = lost[1].clone();
+        assert_eq!(m.insert(t, a), Err(DropReason::Duplicate));
+        assert_eq!(m.len(), 3);
+        // The next leader builds on the same parent: the same transactions are offered again.
+        assert_eq!(pairs(&m.take(fresh, none, 10)), vec![(5, 1), (5, 2), (5, 3)]);
+        // A block carrying the first two finalizes: they leave, the third is offered next.
+        m.finalized(&txs(&lost[..2]));
+        assert_eq!((m.len(), m.stale_dropped()), (1, 0));
+        let committed = |_| Some(2);
+        assert_eq!(pairs(&m.take(committed, committed, 10)), vec![(5, 3)]);
+        // Once it finalizes the pool is empty and forgets the signer.
+        m.finalized(&txs(&lost[2..]));
+        assert!(m.is_empty());
+        assert_eq!(m.signers(), 0);
+        // A transaction taken for a lost proposal and later dropped as stale (its nonce
+        // committed by another transaction) may be sent again under a new nonce.
+        ins(&mut m, 5, 4).unwrap();
+        assert_eq!(pairs(&m.take(|_| Some(3), |_| Some(3), 10)), vec![(5, 4)]);
     }
 
     #[test]
-    fn capacity_counts_dead_slots_until_compacted() {
-        let mut m = Mempool::new(4);
-        for n in 1..=4 {
+    fn entries_at_or_below_the_committed_nonce_are_dropped_as_stale() {
+        let mut m = Mempool::new(100);
+        for n in [1, 2, 3, 5] {
             ins(&mut m, 1, n).unwrap();
         }
-        let (t, _) = tx(1, 2);
-        m.finalized(&[t]);
-        assert_eq!((m.len(), m.slots()), (3, 4));
-        // Full by slots: the insert compacts the dead entry away, then fits.
         ins(&mut m, 2, 1).unwrap();
-        assert_eq!((m.len(), m.slots(), m.stale_dropped()), (4, 4, 1));
-        assert_eq!(ins(&mut m, 3, 1), Err(DropReason::MempoolFull));
-        // A finalized pair queued again is a fresh live entry; its old copy stays dead.
-        let mut m = Mempool::new(8);
-        ins(&mut m, 1, 1).unwrap();
-        let (t, _) = tx(1, 1);
-        m.finalized(&[t]);
-        ins(&mut m, 1, 1).unwrap();
-        assert_eq!(nonces(&m.take(|_| 0, 8)), vec![(1, 1)]);
-        assert_eq!(m.stale_dropped(), 1);
-        for i in 0..1000 {
-            let _ = ins(&mut m, i, 1);
-            assert!(m.slots() <= m.capacity());
+        // Another transaction of signer 1 with nonce 2 finalized (a different body, e.g. signed
+        // twice by the client): nonces 1 and 2 here can never be included.
+        let other = Tx { signer: AccountId(1), nonce: 2, action: Action::SetMarginMode { portfolio: true } };
+        m.finalized(&[other]);
+        assert_eq!((m.len(), m.stale_dropped()), (3, 1), "(1,2) landed by key, (1,1) is stale");
+        // A parent ahead of the committed state (a notarized, unfinalized block used nonce 3):
+        // the entry at 3 is skipped, not dropped, since that block may still be lost.
+        let parent = |a: AccountId| if a.0 == 1 { Some(3) } else { Some(0) };
+        let committed = |a: AccountId| if a.0 == 1 { Some(2) } else { Some(0) };
+        assert_eq!(pairs(&m.take(parent, committed, 10)), vec![(2, 1)]);
+        assert_eq!(m.len(), 3);
+        // Once committed past 3, take drops it.
+        let committed = |a: AccountId| if a.0 == 1 { Some(3) } else { Some(0) };
+        assert_eq!(pairs(&m.take(parent, committed, 10)), vec![(2, 1)]);
+        assert_eq!((m.len(), m.stale_dropped()), (2, 2));
+        // u64::MAX committed drops everything of the signer.
+        m.take(|_| None, |a| (a.0 == 1).then_some(u64::MAX), 10);
+        assert_eq!((m.len(), m.signers()), (1, 1));
+    }
+
+    #[test]
+    fn memory_is_bounded_by_capacity() {
+        let mut m = Mempool::new(64);
+        for i in 0..1000u64 {
+            let _ = ins(&mut m, i % 100, i / 100 + 1);
+            assert!(m.len() <= m.capacity() && m.signers() <= m.capacity());
         }
+        assert_eq!(m.len(), 64);
+        // Finalizing frees room.
+        let all = m.take(fresh, none, usize::MAX);
+        m.finalized(&txs(&all));
+        assert_eq!(m.len(), 64 - all.len());
+        ins(&mut m, 999, 1).unwrap();
     }
 }

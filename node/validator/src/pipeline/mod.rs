@@ -8,8 +8,9 @@
 //!   pushes frames into ring A;
 //! - **verify** checks signatures in bounded batches under a time budget
 //!   ([`bastion_accel::VerifyStage`]);
-//! - **admission** decodes the body, refuses duplicates, replays and over-rate accounts, and
-//!   inserts into the [`Mempool`].
+//! - **admission** decodes the body, refuses duplicates, signers without an account in the
+//!   committed state, replays, nonces too far ahead and over-rate accounts, and inserts into
+//!   the [`Mempool`].
 //!
 //! Every ring is bounded and never blocks: a full ring drops the frame and counts it
 //! ([`DropReason::Backpressure`]), so memory stays fixed however hard the network pushes. Each
@@ -26,4 +27,4 @@ pub use mempool::Mempool;
 pub use pin::pin_current_thread;
 pub use ring::{Ring, TxFrame};
 pub use stats::{DropReason, TileSnapshot, TileStats};
-pub use tiles::{PinConfig, Pipeline, PipelineConfig, start};
+pub use tiles::{CommittedNonce, PinConfig, Pipeline, PipelineConfig, start};

@@ -26,11 +26,16 @@ pub enum DropReason {
     BadBody,
     /// Left the mempool unproposed: committed or finalized meanwhile, or out of nonce order.
     Stale,
+    /// The signer has no account in the committed state (a block may not include it).
+    UnknownAccount,
+    /// The nonce is more than [`NONCE_AHEAD_MAX`](super::tiles::NONCE_AHEAD_MAX) above the signer's
+    /// committed nonce (it could wait in the mempool for a long time).
+    NonceAhead,
 }
 
 impl DropReason {
     /// How many reasons there are.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
 
     /// Every reason, in index order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -44,6 +49,8 @@ impl DropReason {
         DropReason::MempoolFull,
         DropReason::BadBody,
         DropReason::Stale,
+        DropReason::UnknownAccount,
+        DropReason::NonceAhead,
     ];
 
     /// The snake_case name (a metrics label).
@@ -59,6 +66,8 @@ impl DropReason {
             DropReason::MempoolFull => "mempool_full",
             DropReason::BadBody => "bad_body",
             DropReason::Stale => "stale",
+            DropReason::UnknownAccount => "unknown_account",
+            DropReason::NonceAhead => "nonce_ahead",
         }
     }
 
@@ -200,5 +209,7 @@ mod tests {
         }
         assert_eq!(DropReason::BadSignature.as_str(), "bad_signature");
         assert_eq!(DropReason::MempoolFull.as_str(), "mempool_full");
+        assert_eq!(DropReason::UnknownAccount.as_str(), "unknown_account");
+        assert_eq!(DropReason::NonceAhead.as_str(), "nonce_ahead");
     }
 }

@@ -23,8 +23,13 @@ const NET_TIMEOUT: Duration = Duration::from_millis(10);
 const ADMISSION_BATCH: usize = 256;
 /// Time budget of one net or admission iteration's work; longer ones count as overruns.
 const LOOP_BUDGET: Duration = Duration::from_millis(1);
-/// Accounts the rate limiter remembers; the oldest is forgotten beyond this.
-const RATE_ACCOUNTS_MAX: usize = 1 << 20;
+/// Accounts the rate limiter remembers; the oldest is forgotten beyond this. Only accounts of
+/// the committed state reach the limiter (a signer without one is refused first).
+pub const RATE_ACCOUNTS_MAX: usize = 1 << 20;
+/// How far above the signer's committed nonce admission accepts a nonce. A block may include
+/// only the signer's next nonce, so a later one waits in the mempool for the ones before it;
+/// this bounds what one account can park there.
+pub const NONCE_AHEAD_MAX: u64 = 4096;
 
 /// Which core each tile is pinned to (`None`: not pinned).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,8 +97,9 @@ impl PipelineConfig {
     }
 }
 
-/// The nonce an account has committed (0 for an unknown account).
-pub type CommittedNonce = Arc<dyn Fn(AccountId) -> u64 + Send + Sync>;
+/// The committed state's view of an account: its last nonce, or `None` when the account does
+/// not exist (a block may not include its transactions).
+pub type CommittedNonce = Arc<dyn Fn(AccountId) -> Option<u64> + Send + Sync>;
 
 /// The running pipeline: three threads and the rings between them. Dropping it stops them.
 pub struct Pipeline {
@@ -178,8 +184,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Opens the ingress and starts the net, verify and admission tiles (pinned where configured),
-/// admitting into `mempool`; `committed` gives each account's committed nonce (replays at or
-/// below it are refused). Fails if the ingress, the verifier or a pin cannot be set up.
+/// admitting into `mempool`; `committed` gives each account's committed nonce (transactions of
+/// signers without an account, replays at or below the nonce and nonces more than
+/// [`NONCE_AHEAD_MAX`] above it are refused). Fails if the ingress, the verifier or a pin cannot be set up.
 ///
 /// With `verifier = auto` the start-up calibration runs here, within [`CALIBRATION_BUDGET`] for
 /// the CPU backends (a GPU adds as much again, and its kernel's first NVRTC compilation, about a
@@ -268,7 +275,7 @@ pub fn start(
         mempool,
         committed,
         dedup: Dedup::new(cfg.dedup_window),
-        limiter: RateLimiter::new(cfg.rate_per_account, cfg.burst_per_account),
+        limiter: RateLimiter::new(cfg.rate_per_account, cfg.burst_per_account, RATE_ACCOUNTS_MAX),
     };
     spawn(&mut pipeline, "admission", cfg.pin.admission, &ready_tx, move |stop| admission.run(stop))?;
     drop(ready_tx);
@@ -516,22 +523,24 @@ impl Dedup {
     }
 }
 
-/// A token bucket per account, remembering at most [`RATE_ACCOUNTS_MAX`] accounts (the oldest
-/// is forgotten, which refills its bucket).
+/// A token bucket per account, remembering at most `accounts_max` accounts
+/// ([`RATE_ACCOUNTS_MAX`] in the pipeline; the oldest is forgotten, which refills its bucket).
 struct RateLimiter {
     rate: f64,
     burst: f64,
     buckets: HashMap<AccountId, (f64, Instant)>,
     order: VecDeque<AccountId>,
+    accounts_max: usize,
 }
 
 impl RateLimiter {
-    fn new(rate: u32, burst: u32) -> RateLimiter {
+    fn new(rate: u32, burst: u32, accounts_max: usize) -> RateLimiter {
         RateLimiter {
             rate: f64::from(rate),
             burst: f64::from(burst.max(1)),
             buckets: HashMap::new(),
             order: VecDeque::new(),
+            accounts_max: accounts_max.max(1),
         }
     }
 
@@ -544,7 +553,7 @@ impl RateLimiter {
         let bucket = match self.buckets.get_mut(&account) {
             Some(b) => b,
             None => {
-                if self.buckets.len() >= RATE_ACCOUNTS_MAX
+                if self.buckets.len() >= self.accounts_max
                     && let Some(old) = self.order.pop_front()
                 {
                     self.buckets.remove(&old);
@@ -619,7 +628,9 @@ impl AdmissionTile {
         Ok(())
     }
 
-    /// The checks before the mempool: body, duplicate signature, replay, rate.
+    /// The checks before the mempool: body, duplicate signature, account, nonce, rate. The
+    /// account check comes before the rate limiter, so keys without an account never take a
+    /// bucket (they cannot evict the buckets of real accounts).
     fn admit(&mut self, frame: &TxFrame, now: Instant) -> Result<(Tx, TxAuth, u128), DropReason> {
         let p = decode(frame.payload()).map_err(|_| DropReason::Malformed)?;
         let tx = bastion_types::tx::tx_of(p.public_key, p.body).map_err(|_| DropReason::BadBody)?;
@@ -627,8 +638,12 @@ impl AdmissionTile {
         if self.dedup.contains(key) {
             return Err(DropReason::Duplicate);
         }
-        if tx.nonce <= (self.committed)(tx.signer) {
+        let last = (self.committed)(tx.signer).ok_or(DropReason::UnknownAccount)?;
+        if tx.nonce <= last {
             return Err(DropReason::Replay);
+        }
+        if tx.nonce - last > NONCE_AHEAD_MAX {
+            return Err(DropReason::NonceAhead);
         }
         if !self.limiter.allow(tx.signer, now) {
             return Err(DropReason::RateLimited);
@@ -733,7 +748,7 @@ mod tests {
         let replayed = traders[0].account();
         let mempool = Arc::new(Mutex::new(Mempool::new(262_144)));
         // Trader 0 has committed nonce 3: its nonces 1..=3 are replays.
-        let committed: CommittedNonce = Arc::new(move |a| if a == replayed { 3 } else { 0 });
+        let committed: CommittedNonce = Arc::new(move |a| Some(if a == replayed { 3 } else { 0 }));
         let cache = Arc::new(bastion_accel::VerifiedCache::new(1 << 16));
         cfg.verified = Some(cache.clone());
         let p = match open(cfg, mempool.clone(), committed) {
@@ -786,7 +801,7 @@ mod tests {
 
         let mut pool = mempool.lock().unwrap();
         assert_eq!(pool.len(), 1997);
-        let taken = pool.take(|a| if a == replayed { 3 } else { 0 }, usize::MAX);
+        let taken = pool.take(|a| Some(if a == replayed { 3 } else { 0 }), |_| None, usize::MAX);
         assert_eq!(taken.len(), 1997);
         assert_eq!(pool.stale_dropped(), 0);
         let mut expected: HashSet<(AccountId, u64)> = HashSet::new();
@@ -892,7 +907,7 @@ mod tests {
         cfg.verifier = bastion_accel::Selection::Fixed(bastion_accel::Backend::Scalar);
         cfg.mempool_max = 1000;
         let mempool = Arc::new(Mutex::new(Mempool::new(cfg.mempool_max)));
-        let p = start(cfg, mempool.clone(), Arc::new(|_| 0)).unwrap();
+        let p = start(cfg, mempool.clone(), Arc::new(|_| Some(0))).unwrap();
         let traders: Vec<Keypair> = (0..300).map(|i| Keypair::derive("pipeline-bp", i)).collect();
         let packets: Vec<Vec<u8>> = (0..30_000u64)
             .map(|j| traders[(j % 300) as usize].sign(&CHAIN, j / 300 + 1, action(j)).packet().unwrap())
@@ -952,7 +967,7 @@ mod tests {
         let core = crate::pipeline::pin::allowed_core();
         cfg.pin = PinConfig { net: core, verify: None, admission: core };
         let mempool = Arc::new(Mutex::new(Mempool::new(100)));
-        let p = start(cfg, mempool.clone(), Arc::new(|_| 0)).unwrap();
+        let p = start(cfg, mempool.clone(), Arc::new(|_| Some(0))).unwrap();
         let k = Keypair::derive("pipeline-rate", 0);
         let other = Keypair::derive("pipeline-rate", 1);
         let mut packets: Vec<Vec<u8>> =
@@ -965,6 +980,89 @@ mod tests {
         assert!((6..=7).contains(&a.frames_out), "{a:?}");
         assert_eq!(a.frames_out + a.dropped(DropReason::RateLimited), 21);
         assert_eq!(mempool.lock().unwrap().len() as u64, a.frames_out);
+        p.stop().unwrap();
+    }
+
+    /// An admission tile on its own (no threads), with `committed` as the committed state.
+    fn admission(committed: CommittedNonce, accounts_max: usize) -> AdmissionTile {
+        AdmissionTile {
+            input: Arc::new(Ring::new(16)),
+            stats: Arc::new(TileStats::new("admission")),
+            mempool: Arc::new(Mutex::new(Mempool::new(1000))),
+            committed,
+            dedup: Dedup::new(1 << 10),
+            limiter: RateLimiter::new(1000, 2000, accounts_max),
+        }
+    }
+
+    fn frame(k: &Keypair, nonce: u64) -> TxFrame {
+        TxFrame::from_slice(&k.sign(&CHAIN, nonce, action(nonce)).packet().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn fresh_keys_are_refused_before_they_take_a_rate_bucket() {
+        let known = Keypair::derive("admission-known", 0);
+        let id = known.account();
+        let mut a = admission(Arc::new(move |x| (x == id).then_some(5)), 64);
+        let now = Instant::now();
+        // 3,000 fresh keys (the attack): every one refused, none reaches the limiter.
+        for i in 0..3000 {
+            let k = Keypair::derive("admission-fresh", i);
+            assert_eq!(a.admit(&frame(&k, 1), now).map(|_| ()), Err(DropReason::UnknownAccount), "key {i}");
+        }
+        assert_eq!((a.limiter.buckets.len(), a.limiter.order.len()), (0, 0));
+        // The existing account: replays refused, its next nonces admitted, far ones refused.
+        assert_eq!(a.admit(&frame(&known, 5), now).map(|_| ()), Err(DropReason::Replay));
+        assert!(a.admit(&frame(&known, 6), now).is_ok());
+        assert!(a.admit(&frame(&known, 5 + NONCE_AHEAD_MAX), now).is_ok(), "a later nonce may wait");
+        assert_eq!(
+            a.admit(&frame(&known, 6 + NONCE_AHEAD_MAX), now).map(|_| ()),
+            Err(DropReason::NonceAhead)
+        );
+        assert_eq!(a.limiter.buckets.len(), 1);
+    }
+
+    #[test]
+    fn admission_maps_are_bounded() {
+        // The rate limiter forgets its oldest account beyond its limit.
+        let mut limiter = RateLimiter::new(1, 1, 8);
+        let now = Instant::now();
+        for i in 0..100 {
+            assert!(limiter.allow(AccountId(i), now));
+            assert!(limiter.buckets.len() <= 8 && limiter.order.len() <= 8);
+        }
+        assert!(limiter.buckets.contains_key(&AccountId(99)) && !limiter.buckets.contains_key(&AccountId(0)));
+        assert!(!limiter.allow(AccountId(99), now), "a remembered account's bucket is empty");
+        // The duplicate filter keeps its window.
+        let mut dedup = Dedup::new(16);
+        for i in 0..100u8 {
+            dedup.insert(Dedup::key(&[i; 64]));
+            assert!(dedup.set.len() <= 16 && dedup.order.len() <= 16);
+        }
+        assert!(dedup.contains(Dedup::key(&[99; 64])) && !dedup.contains(Dedup::key(&[0; 64])));
+        assert_eq!(RATE_ACCOUNTS_MAX, 1 << 20);
+    }
+
+    #[test]
+    fn a_flood_of_fresh_keys_is_counted_and_admits_nothing() {
+        let known = Keypair::derive("pipeline-fresh-known", 0);
+        let id = known.account();
+        let mempool = Arc::new(Mutex::new(Mempool::new(1000)));
+        let committed: CommittedNonce = Arc::new(move |a| (a == id).then_some(0));
+        let p = start(config(NetBackend::Sockets), mempool.clone(), committed).unwrap();
+        let mut packets: Vec<Vec<u8>> = (0..500u64)
+            .map(|i| Keypair::derive("pipeline-fresh", i).sign(&CHAIN, 1, action(i)).packet().unwrap())
+            .collect();
+        packets.extend((1..=10u64).map(|n| known.sign(&CHAIN, n, action(n)).packet().unwrap()));
+        send_paced(&p, &packets, &UdpSocket::bind("127.0.0.1:0").unwrap());
+        assert!(wait_until(Duration::from_secs(5), || drained(&p)));
+        let a = p.stats()[2].snapshot();
+        assert_eq!(a.dropped(DropReason::UnknownAccount), 500, "{a:?}");
+        assert_eq!((a.frames_out, a.dropped_total()), (10, 500), "{a:?}");
+        let mut pool = mempool.lock().unwrap();
+        assert_eq!(pool.len(), 10);
+        assert_eq!(pool.take(|a| (a == id).then_some(0), |_| None, 100).len(), 10);
+        drop(pool);
         p.stop().unwrap();
     }
 
@@ -981,10 +1079,11 @@ mod tests {
         if backend == NetBackend::AfXdp && backend.compiled_in() {
             cfg.ingress.bypass.iface = Some("bastion-no-such-if".into());
         }
-        let e = start(cfg.clone(), Arc::new(Mutex::new(Mempool::new(10))), Arc::new(|_| 0)).unwrap_err();
+        let e =
+            start(cfg.clone(), Arc::new(Mutex::new(Mempool::new(10))), Arc::new(|_| Some(0))).unwrap_err();
         assert!(e.contains("ingress") && (e.contains(needle) || e.contains("bastion-no-such-if")), "{e}");
         cfg.ingress_fallback = Some(NetBackend::Sockets);
-        let p = start(cfg, Arc::new(Mutex::new(Mempool::new(10))), Arc::new(|_| 0)).unwrap();
+        let p = start(cfg, Arc::new(Mutex::new(Mempool::new(10))), Arc::new(|_| Some(0))).unwrap();
         assert_eq!(p.backend, NetBackend::Sockets);
         p.stop().unwrap();
     }
@@ -993,7 +1092,7 @@ mod tests {
     fn start_fails_on_a_bad_pin_and_stop_reports_a_panicking_tile() {
         let mut cfg = config(NetBackend::Sockets);
         cfg.pin.verify = Some(100_000);
-        let e = start(cfg, Arc::new(Mutex::new(Mempool::new(10))), Arc::new(|_| 0)).unwrap_err();
+        let e = start(cfg, Arc::new(Mutex::new(Mempool::new(10))), Arc::new(|_| Some(0))).unwrap_err();
         assert!(e.contains("verify") && e.contains("100000"), "{e}");
 
         let committed: CommittedNonce = Arc::new(|_| panic!("committed-state lookup failed"));
