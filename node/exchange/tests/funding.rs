@@ -261,10 +261,15 @@ fn a_late_settling_block_divides_by_the_interval_it_actually_closed() {
 fn an_account_emptied_before_the_boundary_pays_what_it_has_and_the_receivers_bear_the_rest() {
     let mut n = Net::new();
     let t0 = n.state.timestamp_ms;
-    let mut setup: Vec<(u64, Action)> = (1..=5).map(deposit).collect();
-    setup.push((3, Action::SetIsolated { market: BTC_PERP, isolated: true }));
-    n.block_at(t0 + 1_000, setup);
-    n.block_at(t0 + 2_000, vec![(3, Action::TransferIsolated { market: BTC_PERP, amount: 1_000 * USD })]);
+    // Accounts created by a deposit may sign from the next block on (the nonce rule).
+    n.block_at(t0 + 1_000, (1..=5).map(deposit).collect());
+    n.block_at(
+        t0 + 2_000,
+        vec![
+            (3, Action::SetIsolated { market: BTC_PERP, isolated: true }),
+            (3, Action::TransferIsolated { market: BTC_PERP, amount: 1_000 * USD }),
+        ],
+    );
     let t1 = t0 + HOUR;
     n.block_at(t1, vec![]);
     assert_eq!(n.state.insurance_fund(), 0, "the devnet fund starts empty");
