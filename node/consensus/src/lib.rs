@@ -37,15 +37,21 @@
 //! production.
 
 pub mod application;
+pub mod backfill;
 pub mod block;
+pub mod byzantine;
 pub mod engine;
+pub mod evidence;
+pub mod relay;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod spec;
 
 pub use application::{
-    Application, BlockSource, Config, Fault, Finalized, Ledger, MAX_FUTURE_MS, Mailbox, Reporter, Synthetic,
-    Totals, TxSource, genesis_block,
+    Application, BlockSource, Config, Fault, Finalized, Ledger, MAX_FUTURE_MS, MAX_PAST_MS, Mailbox,
+    Reporter, Synthetic, Totals, TxSource, genesis_block, timestamp_in_window,
 };
 pub use block::{BlockLimits, ChainBlock, StateRoot};
+pub use byzantine::Trick;
+pub use relay::{BlockReason, PeerBlocks};
 pub use spec::{ChainSpec, Multisig, SpecError, ValidatorInfo, ValidatorKeys};

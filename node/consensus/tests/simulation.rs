@@ -11,7 +11,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bastion_consensus::{
+    MAX_FUTURE_MS, Trick,
+    evidence::EVIDENCE_PER_SIGNER,
     genesis_block,
+    relay::{UNSOLICITED_BLOCKS_PER_PEER, UNSOLICITED_BYTES_PER_PEER},
     sim::{
         Byzantine, Crash, Partition, Run, check, link, seeds, simulate, simulate_outcome, simulate_with_halts,
     },
@@ -137,7 +140,7 @@ fn two_two_split_halts_then_resumes() {
 }
 
 /// Runs 4 validators, one Byzantine; checks the honest three and returns the faults they saw.
-fn byzantine_run(kind: Byzantine, seed: u64) -> Vec<Vec<String>> {
+fn byzantine_run(kind: Byzantine, seed: u64, min_seen: Option<u64>) -> Vec<Vec<String>> {
     let (target, bad) = (20, 2usize);
     let o = simulate_outcome(Run {
         byzantine: Some((bad, kind)),
@@ -162,13 +165,124 @@ fn byzantine_run(kind: Byzantine, seed: u64) -> Vec<Vec<String>> {
             "validator {i}: a proof does not verify: {:?}",
             o.evidence[*i]
         );
+        // Bounded: only the first pieces per (kind, signer) are kept, in memory and on disk;
+        // the rest are counted.
+        for kind in ["conflicting notarize", "conflicting finalize", "nullify and finalize"] {
+            let kept = f.iter().filter(|f| f.starts_with(kind)).count();
+            assert!(
+                kept <= EVIDENCE_PER_SIGNER as usize,
+                "validator {i} kept {kept} pieces of {kind} evidence against one signer (bound {EVIDENCE_PER_SIGNER})"
+            );
+        }
+        let seen = o.totals[*i].evidence_seen;
+        assert!(seen >= f.len() as u64, "validator {i}: {seen} pieces seen, {} kept", f.len());
+        println!("validator {i}: {seen} pieces of evidence reported, {} kept", f.len());
+    }
+    if let Some(min) = min_seen {
+        assert!(
+            honest.iter().all(|&i| o.totals[i].evidence_seen > min),
+            "the run must report more evidence than is kept, to test the bound: {:?}",
+            honest.iter().map(|&i| o.totals[i].evidence_seen).collect::<Vec<_>>()
+        );
     }
     faults
 }
 
+/// Runs 4 validators, validator 3 a Byzantine leader playing `tricks` in turn each time it
+/// leads; checks safety, agreement and liveness of the honest three, and that each of them
+/// blocked it (and nobody else) for `reason`.
+fn byzantine_leader_run(
+    tricks: Vec<Trick>,
+    seed: u64,
+    reason: fn(&bastion_consensus::PeerBlocks) -> u64,
+) -> bastion_consensus::sim::Outcome {
+    let (target, bad) = (30, 3usize);
+    let o = simulate_outcome(Run {
+        byzantine_leader: Some((bad, tricks)),
+        ..Run::new(4, seeds(seed), link(20, 10, probability!(1.0)), target)
+    });
+    let honest: Vec<_> = (0..4).filter(|&i| i != bad).collect();
+    check(&honest.iter().map(|&i| o.ledgers[i].clone()).collect::<Vec<_>>(), target);
+    for &i in &honest {
+        let t = &o.totals[i];
+        println!(
+            "validator {i}: blocked {:?}; unsolicited peak {} blocks {} bytes, evicted {}; refused timestamps {}",
+            t.peers_blocked,
+            t.unsolicited_blocks_peak,
+            t.unsolicited_bytes_peak,
+            t.unsolicited_evicted,
+            t.refused_timestamp
+        );
+        assert_eq!(
+            reason(&t.peers_blocked),
+            1,
+            "validator {i} must block the Byzantine leader: {:?}",
+            t.peers_blocked
+        );
+        assert_eq!(t.peers_blocked.total(), 1, "validator {i} blocked an honest peer: {:?}", t.peers_blocked);
+        // Memory bound on unsolicited blocks: per peer at most the count and the bytes bounds.
+        let peers = 3u64;
+        assert!(t.unsolicited_blocks_peak <= peers * UNSOLICITED_BLOCKS_PER_PEER as u64);
+        assert!(t.unsolicited_bytes_peak <= peers * UNSOLICITED_BYTES_PER_PEER as u64);
+        // No finalized block has more transactions than a proposer may build, or a time
+        // further ahead of its proposal than the window allows.
+        for f in o.ledgers[i].values() {
+            assert!(f.txs <= bastion_consensus::block::DEFAULT_BLOCK_TXS);
+        }
+    }
+    for f in o.ledgers[honest[0]].values() {
+        if let Some(at) = o.proposed_at.get(&f.digest) {
+            let at = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+            assert!(
+                f.timestamp_ms <= at + MAX_FUTURE_MS,
+                "a block {} ms ahead of its proposal was finalized",
+                f.timestamp_ms - at
+            );
+        }
+    }
+    o
+}
+
+#[test]
+fn byzantine_leader_with_skewed_times_and_an_oversized_block_is_refused_and_blocked() {
+    // Its first proposal is inside the window (accepted: the chain stays live), its second
+    // is outside (refused by every honest verifier, which blocks no one for it: a clock is not
+    // proof), its third has one transaction more than the limit (undecodable: blocked).
+    let inside = MAX_FUTURE_MS / 2;
+    let outside = MAX_FUTURE_MS + 1_000;
+    let o = byzantine_leader_run(
+        vec![Trick::SkewAhead(inside), Trick::SkewAhead(outside), Trick::Oversized],
+        17,
+        |b| b.undecodable,
+    );
+    for i in 0..3 {
+        assert!(o.totals[i].refused_timestamp >= 1, "validator {i} accepted a block {outside} ms ahead");
+    }
+    // The proposal inside the window was finalized.
+    let ahead = o.ledgers[0].values().filter_map(|f| {
+        let at = o.proposed_at.get(&f.digest)?.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+        (f.timestamp_ms >= at + inside).then_some(f.timestamp_ms - at)
+    });
+    assert!(ahead.count() >= 1, "the Byzantine leader's block inside the window is finalized");
+}
+
+#[test]
+fn byzantine_leader_flooding_unsolicited_blocks_is_bounded_and_blocked() {
+    let o = byzantine_leader_run(vec![Trick::Flood(200)], 18, |b| b.block_flood);
+    for i in 0..3 {
+        assert!(o.totals[i].unsolicited_evicted >= 1, "validator {i} evicted nothing");
+        assert!(
+            o.totals[i].unsolicited_blocks_peak <= UNSOLICITED_BLOCKS_PER_PEER as u64 + 8,
+            "validator {i} held {} unsolicited blocks",
+            o.totals[i].unsolicited_blocks_peak
+        );
+    }
+}
+
 #[test]
 fn byzantine_conflicter_is_caught_and_the_rest_go_on() {
-    let faults = byzantine_run(Byzantine::Conflicter, 13);
+    // The conflicter equivocates in every view: far more evidence than is kept.
+    let faults = byzantine_run(Byzantine::Conflicter, 13, Some(u64::from(EVIDENCE_PER_SIGNER)));
     assert!(
         faults.iter().flatten().any(|f| f.starts_with("conflicting notarize")),
         "conflicting notarize votes must be recorded as evidence"
@@ -177,7 +291,7 @@ fn byzantine_conflicter_is_caught_and_the_rest_go_on() {
 
 #[test]
 fn byzantine_nuller_is_caught_and_the_rest_go_on() {
-    let faults = byzantine_run(Byzantine::Nuller, 14);
+    let faults = byzantine_run(Byzantine::Nuller, 14, None);
     assert!(
         faults.iter().flatten().any(|f| f.starts_with("nullify and finalize")),
         "a nullify and a finalize in one view must be recorded as evidence"
@@ -186,7 +300,7 @@ fn byzantine_nuller_is_caught_and_the_rest_go_on() {
 
 #[test]
 fn byzantine_outdated_votes_are_harmless() {
-    let faults = byzantine_run(Byzantine::Outdated, 15);
+    let faults = byzantine_run(Byzantine::Outdated, 15, None);
     assert!(faults.iter().all(Vec::is_empty), "replayed old votes are not equivocation: {faults:?}");
 }
 
@@ -194,7 +308,7 @@ fn byzantine_outdated_votes_are_harmless() {
 fn byzantine_equivocating_leader_cannot_split_or_stall_the_chain() {
     // Safety, agreement and liveness of the honest three are checked by byzantine_run; any
     // evidence recorded must name the equivocator.
-    let faults = byzantine_run(Byzantine::Equivocator, 16);
+    let faults = byzantine_run(Byzantine::Equivocator, 16, None);
     println!("evidence recorded: {}", faults.iter().map(Vec::len).sum::<usize>());
 }
 
