@@ -440,6 +440,66 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
     })
 }
 
+/// One validator's reporter is handed `pieces` pieces of equivocation evidence against one
+/// signer (conflicting notarize votes in `pieces` views, properly signed), as the engine would
+/// report them. Returns what its ledger kept, what its evidence file holds (with whether each
+/// proof verifies), and its totals. The bound is the point: see [`crate::evidence`].
+pub fn evidence_flood(pieces: u64) -> (Vec<String>, Vec<(String, bool)>, Totals) {
+    use commonware_consensus::{
+        Reporter as _,
+        simplex::types::{Activity, ConflictingNotarize, Notarize, Proposal},
+        types::{Round, View},
+    };
+    println!("evidence flood: {pieces} pieces against one signer");
+    let cfg = deterministic::Config::new()
+        .with_start_time(sim_start_time())
+        .with_seed(0)
+        .with_timeout(Some(Duration::from_secs(600)));
+    deterministic::Runner::new(cfg).start(|mut context| async move {
+        let genesis = sim_genesis();
+        let limits = BlockLimits { max_body_bytes: 1 << 20, ..BlockLimits::default() };
+        let Fixture { participants, schemes, .. } =
+            bls12381_multisig::fixture::<MinSig, _>(&mut context, NAMESPACE, 4);
+        let one = link(1, 0, commonware_utils::probability!(1.0));
+        let oracle = network(&context, &participants, &one, &limits).await;
+        let control = oracle.control(participants[0].clone());
+        let blocks = control.register(3, Quota::per_second(NZU32!(10_000))).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), &genesis, sim_store_config()).unwrap();
+        let ledger = Ledger::default();
+        let (app, _mailbox, mut reporter) = Application::new::<Multisig>(
+            context.child("application"),
+            Config {
+                store,
+                genesis: genesis.clone(),
+                limits,
+                source: BlockSource::default(),
+                chain: SIM_CHAIN,
+                verifier: sim_verifier(),
+                verified: None,
+                oracle: PricePath::devnet(Scenario::Calm, genesis.timestamp_ms, 7),
+                ledger: ledger.clone(),
+                fault: None,
+            },
+            blocks,
+            control,
+        )
+        .unwrap();
+        let _app = app.start();
+        for v in 1..=pieces {
+            let proposal = |b: u8| {
+                Proposal::new(Round::new(Epoch::new(0), View::new(v)), View::new(v - 1), Digest::from([b; 32]))
+            };
+            let a = Notarize::sign(&schemes[1], proposal(1)).unwrap();
+            let b = Notarize::sign(&schemes[1], proposal(2)).unwrap();
+            reporter.report(Activity::ConflictingNotarize(ConflictingNotarize::new(a, b)));
+        }
+        context.sleep(Duration::from_secs(1)).await;
+        let evidence = read_evidence(&mut context, dir.path(), &schemes[0]);
+        (ledger.faults(), evidence, ledger.totals())
+    })
+}
+
 /// Reads a data dir's evidence file and checks each proof: it must decode as the kind the line
 /// names and verify against the validator set (any member's scheme verifies).
 fn read_evidence(
