@@ -114,7 +114,7 @@ pub(crate) const TAG_BLOCK: u8 = 0;
 /// Wire tag of a request for a block by digest.
 const TAG_REQUEST: u8 = 1;
 /// Wire tag of a request for the finalized blocks at a range of heights (backfill).
-const TAG_RANGE: u8 = 2;
+pub(crate) const TAG_RANGE: u8 = 2;
 
 /// Wire tag of a backfill answer "I no longer hold heights below this one" (a u64).
 pub(crate) const TAG_PRUNED: u8 = 3;
@@ -1422,6 +1422,9 @@ impl<
         for extra in trick.extra_blocks(&block, &self.limits) {
             let _ = self.net.0.send(Recipients::All, wire_block(&extra), false);
         }
+        for extra in trick.extra_messages() {
+            let _ = self.net.0.send(Recipients::All, extra, false);
+        }
         self.blocks.insert(digest, block);
         self.states.insert(digest, next);
         self.persist(digest)?;
@@ -1798,4 +1801,23 @@ pub(crate) fn wire_block(block: &ChainBlock) -> Vec<u8> {
     bytes.push(TAG_BLOCK);
     bytes.extend_from_slice(&block.encode());
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_time_window_is_bounded_on_both_sides() {
+        let (parent, now) = (1_000_000, 1_010_000);
+        assert!(timestamp_in_window(now, parent, now));
+        assert!(timestamp_in_window(now + MAX_FUTURE_MS, parent, now));
+        assert!(!timestamp_in_window(now + MAX_FUTURE_MS + 1, parent, now), "too far ahead");
+        assert!(timestamp_in_window(now - MAX_PAST_MS, parent, now));
+        assert!(!timestamp_in_window(now - MAX_PAST_MS - 1, parent, now), "too far behind the verifier's clock");
+        assert!(!timestamp_in_window(parent, parent, now - MAX_PAST_MS + 1), "not after the parent");
+        // The window is tight enough to matter: a leader moves the chain's time by at most
+        // 2.5 s (it was unbounded behind, 2 s ahead).
+        assert!(MAX_FUTURE_MS + MAX_PAST_MS <= 2_500);
+    }
 }

@@ -8,7 +8,7 @@
 //! ([`REQUESTS_PER_S`], burst [`REQUESTS_BURST`]) and one of bytes ([`BYTES_PER_S`], burst
 //! [`BYTES_BURST`]): a request beyond the request rate is dropped and counted, and a range is
 //! cut short when the peer's bytes run out (the requester asks again in its next round). A
-//! peer whose requests are dropped [`DROPS_TO_BLOCK`] times in a row is blocked.
+//! peer with [`DROPS_TO_BLOCK`] requests dropped for rate within [`DROPS_WINDOW`] is blocked.
 //!
 //! Blocks come from a [`Cache`] of the encoded finalized blocks of the last `KEEP_FINALIZED`
 //! heights, which the actor fills as it executes (one encoding per finalized block), or else
@@ -29,7 +29,7 @@ use commonware_utils::channel::{mpsc, oneshot};
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex, MutexGuard},
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 use tracing::{debug, warn};
 
@@ -45,8 +45,11 @@ pub const BYTES_PER_S: u64 = 32 << 20;
 /// Burst of block bytes per peer (at least one largest block is always sendable: see
 /// [`Server::new`]).
 pub const BYTES_BURST: u64 = 64 << 20;
-/// A peer whose range requests are dropped for rate this many times in a row is blocked.
+/// A peer with this many range requests dropped for rate within [`DROPS_WINDOW`] is blocked
+/// (an honest peer sends at most 4 a second, under the rate, and is never dropped for rate).
 pub const DROPS_TO_BLOCK: u64 = 256;
+/// The window over which a peer's dropped requests are counted.
+pub const DROPS_WINDOW: Duration = Duration::from_secs(10);
 
 /// One range request from a peer.
 #[derive(Debug)]
@@ -138,7 +141,9 @@ impl Bucket {
 struct Peer {
     requests: Bucket,
     bytes: Bucket,
-    drops_in_a_row: u64,
+    /// Requests dropped for rate since `drops_since`.
+    drops: u64,
+    drops_since: SystemTime,
     blocked: bool,
 }
 
@@ -164,28 +169,28 @@ impl<S: Sender, B: Blocker<PublicKey = S::PublicKey>> Server<S, B> {
             let p = peers.entry(peer.clone()).or_insert(Peer {
                 requests: Bucket { tokens: REQUESTS_BURST, at: now },
                 bytes: Bucket { tokens: bytes_burst, at: now },
-                drops_in_a_row: 0,
+                drops: 0,
+                drops_since: now,
                 blocked: false,
             });
             if p.blocked {
                 continue;
             }
             if !p.requests.take(now, REQUESTS_PER_S, REQUESTS_BURST, 1) {
-                p.drops_in_a_row = p.drops_in_a_row.saturating_add(1);
+                if now.duration_since(p.drops_since).unwrap_or_default() >= DROPS_WINDOW {
+                    p.drops = 0;
+                    p.drops_since = now;
+                }
+                p.drops = p.drops.saturating_add(1);
                 self.ledger.backfill_dropped(1);
-                if p.drops_in_a_row >= DROPS_TO_BLOCK {
+                if p.drops >= DROPS_TO_BLOCK {
                     p.blocked = true;
-                    warn!(
-                        ?peer,
-                        drops = p.drops_in_a_row,
-                        "blocking a peer: backfill requests far beyond the rate"
-                    );
+                    warn!(?peer, drops = p.drops, "blocking a peer: backfill requests far beyond the rate");
                     self.ledger.peer_blocked(BlockReason::BackfillFlood);
                     let _ = self.blocker.block(peer);
                 }
                 continue;
             }
-            p.drops_in_a_row = 0;
             let last = to.min(self.cache.tip()).min(from.saturating_add(self.range_max.saturating_sub(1)));
             let mut h = from.max(1);
             while h <= last {
@@ -251,7 +256,6 @@ impl<S: Sender, B: Blocker<PublicKey = S::PublicKey>> Server<S, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn bucket_refills_at_its_rate_up_to_its_burst() {

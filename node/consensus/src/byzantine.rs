@@ -5,11 +5,15 @@
 //! honestly); each time it leads, it plays the next [`Trick`] of its list, in turn. The tricks
 //! attack what the block channel and `verify` must bound; to add one, add a variant here and
 //! its effect in [`Trick::timestamp`] (block time), [`Trick::max_txs`] (what the block may
-//! hold) or [`Trick::extra_blocks`] (what else is sent), or in `Application::build` for a trick
+//! hold), [`Trick::extra_blocks`] or [`Trick::extra_messages`] (what else is sent), or in
+//! `Application::build` for a trick
 //! that rewrites the block's contents (forged governance approvals, replayed or reordered
 //! transactions belong there, once their rules exist).
 
-use crate::block::{BlockLimits, ChainBlock};
+use crate::{
+    application::{RANGE_MAX, TAG_RANGE},
+    block::{BlockLimits, ChainBlock},
+};
 use bastion_types::TxAuth;
 
 /// One thing a Byzantine leader does when it leads.
@@ -30,6 +34,10 @@ pub enum Trick {
     /// A proposal whose timestamp is this many ms behind the leader's clock (but after the
     /// parent's).
     SkewBehind(u64),
+    /// Proposes honestly, and sends every peer this many range requests (backfill of heights
+    /// 1 to 64): honest validators serve a few at their per-peer rate, drop the rest, and block
+    /// the sender; their consensus actor does none of the serving.
+    RangeFlood(u32),
 }
 
 impl Trick {
@@ -38,7 +46,7 @@ impl Trick {
         let ts = match self {
             Trick::SkewAhead(ms) => now.saturating_add(ms),
             Trick::SkewBehind(ms) => now.saturating_sub(ms),
-            Trick::Honest | Trick::Oversized | Trick::Flood(_) => now,
+            Trick::Honest | Trick::Oversized | Trick::Flood(_) | Trick::RangeFlood(_) => now,
         };
         ts.max(parent_ts.saturating_add(1))
     }
@@ -57,6 +65,15 @@ impl Trick {
             Trick::Oversized if txs > 0 => limits.max_txs.saturating_add(1),
             _ => txs,
         }
+    }
+
+    /// Other messages to send every peer besides the proposal (block-channel wire form).
+    pub(crate) fn extra_messages(self) -> Vec<Vec<u8>> {
+        let Trick::RangeFlood(count) = self else { return Vec::new() };
+        let mut range = vec![TAG_RANGE];
+        range.extend_from_slice(&1u64.to_be_bytes());
+        range.extend_from_slice(&RANGE_MAX.to_be_bytes());
+        vec![range; count as usize]
     }
 
     /// Blocks to send every peer besides the proposal.

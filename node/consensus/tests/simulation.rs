@@ -12,11 +12,13 @@
 
 use bastion_consensus::{
     MAX_FUTURE_MS, Trick,
+    backfill::{REQUESTS_BURST, REQUESTS_PER_S},
     evidence::EVIDENCE_PER_SIGNER,
     genesis_block,
     relay::{UNSOLICITED_BLOCKS_PER_PEER, UNSOLICITED_BYTES_PER_PEER},
     sim::{
-        Byzantine, Crash, Partition, Run, check, link, seeds, simulate, simulate_outcome, simulate_with_halts,
+        Byzantine, Crash, Partition, Run, check, link, seeds, sim_genesis, simulate, simulate_outcome,
+        simulate_with_halts,
     },
 };
 use bastion_exchange::Genesis;
@@ -269,6 +271,20 @@ fn byzantine_leader_flooding_unsolicited_blocks_is_bounded_and_blocked() {
             "validator {i} held {} unsolicited blocks",
             o.totals[i].unsolicited_blocks_peak
         );
+    }
+}
+
+#[test]
+fn byzantine_leader_flooding_range_requests_is_rate_limited_and_blocked() {
+    let o = byzantine_leader_run(vec![Trick::RangeFlood(2_000)], 19, |b| b.backfill_flood);
+    let secs = (o.elapsed - Duration::from_millis(sim_genesis().timestamp_ms)).as_secs() + 1;
+    for i in 0..3 {
+        let t = &o.totals[i];
+        println!("validator {i}: backfill served {} blocks, dropped {} requests", t.backfill_served, t.backfill_dropped);
+        assert!(t.backfill_dropped >= 256, "validator {i} dropped only {} range requests", t.backfill_dropped);
+        // At most the burst and what the rate refilled over the run, 64 blocks each.
+        let most = (REQUESTS_BURST + REQUESTS_PER_S * secs) * 64;
+        assert!(t.backfill_served <= most, "validator {i} served {} blocks (bound {most})", t.backfill_served);
     }
 }
 
