@@ -488,7 +488,11 @@ pub fn evidence_flood(pieces: u64) -> (Vec<String>, Vec<(String, bool)>, Totals)
         let _app = app.start();
         for v in 1..=pieces {
             let proposal = |b: u8| {
-                Proposal::new(Round::new(Epoch::new(0), View::new(v)), View::new(v - 1), Digest::from([b; 32]))
+                Proposal::new(
+                    Round::new(Epoch::new(0), View::new(v)),
+                    View::new(v - 1),
+                    Digest::from([b; 32]),
+                )
             };
             let a = Notarize::sign(&schemes[1], proposal(1)).unwrap();
             let b = Notarize::sign(&schemes[1], proposal(2)).unwrap();

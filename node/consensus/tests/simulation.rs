@@ -280,11 +280,22 @@ fn byzantine_leader_flooding_range_requests_is_rate_limited_and_blocked() {
     let secs = (o.elapsed - Duration::from_millis(sim_genesis().timestamp_ms)).as_secs() + 1;
     for i in 0..3 {
         let t = &o.totals[i];
-        println!("validator {i}: backfill served {} blocks, dropped {} requests", t.backfill_served, t.backfill_dropped);
-        assert!(t.backfill_dropped >= 256, "validator {i} dropped only {} range requests", t.backfill_dropped);
+        println!(
+            "validator {i}: backfill served {} blocks, dropped {} requests",
+            t.backfill_served, t.backfill_dropped
+        );
+        assert!(
+            t.backfill_dropped >= 256,
+            "validator {i} dropped only {} range requests",
+            t.backfill_dropped
+        );
         // At most the burst and what the rate refilled over the run, 64 blocks each.
         let most = (REQUESTS_BURST + REQUESTS_PER_S * secs) * 64;
-        assert!(t.backfill_served <= most, "validator {i} served {} blocks (bound {most})", t.backfill_served);
+        assert!(
+            t.backfill_served <= most,
+            "validator {i} served {} blocks (bound {most})",
+            t.backfill_served
+        );
     }
 }
 
@@ -293,7 +304,11 @@ fn evidence_is_bounded_per_signer_and_written_off_the_reporter() {
     let pieces = 200;
     let (kept, on_disk, totals) = bastion_consensus::sim::evidence_flood(pieces);
     assert_eq!(totals.evidence_seen, pieces, "every piece is counted");
-    assert_eq!(kept.len(), EVIDENCE_PER_SIGNER as usize, "only the first pieces per signer are kept: {kept:?}");
+    assert_eq!(
+        kept.len(),
+        EVIDENCE_PER_SIGNER as usize,
+        "only the first pieces per signer are kept: {kept:?}"
+    );
     assert_eq!(
         on_disk.iter().map(|(what, _)| what).collect::<Vec<_>>(),
         kept.iter().collect::<Vec<_>>(),
