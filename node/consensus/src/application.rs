@@ -7,7 +7,11 @@
 //! engine's forwarding sends it to silent voters), tag 1 is a request for a block by digest
 //! (sent to all peers every 250 ms while a proposal, verification or finalized chain waits on
 //! it; peers answer from the blocks they hold, the 64 most recent finalized heights and
-//! everything unfinalized).
+//! everything unfinalized), tag 2 a range request (backfill: served by a separate task at a
+//! per-peer rate, [`crate::backfill`]) and tag 3 its "pruned below" answer. Blocks nobody asked
+//! for are held within per-peer bounds, and peers that send what no honest validator sends are
+//! blocked ([`crate::relay`]). Evidence of equivocation is bounded and written by its own task
+//! ([`crate::evidence`]).
 //!
 //! A proposal whose `parent_state_root` differs from the root this validator computed is
 //! refused (verify answers false): one proposer must not be able to halt honest validators.

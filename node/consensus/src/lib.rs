@@ -28,6 +28,12 @@
 //!   records each block's proposal time (the leader's clock when propose completes) and each
 //!   validator's finalization time, for finality latency.
 //!
+//! - Issue 15 (this branch's part): one `BlockLimits` for decode, verify and propose;
+//!   [`relay`]: unsolicited blocks bounded per peer, peers blocked by reason; [`backfill`]:
+//!   range requests served off the actor at a per-peer rate; the block time window bounded on
+//!   both sides ([`MAX_PAST_MS`], [`MAX_FUTURE_MS`]); [`evidence`]: bounded, written off the
+//!   reporter; [`byzantine`]: a Byzantine leader's tricks for the simulation.
+//!
 //! Not built yet: marshal (archival backfill beyond the 64 most recent finalized blocks kept in
 //! memory; restart needs the whole block log), validator keys from a genesis file with proofs
 //! of possession (tests use commonware's fixture keys), evidence persistence, signature

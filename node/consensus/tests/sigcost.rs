@@ -36,6 +36,17 @@ fn verifying_a_full_block_of_fresh_signatures() {
         .map(|(s, m)| SigItem { public_key: &s.auth.public_key, signature: &s.auth.signature, message: m })
         .collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The memory side of the same block: what holding the largest block costs, and one peer's
+    // account of unsolicited blocks.
+    let limits = bastion_consensus::BlockLimits::default();
+    let largest = bastion_consensus::relay::held_bytes(limits.max_encoded_bytes(), limits.max_txs);
+    println!(
+        "largest block under the default limits: {} bytes encoded, {largest} bytes held; one peer's unsolicited \
+         account: {} blocks, {} bytes",
+        limits.max_encoded_bytes(),
+        bastion_consensus::relay::UNSOLICITED_BLOCKS_PER_PEER,
+        bastion_consensus::relay::UNSOLICITED_BYTES_PER_PEER.max(largest)
+    );
     for backend in [Backend::Batch, Backend::Parallel] {
         let v = bastion_accel::verifier(backend).unwrap();
         let t = Instant::now();
