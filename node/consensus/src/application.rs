@@ -7,7 +7,11 @@
 //! engine's forwarding sends it to silent voters), tag 1 is a request for a block by digest
 //! (sent to all peers every 250 ms while a proposal, verification or finalized chain waits on
 //! it; peers answer from the blocks they hold, the 64 most recent finalized heights and
-//! everything unfinalized).
+//! everything unfinalized), tag 2 a range request (backfill: served by a separate task at a
+//! per-peer rate, [`crate::backfill`]) and tag 3 its "pruned below" answer. Blocks nobody asked
+//! for are held within per-peer bounds, and peers that send what no honest validator sends are
+//! blocked ([`crate::relay`]). Evidence of equivocation is bounded and written by its own task
+//! ([`crate::evidence`]).
 //!
 //! A proposal whose `parent_state_root` differs from the root this validator computed is
 //! refused (verify answers false): one proposer must not be able to halt honest validators.
@@ -25,7 +29,13 @@
 //!   stops executing,
 //!   stops proposing and stops voting (its verify answers never come).
 
-use crate::block::{BlockLimits, ChainBlock, StateRoot};
+use crate::{
+    backfill::{BACKFILL_QUEUE, Cache, LogAnswer, LogRead, RangeRequest, Server},
+    block::{BlockLimits, ChainBlock, StateRoot},
+    byzantine::Trick,
+    evidence::{Admit, EvidenceSink, spawn_writer},
+    relay::{BlockReason, PeerBlocks, Unsolicited, held_bytes},
+};
 use bastion_accel::{SigItem, VerifiedCache, Verifier};
 use bastion_client::Keypair;
 use bastion_exchange::{
@@ -36,7 +46,7 @@ use bastion_exchange::{
 use bastion_storage::{Faults, RecordFile};
 use bastion_store::{Store, hex};
 use bastion_types::{AccountId, Event, Tx, TxAuth, account_of};
-use bytes::Buf as _;
+use bytes::{Buf as _, Bytes};
 use commonware_actor::Feedback;
 use commonware_codec::{Decode as _, DecodeExt as _, Encode as _, EncodeSize as _};
 use commonware_consensus::{
@@ -48,7 +58,7 @@ use commonware_consensus::{
 };
 use commonware_cryptography::{PublicKey, certificate::Scheme, sha256::Digest};
 use commonware_macros::select_loop;
-use commonware_p2p::{Receiver, Recipients, Sender};
+use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
 use commonware_runtime::{Clock, ContextCell, Handle, IoBuf, Spawner, spawn_cell};
 use commonware_utils::channel::{
     fallible::{FallibleExt as _, OneshotExt as _},
@@ -57,18 +67,39 @@ use commonware_utils::channel::{
 use std::{
     borrow::Cow,
     collections::{BTreeMap, BTreeSet, HashMap},
-    io::Write as _,
     marker::PhantomData,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 use tracing::{debug, error, info, warn};
 
-/// How far ahead of this validator's clock a proposal's timestamp may be. Block time is the
-/// proposer's clock (at least the parent's time + 1 ms); a proposer cannot push the chain's time
-/// (funding, option expiry, oracle staleness) further ahead than this.
-pub const MAX_FUTURE_MS: u64 = 2_000;
+/// How far ahead of this validator's clock a proposal's timestamp may be.
+///
+/// Block time is the proposer's clock (at least the parent's time + 1 ms). A verifier accepts
+/// `parent < ts` and `now - MAX_PAST_MS <= ts <= now + MAX_FUTURE_MS` on its own clock, so a
+/// leader's choice of time is confined to a window of `MAX_PAST_MS + MAX_FUTURE_MS` around the
+/// honest clocks: it cannot push the chain's time (funding, option expiry, oracle staleness)
+/// ahead by more than 500 ms, nor hold it back by more than 2 s. The trade-off is liveness: a
+/// verifier whose clock is more than `MAX_FUTURE_MS` behind the proposer's, or receives the
+/// proposal more than `MAX_PAST_MS` after it was built (network delay plus clock offset), votes
+/// no; with more than 1/3 of stake in that state views time out until a leader with a
+/// compatible clock proposes. Operators must run NTP (offsets of a few ms). After a stall the
+/// next block's time is the proposer's `now` again (not the stale parent's), so a stall never
+/// pushes honest proposals out of the window.
+pub const MAX_FUTURE_MS: u64 = 500;
+
+/// How far behind this validator's clock a proposal's timestamp may be (see [`MAX_FUTURE_MS`]).
+/// It covers the time from the proposer's `propose` to this validator's `verify`: one network
+/// delay, plus a wait for a missing parent block.
+pub const MAX_PAST_MS: u64 = 2_000;
+
+/// Whether a proposal's timestamp `ts` is acceptable after a parent at `parent_ts` to a verifier
+/// whose clock reads `now` (all ms): `parent_ts < ts` and
+/// `now - MAX_PAST_MS <= ts <= now + MAX_FUTURE_MS`.
+pub fn timestamp_in_window(ts: u64, parent_ts: u64, now: u64) -> bool {
+    ts > parent_ts && ts >= now.saturating_sub(MAX_PAST_MS) && ts <= now.saturating_add(MAX_FUTURE_MS)
+}
 
 /// How many finalized heights of blocks are kept in memory for forwarding to peers.
 const KEEP_FINALIZED: u64 = 64;
@@ -83,17 +114,17 @@ const REQUEST_EVERY: Duration = Duration::from_millis(250);
 const REQUESTS_MAX: usize = 32;
 
 /// Wire tag of a full block on the block channel.
-const TAG_BLOCK: u8 = 0;
+pub(crate) const TAG_BLOCK: u8 = 0;
 /// Wire tag of a request for a block by digest.
 const TAG_REQUEST: u8 = 1;
 /// Wire tag of a request for the finalized blocks at a range of heights (backfill).
-const TAG_RANGE: u8 = 2;
+pub(crate) const TAG_RANGE: u8 = 2;
 
 /// Wire tag of a backfill answer "I no longer hold heights below this one" (a u64).
-const TAG_PRUNED: u8 = 3;
+pub(crate) const TAG_PRUNED: u8 = 3;
 
 /// Most blocks asked for (and served) by one range request.
-const RANGE_MAX: u64 = 64;
+pub(crate) const RANGE_MAX: u64 = 64;
 
 /// Name of the evidence file in the node's data dir.
 pub const EVIDENCE_FILE: &str = "evidence.log";
@@ -185,6 +216,28 @@ pub struct Totals {
     pub signatures_verified: u64,
     /// Time spent logging and committing blocks (the store), ns.
     pub storage_ns: u64,
+    /// Peers this validator blocked on the block channel, by reason.
+    pub peers_blocked: PeerBlocks,
+    /// Unsolicited blocks held now (not yet referred to by consensus), over all peers.
+    pub unsolicited_blocks: u64,
+    /// Their bytes ([`crate::relay::held_bytes`]).
+    pub unsolicited_bytes: u64,
+    /// The most unsolicited blocks held at once since start.
+    pub unsolicited_blocks_peak: u64,
+    /// The most unsolicited bytes held at once since start.
+    pub unsolicited_bytes_peak: u64,
+    /// Unsolicited blocks evicted because their sender's account was full.
+    pub unsolicited_evicted: u64,
+    /// Blocks served to peers' backfill (range) requests.
+    pub backfill_served: u64,
+    /// Range requests dropped: the queue was full or the peer over its rate.
+    pub backfill_dropped: u64,
+    /// Proposals refused because their timestamp was outside this validator's clock window.
+    pub refused_timestamp: u64,
+    /// Evidence reported by the engine (all of it; only the first pieces per signer are kept).
+    pub evidence_seen: u64,
+    /// Evidence lines dropped because the writer's queue was full.
+    pub evidence_dropped: u64,
 }
 
 /// What one validator finalized, per height.
@@ -202,6 +255,7 @@ struct LedgerInner {
     /// Height of each block in `finalized`, by digest.
     heights: HashMap<Digest, u64>,
     halted: Option<String>,
+    /// The first pieces of evidence per (kind, signer) (see [`crate::evidence`]).
     faults: Vec<String>,
     /// When this validator's proposals were built (its clock), by digest.
     proposed_at: HashMap<Digest, SystemTime>,
@@ -301,9 +355,10 @@ impl Ledger {
         self.lock().finalized.last_key_value().map(|(h, f)| (*h, *f))
     }
 
-    /// How many faults were recorded.
+    /// How many pieces of evidence the engine reported (recorded or, beyond the first pieces
+    /// per signer, only counted).
     pub fn fault_count(&self) -> usize {
-        self.lock().faults.len()
+        usize::try_from(self.lock().totals.evidence_seen).unwrap_or(usize::MAX)
     }
 
     /// Highest finalized and durable height (0 before the first).
@@ -317,7 +372,8 @@ impl Ledger {
     }
 
     /// Faults the engine reported (equivocation: conflicting notarize or finalize votes, or a
-    /// nullify and a finalize in one view). Recorded, not yet persisted as evidence.
+    /// nullify and a finalize in one view): the first [`crate::evidence::EVIDENCE_PER_SIGNER`]
+    /// per kind and signer (each also appended to the evidence file).
     pub fn faults(&self) -> Vec<String> {
         self.lock().faults.clone()
     }
@@ -354,8 +410,45 @@ impl Ledger {
         self.lock().finalization_at.entry(digest).or_insert(at);
     }
 
-    fn fault(&self, what: String) {
-        self.lock().faults.push(what);
+    fn fault(&self, what: Option<String>) {
+        let mut g = self.lock();
+        g.totals.evidence_seen = g.totals.evidence_seen.saturating_add(1);
+        if let Some(what) = what {
+            g.faults.push(what);
+        }
+    }
+
+    fn evidence_dropped(&self) {
+        let t = &mut self.lock().totals;
+        t.evidence_dropped = t.evidence_dropped.saturating_add(1);
+    }
+
+    pub(crate) fn peer_blocked(&self, reason: BlockReason) {
+        self.lock().totals.peers_blocked.add(reason);
+    }
+
+    pub(crate) fn backfill_dropped(&self, n: u64) {
+        let t = &mut self.lock().totals;
+        t.backfill_dropped = t.backfill_dropped.saturating_add(n);
+    }
+
+    pub(crate) fn backfill_served(&self, n: u64) {
+        let t = &mut self.lock().totals;
+        t.backfill_served = t.backfill_served.saturating_add(n);
+    }
+
+    fn unsolicited(&self, (blocks, bytes): (usize, usize), evicted: usize) {
+        let t = &mut self.lock().totals;
+        t.unsolicited_blocks = blocks as u64;
+        t.unsolicited_bytes = bytes as u64;
+        t.unsolicited_blocks_peak = t.unsolicited_blocks_peak.max(blocks as u64);
+        t.unsolicited_bytes_peak = t.unsolicited_bytes_peak.max(bytes as u64);
+        t.unsolicited_evicted = t.unsolicited_evicted.saturating_add(evicted as u64);
+    }
+
+    fn refused_timestamp(&self) {
+        let t = &mut self.lock().totals;
+        t.refused_timestamp = t.refused_timestamp.saturating_add(1);
     }
 
     /// Why this validator halted, if it did.
@@ -440,12 +533,15 @@ impl Default for Synthetic {
     }
 }
 
-/// A fault injected into one validator's execution (simulations only; `None` in production).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A fault injected into one validator (simulations only; `None` in production).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Durably execute the finalized block at this height with its transactions removed: the
     /// validator's state diverges from everyone else's, as a nondeterminism bug would make it.
     DivergeAt(u64),
+    /// A Byzantine leader: each time it proposes it plays the next of these tricks, in turn
+    /// (see [`crate::byzantine`]).
+    ByzantineLeader(Vec<Trick>),
 }
 
 /// Configuration of the application actor.
@@ -542,8 +638,8 @@ impl<P: PublicKey> RelayTrait for Mailbox<P> {
 pub struct Reporter<S, P: PublicKey> {
     sender: mpsc::UnboundedSender<Message<P>>,
     ledger: Ledger,
-    /// Where evidence is appended (the node's data dir).
-    evidence: PathBuf,
+    /// Bounds evidence and hands it to the writer task (the node's data dir's evidence file).
+    evidence: EvidenceSink,
     /// Whether notarizations are passed on (the ledger records them).
     notarizations: bool,
     _scheme: PhantomData<fn() -> S>,
@@ -562,24 +658,31 @@ impl<S, P: PublicKey> Clone for Reporter<S, P> {
 }
 
 impl<S: Scheme, P: PublicKey> Reporter<S, P> {
-    /// Records evidence of a fault the engine proved, naming the signer: in the ledger, and as
-    /// one line appended (and synced) to the data dir's [`EVIDENCE_FILE`]: the kind, view,
-    /// signer index and the hex of the encoded proof (both signed votes), which anyone holding
-    /// the validator set can verify.
+    /// Records evidence of a fault the engine proved, naming the signer: the first
+    /// [`crate::evidence::EVIDENCE_PER_SIGNER`] pieces per kind and signer in the ledger, and as
+    /// one line each handed to the writer task, which appends (and syncs) it to the data dir's
+    /// [`EVIDENCE_FILE`]: the kind, view, signer index and the hex of the encoded proof (both
+    /// signed votes), which anyone holding the validator set can verify. Later pieces are only
+    /// counted. Nothing here blocks: no file I/O in the engine's callback.
     fn evidence(
         &self,
-        kind: &str,
+        kind: &'static str,
         view: impl std::fmt::Display,
         signer: impl std::fmt::Display,
         proof: &impl commonware_codec::Encode,
     ) {
+        if self.evidence.admit(kind, signer.to_string()) == Admit::Enough {
+            self.ledger.fault(None);
+            return;
+        }
         warn!(%view, %signer, "{kind}");
         let what = format!("{kind} at view {view} by signer {signer}");
         let line = format!("{what}\tproof {}\n", hex(&proof.encode()));
-        if let Err(e) = append_synced(&self.evidence, line.as_bytes()) {
-            error!(file = %self.evidence.display(), %e, "cannot persist evidence");
+        if !self.evidence.enqueue(line) {
+            error!("evidence writer queue full: a piece of evidence is not persisted (kept in memory)");
+            self.ledger.evidence_dropped();
         }
-        self.ledger.fault(what);
+        self.ledger.fault(Some(what));
     }
 }
 
@@ -618,8 +721,13 @@ enum Lookup {
 }
 
 /// The application actor.
-pub struct Application<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<PublicKey = P>>
-{
+pub struct Application<
+    E: Spawner + Clock,
+    P: PublicKey,
+    S: Sender<PublicKey = P>,
+    R: Receiver<PublicKey = P>,
+    B: Blocker<PublicKey = P>,
+> {
     context: ContextCell<E>,
     store: Store,
     genesis: Genesis,
@@ -637,6 +745,23 @@ pub struct Application<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P
     fault: Option<Fault>,
     mailbox: mpsc::UnboundedReceiver<Message<P>>,
     net: (S, R),
+    /// Blocks peers that send what no honest validator sends (see [`crate::relay`]).
+    blocker: B,
+    /// Peers blocked (by this actor).
+    blocked: BTreeSet<P>,
+    /// Per-peer accounts of the unsolicited blocks held.
+    unsolicited: Unsolicited<P>,
+    /// Range requests for the backfill server (bounded).
+    backfill_requests: mpsc::Sender<RangeRequest<P>>,
+    /// The backfill server's reads of the block log.
+    log_reads: mpsc::Receiver<LogRead>,
+    /// Encoded recent finalized blocks, shared with the backfill server.
+    cache: Arc<Cache>,
+    /// Started by [`Self::run`]: the backfill server, and the evidence writer (its file and
+    /// queue).
+    helpers: Option<(Server<S, B>, PathBuf, mpsc::Receiver<String>)>,
+    /// Proposals built (the Byzantine fault's trick counter).
+    led: usize,
 
     /// Every block known (own proposals and peers' relays), by digest.
     blocks: HashMap<Digest, ChainBlock>,
@@ -672,8 +797,13 @@ pub struct Application<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P
     pending_finals: Vec<(Digest, u64)>,
 }
 
-impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<PublicKey = P>> std::fmt::Debug
-    for Application<E, P, S, R>
+impl<
+    E: Spawner + Clock,
+    P: PublicKey,
+    S: Sender<PublicKey = P>,
+    R: Receiver<PublicKey = P>,
+    B: Blocker<PublicKey = P>,
+> std::fmt::Debug for Application<E, P, S, R, B>
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application").field("tip", &self.tip).field("halted", &self.halted).finish()
@@ -686,22 +816,29 @@ pub fn genesis_block(genesis: &Genesis) -> Result<ChainBlock, String> {
     Ok(ChainBlock::genesis(genesis.timestamp_ms, state.state_root()))
 }
 
-impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<PublicKey = P>>
-    Application<E, P, S, R>
+impl<
+    E: Spawner + Clock,
+    P: PublicKey,
+    S: Sender<PublicKey = P>,
+    R: Receiver<PublicKey = P>,
+    B: Blocker<PublicKey = P>,
+> Application<E, P, S, R, B>
 {
     /// Builds the actor, its mailbox (Automaton + Relay) and its reporter. `net` is the block
-    /// relay channel.
+    /// relay channel; `blocker` blocks peers on the validator network (the p2p oracle).
     #[allow(clippy::type_complexity)]
     pub fn new<Sch: Scheme>(
         context: E,
         cfg: Config,
         net: (S, R),
+        blocker: B,
     ) -> Result<(Self, Mailbox<P>, Reporter<Sch, P>), String> {
         let genesis = genesis_block(&cfg.genesis)?;
         let genesis_digest = genesis.id();
         let mut blocks = HashMap::new();
         blocks.insert(genesis_digest, genesis.clone());
-        let tip = recover_chain(&cfg.store, &genesis, &cfg.limits, &cfg.ledger, &mut blocks)?;
+        let cache = Arc::new(Cache::default());
+        let tip = recover_chain(&cfg.store, &genesis, &cfg.limits, &cfg.ledger, &mut blocks, &cache)?;
         let executed =
             blocks.iter().filter(|(d, _)| **d != genesis_digest).map(|(d, b)| (*d, b.height_u64())).collect();
         if tip.1 == 0 && genesis.parent_state_root() != &cfg.store.state().state_root() {
@@ -709,7 +846,21 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         }
         let (sender, receiver) = mpsc::unbounded_channel();
         let cfg_ledger = cfg.ledger.clone();
-        let evidence = cfg.store.path().join(EVIDENCE_FILE);
+        let evidence_path = cfg.store.path().join(EVIDENCE_FILE);
+        let (evidence, evidence_rx) = EvidenceSink::new();
+        let (backfill_requests, requests) = mpsc::channel(BACKFILL_QUEUE);
+        let (log, log_reads) = mpsc::channel(1);
+        let server = Server {
+            requests,
+            sender: net.0.clone(),
+            blocker: blocker.clone(),
+            cache: cache.clone(),
+            log,
+            limits: cfg.limits,
+            ledger: cfg.ledger.clone(),
+            range_max: RANGE_MAX,
+        };
+        let largest = held_bytes(cfg.limits.max_encoded_bytes(), cfg.limits.max_txs);
         let pending_path = cfg.store.path().join(PENDING_FILE);
         let (mut pending, records) = RecordFile::open(&pending_path, Faults::none())
             .map_err(|e| format!("cannot open {}: {e}", pending_path.display()))?;
@@ -749,6 +900,14 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             fault: cfg.fault,
             mailbox: receiver,
             net,
+            blocker,
+            blocked: BTreeSet::new(),
+            unsolicited: Unsolicited::new(largest),
+            backfill_requests,
+            log_reads,
+            cache,
+            helpers: Some((server, evidence_path, evidence_rx)),
+            led: 0,
             blocks,
             states: HashMap::new(),
             outcomes: HashMap::new(),
@@ -791,6 +950,12 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
     }
 
     async fn run(mut self) {
+        // The helpers are children of this task: they stop with it.
+        if let Some((server, evidence_path, evidence_rx)) = self.helpers.take() {
+            let clock = self.context.child("backfill_clock");
+            self.context.child("backfill").spawn(move |_| server.run(clock));
+            spawn_writer(self.context.child("evidence"), evidence_path, evidence_rx);
+        }
         let mut next_request = self.context.current() + REQUEST_EVERY;
         select_loop! {
             self.context,
@@ -803,6 +968,9 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             Ok((from, bytes)) = self.net.1.recv() else break => {
                 self.receive(from, bytes);
             },
+            Some(read) = self.log_reads.recv() else break => {
+                self.read_log(read);
+            },
             _ = self.context.sleep_until(next_request) => {
                 next_request = self.context.current() + REQUEST_EVERY;
                 self.request_wanted();
@@ -810,8 +978,13 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         }
     }
 
-    /// A message on the block channel: a block, or a request for one.
+    /// A message on the block channel: a block, or a request for one. Cheap whatever it is:
+    /// a block is decoded once (bounded by the limits) and held on its sender's account unless
+    /// it was asked for; a range request is handed to the backfill server.
     fn receive(&mut self, from: P, mut rest: IoBuf) {
+        if self.blocked.contains(&from) {
+            return;
+        }
         if !self.peers.contains(&from) {
             self.peers.push(from.clone());
         }
@@ -820,30 +993,16 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             rest.advance(1);
         }
         match tag {
-            Some(TAG_BLOCK) => match ChainBlock::decode_cfg(rest, &self.limits) {
-                Ok(block) => {
-                    let digest = block.id();
-                    // Memory bound: unsolicited blocks far beyond the executed tip are dropped
-                    // (a catching-up validator requests what it needs).
-                    let backfilling = self.backfill.is_some_and(|m| block.height_u64() <= m);
-                    if !self.wanted.contains(&digest)
-                        && !backfilling
-                        && block.height_u64() > self.tip.1.saturating_add(MAX_AHEAD)
-                    {
-                        debug!(?from, height = block.height_u64(), "unsolicited block too far ahead");
-                        return;
-                    }
-                    if self.blocks.insert(digest, block).is_none() {
-                        self.wanted.remove(&digest);
-                        self.progress();
-                    }
+            Some(TAG_BLOCK) => {
+                let encoded = rest.remaining();
+                match ChainBlock::decode_cfg(rest, &self.limits) {
+                    Ok(block) => self.receive_block(from, block, encoded),
+                    Err(e) => self.block_peer(from, BlockReason::Undecodable, &e.to_string()),
                 }
-                Err(e) => warn!(?from, %e, "undecodable block from peer"),
-            },
+            }
             Some(TAG_REQUEST) => {
                 let Ok(digest) = Digest::decode(rest) else {
-                    warn!(?from, "undecodable block request");
-                    return;
+                    return self.block_peer(from, BlockReason::MalformedRequest, "undecodable block request");
                 };
                 if let Some(block) = self.blocks.get(&digest) {
                     let bytes = wire_block(block);
@@ -852,13 +1011,25 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             }
             Some(TAG_RANGE) => {
                 let (Ok(from_height), Ok(to_height)) = (rest.try_get_u64(), rest.try_get_u64()) else {
-                    warn!(?from, "undecodable range request");
-                    return;
+                    return self.block_peer(from, BlockReason::MalformedRequest, "undecodable range request");
                 };
-                self.serve_range(from, from_height, to_height);
+                if rest.has_remaining() {
+                    return self.block_peer(
+                        from,
+                        BlockReason::MalformedRequest,
+                        "range request with trailing bytes",
+                    );
+                }
+                // Served by the backfill task, off this actor; a full queue drops the request.
+                let request = RangeRequest { peer: from, from: from_height, to: to_height };
+                if self.backfill_requests.try_send(request).is_err() {
+                    self.ledger.backfill_dropped(1);
+                }
             }
             Some(TAG_PRUNED) => {
-                let Ok(first) = rest.try_get_u64() else { return };
+                let Ok(first) = rest.try_get_u64() else {
+                    return self.block_peer(from, BlockReason::MalformedRequest, "undecodable pruned answer");
+                };
                 if self.backfill.is_some_and(|m| m < first) && self.pruned_warned.insert(from.clone()) {
                     error!(
                         ?from,
@@ -871,41 +1042,91 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                     );
                 }
             }
-            _ => warn!(?from, "unknown message on the block channel"),
+            _ => {
+                warn!(?from, ?tag, "unknown message on the block channel");
+                if self.unsolicited.unknown_tag(&from) {
+                    self.block_peer(from, BlockReason::UnknownTag, "repeated unknown messages");
+                }
+            }
         }
     }
 
-    /// Answers a backfill request: the finalized blocks at `from..=to` (at most [`RANGE_MAX`],
-    /// none above our executed tip), from memory or from the store's block log.
-    fn serve_range(&mut self, peer: P, from: u64, to: u64) {
-        let last = to.min(self.tip.1).min(from.saturating_add(RANGE_MAX - 1));
-        for h in from.max(1)..=last {
-            let block = match self.ledger.digest_at(h).and_then(|d| self.blocks.get(&d)) {
-                Some(b) => b.clone(),
-                None => match self
-                    .store
-                    .log()
-                    .read(h)
-                    .map_err(|e| e.to_string())
-                    .and_then(|bytes| logged_block(&bytes, &self.limits))
-                {
-                    Ok((b, _)) => b,
-                    Err(e) => {
-                        debug!(h, %e, "cannot serve a backfill height (pruned or damaged)");
-                        if let Some(first) = self.store.log().first_height()
-                            && h < first
-                        {
-                            let mut bytes = vec![TAG_PRUNED];
-                            bytes.extend_from_slice(&first.to_be_bytes());
-                            let _ = self.net.0.send(Recipients::One(peer.clone()), bytes, false);
-                            return;
-                        }
-                        continue;
-                    }
-                },
-            };
-            let _ = self.net.0.send(Recipients::One(peer.clone()), wire_block(&block), false);
+    /// A decoded block from `from`: kept if asked for; otherwise held on the sender's account
+    /// (bounded per peer), or dropped if far beyond the executed tip.
+    fn receive_block(&mut self, from: P, block: ChainBlock, encoded: usize) {
+        let digest = block.id();
+        if self.blocks.contains_key(&digest) {
+            return;
         }
+        let backfilling = self.backfill.is_some_and(|m| block.height_u64() <= m);
+        let solicited = self.wanted.contains(&digest) || backfilling;
+        if !solicited {
+            // Unsolicited blocks far beyond the executed tip are dropped (a catching-up
+            // validator requests what it needs).
+            if block.height_u64() > self.tip.1.saturating_add(MAX_AHEAD) {
+                debug!(?from, height = block.height_u64(), "unsolicited block too far ahead");
+                return;
+            }
+            if block.height_u64() <= self.tip.1 {
+                // Below the executed tip and not asked for: of no use.
+                return;
+            }
+            let bytes = held_bytes(encoded, block.block().txs.len());
+            let admitted = self.unsolicited.admit(&from, digest, bytes, self.tip.1);
+            for old in &admitted.evicted {
+                self.blocks.remove(old);
+            }
+            self.ledger.unsolicited(self.unsolicited.totals(), admitted.evicted.len());
+            if admitted.flooding {
+                return self.block_peer(
+                    from,
+                    BlockReason::BlockFlood,
+                    "unsolicited blocks beyond the per-peer bounds",
+                );
+            }
+        }
+        self.blocks.insert(digest, block);
+        self.wanted.remove(&digest);
+        self.progress();
+    }
+
+    /// Blocks `peer` on the validator network (once), drops what it made us hold, counts why.
+    fn block_peer(&mut self, peer: P, reason: BlockReason, why: &str) {
+        if !self.blocked.insert(peer.clone()) {
+            return;
+        }
+        warn!(?peer, ?reason, why, "blocking a peer");
+        self.ledger.peer_blocked(reason);
+        for d in self.unsolicited.drop_peer(&peer) {
+            self.blocks.remove(&d);
+        }
+        self.ledger.unsolicited(self.unsolicited.totals(), 0);
+        self.peers.retain(|p| p != &peer);
+        let _ = self.blocker.block(peer);
+    }
+
+    /// The backfill server's read of raw block-log entries (file reads only; decoding and
+    /// sending are the server's).
+    fn read_log(&mut self, read: LogRead) {
+        let log = self.store.log();
+        let mut answer = LogAnswer { entries: Vec::new(), first: log.first_height() };
+        let mut bytes = 0u64;
+        for h in read.from..=read.to.min(self.tip.1) {
+            if bytes >= read.max_bytes || answer.entries.len() as u64 >= RANGE_MAX {
+                break;
+            }
+            match log.read(h) {
+                Ok(raw) => {
+                    bytes = bytes.saturating_add(raw.len() as u64);
+                    answer.entries.push((h, raw));
+                }
+                Err(e) => {
+                    debug!(h, %e, "cannot serve a backfill height (pruned or damaged)");
+                    break;
+                }
+            }
+        }
+        let _ = read.response.send(answer);
     }
 
     fn request_wanted(&mut self) {
@@ -963,6 +1184,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
     }
 
     fn relay(&mut self, payload: Digest, plan: Plan<P>) {
+        self.unsolicited.claim(&payload);
         let Some(block) = self.blocks.get(&payload) else {
             debug!(?payload, "relay of an unknown block");
             return;
@@ -1050,6 +1272,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             if let Some(s) = self.states.get(&cursor) {
                 break s.clone();
             }
+            self.unsolicited.claim(&cursor);
             let Some(block) = self.blocks.get(&cursor) else {
                 self.wanted.insert(cursor);
                 return Err(Lookup::Missing);
@@ -1116,7 +1339,9 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         match &mut self.source {
             BlockSource::Pool { source, max_txs } => source.take(state, (*max_txs).min(self.limits.max_txs)),
             BlockSource::Synthetic(s) => {
-                let s = *s;
+                let mut s = *s;
+                // The proposer never builds more than the limits let verifiers decode.
+                s.txs_per_block = s.txs_per_block.min(self.limits.max_txs);
                 self.derive_synthetic_keys(s.traders);
                 let ids = self.keys.iter().map(|(_, id)| *id).collect();
                 let mut w = Workload::new(seed, s.traders, PathKind::Calm, &self.genesis).with_ids(ids);
@@ -1144,17 +1369,33 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         }
     }
 
+    /// The trick this proposal plays: [`Trick::Honest`] but for a Byzantine-leader fault.
+    fn next_trick(&mut self) -> Trick {
+        let Some(Fault::ByzantineLeader(tricks)) = &self.fault else { return Trick::Honest };
+        let trick = tricks.get(self.led % tricks.len().max(1)).copied().unwrap_or(Trick::Honest);
+        self.led = self.led.wrapping_add(1);
+        warn!(?trick, "fault injection: a Byzantine leader's trick");
+        trick
+    }
+
     fn build(&mut self, context: &Context<Digest, P>) -> Result<Digest, Lookup> {
         let parent = context.parent.1;
         let state = self.state_after(parent)?;
         let height = state.height.saturating_add(1);
         let mut seed = [0u8; 8];
         seed.copy_from_slice(&parent.as_ref()[..8]);
+        let trick = self.next_trick();
         // Block time is this proposer's clock, strictly after the parent's.
-        let timestamp_ms = self.now_ms().max(state.timestamp_ms.saturating_add(1));
+        let timestamp_ms = trick.timestamp(self.now_ms(), state.timestamp_ms);
         let started = std::time::Instant::now();
-        let (txs, auth): (Vec<Tx>, Vec<TxAuth>) =
+        let (mut txs, mut auth): (Vec<Tx>, Vec<TxAuth>) =
             self.block_txs(&state, u64::from_le_bytes(seed), height, timestamp_ms).into_iter().unzip();
+        let want = trick.max_txs(&self.limits, txs.len());
+        if want > txs.len() {
+            let (t, a) = (txs.clone(), auth.clone());
+            txs.extend(t.into_iter().cycle().take(want - txs.len()));
+            auth.extend(a.into_iter().cycle().take(want - auth.len()));
+        }
         self.ledger.add_time(|t| &mut t.sequencer_ns, started);
         self.ledger.add_proposed(txs.len() as u64);
         let validators = u16::try_from(state.validators.len()).unwrap_or(u16::MAX);
@@ -1166,7 +1407,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             proposals: Vec::new(),
         };
         let root = state.state_root();
-        let block = ChainBlock::new(parent, root, block, auth, &self.limits).map_err(|e| {
+        let block = ChainBlock::new(parent, root, block, auth, &trick.limits(&self.limits)).map_err(|e| {
             error!(%e, "cannot build a block");
             Lookup::Invalid
         })?;
@@ -1185,6 +1426,12 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             }
         }
         debug!(height, txs = block.block().txs.len(), view = %context.round.view(), "proposed");
+        for extra in trick.extra_blocks(&block, &self.limits) {
+            let _ = self.net.0.send(Recipients::All, wire_block(&extra), false);
+        }
+        for extra in trick.extra_messages() {
+            let _ = self.net.0.send(Recipients::All, extra, false);
+        }
         self.blocks.insert(digest, block);
         self.states.insert(digest, next);
         self.persist(digest)?;
@@ -1192,6 +1439,8 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
     }
 
     fn verify(&mut self, context: &Context<Digest, P>, payload: Digest) -> Result<bool, Lookup> {
+        // Consensus refers to it: no longer on its sender's account.
+        self.unsolicited.claim(&payload);
         let Some(block) = self.blocks.get(&payload).cloned() else {
             self.wanted.insert(payload);
             return Err(Lookup::Missing);
@@ -1212,13 +1461,20 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         // parent state (a signer with an account, its next nonce), as execution checks again.
         let includable = parent.check_txs(&block.block().txs);
         if block.height_u64() != parent_height.saturating_add(1) {
-            warn!(height = block.height_u64(), parent = parent_height, "proposal height is not parent + 1");
+            // Whatever our state or clock: the leader proposed an invalid block.
+            self.block_peer(
+                context.leader.clone(),
+                BlockReason::InvalidProposal,
+                "proposal height is not parent + 1",
+            );
             return Ok(false);
         }
         let ts = block.block().timestamp_ms;
         let now = self.now_ms();
-        if ts <= parent_ts || ts > now.saturating_add(MAX_FUTURE_MS) {
-            warn!(ts, parent = parent_ts, now, "proposal timestamp out of range");
+        if !timestamp_in_window(ts, parent_ts, now) {
+            // Our clock decides this: not a reason to block anyone.
+            warn!(ts, parent = parent_ts, now, "proposal timestamp outside this validator's window");
+            self.ledger.refused_timestamp();
             return Ok(false);
         }
         if block.parent_state_root() != &parent_root {
@@ -1229,9 +1485,10 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             return Ok(false);
         }
         if block.block().oracle != self.oracle.votes(ts, validators) {
-            warn!(
-                height = block.height_u64(),
-                "proposal's oracle votes differ from the price path at its time"
+            self.block_peer(
+                context.leader.clone(),
+                BlockReason::InvalidProposal,
+                "proposal's oracle votes differ from the price path at its time",
             );
             return Ok(false);
         }
@@ -1243,7 +1500,9 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         let checked = self.check_signatures(&block);
         self.ledger.add_time(|t| &mut t.signatures_ns, started);
         if let Err(why) = checked {
+            // A signature is valid or not whatever our state: the leader proposed it.
             warn!(height = block.height_u64(), %why, "proposal carries a transaction it may not");
+            self.block_peer(context.leader.clone(), BlockReason::InvalidProposal, &why);
             return Ok(false);
         }
         // Executes speculatively and caches the result (or refuses a header error).
@@ -1322,7 +1581,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
     /// The exchange block as this validator executes it: the block itself, unless a fault is
     /// injected at its height.
     fn as_executed<'a>(&self, block: &'a ChainBlock) -> Cow<'a, bastion_types::Block> {
-        if self.fault == Some(Fault::DivergeAt(block.height_u64())) {
+        if self.fault.as_ref() == Some(&Fault::DivergeAt(block.height_u64())) {
             warn!(height = block.height_u64(), "fault injection: executing a tampered block");
             Cow::Owned(bastion_types::Block { txs: Vec::new(), ..block.block().clone() })
         } else {
@@ -1352,6 +1611,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
             let mut cursor = digest;
             let mut missing = false;
             while cursor != self.tip.0 {
+                self.unsolicited.claim(&cursor);
                 let Some(block) = self.blocks.get(&cursor) else {
                     self.wanted.insert(cursor);
                     if let Some(child) = chain.last().and_then(|d| self.blocks.get(d)) {
@@ -1430,6 +1690,7 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
                 if let BlockSource::Pool { source, .. } = &mut self.source {
                     source.finalized(self.store.state(), &block.block().txs);
                 }
+                self.cache.insert(block.height_u64(), Bytes::from(wire_block(&block)), KEEP_FINALIZED);
                 let fund = self.store.state().insurance_fund();
                 let finalized = Finalized::of(d, &block, out.root, &out.events, fund);
                 self.ledger.add_finalized(&finalized);
@@ -1457,6 +1718,9 @@ impl<E: Spawner + Clock, P: PublicKey, S: Sender<PublicKey = P>, R: Receiver<Pub
         let floor = tip.saturating_sub(KEEP_FINALIZED);
         let genesis = self.genesis_digest;
         self.blocks.retain(|d, b| *d == genesis || b.height_u64() > floor);
+        let blocks = &self.blocks;
+        self.unsolicited.retain(|d| blocks.contains_key(d));
+        self.ledger.unsolicited(self.unsolicited.totals(), 0);
         self.executed.retain(|_, h| *h > floor);
         self.persisted.retain(|_, h| *h > tip);
         if self.pending.len_bytes() > PENDING_COMPACT_BYTES
@@ -1480,6 +1744,7 @@ fn recover_chain(
     limits: &BlockLimits,
     ledger: &Ledger,
     blocks: &mut HashMap<Digest, ChainBlock>,
+    cache: &Cache,
 ) -> Result<(Digest, u64), String> {
     let height = store.state().height;
     if height == 0 {
@@ -1506,6 +1771,7 @@ fn recover_chain(
         }
         ledger.record(h, finalized);
         tip = Some((block.id(), h));
+        cache.insert(h, Bytes::from(wire_block(&block)), KEEP_FINALIZED);
         blocks.insert(block.id(), block);
     }
     match tip {
@@ -1522,7 +1788,7 @@ fn recover_chain(
 }
 
 /// The chain block a log entry holds (see [`recover_chain`]), and what it recorded.
-fn logged_block(bytes: &[u8], limits: &BlockLimits) -> Result<(ChainBlock, Finalized), String> {
+pub(crate) fn logged_block(bytes: &[u8], limits: &BlockLimits) -> Result<(ChainBlock, Finalized), String> {
     let entry = bastion_store::LogEntry::decode(bytes)?;
     let parent = Digest::from(entry.link);
     let block = ChainBlock::from_witness(parent, entry.parent_root, entry.block, &entry.witness, limits)
@@ -1543,16 +1809,32 @@ fn compact_pending(
     pending.rewrite(live.iter().map(Vec::as_slice))
 }
 
-/// Appends `bytes` to `path` and syncs it (creating the file if needed).
-fn append_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    f.write_all(bytes)?;
-    f.sync_data()
-}
-
-fn wire_block(block: &ChainBlock) -> Vec<u8> {
+/// A block as the block channel carries it: its tag, then its encoding.
+pub(crate) fn wire_block(block: &ChainBlock) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(1 + block.encode_size());
     bytes.push(TAG_BLOCK);
     bytes.extend_from_slice(&block.encode());
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_time_window_is_bounded_on_both_sides() {
+        let (parent, now) = (1_000_000, 1_010_000);
+        assert!(timestamp_in_window(now, parent, now));
+        assert!(timestamp_in_window(now + MAX_FUTURE_MS, parent, now));
+        assert!(!timestamp_in_window(now + MAX_FUTURE_MS + 1, parent, now), "too far ahead");
+        assert!(timestamp_in_window(now - MAX_PAST_MS, parent, now));
+        assert!(
+            !timestamp_in_window(now - MAX_PAST_MS - 1, parent, now),
+            "too far behind the verifier's clock"
+        );
+        assert!(!timestamp_in_window(parent, parent, now - MAX_PAST_MS + 1), "not after the parent");
+        // The window is tight enough to matter: a leader moves the chain's time by at most
+        // 2.5 s (it was unbounded behind, 2 s ahead).
+        const { assert!(MAX_FUTURE_MS + MAX_PAST_MS <= 2_500) };
+    }
 }

@@ -19,7 +19,6 @@
 //! digest commits to every signature. Whether they are valid is the application's check (it
 //! rebuilds each signed message from the transaction: the body encoding is canonical).
 
-use bastion_exchange::BLOCK_TXS_MAX;
 use bastion_types::{
     Block, TxAuth,
     tx::{AUTH_BYTES, auth_from_bytes, auth_to_bytes},
@@ -38,18 +37,25 @@ pub const HEADER_BYTES: usize = 32 + 8 + 32;
 /// Default limit on the encoded exchange block (16 MiB: batches of thousands of orders).
 pub const DEFAULT_MAX_BLOCK_BYTES: usize = 16 << 20;
 
-/// Limits applied when decoding a block received from a peer (the codec's `Read::Cfg`).
+/// Default protocol limit on transactions per block: what honest proposers build and verifiers
+/// decode (the node's `pipeline.block_txs_max`; one value governs decode, verify and propose).
+pub const DEFAULT_BLOCK_TXS: usize = 4_096;
+
+/// Limits applied when decoding a block received from a peer (the codec's `Read::Cfg`), when
+/// verifying it and when building a proposal: one value for all three, so a verifier never
+/// accepts more than an honest proposer builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockLimits {
     /// Largest encoded exchange block (the postcard body) accepted.
     pub max_body_bytes: usize,
-    /// Most transactions accepted in one block (at most [`BLOCK_TXS_MAX`]).
+    /// Most transactions accepted in one block (at most [`bastion_exchange::BLOCK_TXS_MAX`], the exchange's own
+    /// bound; [`DEFAULT_BLOCK_TXS`] by default).
     pub max_txs: usize,
 }
 
 impl Default for BlockLimits {
     fn default() -> Self {
-        BlockLimits { max_body_bytes: DEFAULT_MAX_BLOCK_BYTES, max_txs: BLOCK_TXS_MAX }
+        BlockLimits { max_body_bytes: DEFAULT_MAX_BLOCK_BYTES, max_txs: DEFAULT_BLOCK_TXS }
     }
 }
 
@@ -273,7 +279,7 @@ impl commonware_consensus::Block for ChainBlock {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use bastion_exchange::{Genesis, State, testkit::PathKind, testkit::Workload};
+    use bastion_exchange::{BLOCK_TXS_MAX, Genesis, State, testkit::PathKind, testkit::Workload};
     use commonware_codec::{Decode as _, Encode as _};
 
     fn sample() -> ChainBlock {
@@ -354,6 +360,25 @@ mod tests {
                 assert_eq!(other.encode().as_ref(), flipped.as_slice(), "decoded a non-canonical encoding");
             }
         }
+    }
+
+    #[test]
+    fn default_limits_refuse_more_transactions_than_a_proposer_builds() {
+        let b = sample();
+        let n = DEFAULT_BLOCK_TXS + 1;
+        let mut block = b.block().clone();
+        let txs: Vec<_> = block.txs.iter().cloned().cycle().take(n).collect();
+        block.txs = txs;
+        let auth: Vec<TxAuth> = b.auth().iter().copied().cycle().take(n).collect();
+        let loose = BlockLimits { max_txs: n, ..BlockLimits::default() };
+        let big = ChainBlock::new(b.parent_digest(), *b.parent_state_root(), block, auth, &loose).unwrap();
+        let bytes = big.encode();
+        assert!(ChainBlock::decode_cfg(bytes.clone(), &loose).is_ok());
+        assert!(
+            ChainBlock::decode_cfg(bytes, &BlockLimits::default()).is_err(),
+            "a verifier decoded a block of {n} transactions; proposers build at most {DEFAULT_BLOCK_TXS}"
+        );
+        assert!(BlockLimits::default().max_txs <= BLOCK_TXS_MAX);
     }
 
     #[test]

@@ -28,6 +28,12 @@
 //!   records each block's proposal time (the leader's clock when propose completes) and each
 //!   validator's finalization time, for finality latency.
 //!
+//! - Issue 15 (this branch's part): one `BlockLimits` for decode, verify and propose;
+//!   [`relay`]: unsolicited blocks bounded per peer, peers blocked by reason; [`backfill`]:
+//!   range requests served off the actor at a per-peer rate; the block time window bounded on
+//!   both sides ([`MAX_PAST_MS`], [`MAX_FUTURE_MS`]); [`evidence`]: bounded, written off the
+//!   reporter; [`byzantine`]: a Byzantine leader's tricks for the simulation.
+//!
 //! Not built yet: marshal (archival backfill beyond the 64 most recent finalized blocks kept in
 //! memory; restart needs the whole block log), validator keys from a genesis file with proofs
 //! of possession (tests use commonware's fixture keys), evidence persistence, signature
@@ -37,18 +43,24 @@
 //! production.
 
 pub mod application;
+pub mod backfill;
 pub mod block;
+pub mod byzantine;
 pub mod engine;
+pub mod evidence;
 pub mod governance;
+pub mod relay;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod spec;
 
 pub use application::{
-    Application, BlockSource, Config, Fault, Finalized, Ledger, MAX_FUTURE_MS, Mailbox, Reporter, Synthetic,
-    Totals, TxSource, genesis_block,
+    Application, BlockSource, Config, Fault, Finalized, Ledger, MAX_FUTURE_MS, MAX_PAST_MS, Mailbox,
+    Reporter, Synthetic, Totals, TxSource, genesis_block, timestamp_in_window,
 };
 pub use bastion_exchange::State;
 pub use block::{BlockLimits, ChainBlock, StateRoot};
+pub use byzantine::Trick;
 pub use governance::ProposalSource;
+pub use relay::{BlockReason, PeerBlocks};
 pub use spec::{ChainSpec, Multisig, SpecError, ValidatorInfo, ValidatorKeys};

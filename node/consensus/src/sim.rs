@@ -6,7 +6,9 @@
 //! on any violated safety or liveness check.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::{Application, BlockLimits, BlockSource, Config, Fault, Finalized, Ledger, Multisig};
+use crate::{
+    Application, BlockLimits, BlockSource, Config, Fault, Finalized, Ledger, Multisig, Totals, Trick,
+};
 use bastion_exchange::{
     Genesis,
     scenario::{PricePath, Scenario},
@@ -55,6 +57,9 @@ pub struct Run {
     pub partition: Option<Partition>,
     /// This validator runs a Byzantine engine (commonware's simplex mocks) instead of Bastion.
     pub byzantine: Option<(usize, Byzantine)>,
+    /// This validator runs Bastion as a Byzantine leader: each time it leads, it plays the next
+    /// of these tricks (see [`crate::byzantine`]).
+    pub byzantine_leader: Option<(usize, Vec<Trick>)>,
 }
 
 impl Run {
@@ -70,6 +75,7 @@ impl Run {
             diverge: None,
             partition: None,
             byzantine: None,
+            byzantine_leader: None,
         }
     }
 }
@@ -124,6 +130,9 @@ pub struct Outcome {
     /// Per validator: each line of its data dir's evidence file, with whether its proof
     /// decoded and verified against the validator set's public keys.
     pub evidence: Vec<Vec<(String, bool)>>,
+    /// Per validator: its running totals at the end (blocked peers, unsolicited blocks held,
+    /// evidence counts, ...).
+    pub totals: Vec<Totals>,
 }
 
 impl Outcome {
@@ -228,9 +237,10 @@ impl Validator {
                 verified: None,
                 oracle: PricePath::devnet(Scenario::Calm, self.genesis.timestamp_ms, 7),
                 ledger: self.ledger.clone(),
-                fault: self.fault,
+                fault: self.fault.clone(),
             },
             blocks,
+            oracle.control(self.me.clone()),
         )
         .unwrap();
         let floor = app.genesis_digest();
@@ -295,12 +305,28 @@ pub fn simulate_outcome(run: Run) -> Outcome {
 /// event-loop iteration (the runtime's default, used by the tests, is 1 ms; every iteration of a
 /// busy executor costs that much simulated time, so latency figures want a small one).
 pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
-    let Run { validators: n, seed, link, target_height, crash, diverge, partition, byzantine } = run;
-    assert!(byzantine.is_none() || (crash.is_none() && diverge.is_none()), "one fault at a time");
+    let Run {
+        validators: n,
+        seed,
+        link,
+        target_height,
+        crash,
+        diverge,
+        partition,
+        byzantine,
+        byzantine_leader,
+    } = run;
+    let byzantine_any = byzantine.is_some() || byzantine_leader.is_some();
+    assert!(
+        !byzantine_any
+            || (crash.is_none() && diverge.is_none() && !(byzantine.is_some() && byzantine_leader.is_some())),
+        "one fault at a time"
+    );
+    let tricks = byzantine_leader.clone();
     // Not checked for halts and faults, nor waited for.
-    let faulty = diverge.map(|d| d.0).or(byzantine.map(|b| b.0));
+    let faulty = diverge.map(|d| d.0).or(byzantine.map(|b| b.0)).or(tricks.as_ref().map(|b| b.0));
     // Equivocation evidence is allowed only against this validator.
-    let byz = byzantine.map(|b| b.0);
+    let byz = byzantine.map(|b| b.0).or(tricks.as_ref().map(|b| b.0));
     println!("simulation: validators={n} seed={seed} (replay with BASTION_SEED={seed})");
     let cfg = deterministic::Config::new()
         .with_start_time(sim_start_time())
@@ -331,8 +357,13 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
                 genesis: genesis.clone(),
                 limits,
                 ledger: ledger.clone(),
-                fault: diverge.filter(|d| d.0 == i).map(|d| Fault::DivergeAt(d.1)),
+                fault: diverge.filter(|d| d.0 == i).map(|d| Fault::DivergeAt(d.1)).or_else(|| {
+                    tricks.as_ref().filter(|t| t.0 == i).map(|t| Fault::ByzantineLeader(t.1.clone()))
+                }),
             };
+            if let Some(Fault::ByzantineLeader(t)) = &v.fault {
+                println!("validator {i} is a Byzantine leader: {t:?}");
+            }
             match byzantine.filter(|b| b.0 == i) {
                 None => nodes.push(v.start(&context, &oracle, 0).await),
                 Some((_, kind)) => {
@@ -409,6 +440,70 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
     })
 }
 
+/// One validator's reporter is handed `pieces` pieces of equivocation evidence against one
+/// signer (conflicting notarize votes in `pieces` views, properly signed), as the engine would
+/// report them. Returns what its ledger kept, what its evidence file holds (with whether each
+/// proof verifies), and its totals. The bound is the point: see [`crate::evidence`].
+pub fn evidence_flood(pieces: u64) -> (Vec<String>, Vec<(String, bool)>, Totals) {
+    use commonware_consensus::{
+        Reporter as _,
+        simplex::types::{Activity, ConflictingNotarize, Notarize, Proposal},
+        types::{Round, View},
+    };
+    println!("evidence flood: {pieces} pieces against one signer");
+    let cfg = deterministic::Config::new()
+        .with_start_time(sim_start_time())
+        .with_seed(0)
+        .with_timeout(Some(Duration::from_secs(600)));
+    deterministic::Runner::new(cfg).start(|mut context| async move {
+        let genesis = sim_genesis();
+        let limits = BlockLimits { max_body_bytes: 1 << 20, ..BlockLimits::default() };
+        let Fixture { participants, schemes, .. } =
+            bls12381_multisig::fixture::<MinSig, _>(&mut context, NAMESPACE, 4);
+        let one = link(1, 0, commonware_utils::probability!(1.0));
+        let oracle = network(&context, &participants, &one, &limits).await;
+        let control = oracle.control(participants[0].clone());
+        let blocks = control.register(3, Quota::per_second(NZU32!(10_000))).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), &genesis, sim_store_config()).unwrap();
+        let ledger = Ledger::default();
+        let (app, _mailbox, mut reporter) = Application::new::<Multisig>(
+            context.child("application"),
+            Config {
+                store,
+                genesis: genesis.clone(),
+                limits,
+                source: BlockSource::default(),
+                chain: SIM_CHAIN,
+                verifier: sim_verifier(),
+                verified: None,
+                oracle: PricePath::devnet(Scenario::Calm, genesis.timestamp_ms, 7),
+                ledger: ledger.clone(),
+                fault: None,
+            },
+            blocks,
+            control,
+        )
+        .unwrap();
+        let _app = app.start();
+        for v in 1..=pieces {
+            let proposal = |b: u8| {
+                Proposal::new(
+                    Round::new(Epoch::new(0), View::new(v)),
+                    View::new(v - 1),
+                    Digest::from([b; 32]),
+                )
+            };
+            let a = Notarize::sign(&schemes[1], proposal(1)).unwrap();
+            let b = Notarize::sign(&schemes[1], proposal(2)).unwrap();
+            reporter.report(Activity::ConflictingNotarize(ConflictingNotarize::new(a, b)));
+        }
+        context.sleep(Duration::from_secs(1)).await;
+        let evidence = read_evidence(&mut context, dir.path(), &schemes[0]);
+        (ledger.faults(), evidence, ledger.totals())
+    })
+}
+
 /// Reads a data dir's evidence file and checks each proof: it must decode as the kind the line
 /// names and verify against the validator set (any member's scheme verifies).
 fn read_evidence(
@@ -443,6 +538,7 @@ fn read_evidence(
 
 fn outcome(ledgers: &[Ledger], elapsed: Duration, evidence: Vec<Vec<(String, bool)>>) -> Outcome {
     Outcome {
+        totals: ledgers.iter().map(Ledger::totals).collect(),
         ledgers: ledgers.iter().map(Ledger::finalized).collect(),
         halts: ledgers.iter().map(Ledger::halted).collect(),
         faults: ledgers.iter().map(Ledger::faults).collect(),

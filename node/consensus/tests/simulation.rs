@@ -11,9 +11,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bastion_consensus::{
+    MAX_FUTURE_MS, Trick,
+    backfill::{REQUESTS_BURST, REQUESTS_PER_S},
+    evidence::EVIDENCE_PER_SIGNER,
     genesis_block,
+    relay::{UNSOLICITED_BLOCKS_PER_PEER, UNSOLICITED_BYTES_PER_PEER},
     sim::{
-        Byzantine, Crash, Partition, Run, check, link, seeds, simulate, simulate_outcome, simulate_with_halts,
+        Byzantine, Crash, Partition, Run, check, link, seeds, sim_genesis, simulate, simulate_outcome,
+        simulate_with_halts,
     },
 };
 use bastion_exchange::Genesis;
@@ -162,8 +167,155 @@ fn byzantine_run(kind: Byzantine, seed: u64) -> Vec<Vec<String>> {
             "validator {i}: a proof does not verify: {:?}",
             o.evidence[*i]
         );
+        // Bounded: only the first pieces per (kind, signer) are kept, in memory and on disk;
+        // the rest are counted.
+        for kind in ["conflicting notarize", "conflicting finalize", "nullify and finalize"] {
+            let kept = f.iter().filter(|f| f.starts_with(kind)).count();
+            assert!(
+                kept <= EVIDENCE_PER_SIGNER as usize,
+                "validator {i} kept {kept} pieces of {kind} evidence against one signer (bound {EVIDENCE_PER_SIGNER})"
+            );
+        }
+        let seen = o.totals[*i].evidence_seen;
+        assert!(seen >= f.len() as u64, "validator {i}: {seen} pieces seen, {} kept", f.len());
+        println!("validator {i}: {seen} pieces of evidence reported, {} kept", f.len());
     }
     faults
+}
+
+/// Runs 4 validators, validator 3 a Byzantine leader playing `tricks` in turn each time it
+/// leads; checks safety, agreement and liveness of the honest three, and that each of them
+/// blocked it (and nobody else) for `reason`.
+fn byzantine_leader_run(
+    tricks: Vec<Trick>,
+    seed: u64,
+    reason: fn(&bastion_consensus::PeerBlocks) -> u64,
+) -> bastion_consensus::sim::Outcome {
+    let (target, bad) = (30, 3usize);
+    let o = simulate_outcome(Run {
+        byzantine_leader: Some((bad, tricks)),
+        ..Run::new(4, seeds(seed), link(20, 10, probability!(1.0)), target)
+    });
+    let honest: Vec<_> = (0..4).filter(|&i| i != bad).collect();
+    check(&honest.iter().map(|&i| o.ledgers[i].clone()).collect::<Vec<_>>(), target);
+    for &i in &honest {
+        let t = &o.totals[i];
+        println!(
+            "validator {i}: blocked {:?}; unsolicited peak {} blocks {} bytes, evicted {}; refused timestamps {}",
+            t.peers_blocked,
+            t.unsolicited_blocks_peak,
+            t.unsolicited_bytes_peak,
+            t.unsolicited_evicted,
+            t.refused_timestamp
+        );
+        assert_eq!(
+            reason(&t.peers_blocked),
+            1,
+            "validator {i} must block the Byzantine leader: {:?}",
+            t.peers_blocked
+        );
+        assert_eq!(t.peers_blocked.total(), 1, "validator {i} blocked an honest peer: {:?}", t.peers_blocked);
+        // Memory bound on unsolicited blocks: per peer at most the count and the bytes bounds.
+        let peers = 3u64;
+        assert!(t.unsolicited_blocks_peak <= peers * UNSOLICITED_BLOCKS_PER_PEER as u64);
+        assert!(t.unsolicited_bytes_peak <= peers * UNSOLICITED_BYTES_PER_PEER as u64);
+        // No finalized block has more transactions than a proposer may build, or a time
+        // further ahead of its proposal than the window allows.
+        for f in o.ledgers[i].values() {
+            assert!(f.txs <= bastion_consensus::block::DEFAULT_BLOCK_TXS);
+        }
+    }
+    for f in o.ledgers[honest[0]].values() {
+        if let Some(at) = o.proposed_at.get(&f.digest) {
+            let at = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+            assert!(
+                f.timestamp_ms <= at + MAX_FUTURE_MS,
+                "a block {} ms ahead of its proposal was finalized",
+                f.timestamp_ms - at
+            );
+        }
+    }
+    o
+}
+
+#[test]
+fn byzantine_leader_with_skewed_times_and_an_oversized_block_is_refused_and_blocked() {
+    // Its first proposal is inside the window (accepted: the chain stays live), its second
+    // is outside (refused by every honest verifier, which blocks no one for it: a clock is not
+    // proof), its third has one transaction more than the limit (undecodable: blocked).
+    let inside = MAX_FUTURE_MS / 2;
+    let outside = MAX_FUTURE_MS + 1_000;
+    let o = byzantine_leader_run(
+        vec![Trick::SkewAhead(inside), Trick::SkewAhead(outside), Trick::Oversized],
+        17,
+        |b| b.undecodable,
+    );
+    for i in 0..3 {
+        assert!(o.totals[i].refused_timestamp >= 1, "validator {i} accepted a block {outside} ms ahead");
+    }
+    // The proposal inside the window was finalized.
+    let ahead = o.ledgers[0].values().filter_map(|f| {
+        let at = o.proposed_at.get(&f.digest)?.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+        (f.timestamp_ms >= at + inside).then_some(f.timestamp_ms - at)
+    });
+    assert!(ahead.count() >= 1, "the Byzantine leader's block inside the window is finalized");
+}
+
+#[test]
+fn byzantine_leader_flooding_unsolicited_blocks_is_bounded_and_blocked() {
+    let o = byzantine_leader_run(vec![Trick::Flood(200)], 18, |b| b.block_flood);
+    for i in 0..3 {
+        assert!(o.totals[i].unsolicited_evicted >= 1, "validator {i} evicted nothing");
+        assert!(
+            o.totals[i].unsolicited_blocks_peak <= UNSOLICITED_BLOCKS_PER_PEER as u64 + 8,
+            "validator {i} held {} unsolicited blocks",
+            o.totals[i].unsolicited_blocks_peak
+        );
+    }
+}
+
+#[test]
+fn byzantine_leader_flooding_range_requests_is_rate_limited_and_blocked() {
+    let o = byzantine_leader_run(vec![Trick::RangeFlood(2_000)], 19, |b| b.backfill_flood);
+    let secs = (o.elapsed - Duration::from_millis(sim_genesis().timestamp_ms)).as_secs() + 1;
+    for i in 0..3 {
+        let t = &o.totals[i];
+        println!(
+            "validator {i}: backfill served {} blocks, dropped {} requests",
+            t.backfill_served, t.backfill_dropped
+        );
+        assert!(
+            t.backfill_dropped >= 256,
+            "validator {i} dropped only {} range requests",
+            t.backfill_dropped
+        );
+        // At most the burst and what the rate refilled over the run, 64 blocks each.
+        let most = (REQUESTS_BURST + REQUESTS_PER_S * secs) * 64;
+        assert!(
+            t.backfill_served <= most,
+            "validator {i} served {} blocks (bound {most})",
+            t.backfill_served
+        );
+    }
+}
+
+#[test]
+fn evidence_is_bounded_per_signer_and_written_off_the_reporter() {
+    let pieces = 200;
+    let (kept, on_disk, totals) = bastion_consensus::sim::evidence_flood(pieces);
+    assert_eq!(totals.evidence_seen, pieces, "every piece is counted");
+    assert_eq!(
+        kept.len(),
+        EVIDENCE_PER_SIGNER as usize,
+        "only the first pieces per signer are kept: {kept:?}"
+    );
+    assert_eq!(
+        on_disk.iter().map(|(what, _)| what).collect::<Vec<_>>(),
+        kept.iter().collect::<Vec<_>>(),
+        "the evidence file holds exactly what the ledger kept"
+    );
+    assert!(on_disk.iter().all(|(_, ok)| *ok), "a proof on disk does not verify: {on_disk:?}");
+    assert_eq!(totals.evidence_dropped, 0);
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,6 +29,11 @@ const MAX_REQUEST_HEAD: usize = 8 * 1024;
 const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
 /// How often the exporter's accept loop checks its stop flag when idle.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
+/// Most connections the exporter serves at once (one short-lived thread each); a connection
+/// accepted beyond this is closed at once, unanswered, and counted as refused. With the
+/// [`IO_TIMEOUT`] on the request head, a client can hold a slot for at most about 2 s plus
+/// one response.
+pub const MAX_CONNECTIONS: usize = 16;
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -389,10 +394,13 @@ fn fmt_value(v: f64) -> String {
 /// Serves `GET /metrics` (the registry, `text/plain; version=0.0.4`) and `GET /health` (`ok`)
 /// on a std `TcpListener` from a background thread named `metrics`; any other request gets 404.
 ///
-/// Connections are answered one at a time. A client whose request head exceeds 8 KiB, or that
-/// has not sent it within 2 s, is dropped. The thread polls a non-blocking listener every 50 ms
-/// and exits soon after `stop` is set (within 2 s plus one response if a client is being
-/// served). Returns the bound address (so port 0 works) and the thread's handle.
+/// Connections are served concurrently, each on its own short-lived thread, at most
+/// [`MAX_CONNECTIONS`] at once (beyond that a connection is closed unanswered), so a slow or
+/// stalled client does not hold up a scrape. A client whose request head exceeds 8 KiB, or that
+/// has not sent it within 2 s, is dropped. The accept thread polls a non-blocking listener every
+/// 50 ms and exits soon after `stop` is set (connections in flight finish on their own, within
+/// 2 s plus one response). Returns the bound address (so port 0 works) and the accept thread's
+/// handle.
 pub fn serve(
     registry: Arc<Registry>,
     addr: SocketAddr,
@@ -401,12 +409,28 @@ pub fn serve(
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
+    let active = Arc::new(AtomicUsize::new(0));
     let handle = std::thread::Builder::new().name("metrics".to_string()).spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    if let Err(e) = handle_connection(&registry, stream) {
-                        tracing::debug!(%peer, error = %e, "metrics request dropped");
+                    if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                        active.fetch_sub(1, Ordering::AcqRel);
+                        tracing::debug!(%peer, "metrics: {MAX_CONNECTIONS} connections open, refusing one");
+                        drop(stream);
+                        continue;
+                    }
+                    let (registry, slot) = (registry.clone(), Slot(active.clone()));
+                    let spawned =
+                        std::thread::Builder::new().name("metrics-conn".to_string()).spawn(move || {
+                            let _slot = slot;
+                            if let Err(e) = handle_connection(&registry, stream) {
+                                tracing::debug!(%peer, error = %e, "metrics request dropped");
+                            }
+                        });
+                    if let Err(e) = spawned {
+                        // The closure (and its slot) was dropped with the error.
+                        tracing::warn!(error = %e, "metrics: cannot start a connection thread");
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(ACCEPT_POLL),
@@ -420,6 +444,15 @@ pub fn serve(
         }
     })?;
     Ok((local, handle))
+}
+
+/// One of the [`MAX_CONNECTIONS`] connection slots, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Reads one request head and answers it.
@@ -898,6 +931,30 @@ spaced { a = \"b\" , } 7
         assert!(answer.is_empty());
         assert!(t.elapsed() < Duration::from_secs(4));
         assert_eq!(fetch(&addr.to_string(), "/health").unwrap(), "ok");
+        stop.store(true, Ordering::Relaxed);
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn a_stalled_connection_does_not_stall_a_scrape() {
+        let r = sample_registry();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, handle) = serve(r.clone(), "127.0.0.1:0".parse().unwrap(), stop.clone()).unwrap();
+        // A client that connects and sends nothing: it holds its connection for up to 2 s.
+        let stalled = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // A scrape while it is open is answered at once, not after the stalled client's timeout.
+        let t = Instant::now();
+        assert_eq!(fetch(&addr.to_string(), "/metrics").unwrap(), r.render());
+        let took = t.elapsed();
+        assert!(took < Duration::from_millis(1_000), "a scrape waited {took:?} behind a stalled client");
+        // More stalled clients than slots: the excess is refused, a scrape after the slots free
+        // up is answered.
+        let many: Vec<TcpStream> =
+            (0..MAX_CONNECTIONS + 4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(2_500));
+        assert_eq!(fetch(&addr.to_string(), "/health").unwrap(), "ok");
+        drop((stalled, many));
         stop.store(true, Ordering::Relaxed);
         handle.join().unwrap();
     }

@@ -266,6 +266,23 @@ impl Default for PipelineSection {
     }
 }
 
+/// The block limits of this node: decoding a peer's block, verifying it and building a
+/// proposal all use this one value, so a verifier never accepts a block larger than an honest
+/// proposer would build (`pipeline.block_txs_max` transactions; the protocol-wide value belongs
+/// in the chain spec so every validator agrees).
+pub fn block_limits(p: &PipelineSection) -> BlockLimits {
+    BlockLimits { max_txs: p.block_txs_max, ..BlockLimits::default() }
+}
+
+/// The largest message on the validator links: a consensus message, or a block-channel message
+/// (a tag byte and a block under `limits`).
+pub fn p2p_max_message_size(validators: usize, limits: &BlockLimits) -> u32 {
+    commonware_p2p::max_message_size(&[
+        simplex::max_payload_size::<Multisig, Digest>(u32::try_from(validators).unwrap_or(u32::MAX)),
+        limits.max_encoded_bytes().saturating_add(1),
+    ])
+}
+
 /// The `[metrics]` table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -520,6 +537,8 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         "starting"
     );
     let chain = spec.digest();
+    // One set of block limits for decoding peers' blocks, verifying them and proposing.
+    let limits = block_limits(&cfg.pipeline);
     let app_verifier: Arc<dyn bastion_accel::Verifier> =
         Arc::from(bastion_accel::verifier(bastion_accel::Backend::Batch).map_err(|e| e.to_string())?);
 
@@ -612,11 +631,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
 
         // Authenticated p2p between the validators of the genesis file.
         let n = spec.validators.len();
-        let limits = BlockLimits::default();
-        let max_size = commonware_p2p::max_message_size(&[
-            simplex::max_payload_size::<Multisig, Digest>(n as u32),
-            limits.max_encoded_bytes().saturating_add(1),
-        ]);
+        let max_size = p2p_max_message_size(n, &limits);
         let handshake = Cups::<_, ChaCha20Poly1305>::new(
             Sake {
                 signer: keys.identity(),
@@ -666,6 +681,8 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 fault: None,
             },
             blocks,
+            // Peers that send invalid or unrequested data on the block channel are blocked.
+            oracle.clone(),
         )?;
         let floor = app.genesis_digest();
         app.start();
@@ -881,6 +898,22 @@ mod tests {
 
     const MINIMAL: &str =
         "genesis = \"../genesis.json\"\nkeys = \"keys.json\"\ndata_dir = \"/var/lib/bastion\"\n";
+
+    #[test]
+    fn one_block_limit_governs_decode_verify_and_propose() {
+        let p = PipelineSection { block_txs_max: 100, ..PipelineSection::default() };
+        let limits = block_limits(&p);
+        assert_eq!(limits.max_txs, 100, "verifiers decode exactly what proposers may build");
+        // The default node accepts no more than it builds (it used to accept 100,000).
+        assert_eq!(
+            block_limits(&PipelineSection::default()).max_txs,
+            PipelineSection::default().block_txs_max
+        );
+        // The p2p message size follows the limits.
+        let loose = BlockLimits { max_txs: bastion_exchange::BLOCK_TXS_MAX, ..limits };
+        assert!(p2p_max_message_size(4, &limits) < p2p_max_message_size(4, &loose));
+        assert!(p2p_max_message_size(4, &limits) as usize > limits.max_encoded_bytes());
+    }
 
     #[test]
     fn defaults_and_relative_paths() {

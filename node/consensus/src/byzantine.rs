@@ -1,0 +1,92 @@
+//! A Byzantine leader's tricks, played by the real application when it proposes (simulations
+//! only: production passes no [`crate::Fault`]).
+//!
+//! The validator otherwise runs Bastion as everyone else does (it votes, verifies and executes
+//! honestly); each time it leads, it plays the next [`Trick`] of its list, in turn. The tricks
+//! attack what the block channel and `verify` must bound; to add one, add a variant here and
+//! its effect in [`Trick::timestamp`] (block time), [`Trick::max_txs`] (what the block may
+//! hold), [`Trick::extra_blocks`] or [`Trick::extra_messages`] (what else is sent), or in
+//! `Application::build` for a trick
+//! that rewrites the block's contents (forged governance approvals, replayed or reordered
+//! transactions belong there, once their rules exist).
+
+use crate::{
+    application::{RANGE_MAX, TAG_RANGE},
+    block::{BlockLimits, ChainBlock},
+};
+use bastion_types::TxAuth;
+
+/// One thing a Byzantine leader does when it leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trick {
+    /// Proposes honestly.
+    Honest,
+    /// A proposal with one more transaction than the block limits allow (its transactions
+    /// repeated): no honest validator decodes it, and each blocks the sender.
+    Oversized,
+    /// Proposes honestly, and sends every peer this many distinct, decodable blocks at the
+    /// proposal's height that nobody asked for (the proposal with its timestamp moved by 1, 2,
+    /// ... ms): honest validators hold at most their per-peer bound, evict the rest, and block
+    /// the sender.
+    Flood(u32),
+    /// A proposal whose timestamp is this many ms ahead of the leader's clock.
+    SkewAhead(u64),
+    /// A proposal whose timestamp is this many ms behind the leader's clock (but after the
+    /// parent's).
+    SkewBehind(u64),
+    /// Proposes honestly, and sends every peer this many range requests (backfill of heights
+    /// 1 to 64): honest validators serve a few at their per-peer rate, drop the rest, and block
+    /// the sender; their consensus actor does none of the serving.
+    RangeFlood(u32),
+}
+
+impl Trick {
+    /// The block time a leader playing this trick writes, its clock reading `now`.
+    pub(crate) fn timestamp(self, now: u64, parent_ts: u64) -> u64 {
+        let ts = match self {
+            Trick::SkewAhead(ms) => now.saturating_add(ms),
+            Trick::SkewBehind(ms) => now.saturating_sub(ms),
+            Trick::Honest | Trick::Oversized | Trick::Flood(_) | Trick::RangeFlood(_) => now,
+        };
+        ts.max(parent_ts.saturating_add(1))
+    }
+
+    /// The limits the leader builds its block under.
+    pub(crate) fn limits(self, limits: &BlockLimits) -> BlockLimits {
+        match self {
+            Trick::Oversized => BlockLimits { max_txs: limits.max_txs.saturating_add(1), ..*limits },
+            _ => *limits,
+        }
+    }
+
+    /// How many transactions the block must hold, `txs` being what the source gave.
+    pub(crate) fn max_txs(self, limits: &BlockLimits, txs: usize) -> usize {
+        match self {
+            Trick::Oversized if txs > 0 => limits.max_txs.saturating_add(1),
+            _ => txs,
+        }
+    }
+
+    /// Other messages to send every peer besides the proposal (block-channel wire form).
+    pub(crate) fn extra_messages(self) -> Vec<Vec<u8>> {
+        let Trick::RangeFlood(count) = self else { return Vec::new() };
+        let mut range = vec![TAG_RANGE];
+        range.extend_from_slice(&1u64.to_be_bytes());
+        range.extend_from_slice(&RANGE_MAX.to_be_bytes());
+        vec![range; count as usize]
+    }
+
+    /// Blocks to send every peer besides the proposal.
+    pub(crate) fn extra_blocks(self, proposal: &ChainBlock, limits: &BlockLimits) -> Vec<ChainBlock> {
+        let Trick::Flood(count) = self else { return Vec::new() };
+        (1..=u64::from(count))
+            .filter_map(|i| {
+                let mut block = proposal.block().clone();
+                block.timestamp_ms = block.timestamp_ms.saturating_add(i);
+                let auth: Vec<TxAuth> = proposal.auth().to_vec();
+                ChainBlock::new(proposal.parent_digest(), *proposal.parent_state_root(), block, auth, limits)
+                    .ok()
+            })
+            .collect()
+    }
+}
