@@ -34,6 +34,7 @@ use crate::{
     block::{BlockLimits, ChainBlock, StateRoot},
     byzantine::Trick,
     evidence::{Admit, EvidenceSink, spawn_writer},
+    governance::ProposalSource,
     relay::{BlockReason, PeerBlocks, Unsolicited, held_bytes},
 };
 use bastion_accel::{SigItem, VerifiedCache, Verifier};
@@ -154,6 +155,8 @@ pub struct Finalized {
     pub liquidations: usize,
     /// Auto-deleveraging events it executed.
     pub adl: usize,
+    /// Governance proposals it carried (each with 2/3 of stake's valid signatures).
+    pub proposals: usize,
     /// The insurance fund after it, quote micro-units.
     pub insurance_fund: i128,
     /// The block's timestamp (consensus time, ms).
@@ -178,6 +181,7 @@ impl Finalized {
             fills: count(|e| matches!(e, Event::Fill { .. })),
             liquidations: count(|e| matches!(e, Event::Liquidated { .. })),
             adl: count(|e| matches!(e, Event::Deleveraged { .. })),
+            proposals: block.block().proposals.len(),
             insurance_fund,
             timestamp_ms: block.block().timestamp_ms,
         }
@@ -569,6 +573,9 @@ pub struct Config {
     pub ledger: Ledger,
     /// Fault injection for simulations; `None` in production.
     pub fault: Option<Fault>,
+    /// Where this validator's proposals' governance proposals come from (the validator's
+    /// `<data_dir>/governance/`); `None`: its blocks carry none.
+    pub governance: Option<Box<dyn ProposalSource>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -743,6 +750,7 @@ pub struct Application<
     key_of: HashMap<AccountId, usize>,
     ledger: Ledger,
     fault: Option<Fault>,
+    governance: Option<Box<dyn ProposalSource>>,
     mailbox: mpsc::UnboundedReceiver<Message<P>>,
     net: (S, R),
     /// Blocks peers that send what no honest validator sends (see [`crate::relay`]).
@@ -898,6 +906,7 @@ impl<
             key_of: HashMap::new(),
             ledger: cfg.ledger,
             fault: cfg.fault,
+            governance: cfg.governance,
             mailbox: receiver,
             net,
             blocker,
@@ -1399,13 +1408,18 @@ impl<
         self.ledger.add_time(|t| &mut t.sequencer_ns, started);
         self.ledger.add_proposed(txs.len() as u64);
         let validators = u16::try_from(state.validators.len()).unwrap_or(u16::MAX);
-        let block = bastion_types::Block {
+        let proposals = match &mut self.governance {
+            Some(source) => source.take(&state, height),
+            None => Vec::new(),
+        };
+        let mut block = bastion_types::Block {
             height,
             timestamp_ms,
             oracle: self.oracle.votes(timestamp_ms, validators),
             txs,
-            proposals: Vec::new(),
+            proposals,
         };
+        trick.rewrite(&mut block, &mut auth, &state, &self.chain);
         let root = state.state_root();
         let block = ChainBlock::new(parent, root, block, auth, &trick.limits(&self.limits)).map_err(|e| {
             error!(%e, "cannot build a block");
@@ -1419,6 +1433,13 @@ impl<
         match applied {
             Ok(out) => {
                 self.outcomes.insert(digest, out);
+            }
+            Err(e) if trick.proposes_invalid() => {
+                // A Byzantine leader proposes what it built anyway (simulations only).
+                warn!(?e, height, ?trick, "fault injection: proposing a block that does not execute");
+                self.blocks.insert(digest, block);
+                self.persist(digest)?;
+                return Ok(digest);
             }
             Err(e) => {
                 error!(?e, height, "own proposal does not execute");
@@ -1460,6 +1481,9 @@ impl<
         // Far cheaper than the signatures, so first: every transaction must be includable on the
         // parent state (a signer with an account, its next nonce), as execution checks again.
         let includable = parent.check_txs(&block.block().txs);
+        // Governance approvals: valid signatures of 2/3 of stake, the next nonce, the window
+        // (the exchange checks them again when it executes the block).
+        let governed = parent.check_proposals(block.block());
         if block.height_u64() != parent_height.saturating_add(1) {
             // Whatever our state or clock: the leader proposed an invalid block.
             self.block_peer(
@@ -1492,8 +1516,11 @@ impl<
             );
             return Ok(false);
         }
-        if let Err(e) = includable {
-            warn!(height = block.height_u64(), %e, "proposal carries a transaction it may not include");
+        // Both are decided by the parent state, whose root the leader just confirmed it shares
+        // with us: an honest leader never proposes either, so the leader is blocked.
+        if let Err(e) = includable.and(governed) {
+            warn!(height = block.height_u64(), %e, "proposal carries what it may not");
+            self.block_peer(context.leader.clone(), BlockReason::InvalidProposal, &e.to_string());
             return Ok(false);
         }
         let started = std::time::Instant::now();

@@ -7,14 +7,19 @@
 //! its effect in [`Trick::timestamp`] (block time), [`Trick::max_txs`] (what the block may
 //! hold), [`Trick::extra_blocks`] or [`Trick::extra_messages`] (what else is sent), or in
 //! `Application::build` for a trick
-//! that rewrites the block's contents (forged governance approvals, replayed or reordered
-//! transactions belong there, once their rules exist).
+//! that rewrites the block's contents ([`Trick::rewrite`]: forged governance approvals, a
+//! replayed transaction, reordered nonces, a transaction from an account that does not exist).
+//! A leader playing a trick proposes its block even when its own execution refuses it, as a
+//! Byzantine leader would.
 
 use crate::{
     application::{RANGE_MAX, TAG_RANGE},
     block::{BlockLimits, ChainBlock},
 };
-use bastion_types::TxAuth;
+use bastion_exchange::State;
+use bastion_types::{
+    Approval, Block, GovernanceProposal, MarketId, MarketStatus, ParamUpdate, TxAuth, ValidatorIndex,
+};
 
 /// One thing a Byzantine leader does when it leads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +43,18 @@ pub enum Trick {
     /// 1 to 64): honest validators serve a few at their per-peer rate, drop the rest, and block
     /// the sender; their consensus actor does none of the serving.
     RangeFlood(u32),
+    /// The block carries a governance proposal halting market 0 "approved" by every validator
+    /// with forged signatures (the old bare-index approvals, now zero bytes), at the chain's
+    /// next governance nonce and inside its window.
+    ForgedApprovals,
+    /// The block carries its first transaction twice (a replay of a used nonce).
+    ReplayTx,
+    /// The block carries one signer's two transactions in reverse nonce order (voiding the
+    /// lower one, under the old rule).
+    ReorderNonces,
+    /// The block carries a validly signed transaction from a fresh key whose account does not
+    /// exist (free block space, under the old rule).
+    FreshKey,
 }
 
 impl Trick {
@@ -46,7 +63,7 @@ impl Trick {
         let ts = match self {
             Trick::SkewAhead(ms) => now.saturating_add(ms),
             Trick::SkewBehind(ms) => now.saturating_sub(ms),
-            Trick::Honest | Trick::Oversized | Trick::Flood(_) | Trick::RangeFlood(_) => now,
+            _ => now,
         };
         ts.max(parent_ts.saturating_add(1))
     }
@@ -88,5 +105,62 @@ impl Trick {
                     .ok()
             })
             .collect()
+    }
+}
+
+impl Trick {
+    /// Whether the leader proposes its block even though its own execution refuses it.
+    pub(crate) fn proposes_invalid(self) -> bool {
+        matches!(
+            self,
+            Trick::Oversized
+                | Trick::ForgedApprovals
+                | Trick::ReplayTx
+                | Trick::ReorderNonces
+                | Trick::FreshKey
+        )
+    }
+
+    /// Rewrites the block's contents (transactions with their authorisations, proposals) for
+    /// the tricks that do; `state` is the parent's state, `chain` the client signatures' chain
+    /// identity.
+    pub(crate) fn rewrite(self, block: &mut Block, auth: &mut Vec<TxAuth>, state: &State, chain: &[u8; 32]) {
+        match self {
+            Trick::ForgedApprovals => {
+                let validators = u16::try_from(state.validators.len()).unwrap_or(u16::MAX);
+                block.proposals.push(GovernanceProposal {
+                    update: ParamUpdate::Status { market: MarketId(0), status: MarketStatus::Halted },
+                    nonce: state.governance_nonce.saturating_add(1),
+                    valid_from: block.height,
+                    valid_until: block.height,
+                    approvals: (0..validators)
+                        .map(|v| Approval { validator: ValidatorIndex(v), signature: [0; 64] })
+                        .collect(),
+                });
+            }
+            Trick::ReplayTx => {
+                if let (Some(tx), Some(a)) = (block.txs.first().cloned(), auth.first().cloned()) {
+                    block.txs.push(tx);
+                    auth.push(a);
+                }
+            }
+            Trick::ReorderNonces => {
+                let pair = block.txs.iter().enumerate().find_map(|(i, t)| {
+                    let j = block.txs.iter().skip(i + 1).position(|u| u.signer == t.signer)?;
+                    Some((i, i + 1 + j))
+                });
+                if let Some((i, j)) = pair {
+                    block.txs.swap(i, j);
+                    auth.swap(i, j);
+                }
+            }
+            Trick::FreshKey => {
+                let key = bastion_client::Keypair::derive("byzantine-fresh-key", block.height);
+                let signed = key.sign(chain, 1, bastion_types::Action::SetMarginMode { portfolio: false });
+                block.txs.push(signed.tx);
+                auth.push(signed.auth);
+            }
+            _ => {}
+        }
     }
 }

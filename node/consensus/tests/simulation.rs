@@ -262,6 +262,31 @@ fn byzantine_leader_with_skewed_times_and_an_oversized_block_is_refused_and_bloc
 }
 
 #[test]
+fn byzantine_leader_forging_approvals_replaying_and_reordering_gains_nothing() {
+    // One run per trick: the first invalid proposal gets the leader blocked by every honest
+    // validator, so later tricks of the same run would never reach them.
+    for (i, trick) in [Trick::ForgedApprovals, Trick::ReplayTx, Trick::ReorderNonces, Trick::FreshKey]
+        .into_iter()
+        .enumerate()
+    {
+        println!("trick {trick:?}");
+        let o = byzantine_leader_run(vec![trick], 20 + i as u64, |b| b.invalid_proposal);
+        for v in 0..3 {
+            // Parameters never changed without 2/3 of stake's signatures: no finalized block
+            // carried a proposal.
+            assert!(
+                o.ledgers[v].values().all(|f| f.proposals == 0),
+                "{trick:?}: validator {v} finalized a governance proposal"
+            );
+            // Nothing it tried was executed: no block of the honest chain was refused by the
+            // exchange (it would have halted the validator), and none carried a rejection from
+            // a replayed or reordered transaction (the synthetic workload's are all valid).
+            assert!(o.halts[v].is_none(), "{trick:?}: validator {v} halted: {:?}", o.halts[v]);
+        }
+    }
+}
+
+#[test]
 fn byzantine_leader_flooding_unsolicited_blocks_is_bounded_and_blocked() {
     let o = byzantine_leader_run(vec![Trick::Flood(200)], 18, |b| b.block_flood);
     for i in 0..3 {

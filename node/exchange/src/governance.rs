@@ -19,8 +19,9 @@ use bastion_types::{
 
 impl State {
     /// Checks the governance proposals of `block` (see the module documentation); changes
-    /// nothing.
-    pub(crate) fn check_proposals(&self, block: &Block) -> Result<(), BlockError> {
+    /// nothing. `apply_block` runs it before anything else; consensus runs it when it verifies
+    /// a proposal, to name (and block) the leader that forged one.
+    pub fn check_proposals(&self, block: &Block) -> Result<(), BlockError> {
         if block.proposals.len() > PROPOSALS_PER_BLOCK_MAX {
             return Err(BlockError::Governance {
                 index: PROPOSALS_PER_BLOCK_MAX,

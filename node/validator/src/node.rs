@@ -679,6 +679,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 oracle: spec.oracle.clone(),
                 ledger: ledger.clone(),
                 fault: None,
+                governance: Some(Box::new(crate::governance::GovernanceDir::new(&cfg.data_dir))),
             },
             blocks,
             // Peers that send invalid or unrequested data on the block channel are blocked.
