@@ -448,3 +448,118 @@ fn a_flood_of_fresh_key_transactions_is_refused_and_costs_no_block_space() {
     assert!(mean(&flooded) <= mean(&quiet) + 8.0, "log growth per height rose");
     println!("took {:?}", started.elapsed());
 }
+
+/// Runs `bastion ARGS`; it must succeed.
+fn bastion_ok(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "bastion {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_governance_proposal_signed_by_three_of_four_halts_a_market_on_a_production_chain() {
+    let _one = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base_port = 20_000 + ((std::process::id() + 700) % 20_000) as u16;
+    let authority: String = bastion_client::Keypair::derive("run-test-bridge", 1)
+        .public()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    bastion_ok(&[
+        "init",
+        "--validators",
+        "4",
+        "--seed",
+        "13",
+        "--authority",
+        &authority,
+        "--base-port",
+        &base_port.to_string(),
+        "--ingress-port",
+        &(base_port + 10).to_string(),
+        "--metrics-port",
+        &(base_port + 20).to_string(),
+        "--out",
+        &s(dir),
+    ]);
+    let genesis = dir.join("genesis.json");
+    let update = dir.join("halt.json");
+    std::fs::write(&update, r#"{"Status":{"market":0,"status":"Halted"}}"#).unwrap();
+    let p = dir.join("p.json");
+    bastion_ok(&[
+        "governance",
+        "propose",
+        "--genesis",
+        &s(&genesis),
+        "--update",
+        &s(&update),
+        "--nonce",
+        "1",
+        "--valid-from",
+        "1",
+        "--valid-until",
+        "100000",
+        "--out",
+        &s(&p),
+    ]);
+    for i in [0, 2, 3] {
+        bastion_ok(&[
+            "governance",
+            "approve",
+            "--config",
+            &s(&dir.join(format!("v{i}/node.toml"))),
+            "--proposal",
+            &s(&p),
+        ]);
+    }
+    // One validator's queue is enough: it includes the proposal when it leads.
+    bastion_ok(&["governance", "submit", "--config", &s(&dir.join("v1/node.toml")), "--proposal", &s(&p)]);
+
+    let mut nodes = Nodes { dir: dir.to_path_buf(), children: (0..4).map(|_| None).collect() };
+    for i in 0..4 {
+        nodes.start(i);
+    }
+    nodes.wait_until("every validator at height 30", Duration::from_secs(90), |n| {
+        (0..4).all(|i| n.height(i) >= 30)
+    });
+    nodes.stop_all();
+
+    // Every validator's log holds the block that carried it and, one block later, the change.
+    let common = (0..4).map(|i| nodes.height(i)).min().unwrap();
+    for i in 0..4 {
+        let data = dir.join(format!("v{i}/data"));
+        let (log, _) = BlockLog::open(&data.join("log"), LogConfig::default()).unwrap();
+        let entries: Vec<LogEntry> =
+            (1..=common).map(|h| LogEntry::decode(&log.read(h).unwrap()).unwrap()).collect();
+        let carried: Vec<u64> =
+            entries.iter().filter(|e| !e.block.proposals.is_empty()).map(|e| e.block.height).collect();
+        assert_eq!(carried.len(), 1, "v{i}: the proposal must be carried by exactly one block: {carried:?}");
+        let applied = entries.iter().find_map(|e| {
+            e.events
+                .iter()
+                .any(|ev| matches!(ev, bastion_types::Event::ParamsApplied { .. }))
+                .then_some(e.block.height)
+        });
+        assert_eq!(applied, Some(carried[0] + 1), "v{i}: the change applies at the next block");
+        let halted = entries.iter().any(|e| {
+            e.events.iter().any(|ev| {
+                matches!(
+                    ev,
+                    bastion_types::Event::Status { market, status: bastion_types::MarketStatus::Halted }
+                        if market.0 == 0
+                )
+            })
+        });
+        assert!(halted, "v{i}: BTC-PERP was not halted");
+    }
+    let roots: Vec<[u8; 32]> = (0..4).map(|i| root_at(&dir.join(format!("v{i}/data")), common)).collect();
+    assert!(roots.iter().all(|r| *r == roots[0]), "state roots differ at height {common}");
+}
