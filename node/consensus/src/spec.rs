@@ -216,6 +216,18 @@ pub struct ChainSpec {
     /// proposer writes the votes and every verifier recomputes them. (A live price feed with
     /// signed per-validator observations is not built; see ARCHITECTURE.md.)
     pub oracle: PricePath,
+    /// Most transactions one block may carry: every validator decodes, verifies and builds
+    /// blocks under this one limit (a protocol parameter, so it lives here and not in a node's
+    /// config). 1..=`bastion_exchange::BLOCK_TXS_MAX`; default 4,096.
+    #[serde(default = "default_block_txs_max")]
+    pub block_txs_max: usize,
+}
+
+/// The default of [`ChainSpec::block_txs_max`].
+pub const DEFAULT_BLOCK_TXS_MAX: usize = crate::block::DEFAULT_BLOCK_TXS;
+
+fn default_block_txs_max() -> usize {
+    DEFAULT_BLOCK_TXS_MAX
 }
 
 impl ChainSpec {
@@ -230,7 +242,13 @@ impl ChainSpec {
     ) -> ChainSpec {
         exchange.chain_id = chain_id.to_string();
         exchange.validator_keys = validators.iter().map(|v| v.identity.to_ascii_lowercase()).collect();
-        ChainSpec { chain_id: chain_id.to_string(), exchange, validators, oracle }
+        ChainSpec {
+            chain_id: chain_id.to_string(),
+            exchange,
+            validators,
+            oracle,
+            block_txs_max: DEFAULT_BLOCK_TXS_MAX,
+        }
     }
 
     /// Reads, parses and [validates](Self::validate) a genesis file. Errors name the file, and
@@ -323,6 +341,13 @@ impl ChainSpec {
                     .into(),
             ));
         }
+        if !(1..=bastion_exchange::BLOCK_TXS_MAX).contains(&self.block_txs_max) {
+            return Err(SpecError::Invalid(format!(
+                "block_txs_max {} must be within 1..={}",
+                self.block_txs_max,
+                bastion_exchange::BLOCK_TXS_MAX
+            )));
+        }
         if self.exchange.chain_id != self.chain_id {
             return Err(SpecError::Invalid(format!(
                 "exchange.chain_id is {:?} but chain_id is {id:?}: governance signatures are bound to the \
@@ -358,6 +383,11 @@ impl ChainSpec {
             )));
         }
         Ok(())
+    }
+
+    /// The block limits every validator of this chain decodes, verifies and builds under.
+    pub fn block_limits(&self) -> crate::block::BlockLimits {
+        crate::block::BlockLimits { max_txs: self.block_txs_max, ..crate::block::BlockLimits::default() }
     }
 
     /// Whether this chain is a test network (`exchange.devnet`): only there may the genesis

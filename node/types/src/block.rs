@@ -136,7 +136,10 @@ mod sig64 {
 pub struct Tx {
     /// The account whose key signed.
     pub signer: AccountId,
-    /// Strictly increasing per account; replays are rejected.
+    /// Exactly the account's last nonce + 1 (counting its earlier transactions in the same
+    /// block): a block carrying any other nonce is refused whole, so a transaction is included
+    /// at most once and no includer can skip or reorder an account's transactions. Every
+    /// included transaction consumes its nonce, whatever its outcome.
     pub nonce: u64,
     /// What the signer asks for.
     pub action: Action,
@@ -424,6 +427,8 @@ pub enum DoneReason {
 /// A typed rejection. A rejected transaction changes nothing but its nonce.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum Reject {
+    /// Not produced for client transactions since nonces became a block-validity rule (a block
+    /// with a wrong nonce is refused whole); kept so the encoding of later variants is stable.
     #[error("nonce {got} is not above the account's last nonce {last}")]
     Nonce { last: u64, got: u64 },
     #[error("unknown account {0}")]
@@ -539,8 +544,9 @@ pub enum Event {
     },
     /// The insurance fund paid an account's remaining negative balance.
     InsuranceCovered { account: AccountId, amount: Micros },
-    /// At an option's settlement, a winning holder's payout was cut to cover bankrupt
-    /// counterparties the insurance fund could not cover (socialized loss).
+    /// At an option's settlement or a funding settlement, a receiving holder's payout was cut
+    /// to cover counterparties who could not pay and whom the insurance fund could not cover
+    /// (socialized loss).
     Socialized { market: MarketId, account: AccountId, amount: Micros },
     /// An option expired and settled in cash.
     OptionSettled { market: MarketId, settlement_price: PriceMicros },

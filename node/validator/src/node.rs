@@ -237,7 +237,8 @@ pub struct PipelineSection {
     pub burst_per_account: u32,
     /// Recent signatures remembered to refuse exact duplicates.
     pub dedup_window: usize,
-    /// Most transactions in one block this validator proposes.
+    /// Most transactions in one block this validator proposes (at most the chain spec's
+    /// `block_txs_max`, which every validator decodes and verifies under).
     pub block_txs_max: usize,
     /// Core the net tile is pinned to (none: not pinned).
     pub pin_net: Option<usize>,
@@ -267,11 +268,11 @@ impl Default for PipelineSection {
 }
 
 /// The block limits of this node: decoding a peer's block, verifying it and building a
-/// proposal all use this one value, so a verifier never accepts a block larger than an honest
-/// proposer would build (`pipeline.block_txs_max` transactions; the protocol-wide value belongs
-/// in the chain spec so every validator agrees).
-pub fn block_limits(p: &PipelineSection) -> BlockLimits {
-    BlockLimits { max_txs: p.block_txs_max, ..BlockLimits::default() }
+/// proposal all use this one value, the chain spec's `block_txs_max` (a protocol parameter
+/// every validator shares), so a verifier never accepts a block larger than an honest proposer
+/// may build. `pipeline.block_txs_max` only lowers what this validator's own proposals carry.
+pub fn block_limits(spec: &ChainSpec) -> BlockLimits {
+    spec.block_limits()
 }
 
 /// The largest message on the validator links: a consensus message, or a block-channel message
@@ -538,7 +539,14 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     );
     let chain = spec.digest();
     // One set of block limits for decoding peers' blocks, verifying them and proposing.
-    let limits = block_limits(&cfg.pipeline);
+    let limits = block_limits(&spec);
+    if cfg.pipeline.block_txs_max > limits.max_txs {
+        warn!(
+            configured = cfg.pipeline.block_txs_max,
+            chain = limits.max_txs,
+            "pipeline.block_txs_max exceeds the chain's block_txs_max: proposals carry at most the chain's"
+        );
+    }
     let app_verifier: Arc<dyn bastion_accel::Verifier> =
         Arc::from(bastion_accel::verifier(bastion_accel::Backend::Batch).map_err(|e| e.to_string())?);
 
@@ -902,14 +910,25 @@ mod tests {
 
     #[test]
     fn one_block_limit_governs_decode_verify_and_propose() {
-        let p = PipelineSection { block_txs_max: 100, ..PipelineSection::default() };
-        let limits = block_limits(&p);
-        assert_eq!(limits.max_txs, 100, "verifiers decode exactly what proposers may build");
-        // The default node accepts no more than it builds (it used to accept 100,000).
-        assert_eq!(
-            block_limits(&PipelineSection::default()).max_txs,
-            PipelineSection::default().block_txs_max
+        let keys = bastion_consensus::ValidatorKeys::from_seed(5);
+        let info = keys.info("v0", "127.0.0.1:7400".parse().unwrap(), "bastion-test");
+        let mut exchange = bastion_exchange::Genesis::devnet();
+        exchange.validator_stakes = vec![1];
+        let oracle = bastion_exchange::scenario::PricePath::devnet(
+            bastion_exchange::scenario::Scenario::Calm,
+            exchange.timestamp_ms,
+            0,
         );
+        let mut spec = ChainSpec::assemble("bastion-test", exchange, vec![info], oracle);
+        spec.block_txs_max = 100;
+        spec.validate().unwrap();
+        let limits = block_limits(&spec);
+        assert_eq!(limits.max_txs, 100, "verifiers decode exactly what the chain lets proposers build");
+        // The default chain accepts no more than a default node builds (it used to accept 100,000).
+        spec.block_txs_max = bastion_consensus::spec::DEFAULT_BLOCK_TXS_MAX;
+        assert_eq!(block_limits(&spec).max_txs, PipelineSection::default().block_txs_max);
+        spec.block_txs_max = bastion_exchange::BLOCK_TXS_MAX + 1;
+        assert!(spec.validate().unwrap_err().to_string().contains("block_txs_max"));
         // The p2p message size follows the limits.
         let loose = BlockLimits { max_txs: bastion_exchange::BLOCK_TXS_MAX, ..limits };
         assert!(p2p_max_message_size(4, &limits) < p2p_max_message_size(4, &loose));

@@ -77,7 +77,21 @@ struct AppMetrics {
     blocks: Arc<Counter>,
     sigs_checked: Arc<Counter>,
     sigs_verified: Arc<Counter>,
+    /// The block channel's defences (issue 15): counters with how to read each from `Totals`.
+    counters: Vec<(fn(&Totals) -> u64, Arc<Counter>)>,
+    unsolicited_blocks: Arc<Gauge>,
+    unsolicited_bytes: Arc<Gauge>,
 }
+
+/// Peers blocked, by reason: the label and how to read its count.
+const BLOCKED: [(&str, fn(&Totals) -> u64); 6] = [
+    ("undecodable", |t| t.peers_blocked.undecodable),
+    ("malformed_request", |t| t.peers_blocked.malformed_request),
+    ("unknown_tag", |t| t.peers_blocked.unknown_tag),
+    ("invalid_proposal", |t| t.peers_blocked.invalid_proposal),
+    ("block_flood", |t| t.peers_blocked.block_flood),
+    ("backfill_flood", |t| t.peers_blocked.backfill_flood),
+];
 
 /// The exporter: registry handles and the previous snapshot of everything it turns into deltas.
 pub struct Telemetry {
@@ -183,6 +197,57 @@ impl Telemetry {
                 "Blocks finalized and executed since start",
                 &[],
             ),
+            counters: {
+                let mut c: Vec<(fn(&Totals) -> u64, Arc<Counter>)> = BLOCKED
+                    .iter()
+                    .map(|(reason, read)| {
+                        let counter = reg.counter(
+                            "bastion_peers_blocked_total",
+                            "Validator peers blocked on the block channel, by reason",
+                            &[("reason", reason)],
+                        );
+                        (*read, counter)
+                    })
+                    .collect();
+                let plain: [(&str, &str, fn(&Totals) -> u64); 6] = [
+                    (
+                        "bastion_unsolicited_evicted_total",
+                        "Unsolicited blocks evicted from a peer's bounded account",
+                        |t| t.unsolicited_evicted,
+                    ),
+                    ("bastion_backfill_served_total", "Blocks served to peers' backfill requests", |t| {
+                        t.backfill_served
+                    }),
+                    (
+                        "bastion_backfill_dropped_total",
+                        "Backfill range requests dropped (per-peer rate or full queue)",
+                        |t| t.backfill_dropped,
+                    ),
+                    (
+                        "bastion_proposals_refused_timestamp_total",
+                        "Proposals refused because their time was outside this validator's window",
+                        |t| t.refused_timestamp,
+                    ),
+                    ("bastion_evidence_total", "Pieces of evidence the engine proved (kept or not)", |t| {
+                        t.evidence_seen
+                    }),
+                    ("bastion_evidence_dropped_total", "Evidence lines not written (queue full)", |t| {
+                        t.evidence_dropped
+                    }),
+                ];
+                c.extend(plain.into_iter().map(|(name, help, read)| (read, reg.counter(name, help, &[]))));
+                c
+            },
+            unsolicited_blocks: reg.gauge(
+                "bastion_unsolicited_blocks",
+                "Blocks held that nobody asked for (bounded per peer)",
+                &[],
+            ),
+            unsolicited_bytes: reg.gauge(
+                "bastion_unsolicited_bytes",
+                "Bytes of blocks held that nobody asked for (bounded per peer)",
+                &[],
+            ),
         };
         Telemetry {
             tiles,
@@ -201,7 +266,7 @@ impl Telemetry {
             mempool: reg.gauge("bastion_mempool_size", "Admitted transactions waiting for a block", &[]),
             mempool_slots: reg.gauge(
                 "bastion_mempool_slots",
-                "Mempool queue slots in use, dead entries included (bounded by mempool_max)",
+                "Mempool slots in use: every pending transaction holds one (bounded by mempool_max)",
                 &[],
             ),
             ingress: [
@@ -316,6 +381,11 @@ impl Telemetry {
         a.blocks.add(t.blocks.saturating_sub(p.blocks));
         a.sigs_checked.add(t.signatures.saturating_sub(p.signatures));
         a.sigs_verified.add(t.signatures_verified.saturating_sub(p.signatures_verified));
+        for (read, c) in &a.counters {
+            c.add(read(&t).saturating_sub(read(&p)));
+        }
+        a.unsolicited_blocks.set(t.unsolicited_blocks as f64);
+        a.unsolicited_bytes.set(t.unsolicited_bytes as f64);
         if t.blocks > 0 {
             a.fund.set(t.insurance_fund as f64);
         }
