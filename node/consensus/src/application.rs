@@ -629,8 +629,9 @@ impl<P: PublicKey> RelayTrait for Mailbox<P> {
     }
 }
 
-/// The engine's reporter: passes finalizations to the application (votes and other activity
-/// are not used yet; evidence recording is a later slice).
+/// The engine's reporter: passes finalizations (and, in simulations, notarizations) to the
+/// application, and records equivocation evidence, bounded and written by its own task
+/// ([`crate::evidence`]); other activity is not used.
 #[derive(Debug)]
 pub struct Reporter<S, P: PublicKey> {
     sender: mpsc::UnboundedSender<Message<P>>,
@@ -752,6 +753,9 @@ pub struct Application<
     backfill_requests: mpsc::Sender<RangeRequest<P>>,
     /// The backfill server's reads of the block log.
     log_reads: mpsc::Receiver<LogRead>,
+    /// Keeps `log_reads` open whatever becomes of the server (a closed channel would end
+    /// [`Self::run`]'s loop).
+    _log_reads_open: mpsc::Sender<LogRead>,
     /// Encoded recent finalized blocks, shared with the backfill server.
     cache: Arc<Cache>,
     /// Started by [`Self::run`]: the backfill server, and the evidence writer (its file and
@@ -852,7 +856,7 @@ impl<
             sender: net.0.clone(),
             blocker: blocker.clone(),
             cache: cache.clone(),
-            log,
+            log: log.clone(),
             limits: cfg.limits,
             ledger: cfg.ledger.clone(),
             range_max: RANGE_MAX,
@@ -902,6 +906,7 @@ impl<
             unsolicited: Unsolicited::new(largest),
             backfill_requests,
             log_reads,
+            _log_reads_open: log,
             cache,
             helpers: Some((server, evidence_path, evidence_rx)),
             led: 0,
@@ -949,8 +954,7 @@ impl<
     async fn run(mut self) {
         // The helpers are children of this task: they stop with it.
         if let Some((server, evidence_path, evidence_rx)) = self.helpers.take() {
-            let clock = self.context.child("backfill_clock");
-            self.context.child("backfill").spawn(move |_| server.run(clock));
+            self.context.child("backfill").spawn(move |context| server.run(context));
             spawn_writer(self.context.child("evidence"), evidence_path, evidence_rx);
         }
         let mut next_request = self.context.current() + REQUEST_EVERY;
