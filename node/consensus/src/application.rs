@@ -745,7 +745,7 @@ pub struct Application<
     net: (S, R),
     /// Blocks peers that send what no honest validator sends (see [`crate::relay`]).
     blocker: B,
-    /// Peers blocked (by this actor).
+    /// Peers this actor blocked at least once (each counted once in the ledger).
     blocked: BTreeSet<P>,
     /// Per-peer accounts of the unsolicited blocks held.
     unsolicited: Unsolicited<P>,
@@ -983,9 +983,6 @@ impl<
     /// a block is decoded once (bounded by the limits) and held on its sender's account unless
     /// it was asked for; a range request is handed to the backfill server.
     fn receive(&mut self, from: P, mut rest: IoBuf) {
-        if self.blocked.contains(&from) {
-            return;
-        }
         if !self.peers.contains(&from) {
             self.peers.push(from.clone());
         }
@@ -1092,12 +1089,15 @@ impl<
     }
 
     /// Blocks `peer` on the validator network (once), drops what it made us hold, counts why.
+    /// The network's block lasts its `block_duration` (lookup: 1 h local, 4 h recommended); a
+    /// peer that misbehaves again afterwards is blocked again (counted once).
     fn block_peer(&mut self, peer: P, reason: BlockReason, why: &str) {
-        if !self.blocked.insert(peer.clone()) {
-            return;
+        if self.blocked.insert(peer.clone()) {
+            warn!(?peer, ?reason, why, "blocking a peer");
+            self.ledger.peer_blocked(reason);
+        } else {
+            debug!(?peer, ?reason, why, "blocking a peer again");
         }
-        warn!(?peer, ?reason, why, "blocking a peer");
-        self.ledger.peer_blocked(reason);
         for d in self.unsolicited.drop_peer(&peer) {
             self.blocks.remove(&d);
         }
