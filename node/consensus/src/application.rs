@@ -639,8 +639,9 @@ impl<P: PublicKey> RelayTrait for Mailbox<P> {
     }
 }
 
-/// The engine's reporter: passes finalizations to the application (votes and other activity
-/// are not used yet; evidence recording is a later slice).
+/// The engine's reporter: passes finalizations (and, in simulations, notarizations) to the
+/// application, and records equivocation evidence, bounded and written by its own task
+/// ([`crate::evidence`]); other activity is not used.
 #[derive(Debug)]
 pub struct Reporter<S, P: PublicKey> {
     sender: mpsc::UnboundedSender<Message<P>>,
@@ -755,7 +756,7 @@ pub struct Application<
     net: (S, R),
     /// Blocks peers that send what no honest validator sends (see [`crate::relay`]).
     blocker: B,
-    /// Peers blocked (by this actor).
+    /// Peers this actor blocked at least once (each counted once in the ledger).
     blocked: BTreeSet<P>,
     /// Per-peer accounts of the unsolicited blocks held.
     unsolicited: Unsolicited<P>,
@@ -763,6 +764,9 @@ pub struct Application<
     backfill_requests: mpsc::Sender<RangeRequest<P>>,
     /// The backfill server's reads of the block log.
     log_reads: mpsc::Receiver<LogRead>,
+    /// Keeps `log_reads` open whatever becomes of the server (a closed channel would end
+    /// [`Self::run`]'s loop).
+    _log_reads_open: mpsc::Sender<LogRead>,
     /// Encoded recent finalized blocks, shared with the backfill server.
     cache: Arc<Cache>,
     /// Started by [`Self::run`]: the backfill server, and the evidence writer (its file and
@@ -863,7 +867,7 @@ impl<
             sender: net.0.clone(),
             blocker: blocker.clone(),
             cache: cache.clone(),
-            log,
+            log: log.clone(),
             limits: cfg.limits,
             ledger: cfg.ledger.clone(),
             range_max: RANGE_MAX,
@@ -914,6 +918,7 @@ impl<
             unsolicited: Unsolicited::new(largest),
             backfill_requests,
             log_reads,
+            _log_reads_open: log,
             cache,
             helpers: Some((server, evidence_path, evidence_rx)),
             led: 0,
@@ -961,8 +966,7 @@ impl<
     async fn run(mut self) {
         // The helpers are children of this task: they stop with it.
         if let Some((server, evidence_path, evidence_rx)) = self.helpers.take() {
-            let clock = self.context.child("backfill_clock");
-            self.context.child("backfill").spawn(move |_| server.run(clock));
+            self.context.child("backfill").spawn(move |context| server.run(context));
             spawn_writer(self.context.child("evidence"), evidence_path, evidence_rx);
         }
         let mut next_request = self.context.current() + REQUEST_EVERY;
@@ -991,9 +995,6 @@ impl<
     /// a block is decoded once (bounded by the limits) and held on its sender's account unless
     /// it was asked for; a range request is handed to the backfill server.
     fn receive(&mut self, from: P, mut rest: IoBuf) {
-        if self.blocked.contains(&from) {
-            return;
-        }
         if !self.peers.contains(&from) {
             self.peers.push(from.clone());
         }
@@ -1100,12 +1101,15 @@ impl<
     }
 
     /// Blocks `peer` on the validator network (once), drops what it made us hold, counts why.
+    /// The network's block lasts its `block_duration` (lookup: 1 h local, 4 h recommended); a
+    /// peer that misbehaves again afterwards is blocked again (counted once).
     fn block_peer(&mut self, peer: P, reason: BlockReason, why: &str) {
-        if !self.blocked.insert(peer.clone()) {
-            return;
+        if self.blocked.insert(peer.clone()) {
+            warn!(?peer, ?reason, why, "blocking a peer");
+            self.ledger.peer_blocked(reason);
+        } else {
+            debug!(?peer, ?reason, why, "blocking a peer again");
         }
-        warn!(?peer, ?reason, why, "blocking a peer");
-        self.ledger.peer_blocked(reason);
         for d in self.unsolicited.drop_peer(&peer) {
             self.blocks.remove(&d);
         }

@@ -144,7 +144,9 @@ struct Peer {
     /// Requests dropped for rate since `drops_since`.
     drops: u64,
     drops_since: SystemTime,
-    blocked: bool,
+    /// Already counted as blocked (the network's block expires; a repeat is blocked again but
+    /// counted once).
+    counted: bool,
 }
 
 /// The backfill server task (see the module doc).
@@ -171,11 +173,8 @@ impl<S: Sender, B: Blocker<PublicKey = S::PublicKey>> Server<S, B> {
                 bytes: Bucket { tokens: bytes_burst, at: now },
                 drops: 0,
                 drops_since: now,
-                blocked: false,
+                counted: false,
             });
-            if p.blocked {
-                continue;
-            }
             if !p.requests.take(now, REQUESTS_PER_S, REQUESTS_BURST, 1) {
                 if now.duration_since(p.drops_since).unwrap_or_default() >= DROPS_WINDOW {
                     p.drops = 0;
@@ -184,9 +183,17 @@ impl<S: Sender, B: Blocker<PublicKey = S::PublicKey>> Server<S, B> {
                 p.drops = p.drops.saturating_add(1);
                 self.ledger.backfill_dropped(1);
                 if p.drops >= DROPS_TO_BLOCK {
-                    p.blocked = true;
-                    warn!(?peer, drops = p.drops, "blocking a peer: backfill requests far beyond the rate");
-                    self.ledger.peer_blocked(BlockReason::BackfillFlood);
+                    if !p.counted {
+                        p.counted = true;
+                        warn!(
+                            ?peer,
+                            drops = p.drops,
+                            "blocking a peer: backfill requests far beyond the rate"
+                        );
+                        self.ledger.peer_blocked(BlockReason::BackfillFlood);
+                    }
+                    p.drops = 0;
+                    p.drops_since = now;
                     let _ = self.blocker.block(peer);
                 }
                 continue;

@@ -434,6 +434,9 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
         wait(&context, &ledgers, faulty, byz, target_height, &honest).await;
         let elapsed = now(&context);
         println!("simulated time: {elapsed:?}");
+        if tricks.is_none() {
+            check_nobody_blocked(&ledgers, faulty);
+        }
         let evidence = dirs.iter().map(|(d, _)| read_evidence(&mut context, d.path(), &schemes[0])).collect();
         drop(dirs);
         drop(byzantine_engine);
@@ -640,6 +643,7 @@ pub fn simulate_power_loss(validators: u32, seed: u64, link: Link, at: u64, targ
         wait(&context, ledgers, None, None, target, everyone).await;
         let elapsed = now(&context);
         println!("t={elapsed:?}: all validators finalized {target} after the restart");
+        check_nobody_blocked(ledgers, None);
         let mut context = context;
         let evidence = dirs.iter().map(|d| read_evidence(&mut context, d.path(), &schemes[0])).collect();
         outcome(ledgers, elapsed, evidence)
@@ -755,6 +759,15 @@ async fn partition_and_heal(
             p.heal_within,
             heights()
         );
+    }
+}
+
+/// Without a Byzantine leader on the block channel, no validator blocked a peer: honest
+/// validators (crashed, lagging, partitioned, lossy) never send what gets a peer blocked.
+fn check_nobody_blocked(ledgers: &[Ledger], faulty: Option<usize>) {
+    for (i, l) in ledgers.iter().enumerate().filter(|(i, _)| Some(*i) != faulty) {
+        let blocked = l.totals().peers_blocked;
+        assert_eq!(blocked.total(), 0, "validator {i} blocked a peer with no Byzantine leader: {blocked:?}");
     }
 }
 
