@@ -12,7 +12,8 @@
 //! interval, one that closed before it still pays for the time it was open (the accrual stays
 //! on the flat position, which stays a holder, until the boundary). Payers round up, receivers
 //! down; the difference, always non-negative because the sizes held sum to zero at every
-//! instant, goes to the insurance fund so money is conserved exactly.
+//! instant, goes to the insurance fund so money is conserved exactly. A flat payer whose
+//! account can no longer pay pays what it has, and the shortfall is cut from the receivers.
 
 use crate::num::{R, add, div_ceil, mul, mul_div_floor, sub};
 use crate::root::RecordKey;
@@ -149,9 +150,11 @@ impl State {
                 }
             }
         }
-        // A payer that cannot pay in full (a flat position whose account was emptied before
-        // the boundary) pays what it has; the insurance fund covers the shortfall, and what
-        // the fund cannot cover is cut from the receivers' payments pro rata, as for options.
+        // A payer that cannot pay in full (a flat position whose account was emptied, or
+        // liquidated, before the boundary) pays what it has, and the shortfall is cut from the
+        // receivers' payments pro rata: funding moves money between the two sides, and the
+        // side a defaulter owed bears its default. The insurance fund is kept for liquidation
+        // losses and gets only the rounding, so funding can never drain it.
         let mut shortfall: i128 = 0;
         let mut receipts: i128 = 0;
         for d in &dues {
@@ -160,14 +163,12 @@ impl State {
                 receipts = sub(receipts, d.owed)?;
             }
         }
-        let mut fund_left = shortfall.min(self.insurance_fund().max(0));
-        let residual = sub(shortfall, fund_left)?;
         let mut paid_total: i128 = 0;
         let mut gone = Vec::new();
         for d in dues {
-            let cut = if d.owed < 0 && residual > 0 && receipts > 0 {
+            let cut = if d.owed < 0 && shortfall > 0 && receipts > 0 {
                 let receipt = crate::num::neg(d.owed)?;
-                crate::num::mul_div_ceil(residual, receipt, receipts)?.min(receipt)
+                crate::num::mul_div_ceil(shortfall, receipt, receipts)?.min(receipt)
             } else {
                 0
             };
@@ -175,11 +176,6 @@ impl State {
             let holds = match self.pay_funding(d.account, &period, amount) {
                 Ok(holds) => {
                     paid_total = add(paid_total, amount)?;
-                    let covered = sub(d.owed, d.pays)?.min(fund_left);
-                    if covered > 0 {
-                        fund_left = sub(fund_left, covered)?;
-                        events.push(Event::InsuranceCovered { account: d.account, amount: covered });
-                    }
                     if cut > 0 {
                         events.push(Event::Socialized { market: id, account: d.account, amount: cut });
                     }
@@ -204,8 +200,9 @@ impl State {
                 m.holders.remove(h);
             }
         }
-        // paid_total >= 0 unless the fund covered a shortfall: the sizes held sum to zero at
-        // every instant, so the exact amounts do over the interval, and each is rounded up.
+        // paid_total >= 0 (barring a holder's fault): the sizes held sum to zero at every
+        // instant, so the exact amounts do over the interval, and each is rounded up; a
+        // shortfall is cut from the receivers rounded up, never beyond what they were owed.
         if let Some(q) = self.assets.first_mut() {
             q.insurance = add(q.insurance, paid_total)?;
         }
