@@ -12,7 +12,8 @@
 //! interval, one that closed before it still pays for the time it was open (the accrual stays
 //! on the flat position, which stays a holder, until the boundary). Payers round up, receivers
 //! down; the difference, always non-negative because the sizes held sum to zero at every
-//! instant, goes to the insurance fund so money is conserved exactly.
+//! instant, goes to the insurance fund so money is conserved exactly. A flat payer whose
+//! account can no longer pay pays what it has, and the shortfall is cut from the receivers.
 
 use crate::num::{R, add, div_ceil, mul, mul_div_floor, sub};
 use crate::root::RecordKey;
@@ -128,11 +129,6 @@ impl State {
         let den = mul(FUNDING_INDEX_SCALE, i128::from(elapsed))?;
         let index = add(m.funding.index, per_lot)?;
         let holders: Vec<AccountId> = m.holders.iter().copied().collect();
-        let Some(m) = self.markets.get_mut(&id) else { return Ok(()) };
-        m.funding.index = index;
-        m.funding.premium_sum = 0;
-        m.funding.samples = 0;
-        m.funding.last_settled_ms = now_ms;
         let period = Period { market: id, start, now: now_ms, per_lot, den, index };
         // First what every holder owes for the time it held, and what it can pay; nothing
         // changes yet. One holder's failure must not stop the others' settlement: its funding
@@ -149,9 +145,11 @@ impl State {
                 }
             }
         }
-        // A payer that cannot pay in full (a flat position whose account was emptied before
-        // the boundary) pays what it has; the insurance fund covers the shortfall, and what
-        // the fund cannot cover is cut from the receivers' payments pro rata, as for options.
+        // A payer that cannot pay in full (a flat position whose account was emptied, or
+        // liquidated, before the boundary) pays what it has, and the shortfall is cut from the
+        // receivers' payments pro rata: funding moves money between the two sides, and the
+        // side a defaulter owed bears its default. The insurance fund is kept for liquidation
+        // losses and gets only the rounding, so funding can never drain it.
         let mut shortfall: i128 = 0;
         let mut receipts: i128 = 0;
         for d in &dues {
@@ -160,26 +158,18 @@ impl State {
                 receipts = sub(receipts, d.owed)?;
             }
         }
-        let mut fund_left = shortfall.min(self.insurance_fund().max(0));
-        let residual = sub(shortfall, fund_left)?;
+        // Nothing has changed so far; from here on every failure is one holder's.
+        let Some(m) = self.markets.get_mut(&id) else { return Ok(()) };
+        m.funding.index = index;
+        m.funding.premium_sum = 0;
+        m.funding.samples = 0;
+        m.funding.last_settled_ms = now_ms;
         let mut paid_total: i128 = 0;
         let mut gone = Vec::new();
         for d in dues {
-            let cut = if d.owed < 0 && residual > 0 && receipts > 0 {
-                let receipt = crate::num::neg(d.owed)?;
-                crate::num::mul_div_ceil(residual, receipt, receipts)?.min(receipt)
-            } else {
-                0
-            };
-            let amount = add(d.pays, cut)?;
-            let holds = match self.pay_funding(d.account, &period, amount) {
-                Ok(holds) => {
-                    paid_total = add(paid_total, amount)?;
-                    let covered = sub(d.owed, d.pays)?.min(fund_left);
-                    if covered > 0 {
-                        fund_left = sub(fund_left, covered)?;
-                        events.push(Event::InsuranceCovered { account: d.account, amount: covered });
-                    }
+            let holds = match self.settle_due(&d, &period, shortfall, receipts, paid_total) {
+                Ok((holds, cut, total)) => {
+                    paid_total = total;
                     if cut > 0 {
                         events.push(Event::Socialized { market: id, account: d.account, amount: cut });
                     }
@@ -204,8 +194,9 @@ impl State {
                 m.holders.remove(h);
             }
         }
-        // paid_total >= 0 unless the fund covered a shortfall: the sizes held sum to zero at
-        // every instant, so the exact amounts do over the interval, and each is rounded up.
+        // paid_total >= 0 (barring a holder's fault): the sizes held sum to zero at every
+        // instant, so the exact amounts do over the interval, and each is rounded up; a
+        // shortfall is cut from the receivers rounded up, never beyond what they were owed.
         if let Some(q) = self.assets.first_mut() {
             q.insurance = add(q.insurance, paid_total)?;
         }
@@ -242,6 +233,31 @@ impl State {
             pays = owed.min(add(isolated, cross)?);
         }
         Ok(Some(Due { account: h, owed, pays }))
+    }
+
+    /// Settles one holder's `due`: its receipt (if it receives) cut by its share of the
+    /// `shortfall` of all `receipts`, paid, added to `paid_total`. Returns whether it still
+    /// holds, its cut and the new total; changes nothing when it fails.
+    fn settle_due(
+        &mut self,
+        d: &Due,
+        period: &Period,
+        shortfall: Micros,
+        receipts: Micros,
+        paid_total: Micros,
+    ) -> R<(bool, Micros, Micros)> {
+        let cut = if d.owed < 0 && shortfall > 0 && receipts > 0 {
+            let receipt = crate::num::neg(d.owed)?;
+            crate::num::mul_div_ceil(shortfall, receipt, receipts)?.min(receipt)
+        } else {
+            0
+        };
+        let amount = add(d.pays, cut)?;
+        let total = add(paid_total, amount)?;
+        // The fund takes the total at the end: that addition must not fail after payments.
+        add(self.insurance_fund(), total)?;
+        let holds = self.pay_funding(d.account, period, amount)?;
+        Ok((holds, cut, total))
     }
 
     /// Holder `h` pays `amount` (negative: receives) for `period` and its accrual restarts.
@@ -326,6 +342,61 @@ pub(crate) fn held_lot_ms(p: &Position, start: u64, now: u64) -> R<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A holder whose funding overflows gets a fault of its own; the others settle, and its
+    /// accrual restarts.
+    #[test]
+    fn one_holders_overflow_is_its_own_fault() {
+        use bastion_types::{Block, MarketId, OracleVote, UnderlyingId, ValidatorIndex};
+        let g = crate::Genesis::devnet();
+        let mut s = State::from_genesis(&g).unwrap();
+        let oracle = (0..4)
+            .map(|v| OracleVote {
+                validator: ValidatorIndex(v),
+                prices: vec![(UnderlyingId(0), 100_000_000_000), (UnderlyingId(1), 4_000_000_000)],
+            })
+            .collect();
+        let block =
+            Block { height: 1, timestamp_ms: g.timestamp_ms + 1, oracle, txs: vec![], proposals: vec![] };
+        s.apply_block(&block).unwrap();
+        let market = MarketId(0);
+        let start = s.markets[&market].funding.last_settled_ms;
+        let hold = |size, lot_ms| crate::state::Account {
+            positions: vec![Position {
+                market,
+                size,
+                funding_lot_ms: lot_ms,
+                funding_since_ms: start,
+                ..Position::default()
+            }],
+            ..crate::state::Account::default()
+        };
+        s.accounts.insert(AccountId(1), hold(10, 0));
+        s.accounts.insert(AccountId(2), hold(-10, 0));
+        s.accounts.insert(AccountId(3), hold(0, i128::MAX / 2));
+        s.markets.get_mut(&market).unwrap().holders.extend([AccountId(1), AccountId(2), AccountId(3)]);
+        let interval = s.liquidation.funding_interval_ms;
+        let mut events = Vec::new();
+        s.settle_market_funding(market, start + interval, interval, &mut events).unwrap();
+        let faults: Vec<_> = events.iter().filter(|e| matches!(e, Event::Fault { .. })).collect();
+        assert_eq!(faults.len(), 1, "{events:?}");
+        assert!(
+            matches!(faults[0], Event::Fault { step, .. } if step.ends_with(&format!("for {}", AccountId(3)))),
+            "{faults:?}"
+        );
+        // 10 lots of 0.001 BTC at $100,000 ($1,000), 12 ppm: $0.012 each way.
+        assert_eq!(s.accounts.get(&AccountId(1)).unwrap().balances[0], -12_000);
+        assert_eq!(s.accounts.get(&AccountId(2)).unwrap().balances[0], 12_000);
+        assert!(s.accounts.get(&AccountId(3)).unwrap().positions.is_empty());
+        assert!(!s.markets[&market].holders.contains(&AccountId(3)));
+        assert!(events.contains(&Event::Funding {
+            market,
+            rate_ppm: 12,
+            index_delta: 1_200_000_000,
+            paid: 0,
+            dust_to_insurance: 0
+        }));
+    }
 
     #[test]
     fn hyperliquid_interest_adjustment() {
