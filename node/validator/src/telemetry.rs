@@ -78,13 +78,16 @@ struct AppMetrics {
     sigs_checked: Arc<Counter>,
     sigs_verified: Arc<Counter>,
     /// The block channel's defences (issue 15): counters with how to read each from `Totals`.
-    counters: Vec<(fn(&Totals) -> u64, Arc<Counter>)>,
+    counters: Vec<(ReadTotal, Arc<Counter>)>,
     unsolicited_blocks: Arc<Gauge>,
     unsolicited_bytes: Arc<Gauge>,
 }
 
+/// How to read one running count from the application's `Totals`.
+type ReadTotal = fn(&Totals) -> u64;
+
 /// Peers blocked, by reason: the label and how to read its count.
-const BLOCKED: [(&str, fn(&Totals) -> u64); 6] = [
+const BLOCKED: [(&str, ReadTotal); 6] = [
     ("undecodable", |t| t.peers_blocked.undecodable),
     ("malformed_request", |t| t.peers_blocked.malformed_request),
     ("unknown_tag", |t| t.peers_blocked.unknown_tag),
@@ -198,7 +201,7 @@ impl Telemetry {
                 &[],
             ),
             counters: {
-                let mut c: Vec<(fn(&Totals) -> u64, Arc<Counter>)> = BLOCKED
+                let mut c: Vec<(ReadTotal, Arc<Counter>)> = BLOCKED
                     .iter()
                     .map(|(reason, read)| {
                         let counter = reg.counter(
@@ -209,7 +212,7 @@ impl Telemetry {
                         (*read, counter)
                     })
                     .collect();
-                let plain: [(&str, &str, fn(&Totals) -> u64); 6] = [
+                let plain: [(&str, &str, ReadTotal); 6] = [
                     (
                         "bastion_unsolicited_evicted_total",
                         "Unsolicited blocks evicted from a peer's bounded account",
