@@ -108,6 +108,35 @@ impl Drop for Nodes {
     }
 }
 
+/// `bastion init` of 4 validators into `dir` (keys from `seed`; p2p ports from `base_port`,
+/// UDP ingress from `base_port + 10`, metrics from `base_port + 20`) with `extra` arguments;
+/// returns the genesis file it wrote.
+fn init(dir: &Path, seed: u64, base_port: u16, extra: &[&str]) -> bastion_consensus::ChainSpec {
+    let out = Command::new(BIN)
+        .args([
+            "init",
+            "--validators",
+            "4",
+            "--seed",
+            &seed.to_string(),
+            "--base-port",
+            &base_port.to_string(),
+        ])
+        .args([
+            "--ingress-port",
+            &(base_port + 10).to_string(),
+            "--metrics-port",
+            &(base_port + 20).to_string(),
+        ])
+        .args(extra)
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    bastion_consensus::ChainSpec::load(&dir.join("genesis.json")).unwrap()
+}
+
 fn root_at(data: &Path, height: u64) -> [u8; 32] {
     let (log, _) = BlockLog::open(&data.join("log"), LogConfig::default()).unwrap();
     LogEntry::decode(&log.read(height).unwrap()).unwrap().root
@@ -117,22 +146,7 @@ fn root_at(data: &Path, height: u64) -> [u8; 32] {
 fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
     let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
-    let base_port = 20_000 + (std::process::id() % 20_000) as u16;
-    let (ingress_port, metrics_port) = (base_port + 10, base_port + 20);
-    let init = Command::new(BIN)
-        .args(["init", "--validators", "4", "--seed", "11", "--base-port", &base_port.to_string()])
-        .args([
-            "--ingress-port",
-            &ingress_port.to_string(),
-            "--metrics-port",
-            &metrics_port.to_string(),
-            "--out",
-        ])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
-    let spec = bastion_consensus::ChainSpec::load(&tmp.path().join("genesis.json")).unwrap();
+    let spec = init(tmp.path(), 11, 20_000 + (std::process::id() % 20_000) as u16, &[]);
 
     let mut nodes = Nodes { dir: tmp.path().to_path_buf(), children: (0..4).map(|_| None).collect() };
     for i in 0..4 {
@@ -293,22 +307,7 @@ fn a_flood_of_fresh_key_transactions_is_refused_and_costs_no_block_space() {
     let _one = exclusive();
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let base_port = 24_000 + (std::process::id() % 16_000) as u16;
-    let (ingress_port, metrics_port) = (base_port + 10, base_port + 20);
-    let init = Command::new(BIN)
-        .args(["init", "--validators", "4", "--seed", "15", "--base-port", &base_port.to_string()])
-        .args([
-            "--ingress-port",
-            &ingress_port.to_string(),
-            "--metrics-port",
-            &metrics_port.to_string(),
-            "--out",
-        ])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
-    let spec = bastion_consensus::ChainSpec::load(&tmp.path().join("genesis.json")).unwrap();
+    let spec = init(tmp.path(), 15, 24_000 + (std::process::id() % 16_000) as u16, &[]);
     let chain = spec.digest();
     let data = tmp.path().join("v0/data");
 
@@ -466,30 +465,13 @@ fn a_governance_proposal_signed_by_three_of_four_halts_a_market_on_a_production_
     let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let base_port = 20_000 + ((std::process::id() + 700) % 20_000) as u16;
     let authority: String = bastion_client::Keypair::derive("run-test-bridge", 1)
         .public()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    bastion_ok(&[
-        "init",
-        "--validators",
-        "4",
-        "--seed",
-        "13",
-        "--authority",
-        &authority,
-        "--base-port",
-        &base_port.to_string(),
-        "--ingress-port",
-        &(base_port + 10).to_string(),
-        "--metrics-port",
-        &(base_port + 20).to_string(),
-        "--out",
-        &s(dir),
-    ]);
+    init(dir, 13, 20_000 + ((std::process::id() + 700) % 20_000) as u16, &["--authority", &authority]);
     let genesis = dir.join("genesis.json");
     let update = dir.join("halt.json");
     std::fs::write(&update, r#"{"Status":{"market":0,"status":"Halted"}}"#).unwrap();
