@@ -199,8 +199,11 @@ impl State {
     /// before checking a proposal's signatures, since it is far cheaper.
     pub fn check_txs(&self, txs: &[bastion_types::Tx]) -> Result<(), BlockError> {
         // Next nonce of each signer seen so far in this block (a block holds at most
-        // BLOCK_TXS_MAX transactions, so this map is bounded by that).
-        let mut next: std::collections::BTreeMap<AccountId, Option<u64>> = std::collections::BTreeMap::new();
+        // BLOCK_TXS_MAX transactions, so this map is bounded by that). Looked up, never
+        // iterated: a fixed-seed hash map (3.6x cheaper than a BTreeMap on a full block,
+        // `bastion-perf defence`).
+        let mut next: bastion_book::hash::IdMap<AccountId, Option<u64>> =
+            bastion_book::hash::IdMap::with_capacity_and_hasher(txs.len(), Default::default());
         for (index, tx) in txs.iter().enumerate() {
             let refuse = |reason| BlockError::Tx { index, reason };
             let expected = match next.get(&tx.signer) {

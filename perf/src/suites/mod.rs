@@ -3,6 +3,7 @@
 use crate::harness::{Ctx, Report};
 
 pub mod consensus;
+pub mod defence;
 pub mod e2e;
 pub mod ingress;
 pub mod margin;
@@ -66,6 +67,11 @@ pub const ALL: &[Suite] = &[
         name: "consensus",
         about: "finality latency in the deterministic 4-validator simulation, 1 ms and 50 ms links",
         run: consensus::run,
+    },
+    Suite {
+        name: "defence",
+        about: "an honest verifier's cost of a Byzantine leader's junk block and of governance approvals",
+        run: defence::run,
     },
     Suite {
         name: "storage",
