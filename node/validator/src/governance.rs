@@ -261,9 +261,15 @@ fn hex_digest(p: &GovernanceProposal) -> String {
 pub struct GovernanceDir {
     dir: PathBuf,
     scanned: Option<Instant>,
+    /// Each file read, by path: its size and modification time when read, and its proposal
+    /// (`None`: it did not parse).
+    files: std::collections::BTreeMap<PathBuf, FileStamp>,
     queued: Vec<GovernanceProposal>,
     warned: std::collections::BTreeSet<PathBuf>,
 }
+
+/// A proposal file's size and modification time when it was read, and what it held.
+type FileStamp = ((u64, Option<std::time::SystemTime>), Option<GovernanceProposal>);
 
 impl GovernanceDir {
     /// The source reading `<data_dir>/governance/`.
@@ -271,6 +277,7 @@ impl GovernanceDir {
         GovernanceDir {
             dir: data_dir.join(GOVERNANCE_DIR),
             scanned: None,
+            files: Default::default(),
             queued: Vec::new(),
             warned: Default::default(),
         }
@@ -282,6 +289,7 @@ impl GovernanceDir {
         }
         self.scanned = Some(Instant::now());
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            self.files.clear();
             self.queued.clear();
             return;
         };
@@ -295,23 +303,32 @@ impl GovernanceDir {
             warn!(dir = %self.dir.display(), files = paths.len(), "more than {QUEUED_MAX} governance proposals queued; reading the first {QUEUED_MAX}");
         }
         paths.truncate(QUEUED_MAX);
-        self.queued.clear();
+        // A file is read again only when its size or modification time changed: this runs on
+        // the proposer's path, so a steady queue costs one directory listing and a stat a file.
+        let mut files = std::collections::BTreeMap::new();
         for path in paths {
-            let parsed = std::fs::metadata(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|m| {
-                    if m.len() > FILE_MAX { Err(format!("larger than {FILE_MAX} bytes")) } else { Ok(()) }
-                })
-                .and_then(|()| read(&path));
-            match parsed {
-                Ok(p) => self.queued.push(p),
-                Err(e) => {
-                    if self.warned.insert(path.clone()) {
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let stamp = (meta.len(), meta.modified().ok());
+            let parsed = match self.files.remove(&path) {
+                Some((seen, parsed)) if seen == stamp => parsed,
+                _ => {
+                    let parsed = if meta.len() > FILE_MAX {
+                        Err(format!("larger than {FILE_MAX} bytes"))
+                    } else {
+                        read(&path)
+                    };
+                    if let Err(e) = &parsed
+                        && self.warned.insert(path.clone())
+                    {
                         warn!(file = %path.display(), %e, "skipping a governance proposal file");
                     }
+                    parsed.ok()
                 }
-            }
+            };
+            files.insert(path, (stamp, parsed));
         }
+        self.queued = files.values().filter_map(|(_, p)| p.clone()).collect();
+        self.files = files;
     }
 }
 
