@@ -428,6 +428,7 @@ struct Scenario {
     crash: Option<Crash>,
     partition: Option<Partition>,
     byzantine: Option<(usize, Byzantine)>,
+    byzantine_leader: Option<(usize, Vec<Trick>)>,
 }
 
 impl Scenario {
@@ -444,6 +445,7 @@ impl Scenario {
             crash: None,
             partition: None,
             byzantine: None,
+            byzantine_leader: None,
         }
     }
 
@@ -455,9 +457,10 @@ impl Scenario {
             crash: self.crash,
             partition: self.partition.clone(),
             byzantine: self.byzantine,
+            byzantine_leader: self.byzantine_leader.clone(),
             ..Run::new(self.validators, seed, link, self.target)
         });
-        let bad = self.byzantine.map(|b| b.0);
+        let bad = self.byzantine.map(|b| b.0).or(self.byzantine_leader.as_ref().map(|b| b.0));
         let honest: Vec<usize> = (0..self.validators as usize).filter(|&i| Some(i) != bad).collect();
         if let Some((bad, kind)) = self.byzantine {
             assert!(o.ledgers[bad].is_empty(), "the Byzantine validator runs no application");
@@ -470,6 +473,22 @@ impl Scenario {
                 if matches!(kind, Byzantine::Outdated) {
                     assert!(faults.is_empty(), "replayed old votes are not equivocation: {faults:?}");
                 }
+            }
+        }
+        if self.byzantine_leader.is_some() {
+            let peers = u64::from(self.validators) - 1;
+            for &i in &honest {
+                let t = &o.totals[i];
+                // Only one peer misbehaves (campaigns without one assert nobody is blocked).
+                assert!(t.peers_blocked.total() <= 1, "validator {i} blocked more than the leader: {t:?}");
+                assert!(t.unsolicited_blocks_peak <= peers * UNSOLICITED_BLOCKS_PER_PEER as u64, "{t:?}");
+                assert!(t.unsolicited_bytes_peak <= peers * UNSOLICITED_BYTES_PER_PEER as u64, "{t:?}");
+                assert!(o.halts[i].is_none(), "validator {i} halted: {:?}", o.halts[i]);
+                // Parameters never change without 2/3 of stake's signatures.
+                assert!(
+                    o.ledgers[i].values().all(|f| f.proposals == 0),
+                    "validator {i} finalized a proposal"
+                );
             }
         }
         check(&honest.iter().map(|&i| o.ledgers[i].clone()).collect::<Vec<_>>(), self.target);
@@ -551,6 +570,30 @@ fn byzantine(m: &mut Mix) -> Scenario {
     s
 }
 
+/// A Byzantine leader (real Bastion) playing 1-4 tricks drawn from every kind, in turn, each time
+/// it leads; loss up to 10% half the time.
+fn byzantine_leader(m: &mut Mix) -> Scenario {
+    let lossy = m.chance(50);
+    let mut s = Scenario::base(m, 25, if lossy { 10 } else { 0 });
+    let bad = m.range(0, u64::from(s.validators) - 1) as usize;
+    let tricks = (0..m.range(1, 4))
+        .map(|_| match m.range(0, 9) {
+            0 => Trick::Honest,
+            1 => Trick::Oversized,
+            2 => Trick::Flood(m.range(1, 64) as u32),
+            3 => Trick::SkewAhead(m.range(0, 2 * MAX_FUTURE_MS)),
+            4 => Trick::SkewBehind(m.range(0, 3_000)),
+            5 => Trick::RangeFlood(m.range(1, 500) as u32),
+            6 => Trick::ForgedApprovals,
+            7 => Trick::ReplayTx,
+            8 => Trick::ReorderNonces,
+            _ => Trick::FreshKey,
+        })
+        .collect();
+    s.byzantine_leader = Some((bad, tricks));
+    s
+}
+
 /// Runs `name`'s seeds: `base..base + count` (see the module docs for the environment), each
 /// with the scenario `derive` makes from it. Every seed runs even after one fails; the test
 /// then fails listing every failing seed with its replay command.
@@ -618,6 +661,11 @@ fn campaign_partition() {
 #[test]
 fn campaign_byzantine() {
     campaign("campaign_byzantine", 5_000_000, 60, byzantine);
+}
+
+#[test]
+fn campaign_byzantine_leader() {
+    campaign("campaign_byzantine_leader", 6_000_000, 30, byzantine_leader);
 }
 
 #[test]
