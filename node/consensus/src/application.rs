@@ -1401,16 +1401,9 @@ impl<
         // Block time is this proposer's clock, strictly after the parent's.
         let timestamp_ms = trick.timestamp(self.now_ms(), state.timestamp_ms);
         let started = std::time::Instant::now();
-        let (mut txs, mut auth): (Vec<Tx>, Vec<TxAuth>) =
+        let (txs, mut auth): (Vec<Tx>, Vec<TxAuth>) =
             self.block_txs(&state, u64::from_le_bytes(seed), height, timestamp_ms).into_iter().unzip();
-        let want = trick.max_txs(&self.limits, txs.len());
-        if want > txs.len() {
-            let (t, a) = (txs.clone(), auth.clone());
-            txs.extend(t.into_iter().cycle().take(want - txs.len()));
-            auth.extend(a.into_iter().cycle().take(want - auth.len()));
-        }
         self.ledger.add_time(|t| &mut t.sequencer_ns, started);
-        self.ledger.add_proposed(txs.len() as u64);
         let validators = u16::try_from(state.validators.len()).unwrap_or(u16::MAX);
         let proposals = match &mut self.governance {
             Some(source) => source.take(&state, height),
@@ -1423,7 +1416,8 @@ impl<
             txs,
             proposals,
         };
-        trick.rewrite(&mut block, &mut auth, &state, &self.chain);
+        trick.rewrite(&mut block, &mut auth, &state, &self.chain, &self.limits);
+        self.ledger.add_proposed(block.txs.len() as u64);
         let root = state.state_root();
         let block = ChainBlock::new(parent, root, block, auth, &trick.limits(&self.limits)).map_err(|e| {
             error!(%e, "cannot build a block");
@@ -1482,12 +1476,9 @@ impl<
             parent.state_root(),
             u16::try_from(parent.validators.len()).unwrap_or(u16::MAX),
         );
-        // Far cheaper than the signatures, so first: every transaction must be includable on the
-        // parent state (a signer with an account, its next nonce), as execution checks again.
+        // Far cheaper than the signatures, so before them: every transaction must be includable
+        // on the parent state (a signer with an account, its next nonce).
         let includable = parent.check_txs(&block.block().txs);
-        // Governance approvals: valid signatures of 2/3 of stake, the next nonce, the window
-        // (the exchange checks them again when it executes the block).
-        let governed = parent.check_proposals(block.block());
         if block.height_u64() != parent_height.saturating_add(1) {
             // Whatever our state or clock: the leader proposed an invalid block.
             self.block_peer(
@@ -1520,10 +1511,10 @@ impl<
             );
             return Ok(false);
         }
-        // Both are decided by the parent state, whose root the leader just confirmed it shares
-        // with us: an honest leader never proposes either, so the leader is blocked.
-        if let Err(e) = includable.and(governed) {
-            warn!(height = block.height_u64(), %e, "proposal carries what it may not");
+        // Decided by the parent state, whose root the leader just confirmed it shares with us:
+        // an honest leader never proposes such a block, so the leader is blocked.
+        if let Err(e) = includable {
+            warn!(height = block.height_u64(), %e, "proposal carries a transaction it may not include");
             self.block_peer(context.leader.clone(), BlockReason::InvalidProposal, &e.to_string());
             return Ok(false);
         }
@@ -1536,13 +1527,25 @@ impl<
             self.block_peer(context.leader.clone(), BlockReason::InvalidProposal, &why);
             return Ok(false);
         }
-        // Executes speculatively and caches the result (or refuses a header error).
+        // Executes speculatively and caches the result (or refuses a header error). Execution
+        // checks the governance proposals (2/3 of stake's valid signatures at the next nonce,
+        // inside the window) before anything else: once, on the honest path.
         match self.ensure_state(payload) {
             Ok(_) => {
                 self.persist(payload)?;
                 Ok(true)
             }
-            Err(Lookup::Invalid) => Ok(false),
+            Err(Lookup::Invalid) => {
+                // Forged governance is, like an unincludable transaction, decided by the shared
+                // parent state: name the leader that proposed it.
+                if let Some(Err(e)) =
+                    self.state_ref(context.parent.1).map(|p| p.check_proposals(block.block()))
+                {
+                    warn!(height = block.height_u64(), %e, "proposal carries a governance proposal it may not");
+                    self.block_peer(context.leader.clone(), BlockReason::InvalidProposal, &e.to_string());
+                }
+                Ok(false)
+            }
             Err(Lookup::Missing) => Err(Lookup::Missing),
         }
     }

@@ -4,11 +4,10 @@
 //! The validator otherwise runs Bastion as everyone else does (it votes, verifies and executes
 //! honestly); each time it leads, it plays the next [`Trick`] of its list, in turn. The tricks
 //! attack what the block channel and `verify` must bound; to add one, add a variant here and
-//! its effect in [`Trick::timestamp`] (block time), [`Trick::max_txs`] (what the block may
-//! hold), [`Trick::extra_blocks`] or [`Trick::extra_messages`] (what else is sent), or in
-//! `Application::build` for a trick
-//! that rewrites the block's contents ([`Trick::rewrite`]: forged governance approvals, a
-//! replayed transaction, reordered nonces, a transaction from an account that does not exist).
+//! its effect in [`Trick::timestamp`] (block time), [`Trick::limits`] (what the leader builds
+//! under), [`Trick::rewrite`] (what the block holds: padding over the limit, forged governance
+//! approvals, a replayed transaction, reordered nonces, a transaction from an account that does
+//! not exist), [`Trick::extra_blocks`] or [`Trick::extra_messages`] (what else is sent).
 //! A leader playing a trick proposes its block even when its own execution refuses it, as a
 //! Byzantine leader would.
 
@@ -76,14 +75,6 @@ impl Trick {
         }
     }
 
-    /// How many transactions the block must hold, `txs` being what the source gave.
-    pub(crate) fn max_txs(self, limits: &BlockLimits, txs: usize) -> usize {
-        match self {
-            Trick::Oversized if txs > 0 => limits.max_txs.saturating_add(1),
-            _ => txs,
-        }
-    }
-
     /// Other messages to send every peer besides the proposal (block-channel wire form).
     pub(crate) fn extra_messages(self) -> Vec<Vec<u8>> {
         let Trick::RangeFlood(count) = self else { return Vec::new() };
@@ -106,9 +97,7 @@ impl Trick {
             })
             .collect()
     }
-}
 
-impl Trick {
     /// Whether the leader proposes its block even though its own execution refuses it.
     pub(crate) fn proposes_invalid(self) -> bool {
         matches!(
@@ -123,9 +112,23 @@ impl Trick {
 
     /// Rewrites the block's contents (transactions with their authorisations, proposals) for
     /// the tricks that do; `state` is the parent's state, `chain` the client signatures' chain
-    /// identity.
-    pub(crate) fn rewrite(self, block: &mut Block, auth: &mut Vec<TxAuth>, state: &State, chain: &[u8; 32]) {
+    /// identity, `limits` what honest validators decode.
+    pub(crate) fn rewrite(
+        self,
+        block: &mut Block,
+        auth: &mut Vec<TxAuth>,
+        state: &State,
+        chain: &[u8; 32],
+        limits: &BlockLimits,
+    ) {
         match self {
+            Trick::Oversized if !block.txs.is_empty() => {
+                // One transaction over the limit: the source's transactions, repeated.
+                let want = limits.max_txs.saturating_add(1);
+                let (txs, auths) = (block.txs.clone(), auth.clone());
+                block.txs = txs.into_iter().cycle().take(want).collect();
+                *auth = auths.into_iter().cycle().take(want).collect();
+            }
             Trick::ForgedApprovals => {
                 let validators = u16::try_from(state.validators.len()).unwrap_or(u16::MAX);
                 block.proposals.push(GovernanceProposal {

@@ -104,18 +104,21 @@ impl PeerBlocks {
         *slot = slot.saturating_add(1);
     }
 
+    /// Each reason's count, labelled as the metrics export it.
+    pub fn by_reason(&self) -> [(&'static str, u64); 6] {
+        [
+            ("undecodable", self.undecodable),
+            ("malformed_request", self.malformed_request),
+            ("unknown_tag", self.unknown_tag),
+            ("invalid_proposal", self.invalid_proposal),
+            ("block_flood", self.block_flood),
+            ("backfill_flood", self.backfill_flood),
+        ]
+    }
+
     /// Peers blocked for any reason.
     pub fn total(&self) -> u64 {
-        [
-            self.undecodable,
-            self.malformed_request,
-            self.unknown_tag,
-            self.invalid_proposal,
-            self.block_flood,
-            self.backfill_flood,
-        ]
-        .iter()
-        .fold(0u64, |a, b| a.saturating_add(*b))
+        self.by_reason().iter().fold(0u64, |a, (_, n)| a.saturating_add(*n))
     }
 }
 

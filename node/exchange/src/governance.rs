@@ -35,27 +35,31 @@ impl State {
         for (index, p) in block.proposals.iter().enumerate() {
             let fail = |reason: String| BlockError::Governance { index, reason };
             nonce = nonce.checked_add(1).ok_or_else(|| fail("governance nonce exhausted".into()))?;
-            if p.nonce != nonce {
-                return Err(fail(format!(
-                    "nonce {} but the chain's next governance nonce is {nonce}",
-                    p.nonce
-                )));
-            }
-            if p.valid_until.checked_sub(p.valid_from).is_none_or(|w| w > GOVERNANCE_WINDOW_MAX) {
-                return Err(fail(format!(
-                    "window {}..={} is empty or longer than {GOVERNANCE_WINDOW_MAX} heights",
-                    p.valid_from, p.valid_until
-                )));
-            }
-            if block.height < p.valid_from || block.height > p.valid_until {
-                return Err(fail(format!(
-                    "height {} is outside the proposal's window {}..={}",
-                    block.height, p.valid_from, p.valid_until
-                )));
-            }
-            self.approved_stake(p).map_err(fail)?;
+            self.check_proposal(block.height, nonce, p).map_err(fail)?;
         }
         Ok(())
+    }
+
+    /// Whether a block at `height` may carry `p` as the proposal with governance nonce `nonce`:
+    /// the nonce, the window, and at least 2/3 of stake's valid signatures; `Ok` is the stake
+    /// that signed.
+    fn check_proposal(&self, height: u64, nonce: u64, p: &GovernanceProposal) -> Result<u128, String> {
+        if p.nonce != nonce {
+            return Err(format!("nonce {} but the chain's next governance nonce is {nonce}", p.nonce));
+        }
+        if p.valid_until.checked_sub(p.valid_from).is_none_or(|w| w > GOVERNANCE_WINDOW_MAX) {
+            return Err(format!(
+                "window {}..={} is empty or longer than {GOVERNANCE_WINDOW_MAX} heights",
+                p.valid_from, p.valid_until
+            ));
+        }
+        if height < p.valid_from || height > p.valid_until {
+            return Err(format!(
+                "height {height} is outside the proposal's window {}..={}",
+                p.valid_from, p.valid_until
+            ));
+        }
+        self.approved_stake(p)
     }
 
     /// Of `candidates`, the proposals a block at `height` on this state may carry, in the
@@ -68,26 +72,22 @@ impl State {
         candidates: &[GovernanceProposal],
     ) -> Vec<GovernanceProposal> {
         let mut out: Vec<GovernanceProposal> = Vec::new();
-        let probe = |out: &[GovernanceProposal], p: &GovernanceProposal| {
-            let mut proposals = out.to_vec();
-            proposals.push(p.clone());
-            let block = Block { height, proposals, ..Block::default() };
-            self.check_proposals(&block).is_ok()
-        };
+        let mut nonce = self.governance_nonce;
         while out.len() < PROPOSALS_PER_BLOCK_MAX {
-            let next = self.governance_nonce.saturating_add(1).saturating_add(out.len() as u64);
-            let Some(p) = candidates.iter().find(|p| p.nonce == next && probe(&out, p)) else { break };
+            let Some(next) = nonce.checked_add(1) else { break };
+            let Some(p) = candidates.iter().find(|p| self.check_proposal(height, next, p).is_ok()) else {
+                break;
+            };
             out.push(p.clone());
+            nonce = next;
         }
         out
     }
 
-    /// Why `p` could not be carried by a block at `height` on this state, if it could not
-    /// (operators' `bastion governance check`).
+    /// The stake that signed `p`, if a block at `height` could carry it as the chain's next
+    /// proposal; otherwise why not (operators' `bastion governance check`).
     pub fn proposal_verdict(&self, height: u64, p: &GovernanceProposal) -> Result<u128, String> {
-        let block = Block { height, proposals: vec![p.clone()], ..Block::default() };
-        self.check_proposals(&block).map_err(|e| e.to_string())?;
-        self.approved_stake(p)
+        self.check_proposal(height, self.governance_nonce.saturating_add(1), p)
     }
 
     /// The stake whose valid signatures approve `p`, if at least 2/3 of all stake; otherwise

@@ -267,14 +267,6 @@ impl Default for PipelineSection {
     }
 }
 
-/// The block limits of this node: decoding a peer's block, verifying it and building a
-/// proposal all use this one value, the chain spec's `block_txs_max` (a protocol parameter
-/// every validator shares), so a verifier never accepts a block larger than an honest proposer
-/// may build. `pipeline.block_txs_max` only lowers what this validator's own proposals carry.
-pub fn block_limits(spec: &ChainSpec) -> BlockLimits {
-    spec.block_limits()
-}
-
 /// The largest message on the validator links: a consensus message, or a block-channel message
 /// (a tag byte and a block under `limits`).
 pub fn p2p_max_message_size(validators: usize, limits: &BlockLimits) -> u32 {
@@ -538,8 +530,11 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         "starting"
     );
     let chain = spec.digest();
-    // One set of block limits for decoding peers' blocks, verifying them and proposing.
-    let limits = block_limits(&spec);
+    // One set of block limits for decoding peers' blocks, verifying them and proposing: the
+    // chain spec's `block_txs_max` (a protocol parameter every validator shares), so a verifier
+    // never accepts a block larger than an honest proposer may build. `pipeline.block_txs_max`
+    // only lowers what this validator's own proposals carry.
+    let limits = spec.block_limits();
     if cfg.pipeline.block_txs_max > limits.max_txs {
         warn!(
             configured = cfg.pipeline.block_txs_max,
@@ -922,11 +917,11 @@ mod tests {
         let mut spec = ChainSpec::assemble("bastion-test", exchange, vec![info], oracle);
         spec.block_txs_max = 100;
         spec.validate().unwrap();
-        let limits = block_limits(&spec);
+        let limits = spec.block_limits();
         assert_eq!(limits.max_txs, 100, "verifiers decode exactly what the chain lets proposers build");
         // The default chain accepts no more than a default node builds (it used to accept 100,000).
         spec.block_txs_max = bastion_consensus::spec::DEFAULT_BLOCK_TXS_MAX;
-        assert_eq!(block_limits(&spec).max_txs, PipelineSection::default().block_txs_max);
+        assert_eq!(spec.block_limits().max_txs, PipelineSection::default().block_txs_max);
         spec.block_txs_max = bastion_exchange::BLOCK_TXS_MAX + 1;
         assert!(spec.validate().unwrap_err().to_string().contains("block_txs_max"));
         // The p2p message size follows the limits.

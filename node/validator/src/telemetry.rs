@@ -77,7 +77,9 @@ struct AppMetrics {
     blocks: Arc<Counter>,
     sigs_checked: Arc<Counter>,
     sigs_verified: Arc<Counter>,
-    /// The block channel's defences (issue 15): counters with how to read each from `Totals`.
+    /// Peers blocked, one counter per reason in `PeerBlocks::by_reason` order.
+    blocked: Vec<Arc<Counter>>,
+    /// The block channel's other defences (issue 15): counters with how to read each.
     counters: Vec<(ReadTotal, Arc<Counter>)>,
     unsolicited_blocks: Arc<Gauge>,
     unsolicited_bytes: Arc<Gauge>,
@@ -85,16 +87,6 @@ struct AppMetrics {
 
 /// How to read one running count from the application's `Totals`.
 type ReadTotal = fn(&Totals) -> u64;
-
-/// Peers blocked, by reason: the label and how to read its count.
-const BLOCKED: [(&str, ReadTotal); 6] = [
-    ("undecodable", |t| t.peers_blocked.undecodable),
-    ("malformed_request", |t| t.peers_blocked.malformed_request),
-    ("unknown_tag", |t| t.peers_blocked.unknown_tag),
-    ("invalid_proposal", |t| t.peers_blocked.invalid_proposal),
-    ("block_flood", |t| t.peers_blocked.block_flood),
-    ("backfill_flood", |t| t.peers_blocked.backfill_flood),
-];
 
 /// The exporter: registry handles and the previous snapshot of everything it turns into deltas.
 pub struct Telemetry {
@@ -107,7 +99,6 @@ pub struct Telemetry {
     p99: Arc<Gauge>,
     finality: Arc<Histogram>,
     mempool: Arc<Gauge>,
-    mempool_slots: Arc<Gauge>,
     stale: Arc<Gauge>,
     ingress: [Arc<Gauge>; 7],
     /// `bastion_ingress_backend{backend}` = 1 for the backend that opened (kept registered).
@@ -200,18 +191,18 @@ impl Telemetry {
                 "Blocks finalized and executed since start",
                 &[],
             ),
+            blocked: bastion_consensus::PeerBlocks::default()
+                .by_reason()
+                .iter()
+                .map(|(reason, _)| {
+                    reg.counter(
+                        "bastion_peers_blocked_total",
+                        "Validator peers blocked on the block channel, by reason",
+                        &[("reason", reason)],
+                    )
+                })
+                .collect(),
             counters: {
-                let mut c: Vec<(ReadTotal, Arc<Counter>)> = BLOCKED
-                    .iter()
-                    .map(|(reason, read)| {
-                        let counter = reg.counter(
-                            "bastion_peers_blocked_total",
-                            "Validator peers blocked on the block channel, by reason",
-                            &[("reason", reason)],
-                        );
-                        (*read, counter)
-                    })
-                    .collect();
                 let plain: [(&str, &str, ReadTotal); 6] = [
                     (
                         "bastion_unsolicited_evicted_total",
@@ -238,8 +229,7 @@ impl Telemetry {
                         t.evidence_dropped
                     }),
                 ];
-                c.extend(plain.into_iter().map(|(name, help, read)| (read, reg.counter(name, help, &[]))));
-                c
+                plain.into_iter().map(|(name, help, read)| (read, reg.counter(name, help, &[]))).collect()
             },
             unsolicited_blocks: reg.gauge(
                 "bastion_unsolicited_blocks",
@@ -267,11 +257,6 @@ impl Telemetry {
                 &FINALITY_BOUNDS_MS,
             ),
             mempool: reg.gauge("bastion_mempool_size", "Admitted transactions waiting for a block", &[]),
-            mempool_slots: reg.gauge(
-                "bastion_mempool_slots",
-                "Mempool slots in use: every pending transaction holds one (bounded by mempool_max)",
-                &[],
-            ),
             ingress: [
                 reg.gauge(
                     "bastion_ingress_datagrams",
@@ -349,15 +334,14 @@ impl Telemetry {
                 g.set(v as f64);
             }
         }
-        let (len, slots, stale) = match mempool.lock() {
-            Ok(m) => (m.len(), m.slots(), m.stale_dropped()),
+        let (len, stale) = match mempool.lock() {
+            Ok(m) => (m.len(), m.stale_dropped()),
             Err(poisoned) => {
                 let m = poisoned.into_inner();
-                (m.len(), m.slots(), m.stale_dropped())
+                (m.len(), m.stale_dropped())
             }
         };
         self.mempool.set(len as f64);
-        self.mempool_slots.set(slots as f64);
         self.stale.set(stale as f64);
 
         let (t, p) = (totals, self.prev_totals);
@@ -384,6 +368,10 @@ impl Telemetry {
         a.blocks.add(t.blocks.saturating_sub(p.blocks));
         a.sigs_checked.add(t.signatures.saturating_sub(p.signatures));
         a.sigs_verified.add(t.signatures_verified.saturating_sub(p.signatures_verified));
+        let (now_blocked, prev_blocked) = (t.peers_blocked.by_reason(), p.peers_blocked.by_reason());
+        for ((c, (_, n)), (_, before)) in a.blocked.iter().zip(now_blocked).zip(prev_blocked) {
+            c.add(n.saturating_sub(before));
+        }
         for (read, c) in &a.counters {
             c.add(read(&t).saturating_sub(read(&p)));
         }

@@ -142,7 +142,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     );
     report.note(format!(
         "a block with {PROPOSALS_PER_BLOCK_MAX} proposals of {signers} approvals costs {approvals} verifications, \
-         paid when the proposal is verified and again when it executes"
+         paid once by each verifier (its speculative execution is the one it keeps)"
     ));
     Ok(())
 }

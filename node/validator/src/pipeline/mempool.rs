@@ -129,12 +129,6 @@ impl Mempool {
         self.len
     }
 
-    /// Slots in use: every pending transaction holds one (there are no dead entries), so this
-    /// equals [`len`](Mempool::len) and is at most the capacity.
-    pub fn slots(&self) -> usize {
-        self.len
-    }
-
     /// Whether no transaction is pending.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {

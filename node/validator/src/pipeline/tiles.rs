@@ -947,7 +947,7 @@ mod tests {
             assert!(high_water <= capacity && capacity == 256 && len == 0, "{name}: {high_water}/{capacity}");
         }
         let pool = mempool.lock().unwrap();
-        assert!(pool.len() <= 1000 && pool.slots() <= pool.capacity());
+        assert!(pool.len() <= pool.capacity());
         assert_eq!(pool.len() as u64, a.frames_out);
         println!(
             "sent {sent}, net took {}, backpressure {backpressure}, mempool {} (kernel may drop the rest: {:?})",
