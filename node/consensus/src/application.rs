@@ -1412,7 +1412,7 @@ impl<
         let mut block = bastion_types::Block {
             height,
             timestamp_ms,
-            oracle: self.oracle.votes(timestamp_ms, validators),
+            oracle: Vec::new(),
             txs,
             proposals,
         };
@@ -1500,14 +1500,6 @@ impl<
             error!(
                 height = block.height_u64(),
                 "proposal's parent state root differs from ours: refusing it (a finalized one would halt us)"
-            );
-            return Ok(false);
-        }
-        if block.block().oracle != self.oracle.votes(ts, validators) {
-            self.block_peer(
-                context.leader.clone(),
-                BlockReason::InvalidProposal,
-                "proposal's oracle votes differ from the price path at its time",
             );
             return Ok(false);
         }

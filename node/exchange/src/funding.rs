@@ -347,14 +347,11 @@ mod tests {
     /// accrual restarts.
     #[test]
     fn one_holders_overflow_is_its_own_fault() {
-        use bastion_types::{Block, MarketId, OracleVote, UnderlyingId, ValidatorIndex};
+        use bastion_types::{Block, MarketId, UnderlyingId, ValidatorIndex};
         let g = crate::Genesis::devnet();
         let mut s = State::from_genesis(&g).unwrap();
         let oracle = (0..4)
-            .map(|v| OracleVote {
-                validator: ValidatorIndex(v),
-                prices: vec![(UnderlyingId(0), 100_000_000_000), (UnderlyingId(1), 4_000_000_000)],
-            })
+            .map(|v| crate::testkit::unsigned(ValidatorIndex(v), 0, 0, vec![(UnderlyingId(0), 100_000_000_000), (UnderlyingId(1), 4_000_000_000)]))
             .collect();
         let block =
             Block { height: 1, timestamp_ms: g.timestamp_ms + 1, oracle, txs: vec![], proposals: vec![] };

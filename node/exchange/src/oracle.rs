@@ -40,7 +40,8 @@ impl State {
             let uid = UnderlyingId(u16::try_from(ui).map_err(|_| bastion_types::Reject::Overflow)?);
             let mut obs: Vec<(PriceMicros, u64)> = Vec::new();
             let mut seen = vec![false; self.validators.len()];
-            for vote in &block.oracle {
+            for signed in &block.oracle {
+                let vote = &signed.observation;
                 let vi = usize::from(vote.validator.0);
                 let (Some(v), Some(seen_v)) = (self.validators.get(vi), seen.get_mut(vi)) else { continue };
                 if *seen_v {

@@ -1,8 +1,8 @@
 //! The devnet's oracle price path: a deterministic function of consensus time.
 //!
-//! Every validator evaluates the same [`PricePath`] at the block's consensus timestamp, so the
-//! oracle votes a proposer writes into a block ([`PricePath::votes`]) can be recomputed and
-//! checked by every other validator. Integer arithmetic only (the geometric part of a crash
+//! The "true" price the `sim` venues of `bastion-oracle` quote around (each with its own noise,
+//! latency and outages), and the price the load generator trades near. Not a feed: the chain's
+//! index comes only from validators' signed observations. Integer arithmetic only (the geometric part of a crash
 //! uses the deterministic Q64.64 `exp`/`ln` of `bastion-math`); no clock, no randomness beyond
 //! a seeded hash.
 //!
@@ -14,7 +14,7 @@
 //! recovers linearly to 1 over `recover_ms`.
 
 use bastion_math::{Fx, Rounding};
-use bastion_types::{OracleVote, PPM, UnderlyingId, ValidatorIndex};
+use bastion_types::PPM;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -163,16 +163,6 @@ impl PricePath {
         Some(if start > 0 { p.max(1) } else { p })
     }
 
-    /// The oracle votes a proposer writes for a block at `t_ms`: one vote per validator index
-    /// `0..validators`, each with every underlying's [`PricePath::price`] (identical across
-    /// validators: they all evaluate the same path).
-    pub fn votes(&self, t_ms: u64, validators: u16) -> Vec<OracleVote> {
-        let prices: Vec<(UnderlyingId, i64)> = (0..self.start.len())
-            .filter_map(|u| Some((UnderlyingId(u16::try_from(u).ok()?), self.price(u, t_ms)?)))
-            .collect();
-        (0..validators).map(|v| OracleVote { validator: ValidatorIndex(v), prices: prices.clone() }).collect()
-    }
-
     /// The calm wiggle of underlying `u`, `elapsed` ms after `t0_ms`, in ppm of the start price.
     fn wiggle_ppm(&self, u: usize, elapsed: u64) -> Option<i128> {
         let knot = elapsed.checked_div(KNOT_MS)?;
@@ -271,7 +261,6 @@ mod tests {
             }
         }
         assert!(differs, "the seed changes the wiggle");
-        assert_eq!(a.votes(T0 + 12_345, 4), b.votes(T0 + 12_345, 4));
     }
 
     #[test]
@@ -376,22 +365,6 @@ mod tests {
     }
 
     #[test]
-    fn votes_one_per_validator_all_alike() {
-        let p = crash();
-        let t = T0 + 11_000;
-        let votes = p.votes(t, 4);
-        assert_eq!(votes.len(), 4);
-        for (i, v) in votes.iter().enumerate() {
-            assert_eq!(v.validator, ValidatorIndex(i as u16));
-            assert_eq!(
-                v.prices,
-                vec![(UnderlyingId(0), p.price(0, t).unwrap()), (UnderlyingId(1), p.price(1, t).unwrap())]
-            );
-        }
-        assert!(p.votes(t, 0).is_empty());
-    }
-
-    #[test]
     fn serde_json_round_trip() {
         let p = crash();
         let json = serde_json::to_string(&p).unwrap();
@@ -441,7 +414,6 @@ mod tests {
             for u in 0..3 {
                 let _ = p.price(u, t);
             }
-            let _ = p.votes(t, u16::MAX);
         }
         p.drop_ppm = i64::MAX;
         p.t0_ms = 0;

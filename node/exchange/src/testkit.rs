@@ -10,9 +10,30 @@
 
 use crate::{Genesis, State};
 use bastion_types::{
-    AccountId, Action, AssetId, Block, MarketId, MarketKind, OracleVote, OrderRequest, SelfTradePrevention,
+    AccountId, Action, AssetId, Block, MarketId, MarketKind, OrderRequest, SignedObservation, SelfTradePrevention,
     Side, TimeInForce, Tx, UnderlyingId, ValidatorIndex,
 };
+
+/// An observation with an empty signature (TEMPORARY while the exchange learns to verify them).
+pub fn unsigned(
+    validator: ValidatorIndex,
+    height: u64,
+    timestamp_ms: u64,
+    prices: Vec<(UnderlyingId, i64)>,
+) -> SignedObservation {
+    SignedObservation {
+        observation: bastion_types::Observation { validator, height, timestamp_ms, prices, vols: Vec::new() },
+        signature: [0; 64],
+    }
+}
+
+/// Every validator's observation of `path` at `t_ms`, all alike (TEMPORARY, unsigned).
+pub fn path_votes(path: &crate::scenario::PricePath, t_ms: u64, validators: u16) -> Vec<SignedObservation> {
+    let prices: Vec<(UnderlyingId, i64)> = (0..path.start.len())
+        .filter_map(|u| Some((UnderlyingId(u16::try_from(u).ok()?), path.price(u, t_ms)?)))
+        .collect();
+    (0..validators).map(|v| unsigned(ValidatorIndex(v), 0, t_ms, prices.clone())).collect()
+}
 
 /// SplitMix64: tiny, fast, and identical on every platform.
 #[derive(Clone, Debug)]
@@ -140,7 +161,7 @@ impl Workload {
         }
     }
 
-    fn oracle(&mut self) -> Vec<OracleVote> {
+    fn oracle(&mut self) -> Vec<SignedObservation> {
         let h = self.height;
         for (i, p) in self.prices.iter_mut().enumerate() {
             let start = self.start_prices.get(i).copied().unwrap_or(*p);
@@ -163,23 +184,20 @@ impl Workload {
                 }
             }
         }
-        (0..4u16)
-            .map(|v| OracleVote {
-                validator: ValidatorIndex(v),
-                prices: self
-                    .prices
-                    .iter()
-                    .enumerate()
-                    .map(|(u, p)| {
-                        let noise = self.rng.range(-5, 5); // +-0.05% between validators
-                        (
-                            UnderlyingId(u16::try_from(u).unwrap_or(0)),
-                            p.saturating_add(p.saturating_mul(noise) / 10_000),
-                        )
-                    })
-                    .collect(),
-            })
-            .collect()
+        let mut out = Vec::new();
+        for v in 0..4u16 {
+            let prices = self
+                .prices
+                .iter()
+                .enumerate()
+                .map(|(u, p)| {
+                    let noise = self.rng.range(-5, 5); // +-0.05% between validators
+                    (UnderlyingId(u16::try_from(u).unwrap_or(0)), p.saturating_add(p.saturating_mul(noise) / 10_000))
+                })
+                .collect();
+            out.push(unsigned(ValidatorIndex(v), self.height, self.time_ms, prices));
+        }
+        out
     }
 
     /// Deposits for every trader (authority-signed), as one block's transactions.
@@ -297,7 +315,7 @@ impl Workload {
         self.block(oracle, txs)
     }
 
-    fn block(&mut self, oracle: Vec<OracleVote>, txs: Vec<Tx>) -> Block {
+    fn block(&mut self, oracle: Vec<SignedObservation>, txs: Vec<Tx>) -> Block {
         let b = Block { height: self.height, timestamp_ms: self.time_ms, oracle, txs, proposals: Vec::new() };
         self.height += 1;
         self.time_ms += self.block_ms;
@@ -339,13 +357,8 @@ pub fn portfolio_state(accounts: u64, seed: u64, extra_strikes: usize, extremes:
         Ok(s) => s,
         Err(e) => panic!("portfolio_state genesis: {e:?}"),
     };
-    let votes = |btc: i64, eth: i64| -> Vec<OracleVote> {
-        (0..4)
-            .map(|v| OracleVote {
-                validator: ValidatorIndex(v),
-                prices: vec![(UnderlyingId(0), btc), (UnderlyingId(1), eth)],
-            })
-            .collect()
+    let votes = |btc: i64, eth: i64| -> Vec<SignedObservation> {
+        (0..4).map(|v| unsigned(ValidatorIndex(v), 0, 0, vec![(UnderlyingId(0), btc), (UnderlyingId(1), eth)])).collect()
     };
     for (h, (btc, eth)) in
         [(100_000_000_000, 4_000_000_000), (96_000_000_000, 3_840_000_000)].into_iter().enumerate()

@@ -46,10 +46,7 @@ impl Net {
             })
             .collect();
         let oracle = (0..4)
-            .map(|v| OracleVote {
-                validator: ValidatorIndex(v),
-                prices: vec![(UnderlyingId(0), self.prices[0]), (UnderlyingId(1), self.prices[1])],
-            })
+            .map(|v| bastion_exchange::testkit::unsigned(ValidatorIndex(v), 0, 0, vec![(UnderlyingId(0), self.prices[0]), (UnderlyingId(1), self.prices[1])]))
             .collect();
         let block = Block { height: self.height, timestamp_ms: time_ms, oracle, txs, proposals: Vec::new() };
         let out = self.state.apply_block(&block).unwrap();

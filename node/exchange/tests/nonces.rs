@@ -28,10 +28,7 @@ impl Net {
 
     fn block(&self, txs: Vec<Tx>) -> Block {
         let oracle = (0..4u16)
-            .map(|v| OracleVote {
-                validator: ValidatorIndex(v),
-                prices: vec![(UnderlyingId(0), 100_000 * 1_000_000), (UnderlyingId(1), 4_000 * 1_000_000)],
-            })
+            .map(|v| bastion_exchange::testkit::unsigned(ValidatorIndex(v), 0, 0, vec![(UnderlyingId(0), 100_000 * 1_000_000), (UnderlyingId(1), 4_000 * 1_000_000)]))
             .collect();
         Block {
             height: self.height + 1,

@@ -52,10 +52,7 @@ impl Net {
         let oracle = self
             .voters
             .iter()
-            .map(|v| OracleVote {
-                validator: ValidatorIndex(*v),
-                prices: self.prices.iter().enumerate().map(|(u, p)| (UnderlyingId(u as u16), *p)).collect(),
-            })
+            .map(|v| bastion_exchange::testkit::unsigned(ValidatorIndex(*v), 0, 0, self.prices.iter().enumerate().map(|(u, p)| (UnderlyingId(u as u16), *p)).collect()))
             .collect();
         let block = Block { height: self.height, timestamp_ms: self.time_ms, oracle, txs, proposals };
         let out = self.state.apply_block(&block).unwrap();

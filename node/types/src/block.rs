@@ -15,8 +15,10 @@ pub struct Block {
     pub height: u64,
     /// Consensus timestamp in milliseconds. The only clock the exchange knows.
     pub timestamp_ms: u64,
-    /// Validators' price observations, carried by the proposer.
-    pub oracle: Vec<OracleVote>,
+    /// Validators' signed observations of the market (at most one per validator), carried by
+    /// the proposer. The exchange verifies every signature and freshness rule before the block
+    /// changes anything, and the index is the stake-weighted median of these.
+    pub oracle: Vec<SignedObservation>,
     /// Client transactions in sequencer order.
     pub txs: Vec<Tx>,
     /// Parameter changes approved by validators' signatures (each approval is verified when
@@ -25,13 +27,77 @@ pub struct Block {
     pub proposals: Vec<GovernanceProposal>,
 }
 
-/// One validator's price observations for this block.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OracleVote {
-    /// The observing validator.
+/// What one validator saw of the market: index prices per underlying and implied volatility
+/// per underlying and expiry, from its own sources (`bastion-oracle`), at `timestamp_ms` of its
+/// clock. Signed by its identity key over [`observation_message`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Observation {
+    /// The observing validator (its index in the genesis validator list).
     pub validator: ValidatorIndex,
-    /// Observed index prices, at most one per underlying.
+    /// The height of the block this observation was made for (the observer's finalized height
+    /// + 1 when it signed). A validator signs at most one observation per height: two
+    /// different ones for one height are evidence.
+    pub height: u64,
+    /// When it was observed, ms since the Unix epoch, on the validator's clock.
+    pub timestamp_ms: u64,
+    /// Index price per underlying, ascending by underlying, at most one each; an underlying
+    /// without enough fresh sources is absent (never a guess).
     pub prices: Vec<(UnderlyingId, PriceMicros)>,
+    /// Implied volatility per underlying and expiry, ascending by (underlying, expiry).
+    pub vols: Vec<VolQuote>,
+}
+
+/// Implied volatility of one underlying's options of one expiry: the at-the-money level and a
+/// linear skew in moneyness. The volatility at strike `K` with index `S` is
+/// `atm_ppm + skew_ppm * (K - S) / S` (annualised, ppm), clamped by the market's
+/// `volatility_min_ppm..=volatility_max_ppm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct VolQuote {
+    /// The underlying.
+    pub underlying: UnderlyingId,
+    /// The options' expiry, ms since the Unix epoch.
+    pub expiry_ms: u64,
+    /// At-the-money implied volatility, annualised, ppm (600_000 = 60%).
+    pub atm_ppm: Ppm,
+    /// Change of volatility (ppm) per unit of relative moneyness `(K - S) / S`: -200_000 means
+    /// a strike 10% below the index has 2 volatility points more than at the money.
+    pub skew_ppm: Ppm,
+}
+
+/// An [`Observation`] with its validator's ed25519 signature (ZIP-215 rules) over
+/// [`observation_message`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SignedObservation {
+    /// What was observed.
+    pub observation: Observation,
+    /// The validator's signature.
+    #[serde(with = "sig64")]
+    pub signature: [u8; 64],
+}
+
+/// Domain separation tag of observation signatures.
+pub const OBSERVATION_DOMAIN: &[u8] = b"bastion/observation/v1";
+
+/// Most prices one observation may carry.
+pub const OBSERVATION_PRICES_MAX: usize = 64;
+
+/// Most volatility quotes one observation may carry.
+pub const OBSERVATION_VOLS_MAX: usize = 256;
+
+/// The bytes a validator signs for `observation` on chain `chain_id`:
+/// `OBSERVATION_DOMAIN | len(chain_id) as u8 | chain_id | postcard(observation)`.
+pub fn observation_message(chain_id: &str, observation: &Observation) -> Vec<u8> {
+    let mut m = Vec::with_capacity(OBSERVATION_DOMAIN.len() + 1 + chain_id.len() + 128);
+    m.extend_from_slice(OBSERVATION_DOMAIN);
+    let id = &chain_id.as_bytes()[..chain_id.len().min(255)];
+    m.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+    m.extend_from_slice(id);
+    // Serializing plain data into memory cannot fail; should it ever, the domain and chain id
+    // still bind the signature, and the signed fields are checked separately.
+    if let Ok(bytes) = postcard::to_allocvec(observation) {
+        m.extend_from_slice(&bytes);
+    }
+    m
 }
 
 /// A parameter change with the signatures of the validators that approved it.

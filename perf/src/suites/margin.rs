@@ -5,7 +5,7 @@
 use crate::harness::{Ctx, Report, rounds};
 use bastion_exchange::testkit::Rng;
 use bastion_exchange::{Account, Genesis, Position, State};
-use bastion_types::{AccountId, Block, MarketId, OracleVote, UnderlyingId, ValidatorIndex};
+use bastion_types::{AccountId, Block, MarketId, UnderlyingId, ValidatorIndex};
 use std::time::Instant;
 
 const BTC: i64 = 100_000_000_000; // $100,000 in price micro-units
@@ -16,10 +16,7 @@ fn oracle_block(height: u64, t: u64, btc: i64, eth: i64) -> Block {
         height,
         timestamp_ms: t,
         oracle: (0..4)
-            .map(|v| OracleVote {
-                validator: ValidatorIndex(v),
-                prices: vec![(UnderlyingId(0), btc), (UnderlyingId(1), eth)],
-            })
+            .map(|v| bastion_exchange::testkit::unsigned(ValidatorIndex(v), height, t, vec![(UnderlyingId(0), btc), (UnderlyingId(1), eth)]))
             .collect(),
         txs: Vec::new(),
         proposals: Vec::new(),
