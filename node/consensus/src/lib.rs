@@ -49,6 +49,7 @@ pub mod byzantine;
 pub mod engine;
 pub mod evidence;
 pub mod governance;
+pub mod observe;
 pub mod relay;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -62,5 +63,6 @@ pub use bastion_exchange::State;
 pub use block::{BlockLimits, ChainBlock, StateRoot};
 pub use byzantine::Trick;
 pub use governance::ProposalSource;
+pub use observe::{Observed, Observer};
 pub use relay::{BlockReason, PeerBlocks};
 pub use spec::{ChainSpec, Multisig, SpecError, ValidatorInfo, ValidatorKeys};
