@@ -141,7 +141,25 @@ pub(crate) fn record(s: &State, key: RecordKey) -> Option<Vec<u8>> {
             .get(&bastion_types::MarketId(m))
             .and_then(|m| m.book.get(bastion_types::OrderId(o)))
             .map(order),
+        RecordKey::Observation(v) => {
+            s.observations.get(usize::from(v)).and_then(Option::as_ref).map(observation)
+        }
     }
+}
+
+fn observation(o: &bastion_types::Observation) -> Vec<u8> {
+    let mut e = Enc::new();
+    e.u32(u32::from(o.validator.0)).u64(o.height).u64(o.timestamp_ms);
+    // At most OBSERVATION_PRICES_MAX and OBSERVATION_VOLS_MAX entries (checked on inclusion).
+    e.u32(u32::try_from(o.prices.len()).unwrap_or(u32::MAX));
+    for (u, p) in &o.prices {
+        e.u32(u32::from(u.0)).i64(*p);
+    }
+    e.u32(u32::try_from(o.vols.len()).unwrap_or(u32::MAX));
+    for q in &o.vols {
+        e.u32(u32::from(q.underlying.0)).u64(q.expiry_ms).i64(q.atm_ppm).i64(q.skew_ppm);
+    }
+    e.0
 }
 
 /// Every record key of the state, for a full recomputation of the commitment.
@@ -154,5 +172,13 @@ pub(crate) fn all_keys(s: &State) -> Vec<RecordKey> {
         keys.extend(m.book.orders().map(|o| RecordKey::Order(id.0, o.id.0)));
     }
     keys.extend(s.accounts.keys().map(|a| RecordKey::Account(a.0)));
+    keys.extend(
+        s.observations
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.is_some())
+            .filter_map(|(i, _)| u16::try_from(i).ok())
+            .map(RecordKey::Observation),
+    );
     keys
 }

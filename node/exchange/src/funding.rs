@@ -347,12 +347,12 @@ mod tests {
     /// accrual restarts.
     #[test]
     fn one_holders_overflow_is_its_own_fault() {
-        use bastion_types::{Block, MarketId, UnderlyingId, ValidatorIndex};
+        use bastion_types::{Block, MarketId, UnderlyingId};
         let g = crate::Genesis::devnet();
         let mut s = State::from_genesis(&g).unwrap();
-        let oracle = (0..4)
-            .map(|v| crate::testkit::unsigned(ValidatorIndex(v), 0, 0, vec![(UnderlyingId(0), 100_000_000_000), (UnderlyingId(1), 4_000_000_000)]))
-            .collect();
+        let t = g.timestamp_ms + 1;
+        let prices = [(UnderlyingId(0), 100_000_000_000), (UnderlyingId(1), 4_000_000_000)];
+        let oracle = crate::testkit::observe_all(&g.chain_id, 4, 1, t, &prices);
         let block =
             Block { height: 1, timestamp_ms: g.timestamp_ms + 1, oracle, txs: vec![], proposals: vec![] };
         s.apply_block(&block).unwrap();

@@ -44,6 +44,12 @@ pub struct Genesis {
 
 const USD: i128 = 1_000_000;
 
+/// Secret seeds of the devnet genesis's four validator identity keys ([`Genesis::devnet`]).
+/// Public, so only for tests and local devnets: they let the test workloads sign oracle
+/// observations and governance approvals. A real network's genesis lists its validators'
+/// own keys (the validator binary replaces these with the operators' identities).
+pub const DEVNET_VALIDATOR_SEEDS: [[u8; 32]; 4] = [[21; 32], [22; 32], [23; 32], [24; 32]];
+
 /// Longest chain id (bytes), as the genesis file allows.
 pub const CHAIN_ID_MAX: usize = 64;
 
@@ -107,12 +113,15 @@ fn perp_risk(imr: i64, mmr: i64, oi_cap: i64) -> RiskParams {
         impact_notional: 10_000 * USD,
         funding_cap_ppm: 40_000,
         volatility_ppm: 0,
+        volatility_min_ppm: bastion_types::default_volatility_min_ppm(),
+        volatility_max_ppm: bastion_types::default_volatility_max_ppm(),
     }
 }
 
 impl Genesis {
     /// The devnet: USDC quote, BTC and ETH collateral, BTC and ETH perpetuals and a strip of
-    /// 30-day BTC calls and puts, four equal validators, authority account 0. Genesis time is
+    /// 30-day BTC calls and puts, four equal validators whose identity keys have the public
+    /// seeds [`DEVNET_VALIDATOR_SEEDS`], authority account 0. Genesis time is
     /// 2026-01-01T00:00:00Z; see [`Genesis::devnet_at`] for another start time.
     pub fn devnet() -> Genesis {
         // 2026-01-01T00:00:00Z, only a label: time comes from blocks.
@@ -151,6 +160,9 @@ impl Genesis {
             for kind in [OptionKind::Call, OptionKind::Put] {
                 let mut risk = perp_risk(100_000, 50_000, 10_000_000);
                 risk.volatility_ppm = 600_000;
+                // Attested volatility is clamped to 10%..=300% a year for these options.
+                risk.volatility_min_ppm = 100_000;
+                risk.volatility_max_ppm = 3_000_000;
                 risk.price_band_ppm = 500_000;
                 markets.push(MarketSpec {
                     id: MarketId(next),
@@ -176,7 +188,7 @@ impl Genesis {
             devnet: true,
             authority: AccountId(0),
             validator_stakes: vec![100, 100, 100, 100],
-            validator_keys: Vec::new(),
+            validator_keys: DEVNET_VALIDATOR_SEEDS.iter().map(|s| crate::public_key_hex(*s)).collect(),
             assets: vec![
                 CollateralSpec { asset: AssetId(0), name: "USDC".into(), haircut_ppm: 0, price_source: None },
                 CollateralSpec {
@@ -196,6 +208,9 @@ impl Genesis {
             markets,
             oracle: OracleParams {
                 staleness_ms: 10_000,
+                staleness_halt_ms: bastion_types::default_staleness_halt_ms(),
+                observation_max_age_ms: bastion_types::default_observation_max_age_ms(),
+                stable_move_ppm_per_s: bastion_types::default_stable_move_ppm_per_s(),
                 max_move_ppm: 50_000,
                 halt_divergence_ppm: 250_000,
                 basis_ema_ppm: 50_000,
@@ -274,6 +289,7 @@ impl State {
                 .enumerate()
                 .map(|(i, s)| Validator { stake: *s, key: keys.get(i).copied() })
                 .collect(),
+            observations: vec![None; g.validator_stakes.len()],
             oracle: g.oracle,
             liquidation: g.liquidation,
             assets: g

@@ -57,7 +57,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Version of the image layout; bump on any change (snapshot files record it).
-pub const IMAGE_LAYOUT: u32 = 2;
+pub const IMAGE_LAYOUT: u32 = 3;
 
 /// Why an image could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +90,8 @@ struct Params {
     governance_nonce: u64,
     /// Validators' governance keys, by index (`stakes` holds their stakes).
     validator_keys: Vec<Option<[u8; 32]>>,
+    /// Each validator's latest included observation, by index.
+    observations: Vec<Option<bastion_types::Observation>>,
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize)]
@@ -310,6 +312,7 @@ pub struct StateView {
     devnet: bool,
     governance_nonce: u64,
     validators: Vec<Validator>,
+    observations: Vec<Option<bastion_types::Observation>>,
     oracle: OracleParams,
     liquidation: LiquidationParams,
     assets: Vec<Asset>,
@@ -373,6 +376,7 @@ impl State {
             devnet: self.devnet,
             governance_nonce: self.governance_nonce,
             validators: self.validators.clone(),
+            observations: self.observations.clone(),
             oracle: self.oracle,
             liquidation: self.liquidation,
             assets: self.assets.clone(),
@@ -553,6 +557,7 @@ impl StateView {
             devnet: self.devnet,
             governance_nonce: self.governance_nonce,
             validator_keys: self.validators.iter().map(|v| v.key).collect(),
+            observations: self.observations.clone(),
         };
         Ok(Image {
             layout: IMAGE_LAYOUT,
@@ -694,6 +699,23 @@ fn load(img: &ArchivedImage) -> Result<State, ImageError> {
         markets.insert(id, market);
     }
 
+    if params.observations.len() != img.stakes.len() {
+        return Err(inconsistent(format!(
+            "{} observation slots for {} validators",
+            params.observations.len(),
+            img.stakes.len()
+        )));
+    }
+    for (i, o) in params.observations.iter().enumerate() {
+        if let Some(o) = o
+            && usize::from(o.validator.0) != i
+        {
+            return Err(inconsistent(format!(
+                "validator {i}'s observation names validator {}",
+                o.validator.0
+            )));
+        }
+    }
     let mut state = State {
         height: img.height.to_native(),
         timestamp_ms: img.timestamp_ms.to_native(),
@@ -710,6 +732,7 @@ fn load(img: &ArchivedImage) -> Result<State, ImageError> {
                 key: params.validator_keys.get(i).copied().flatten(),
             })
             .collect(),
+        observations: params.observations,
         oracle: params.oracle,
         liquidation: params.liquidation,
         assets,

@@ -7,6 +7,8 @@
 //! arithmetic with an explicit rounding direction, always towards the protocol's safety.
 //!
 //! A block runs in this order (see [`State::apply_block`]):
+//! 0. the block's signed oracle observations are checked ([`State::check_observations`]) and
+//!    each replaces its validator's stored latest observation;
 //! 1. parameter updates queued by the previous block take effect;
 //! 2. validators' governance proposals are checked and queued for the next block;
 //! 3. good-til-block orders past their height expire;
@@ -45,6 +47,7 @@ mod invariants;
 mod liquidation;
 mod margin;
 mod num;
+mod observe;
 mod options;
 mod oracle;
 mod params;
@@ -55,18 +58,22 @@ pub mod testkit;
 mod trade;
 
 pub use funding::{premium_ppm, rate_8h};
-pub use genesis::{CHAIN_ID_MAX, Genesis};
+pub use genesis::{CHAIN_ID_MAX, DEVNET_VALIDATOR_SEEDS, Genesis};
 pub use governance::{public_key_hex, sign_approval};
 pub use grid::{GridError, PortfolioGrid};
 pub use image::{IMAGE_LAYOUT, ImageError, StateView};
 pub use liquidation::{bankruptcy_lot_value, fillable_lot_value, liquidation_base_nanos};
 pub use margin::{Health, oi_scaled_initial, tiered_requirement};
+pub use observe::{OBSERVATION_FUTURE_MS, ObservationError, sign_observation};
 pub use options::{
     EXTENDED_SHOCKS_PPM, PORTFOLIO_SCENARIOS, SPOT_SHOCKS_PPM, VOL_SHOCKS_PPM, option_price,
     portfolio_scenarios,
 };
 pub use oracle::weighted_median;
-pub use params::{FUNDING_CAP_MAX_PPM, FUNDING_INTERVAL_MS, STALENESS_MS, validate_risk, validate_spec};
+pub use params::{
+    FUNDING_CAP_MAX_PPM, FUNDING_INTERVAL_MS, OBSERVATION_MAX_AGE_MS, STALENESS_MS, validate_risk,
+    validate_spec,
+};
 pub use root::{LANES, StateRoot};
 pub use state::*;
 
@@ -81,6 +88,9 @@ pub enum BlockError {
     Time { last: u64, got: u64 },
     #[error("block has {got} transactions, limit {limit}")]
     TooManyTxs { got: usize, limit: usize },
+    /// An oracle observation the block may not carry (see [`State::check_observations`]).
+    #[error("oracle observation {index}: {reason}")]
+    Observation { index: usize, reason: ObservationError },
     /// A governance proposal the block may not carry (see `State::check_proposals`).
     #[error("governance proposal {index}: {reason}")]
     Governance { index: usize, reason: String },
@@ -147,6 +157,7 @@ impl State {
         if block.txs.len() > BLOCK_TXS_MAX {
             return Err(BlockError::TooManyTxs { got: block.txs.len(), limit: BLOCK_TXS_MAX });
         }
+        self.check_observations(block)?;
         self.check_proposals(block)?;
         self.check_txs(&block.txs)?;
         let mut events = Vec::new();
@@ -155,6 +166,7 @@ impl State {
         self.touch(root::RecordKey::Global);
         let now = block.timestamp_ms;
 
+        self.store_observations(block);
         self.apply_pending(&mut events);
         self.accept_proposals(&block.proposals, &mut events);
         self.expire_orders(block.height, &mut events);

@@ -605,6 +605,8 @@ mod tests {
             impact_notional: 0,
             funding_cap_ppm: 0,
             volatility_ppm: 0,
+            volatility_min_ppm: 50_000,
+            volatility_max_ppm: 5_000_000,
         };
         let n = 1_000_000 * USD;
         let (im, _) = tiered_requirement(&risk.tiers, n).unwrap();

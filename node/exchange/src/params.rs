@@ -13,6 +13,8 @@ pub const FUNDING_CAP_MAX_PPM: i64 = 100_000;
 pub const FUNDING_INTERVAL_MS: std::ops::RangeInclusive<u64> = 60_000..=86_400_000;
 /// Shortest and longest oracle staleness: one second, one hour.
 pub const STALENESS_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
+/// Shortest and longest age of an includable observation: 100 ms, one minute.
+pub const OBSERVATION_MAX_AGE_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 
 fn bad(msg: impl Into<String>) -> Reject {
     Reject::InvalidParams(msg.into())
@@ -65,6 +67,15 @@ pub fn validate_risk(r: &RiskParams) -> Result<(), Reject> {
     }
     if r.volatility_ppm < 0 || r.volatility_ppm > 10 * PPM {
         return Err(bad("volatility_ppm must be within 0..=1000%"));
+    }
+    if !(0 < r.volatility_min_ppm
+        && r.volatility_min_ppm <= r.volatility_max_ppm
+        && r.volatility_max_ppm <= 10 * PPM)
+    {
+        return Err(bad(format!(
+            "volatility bounds need 0 < volatility_min_ppm <= volatility_max_ppm <= 1000% (got {}..={})",
+            r.volatility_min_ppm, r.volatility_max_ppm
+        )));
     }
     Ok(())
 }
@@ -149,6 +160,30 @@ impl State {
                         STALENESS_MS.start(),
                         STALENESS_MS.end(),
                         o.staleness_ms
+                    )));
+                }
+                if o.staleness_halt_ms < o.staleness_ms || o.staleness_halt_ms > *STALENESS_MS.end() {
+                    return Err(bad(format!(
+                        "staleness_halt_ms must be within staleness_ms ({})..={}, got {}",
+                        o.staleness_ms,
+                        STALENESS_MS.end(),
+                        o.staleness_halt_ms
+                    )));
+                }
+                if !OBSERVATION_MAX_AGE_MS.contains(&o.observation_max_age_ms)
+                    || o.observation_max_age_ms > o.staleness_ms
+                {
+                    return Err(bad(format!(
+                        "observation_max_age_ms must be within {}..={} and at most staleness_ms, got {}",
+                        OBSERVATION_MAX_AGE_MS.start(),
+                        OBSERVATION_MAX_AGE_MS.end(),
+                        o.observation_max_age_ms
+                    )));
+                }
+                if !(1..=PPM).contains(&o.stable_move_ppm_per_s) {
+                    return Err(bad(format!(
+                        "stable_move_ppm_per_s must be within 1..=1_000_000, got {}",
+                        o.stable_move_ppm_per_s
                     )));
                 }
                 Ok(())

@@ -31,6 +31,8 @@ pub enum RecordKey {
     Account(u64),
     /// A resting order.
     Order(u32, u64),
+    /// A validator's latest included oracle observation.
+    Observation(u16),
 }
 
 impl RecordKey {
@@ -57,6 +59,10 @@ impl RecordKey {
                 out.push(5);
                 out.extend_from_slice(&m.to_le_bytes());
                 out.extend_from_slice(&o.to_le_bytes());
+            }
+            RecordKey::Observation(v) => {
+                out.push(6);
+                out.extend_from_slice(&v.to_le_bytes());
             }
         }
     }

@@ -532,6 +532,9 @@ pub struct State {
     pub governance_nonce: u64,
     /// The validator set.
     pub validators: Vec<Validator>,
+    /// Each validator's latest observation that a block included, by validator index (one
+    /// entry per validator; `None` until its first). The oracle aggregates the fresh ones.
+    pub observations: Vec<Option<bastion_types::Observation>>,
     /// Oracle guards.
     pub oracle: OracleParams,
     /// Liquidation and funding parameters.

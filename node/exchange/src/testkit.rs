@@ -8,31 +8,81 @@
     clippy::cast_possible_wrap
 )]
 
-use crate::{Genesis, State};
+use crate::{DEVNET_VALIDATOR_SEEDS, Genesis, State, sign_observation};
 use bastion_types::{
-    AccountId, Action, AssetId, Block, MarketId, MarketKind, OrderRequest, SignedObservation, SelfTradePrevention,
-    Side, TimeInForce, Tx, UnderlyingId, ValidatorIndex,
+    AccountId, Action, AssetId, Block, MarketId, MarketKind, Observation, OrderRequest, SelfTradePrevention,
+    Side, SignedObservation, TimeInForce, Tx, UnderlyingId, ValidatorIndex, VolQuote,
 };
 
-/// An observation with an empty signature (TEMPORARY while the exchange learns to verify them).
-pub fn unsigned(
-    validator: ValidatorIndex,
+/// Validator `validator`'s observation of `prices` (no volatility) for a block at `height`,
+/// made at `timestamp_ms`, signed for chain `chain_id` with its devnet seed
+/// ([`DEVNET_VALIDATOR_SEEDS`]; validators beyond the four sign with `[validator as u8; 32]`,
+/// see [`validator_seed`]).
+pub fn signed(
+    chain_id: &str,
+    validator: u16,
     height: u64,
     timestamp_ms: u64,
     prices: Vec<(UnderlyingId, i64)>,
 ) -> SignedObservation {
-    SignedObservation {
-        observation: bastion_types::Observation { validator, height, timestamp_ms, prices, vols: Vec::new() },
-        signature: [0; 64],
+    signed_with(chain_id, validator, height, timestamp_ms, prices, Vec::new())
+}
+
+/// As [`signed`], with volatility quotes.
+pub fn signed_with(
+    chain_id: &str,
+    validator: u16,
+    height: u64,
+    timestamp_ms: u64,
+    prices: Vec<(UnderlyingId, i64)>,
+    vols: Vec<VolQuote>,
+) -> SignedObservation {
+    let observation =
+        Observation { validator: ValidatorIndex(validator), height, timestamp_ms, prices, vols };
+    sign_observation(validator_seed(validator), chain_id, observation)
+}
+
+/// The secret seed test validator `validator` signs with: [`DEVNET_VALIDATOR_SEEDS`] for the
+/// first four, `[validator as u8 + 21; 32]` (wrapping) beyond, so a genesis built with
+/// [`Genesis::with_validator_seeds`] of `(0..n).map(validator_seed)` matches.
+pub fn validator_seed(validator: u16) -> [u8; 32] {
+    match DEVNET_VALIDATOR_SEEDS.get(usize::from(validator)) {
+        Some(s) => *s,
+        None => [(validator as u8).wrapping_add(21); 32],
     }
 }
 
-/// Every validator's observation of `path` at `t_ms`, all alike (TEMPORARY, unsigned).
-pub fn path_votes(path: &crate::scenario::PricePath, t_ms: u64, validators: u16) -> Vec<SignedObservation> {
+/// The seeds of test validators `0..n` ([`validator_seed`]), for [`Genesis::with_validator_seeds`].
+pub fn validator_seeds(n: u16) -> Vec<[u8; 32]> {
+    (0..n).map(validator_seed).collect()
+}
+
+/// Every one of `validators` validators' observations of `prices` for a block at `height`,
+/// made at `timestamp_ms`, signed ([`signed`]), ascending by validator: what a block carries
+/// when every validator agrees.
+pub fn observe_all(
+    chain_id: &str,
+    validators: u16,
+    height: u64,
+    timestamp_ms: u64,
+    prices: &[(UnderlyingId, i64)],
+) -> Vec<SignedObservation> {
+    (0..validators).map(|v| signed(chain_id, v, height, timestamp_ms, prices.to_vec())).collect()
+}
+
+/// Every one of `validators` validators' signed observation of `path` at `t_ms`, for a block at
+/// `height` (all alike; see [`observe_all`]).
+pub fn path_observations(
+    path: &crate::scenario::PricePath,
+    chain_id: &str,
+    height: u64,
+    t_ms: u64,
+    validators: u16,
+) -> Vec<SignedObservation> {
     let prices: Vec<(UnderlyingId, i64)> = (0..path.start.len())
         .filter_map(|u| Some((UnderlyingId(u16::try_from(u).ok()?), path.price(u, t_ms)?)))
         .collect();
-    (0..validators).map(|v| unsigned(ValidatorIndex(v), 0, t_ms, prices.clone())).collect()
+    observe_all(chain_id, validators, height, t_ms, &prices)
 }
 
 /// SplitMix64: tiny, fast, and identical on every platform.
@@ -109,6 +159,11 @@ pub struct Workload {
     /// Account ids: index 0 is the authority, index `t` is trader `t`. Defaults to
     /// `AccountId(i)`; see [`Workload::with_ids`].
     pub ids: Vec<AccountId>,
+    /// The chain id observations are signed for (the genesis's).
+    pub chain_id: String,
+    /// How many validators observe in every block (the genesis's, at most 65535); each signs
+    /// with [`validator_seed`], so the genesis must carry those keys (the devnet's do).
+    pub validators: u16,
 }
 
 impl Workload {
@@ -125,6 +180,8 @@ impl Workload {
             time_ms: genesis.timestamp_ms.saturating_add(250),
             start_prices: vec![100_000_000_000, 4_000_000_000],
             ids: (0..=traders).map(AccountId).collect(),
+            chain_id: genesis.chain_id.clone(),
+            validators: u16::try_from(genesis.validator_stakes.len()).unwrap_or(u16::MAX),
         }
     }
 
@@ -185,17 +242,20 @@ impl Workload {
             }
         }
         let mut out = Vec::new();
-        for v in 0..4u16 {
+        for v in 0..self.validators {
             let prices = self
                 .prices
                 .iter()
                 .enumerate()
                 .map(|(u, p)| {
                     let noise = self.rng.range(-5, 5); // +-0.05% between validators
-                    (UnderlyingId(u16::try_from(u).unwrap_or(0)), p.saturating_add(p.saturating_mul(noise) / 10_000))
+                    (
+                        UnderlyingId(u16::try_from(u).unwrap_or(0)),
+                        p.saturating_add(p.saturating_mul(noise) / 10_000),
+                    )
                 })
                 .collect();
-            out.push(unsigned(ValidatorIndex(v), self.height, self.time_ms, prices));
+            out.push(signed(&self.chain_id, v, self.height, self.time_ms, prices));
         }
         out
     }
@@ -357,16 +417,15 @@ pub fn portfolio_state(accounts: u64, seed: u64, extra_strikes: usize, extremes:
         Ok(s) => s,
         Err(e) => panic!("portfolio_state genesis: {e:?}"),
     };
-    let votes = |btc: i64, eth: i64| -> Vec<SignedObservation> {
-        (0..4).map(|v| unsigned(ValidatorIndex(v), 0, 0, vec![(UnderlyingId(0), btc), (UnderlyingId(1), eth)])).collect()
-    };
     for (h, (btc, eth)) in
         [(100_000_000_000, 4_000_000_000), (96_000_000_000, 3_840_000_000)].into_iter().enumerate()
     {
+        let (height, t) = (h as u64 + 1, g.timestamp_ms + 250 * (h as u64 + 1));
+        let n = u16::try_from(g.validator_stakes.len()).unwrap_or(u16::MAX);
         let block = Block {
-            height: h as u64 + 1,
-            timestamp_ms: g.timestamp_ms + 250 * (h as u64 + 1),
-            oracle: votes(btc, eth),
+            height,
+            timestamp_ms: t,
+            oracle: observe_all(&g.chain_id, n, height, t, &[(UnderlyingId(0), btc), (UnderlyingId(1), eth)]),
             txs: Vec::new(),
             proposals: Vec::new(),
         };

@@ -45,9 +45,9 @@ impl Net {
                 Tx { signer: AccountId(signer), nonce: *n, action }
             })
             .collect();
-        let oracle = (0..4)
-            .map(|v| bastion_exchange::testkit::unsigned(ValidatorIndex(v), 0, 0, vec![(UnderlyingId(0), self.prices[0]), (UnderlyingId(1), self.prices[1])]))
-            .collect();
+        let prices = [(UnderlyingId(0), self.prices[0]), (UnderlyingId(1), self.prices[1])];
+        let oracle =
+            bastion_exchange::testkit::observe_all(&self.state.chain_id, 4, self.height, time_ms, &prices);
         let block = Block { height: self.height, timestamp_ms: time_ms, oracle, txs, proposals: Vec::new() };
         let out = self.state.apply_block(&block).unwrap();
         for e in &out.events {

@@ -27,9 +27,9 @@ impl Net {
     }
 
     fn block(&self, txs: Vec<Tx>) -> Block {
-        let oracle = (0..4u16)
-            .map(|v| bastion_exchange::testkit::unsigned(ValidatorIndex(v), 0, 0, vec![(UnderlyingId(0), 100_000 * 1_000_000), (UnderlyingId(1), 4_000 * 1_000_000)]))
-            .collect();
+        let prices = [(UnderlyingId(0), 100_000 * 1_000_000), (UnderlyingId(1), 4_000 * 1_000_000)];
+        let (height, t) = (self.height + 1, self.time_ms + 250);
+        let oracle = bastion_exchange::testkit::observe_all(&self.state.chain_id, 4, height, t, &prices);
         Block {
             height: self.height + 1,
             timestamp_ms: self.time_ms + 250,

@@ -44,6 +44,8 @@ fn risk(tiers: Vec<MarginTier>, lower: i128, span: i128) -> RiskParams {
         impact_notional: 0,
         funding_cap_ppm: 0,
         volatility_ppm: 0,
+        volatility_min_ppm: 50_000,
+        volatility_max_ppm: 5_000_000,
     }
 }
 

@@ -47,7 +47,13 @@ impl Net {
         let block = Block {
             height: self.height,
             timestamp_ms: self.time_ms,
-            oracle: bastion_exchange::testkit::path_votes(&self.path, self.time_ms, 4),
+            oracle: bastion_exchange::testkit::path_observations(
+                &self.path,
+                &self.state.chain_id,
+                self.height,
+                self.time_ms,
+                4,
+            ),
             txs,
             proposals: Vec::new(),
         };
@@ -199,8 +205,13 @@ fn settlement_price(expiry_ms: u64, settle_ms: u64) -> (PriceMicros, PriceMicros
     for height in 1.. {
         t = if t + 100 < expiry_ms { t + 100 } else { settle_ms };
         let before = state.underlyings[0].index;
-        let block =
-            Block { height, timestamp_ms: t, oracle: bastion_exchange::testkit::path_votes(&path, t, 4), txs: vec![], proposals: vec![] };
+        let block = Block {
+            height,
+            timestamp_ms: t,
+            oracle: bastion_exchange::testkit::path_observations(&path, &state.chain_id, height, t, 4),
+            txs: vec![],
+            proposals: vec![],
+        };
         let out = state.apply_block(&block).unwrap();
         if let Some(p) = out.events.iter().find_map(|e| match e {
             Event::OptionSettled { settlement_price, .. } => Some(*settlement_price),

@@ -49,10 +49,20 @@ impl Net {
     fn block_raw(&mut self, txs: Vec<Tx>, proposals: Vec<GovernanceProposal>, dt_ms: u64) -> Vec<Event> {
         self.height += 1;
         self.time_ms += dt_ms;
+        let prices: Vec<(UnderlyingId, i64)> =
+            self.prices.iter().enumerate().map(|(u, p)| (UnderlyingId(u as u16), *p)).collect();
         let oracle = self
             .voters
             .iter()
-            .map(|v| bastion_exchange::testkit::unsigned(ValidatorIndex(*v), 0, 0, self.prices.iter().enumerate().map(|(u, p)| (UnderlyingId(u as u16), *p)).collect()))
+            .map(|v| {
+                bastion_exchange::testkit::signed(
+                    &self.state.chain_id,
+                    *v,
+                    self.height,
+                    self.time_ms,
+                    prices.clone(),
+                )
+            })
             .collect();
         let block = Block { height: self.height, timestamp_ms: self.time_ms, oracle, txs, proposals };
         let out = self.state.apply_block(&block).unwrap();

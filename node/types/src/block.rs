@@ -359,8 +359,26 @@ pub struct RiskParams {
     pub impact_notional: Micros,
     /// Cap on the absolute funding rate per funding interval.
     pub funding_cap_ppm: Ppm,
-    /// Volatility used to mark options (annualised); ignored for perpetuals.
+    /// Volatility used to mark options (annualised) until the validators attest one for the
+    /// option's expiry (a 2/3-of-stake quorum of fresh observations); ignored for perpetuals.
     pub volatility_ppm: Ppm,
+    /// Lowest volatility an option is marked with: an attested volatility (at-the-money plus
+    /// skew at the strike) below it is raised to it.
+    #[serde(default = "default_volatility_min_ppm")]
+    pub volatility_min_ppm: Ppm,
+    /// Highest volatility an option is marked with: an attested one above it is cut to it.
+    #[serde(default = "default_volatility_max_ppm")]
+    pub volatility_max_ppm: Ppm,
+}
+
+/// Default of [`RiskParams::volatility_min_ppm`]: 5% a year.
+pub const fn default_volatility_min_ppm() -> Ppm {
+    50_000
+}
+
+/// Default of [`RiskParams::volatility_max_ppm`]: 500% a year.
+pub const fn default_volatility_max_ppm() -> Ppm {
+    5_000_000
 }
 
 /// A market's full specification.
@@ -413,12 +431,40 @@ pub struct CollateralSpec {
 pub struct OracleParams {
     /// An index older than this is stale: its markets become reduce-only.
     pub staleness_ms: u64,
+    /// An index older than this halts its markets (no trading, no liquidation), until a
+    /// quorum of fresh observations returns; at least `staleness_ms`.
+    #[serde(default = "default_staleness_halt_ms")]
+    pub staleness_halt_ms: u64,
+    /// An observation older than this (block time minus observation time) may not be
+    /// included, and a stored one no longer counts towards a quorum.
+    #[serde(default = "default_observation_max_age_ms")]
+    pub observation_max_age_ms: u64,
+    /// Largest relative move of an underlying's stable price per second, ppm of itself
+    /// (Mango v4's stable price: initial margin and withdrawals value positions at the less
+    /// favourable of the index-based and the stable price).
+    #[serde(default = "default_stable_move_ppm_per_s")]
+    pub stable_move_ppm_per_s: Ppm,
     /// Largest index move accepted in one block; larger moves are clamped.
     pub max_move_ppm: Ppm,
     /// A median this far from the previous index halts the underlying's markets.
     pub halt_divergence_ppm: Ppm,
     /// Weight of a new sample in the mark price's basis EMA.
     pub basis_ema_ppm: Ppm,
+}
+
+/// Default of [`OracleParams::staleness_halt_ms`]: one minute.
+pub const fn default_staleness_halt_ms() -> u64 {
+    60_000
+}
+
+/// Default of [`OracleParams::observation_max_age_ms`]: three seconds.
+pub const fn default_observation_max_age_ms() -> u64 {
+    3_000
+}
+
+/// Default of [`OracleParams::stable_move_ppm_per_s`]: 0.05% a second.
+pub const fn default_stable_move_ppm_per_s() -> Ppm {
+    500
 }
 
 /// Liquidation parameters.

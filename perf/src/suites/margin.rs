@@ -5,19 +5,20 @@
 use crate::harness::{Ctx, Report, rounds};
 use bastion_exchange::testkit::Rng;
 use bastion_exchange::{Account, Genesis, Position, State};
-use bastion_types::{AccountId, Block, MarketId, UnderlyingId, ValidatorIndex};
+use bastion_types::{AccountId, Block, MarketId, UnderlyingId};
 use std::time::Instant;
 
 const BTC: i64 = 100_000_000_000; // $100,000 in price micro-units
 const ETH: i64 = 4_000_000_000;
 
-fn oracle_block(height: u64, t: u64, btc: i64, eth: i64) -> Block {
+/// A block at `height` and `t` whose only content is every devnet validator's signed
+/// observation of BTC at `btc` and ETH at `eth`, made at `t`.
+fn oracle_block(chain_id: &str, height: u64, t: u64, btc: i64, eth: i64) -> Block {
+    let prices = [(UnderlyingId(0), btc), (UnderlyingId(1), eth)];
     Block {
         height,
         timestamp_ms: t,
-        oracle: (0..4)
-            .map(|v| bastion_exchange::testkit::unsigned(ValidatorIndex(v), height, t, vec![(UnderlyingId(0), btc), (UnderlyingId(1), eth)]))
-            .collect(),
+        oracle: bastion_exchange::testkit::observe_all(chain_id, 4, height, t, &prices),
         txs: Vec::new(),
         proposals: Vec::new(),
     }
@@ -28,7 +29,7 @@ fn build(n: u64, seed: u64) -> Result<(State, u64), String> {
     let g = Genesis::devnet();
     let mut s = State::from_genesis(&g).map_err(|e| e.to_string())?;
     let t0 = g.timestamp_ms;
-    s.apply_block(&oracle_block(1, t0 + 250, BTC, ETH)).map_err(|e| e.to_string())?;
+    s.apply_block(&oracle_block(&g.chain_id, 1, t0 + 250, BTC, ETH)).map_err(|e| e.to_string())?;
     let mut rng = Rng::new(seed);
     let markets = [MarketId(0), MarketId(1)];
     // Accounts come in pairs with opposite positions, so open interest balances.
@@ -167,7 +168,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     report.note(format!("built {} accounts in {:.1} s", state.accounts.len(), t.elapsed().as_secs_f64()));
     // The price move: BTC and ETH down 4% in one block (within the 5% max move). The block
     // runs the real liquidation sweep and liquidates whoever fell below maintenance.
-    let moved = oracle_block(2, t1 + 250, BTC / 100 * 96, ETH / 100 * 96);
+    let moved = oracle_block(&state.chain_id, 2, t1 + 250, BTC / 100 * 96, ETH / 100 * 96);
     let t = Instant::now();
     let out = state.apply_block(&moved).map_err(|e| e.to_string())?;
     let block_ms = t.elapsed().as_secs_f64() * 1e3;
