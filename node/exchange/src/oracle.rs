@@ -468,4 +468,44 @@ mod tests {
         assert_eq!(median3(1, 2, 3), 2);
         assert_eq!(median3(2, 3, 1), 2);
     }
+
+    #[test]
+    fn weighted_median_vectors_and_quorum() {
+        // Stakes 10/20/30 on 100/200/300: half of 60 is reached at 200 (10 + 20 = 30).
+        assert_eq!(weighted_median(&mut [(300, 30), (100, 10), (200, 20)]), Some(200));
+        // 50/50 on 100/200: the lower weighted median.
+        assert_eq!(weighted_median(&mut [(200, 50), (100, 50)]), Some(100));
+        // A reporting set of 68% of stake meets the 2/3 quorum, 50% and 66% do not.
+        assert!(quorum(68, 100));
+        assert!(quorum(2, 3), "exactly 2/3");
+        assert!(!quorum(50, 100));
+        assert!(!quorum(66, 100));
+        assert!(!quorum(0, 0), "no stake reports nothing");
+    }
+
+    #[test]
+    fn stable_price_moves_at_most_its_rate() {
+        // First index: taken as is.
+        assert_eq!(next_stable(0, 0, 100_000_000, 5, 500).unwrap(), 100_000_000);
+        // 500 ppm/s for 2 s toward a 10x index: +0.1%.
+        assert_eq!(next_stable(100_000_000, 1_000, 1_000_000_000, 3_000, 500).unwrap(), 100_100_000);
+        // Downward likewise, and an index within reach is reached exactly.
+        assert_eq!(next_stable(100_000_000, 0, 1, 1_000, 500).unwrap(), 99_950_000);
+        assert_eq!(next_stable(100_000_000, 0, 100_010_000, 1_000, 500).unwrap(), 100_010_000);
+        // No time, no move.
+        assert_eq!(next_stable(100_000_000, 7, 1, 7, 500).unwrap(), 100_000_000);
+    }
+
+    #[test]
+    fn the_smile_is_atm_plus_skew_times_moneyness_clamped() {
+        let v = AttestedVol { expiry_ms: 1, atm_ppm: 600_000, skew_ppm: -200_000, updated_ms: 0 };
+        let s = 100_000_000_000;
+        assert_eq!(smile_vol(&v, s, s, 50_000, 5_000_000).unwrap(), 600_000);
+        // 10% below the index: 2 points more; 10% above: 2 points less.
+        assert_eq!(smile_vol(&v, s, 90_000_000_000, 50_000, 5_000_000).unwrap(), 620_000);
+        assert_eq!(smile_vol(&v, s, 110_000_000_000, 50_000, 5_000_000).unwrap(), 580_000);
+        // Clamped by the market's bounds.
+        assert_eq!(smile_vol(&v, s, s, 700_000, 5_000_000).unwrap(), 700_000);
+        assert_eq!(smile_vol(&v, s, s, 50_000, 400_000).unwrap(), 400_000);
+    }
 }
