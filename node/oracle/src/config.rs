@@ -92,7 +92,8 @@ pub struct SimConfig {
     pub weights: Vec<u64>,
     /// Latency of each venue, ms (empty: seeded per venue in `0..=max_latency_ms`).
     pub latency_ms: Vec<u64>,
-    /// Largest seeded latency. Default 250.
+    /// Largest seeded latency. Default 100: in the flash crash's steepest second the path
+    /// moves about 1.8% in 100 ms, so venues 100 ms apart still agree within `outlier_ppm`.
     pub max_latency_ms: u64,
     /// Each venue's price is off the true price by a seeded amount in `-noise_ppm..=noise_ppm`,
     /// drawn again every `noise_every_ms`. Default 1_000 (0.1%).
@@ -139,7 +140,7 @@ impl Default for SimConfig {
             drop_ppm: None,
             weights: Vec::new(),
             latency_ms: Vec::new(),
-            max_latency_ms: 250,
+            max_latency_ms: 100,
             noise_ppm: 1_000,
             noise_every_ms: 1_000,
             outage_ppm: 5_000,

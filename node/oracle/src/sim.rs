@@ -245,7 +245,7 @@ mod tests {
         assert_eq!(q.prices[0].price, v.path().price(0, T0 + 4_300).unwrap());
         // Seeded latencies stay within the bound.
         for i in 0..20 {
-            assert!(venue(SimConfig { seed: i, ..quiet() }, 0).latency_ms() <= 250);
+            assert!(venue(SimConfig { seed: i, ..quiet() }, 0).latency_ms() <= 100);
         }
     }
 
