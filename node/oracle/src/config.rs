@@ -50,6 +50,10 @@ pub struct OracleConfig {
     pub vol_outlier_ppm: i64,
     /// Least time between two signed observations (the consensus side's rate limit). Default 200.
     pub observe_every_ms: u64,
+    /// A source's error episode (one log line when it starts, one when it ends) ends at the
+    /// first success this long after the last error of its kind; 0: at the first success.
+    /// Default 5_000.
+    pub episode_quiet_ms: u64,
     /// Simulated venues (`[oracle.sim]`), if any.
     pub sim: Option<SimConfig>,
     /// Network and file sources (`[[oracle.sources]]`), each one venue.
@@ -64,6 +68,7 @@ impl Default for OracleConfig {
             outlier_ppm: 20_000,
             vol_outlier_ppm: 250_000,
             observe_every_ms: 200,
+            episode_quiet_ms: crate::stats::EPISODE_QUIET_MS,
             sim: None,
             sources: Vec::new(),
         }

@@ -65,6 +65,7 @@
 //! outlier_ppm = 20000        # 2% from the others' median
 //! vol_outlier_ppm = 250000
 //! observe_every_ms = 200
+//! episode_quiet_ms = 5000    # an error episode ends after this long without that error
 //!
 //! [oracle.sim]
 //! venues = 5
@@ -131,4 +132,4 @@ pub use net::{MESSAGE_MAX_BYTES, Threaded};
 pub use oracle::{Oracle, Reading};
 pub use sim::SimVenue;
 pub use source::{PriceSource, Quotes, Tick, VolTick};
-pub use stats::{ErrorKind, OracleStats, SourceStats, StatsSnapshot};
+pub use stats::{EPISODE_QUIET_MS, ErrorKind, OracleStats, SourceStats, StatsSnapshot};

@@ -189,11 +189,13 @@ fn ws_session(config: &WsSource, extractor: &Extractor, writer: &BoardWriter, st
         match ws.read() {
             Ok(Message::Text(text)) => {
                 last_message = Instant::now();
+                stats.ok(&TRANSPORT);
                 deliver(text.as_str(), extractor, writer, stats);
                 delivered = true;
             }
             Ok(Message::Binary(bytes)) => {
                 last_message = Instant::now();
+                stats.ok(&TRANSPORT);
                 match std::str::from_utf8(&bytes) {
                     Ok(text) => deliver(text, extractor, writer, stats),
                     Err(e) => stats.error(ErrorKind::Malformed, &format!("binary message is not UTF-8: {e}")),

@@ -136,6 +136,9 @@ impl Oracle {
     ) -> Oracle {
         underlyings.sort_unstable();
         underlyings.dedup();
+        for (s, _) in &sources {
+            s.stats().set_quiet_ms(config.episode_quiet_ms);
+        }
         let stats = Arc::new(OracleStats::new(sources.iter().map(|(s, _)| s.stats().clone()).collect()));
         let venues = sources
             .into_iter()
@@ -192,6 +195,7 @@ impl Oracle {
                 v.source.quotes(now_ms, &self.expiries, &mut v.quotes);
             }
         }
+        let mut tally = Tally::new(self.venues.len());
         let price_rules = self.rules(self.config.outlier_ppm);
         let mut prices_missing: u64 = 0;
         for &u in &self.underlyings {
@@ -204,7 +208,7 @@ impl Oracle {
                 }
             }
             let c = combine(&quotes, now_ms, &price_rules);
-            self.count(&from, &c.stale, &c.outliers, &c.used, &format!("price of {u}"));
+            tally.add(&from, &c.stale, &c.outliers, &c.used);
             match c.value.and_then(|p| biased(p, self.bias_ppm)) {
                 Some(p) if reading.prices.len() < OBSERVATION_PRICES_MAX => reading.prices.push((u, p)),
                 _ => prices_missing = prices_missing.saturating_add(1),
@@ -228,8 +232,7 @@ impl Oracle {
                 }
             }
             let c = combine(&quotes, now_ms, &vol_rules);
-            // Volatility problems are visible in the volatility count; the venue counters
-            // keep to prices, so a venue without options is not "stale".
+            tally.add(&from, &c.stale, &c.outliers, &c.used);
             let skew =
                 weighted_median(&c.used.iter().filter_map(|&i| skews.get(i).copied()).collect::<Vec<_>>());
             match (c.value, skew) {
@@ -239,28 +242,71 @@ impl Oracle {
                 _ => vols_missing = vols_missing.saturating_add(1),
             }
         }
+        for (v, venue) in self.venues.iter().enumerate() {
+            let stats = venue.source.stats();
+            let (stale, outliers, used) = tally.of(v);
+            stats.errors(
+                ErrorKind::Stale,
+                stale,
+                &format!("{stale} quotes older than {} ms", self.config.source_staleness_ms),
+            );
+            stats.errors(
+                ErrorKind::Outlier,
+                outliers,
+                &format!("{outliers} quotes more than the outlier bound from the other venues' median"),
+            );
+            if used {
+                let ended: &[ErrorKind] = match (stale, outliers) {
+                    (0, 0) => &[ErrorKind::Stale, ErrorKind::Outlier],
+                    (0, _) => &[ErrorKind::Stale],
+                    (_, 0) => &[ErrorKind::Outlier],
+                    _ => &[],
+                };
+                stats.ok(ended);
+            }
+        }
         self.stats.observed(prices_missing, vols_missing);
         reading
     }
+}
 
-    /// Counts and logs (once per episode) stale and outlier venues of one combination.
-    fn count(&self, from: &[usize], stale: &[usize], outliers: &[usize], used: &[usize], what: &str) {
-        let stats = |i: &usize| from.get(*i).and_then(|&v| self.venues.get(v)).map(|v| v.source.stats());
-        for s in stale.iter().filter_map(stats) {
-            s.error(
-                ErrorKind::Stale,
-                &format!("{what}: no quote in the last {} ms", self.config.source_staleness_ms),
-            );
+/// Per venue, over one observation: stale and outlier quotes, and whether any quote was used.
+struct Tally {
+    stale: Vec<u64>,
+    outliers: Vec<u64>,
+    used: Vec<bool>,
+}
+
+impl Tally {
+    fn new(venues: usize) -> Tally {
+        Tally { stale: vec![0; venues], outliers: vec![0; venues], used: vec![false; venues] }
+    }
+
+    /// Adds one combination's verdicts; indexes are into `from` (the venue of each quote).
+    fn add(&mut self, from: &[usize], stale: &[usize], outliers: &[usize], used: &[usize]) {
+        for v in stale.iter().filter_map(|&i| from.get(i)) {
+            if let Some(n) = self.stale.get_mut(*v) {
+                *n = n.saturating_add(1);
+            }
         }
-        for s in outliers.iter().filter_map(stats) {
-            s.error(
-                ErrorKind::Outlier,
-                &format!("{what}: more than {} ppm from the other venues", self.config.outlier_ppm),
-            );
+        for v in outliers.iter().filter_map(|&i| from.get(i)) {
+            if let Some(n) = self.outliers.get_mut(*v) {
+                *n = n.saturating_add(1);
+            }
         }
-        for s in used.iter().filter_map(stats) {
-            s.ok(&[ErrorKind::Stale, ErrorKind::Outlier]);
+        for v in used.iter().filter_map(|&i| from.get(i)) {
+            if let Some(u) = self.used.get_mut(*v) {
+                *u = true;
+            }
         }
+    }
+
+    fn of(&self, v: usize) -> (u64, u64, bool) {
+        (
+            self.stale.get(v).copied().unwrap_or(0),
+            self.outliers.get(v).copied().unwrap_or(0),
+            self.used.get(v).copied().unwrap_or(false),
+        )
     }
 }
 

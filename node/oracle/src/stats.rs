@@ -3,10 +3,23 @@
 //! locks; the node exports a [`OracleStats::snapshot`] to Prometheus.
 //!
 //! Each error is also logged, but once per episode: a `warn` on the first error of a kind after
-//! the source last worked, an `info` when it works again, never one line per message.
+//! the source last worked, an `info` when it works again, never one line per message. An
+//! episode ends at the first success at least `quiet_ms` (default [`EPISODE_QUIET_MS`]) after
+//! the last error of its kind, so a source that fails every other message logs two lines per
+//! `quiet_ms` at most, not two per message.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+/// Default least time without an error of a kind before a success ends its episode, ms.
+pub const EPISODE_QUIET_MS: u64 = 5_000;
+
+/// Milliseconds on a process-wide monotonic clock.
+fn mono_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(BASE.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
 
 /// What went wrong with a source. The label is the metric's `kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,9 +35,11 @@ pub enum ErrorKind {
     Malformed,
     /// An HTTP answer with a status other than 2xx.
     HttpStatus,
-    /// A venue's latest quote was older than `source_staleness_ms` when the oracle combined.
+    /// A venue's latest quote was older than `source_staleness_ms` when the oracle combined
+    /// (counted once per underlying or volatility series per observation).
     Stale,
-    /// A venue's quote was more than `outlier_ppm` from the other venues' median and dropped.
+    /// A venue's quote was more than `outlier_ppm` from the other venues' median and dropped
+    /// (counted once per underlying or volatility series per observation).
     Outlier,
 }
 
@@ -77,6 +92,10 @@ pub struct SourceStats {
     counts: [AtomicU64; KINDS],
     /// Per kind: an episode of this error is in progress (its first error was logged).
     failing: [AtomicBool; KINDS],
+    /// Per kind: when the last error happened ([`mono_ms`]).
+    last_error_ms: [AtomicU64; KINDS],
+    /// See [`SourceStats::set_quiet_ms`].
+    quiet_ms: AtomicU64,
 }
 
 impl SourceStats {
@@ -86,7 +105,15 @@ impl SourceStats {
             name: name.to_string(),
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
             failing: std::array::from_fn(|_| AtomicBool::new(false)),
+            last_error_ms: std::array::from_fn(|_| AtomicU64::new(0)),
+            quiet_ms: AtomicU64::new(EPISODE_QUIET_MS),
         }
+    }
+
+    /// Sets how long after the last error of a kind a success ends its episode (0: the first
+    /// success does).
+    pub fn set_quiet_ms(&self, ms: u64) {
+        self.quiet_ms.store(ms, Ordering::Relaxed);
     }
 
     /// The source's name (the metric's `source` label).
@@ -106,16 +133,24 @@ impl SourceStats {
         }
         let slot = kind.slot();
         self.counts[slot].fetch_add(n, Ordering::Relaxed);
+        self.last_error_ms[slot].store(mono_ms(), Ordering::Relaxed);
         if !self.failing[slot].swap(true, Ordering::Relaxed) {
             tracing::warn!(source = %self.name, kind = kind.label(), "oracle source error: {detail}");
         }
     }
 
     /// Records that the source worked for `kinds` (a connection opened, a message read, a
-    /// fresh quote used): ends the episode of each of them, logging the recovery once.
+    /// fresh quote used): ends the episode of each of them that has had no error for
+    /// `quiet_ms`, logging the recovery once.
     pub fn ok(&self, kinds: &[ErrorKind]) {
+        let quiet = self.quiet_ms.load(Ordering::Relaxed);
         for kind in kinds {
-            if self.failing[kind.slot()].swap(false, Ordering::Relaxed) {
+            let slot = kind.slot();
+            if !self.failing[slot].load(Ordering::Relaxed) {
+                continue;
+            }
+            let since = mono_ms().saturating_sub(self.last_error_ms[slot].load(Ordering::Relaxed));
+            if since >= quiet && self.failing[slot].swap(false, Ordering::Relaxed) {
                 tracing::info!(source = %self.name, kind = kind.label(), "oracle source recovered");
             }
         }
@@ -215,6 +250,7 @@ mod tests {
     #[test]
     fn errors_count_every_time_and_episodes_open_and_close() {
         let s = Arc::new(SourceStats::new("ws-a"));
+        s.set_quiet_ms(0);
         let stats = OracleStats::new(vec![s.clone()]);
         for _ in 0..3 {
             s.error(ErrorKind::Malformed, &"bad json");
@@ -240,5 +276,18 @@ mod tests {
         for (i, k) in ErrorKind::ALL.iter().enumerate() {
             assert_eq!(k.slot(), i);
         }
+    }
+
+    #[test]
+    fn an_episode_ends_only_after_a_quiet_period() {
+        let s = SourceStats::new("flappy");
+        s.set_quiet_ms(150);
+        s.error(ErrorKind::Malformed, &"bad");
+        s.ok(&[ErrorKind::Malformed]);
+        assert!(s.failing(ErrorKind::Malformed), "a success right after an error does not end it");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        s.ok(&[ErrorKind::Malformed]);
+        assert!(!s.failing(ErrorKind::Malformed));
+        assert_eq!(s.count(ErrorKind::Malformed), 1);
     }
 }

@@ -22,11 +22,12 @@ fn expiries() -> Vec<(UnderlyingId, u64)> {
     vec![(ETH, T0 + 7 * DAY), (BTC, T0 + 7 * DAY), (BTC, T0 + DAY), (BTC, T0 + DAY)]
 }
 
-/// A validator's config: no seeded outages, so every test is about what it scripts.
+/// A validator's config: no seeded outages, so every test is about what it scripts; error
+/// episodes end at the first success (the tests look at them in simulated time).
 fn sim(seed: u64, f: impl FnOnce(&mut SimConfig)) -> OracleConfig {
     let mut s = SimConfig { seed, outage_ppm: 0, ..SimConfig::default() };
     f(&mut s);
-    OracleConfig { sim: Some(s), ..OracleConfig::default() }
+    OracleConfig { sim: Some(s), episode_quiet_ms: 0, ..OracleConfig::default() }
 }
 
 fn oracle(config: OracleConfig) -> Oracle {
@@ -156,7 +157,7 @@ fn outages_leaving_too_few_venues_give_no_price_and_then_recover() {
     let r = o.observe(T0 + 12_500);
     assert!(r.prices.is_empty() && r.vols.is_empty(), "{r:?}");
     let s = o.stats().snapshot();
-    assert_eq!(s.get("sim-0", ErrorKind::Stale), 2, "one per underlying");
+    assert_eq!(s.get("sim-0", ErrorKind::Stale), 2 + 3, "one per underlying and per volatility series");
     assert_eq!(s.get("sim-4", ErrorKind::Stale), 0);
     assert_eq!(s.prices_missing, 2);
     assert_eq!(s.vols_missing, 3);

@@ -83,8 +83,12 @@ fn source(port: u16) -> WsSource {
 }
 
 fn oracle(ws: WsSource) -> Oracle {
-    let config =
-        OracleConfig { min_sources: 1, sources: vec![SourceConfig::Ws(ws)], ..OracleConfig::default() };
+    let config = OracleConfig {
+        min_sources: 1,
+        episode_quiet_ms: 0,
+        sources: vec![SourceConfig::Ws(ws)],
+        ..OracleConfig::default()
+    };
     Oracle::new(config, &[(BTC, "BTC".to_string()), (ETH, "ETH".to_string())], &[], 0).unwrap()
 }
 
