@@ -22,7 +22,7 @@ pub struct Reading {
     pub prices: Vec<(UnderlyingId, PriceMicros)>,
     /// One volatility per (underlying, expiry) that has enough venues, for expiries after the
     /// observation time, strictly ascending by (underlying, expiry) (at most
-    /// [`OBSERVATION_VOLS_MAX`], the nearest expiries first within each underlying).
+    /// [`OBSERVATION_VOLS_MAX`]: the first ones in that order).
     pub vols: Vec<VolQuote>,
 }
 
