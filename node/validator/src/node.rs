@@ -89,6 +89,10 @@ pub struct NodeConfig {
     /// The metrics endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// This validator's price sources (`bastion-oracle`); absent: it signs no observations
+    /// (it still checks and executes everyone else's).
+    #[serde(default)]
+    pub oracle: Option<bastion_oracle::OracleConfig>,
 }
 
 /// The `[workload]` table.

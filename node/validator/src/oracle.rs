@@ -147,7 +147,7 @@ pub fn template_toml() -> String {
      # symbol_path = \"data.symbol\"\n\
      # price_path = \"data.last\"\n\
      # time_path = \"data.ts\"\n\
-     # symbols = { BTC = \"BTC-USD\", ETH = \"ETH-USD\" }\n\
+     # symbols = { \"BTC-USD\" = \"BTC\", \"ETH-USD\" = \"ETH\" }   # venue symbol = underlying\n\
      #\n\
      # [[oracle.sources]]             # a JSON endpoint, polled\n\
      # name = \"venue-b\"\n\
@@ -157,7 +157,8 @@ pub fn template_toml() -> String {
      # timeout_ms = 1000\n\
      # symbol_path = \"symbol\"\n\
      # price_path = \"price\"\n\
-     # symbols = { BTC = \"BTCUSD\", ETH = \"ETHUSD\" }\n"
+     # symbols = { BTCUSD = \"BTC\", ETHUSD = \"ETH\" }\n\
+     # (wss:// and https:// need bastion built with `--features tls`)\n"
         .to_string()
 }
 
@@ -166,8 +167,8 @@ pub struct Feed(pub bastion_oracle::Oracle);
 
 impl Observer for Feed {
     fn observe(&mut self, now_ms: u64) -> Observed {
-        let (prices, vols) = self.0.observe(now_ms);
-        Observed { prices, vols }
+        let r = self.0.observe(now_ms);
+        Observed { prices: r.prices, vols: r.vols }
     }
 }
 
