@@ -79,7 +79,8 @@ fn market(m: &Market) -> Vec<u8> {
         .i128(m.funding.index)
         .i128(m.funding.premium_sum)
         .u64(m.funding.samples)
-        .u64(m.funding.last_settled_ms);
+        .u64(m.funding.last_settled_ms)
+        .i64(m.volatility_ppm);
     e.0
 }
 
@@ -131,7 +132,17 @@ pub(crate) fn record(s: &State, key: RecordKey) -> Option<Vec<u8>> {
         }),
         RecordKey::Underlying(u) => s.underlyings.get(usize::from(u)).map(|u| {
             let mut e = Enc::new();
-            e.json(&u.name).i64(u.index).u64(u.updated_ms).u8(u8::from(u.diverged));
+            e.json(&u.name)
+                .i64(u.index)
+                .u64(u.updated_ms)
+                .u8(u8::from(u.diverged))
+                .i64(u.stable)
+                .u64(u.stable_ms);
+            // At most one entry per option market (MARKETS_MAX).
+            e.u32(u32::try_from(u.vols.len()).unwrap_or(u32::MAX));
+            for v in &u.vols {
+                e.u64(v.expiry_ms).i64(v.atm_ppm).i64(v.skew_ppm).u64(v.updated_ms);
+            }
             e.0
         }),
         RecordKey::Market(m) => s.markets.get(&bastion_types::MarketId(m)).map(market),

@@ -307,6 +307,9 @@ impl State {
                     index: 0,
                     updated_ms: 0,
                     diverged: false,
+                    stable: 0,
+                    stable_ms: 0,
+                    vols: Vec::new(),
                 })
                 .collect(),
             markets: Default::default(),

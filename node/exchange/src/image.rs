@@ -132,6 +132,10 @@ struct UnderlyingRec {
     index: i64,
     updated_ms: u64,
     diverged: bool,
+    stable: i64,
+    stable_ms: u64,
+    /// JSON of the attested volatilities (`Vec<AttestedVol>`).
+    vols: Vec<u8>,
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize)]
@@ -152,6 +156,9 @@ struct MarketRec {
     lot_value_floor: i128,
     lot_value_ceil: i128,
     index_cache: i64,
+    volatility_ppm: i64,
+    stable_lot_floor: i128,
+    stable_lot_ceil: i128,
     /// Whether the tier caches were filled (they are rebuilt from the specification).
     mm_tiers: bool,
     im_tiers: bool,
@@ -280,7 +287,7 @@ impl Image {
         }
         n = n.saturating_add(array(self.underlyings.len(), size_of::<ArchivedUnderlyingRec>()));
         for u in &self.underlyings {
-            n = n.saturating_add(array(u.name.len(), 1));
+            n = n.saturating_add(array(u.name.len(), 1)).saturating_add(array(u.vols.len(), 1));
         }
         n = n.saturating_add(array(self.markets.len(), size_of::<ArchivedMarketRec>()));
         for m in &self.markets {
@@ -359,6 +366,9 @@ fn market_without_holders(m: &Market) -> Market {
         lot_value_floor: m.lot_value_floor,
         lot_value_ceil: m.lot_value_ceil,
         index_cache: m.index_cache,
+        volatility_ppm: m.volatility_ppm,
+        stable_lot_floor: m.stable_lot_floor,
+        stable_lot_ceil: m.stable_lot_ceil,
         mm_tiers: m.mm_tiers.clone(),
         im_tiers: m.im_tiers.clone(),
     }
@@ -524,6 +534,9 @@ impl StateView {
                 lot_value_floor: m.lot_value_floor,
                 lot_value_ceil: m.lot_value_ceil,
                 index_cache: m.index_cache,
+                volatility_ppm: m.volatility_ppm,
+                stable_lot_floor: m.stable_lot_floor,
+                stable_lot_ceil: m.stable_lot_ceil,
                 mm_tiers: !m.mm_tiers.is_empty(),
                 im_tiers: !m.im_tiers.is_empty(),
                 max_orders: limits.max_orders,
@@ -585,13 +598,18 @@ impl StateView {
             underlyings: self
                 .underlyings
                 .iter()
-                .map(|u| UnderlyingRec {
-                    name: u.name.clone(),
-                    index: u.index,
-                    updated_ms: u.updated_ms,
-                    diverged: u.diverged,
+                .map(|u| {
+                    Ok(UnderlyingRec {
+                        name: u.name.clone(),
+                        index: u.index,
+                        updated_ms: u.updated_ms,
+                        diverged: u.diverged,
+                        stable: u.stable,
+                        stable_ms: u.stable_ms,
+                        vols: json("attested volatilities", &u.vols)?,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, ImageError>>()?,
             markets,
             accounts,
             positions,
@@ -646,6 +664,9 @@ fn load(img: &ArchivedImage) -> Result<State, ImageError> {
                 index: u.index.to_native(),
                 updated_ms: u.updated_ms.to_native(),
                 diverged: u.diverged,
+                stable: u.stable.to_native(),
+                stable_ms: u.stable_ms.to_native(),
+                vols: from_json("attested volatilities", &u.vols)?,
             })
         })
         .collect::<Result<Vec<_>, ImageError>>()?;
@@ -875,6 +896,9 @@ fn load_market(
         lot_value_floor: rec.lot_value_floor.to_native(),
         lot_value_ceil: rec.lot_value_ceil.to_native(),
         index_cache: rec.index_cache.to_native(),
+        volatility_ppm: rec.volatility_ppm.to_native(),
+        stable_lot_floor: rec.stable_lot_floor.to_native(),
+        stable_lot_ceil: rec.stable_lot_ceil.to_native(),
         mm_tiers,
         im_tiers,
         spec,

@@ -170,7 +170,7 @@ impl State {
         self.apply_pending(&mut events);
         self.accept_proposals(&block.proposals, &mut events);
         self.expire_orders(block.height, &mut events);
-        let r = self.update_oracle(block, &mut events);
+        let r = self.update_oracle(now, &mut events);
         fault(&mut events, "oracle", r);
         self.update_breakers(now, &mut events);
         let r = self.settle_expired_options(now, &mut events);

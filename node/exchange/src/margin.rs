@@ -3,6 +3,16 @@
 //!
 //! Rounding is always towards the protocol's safety: collateral and position values round
 //! down, requirements round up.
+//!
+//! The stable-price guard (Mango v4; see `oracle` for the rate and why): the checks that let
+//! an account take on risk or take money out, [`State::initial_health`] and
+//! [`State::isolated_initial_health`] (orders that need initial margin, withdrawals, transfers
+//! out of an isolated position, a change of margin mode), value each position at the less
+//! favourable of its value at the mark and at the stable price (for a long the lower, for a
+//! short the higher liability), and collateral priced by an underlying at the lower of its
+//! index and stable price. Requirements are unchanged. Maintenance margin and liquidation
+//! ([`State::cross_health`]) use the marks alone, so a real loss counts at once while a pumped
+//! profit counts only as fast as the stable price follows.
 
 use crate::num::{R, add, div_ceil, mul, mul_abs_lots, mul_div_ceil, mul_div_floor, mul_lots, sub};
 use crate::state::{Account, Market, Position, RiskRow, State};
@@ -224,6 +234,22 @@ pub(crate) fn position_value(m: &Market, lots: i64) -> R<Micros> {
     if lots >= 0 { mul(i128::from(lots), m.lot_value_floor) } else { mul(i128::from(lots), m.lot_value_ceil) }
 }
 
+/// Value of `lots` of `market` at the less favourable of its mark and its stable-price mark
+/// (the lower value: a long's smaller asset, a short's larger liability), rounded down as
+/// [`position_value`]; the mark alone before the first stable price.
+pub(crate) fn guarded_value(m: &Market, lots: i64) -> R<Micros> {
+    let at_mark = position_value(m, lots)?;
+    if m.stable_lot_floor <= 0 {
+        return Ok(at_mark);
+    }
+    let at_stable = if lots >= 0 {
+        mul(i128::from(lots), m.stable_lot_floor)?
+    } else {
+        mul(i128::from(lots), m.stable_lot_ceil)?
+    };
+    Ok(at_mark.min(at_stable))
+}
+
 fn abs_notional(m: &Market, lots: i64) -> R<Micros> {
     mul(i128::from(lots).abs(), m.lot_value_ceil)
 }
@@ -304,6 +330,12 @@ pub(crate) fn position_requirement(
 impl State {
     /// Value of an account's cross collateral balances after haircuts, rounded down.
     pub(crate) fn balances_value(&self, acct: &Account) -> R<Micros> {
+        self.balances_value_at(acct, false)
+    }
+
+    /// [`State::balances_value`]; with `guard`, each asset priced by an underlying is valued
+    /// at the less favourable of its index and its stable price.
+    fn balances_value_at(&self, acct: &Account, guard: bool) -> R<Micros> {
         let mut total: i128 = 0;
         for (i, bal) in acct.balances.iter().enumerate() {
             if *bal == 0 {
@@ -313,11 +345,21 @@ impl State {
             let v = match asset.spec.price_source {
                 None => *bal,
                 Some(u) => {
-                    let price = self.underlyings.get(usize::from(u.0)).map(|u| u.index).unwrap_or(0);
+                    let u = self.underlyings.get(usize::from(u.0));
+                    let price = u.map(|u| u.index).unwrap_or(0);
                     let haircut = i128::from(keep_ppm(asset.spec.haircut_ppm));
-                    let v =
-                        mul_div_floor(*bal, i128::from(price), i128::from(bastion_types::MICROS_PER_UNIT))?;
-                    if v > 0 { mul_div_floor(v, haircut, i128::from(PPM))? } else { v }
+                    let value = |price: i64| -> R<Micros> {
+                        let v = mul_div_floor(
+                            *bal,
+                            i128::from(price),
+                            i128::from(bastion_types::MICROS_PER_UNIT),
+                        )?;
+                        if v > 0 { mul_div_floor(v, haircut, i128::from(PPM)) } else { Ok(v) }
+                    };
+                    match u.map(|u| u.stable).filter(|s| guard && *s > 0) {
+                        Some(stable) => value(price)?.min(value(stable)?),
+                        None => value(price)?,
+                    }
                 }
             };
             total = add(total, v)?;
@@ -327,7 +369,13 @@ impl State {
 
     /// Health of the account's cross-margined part, with an optional hypothetical change.
     pub(crate) fn cross_health(&self, acct: &Account, overlay: Option<&Overlay>) -> R<Health> {
-        self.cross_health_cached(acct, overlay, None)
+        self.cross_health_cached(acct, overlay, None, false)
+    }
+
+    /// [`State::cross_health`] under the stable-price guard (see the module documentation):
+    /// what initial-margin checks and withdrawals use.
+    pub(crate) fn initial_health(&self, acct: &Account, overlay: Option<&Overlay>) -> R<Health> {
+        self.cross_health_cached(acct, overlay, None, true)
     }
 
     /// [`State::cross_health`], with portfolio margin reading a sweep's scenario cache.
@@ -336,8 +384,10 @@ impl State {
         acct: &Account,
         overlay: Option<&Overlay>,
         cache: Option<&crate::options::ScenarioCache>,
+        guard: bool,
     ) -> R<Health> {
-        let mut collateral = self.balances_value(acct)?;
+        let value = if guard { guarded_value } else { position_value };
+        let mut collateral = self.balances_value_at(acct, guard)?;
         let mut initial: i128 = 0;
         let mut maintenance: i128 = 0;
         let mut overlay_done = false;
@@ -349,7 +399,7 @@ impl State {
                 overlay_done = true;
             }
             collateral = add(collateral, dcash)?;
-            collateral = add(collateral, position_value(m, size)?)?;
+            collateral = add(collateral, value(m, size)?)?;
             collateral = sub(collateral, pending_funding(m, p)?)?;
             if matches!(m.spec.kind, MarketKind::Option { .. }) {
                 options_present = true;
@@ -362,7 +412,7 @@ impl State {
             && let Some(m) = self.markets.get(&o.market)
         {
             collateral = add(collateral, o.dcash)?;
-            collateral = add(collateral, position_value(m, o.dsize)?)?;
+            collateral = add(collateral, value(m, o.dsize)?)?;
             let (im, mm) = position_requirement(m, o.dsize, o.dopen_buy, o.dopen_sell)?;
             initial = add(initial, im)?;
             maintenance = add(maintenance, mm)?;
@@ -502,7 +552,7 @@ impl State {
     /// 64-bit fast paths. Always equal to the same fields of [`State::cross_health`].
     pub(crate) fn cross_maintenance(&self, table: &SweepTable, acct: &Account) -> R<(Micros, Micros)> {
         if acct.portfolio {
-            let h = self.cross_health_cached(acct, None, Some(&table.scenarios))?;
+            let h = self.cross_health_cached(acct, None, Some(&table.scenarios), false)?;
             return Ok((h.collateral, h.maintenance));
         }
         let quote = acct.balances.first().copied().unwrap_or(0);
@@ -533,12 +583,21 @@ impl State {
 
     /// Health of one isolated position, with an optional hypothetical change.
     pub(crate) fn isolated_health(&self, p: &Position, overlay: Option<&Overlay>) -> R<Health> {
+        self.isolated_health_at(p, overlay, false)
+    }
+
+    /// [`State::isolated_health`] under the stable-price guard (see the module documentation).
+    pub(crate) fn isolated_initial_health(&self, p: &Position, overlay: Option<&Overlay>) -> R<Health> {
+        self.isolated_health_at(p, overlay, true)
+    }
+
+    fn isolated_health_at(&self, p: &Position, overlay: Option<&Overlay>, guard: bool) -> R<Health> {
         let Some(m) = self.markets.get(&p.market) else {
             return Ok(Health { collateral: p.isolated_balance, ..Health::default() });
         };
         let (size, ob, os, dcash) = overlaid(p, overlay);
-        let collateral =
-            sub(add(add(p.isolated_balance, dcash)?, position_value(m, size)?)?, pending_funding(m, p)?)?;
+        let value = if guard { guarded_value(m, size)? } else { position_value(m, size)? };
+        let collateral = sub(add(add(p.isolated_balance, dcash)?, value)?, pending_funding(m, p)?)?;
         let (initial, maintenance) = position_requirement(m, size, ob, os)?;
         Ok(Health { collateral, initial, maintenance })
     }

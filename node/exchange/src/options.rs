@@ -1,8 +1,9 @@
 //! Options: marking by Black-Scholes-Merton in fixed point, cash settlement at expiry, and
 //! portfolio margin by a scenario grid.
 //!
-//! Options are marked with the market's volatility parameter on the underlying's index, with
-//! zero rate and dividend yield (crypto options settle on the index itself, as Deribit marks
+//! Options are marked on the underlying's index with the validators' attested volatility for
+//! their expiry and strike (clamped by the market's bounds; the market's `volatility_ppm`
+//! before the first attested quorum; see `oracle`), with zero rate and dividend yield (crypto options settle on the index itself, as Deribit marks
 //! them against the forward; a rate curve is a later parameter).
 //!
 //! Portfolio margin (Deribit, Lyra/Derive): for each underlying, every position of the account
@@ -102,7 +103,7 @@ pub(crate) fn scenario_diff(
         }
         MarketKind::Option { kind, strike, expiry_ms } => {
             let vol = mul_div_floor(
-                i128::from(m.spec.risk.volatility_ppm),
+                i128::from(m.volatility_ppm),
                 add(i128::from(PPM), i128::from(dv))?,
                 i128::from(PPM),
             )?;
@@ -281,31 +282,46 @@ impl State {
 }
 
 impl State {
-    /// Cash-settles every option market whose expiry has passed, at the index.
+    /// Cash-settles every option market whose expiry has passed, once the fresh observations
+    /// made at or after its expiry cover 2/3 of stake, at their lower weighted median (see
+    /// `oracle`); until then the market stays halted (the breaker). The price does not depend
+    /// on the settling block's time.
     pub(crate) fn settle_expired_options(&mut self, now_ms: u64, events: &mut Vec<Event>) -> R<()> {
-        let due: Vec<MarketId> = self
+        let due: Vec<(MarketId, UnderlyingId, u64)> = self
             .markets
             .iter()
-            .filter(|(_, m)| {
-                m.status != MarketStatus::Settled
-                    && matches!(m.spec.kind, MarketKind::Option { expiry_ms, .. } if expiry_ms <= now_ms)
+            .filter(|(_, m)| m.status != MarketStatus::Settled)
+            .filter_map(|(id, m)| match m.spec.kind {
+                MarketKind::Option { expiry_ms, .. } if expiry_ms <= now_ms => {
+                    Some((*id, m.spec.underlying, expiry_ms))
+                }
+                _ => None,
             })
-            .map(|(id, _)| *id)
             .collect();
-        for id in due {
+        // One price per (underlying, expiry): every market of the pair settles at it.
+        let mut prices: Vec<((UnderlyingId, u64), Option<PriceMicros>)> = Vec::new();
+        for (id, u, expiry) in due {
+            let price = match prices.iter().find(|(k, _)| *k == (u, expiry)) {
+                Some((_, p)) => *p,
+                None => {
+                    let p = self.settlement_price(u, expiry, now_ms);
+                    prices.push(((u, expiry), p));
+                    p
+                }
+            };
+            let Some(price) = price else { continue };
             // One market's failure must not stop the others' settlement.
-            if let Err(reason) = self.settle_option(id, events) {
+            if let Err(reason) = self.settle_option(id, price, events) {
                 events.push(Event::Fault { step: format!("settlement of {id}"), reason });
             }
         }
         Ok(())
     }
 
-    fn settle_option(&mut self, id: MarketId, events: &mut Vec<Event>) -> R<()> {
+    fn settle_option(&mut self, id: MarketId, index: PriceMicros, events: &mut Vec<Event>) -> R<()> {
         let Some(m) = self.markets.get(&id) else { return Ok(()) };
-        let index = self.underlyings.get(usize::from(m.spec.underlying.0)).map(|u| u.index).unwrap_or(0);
         if index <= 0 {
-            return Ok(()); // no index yet: settles once one exists
+            return Ok(());
         }
         let MarketKind::Option { kind, strike, .. } = m.spec.kind else { return Ok(()) };
         let payoff = intrinsic(kind, index, strike)?;

@@ -269,6 +269,8 @@ impl State {
 
 /// A freshly listed market.
 pub(crate) fn new_market(spec: MarketSpec) -> Market {
+    let volatility_ppm =
+        if matches!(spec.kind, MarketKind::Option { .. }) { spec.risk.volatility_ppm } else { 0 };
     let mut m = Market {
         spec,
         status: MarketStatus::Active,
@@ -283,6 +285,9 @@ pub(crate) fn new_market(spec: MarketSpec) -> Market {
         lot_value_floor: 0,
         lot_value_ceil: 0,
         index_cache: 0,
+        volatility_ppm,
+        stable_lot_floor: 0,
+        stable_lot_ceil: 0,
         mm_tiers: Vec::new(),
         im_tiers: Vec::new(),
     };

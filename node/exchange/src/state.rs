@@ -7,7 +7,7 @@ use crate::root::{Commitment, RecordKey};
 use bastion_book::{Book, BookLimits};
 use bastion_types::{
     AccountId, AssetId, CollateralSpec, LiquidationParams, Lots, MarketId, MarketSpec, MarketStatus, Micros,
-    OracleParams, PriceMicros, Ticks, UnderlyingId,
+    OracleParams, Ppm, PriceMicros, Ticks, UnderlyingId,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -422,6 +422,31 @@ pub struct Underlying {
     pub updated_ms: u64,
     /// The last median diverged beyond the halt threshold.
     pub diverged: bool,
+    /// Stable price (Mango v4): follows the index by at most
+    /// `oracle.stable_move_ppm_per_s` of itself per second; 0 until the first index.
+    /// Initial margin and withdrawals value positions at the less favourable of it and the
+    /// index (see `margin`).
+    pub stable: PriceMicros,
+    /// Consensus time of the stable price's last update.
+    pub stable_ms: u64,
+    /// Attested implied volatility per option expiry, ascending by expiry: only expiries of
+    /// listed, unsettled option markets on this underlying.
+    pub vols: Vec<AttestedVol>,
+}
+
+/// The validators' attested volatility of one underlying's options of one expiry: the lower
+/// stake-weighted medians of the fresh observations' at-the-money levels and skews, taken when
+/// they covered at least 2/3 of stake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttestedVol {
+    /// The options' expiry.
+    pub expiry_ms: u64,
+    /// At-the-money volatility, annualised ppm.
+    pub atm_ppm: Ppm,
+    /// Skew: volatility change per unit of relative moneyness `(K - S) / S`, ppm.
+    pub skew_ppm: Ppm,
+    /// Consensus time of the quorum that set it.
+    pub updated_ms: u64,
 }
 
 /// Funding state of a perpetual.
@@ -471,6 +496,16 @@ pub struct Market {
     pub lot_value_ceil: Micros,
     /// The underlying's index when the mark was last computed.
     pub index_cache: PriceMicros,
+    /// Volatility (annualised ppm) the option was last marked with: the attested one for its
+    /// expiry and strike, clamped by the risk parameters, or `spec.risk.volatility_ppm` before
+    /// the first quorum; 0 for perpetuals. The portfolio grid shocks it.
+    pub volatility_ppm: Ppm,
+    /// Value of one lot at the stable price (a perpetual) or at the option's price on the
+    /// stable price (an option), rounded down and up: initial margin values a position at the
+    /// less favourable of this and `lot_value_floor`/`lot_value_ceil` (cached per block).
+    pub stable_lot_floor: Micros,
+    /// See `stable_lot_floor`.
+    pub stable_lot_ceil: Micros,
     /// Maintenance tiers as `(notional_floor, mmr_ppm, deduction)`, derived from the risk
     /// parameters each block for the margin sweep (not part of the state commitment).
     pub mm_tiers: Vec<(Micros, i64, Micros)>,

@@ -164,6 +164,9 @@ pub struct Workload {
     /// How many validators observe in every block (the genesis's, at most 65535); each signs
     /// with [`validator_seed`], so the genesis must carry those keys (the devnet's do).
     pub validators: u16,
+    /// The genesis's option expiries per underlying, ascending: each validator quotes a
+    /// volatility (about 60% at the money, -10 points of skew per unit of moneyness) for each.
+    pub vol_expiries: Vec<(UnderlyingId, u64)>,
 }
 
 impl Workload {
@@ -182,6 +185,19 @@ impl Workload {
             ids: (0..=traders).map(AccountId).collect(),
             chain_id: genesis.chain_id.clone(),
             validators: u16::try_from(genesis.validator_stakes.len()).unwrap_or(u16::MAX),
+            vol_expiries: {
+                let mut e: Vec<(UnderlyingId, u64)> = genesis
+                    .markets
+                    .iter()
+                    .filter_map(|m| match m.kind {
+                        MarketKind::Option { expiry_ms, .. } => Some((m.underlying, expiry_ms)),
+                        MarketKind::Perpetual => None,
+                    })
+                    .collect();
+                e.sort_unstable();
+                e.dedup();
+                e
+            },
         }
     }
 
@@ -255,7 +271,17 @@ impl Workload {
                     )
                 })
                 .collect();
-            out.push(signed(&self.chain_id, v, self.height, self.time_ms, prices));
+            let vols = self
+                .vol_expiries
+                .iter()
+                .map(|(underlying, expiry_ms)| VolQuote {
+                    underlying: *underlying,
+                    expiry_ms: *expiry_ms,
+                    atm_ppm: 600_000 + self.rng.range(-20_000, 20_000),
+                    skew_ppm: -100_000 + self.rng.range(-10_000, 10_000),
+                })
+                .collect();
+            out.push(signed_with(&self.chain_id, v, self.height, self.time_ms, prices, vols));
         }
         out
     }

@@ -147,7 +147,7 @@ impl State {
         if let Some(b) = after.balances.get_mut(ai) {
             *b = sub(have, amount)?;
         }
-        let h = self.cross_health(&after, None)?;
+        let h = self.initial_health(&after, None)?;
         if !h.initial_ok() {
             return Err(Reject::InitialMargin { collateral: h.collateral, required: h.initial });
         }
@@ -301,9 +301,17 @@ impl State {
             }
         }
         let pos = acct.position(market);
+        // Initial margin under the stable-price guard; solvency at the marks.
+        let guard = matches!(need, Need::Initial);
         let h = if pos.is_some_and(|p| p.isolated) {
             let p = pos.copied().unwrap_or_default();
-            self.isolated_health(&p, Some(&overlay))?
+            if guard {
+                self.isolated_initial_health(&p, Some(&overlay))?
+            } else {
+                self.isolated_health(&p, Some(&overlay))?
+            }
+        } else if guard {
+            self.initial_health(acct, Some(&overlay))?
         } else {
             self.cross_health(acct, Some(&overlay))?
         };
@@ -645,7 +653,7 @@ impl State {
         let acct = self.account(signer)?;
         let mut after = acct.clone();
         after.portfolio = portfolio;
-        let h = self.cross_health(&after, None)?;
+        let h = self.initial_health(&after, None)?;
         if !h.initial_ok() {
             return Err(Reject::InitialMargin { collateral: h.collateral, required: h.initial });
         }
@@ -706,13 +714,13 @@ impl State {
             if quote < amount {
                 return Err(Reject::InsufficientBalance { have: quote, need: amount });
             }
-            let h = self.cross_health(&after, None)?;
+            let h = self.initial_health(&after, None)?;
             if !h.initial_ok() {
                 return Err(Reject::InitialMargin { collateral: h.collateral, required: h.initial });
             }
         } else {
             let p = after.positions.iter().find(|p| p.market == market).copied().unwrap_or_default();
-            let h = self.isolated_health(&p, None)?;
+            let h = self.isolated_initial_health(&p, None)?;
             if !h.initial_ok() || p.isolated_balance < 0 {
                 return Err(Reject::InitialMargin { collateral: h.collateral, required: h.initial });
             }

@@ -114,7 +114,7 @@ fn failures_go_to_the_cpu_exactly_when_the_engine_fails() {
         .find(|(_, m)| matches!(m.spec.kind, bastion_types::MarketKind::Option { .. }))
         .map(|(id, _)| *id)
         .unwrap();
-    state.markets.get_mut(&option).unwrap().spec.risk.volatility_ppm = i64::MAX;
+    state.markets.get_mut(&option).unwrap().volatility_ppm = i64::MAX;
     let (answered, handed) = check(&state, &format!("seed {s} failures"));
     assert!(handed > 100, "seed {s}: {handed} handed to the CPU");
     assert!(answered > 100, "seed {s}: {answered} answered");
@@ -172,7 +172,7 @@ fn the_sweep_s_scenario_cache_changes_nothing() {
         .find(|(_, m)| matches!(m.spec.kind, bastion_types::MarketKind::Option { .. }))
         .map(|(id, _)| *id)
         .unwrap();
-    broken.markets.get_mut(&option).unwrap().spec.risk.volatility_ppm = i64::MAX;
+    broken.markets.get_mut(&option).unwrap().volatility_ppm = i64::MAX;
     broken.sweep_agrees_with_full_health().unwrap_or_else(|e| panic!("seed {s}: {e}"));
     assert!(broken.count_liquidatable() <= broken.accounts.len());
 }
