@@ -535,3 +535,331 @@ pub fn verify_double_observation(state: &State, line: &str) -> bool {
         && signature_verifies(state, &a)
         && signature_verifies(state, &b)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::Observed;
+    use bastion_exchange::{
+        Genesis,
+        testkit::{signed, validator_seed},
+    };
+    use bastion_types::{OBSERVATION_PRICES_MAX, OBSERVATION_VOLS_MAX, VolQuote};
+    use commonware_utils::channel::mpsc;
+
+    const T0: u64 = 1_767_225_600_000;
+
+    fn state() -> State {
+        State::from_genesis(&Genesis::devnet()).unwrap()
+    }
+
+    fn public(v: u16) -> [u8; 32] {
+        ed25519_zebra::VerificationKey::from(&ed25519_zebra::SigningKey::from(validator_seed(v))).into()
+    }
+
+    fn obs(s: &State, v: u16, height: u64, ts: u64, btc: i64) -> SignedObservation {
+        signed(&s.chain_id, v, height, ts, vec![(UnderlyingId(0), btc)])
+    }
+
+    fn desk(
+        key: Option<(u16, [u8; 32])>,
+        lie: Option<Lie>,
+    ) -> (Observations, Ledger, mpsc::Receiver<String>) {
+        let ledger = Ledger::default();
+        let (sink, rx) = EvidenceSink::new();
+        let d = Observations::new(None, key, 200, lie, 0, sink, ledger.clone());
+        (d, ledger, rx)
+    }
+
+    /// Always sees BTC at 100k and one volatility quote.
+    struct Fixed;
+    impl Observer for Fixed {
+        fn observe(&mut self, _now_ms: u64) -> Observed {
+            Observed {
+                prices: vec![(UnderlyingId(0), 100_000_000_000)],
+                vols: vec![VolQuote {
+                    underlying: UnderlyingId(0),
+                    expiry_ms: T0 + 1,
+                    atm_ppm: 600_000,
+                    skew_ppm: 0,
+                }],
+            }
+        }
+    }
+
+    #[test]
+    fn the_largest_observation_fits_the_wire_bound_and_anything_larger_is_refused() {
+        let s = state();
+        let widest = Observation {
+            validator: ValidatorIndex(u16::MAX),
+            height: u64::MAX,
+            timestamp_ms: u64::MAX,
+            prices: (0..OBSERVATION_PRICES_MAX)
+                .map(|u| (UnderlyingId(u16::MAX - u as u16), i64::MIN))
+                .collect(),
+            vols: (0..OBSERVATION_VOLS_MAX)
+                .map(|_| VolQuote {
+                    underlying: UnderlyingId(u16::MAX),
+                    expiry_ms: u64::MAX,
+                    atm_ppm: i64::MIN,
+                    skew_ppm: i64::MIN,
+                })
+                .collect(),
+        };
+        let o = SignedObservation { observation: widest, signature: [0xff; 64] };
+        let chain = "c".repeat(bastion_exchange::CHAIN_ID_MAX);
+        let bytes = encode_wire(&chain, &o);
+        assert!(bytes.len() <= WIRE_MAX_BYTES, "{} bytes", bytes.len());
+        assert_eq!(decode_wire(&bytes), Ok((chain.clone(), o.clone())));
+        // Trailing bytes, truncation and garbage do not decode; more than the bound is not read.
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(decode_wire(&trailing), Err("undecodable"));
+        assert_eq!(decode_wire(&bytes[..bytes.len() - 1]), Err("undecodable"));
+        assert_eq!(decode_wire(&[0xff; 40]), Err("undecodable"));
+        assert_eq!(decode_wire(&vec![0; WIRE_MAX_BYTES + 1]), Err("oversize"));
+        let small = obs(&s, 0, 1, T0, 1);
+        assert_eq!(decode_wire(&encode_wire(&s.chain_id, &small)), Ok((s.chain_id.clone(), small)));
+    }
+
+    #[test]
+    fn the_pool_keeps_the_highest_heights_per_validator_and_finds_conflicts() {
+        let s = state();
+        let mut p = Pool::default();
+        for h in 1..=20u64 {
+            assert_eq!(p.add(&obs(&s, 1, h, T0 + h, 5)), Pooled::New);
+            assert!(p.len() <= POOL_PER_VALIDATOR);
+        }
+        assert_eq!(p.len(), POOL_PER_VALIDATOR);
+        assert_eq!(p.add(&obs(&s, 1, 2, T0 + 2, 5)), Pooled::Old, "below the kept heights");
+        assert_eq!(p.add(&obs(&s, 1, 20, T0 + 20, 5)), Pooled::Known);
+        assert_eq!(
+            p.add(&obs(&s, 1, 20, T0 + 20, 6)),
+            Pooled::Conflict(Box::new(obs(&s, 1, 20, T0 + 20, 5)))
+        );
+        // Another validator has its own slots.
+        assert_eq!(p.add(&obs(&s, 2, 20, T0 + 20, 6)), Pooled::New);
+        assert_eq!(p.len(), POOL_PER_VALIDATOR + 1);
+        // Candidates: the pooled ones newer than the stored ones (none stored yet).
+        assert_eq!(p.candidates(&s).len(), POOL_PER_VALIDATOR + 1);
+    }
+
+    #[test]
+    fn gossip_counts_every_rejection_by_reason_and_blocks_only_what_no_honest_peer_sends() {
+        let s = state();
+        let now = T0 + 10_000;
+        let (mut d, ledger, _rx) = desk(None, None);
+        let good = obs(&s, 1, 1, now, 100_000_000_000);
+        let wire = |o: &SignedObservation| encode_wire(&s.chain_id, o);
+        // Valid: pooled and counted.
+        assert_eq!(d.receive(&public(1), &wire(&good), &s, now), Received::Fine);
+        assert_eq!(ledger.totals().observations_received, 1);
+        assert_eq!(d.candidates(&s), vec![good.clone()]);
+        // The same again: a duplicate, not a reason to block.
+        assert_eq!(d.receive(&public(1), &wire(&good), &s, now), Received::Fine);
+        // Not decodable, too large, another chain, relayed by someone else: blocked.
+        assert_eq!(d.receive(&public(1), &[1, 2, 3], &s, now), Received::Block("undecodable"));
+        assert_eq!(d.receive(&public(1), &vec![0; WIRE_MAX_BYTES + 1], &s, now), Received::Block("oversize"));
+        assert_eq!(
+            d.receive(&public(1), &encode_wire("another-chain", &good), &s, now),
+            Received::Block("foreign_chain")
+        );
+        assert_eq!(d.receive(&public(2), &wire(&good), &s, now), Received::Block("wrong_sender"));
+        // A bad signature, an unknown validator, a malformed one: blocked.
+        let mut forged = obs(&s, 1, 2, now + 1, 100_000_000_000);
+        forged.signature[3] ^= 1;
+        assert_eq!(d.receive(&public(1), &wire(&forged), &s, now), Received::Block("bad_signature"));
+        let unknown = obs(&s, 9, 2, now, 1);
+        assert_eq!(d.receive(&public(1), &wire(&unknown), &s, now), Received::Block("unknown_validator"));
+        let malformed = signed(&s.chain_id, 1, 2, now, vec![(UnderlyingId(0), -5)]);
+        assert_eq!(d.receive(&public(1), &wire(&malformed), &s, now), Received::Block("malformed"));
+        // Too far ahead of our clock: dropped, not blocked (clocks differ).
+        let ahead = obs(&s, 1, 2, now + FUTURE_MS + 1, 100_000_000_000);
+        assert_eq!(d.receive(&public(1), &wire(&ahead), &s, now), Received::Fine);
+        let counts = ledger.observations_rejected();
+        for label in [
+            "undecodable",
+            "oversize",
+            "foreign_chain",
+            "wrong_sender",
+            "bad_signature",
+            "unknown_validator",
+            "malformed",
+            "future",
+            "duplicate",
+        ] {
+            assert_eq!(counts.get(label), Some(&1), "{label}: {counts:?}");
+            assert!(REJECT_LABELS.contains(&label), "{label} is exported");
+        }
+        assert_eq!(ledger.totals().observations_rejected, 9);
+        assert_eq!(ledger.totals().observations_received, 1, "nothing else was pooled");
+        assert_eq!(d.candidates(&s).len(), 1);
+    }
+
+    #[test]
+    fn a_stale_observation_is_dropped_without_blocking_and_still_proves_a_double_observation() {
+        let mut s = state();
+        let now = T0 + 10_000;
+        let (mut d, ledger, mut rx) = desk(None, None);
+        let first = obs(&s, 2, 5, now, 100_000_000_000);
+        assert_eq!(d.receive(&public(2), &encode_wire(&s.chain_id, &first), &s, now), Received::Fine);
+        // A block stores a later observation of validator 2: an older one is now stale.
+        s.observations[2] = Some(obs(&s, 2, 6, now + 100, 1).observation);
+        let other = obs(&s, 2, 5, now, 100_500_000_000);
+        assert_eq!(d.receive(&public(2), &encode_wire(&s.chain_id, &other), &s, now), Received::Fine);
+        assert_eq!(ledger.observations_rejected().get("stale"), Some(&1));
+        assert_eq!(ledger.totals().observation_evidence, 1);
+        let line = rx.try_recv().unwrap();
+        assert!(line.starts_with("conflicting observation at height 5 by signer 2\tproof "), "{line}");
+        assert!(verify_double_observation(&s, line.trim_end()));
+        // A stale forgery proves nothing.
+        let mut forged = obs(&s, 2, 5, now, 101_000_000_000);
+        forged.signature[0] ^= 1;
+        assert_eq!(d.receive(&public(2), &encode_wire(&s.chain_id, &forged), &s, now), Received::Fine);
+        assert_eq!(ledger.totals().observation_evidence, 1);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn double_observations_are_evidence_once_per_validator_and_height() {
+        let s = state();
+        let now = T0 + 10_000;
+        let (mut d, ledger, mut rx) = desk(None, None);
+        let a = obs(&s, 3, 7, now, 100_000_000_000);
+        let b = obs(&s, 3, 7, now + 1, 100_000_000_001);
+        let c = obs(&s, 3, 7, now + 2, 100_000_000_002);
+        for o in [&a, &b, &c] {
+            assert_eq!(d.receive(&public(3), &encode_wire(&s.chain_id, o), &s, now), Received::Fine);
+        }
+        assert_eq!(ledger.totals().observation_evidence, 1, "one (validator, height): one piece");
+        assert_eq!(ledger.faults(), vec!["conflicting observation at height 7 by signer 3".to_string()]);
+        let line = rx.try_recv().unwrap();
+        assert!(verify_double_observation(&s, line.trim_end()));
+        assert!(rx.try_recv().is_err());
+        // A finalized block carrying another one for a new height of the pool's: caught too.
+        let pooled = obs(&s, 3, 8, now + 10, 100_000_000_000);
+        d.receive(&public(3), &encode_wire(&s.chain_id, &pooled), &s, now + 10);
+        let included = obs(&s, 3, 8, now + 11, 99_000_000_000);
+        let block = Block { height: 9, timestamp_ms: now + 20, oracle: vec![included], ..Block::default() };
+        d.finalized(&block, &s);
+        assert_eq!(ledger.totals().observation_evidence, 2);
+        assert_eq!(ledger.totals().observations_included, 1);
+        // Tampered proofs do not verify.
+        let line = rx.try_recv().unwrap();
+        assert!(verify_double_observation(&s, line.trim_end()));
+        let renamed = line.replace("by signer 3", "by signer 1");
+        assert!(!verify_double_observation(&s, renamed.trim_end()));
+        let (what, _) = line.split_once("\tproof ").unwrap();
+        let same = hex(&postcard::to_allocvec(&(&pooled, &pooled)).unwrap());
+        assert!(!verify_double_observation(&s, &format!("{what}\tproof {same}")), "one observation twice");
+    }
+
+    #[test]
+    fn signs_once_per_finalized_height_and_interval_and_never_for_a_recovered_height() {
+        let s = state();
+        let ledger = Ledger::default();
+        let (sink, _rx) = EvidenceSink::new();
+        // Recovered at height 5: nothing until height 6 is finalized.
+        let mut d = Observations::new(
+            Some(Box::new(Fixed)),
+            Some((1, validator_seed(1))),
+            200,
+            None,
+            5,
+            sink,
+            ledger.clone(),
+        );
+        assert!(d.sign(5, &s, T0).is_empty(), "the recovered height may have been signed before");
+        let sent = d.sign(6, &s, T0);
+        assert_eq!(sent.len(), 1);
+        let (targets, bytes) = &sent[0];
+        assert_eq!(*targets, Targets::All);
+        let (chain, o) = decode_wire(bytes).unwrap();
+        assert_eq!(chain, s.chain_id);
+        assert_eq!((o.observation.validator.0, o.observation.height, o.observation.timestamp_ms), (1, 7, T0));
+        assert_eq!(s.observation_verdict(&o), Ok(()));
+        assert_eq!(d.candidates(&s), vec![o], "its own observation is pooled");
+        // Not again before the interval, nor without a new finalized height.
+        assert!(d.sign(7, &s, T0 + 199).is_empty());
+        assert!(d.sign(6, &s, T0 + 1_000).is_empty());
+        assert_eq!(d.sign(7, &s, T0 + 200).len(), 1);
+        assert_eq!(ledger.totals().observations_signed, 2);
+        // Without a key or observer it signs nothing.
+        let (mut none, _, _) = desk(None, None);
+        assert!(none.sign(100, &s, T0).is_empty());
+    }
+
+    #[test]
+    fn a_withholding_oracle_sends_nothing_and_an_equivocating_one_splits_the_others() {
+        let s = state();
+        let (sink, _rx) = EvidenceSink::new();
+        let mut w = Observations::new(
+            Some(Box::new(Fixed)),
+            Some((0, validator_seed(0))),
+            200,
+            Some(Lie::Withhold),
+            0,
+            sink.clone(),
+            Ledger::default(),
+        );
+        assert!(w.sign(1, &s, T0).is_empty());
+        let mut e = Observations::new(
+            Some(Box::new(Fixed)),
+            Some((0, validator_seed(0))),
+            200,
+            Some(Lie::Equivocate),
+            0,
+            sink,
+            Ledger::default(),
+        );
+        let sent = e.sign(1, &s, T0);
+        let targets: Vec<&Targets> = sent.iter().map(|(t, _)| t).collect();
+        assert_eq!(targets, vec![&Targets::Validators(vec![2, 3]), &Targets::Validators(vec![1])]);
+        let (_, b) = decode_wire(&sent[0].1).unwrap();
+        let (_, a) = decode_wire(&sent[1].1).unwrap();
+        assert_eq!(a.observation.height, b.observation.height);
+        assert_ne!(a.observation, b.observation);
+        assert_eq!((s.observation_verdict(&a), s.observation_verdict(&b)), (Ok(()), Ok(())));
+        // An honest validator that receives both has evidence.
+        let (mut d, ledger, _rx) = desk(None, None);
+        for o in [&a, &b] {
+            d.receive(&public(0), &encode_wire(&s.chain_id, o), &s, T0);
+        }
+        assert_eq!(ledger.totals().observation_evidence, 1);
+    }
+
+    #[test]
+    fn an_index_far_from_the_own_fresh_observation_is_a_disagreement() {
+        let mut s = state();
+        let ledger = Ledger::default();
+        let (sink, _rx) = EvidenceSink::new();
+        let mut d = Observations::new(
+            Some(Box::new(Fixed)),
+            Some((1, validator_seed(1))),
+            200,
+            None,
+            0,
+            sink,
+            ledger.clone(),
+        );
+        d.sign(1, &s, T0);
+        let block = |ts: u64| Block { height: 2, timestamp_ms: ts, ..Block::default() };
+        s.underlyings[0].index = 101_900_000_000; // 1.9%: agrees
+        d.finalized(&block(T0 + 100), &s);
+        assert_eq!(ledger.totals().oracle_disagreements, 0);
+        s.underlyings[0].index = 97_900_000_000; // 2.1%
+        d.finalized(&block(T0 + 100), &s);
+        d.finalized(&block(T0 + 200), &s);
+        assert_eq!(ledger.totals().oracle_disagreements, 2);
+        // Once its own observation is no longer fresh, it is not compared.
+        d.finalized(&block(T0 + s.oracle.observation_max_age_ms + 1), &s);
+        assert_eq!(ledger.totals().oracle_disagreements, 2);
+        assert!(
+            deviates(100, 103)
+                && !deviates(100, 101)
+                && deviates(i64::MAX, 1)
+                && !deviates(i64::MAX, i64::MAX)
+        );
+    }
+}
