@@ -11,7 +11,9 @@
 //! per-peer rate, [`crate::backfill`]) and tag 3 its "pruned below" answer. Blocks nobody asked
 //! for are held within per-peer bounds, and peers that send what no honest validator sends are
 //! blocked ([`crate::relay`]). Evidence of equivocation is bounded and written by its own task
-//! ([`crate::evidence`]).
+//! ([`crate::evidence`]). Validators' signed observations of the market travel on a second
+//! channel ([`crate::observations`]: signing, gossip checks, the pool a leader selects from,
+//! evidence of double observations).
 //!
 //! A proposal whose `parent_state_root` differs from the root this validator computed is
 //! refused (verify answers false): one proposer must not be able to halt honest validators.
@@ -32,16 +34,17 @@
 use crate::{
     backfill::{BACKFILL_QUEUE, Cache, LogAnswer, LogRead, RangeRequest, Server},
     block::{BlockLimits, ChainBlock, StateRoot},
-    byzantine::Trick,
+    byzantine::{Lie, Trick},
     evidence::{Admit, EvidenceSink, spawn_writer},
     governance::ProposalSource,
+    observations::{Observations, OracleRecord, Received, Targets},
+    observe::Observer,
     relay::{BlockReason, PeerBlocks, Unsolicited, held_bytes},
 };
 use bastion_accel::{SigItem, VerifiedCache, Verifier};
 use bastion_client::Keypair;
 use bastion_exchange::{
-    BlockOutcome, Genesis, State,
-    scenario::PricePath,
+    BlockError, BlockOutcome, Genesis, State,
     testkit::{PathKind, Workload},
 };
 use bastion_storage::{Faults, RecordFile};
@@ -126,6 +129,9 @@ pub(crate) const TAG_PRUNED: u8 = 3;
 
 /// Most blocks asked for (and served) by one range request.
 pub(crate) const RANGE_MAX: u64 = 64;
+
+/// How often a validator signs an observation at most, by default (ms).
+pub const DEFAULT_OBSERVE_EVERY_MS: u64 = 200;
 
 /// Name of the evidence file in the node's data dir.
 pub const EVIDENCE_FILE: &str = "evidence.log";
@@ -242,6 +248,21 @@ pub struct Totals {
     pub evidence_seen: u64,
     /// Evidence lines dropped because the writer's queue was full.
     pub evidence_dropped: u64,
+    /// Observations this validator signed (and sent).
+    pub observations_signed: u64,
+    /// Observations received from peers and pooled (valid, new).
+    pub observations_received: u64,
+    /// Observations received and dropped, every reason (by reason:
+    /// [`Ledger::observations_rejected`]).
+    pub observations_rejected: u64,
+    /// Observations carried by finalized blocks.
+    pub observations_included: u64,
+    /// Finalized blocks × underlyings whose index lay more than
+    /// [`crate::observations::DISAGREEMENT_PPM`] from this validator's own fresh observation.
+    pub oracle_disagreements: u64,
+    /// Double observations seen (two different signed observations of one validator for one
+    /// height; only the first pieces per validator are kept).
+    pub observation_evidence: u64,
 }
 
 /// What one validator finalized, per height.
@@ -268,6 +289,11 @@ struct LedgerInner {
     /// When this validator first learned of each notarization (its clock), by digest; kept
     /// only when `keep` is `None` (simulations).
     notarization_at: HashMap<Digest, SystemTime>,
+    /// Observations dropped, by reason label.
+    observations_rejected: BTreeMap<&'static str, u64>,
+    /// Each finalized block's oracle as executed; kept only when `keep` is `None`
+    /// (simulations' checkers).
+    oracle: BTreeMap<u64, OracleRecord>,
 }
 
 impl Ledger {
@@ -376,8 +402,9 @@ impl Ledger {
     }
 
     /// Faults the engine reported (equivocation: conflicting notarize or finalize votes, or a
-    /// nullify and a finalize in one view): the first [`crate::evidence::EVIDENCE_PER_SIGNER`]
-    /// per kind and signer (each also appended to the evidence file).
+    /// nullify and a finalize in one view) and double observations
+    /// ([`crate::observations`]): the first [`crate::evidence::EVIDENCE_PER_SIGNER`] per kind
+    /// and signer (each also appended to the evidence file).
     pub fn faults(&self) -> Vec<String> {
         self.lock().faults.clone()
     }
@@ -422,7 +449,7 @@ impl Ledger {
         }
     }
 
-    fn evidence_dropped(&self) {
+    pub(crate) fn evidence_dropped(&self) {
         let t = &mut self.lock().totals;
         t.evidence_dropped = t.evidence_dropped.saturating_add(1);
     }
@@ -453,6 +480,62 @@ impl Ledger {
     fn refused_timestamp(&self) {
         let t = &mut self.lock().totals;
         t.refused_timestamp = t.refused_timestamp.saturating_add(1);
+    }
+
+    /// Observations received and dropped, per reason label (the labels are
+    /// [`crate::observations::REJECT_LABELS`]; absent ones are 0).
+    pub fn observations_rejected(&self) -> BTreeMap<&'static str, u64> {
+        self.lock().observations_rejected.clone()
+    }
+
+    /// Each finalized block's oracle as this validator executed it, by height (recorded only
+    /// by unbounded ledgers: simulations).
+    pub fn oracle_records(&self) -> BTreeMap<u64, OracleRecord> {
+        self.lock().oracle.clone()
+    }
+
+    pub(crate) fn observation_signed(&self) {
+        let t = &mut self.lock().totals;
+        t.observations_signed = t.observations_signed.saturating_add(1);
+    }
+
+    pub(crate) fn observation_received(&self) {
+        let t = &mut self.lock().totals;
+        t.observations_received = t.observations_received.saturating_add(1);
+    }
+
+    pub(crate) fn observation_rejected(&self, label: &'static str) {
+        let mut g = self.lock();
+        g.totals.observations_rejected = g.totals.observations_rejected.saturating_add(1);
+        let n = g.observations_rejected.entry(label).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    pub(crate) fn observations_included(&self, n: u64) {
+        let t = &mut self.lock().totals;
+        t.observations_included = t.observations_included.saturating_add(n);
+    }
+
+    pub(crate) fn oracle_disagreement(&self) {
+        let t = &mut self.lock().totals;
+        t.oracle_disagreements = t.oracle_disagreements.saturating_add(1);
+    }
+
+    /// A double observation: counted, and (the first pieces per validator) listed with the
+    /// engine's faults.
+    pub(crate) fn observation_fault(&self, what: Option<String>) {
+        let mut g = self.lock();
+        g.totals.observation_evidence = g.totals.observation_evidence.saturating_add(1);
+        if let Some(what) = what {
+            g.faults.push(what);
+        }
+    }
+
+    fn oracle_record(&self, height: u64, record: impl FnOnce() -> OracleRecord) {
+        let mut g = self.lock();
+        if g.keep.is_none() {
+            g.oracle.insert(height, record());
+        }
     }
 
     /// Why this validator halted, if it did.
@@ -546,6 +629,9 @@ pub enum Fault {
     /// A Byzantine leader: each time it proposes it plays the next of these tricks, in turn
     /// (see [`crate::byzantine`]).
     ByzantineLeader(Vec<Trick>),
+    /// A Byzantine oracle: it signs (or withholds, or doubles) observations that lie this way
+    /// (see [`crate::byzantine::Lie`]); otherwise it runs Bastion honestly.
+    ByzantineOracle(Lie),
 }
 
 /// Configuration of the application actor.
@@ -566,9 +652,16 @@ pub struct Config {
     /// Triples the ingress already verified: a proposal's transactions found here are not
     /// verified again.
     pub verified: Option<Arc<VerifiedCache>>,
-    /// The oracle price path every validator evaluates at a block's timestamp: the proposer
-    /// writes its votes, every verifier recomputes them.
-    pub oracle: PricePath,
+    /// What this validator's sources show (`bastion-oracle` in production, simulated venues in
+    /// tests); `None`: it signs no observations (it still relays, pools and proposes others').
+    pub observer: Option<Box<dyn Observer>>,
+    /// This validator's index in the validator set and the 32-byte secret seed of its ed25519
+    /// identity key (the key the genesis lists for it), which signs its observations; `None`:
+    /// it signs none.
+    pub observation_key: Option<(u16, [u8; 32])>,
+    /// Signs at most one observation per this many ms (and per finalized height);
+    /// [`DEFAULT_OBSERVE_EVERY_MS`] by default.
+    pub observe_every_ms: u64,
     /// Observer of what this validator finalized (tests, metrics).
     pub ledger: Ledger,
     /// Fault injection for simulations; `None` in production.
@@ -585,7 +678,9 @@ impl std::fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("source", &self.source)
             .field("verifier", &self.verifier.backend())
-            .field("oracle", &self.oracle)
+            .field("observer", &self.observer.is_some())
+            .field("observation_key", &self.observation_key.map(|k| k.0))
+            .field("observe_every_ms", &self.observe_every_ms)
             .field("fault", &self.fault)
             .finish()
     }
@@ -744,7 +839,11 @@ pub struct Application<
     chain: [u8; 32],
     verifier: Arc<dyn Verifier>,
     verified: Option<Arc<VerifiedCache>>,
-    oracle: PricePath,
+    /// Signed observations: this validator's, and its peers' pool (see
+    /// [`crate::observations`]).
+    observations: Observations,
+    /// The observation channel.
+    obs_net: (S, R),
     /// Devnet keys of the synthetic source (index 0: the authority) with their accounts, derived
     /// on first use, and the index of each account.
     keys: Vec<(Keypair, AccountId)>,
@@ -837,12 +936,15 @@ impl<
 > Application<E, P, S, R, B>
 {
     /// Builds the actor, its mailbox (Automaton + Relay) and its reporter. `net` is the block
-    /// relay channel; `blocker` blocks peers on the validator network (the p2p oracle).
+    /// relay channel ([`crate::application`]'s tags); `observations_net` the observation
+    /// channel ([`crate::observations::OBSERVATION_CHANNEL`]); `blocker` blocks peers on the
+    /// validator network (the p2p oracle).
     #[allow(clippy::type_complexity)]
     pub fn new<Sch: Scheme>(
         context: E,
         cfg: Config,
         net: (S, R),
+        observations_net: (S, R),
         blocker: B,
     ) -> Result<(Self, Mailbox<P>, Reporter<Sch, P>), String> {
         let genesis = genesis_block(&cfg.genesis)?;
@@ -896,6 +998,19 @@ impl<
             compact_pending(&mut pending, &persisted, &blocks)
                 .map_err(|e| format!("cannot compact {}: {e}", pending_path.display()))?;
         }
+        let lie = match &cfg.fault {
+            Some(Fault::ByzantineOracle(lie)) => Some(*lie),
+            _ => None,
+        };
+        let observations = Observations::new(
+            cfg.observer,
+            cfg.observation_key,
+            cfg.observe_every_ms,
+            lie,
+            tip.1,
+            evidence.clone(),
+            cfg.ledger.clone(),
+        );
         let app = Application {
             context: ContextCell::new(context),
             store: cfg.store,
@@ -905,7 +1020,8 @@ impl<
             chain: cfg.chain,
             verifier: cfg.verifier,
             verified: cfg.verified,
-            oracle: cfg.oracle,
+            observations,
+            obs_net: observations_net,
             keys: Vec::new(),
             key_of: HashMap::new(),
             ledger: cfg.ledger,
@@ -970,6 +1086,8 @@ impl<
             spawn_writer(self.context.child("evidence"), evidence_path, evidence_rx);
         }
         let mut next_request = self.context.current() + REQUEST_EVERY;
+        let observe_every = Duration::from_millis(self.observations.every_ms());
+        let mut next_observe = self.context.current() + observe_every;
         select_loop! {
             self.context,
             on_stopped => {
@@ -980,6 +1098,13 @@ impl<
             },
             Ok((from, bytes)) = self.net.1.recv() else break => {
                 self.receive(from, bytes);
+            },
+            Ok((from, bytes)) = self.obs_net.1.recv() else break => {
+                self.receive_observation(from, bytes);
+            },
+            _ = self.context.sleep_until(next_observe) => {
+                next_observe = self.context.current() + observe_every;
+                self.observe();
             },
             Some(read) = self.log_reads.recv() else break => {
                 self.read_log(read);
@@ -1116,6 +1241,56 @@ impl<
         self.ledger.unsolicited(self.unsolicited.totals(), 0);
         self.peers.retain(|p| p != &peer);
         let _ = self.blocker.block(peer);
+    }
+
+    /// A message on the observation channel (see [`crate::observations`]), checked against the
+    /// executed tip's state: a sender of what no honest validator sends is blocked.
+    fn receive_observation(&mut self, from: P, bytes: IoBuf) {
+        let now = self.now_ms();
+        if let Received::Block(label) =
+            self.observations.receive(from.as_ref(), bytes.as_ref(), self.store.state(), now)
+        {
+            self.block_peer(from, BlockReason::InvalidObservation, label);
+        }
+    }
+
+    /// Signs this validator's observation and sends it when it is time (see
+    /// [`crate::observations`]).
+    fn observe(&mut self) {
+        if self.halted {
+            return;
+        }
+        let now = self.now_ms();
+        for (targets, bytes) in self.observations.sign(self.tip.1, self.store.state(), now) {
+            let recipients = match targets {
+                Targets::All => Recipients::All,
+                Targets::Validators(vs) => {
+                    let validators = &self.store.state().validators;
+                    Recipients::Some(
+                        vs.iter()
+                            .filter_map(|v| {
+                                let key = validators.get(usize::from(*v))?.key?;
+                                P::decode(Bytes::copy_from_slice(&key)).ok()
+                            })
+                            .collect(),
+                    )
+                }
+            };
+            let _ = self.obs_net.0.send(recipients, bytes, false);
+        }
+    }
+
+    /// The most recent observation a block on the chain ending at `digest` carried (among the
+    /// blocks held, at most [`KEEP_FINALIZED`] back): what a Byzantine leader replays.
+    fn replayable(&self, mut digest: Digest) -> Option<bastion_types::SignedObservation> {
+        for _ in 0..KEEP_FINALIZED {
+            let block = self.blocks.get(&digest)?;
+            if let Some(o) = block.block().oracle.last() {
+                return Some(o.clone());
+            }
+            digest = block.parent_digest();
+        }
+        None
     }
 
     /// The backfill server's read of raw block-log entries (file reads only; decoding and
@@ -1404,19 +1579,17 @@ impl<
         let (txs, mut auth): (Vec<Tx>, Vec<TxAuth>) =
             self.block_txs(&state, u64::from_le_bytes(seed), height, timestamp_ms).into_iter().unzip();
         self.ledger.add_time(|t| &mut t.sequencer_ns, started);
-        let validators = u16::try_from(state.validators.len()).unwrap_or(u16::MAX);
         let proposals = match &mut self.governance {
             Some(source) => source.take(&state, height),
             None => Vec::new(),
         };
-        let mut block = bastion_types::Block {
-            height,
-            timestamp_ms,
-            oracle: Vec::new(),
-            txs,
-            proposals,
-        };
+        // Per validator the newest pooled observation that this block may carry.
+        let oracle =
+            state.admissible_observations(height, timestamp_ms, &self.observations.candidates(&state));
+        let mut block = bastion_types::Block { height, timestamp_ms, oracle, txs, proposals };
         trick.rewrite(&mut block, &mut auth, &state, &self.chain, &self.limits);
+        let replay = if trick == Trick::ReplayObservation { self.replayable(parent) } else { None };
+        trick.rewrite_oracle(&mut block, &state, replay, self.observations.own_key());
         self.ledger.add_proposed(block.txs.len() as u64);
         let root = state.state_root();
         let block = ChainBlock::new(parent, root, block, auth, &trick.limits(&self.limits)).map_err(|e| {
@@ -1470,12 +1643,8 @@ impl<
         }
         self.ensure_state(context.parent.1)?;
         let Some(parent) = self.state_ref(context.parent.1) else { return Err(Lookup::Missing) };
-        let (parent_height, parent_ts, parent_root, validators) = (
-            parent.height,
-            parent.timestamp_ms,
-            parent.state_root(),
-            u16::try_from(parent.validators.len()).unwrap_or(u16::MAX),
-        );
+        let (parent_height, parent_ts, parent_root) =
+            (parent.height, parent.timestamp_ms, parent.state_root());
         // Far cheaper than the signatures, so before them: every transaction must be includable
         // on the parent state (a signer with an account, its next nonce).
         let includable = parent.check_txs(&block.block().txs);
@@ -1528,13 +1697,18 @@ impl<
                 Ok(true)
             }
             Err(Lookup::Invalid) => {
-                // Forged governance is, like an unincludable transaction, decided by the shared
-                // parent state: name the leader that proposed it.
-                if let Some(Err(e)) =
-                    self.state_ref(context.parent.1).map(|p| p.check_proposals(block.block()))
-                {
-                    warn!(height = block.height_u64(), %e, "proposal carries a governance proposal it may not");
-                    self.block_peer(context.leader.clone(), BlockReason::InvalidProposal, &e.to_string());
+                // Forged governance and observations the exchange refuses are, like an
+                // unincludable transaction, decided by the shared parent state and the block
+                // alone: name the leader that proposed them.
+                let refused = self.state_ref(context.parent.1).and_then(|p| {
+                    let proposals = p.check_proposals(block.block()).err().map(|e| e.to_string());
+                    proposals.or_else(|| {
+                        p.check_observations(block.block()).err().map(|e: BlockError| e.to_string())
+                    })
+                });
+                if let Some(e) = refused {
+                    warn!(height = block.height_u64(), %e, "proposal carries a proposal or observation it may not");
+                    self.block_peer(context.leader.clone(), BlockReason::InvalidProposal, &e);
                 }
                 Ok(false)
             }
@@ -1721,6 +1895,11 @@ impl<
                 let finalized = Finalized::of(d, &block, out.root, &out.events, fund);
                 self.ledger.add_finalized(&finalized);
                 self.ledger.record(block.height_u64(), finalized);
+                self.observations.finalized(block.block(), self.store.state());
+                let state = self.store.state();
+                self.ledger.oracle_record(block.height_u64(), || {
+                    OracleRecord::of(block.block(), state, &out.events)
+                });
             }
             let started = std::time::Instant::now();
             let committed = self.store.commit();

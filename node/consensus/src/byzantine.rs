@@ -9,16 +9,92 @@
 //! approvals, a replayed transaction, reordered nonces, a transaction from an account that does
 //! not exist), [`Trick::extra_blocks`] or [`Trick::extra_messages`] (what else is sent).
 //! A leader playing a trick proposes its block even when its own execution refuses it, as a
-//! Byzantine leader would.
+//! Byzantine leader would. The oracle tricks ([`Trick::ReplayObservation`],
+//! [`Trick::ForgedObservation`], [`Trick::DoubleObservation`], [`Trick::StaleObservation`])
+//! rewrite the block's observations in [`Trick::rewrite_oracle`].
+//!
+//! A Byzantine *oracle* ([`crate::Fault::ByzantineOracle`]) runs Bastion honestly but lies in
+//! what it observes: each [`Lie`] distorts what its observer saw before it signs (or withholds
+//! it, or signs two different observations for one height and sends one to each half of the
+//! other validators).
 
+use crate::Observed;
 use crate::{
     application::{RANGE_MAX, TAG_RANGE},
     block::{BlockLimits, ChainBlock},
 };
-use bastion_exchange::State;
+use bastion_exchange::{State, sign_observation, testkit::Rng};
 use bastion_types::{
-    Approval, Block, GovernanceProposal, MarketId, MarketStatus, ParamUpdate, TxAuth, ValidatorIndex,
+    Approval, Block, GovernanceProposal, MarketId, MarketStatus, Observation, ParamUpdate, SignedObservation,
+    TxAuth, UnderlyingId, ValidatorIndex,
 };
+
+/// How a Byzantine oracle lies (simulations only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lie {
+    /// Every price and at-the-money volatility moved by this many ppm of itself (+500_000:
+    /// 50% too high), at least 1.
+    Offset(i64),
+    /// Prices and at-the-money volatilities alternately 1 and `i64::MAX / 2`, one extreme per
+    /// observation.
+    Extremes,
+    /// Prices uniform in 1..=2× the truth, volatilities likewise (seeded).
+    Random,
+    /// Never sends an observation.
+    Withhold,
+    /// Two different observations for each height (the second 1% higher), one sent to each
+    /// half of the other validators: evidence against it once anyone sees both.
+    Equivocate,
+}
+
+impl Lie {
+    /// What the liar signs instead of what it saw (`Withhold` and `Equivocate` do not distort:
+    /// they are about what is sent).
+    pub(crate) fn distort(self, seen: &mut Observed, rng: &mut Rng) {
+        match self {
+            Lie::Offset(ppm) => {
+                for (_, p) in &mut seen.prices {
+                    *p = offset(*p, ppm);
+                }
+                for q in &mut seen.vols {
+                    q.atm_ppm = offset(q.atm_ppm, ppm);
+                }
+            }
+            Lie::Extremes => {
+                let v = if rng.chance(50) { 1 } else { i64::MAX / 2 };
+                for (_, p) in &mut seen.prices {
+                    *p = v;
+                }
+                for q in &mut seen.vols {
+                    q.atm_ppm = v;
+                }
+            }
+            Lie::Random => {
+                for (_, p) in &mut seen.prices {
+                    *p = rng.range(1, p.saturating_mul(2).max(1));
+                }
+                for q in &mut seen.vols {
+                    q.atm_ppm = rng.range(1, q.atm_ppm.saturating_mul(2).max(1));
+                }
+            }
+            Lie::Withhold | Lie::Equivocate => {}
+        }
+    }
+
+    /// [`Lie::Offset`] applied to a whole observation (its prices and volatilities).
+    pub(crate) fn distort_observation(self, o: &mut Observation) {
+        let mut seen = Observed { prices: std::mem::take(&mut o.prices), vols: std::mem::take(&mut o.vols) };
+        self.distort(&mut seen, &mut Rng::new(o.timestamp_ms));
+        o.prices = seen.prices;
+        o.vols = seen.vols;
+    }
+}
+
+/// `p` moved by `ppm` of itself, at least 1.
+fn offset(p: i64, ppm: i64) -> i64 {
+    let moved = i128::from(p) + i128::from(p) * i128::from(ppm) / 1_000_000;
+    i64::try_from(moved.max(1)).unwrap_or(i64::MAX)
+}
 
 /// One thing a Byzantine leader does when it leads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +130,17 @@ pub enum Trick {
     /// The block carries a validly signed transaction from a fresh key whose account does not
     /// exist (free block space, under the old rule).
     FreshKey,
+    /// The block carries an observation an ancestor block already carried (a replay: not newer
+    /// than its validator's stored one), in place of that validator's fresh one.
+    ReplayObservation,
+    /// The block carries an observation of the leader's own with a signature that does not
+    /// verify.
+    ForgedObservation,
+    /// The block carries two validly signed observations of the leader's own.
+    DoubleObservation,
+    /// The block carries a validly signed observation of the leader's own made longer ago than
+    /// `oracle.observation_max_age_ms`.
+    StaleObservation,
 }
 
 impl Trick {
@@ -107,7 +194,66 @@ impl Trick {
                 | Trick::ReplayTx
                 | Trick::ReorderNonces
                 | Trick::FreshKey
+                | Trick::ReplayObservation
+                | Trick::ForgedObservation
+                | Trick::DoubleObservation
+                | Trick::StaleObservation
         )
+    }
+
+    /// Rewrites the block's observations for the oracle tricks: `state` is the parent's state,
+    /// `replay` an observation an ancestor carried (if any), `key` the leader's validator index
+    /// and identity seed (without one, the oracle tricks do nothing).
+    pub(crate) fn rewrite_oracle(
+        self,
+        block: &mut Block,
+        state: &State,
+        replay: Option<SignedObservation>,
+        key: Option<(u16, [u8; 32])>,
+    ) {
+        let Some((me, seed)) = key else { return };
+        // The leader's own observation at `timestamp_ms`: the current index (or a placeholder
+        // before the first), well formed.
+        let own = |timestamp_ms: u64| {
+            let prices = state
+                .underlyings
+                .iter()
+                .enumerate()
+                .filter_map(|(u, x)| Some((UnderlyingId(u16::try_from(u).ok()?), x.index.max(1_000_000))))
+                .collect();
+            let o = Observation {
+                validator: ValidatorIndex(me),
+                height: block.height,
+                timestamp_ms,
+                prices,
+                vols: Vec::new(),
+            };
+            sign_observation(seed, &state.chain_id, o)
+        };
+        let ts = block.timestamp_ms;
+        match self {
+            Trick::ReplayObservation => match replay {
+                Some(old) => put(block, old),
+                // Nothing to replay yet: an observation older than the limit will do.
+                None => put(block, own(ts.saturating_sub(state.oracle.observation_max_age_ms + 1_000))),
+            },
+            Trick::ForgedObservation => {
+                let mut forged = own(ts);
+                forged.signature[0] ^= 1;
+                put(block, forged);
+            }
+            Trick::DoubleObservation => {
+                let (a, b) = (own(ts), own(ts.saturating_sub(1)));
+                put(block, a);
+                if let Some(i) = block.oracle.iter().position(|o| o.observation.validator.0 == me) {
+                    block.oracle.insert(i + 1, b);
+                }
+            }
+            Trick::StaleObservation => {
+                put(block, own(ts.saturating_sub(state.oracle.observation_max_age_ms + 1_000)))
+            }
+            _ => {}
+        }
     }
 
     /// Rewrites the block's contents (transactions with their authorisations, proposals) for
@@ -165,5 +311,70 @@ impl Trick {
             }
             _ => {}
         }
+    }
+}
+
+/// Puts `o` in the block's observations in its validator's place (replacing any other of
+/// that validator's), ascending by validator.
+fn put(block: &mut Block, o: SignedObservation) {
+    let v = o.observation.validator.0;
+    block.oracle.retain(|x| x.observation.validator.0 != v);
+    let at = block.oracle.iter().position(|x| x.observation.validator.0 > v).unwrap_or(block.oracle.len());
+    block.oracle.insert(at, o);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bastion_types::VolQuote;
+
+    #[test]
+    fn lies_distort_what_was_seen_and_stay_well_formed() {
+        let seen = Observed {
+            prices: vec![(UnderlyingId(0), 100_000_000_000), (UnderlyingId(1), 4_000_000_000)],
+            vols: vec![VolQuote { underlying: UnderlyingId(0), expiry_ms: 9, atm_ppm: 600_000, skew_ppm: 0 }],
+        };
+        let mut rng = Rng::new(1);
+        let mut up = seen.clone();
+        Lie::Offset(500_000).distort(&mut up, &mut rng);
+        assert_eq!(up.prices, vec![(UnderlyingId(0), 150_000_000_000), (UnderlyingId(1), 6_000_000_000)]);
+        assert_eq!(up.vols[0].atm_ppm, 900_000);
+        let mut down = seen.clone();
+        Lie::Offset(-2_000_000).distort(&mut down, &mut rng);
+        assert!(down.prices.iter().all(|(_, p)| *p == 1), "never below 1: {down:?}");
+        for _ in 0..20 {
+            let mut x = seen.clone();
+            Lie::Extremes.distort(&mut x, &mut rng);
+            assert!(x.prices.iter().all(|(_, p)| *p == 1 || *p == i64::MAX / 2));
+            let mut r = seen.clone();
+            Lie::Random.distort(&mut r, &mut rng);
+            for ((_, lie), (_, truth)) in r.prices.iter().zip(&seen.prices) {
+                assert!((1..=2 * truth).contains(lie));
+            }
+        }
+        for honest_looking in [Lie::Withhold, Lie::Equivocate] {
+            let mut same = seen.clone();
+            honest_looking.distort(&mut same, &mut rng);
+            assert_eq!(same, seen);
+        }
+    }
+
+    #[test]
+    fn put_keeps_observations_ascending_and_one_per_validator() {
+        let o = |v: u16, ts: u64| SignedObservation {
+            observation: Observation {
+                validator: ValidatorIndex(v),
+                timestamp_ms: ts,
+                ..Observation::default()
+            },
+            signature: [0; 64],
+        };
+        let mut b = Block { oracle: vec![o(0, 1), o(2, 1), o(3, 1)], ..Block::default() };
+        put(&mut b, o(1, 5));
+        put(&mut b, o(3, 7));
+        let order: Vec<(u16, u64)> =
+            b.oracle.iter().map(|x| (x.observation.validator.0, x.observation.timestamp_ms)).collect();
+        assert_eq!(order, vec![(0, 1), (1, 5), (2, 1), (3, 7)]);
     }
 }

@@ -49,6 +49,7 @@ pub mod byzantine;
 pub mod engine;
 pub mod evidence;
 pub mod governance;
+pub mod observations;
 pub mod observe;
 pub mod relay;
 #[cfg(feature = "sim")]
@@ -56,13 +57,14 @@ pub mod sim;
 pub mod spec;
 
 pub use application::{
-    Application, BlockSource, Config, Fault, Finalized, Ledger, MAX_FUTURE_MS, MAX_PAST_MS, Mailbox,
-    Reporter, Synthetic, Totals, TxSource, genesis_block, timestamp_in_window,
+    Application, BlockSource, Config, DEFAULT_OBSERVE_EVERY_MS, Fault, Finalized, Ledger, MAX_FUTURE_MS,
+    MAX_PAST_MS, Mailbox, Reporter, Synthetic, Totals, TxSource, genesis_block, timestamp_in_window,
 };
 pub use bastion_exchange::State;
 pub use block::{BlockLimits, ChainBlock, StateRoot};
-pub use byzantine::Trick;
+pub use byzantine::{Lie, Trick};
 pub use governance::ProposalSource;
-pub use observe::{Observed, Observer};
+pub use observations::{OBSERVATION_CHANNEL, OBSERVATION_QUOTA_PER_S, OracleRecord};
+pub use observe::{Observed, Observer, PathObserver};
 pub use relay::{BlockReason, PeerBlocks};
 pub use spec::{ChainSpec, Multisig, SpecError, ValidatorInfo, ValidatorKeys};

@@ -25,7 +25,8 @@
 //! that does not decode under the limits (which includes a non-canonical encoding), a
 //! malformed request, [`UNKNOWN_TAGS_TO_BLOCK`] messages with unknown tags, a proposal of its
 //! own that is invalid whatever the verifier's state and clock (bad signature, wrong parent or
-//! height, oracle votes that are not the price path's), [`EVICTIONS_TO_BLOCK`] evictions within
+//! height, an observation the exchange refuses), an invalid observation on the observation
+//! channel ([`BlockReason::InvalidObservation`]), [`EVICTIONS_TO_BLOCK`] evictions within
 //! one window of [`EVICTION_WINDOW`] executed heights, or backfill requests far beyond their
 //! rate. A block that is merely not verifiable *yet* (its parent is missing, its timestamp is
 //! outside this validator's clock window, its parent state root differs from this validator's)
@@ -72,6 +73,10 @@ pub enum BlockReason {
     BlockFlood,
     /// Backfill requests far beyond the per-peer rate.
     BackfillFlood,
+    /// An observation no honest validator sends, on the observation channel: undecodable or
+    /// oversized, for another chain, not its sender's, or failing the exchange's gossip check
+    /// for a reason other than staleness (see [`crate::observations`]).
+    InvalidObservation,
 }
 
 /// Peers blocked, by reason (each peer counted once, under the first reason).
@@ -89,6 +94,8 @@ pub struct PeerBlocks {
     pub block_flood: u64,
     /// [`BlockReason::BackfillFlood`].
     pub backfill_flood: u64,
+    /// [`BlockReason::InvalidObservation`].
+    pub invalid_observation: u64,
 }
 
 impl PeerBlocks {
@@ -100,12 +107,13 @@ impl PeerBlocks {
             BlockReason::InvalidProposal => &mut self.invalid_proposal,
             BlockReason::BlockFlood => &mut self.block_flood,
             BlockReason::BackfillFlood => &mut self.backfill_flood,
+            BlockReason::InvalidObservation => &mut self.invalid_observation,
         };
         *slot = slot.saturating_add(1);
     }
 
     /// Each reason's count, labelled as the metrics export it.
-    pub fn by_reason(&self) -> [(&'static str, u64); 6] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 7] {
         [
             ("undecodable", self.undecodable),
             ("malformed_request", self.malformed_request),
@@ -113,6 +121,7 @@ impl PeerBlocks {
             ("invalid_proposal", self.invalid_proposal),
             ("block_flood", self.block_flood),
             ("backfill_flood", self.backfill_flood),
+            ("invalid_observation", self.invalid_observation),
         ]
     }
 

@@ -7,13 +7,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::{
-    Application, BlockLimits, BlockSource, Config, Fault, Finalized, Ledger, Multisig, Totals, Trick,
+    Application, BlockLimits, BlockSource, Config, DEFAULT_OBSERVE_EVERY_MS, Fault, Finalized, Ledger, Lie,
+    Multisig, OBSERVATION_CHANNEL, OBSERVATION_QUOTA_PER_S, OracleRecord, PathObserver, Totals, Trick,
 };
 use bastion_exchange::{
-    Genesis,
+    Genesis, State,
     scenario::{PricePath, Scenario},
 };
 use bastion_store::{Store, StoreConfig};
+use bastion_types::{MarketKind, OracleParams, UnderlyingId};
 use commonware_consensus::{
     simplex::{
         self,
@@ -60,6 +62,24 @@ pub struct Run {
     /// This validator runs Bastion as a Byzantine leader: each time it leads, it plays the next
     /// of these tricks (see [`crate::byzantine`]).
     pub byzantine_leader: Option<(usize, Vec<Trick>)>,
+    /// This validator runs Bastion as a Byzantine oracle: its observations lie this way.
+    pub byzantine_oracle: Option<(usize, Lie)>,
+    /// Validators whose sources are down (they observe nothing) for a while.
+    pub outages: Vec<Outage>,
+    /// The genesis's oracle parameters instead of the devnet's (shorter staleness guards).
+    pub oracle: Option<OracleParams>,
+    /// Keep running (and checking) at least this long of simulated time after the start, even
+    /// once every honest validator reached the target height.
+    pub run_for: Option<Duration>,
+}
+
+/// A validator's sources are down (its observer returns nothing) from `from` until `until`
+/// after the simulation's start.
+#[derive(Clone, Copy, Debug)]
+pub struct Outage {
+    pub validator: usize,
+    pub from: Duration,
+    pub until: Duration,
 }
 
 impl Run {
@@ -76,6 +96,10 @@ impl Run {
             partition: None,
             byzantine: None,
             byzantine_leader: None,
+            byzantine_oracle: None,
+            outages: Vec::new(),
+            oracle: None,
+            run_for: None,
         }
     }
 }
@@ -133,6 +157,10 @@ pub struct Outcome {
     /// Per validator: its running totals at the end (blocked peers, unsolicited blocks held,
     /// evidence counts, ...).
     pub totals: Vec<Totals>,
+    /// Per validator: each finalized block's oracle as it executed it.
+    pub oracle: Vec<BTreeMap<u64, OracleRecord>>,
+    /// Per validator: observations it dropped, by reason.
+    pub observations_rejected: Vec<BTreeMap<&'static str, u64>>,
 }
 
 impl Outcome {
@@ -199,6 +227,10 @@ struct Validator {
     limits: BlockLimits,
     ledger: Ledger,
     fault: Option<Fault>,
+    /// Its index and identity key's secret seed (the genesis lists the public key).
+    key: (u16, [u8; 32]),
+    /// Its sources.
+    observer: PathObserver,
 }
 
 impl Validator {
@@ -216,6 +248,10 @@ impl Validator {
         let certs = control.register(1, quota).await.unwrap();
         let resolver = control.register(2, quota).await.unwrap();
         let blocks = control.register(3, quota).await.unwrap();
+        let observations = control
+            .register(OBSERVATION_CHANNEL, Quota::per_second(NZU32!(OBSERVATION_QUOTA_PER_S)))
+            .await
+            .unwrap();
 
         let (store, recovery) = Store::open(&self.dir, &self.genesis, sim_store_config()).unwrap();
         if incarnation > 0 {
@@ -235,12 +271,15 @@ impl Validator {
                 chain: SIM_CHAIN,
                 verifier: sim_verifier(),
                 verified: None,
-                oracle: PricePath::devnet(Scenario::Calm, self.genesis.timestamp_ms, 7),
+                observer: Some(Box::new(self.observer.clone())),
+                observation_key: Some(self.key),
+                observe_every_ms: DEFAULT_OBSERVE_EVERY_MS,
                 ledger: self.ledger.clone(),
                 fault: self.fault.clone(),
                 governance: None,
             },
             blocks,
+            observations,
             oracle.control(self.me.clone()),
         )
         .unwrap();
@@ -271,6 +310,50 @@ pub const SIM_CHAIN: [u8; 32] = *b"bastion simulation chain digest!";
 /// signs the synthetic workload's deposits).
 pub fn sim_genesis() -> Genesis {
     Genesis::devnet().with_authority(bastion_client::devnet_authority().account())
+}
+
+/// [`sim_genesis`] for the validators whose identity keys have these secret seeds (one stake
+/// each, in order: the consensus fixture's), with `oracle` parameters if given.
+pub fn sim_genesis_for(seeds: &[[u8; 32]], oracle: Option<OracleParams>) -> Genesis {
+    let mut g = sim_genesis().with_validator_seeds(seeds);
+    if let Some(o) = oracle {
+        g.oracle = o;
+    }
+    g
+}
+
+/// The 32-byte secret seeds of the fixture's identity keys.
+fn identity_seeds(keys: &[ed25519::PrivateKey]) -> Vec<[u8; 32]> {
+    use commonware_codec::Encode as _;
+    keys.iter().map(|k| k.encode().as_ref().try_into().expect("an ed25519 seed is 32 bytes")).collect()
+}
+
+/// The price path every simulated validator's sources quote around.
+pub fn sim_path(genesis: &Genesis) -> PricePath {
+    PricePath::devnet(Scenario::Calm, genesis.timestamp_ms, 7)
+}
+
+/// Validator `i`'s sources in a run seeded `seed`: the [`sim_path`] with its own noise of at
+/// most 0.1%, volatility for every option expiry of the genesis, and the outages given.
+pub fn sim_observer(genesis: &Genesis, seed: u64, i: usize, outages: &[Outage]) -> PathObserver {
+    let mut expiries: Vec<(UnderlyingId, u64)> = genesis
+        .markets
+        .iter()
+        .filter_map(|m| match m.kind {
+            MarketKind::Option { expiry_ms, .. } => Some((m.underlying, expiry_ms)),
+            _ => None,
+        })
+        .collect();
+    expiries.sort_unstable();
+    expiries.dedup();
+    let mut o =
+        PathObserver::new(sim_path(genesis), seed.wrapping_mul(1_000_003).wrapping_add(i as u64), 1_000)
+            .with_vols(expiries);
+    for out in outages.iter().filter(|o| o.validator == i) {
+        let at = |d: Duration| genesis.timestamp_ms + d.as_millis() as u64;
+        o = o.down_between(at(out.from), at(out.until));
+    }
+    o
 }
 
 /// Simulated clocks start at the genesis time: block time is the proposer's clock.
@@ -316,18 +399,25 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
         partition,
         byzantine,
         byzantine_leader,
+        byzantine_oracle,
+        outages,
+        oracle: oracle_params,
+        run_for,
     } = run;
-    let byzantine_any = byzantine.is_some() || byzantine_leader.is_some();
+    let byzantine_kinds = usize::from(byzantine.is_some())
+        + usize::from(byzantine_leader.is_some())
+        + usize::from(byzantine_oracle.is_some());
     assert!(
-        !byzantine_any
-            || (crash.is_none() && diverge.is_none() && !(byzantine.is_some() && byzantine_leader.is_some())),
+        byzantine_kinds == 0 || (crash.is_none() && diverge.is_none() && byzantine_kinds == 1),
         "one fault at a time"
     );
     let tricks = byzantine_leader.clone();
     // Not checked for halts and faults, nor waited for.
     let faulty = diverge.map(|d| d.0).or(byzantine.map(|b| b.0)).or(tricks.as_ref().map(|b| b.0));
     // Equivocation evidence is allowed only against this validator.
-    let byz = byzantine.map(|b| b.0).or(tricks.as_ref().map(|b| b.0));
+    let byz = byzantine.map(|b| b.0).or(tricks.as_ref().map(|b| b.0)).or(byzantine_oracle.map(|b| b.0));
+    // Its observations do not count as honest for the index bound.
+    let liar = byzantine_oracle.map(|b| b.0);
     println!("simulation: validators={n} seed={seed} (replay with BASTION_SEED={seed})");
     let cfg = deterministic::Config::new()
         .with_start_time(sim_start_time())
@@ -336,10 +426,11 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
         .with_timeout(Some(Duration::from_secs(3_600)));
     let executor = deterministic::Runner::new(cfg);
     executor.start(|mut context| async move {
-        let genesis = sim_genesis();
         let limits = BlockLimits { max_body_bytes: 1 << 20, ..BlockLimits::default() };
-        let Fixture { participants, schemes, .. } =
+        let Fixture { participants, schemes, private_keys, .. } =
             bls12381_multisig::fixture::<MinSig, _>(&mut context, NAMESPACE, n);
+        let seeds = identity_seeds(&private_keys);
+        let genesis = sim_genesis_for(&seeds, oracle_params);
 
         let oracle = network(&context, &participants, &link, &limits).await;
 
@@ -358,12 +449,20 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
                 genesis: genesis.clone(),
                 limits,
                 ledger: ledger.clone(),
-                fault: diverge.filter(|d| d.0 == i).map(|d| Fault::DivergeAt(d.1)).or_else(|| {
-                    tricks.as_ref().filter(|t| t.0 == i).map(|t| Fault::ByzantineLeader(t.1.clone()))
-                }),
+                fault: diverge
+                    .filter(|d| d.0 == i)
+                    .map(|d| Fault::DivergeAt(d.1))
+                    .or_else(|| {
+                        tricks.as_ref().filter(|t| t.0 == i).map(|t| Fault::ByzantineLeader(t.1.clone()))
+                    })
+                    .or_else(|| byzantine_oracle.filter(|b| b.0 == i).map(|b| Fault::ByzantineOracle(b.1))),
+                key: (i as u16, seeds[i]),
+                observer: sim_observer(&genesis, seed, i, &outages),
             };
-            if let Some(Fault::ByzantineLeader(t)) = &v.fault {
-                println!("validator {i} is a Byzantine leader: {t:?}");
+            match &v.fault {
+                Some(Fault::ByzantineLeader(t)) => println!("validator {i} is a Byzantine leader: {t:?}"),
+                Some(Fault::ByzantineOracle(lie)) => println!("validator {i} is a Byzantine oracle: {lie:?}"),
+                _ => {}
             }
             match byzantine.filter(|b| b.0 == i) {
                 None => nodes.push(v.start(&context, &oracle, 0).await),
@@ -432,12 +531,32 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
                 .await;
         }
         wait(&context, &ledgers, faulty, byz, target_height, &honest).await;
+        if let Some(d) = run_for {
+            let start = Duration::from_millis(genesis.timestamp_ms);
+            sleep_checked(&context, &ledgers, faulty, byz, (start + d).saturating_sub(now(&context))).await;
+        }
         let elapsed = now(&context);
         println!("simulated time: {elapsed:?}");
         if tricks.is_none() {
             check_nobody_blocked(&ledgers, faulty);
         }
-        let evidence = dirs.iter().map(|(d, _)| read_evidence(&mut context, d.path(), &schemes[0])).collect();
+        for &i in &honest {
+            let moves = check_index_bound(&ledgers[i].oracle_records(), liar);
+            let t = ledgers[i].totals();
+            println!(
+                "validator {i}: observations signed {} received {} included {} rejected {:?}; evidence {}; \
+                 disagreements {}; {moves} index moves within the honest observations",
+                t.observations_signed,
+                t.observations_received,
+                t.observations_included,
+                ledgers[i].observations_rejected(),
+                t.observation_evidence,
+                t.oracle_disagreements
+            );
+        }
+        let state = State::from_genesis(&genesis).unwrap();
+        let evidence =
+            dirs.iter().map(|(d, _)| read_evidence(&mut context, d.path(), &schemes[0], &state)).collect();
         drop(dirs);
         drop(byzantine_engine);
         outcome(&ledgers, elapsed, evidence)
@@ -460,14 +579,18 @@ pub fn evidence_flood(pieces: u64) -> (Vec<String>, Vec<(String, bool)>, Totals)
         .with_seed(0)
         .with_timeout(Some(Duration::from_secs(600)));
     deterministic::Runner::new(cfg).start(|mut context| async move {
-        let genesis = sim_genesis();
         let limits = BlockLimits { max_body_bytes: 1 << 20, ..BlockLimits::default() };
-        let Fixture { participants, schemes, .. } =
+        let Fixture { participants, schemes, private_keys, .. } =
             bls12381_multisig::fixture::<MinSig, _>(&mut context, NAMESPACE, 4);
+        let genesis = sim_genesis_for(&identity_seeds(&private_keys), None);
         let one = link(1, 0, commonware_utils::probability!(1.0));
         let oracle = network(&context, &participants, &one, &limits).await;
         let control = oracle.control(participants[0].clone());
         let blocks = control.register(3, Quota::per_second(NZU32!(10_000))).await.unwrap();
+        let observations = control
+            .register(OBSERVATION_CHANNEL, Quota::per_second(NZU32!(OBSERVATION_QUOTA_PER_S)))
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path(), &genesis, sim_store_config()).unwrap();
         let ledger = Ledger::default();
@@ -481,12 +604,15 @@ pub fn evidence_flood(pieces: u64) -> (Vec<String>, Vec<(String, bool)>, Totals)
                 chain: SIM_CHAIN,
                 verifier: sim_verifier(),
                 verified: None,
-                oracle: PricePath::devnet(Scenario::Calm, genesis.timestamp_ms, 7),
+                observer: None,
+                observation_key: None,
+                observe_every_ms: DEFAULT_OBSERVE_EVERY_MS,
                 ledger: ledger.clone(),
                 fault: None,
                 governance: None,
             },
             blocks,
+            observations,
             control,
         )
         .unwrap();
@@ -504,17 +630,20 @@ pub fn evidence_flood(pieces: u64) -> (Vec<String>, Vec<(String, bool)>, Totals)
             reporter.report(Activity::ConflictingNotarize(ConflictingNotarize::new(a, b)));
         }
         context.sleep(Duration::from_secs(1)).await;
-        let evidence = read_evidence(&mut context, dir.path(), &schemes[0]);
+        let state = State::from_genesis(&genesis).unwrap();
+        let evidence = read_evidence(&mut context, dir.path(), &schemes[0], &state);
         (ledger.faults(), evidence, ledger.totals())
     })
 }
 
 /// Reads a data dir's evidence file and checks each proof: it must decode as the kind the line
-/// names and verify against the validator set (any member's scheme verifies).
+/// names and verify against the validator set (any member's scheme verifies; double
+/// observations against the identity keys of the genesis `state`).
 fn read_evidence(
     context: &mut deterministic::Context,
     dir: &std::path::Path,
     scheme: &Multisig,
+    state: &State,
 ) -> Vec<(String, bool)> {
     use commonware_codec::DecodeExt as _;
     use commonware_consensus::simplex::types::{ConflictingFinalize, ConflictingNotarize, NullifyFinalize};
@@ -530,6 +659,8 @@ fn read_evidence(
             } else if line.starts_with("conflicting finalize") {
                 ConflictingFinalize::<Multisig, Digest>::decode(bytes::Bytes::from(proof.clone()))
                     .is_ok_and(|c| c.verify(context, scheme, &commonware_parallel::Sequential))
+            } else if line.starts_with(crate::observations::DOUBLE_OBSERVATION) {
+                crate::observations::verify_double_observation(state, line)
             } else if line.starts_with("nullify and finalize") {
                 NullifyFinalize::<Multisig, Digest>::decode(bytes::Bytes::from(proof.clone()))
                     .is_ok_and(|c| c.verify(context, scheme, &commonware_parallel::Sequential))
@@ -552,6 +683,8 @@ fn outcome(ledgers: &[Ledger], elapsed: Duration, evidence: Vec<Vec<(String, boo
         notarization_at: ledgers.iter().map(Ledger::notarization_at).collect(),
         elapsed,
         evidence,
+        oracle: ledgers.iter().map(Ledger::oracle_records).collect(),
+        observations_rejected: ledgers.iter().map(Ledger::observations_rejected).collect(),
     }
 }
 
@@ -597,7 +730,6 @@ async fn network(
 /// unsynced vote and voted differently after the restart would be caught by the others).
 pub fn simulate_power_loss(validators: u32, seed: u64, link: Link, at: u64, target: u64) -> Outcome {
     println!("power-loss simulation: validators={validators} seed={seed} (replay with BASTION_SEED={seed})");
-    let genesis = sim_genesis();
     let limits = BlockLimits { max_body_bytes: 1 << 20, ..BlockLimits::default() };
     let cfg = deterministic::Config::new()
         .with_start_time(sim_start_time())
@@ -605,26 +737,33 @@ pub fn simulate_power_loss(validators: u32, seed: u64, link: Link, at: u64, targ
         .with_timeout(Some(Duration::from_secs(3_600)));
     let ledgers: Vec<Ledger> = (0..validators).map(|_| Ledger::default()).collect();
     let dirs: Vec<tempfile::TempDir> = (0..validators).map(|_| tempfile::tempdir().unwrap()).collect();
-    let validator = |i: usize, me: &ed25519::PublicKey, scheme: &Multisig| Validator {
-        index: i,
-        me: me.clone(),
-        scheme: scheme.clone(),
-        dir: dirs[i].path().to_path_buf(),
-        genesis: genesis.clone(),
-        limits,
-        ledger: ledgers[i].clone(),
-        fault: None,
+    // The genesis lists the fixture's identity keys (the same in both runs: one fixture).
+    let validator = |i: usize, me: &ed25519::PublicKey, scheme: &Multisig, seeds: &[[u8; 32]]| {
+        let genesis = sim_genesis_for(seeds, None);
+        Validator {
+            index: i,
+            me: me.clone(),
+            scheme: scheme.clone(),
+            dir: dirs[i].path().to_path_buf(),
+            observer: sim_observer(&genesis, seed, i, &[]),
+            genesis,
+            limits,
+            ledger: ledgers[i].clone(),
+            fault: None,
+            key: (i as u16, seeds[i]),
+        }
     };
     let everyone: Vec<usize> = (0..validators as usize).collect();
     let (ledgers, dirs, everyone, validator, link) = (&ledgers, &dirs, &everyone, &validator, &link);
-    let ((participants, schemes), checkpoint) =
+    let ((participants, schemes, seeds), checkpoint) =
         deterministic::Runner::new(cfg).start_and_recover(|mut context| async move {
-            let Fixture { participants, schemes, .. } =
+            let Fixture { participants, schemes, private_keys, .. } =
                 bls12381_multisig::fixture::<MinSig, _>(&mut context, NAMESPACE, validators);
+            let seeds = identity_seeds(&private_keys);
             let oracle = network(&context, &participants, link, &limits).await;
             let mut nodes = Vec::new();
             for (i, me) in participants.iter().enumerate() {
-                nodes.push(validator(i, me, &schemes[i]).start(&context, &oracle, 0).await);
+                nodes.push(validator(i, me, &schemes[i], &seeds).start(&context, &oracle, 0).await);
             }
             wait(&context, ledgers, None, None, at, everyone).await;
             println!(
@@ -632,20 +771,25 @@ pub fn simulate_power_loss(validators: u32, seed: u64, link: Link, at: u64, targ
                 now(&context),
                 ledgers.iter().map(Ledger::height).collect::<Vec<_>>()
             );
-            (participants, schemes)
+            (participants, schemes, seeds)
         });
     deterministic::Runner::from(checkpoint).start(|context| async move {
         let oracle = network(&context, &participants, link, &limits).await;
         let mut nodes = Vec::new();
         for (i, me) in participants.iter().enumerate() {
-            nodes.push(validator(i, me, &schemes[i]).start(&context, &oracle, 1).await);
+            nodes.push(validator(i, me, &schemes[i], &seeds).start(&context, &oracle, 1).await);
         }
         wait(&context, ledgers, None, None, target, everyone).await;
         let elapsed = now(&context);
         println!("t={elapsed:?}: all validators finalized {target} after the restart");
         check_nobody_blocked(ledgers, None);
+        for l in ledgers {
+            check_index_bound(&l.oracle_records(), None);
+        }
         let mut context = context;
-        let evidence = dirs.iter().map(|d| read_evidence(&mut context, d.path(), &schemes[0])).collect();
+        let state = State::from_genesis(&sim_genesis_for(&seeds, None)).unwrap();
+        let evidence =
+            dirs.iter().map(|d| read_evidence(&mut context, d.path(), &schemes[0], &state)).collect();
         outcome(ledgers, elapsed, evidence)
     })
 }
@@ -845,4 +989,34 @@ pub fn link(latency_ms: u64, jitter_ms: u64, success: commonware_utils::Probabil
         jitter: Duration::from_millis(jitter_ms),
         success_rate: success,
     }
+}
+
+/// The index bound: after every finalized block in which an underlying's index moved without
+/// being clamped by the max-move guard, the new index lies within the lowest and highest
+/// price of the honest validators' (all but `liar`) stored observations that are fresh at that
+/// block. Returns how many moves were checked.
+pub fn check_index_bound(records: &BTreeMap<u64, OracleRecord>, liar: Option<usize>) -> usize {
+    let mut checked = 0;
+    for (h, r) in records {
+        for (u, price, clamped) in &r.moves {
+            if *clamped {
+                continue;
+            }
+            let honest = |v: u16| Some(usize::from(v)) != liar;
+            let Some((lo, hi)) = r.honest_range(*u, honest) else {
+                panic!(
+                    "index bound: underlying {} moved to {price} at height {h} with no fresh honest observation",
+                    u.0
+                )
+            };
+            assert!(
+                (lo..=hi).contains(price),
+                "index bound: underlying {} moved to {price} at height {h}, outside the honest observations \
+                 [{lo}, {hi}] (liar {liar:?}): {r:?}",
+                u.0
+            );
+            checked += 1;
+        }
+    }
+    checked
 }

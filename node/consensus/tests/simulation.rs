@@ -11,18 +11,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bastion_consensus::{
-    MAX_FUTURE_MS, Trick,
+    Lie, MAX_FUTURE_MS, OracleRecord, Trick,
     backfill::{REQUESTS_BURST, REQUESTS_PER_S},
     evidence::EVIDENCE_PER_SIGNER,
     genesis_block,
     relay::{UNSOLICITED_BLOCKS_PER_PEER, UNSOLICITED_BYTES_PER_PEER},
     sim::{
-        Byzantine, Crash, Partition, Run, check, link, seeds, sim_genesis, simulate, simulate_outcome,
-        simulate_with_halts,
+        Byzantine, Crash, Outage, Partition, Run, check, link, seeds, sim_genesis, simulate,
+        simulate_outcome, simulate_with_halts,
     },
 };
 use bastion_exchange::Genesis;
+use bastion_types::{MarketId, MarketStatus, OracleParams};
 use commonware_utils::{Probability, probability};
+use std::collections::BTreeMap;
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     time::Duration,
@@ -287,6 +289,30 @@ fn byzantine_leader_forging_approvals_replaying_and_reordering_gains_nothing() {
 }
 
 #[test]
+fn byzantine_leader_with_bad_observations_is_refused_and_blocked() {
+    // One run per trick, as above: a replayed, a forged (bad signature), a doubled and a stale
+    // observation each get the block refused by the exchange and the leader blocked.
+    for (i, trick) in [
+        Trick::ReplayObservation,
+        Trick::ForgedObservation,
+        Trick::DoubleObservation,
+        Trick::StaleObservation,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        println!("trick {trick:?}");
+        let o = byzantine_leader_run(vec![trick], 40 + i as u64, |b| b.invalid_proposal);
+        for v in 0..3 {
+            assert!(o.halts[v].is_none(), "{trick:?}: validator {v} halted: {:?}", o.halts[v]);
+            // Every finalized block's observations are at most one per validator (the honest
+            // leaders' selections); the index still moved.
+            assert!(moves(&o.oracle[v]) > 0, "{trick:?}: validator {v}: the index never moved");
+        }
+    }
+}
+
+#[test]
 fn byzantine_leader_flooding_unsolicited_blocks_is_bounded_and_blocked() {
     let o = byzantine_leader_run(vec![Trick::Flood(200)], 18, |b| b.block_flood);
     for i in 0..3 {
@@ -429,6 +455,7 @@ struct Scenario {
     partition: Option<Partition>,
     byzantine: Option<(usize, Byzantine)>,
     byzantine_leader: Option<(usize, Vec<Trick>)>,
+    byzantine_oracle: Option<(usize, Lie)>,
 }
 
 impl Scenario {
@@ -446,6 +473,7 @@ impl Scenario {
             partition: None,
             byzantine: None,
             byzantine_leader: None,
+            byzantine_oracle: None,
         }
     }
 
@@ -458,6 +486,7 @@ impl Scenario {
             partition: self.partition.clone(),
             byzantine: self.byzantine,
             byzantine_leader: self.byzantine_leader.clone(),
+            byzantine_oracle: self.byzantine_oracle,
             ..Run::new(self.validators, seed, link, self.target)
         });
         let bad = self.byzantine.map(|b| b.0).or(self.byzantine_leader.as_ref().map(|b| b.0));
@@ -490,6 +519,36 @@ impl Scenario {
                     "validator {i} finalized a proposal"
                 );
             }
+        }
+        if let Some((liar, lie)) = self.byzantine_oracle {
+            // The liar runs Bastion otherwise honestly: everyone is checked; the harness checked
+            // the index bound after every block against the honest observations.
+            for i in 0..self.validators as usize {
+                let t = &o.totals[i];
+                assert_eq!(t.peers_blocked.total(), 0, "validator {i} blocked a peer: {t:?}");
+                assert!(
+                    o.faults[i].iter().all(|f| f.ends_with(&format!(" by signer {liar}"))),
+                    "validator {i} blamed an honest validator: {:?}",
+                    o.faults[i]
+                );
+                assert!(
+                    o.evidence[i].iter().all(|(_, ok)| *ok),
+                    "evidence does not verify: {:?}",
+                    o.evidence[i]
+                );
+                if lie != Lie::Equivocate {
+                    assert_eq!(
+                        t.observation_evidence, 0,
+                        "validator {i}: evidence without a double observation"
+                    );
+                }
+            }
+            let moved = moves(&o.oracle[0]);
+            println!(
+                "{lie:?} by validator {liar}: the index moved {moved} times within the honest observations"
+            );
+            assert!(moved > 0, "the index never moved");
+            check(&o.ledgers, self.target);
         }
         check(&honest.iter().map(|&i| o.ledgers[i].clone()).collect::<Vec<_>>(), self.target);
     }
@@ -577,7 +636,7 @@ fn byzantine_leader(m: &mut Mix) -> Scenario {
     let mut s = Scenario::base(m, 25, if lossy { 10 } else { 0 });
     let bad = m.range(0, u64::from(s.validators) - 1) as usize;
     let tricks = (0..m.range(1, 4))
-        .map(|_| match m.range(0, 9) {
+        .map(|_| match m.range(0, 13) {
             0 => Trick::Honest,
             1 => Trick::Oversized,
             2 => Trick::Flood(m.range(1, 64) as u32),
@@ -587,6 +646,10 @@ fn byzantine_leader(m: &mut Mix) -> Scenario {
             6 => Trick::ForgedApprovals,
             7 => Trick::ReplayTx,
             8 => Trick::ReorderNonces,
+            9 => Trick::ReplayObservation,
+            10 => Trick::ForgedObservation,
+            11 => Trick::DoubleObservation,
+            12 => Trick::StaleObservation,
             _ => Trick::FreshKey,
         })
         .collect();
@@ -680,4 +743,219 @@ fn every_validator_loses_power_at_once_and_the_chain_resumes() {
             o.faults
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The oracle: signed observations, lying validators, sources down.
+
+/// Index moves over a validator's finalized blocks.
+fn moves(records: &BTreeMap<u64, OracleRecord>) -> usize {
+    records.values().map(|r| r.moves.len()).sum()
+}
+
+/// Runs 4 validators, validator `bad` a Byzantine oracle lying `lie`, under `link`; checks
+/// safety, agreement, liveness and (the harness, after every block) the index bound for the
+/// honest three; the index moved; nobody was blocked (lies are validly signed); any evidence
+/// names the liar and verifies.
+fn byzantine_oracle_run(
+    lie: Lie,
+    seed: u64,
+    link: commonware_p2p::simulated::Link,
+    target: u64,
+) -> bastion_consensus::sim::Outcome {
+    let bad = 3usize;
+    let o = simulate_outcome(Run { byzantine_oracle: Some((bad, lie)), ..Run::new(4, seed, link, target) });
+    check(&o.ledgers, target);
+    for i in 0..4 {
+        let t = &o.totals[i];
+        assert_eq!(t.peers_blocked.total(), 0, "validator {i} blocked a peer: {:?}", t.peers_blocked);
+        assert!(o.halts[i].is_none(), "validator {i} halted: {:?}", o.halts[i]);
+        assert!(moves(&o.oracle[i]) > 0, "{lie:?}: validator {i}: the index never moved");
+        assert!(o.faults[i].iter().all(|f| f.ends_with(&format!(" by signer {bad}"))), "{:?}", o.faults[i]);
+        assert!(
+            o.evidence[i].iter().all(|(_, ok)| *ok),
+            "validator {i}: evidence does not verify: {:?}",
+            o.evidence[i]
+        );
+    }
+    o
+}
+
+#[test]
+fn a_lying_oracle_cannot_move_the_index_outside_the_honest_observations() {
+    for (k, lie) in [Lie::Offset(500_000), Lie::Offset(-500_000), Lie::Extremes, Lie::Random, Lie::Withhold]
+        .into_iter()
+        .enumerate()
+    {
+        println!("lie {lie:?}");
+        let o = byzantine_oracle_run(lie, seeds(70 + k as u64), link(20, 10, probability!(1.0)), 30);
+        if lie == Lie::Withhold {
+            assert_eq!(o.totals[3].observations_signed, 0, "a withholding oracle signs nothing");
+            for r in o.oracle[0].values() {
+                assert!(r.latest[3].is_none(), "nothing of the withholding oracle was included");
+            }
+        } else {
+            // Its lies were included (they are validly signed), and did not matter.
+            let liar_included = o.oracle[0].values().any(|r| r.latest[3].is_some());
+            assert!(liar_included, "{lie:?}: the liar's observations were never included");
+        }
+    }
+}
+
+#[test]
+fn an_equivocating_oracle_is_caught_with_evidence() {
+    let o = byzantine_oracle_run(Lie::Equivocate, seeds(75), link(20, 10, probability!(1.0)), 40);
+    let evidence: u64 = (0..3).map(|i| o.totals[i].observation_evidence).sum();
+    println!("double-observation evidence seen by the honest validators: {evidence}");
+    assert!(evidence >= 1, "nobody caught the double observations");
+    let on_disk: Vec<&String> = (0..3).flat_map(|i| o.evidence[i].iter().map(|(w, _)| w)).collect();
+    assert!(
+        !on_disk.is_empty()
+            && on_disk
+                .iter()
+                .all(|w| w.starts_with("conflicting observation") && w.ends_with(" by signer 3"))
+    );
+}
+
+#[test]
+fn the_index_bound_checker_catches_an_index_outside_the_honest_observations() {
+    use bastion_types::{Observation, UnderlyingId, ValidatorIndex};
+    let t = sim_genesis().timestamp_ms + 10_000;
+    let seen = |v: u16, ts: u64, p: i64| {
+        Some(Observation {
+            validator: ValidatorIndex(v),
+            height: 1,
+            timestamp_ms: ts,
+            prices: vec![(UnderlyingId(0), p)],
+            vols: Vec::new(),
+        })
+    };
+    let record = |price: i64, clamped: bool| OracleRecord {
+        timestamp_ms: t,
+        included: 4,
+        moves: vec![(UnderlyingId(0), price, clamped)],
+        index: vec![price],
+        // Validator 3 lies high; validator 2's observation is too old to count.
+        latest: vec![seen(0, t, 100), seen(1, t - 500, 102), seen(2, t - 5_000, 90), seen(3, t, 1_000)],
+        statuses: Vec::new(),
+        max_age_ms: 3_000,
+    };
+    let run = |price: i64, clamped: bool, liar: Option<usize>| {
+        catch_unwind(|| {
+            bastion_consensus::sim::check_index_bound(&BTreeMap::from([(1, record(price, clamped))]), liar)
+        })
+    };
+    assert_eq!(run(101, false, Some(3)).ok(), Some(1));
+    assert!(run(103, false, Some(3)).is_err(), "above the honest observations");
+    assert!(run(95, false, Some(3)).is_err(), "below the fresh honest observations (the stale one is out)");
+    assert_eq!(run(500, false, None).ok(), Some(1), "with no liar named, its observation counts");
+    assert_eq!(run(103, true, Some(3)).ok(), Some(0), "a clamped move is not bounded by the observations");
+}
+
+/// The devnet oracle with short staleness guards: observations count for 1 s, markets are
+/// reduce-only 1.5 s after the last index update and halted after 3 s.
+fn short_guards() -> OracleParams {
+    OracleParams {
+        staleness_ms: 1_500,
+        staleness_halt_ms: 3_000,
+        observation_max_age_ms: 1_000,
+        ..sim_genesis().oracle
+    }
+}
+
+/// The time (ms since genesis) of each finalized block, with its record.
+fn timeline(records: &BTreeMap<u64, OracleRecord>) -> Vec<(u64, &OracleRecord)> {
+    let t0 = sim_genesis().timestamp_ms;
+    records.values().map(|r| (r.timestamp_ms - t0, r)).collect()
+}
+
+fn perp_status(r: &OracleRecord) -> MarketStatus {
+    r.statuses.iter().find(|(m, _)| *m == MarketId(0)).map(|(_, s)| *s).unwrap()
+}
+
+#[test]
+fn one_of_four_sources_down_and_the_index_keeps_updating() {
+    let (from, until) = (Duration::from_secs(2), Duration::from_secs(7));
+    let o = simulate_outcome(Run {
+        outages: vec![Outage { validator: 2, from, until }],
+        oracle: Some(short_guards()),
+        run_for: Some(Duration::from_secs(8)),
+        ..Run::new(4, seeds(80), link(20, 10, probability!(1.0)), 10)
+    });
+    check(&o.ledgers, 10);
+    let line = timeline(&o.oracle[0]);
+    let first = line.iter().find(|(_, r)| !r.moves.is_empty()).map(|(t, _)| *t).expect("the index moved");
+    let mut last_move = first;
+    for (t, r) in &line {
+        if !r.moves.is_empty() {
+            last_move = *t;
+        }
+        let quiet = t.saturating_sub(last_move);
+        assert!(quiet <= 1_000, "no index update for {quiet} ms at {t} ms");
+        if *t > first + 100 {
+            assert_eq!(perp_status(r), MarketStatus::Active, "at {t} ms: {r:?}");
+        }
+    }
+    let during = line.iter().filter(|(t, r)| (2_000..7_000).contains(t) && !r.moves.is_empty()).count();
+    println!("{during} blocks moved the index while one source was down");
+    assert!(during >= 10);
+}
+
+#[test]
+fn two_of_four_sources_down_stops_the_index_then_reduce_only_then_halted_and_it_resumes() {
+    let (from, until) = (Duration::from_secs(2), Duration::from_secs(7));
+    let guards = short_guards();
+    let o = simulate_outcome(Run {
+        outages: vec![Outage { validator: 2, from, until }, Outage { validator: 3, from, until }],
+        oracle: Some(guards),
+        run_for: Some(Duration::from_secs(10)),
+        ..Run::new(4, seeds(81), link(20, 10, probability!(1.0)), 10)
+    });
+    check(&o.ledgers, 10);
+    let line = timeline(&o.oracle[0]);
+    // Once the silent validators' last observations are no longer fresh (plus what was in
+    // flight), no quorum: the index does not move until they are back.
+    let quiet_from = 2_000 + guards.observation_max_age_ms + 500;
+    for (t, r) in &line {
+        if (quiet_from..7_000).contains(t) {
+            assert!(r.moves.is_empty(), "the index moved at {t} ms without a quorum: {r:?}");
+        }
+    }
+    let status_at = |lo: u64, hi: u64| -> Vec<MarketStatus> {
+        line.iter().filter(|(t, _)| (lo..hi).contains(t)).map(|(_, r)| perp_status(r)).collect()
+    };
+    // Reduce-only once stale, then halted, before the sources come back.
+    let outage = status_at(2_000, 7_000);
+    let reduce = outage.iter().position(|s| *s == MarketStatus::ReduceOnly).expect("reduce-only while stale");
+    let halted = outage.iter().position(|s| *s == MarketStatus::Halted).expect("halted while stale for long");
+    assert!(reduce < halted, "{outage:?}");
+    // Back: the index moves again and the markets trade.
+    let after: Vec<&(u64, &OracleRecord)> = line.iter().filter(|(t, _)| *t >= 7_000).collect();
+    assert!(after.iter().any(|(_, r)| !r.moves.is_empty()), "the index never resumed");
+    let end = after.last().unwrap();
+    assert_eq!(perp_status(end.1), MarketStatus::Active, "markets at the end: {:?}", end.1.statuses);
+}
+
+/// One Byzantine oracle (each lie in turn) among 4 validators with latency, jitter and up to
+/// 10% loss half the time.
+fn byzantine_oracle(m: &mut Mix) -> Scenario {
+    let lossy = m.chance(50);
+    let mut s = Scenario::base(m, 0, if lossy { 10 } else { 0 });
+    let bad = m.range(0, u64::from(s.validators) - 1) as usize;
+    let lie = match m.range(0, 5) {
+        0 => Lie::Offset(m.range(1, 900_000) as i64),
+        1 => Lie::Offset(-(m.range(1, 900_000) as i64)),
+        2 => Lie::Extremes,
+        3 => Lie::Random,
+        4 => Lie::Withhold,
+        _ => Lie::Equivocate,
+    };
+    s.target = m.range(15, 30);
+    s.byzantine_oracle = Some((bad, lie));
+    s
+}
+
+#[test]
+fn campaign_byzantine_oracle() {
+    campaign("campaign_byzantine_oracle", 7_000_000, 24, byzantine_oracle);
 }
