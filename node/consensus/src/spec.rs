@@ -602,6 +602,14 @@ impl ValidatorKeys {
         ops::compute_public::<MinSig>(&self.bls)
     }
 
+    /// The identity key's 32-byte secret seed (RFC 8032): what signs governance approvals
+    /// and oracle observations through the exchange's ed25519 rule.
+    pub fn identity_seed(&self) -> Result<[u8; 32], SpecError> {
+        self.identity.encode().as_ref().try_into().map_err(|_| {
+            SpecError::Invalid("the identity private key does not encode to a 32-byte seed".into())
+        })
+    }
+
     /// This validator's approval of a governance proposal on chain `chain_id`, as validator
     /// `index` of the genesis file: an ed25519 signature by its identity key over
     /// [`bastion_types::governance_message`] (the exchange verifies it with the ZIP-215 rule).
