@@ -16,7 +16,6 @@
 //! identities, not its position in the file. [`ChainSpec::index_of`] returns the file position,
 //! which is the index of `exchange.validator_stakes`.
 
-use bastion_exchange::scenario::PricePath;
 use bastion_store::hex;
 use commonware_codec::{DecodeExt, Encode};
 use commonware_consensus::simplex::scheme::bls12381_multisig;
@@ -212,10 +211,6 @@ pub struct ChainSpec {
     pub exchange: bastion_exchange::Genesis,
     /// The validator set, in file order.
     pub validators: Vec<ValidatorInfo>,
-    /// The oracle's price path: every validator evaluates it at each block's timestamp, the
-    /// proposer writes the votes and every verifier recomputes them. (A live price feed with
-    /// signed per-validator observations is not built; see ARCHITECTURE.md.)
-    pub oracle: PricePath,
     /// Most transactions one block may carry: every validator decodes, verifies and builds
     /// blocks under this one limit (a protocol parameter, so it lives here and not in a node's
     /// config). 1..=`bastion_exchange::BLOCK_TXS_MAX`; default 4,096.
@@ -238,7 +233,6 @@ impl ChainSpec {
         chain_id: &str,
         mut exchange: bastion_exchange::Genesis,
         validators: Vec<ValidatorInfo>,
-        oracle: PricePath,
     ) -> ChainSpec {
         exchange.chain_id = chain_id.to_string();
         exchange.validator_keys = validators.iter().map(|v| v.identity.to_ascii_lowercase()).collect();
@@ -246,7 +240,6 @@ impl ChainSpec {
             chain_id: chain_id.to_string(),
             exchange,
             validators,
-            oracle,
             block_txs_max: DEFAULT_BLOCK_TXS_MAX,
         }
     }
@@ -374,14 +367,6 @@ impl ChainSpec {
         }
         bastion_exchange::State::from_genesis(&self.exchange)
             .map_err(|e| SpecError::Invalid(format!("exchange: {e}")))?;
-        self.oracle.validate().map_err(|e| SpecError::Invalid(format!("oracle: {e}")))?;
-        let underlyings = self.exchange.underlyings.len();
-        if self.oracle.start.len() != underlyings {
-            return Err(SpecError::Invalid(format!(
-                "oracle.start lists {} prices for {underlyings} underlyings",
-                self.oracle.start.len()
-            )));
-        }
         Ok(())
     }
 
@@ -644,7 +629,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use bastion_exchange::scenario::Scenario;
     use commonware_consensus::simplex::types::Subject;
     use commonware_consensus::types::{Epoch, Round, View};
     use commonware_cryptography::certificate::{Membership, Scheme as _};
@@ -663,10 +647,9 @@ mod tests {
     fn spec(keys: &[ValidatorKeys]) -> ChainSpec {
         let mut exchange = bastion_exchange::Genesis::devnet();
         exchange.validator_stakes = vec![1; keys.len()];
-        let oracle = PricePath::devnet(Scenario::Calm, exchange.timestamp_ms, 1);
         let validators =
             keys.iter().enumerate().map(|(i, k)| k.info(&format!("v{i}"), addr(i), CHAIN)).collect();
-        ChainSpec::assemble(CHAIN, exchange, validators, oracle)
+        ChainSpec::assemble(CHAIN, exchange, validators)
     }
 
     fn err(spec: &ChainSpec) -> String {

@@ -2,10 +2,7 @@
 
 use bastion_consensus::spec::{MAX_VALIDATORS, ValidatorKeys};
 use bastion_consensus::{ChainSpec, ValidatorInfo};
-use bastion_exchange::{
-    Genesis, State,
-    scenario::{PricePath, Scenario},
-};
+use bastion_exchange::{Genesis, State};
 use bastion_store::hex;
 use clap::Args;
 use commonware_codec::Encode;
@@ -114,8 +111,7 @@ pub fn keygen(args: &KeygenArgs) -> Result<String, String> {
 fn check_entry(info: &ValidatorInfo, chain_id: &str) -> Result<(), String> {
     let mut exchange = Genesis::devnet();
     exchange.validator_stakes = vec![1];
-    let oracle = PricePath::devnet(Scenario::Calm, exchange.timestamp_ms, 0);
-    let spec = ChainSpec::assemble(chain_id, exchange, vec![info.clone()], oracle);
+    let spec = ChainSpec::assemble(chain_id, exchange, vec![info.clone()]);
     spec.validate().map_err(|e| e.to_string())
 }
 
@@ -209,8 +205,7 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
         })
         .collect();
     let crash_at_ms = (args.crash_at_s * 1000.0) as u64;
-    let oracle = crate::oracle::true_path(args.scenario, t0, args.seed.unwrap_or(0), crash_at_ms);
-    let spec = ChainSpec::assemble(&args.chain_id, exchange, validators, oracle);
+    let spec = ChainSpec::assemble(&args.chain_id, exchange, validators);
     spec.validate().map_err(|e| e.to_string())?;
 
     // Validator directories first, the genesis file last: its presence marks a complete init.

@@ -981,12 +981,7 @@ mod tests {
         let info = keys.info("v0", "127.0.0.1:7400".parse().unwrap(), "bastion-test");
         let mut exchange = bastion_exchange::Genesis::devnet();
         exchange.validator_stakes = vec![1];
-        let oracle = bastion_exchange::scenario::PricePath::devnet(
-            bastion_exchange::scenario::Scenario::Calm,
-            exchange.timestamp_ms,
-            0,
-        );
-        let mut spec = ChainSpec::assemble("bastion-test", exchange, vec![info], oracle);
+        let mut spec = ChainSpec::assemble("bastion-test", exchange, vec![info]);
         spec.block_txs_max = 100;
         spec.validate().unwrap();
         let limits = spec.block_limits();
