@@ -212,9 +212,10 @@ pub struct ChainSpec {
     pub exchange: bastion_exchange::Genesis,
     /// The validator set, in file order.
     pub validators: Vec<ValidatorInfo>,
-    /// The oracle's price path: every validator evaluates it at each block's timestamp, the
-    /// proposer writes the votes and every verifier recomputes them. (A live price feed with
-    /// signed per-validator observations is not built; see ARCHITECTURE.md.)
+    /// The simulated market's "true price" path (devnets): simulated venues quote around it
+    /// (a validator without live sources can observe it through [`crate::PathObserver`]). Not
+    /// consensus-critical: the index comes from validators' signed observations
+    /// ([`crate::observations`]), never from this path.
     pub oracle: PricePath,
     /// Most transactions one block may carry: every validator decodes, verifies and builds
     /// blocks under this one limit (a protocol parameter, so it lives here and not in a node's
@@ -611,10 +612,15 @@ impl ValidatorKeys {
         index: u16,
         proposal: &bastion_types::GovernanceProposal,
     ) -> Result<bastion_types::Approval, SpecError> {
-        let seed: [u8; 32] = self.identity.encode().as_ref().try_into().map_err(|_| {
+        Ok(bastion_exchange::sign_approval(self.identity_seed()?, index, chain_id, proposal))
+    }
+
+    /// The 32-byte secret seed of the ed25519 identity key (RFC 8032): what signs governance
+    /// approvals and oracle observations (`Config::observation_key`).
+    pub fn identity_seed(&self) -> Result<[u8; 32], SpecError> {
+        self.identity.encode().as_ref().try_into().map_err(|_| {
             SpecError::Invalid("the identity private key does not encode to a 32-byte seed".into())
-        })?;
-        Ok(bastion_exchange::sign_approval(seed, index, chain_id, proposal))
+        })
     }
 
     /// This validator's genesis entry for chain `chain_id`, with a proof of possession.
@@ -663,6 +669,27 @@ mod tests {
 
     fn err(spec: &ChainSpec) -> String {
         spec.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn observations_signed_with_the_identity_seed_verify_against_the_genesis_key_and_the_p2p_identity() {
+        let keys = keys(4);
+        let spec = spec(&keys);
+        let state = bastion_exchange::State::from_genesis(&spec.exchange).unwrap();
+        for (i, k) in keys.iter().enumerate() {
+            // The genesis key is the p2p identity: gossip's sender check compares them.
+            let key = state.validators[i].key.unwrap();
+            assert_eq!(key.as_slice(), k.identity_public().encode().as_ref());
+            let o = bastion_types::Observation {
+                validator: bastion_types::ValidatorIndex(i as u16),
+                height: 1,
+                timestamp_ms: spec.exchange.timestamp_ms,
+                prices: vec![(bastion_types::UnderlyingId(0), 100)],
+                vols: Vec::new(),
+            };
+            let signed = bastion_exchange::sign_observation(k.identity_seed().unwrap(), &spec.chain_id, o);
+            assert_eq!(state.observation_verdict(&signed), Ok(()));
+        }
     }
 
     #[test]
