@@ -16,7 +16,6 @@
 //! identities, not its position in the file. [`ChainSpec::index_of`] returns the file position,
 //! which is the index of `exchange.validator_stakes`.
 
-use bastion_exchange::scenario::PricePath;
 use bastion_store::hex;
 use commonware_codec::{DecodeExt, Encode};
 use commonware_consensus::simplex::scheme::bls12381_multisig;
@@ -212,11 +211,6 @@ pub struct ChainSpec {
     pub exchange: bastion_exchange::Genesis,
     /// The validator set, in file order.
     pub validators: Vec<ValidatorInfo>,
-    /// The simulated market's "true price" path (devnets): simulated venues quote around it
-    /// (a validator without live sources can observe it through [`crate::PathObserver`]). Not
-    /// consensus-critical: the index comes from validators' signed observations
-    /// ([`crate::observations`]), never from this path.
-    pub oracle: PricePath,
     /// Most transactions one block may carry: every validator decodes, verifies and builds
     /// blocks under this one limit (a protocol parameter, so it lives here and not in a node's
     /// config). 1..=`bastion_exchange::BLOCK_TXS_MAX`; default 4,096.
@@ -239,7 +233,6 @@ impl ChainSpec {
         chain_id: &str,
         mut exchange: bastion_exchange::Genesis,
         validators: Vec<ValidatorInfo>,
-        oracle: PricePath,
     ) -> ChainSpec {
         exchange.chain_id = chain_id.to_string();
         exchange.validator_keys = validators.iter().map(|v| v.identity.to_ascii_lowercase()).collect();
@@ -247,7 +240,6 @@ impl ChainSpec {
             chain_id: chain_id.to_string(),
             exchange,
             validators,
-            oracle,
             block_txs_max: DEFAULT_BLOCK_TXS_MAX,
         }
     }
@@ -375,14 +367,6 @@ impl ChainSpec {
         }
         bastion_exchange::State::from_genesis(&self.exchange)
             .map_err(|e| SpecError::Invalid(format!("exchange: {e}")))?;
-        self.oracle.validate().map_err(|e| SpecError::Invalid(format!("oracle: {e}")))?;
-        let underlyings = self.exchange.underlyings.len();
-        if self.oracle.start.len() != underlyings {
-            return Err(SpecError::Invalid(format!(
-                "oracle.start lists {} prices for {underlyings} underlyings",
-                self.oracle.start.len()
-            )));
-        }
         Ok(())
     }
 
@@ -603,6 +587,14 @@ impl ValidatorKeys {
         ops::compute_public::<MinSig>(&self.bls)
     }
 
+    /// The identity key's 32-byte secret seed (RFC 8032): what signs governance approvals
+    /// and oracle observations through the exchange's ed25519 rule.
+    pub fn identity_seed(&self) -> Result<[u8; 32], SpecError> {
+        self.identity.encode().as_ref().try_into().map_err(|_| {
+            SpecError::Invalid("the identity private key does not encode to a 32-byte seed".into())
+        })
+    }
+
     /// This validator's approval of a governance proposal on chain `chain_id`, as validator
     /// `index` of the genesis file: an ed25519 signature by its identity key over
     /// [`bastion_types::governance_message`] (the exchange verifies it with the ZIP-215 rule).
@@ -612,15 +604,10 @@ impl ValidatorKeys {
         index: u16,
         proposal: &bastion_types::GovernanceProposal,
     ) -> Result<bastion_types::Approval, SpecError> {
-        Ok(bastion_exchange::sign_approval(self.identity_seed()?, index, chain_id, proposal))
-    }
-
-    /// The 32-byte secret seed of the ed25519 identity key (RFC 8032): what signs governance
-    /// approvals and oracle observations (`Config::observation_key`).
-    pub fn identity_seed(&self) -> Result<[u8; 32], SpecError> {
-        self.identity.encode().as_ref().try_into().map_err(|_| {
+        let seed: [u8; 32] = self.identity.encode().as_ref().try_into().map_err(|_| {
             SpecError::Invalid("the identity private key does not encode to a 32-byte seed".into())
-        })
+        })?;
+        Ok(bastion_exchange::sign_approval(seed, index, chain_id, proposal))
     }
 
     /// This validator's genesis entry for chain `chain_id`, with a proof of possession.
@@ -642,7 +629,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use bastion_exchange::scenario::Scenario;
     use commonware_consensus::simplex::types::Subject;
     use commonware_consensus::types::{Epoch, Round, View};
     use commonware_cryptography::certificate::{Membership, Scheme as _};
@@ -661,10 +647,9 @@ mod tests {
     fn spec(keys: &[ValidatorKeys]) -> ChainSpec {
         let mut exchange = bastion_exchange::Genesis::devnet();
         exchange.validator_stakes = vec![1; keys.len()];
-        let oracle = PricePath::devnet(Scenario::Calm, exchange.timestamp_ms, 1);
         let validators =
             keys.iter().enumerate().map(|(i, k)| k.info(&format!("v{i}"), addr(i), CHAIN)).collect();
-        ChainSpec::assemble(CHAIN, exchange, validators, oracle)
+        ChainSpec::assemble(CHAIN, exchange, validators)
     }
 
     fn err(spec: &ChainSpec) -> String {

@@ -12,8 +12,10 @@
 //! 1. parameter updates queued by the previous block take effect;
 //! 2. validators' governance proposals are checked and queued for the next block;
 //! 3. good-til-block orders past their height expire;
-//! 4. the oracle index of each underlying is updated (stake-weighted median, guards), circuit
-//!    breakers applied, expired options cash-settled, marks recomputed, and resting orders
+//! 4. the oracle index, attested volatilities and stable price of each underlying are updated
+//!    from the validators' fresh stored observations (stake-weighted medians with a 2/3
+//!    quorum, guards), circuit breakers applied, expired options cash-settled at their first
+//!    post-expiry quorum, marks recomputed, and resting orders
 //!    the new mark left outside the price band on their aggressive side removed;
 //! 5. accounts under maintenance margin are liquidated (insurance fund, deleveraging);
 //! 6. client transactions execute in order; each rejection is a typed event and changes nothing

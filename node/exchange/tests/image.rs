@@ -10,7 +10,9 @@
 
 use bastion_exchange::testkit::{PathKind, Rng, Workload};
 use bastion_exchange::{BLOCK_TXS_MAX, Genesis, State, StateRoot, sign_approval};
-use bastion_types::{AssetId, Block, Event, GovernanceProposal, MarketId, ParamUpdate};
+use bastion_types::{
+    AssetId, Block, Event, GovernanceProposal, MarketId, MarketKind, MarketStatus, ParamUpdate,
+};
 
 /// Secret seeds of the four validators' identity keys (they sign governance approvals).
 const VALIDATOR_SEEDS: [[u8; 32]; 4] = [[21; 32], [22; 32], [23; 32], [24; 32]];
@@ -112,6 +114,29 @@ fn round_trip_then_the_same_blocks_give_the_same_events_and_roots() {
         let positions: usize = original.accounts.values().map(|a| a.positions.len()).sum();
         println!("seed {seed}: {} bytes, {orders} orders, {positions} positions", bytes.len());
         assert!(orders > 0 && positions > 0, "seed {seed}: the workload must leave orders and positions");
+        // The oracle's state: each validator's latest observation, the stable prices, the
+        // attested volatilities (while an option is unsettled) and the marks' volatilities.
+        assert!(original.observations.iter().all(Option::is_some), "seed {seed}: every validator observed");
+        assert_eq!(restored.observations, original.observations, "seed {seed}");
+        assert_eq!(restored.underlyings, original.underlyings, "seed {seed}");
+        assert!(original.underlyings.iter().all(|u| u.stable > 0), "seed {seed}: stable prices set");
+        let live_options = original
+            .markets
+            .values()
+            .any(|m| matches!(m.spec.kind, MarketKind::Option { .. }) && m.status != MarketStatus::Settled);
+        assert_eq!(
+            !original.underlyings[0].vols.is_empty(),
+            live_options,
+            "seed {seed}: attested volatility"
+        );
+        for (id, m) in &original.markets {
+            let r = &restored.markets[id];
+            assert_eq!(
+                (r.volatility_ppm, r.stable_lot_floor, r.stable_lot_ceil),
+                (m.volatility_ppm, m.stable_lot_floor, m.stable_lot_ceil),
+                "seed {seed}: market {id}"
+            );
+        }
 
         same_future(&mut original, &mut restored, &mut w, 50, seed);
         restored.check_invariants().unwrap_or_else(|e| panic!("seed {seed}: restored state later: {e}"));

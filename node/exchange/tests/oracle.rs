@@ -589,3 +589,64 @@ fn attested_volatility_marks_the_options_and_settled_expiries_are_dropped() {
     assert!(s.underlyings[0].vols.is_empty(), "{:?}", s.underlyings[0].vols);
     assert_eq!(s.state_root(), s.recompute_root());
 }
+
+/// Every new oracle field is in the state root: changing one behind the commitment's back is
+/// caught by the full recomputation.
+#[test]
+fn the_oracle_state_is_committed_in_the_root() {
+    let g = Genesis::devnet();
+    let mut s = State::from_genesis(&g).unwrap();
+    let mut w = bastion_exchange::testkit::Workload::new(5, 4, bastion_exchange::testkit::PathKind::Calm, &g);
+    for _ in 0..3 {
+        let b = w.next_block(&s, 0);
+        s.apply_block(&b).unwrap();
+    }
+    assert_eq!(s.recompute_root(), s.state_root());
+    assert!(!s.underlyings[0].vols.is_empty() && s.underlyings[0].stable > 0);
+    type Mutation = Box<dyn Fn(&mut State)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
+        ("observation", Box::new(|s: &mut State| s.observations[2].as_mut().unwrap().prices[0].1 += 1)),
+        ("observation removed", Box::new(|s: &mut State| s.observations[3] = None)),
+        ("stable", Box::new(|s: &mut State| s.underlyings[0].stable += 1)),
+        ("stable time", Box::new(|s: &mut State| s.underlyings[1].stable_ms += 1)),
+        ("volatility", Box::new(|s: &mut State| s.underlyings[0].vols[0].skew_ppm += 1)),
+        (
+            "mark volatility",
+            Box::new(|s: &mut State| s.markets.get_mut(&MarketId(4)).unwrap().volatility_ppm += 1),
+        ),
+    ];
+    for (what, f) in mutations {
+        let mut c = s.clone();
+        f(&mut c);
+        assert_ne!(c.recompute_root(), s.state_root(), "{what} is not committed");
+    }
+}
+
+/// Genesis files written before the oracle fields existed still parse, with the defaults.
+#[test]
+fn old_oracle_and_risk_parameters_parse_with_defaults() {
+    let o: OracleParams = serde_json::from_str(
+        r#"{"staleness_ms":10000,"max_move_ppm":50000,"halt_divergence_ppm":250000,"basis_ema_ppm":50000}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (o.staleness_halt_ms, o.observation_max_age_ms, o.stable_move_ppm_per_s),
+        (60_000, 3_000, 500)
+    );
+    let mut g = serde_json::to_value(Genesis::devnet().markets[2].risk.clone()).unwrap();
+    g.as_object_mut().unwrap().remove("volatility_min_ppm");
+    g.as_object_mut().unwrap().remove("volatility_max_ppm");
+    let r: RiskParams = serde_json::from_value(g).unwrap();
+    assert_eq!((r.volatility_min_ppm, r.volatility_max_ppm), (50_000, 5_000_000));
+    // And the new bounds are validated.
+    assert!(bastion_exchange::validate_risk(&RiskParams { volatility_min_ppm: 0, ..r.clone() }).is_err());
+    assert!(bastion_exchange::validate_risk(&RiskParams { volatility_max_ppm: 40_000, ..r }).is_err());
+    let s = State::from_genesis(&Genesis::devnet()).unwrap();
+    let bad = OracleParams { staleness_halt_ms: 5_000, ..o };
+    assert!(s.check_update(&ParamUpdate::Oracle(bad)).is_err(), "halt before reduce-only");
+    assert!(
+        s.check_update(&ParamUpdate::Oracle(OracleParams { observation_max_age_ms: 20_000, ..o })).is_err()
+    );
+    assert!(s.check_update(&ParamUpdate::Oracle(OracleParams { stable_move_ppm_per_s: 0, ..o })).is_err());
+    assert!(s.check_update(&ParamUpdate::Oracle(o)).is_ok());
+}

@@ -17,7 +17,8 @@ pub struct Block {
     pub timestamp_ms: u64,
     /// Validators' signed observations of the market (at most one per validator), carried by
     /// the proposer. The exchange verifies every signature and freshness rule before the block
-    /// changes anything, and the index is the stake-weighted median of these.
+    /// changes anything and keeps each validator's latest; the index is the stake-weighted
+    /// median of the fresh ones it keeps.
     pub oracle: Vec<SignedObservation>,
     /// Client transactions in sequencer order.
     pub txs: Vec<Tx>,
@@ -34,9 +35,9 @@ pub struct Block {
 pub struct Observation {
     /// The observing validator (its index in the genesis validator list).
     pub validator: ValidatorIndex,
-    /// The height of the block this observation was made for (the observer's finalized height
-    /// + 1 when it signed). A validator signs at most one observation per height: two
-    /// different ones for one height are evidence.
+    /// The height of the block this observation was made for (one more than the observer's
+    /// finalized height when it signed). A validator signs at most one observation per height:
+    /// two different ones for one height are evidence.
     pub height: u64,
     /// When it was observed, ms since the Unix epoch, on the validator's clock.
     pub timestamp_ms: u64,

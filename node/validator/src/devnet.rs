@@ -17,7 +17,8 @@
 use crate::keys::{self, InitArgs};
 use crate::loadgen::{self, LoadConfig, LoadGen};
 use bastion_consensus::ChainSpec;
-use bastion_exchange::{State, scenario::Scenario};
+use crate::oracle::DevnetScenario;
+use bastion_exchange::State;
 use bastion_storage::{BlockLog, LogConfig};
 use bastion_store::{LogEntry, hex};
 use bastion_types::{Action, Event};
@@ -55,10 +56,16 @@ pub struct DevnetArgs {
     /// Traders, each with its own key (a tenth make markets).
     #[arg(long, default_value_t = 2_000)]
     pub traders: u64,
-    /// The oracle's price path: flash-crash (30% down over 2 s at t = 10 s, then recovery) or
-    /// calm.
+    /// What the validators' simulated venues quote: flash-crash (the true price 30% down over
+    /// 2 s at t = 10 s, then recovery), calm, or oracle-attack (calm; one validator of four
+    /// reports every price +50%, and at t = 10 s one venue of every honest validator pumps 10x
+    /// for 20 s).
     #[arg(long, default_value = "flash-crash")]
-    pub scenario: Scenario,
+    pub scenario: DevnetScenario,
+    /// How often each validator signs an observation of its sources, ms (the `[oracle]`
+    /// `observe_every_ms` written into every node.toml).
+    #[arg(long, default_value_t = 200)]
+    pub observe_every_ms: u64,
     /// Receive backend of every validator's ingress: sockets or io_uring.
     #[arg(long, default_value = "sockets")]
     pub ingress: bastion_net::Backend,
@@ -190,6 +197,14 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         genesis_time_ms: None,
     })?;
     let spec = ChainSpec::load(&root.join("genesis.json")).map_err(|e| e.to_string())?;
+    // The true path the validators' simulated venues quote (`bastion init` writes the same
+    // scenario, path seed 0 and crash time into every node.toml).
+    let path = crate::oracle::true_path(
+        args.scenario,
+        spec.exchange.timestamp_ms,
+        0,
+        (args.crash_at_s * 1000.0) as u64,
+    );
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the bastion executable: {e}"))?;
     let dirs: Vec<PathBuf> = (0..n).map(|i| root.join(format!("v{i}"))).collect();
     for dir in &dirs {
@@ -197,6 +212,10 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let text = text.replace("backend = \"sockets\"", &format!("backend = \"{}\"", args.ingress));
+        let text = text.replace(
+            "observe_every_ms = 200 ",
+            &format!("observe_every_ms = {} ", args.observe_every_ms),
+        );
         // Top-level keys go before the first table; tables at the end.
         let (top, tables) = match args.txs_per_block {
             Some(t) => (
@@ -225,14 +244,18 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             args.traders
         ),
         None => println!(
-            "        {} traders sending {:.0} signed orders/s over UDP to every validator; oracle path: {}{}",
+            "        {} traders sending {:.0} signed orders/s over UDP to every validator; oracle: {}{}",
             args.traders,
             args.rate,
             args.scenario,
-            if args.scenario == Scenario::FlashCrash {
-                format!(" (index -30% over 2 s at t = {} s)", args.crash_at_s)
-            } else {
-                String::new()
+            match args.scenario {
+                DevnetScenario::FlashCrash =>
+                    format!(" (true price -30% over 2 s at t = {} s; 5 simulated venues per validator)", args.crash_at_s),
+                DevnetScenario::OracleAttack => format!(
+                    " (v{} reports +50%; one venue of every honest validator pumps 10x from t = 10 s for 20 s)",
+                    n - 1
+                ),
+                DevnetScenario::Calm => " (5 simulated venues per validator)".to_string(),
             }
         ),
     }
@@ -294,6 +317,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
                     traders: args.traders,
                     rate: args.rate,
                     seed: 1,
+                    path: path.clone(),
                 },
             )?);
         }
@@ -365,7 +389,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         Some(l) => stop_load(l)?,
         None => loaded,
     };
-    summarize(args, &spec, &dirs, start.elapsed(), loaded)
+    summarize(args, &spec, &path, &dirs, start.elapsed(), loaded)
 }
 
 /// Stops the load generator and reads its counters.
@@ -399,6 +423,7 @@ struct Load {
 fn summarize(
     args: &DevnetArgs,
     spec: &ChainSpec,
+    path: &bastion_exchange::scenario::PricePath,
     dirs: &[PathBuf],
     elapsed: Duration,
     load: Load,
@@ -434,6 +459,7 @@ fn summarize(
     let (mut orders, mut deposits, mut rejected, mut fills, mut liquidations, mut adl) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let mut first_liquidation_ms = None;
+    let mut oracle = OracleFigures::default();
     let v0_last = logs.first().and_then(|l| l.last_height()).unwrap_or(0);
     let replayable = logs.first().and_then(|l| l.first_height()).is_none_or(|f| f <= 1);
     if replayable {
@@ -449,6 +475,7 @@ fn summarize(
                     hex(&entry.root)
                 ));
             }
+            oracle.block(&state, &entry.block, &out.events, path);
             orders += entry.block.txs.iter().filter(|tx| !matches!(tx.action, Action::Deposit { .. })).count()
                 as u64;
             for e in &out.events {
@@ -468,6 +495,22 @@ fn summarize(
         }
     }
     let fund_end = state.insurance_fund();
+    // What each validator refused of its peers' observations (by reason), and the evidence
+    // they recorded of validators signing two observations for one height.
+    let mut oracle_status: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut evidence = 0u64;
+    for d in dirs {
+        let v = std::fs::read(d.join("data/status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .unwrap_or_default();
+        if let Some(m) = v["observations_rejected"].as_object() {
+            for (k, n) in m {
+                *oracle_status.entry(k.clone()).or_default() += n.as_u64().unwrap_or(0);
+            }
+        }
+        evidence += v["observation_evidence"].as_u64().unwrap_or(0);
+    }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?;
     for d in dirs {
         let text = std::fs::read_to_string(d.join("finality.log")).unwrap_or_default();
@@ -538,6 +581,18 @@ fn summarize(
         ms(0.999),
         hist.len()
     );
+    let rejected_obs: u64 = oracle_status.values().sum();
+    let _ = writeln!(
+        out,
+        "  oracle               {} index updates, {} stale blocks, index at most {:.2}% from the true price; \
+         {} observations included, {rejected_obs} rejected, {} evidence; lying stake {:.0}%",
+        oracle.updates,
+        oracle.stale_blocks,
+        oracle.max_deviation_ppm as f64 / 1e4,
+        oracle.included,
+        evidence,
+        args.scenario.lying_stake_ppm(dirs.len()) as f64 / 1e4,
+    );
     let _ = write!(
         out,
         "  state roots agree    {} (heights {first}..={common} on every validator{})",
@@ -571,6 +626,16 @@ fn summarize(
             "finality_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
             "replayed_from_genesis": replayable,
             "state_roots_agree": agree,
+            "oracle": {
+                "updates": oracle.updates,
+                "stale_blocks": oracle.stale_blocks,
+                "max_index_deviation_ppm": oracle.max_deviation_ppm,
+                "lying_stake_ppm": args.scenario.lying_stake_ppm(dirs.len()),
+                "observations_included": oracle.included,
+                "observations_rejected": oracle_status,
+                "evidence": evidence,
+                "observe_every_ms": args.observe_every_ms,
+            },
         });
         let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -578,5 +643,40 @@ fn summarize(
     match disagree {
         None => Ok(out),
         Some((h, roots)) => Err(format!("{out}\nstate roots differ at height {h}: {roots:?}")),
+    }
+}
+
+/// The oracle's figures over a replayed chain.
+#[derive(Debug, Default)]
+struct OracleFigures {
+    /// Index moves (`Event::Index`).
+    updates: u64,
+    /// Blocks at whose time some underlying's index was older than `staleness_ms` (or unset).
+    stale_blocks: u64,
+    /// Largest distance between an index and the true price at its block's time, ppm.
+    max_deviation_ppm: i64,
+    /// Signed observations carried by blocks.
+    included: u64,
+}
+
+impl OracleFigures {
+    /// Folds in one replayed block (`state` is the state after it).
+    fn block(&mut self, state: &State, block: &bastion_types::Block, events: &[Event], path: &bastion_exchange::scenario::PricePath) {
+        self.included += block.oracle.len() as u64;
+        self.updates += events.iter().filter(|e| matches!(e, Event::Index { .. })).count() as u64;
+        let mut stale = false;
+        for (u, und) in state.underlyings.iter().enumerate() {
+            if und.index <= 0 || block.timestamp_ms.saturating_sub(und.updated_ms) > state.oracle.staleness_ms {
+                stale = true;
+                continue;
+            }
+            if let Some(truth) = path.price(u, block.timestamp_ms).filter(|t| *t > 0) {
+                let dev = (i128::from(und.index) - i128::from(truth)).abs() * 1_000_000 / i128::from(truth);
+                self.max_deviation_ppm = self.max_deviation_ppm.max(i64::try_from(dev).unwrap_or(i64::MAX));
+            }
+        }
+        if stale {
+            self.stale_blocks += 1;
+        }
     }
 }

@@ -2,10 +2,7 @@
 
 use bastion_consensus::spec::{MAX_VALIDATORS, ValidatorKeys};
 use bastion_consensus::{ChainSpec, ValidatorInfo};
-use bastion_exchange::{
-    Genesis, State,
-    scenario::{PricePath, Scenario},
-};
+use bastion_exchange::{Genesis, State};
 use bastion_store::hex;
 use clap::Args;
 use commonware_codec::Encode;
@@ -58,10 +55,13 @@ pub struct InitArgs {
     /// UDP port where validator 0 takes client transactions; validator i uses ingress-port + i.
     #[arg(long, default_value_t = 8400)]
     pub ingress_port: u16,
-    /// The oracle's price path: calm, or flash-crash (30% down over 2 s at t = 10 s, then
-    /// recovery).
+    /// What the devnet validators' simulated venues quote (written into each node.toml's
+    /// `[oracle.sim]`): calm, flash-crash (the true price 30% down over 2 s at t = 10 s, then
+    /// recovery) or oracle-attack (the last validator lies +50%, one venue of every other
+    /// validator pumps 10x at t = 10 s for 20 s). A chain that is not a devnet gets a commented
+    /// `[oracle]` template instead: its operators configure real sources.
     #[arg(long, default_value = "calm")]
-    pub scenario: Scenario,
+    pub scenario: crate::oracle::DevnetScenario,
     /// Seconds after genesis at which the flash crash starts.
     #[arg(long, default_value_t = 10.0)]
     pub crash_at_s: f64,
@@ -111,8 +111,7 @@ pub fn keygen(args: &KeygenArgs) -> Result<String, String> {
 fn check_entry(info: &ValidatorInfo, chain_id: &str) -> Result<(), String> {
     let mut exchange = Genesis::devnet();
     exchange.validator_stakes = vec![1];
-    let oracle = PricePath::devnet(Scenario::Calm, exchange.timestamp_ms, 0);
-    let spec = ChainSpec::assemble(chain_id, exchange, vec![info.clone()], oracle);
+    let spec = ChainSpec::assemble(chain_id, exchange, vec![info.clone()]);
     spec.validate().map_err(|e| e.to_string())
 }
 
@@ -205,9 +204,8 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
             info
         })
         .collect();
-    let mut oracle = PricePath::devnet(args.scenario, t0, args.seed.unwrap_or(0));
-    oracle.crash_at_ms = (args.crash_at_s * 1000.0) as u64;
-    let spec = ChainSpec::assemble(&args.chain_id, exchange, validators, oracle);
+    let crash_at_ms = (args.crash_at_s * 1000.0) as u64;
+    let spec = ChainSpec::assemble(&args.chain_id, exchange, validators);
     spec.validate().map_err(|e| e.to_string())?;
 
     // Validator directories first, the genesis file last: its presence marks a complete init.
@@ -216,7 +214,12 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
         k.save(&dir.join("keys.json")).map_err(|e| e.to_string())?;
         let udp = spec.validators[i].ingress.map_or(0, |a| a.port());
         let metrics = args.metrics_port.saturating_add(u16::try_from(i).unwrap_or(u16::MAX));
-        let toml = node_toml(i, &args.out, spec.validators[i].address.port(), udp, metrics);
+        let mut toml = node_toml(i, &args.out, spec.validators[i].address.port(), udp, metrics);
+        toml.push_str(&if devnet {
+            crate::oracle::sim_toml(args.scenario, i, n, args.seed.unwrap_or(0), crash_at_ms)
+        } else {
+            crate::oracle::template_toml()
+        });
         write_new(&dir.join("node.toml"), toml.as_bytes())?;
     }
     spec.save(&genesis_path).map_err(|e| e.to_string())?;
@@ -235,7 +238,18 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
             dirs[i].join("keys.json").display()
         );
     }
-    let _ = writeln!(out, "oracle path: {} from genesis time {t0} ms", args.scenario);
+    if devnet {
+        let _ = writeln!(
+            out,
+            "oracle: simulated venues ({}) around one true path from genesis time {t0} ms, each validator its own noise",
+            args.scenario
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "oracle: configure each validator's price sources in its node.toml [oracle] (a commented template is there)"
+        );
+    }
     if devnet {
         let _ = writeln!(
             out,

@@ -66,6 +66,8 @@ pub struct LoadConfig {
     pub rate: f64,
     /// Seed of the order flow.
     pub seed: u64,
+    /// The true price path the validators' simulated venues quote: makers quote around it.
+    pub path: PricePath,
 }
 
 /// Counters, shared with the devnet's progress line.
@@ -149,9 +151,10 @@ pub fn start(spec: &ChainSpec, cfg: LoadConfig) -> Result<LoadGen, String> {
         .collect::<Result<Vec<_>, String>>()?;
     let stats = Arc::new(LoadStats::default());
     let stop = Arc::new(AtomicBool::new(false));
+    let path = cfg.path.clone();
     let mut generator = Generator {
+        path,
         chain: spec.digest(),
-        path: spec.oracle.clone(),
         markets: spec.exchange.markets.clone(),
         cfg,
         sockets,

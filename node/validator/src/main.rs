@@ -7,6 +7,7 @@ mod loadgen;
 mod metrics;
 mod netcmd;
 mod node;
+mod oracle;
 mod pipeline;
 mod risk;
 mod sig;

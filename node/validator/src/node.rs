@@ -89,6 +89,10 @@ pub struct NodeConfig {
     /// The metrics endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// This validator's price sources (`bastion-oracle`); absent: it signs no observations
+    /// (it still checks and executes everyone else's).
+    #[serde(default)]
+    pub oracle: Option<bastion_oracle::OracleConfig>,
 }
 
 /// The `[workload]` table.
@@ -434,6 +438,21 @@ pub struct Status {
     pub ingress: Option<String>,
     /// Where the metrics endpoint listens.
     pub metrics: Option<String>,
+    /// Observations this validator signed since start.
+    #[serde(default)]
+    pub observations_signed: u64,
+    /// Peers' observations refused since start, by reason.
+    #[serde(default)]
+    pub observations_rejected: std::collections::BTreeMap<String, u64>,
+    /// Signed observations in blocks finalized since start.
+    #[serde(default)]
+    pub observations_included: u64,
+    /// Double observations (two signed observations of one validator for one height) seen.
+    #[serde(default)]
+    pub observation_evidence: u64,
+    /// Finalized indices more than 2% from this validator's own observation.
+    #[serde(default)]
+    pub oracle_disagreements: u64,
 }
 
 /// The committed state as the admission tile sees it: the last nonce of every account that
@@ -513,6 +532,42 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let me = keys.identity_public();
     let index = spec.index_of(&me).ok_or("this validator's identity is not in the genesis file")?;
     let name = spec.validators[index].name.clone();
+    // This validator's price sources: it signs what they show (the chain's index is the
+    // stake-weighted median of every validator's signed observations).
+    let (observer, oracle_stats, observe_every_ms) = match &cfg.oracle {
+        Some(oc) => {
+            let underlyings: Vec<(bastion_types::UnderlyingId, String)> = spec
+                .exchange
+                .underlyings
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (bastion_types::UnderlyingId(u16::try_from(i).unwrap_or(u16::MAX)), n.clone()))
+                .collect();
+            let mut expiries: Vec<(bastion_types::UnderlyingId, u64)> = spec
+                .exchange
+                .markets
+                .iter()
+                .filter_map(|m| match m.kind {
+                    bastion_types::MarketKind::Option { expiry_ms, .. } => Some((m.underlying, expiry_ms)),
+                    bastion_types::MarketKind::Perpetual => None,
+                })
+                .collect();
+            expiries.sort_unstable();
+            expiries.dedup();
+            let oracle =
+                bastion_oracle::Oracle::new(oc.clone(), &underlyings, &expiries, spec.exchange.timestamp_ms)
+                    .map_err(|e| format!("node config: {e}"))?;
+            let stats = oracle.stats();
+            info!(venues = oracle.venue_names().len(), every_ms = oc.observe_every_ms, "oracle sources open");
+            let feed: Box<dyn bastion_consensus::Observer> = Box::new(crate::oracle::Feed(oracle));
+            (Some(feed), Some(stats), oc.observe_every_ms)
+        }
+        None => {
+            warn!("no [oracle] sources in the config: this validator signs no price observations");
+            (None, None, bastion_consensus::application::DEFAULT_OBSERVE_EVERY_MS)
+        }
+    };
+    let identity_seed = keys.identity_seed().map_err(|e| e.to_string())?;
     let listen = cfg.listen.unwrap_or(spec.validators[index].address);
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
@@ -666,6 +721,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         let certs = network.register(1, quota);
         let resolver = network.register(2, quota);
         let blocks = network.register(3, quota);
+        let observations = network.register(
+            bastion_consensus::observations::OBSERVATION_CHANNEL,
+            Quota::per_second(NZU32!(bastion_consensus::observations::OBSERVATION_QUOTA_PER_S)),
+        );
         network.start();
 
         let ledger = Ledger::bounded(LEDGER_KEEP);
@@ -679,12 +738,15 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 chain,
                 verifier: app_verifier,
                 verified: Some(verified.clone()),
-                oracle: spec.oracle.clone(),
                 ledger: ledger.clone(),
                 fault: None,
                 governance: Some(Box::new(crate::governance::GovernanceDir::new(&cfg.data_dir))),
+                observer,
+                observation_key: Some((u16::try_from(index).unwrap_or(u16::MAX), identity_seed)),
+                observe_every_ms,
             },
             blocks,
+            observations,
             // Peers that send invalid or unrequested data on the block channel are blocked.
             oracle.clone(),
         )?;
@@ -743,7 +805,17 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 mempool: locked(&mempool).len(),
                 ingress: ingress_addr.clone(),
                 metrics: metrics_addr.clone(),
+                observations_signed: totals.observations_signed,
+                observations_rejected: ledger
+                    .observations_rejected()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                observations_included: totals.observations_included,
+                observation_evidence: totals.observation_evidence,
+                oracle_disagreements: totals.oracle_disagreements,
             };
+            telemetry.update_oracle(&ledger.observations_rejected(), oracle_stats.as_deref());
             telemetry.update(
                 pipeline.as_ref(),
                 &mempool,
@@ -909,12 +981,7 @@ mod tests {
         let info = keys.info("v0", "127.0.0.1:7400".parse().unwrap(), "bastion-test");
         let mut exchange = bastion_exchange::Genesis::devnet();
         exchange.validator_stakes = vec![1];
-        let oracle = bastion_exchange::scenario::PricePath::devnet(
-            bastion_exchange::scenario::Scenario::Calm,
-            exchange.timestamp_ms,
-            0,
-        );
-        let mut spec = ChainSpec::assemble("bastion-test", exchange, vec![info], oracle);
+        let mut spec = ChainSpec::assemble("bastion-test", exchange, vec![info]);
         spec.block_txs_max = 100;
         spec.validate().unwrap();
         let limits = spec.block_limits();

@@ -90,6 +90,14 @@ type ReadTotal = fn(&Totals) -> u64;
 
 /// The exporter: registry handles and the previous snapshot of everything it turns into deltas.
 pub struct Telemetry {
+    /// For the oracle's labelled counters, registered as their labels first appear.
+    reg: Arc<Registry>,
+    /// Peers' observations refused, by reason: the counter and the total it last saw.
+    observations_rejected: HashMap<&'static str, (Arc<Counter>, u64)>,
+    /// This validator's source errors, by (source, kind): the counter and its last total.
+    source_errors: HashMap<(String, &'static str), (Arc<Counter>, u64)>,
+    /// Underlyings left out of observations (too few fresh sources), and the last total.
+    prices_missing: (Arc<Counter>, u64),
     tiles: Vec<TileMetrics>,
     prev_tiles: Vec<TileSnapshot>,
     app: AppMetrics,
@@ -116,7 +124,7 @@ impl std::fmt::Debug for Telemetry {
 
 impl Telemetry {
     /// Registers every metric; `pipeline` names the tiles it has (none with a synthetic source).
-    pub fn new(reg: &Registry, pipeline: Option<&Pipeline>) -> Telemetry {
+    pub fn new(reg: &Arc<Registry>, pipeline: Option<&Pipeline>) -> Telemetry {
         let (tiles, prev_tiles, ring_depth) = match pipeline {
             Some(p) => (
                 p.stats().iter().map(|s| TileMetrics::new(reg, s.name)).collect(),
@@ -203,7 +211,30 @@ impl Telemetry {
                 })
                 .collect(),
             counters: {
-                let plain: [(&str, &str, ReadTotal); 6] = [
+                let plain: [(&str, &str, ReadTotal); 11] = [
+                    ("bastion_observations_signed_total", "Price observations this validator signed and sent", |t| {
+                        t.observations_signed
+                    }),
+                    (
+                        "bastion_observations_received_total",
+                        "Peers' observations accepted into the pool",
+                        |t| t.observations_received,
+                    ),
+                    (
+                        "bastion_observations_included_total",
+                        "Signed observations in finalized blocks",
+                        |t| t.observations_included,
+                    ),
+                    (
+                        "bastion_oracle_disagreements_total",
+                        "Finalized indices more than 2% from this validator's own observation (never a reason to refuse a block)",
+                        |t| t.oracle_disagreements,
+                    ),
+                    (
+                        "bastion_observation_evidence_total",
+                        "Double observations seen: two different signed observations of one validator for one height",
+                        |t| t.observation_evidence,
+                    ),
                     (
                         "bastion_unsolicited_evicted_total",
                         "Unsolicited blocks evicted from a peer's bounded account",
@@ -243,6 +274,17 @@ impl Telemetry {
             ),
         };
         Telemetry {
+            reg: Arc::clone(reg),
+            observations_rejected: HashMap::new(),
+            source_errors: HashMap::new(),
+            prices_missing: (
+                reg.counter(
+                    "bastion_oracle_prices_missing_total",
+                    "Underlyings left out of this validator's observations for lack of fresh, agreeing sources",
+                    &[],
+                ),
+                0,
+            ),
             tiles,
             prev_tiles,
             app,
@@ -296,6 +338,46 @@ impl Telemetry {
             halted: reg.gauge("bastion_halted", "1 once this validator halted", &[]),
             last: Instant::now(),
         }
+    }
+
+    /// The oracle's labelled counters: peers' observations refused by reason (from the
+    /// ledger's running totals) and this validator's source errors by source and kind.
+    pub fn update_oracle(
+        &mut self,
+        rejected: &std::collections::BTreeMap<&'static str, u64>,
+        sources: Option<&bastion_oracle::OracleStats>,
+    ) {
+        for (reason, total) in rejected {
+            let reg = &self.reg;
+            let (c, prev) = self.observations_rejected.entry(reason).or_insert_with(|| {
+                let c = reg.counter(
+                    "bastion_observations_rejected_total",
+                    "Peers' observations refused, by reason",
+                    &[("reason", reason)],
+                );
+                (c, 0)
+            });
+            c.add(total.saturating_sub(*prev));
+            *prev = *total;
+        }
+        let Some(stats) = sources else { return };
+        let snap = stats.snapshot();
+        for (source, kind, total) in snap.errors {
+            let reg = &self.reg;
+            let (c, prev) = self.source_errors.entry((source.clone(), kind)).or_insert_with(|| {
+                let c = reg.counter(
+                    "bastion_oracle_source_errors_total",
+                    "This validator's price source errors, by source and kind",
+                    &[("source", &source), ("kind", kind)],
+                );
+                (c, 0)
+            });
+            c.add(total.saturating_sub(*prev));
+            *prev = total;
+        }
+        let (c, prev) = &mut self.prices_missing;
+        c.add(snap.prices_missing.saturating_sub(*prev));
+        *prev = snap.prices_missing;
     }
 
     /// One tick: everything since the previous one.

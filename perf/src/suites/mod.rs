@@ -8,6 +8,7 @@ pub mod e2e;
 pub mod ingress;
 pub mod margin;
 pub mod matching;
+pub mod oracle;
 pub mod pricing;
 pub mod risk;
 pub mod sigverify;
@@ -72,6 +73,11 @@ pub const ALL: &[Suite] = &[
         name: "defence",
         about: "an honest verifier's cost of a Byzantine leader's junk block and of governance approvals",
         run: defence::run,
+    },
+    Suite {
+        name: "oracle",
+        about: "checking validators' signed observations, and devnet finality with a live feed vs a near-fixed one",
+        run: oracle::run,
     },
     Suite {
         name: "storage",
