@@ -11,7 +11,7 @@
 //! A leader playing a trick proposes its block even when its own execution refuses it, as a
 //! Byzantine leader would. The oracle tricks ([`Trick::ReplayObservation`],
 //! [`Trick::ForgedObservation`], [`Trick::DoubleObservation`], [`Trick::StaleObservation`])
-//! rewrite the block's observations in [`Trick::rewrite_oracle`].
+//! rewrite the block's observations in `Trick::rewrite_oracle`.
 //!
 //! A Byzantine *oracle* ([`crate::Fault::ByzantineOracle`]) runs Bastion honestly but lies in
 //! what it observes: each [`Lie`] distorts what its observer saw before it signs (or withholds

@@ -34,6 +34,18 @@
 //!   both sides ([`MAX_PAST_MS`], [`MAX_FUTURE_MS`]); [`evidence`]: bounded, written off the
 //!   reporter; [`byzantine`]: a Byzantine leader's tricks for the simulation.
 //!
+//! - Issue 16 (this branch's part): [`observations`]: each validator with an [`Observer`] and
+//!   an identity key signs one observation per finalized height and sends it on p2p channel
+//!   [`OBSERVATION_CHANNEL`]; peers check it (size, chain, sender, the exchange's verdict,
+//!   clock skew), count every rejection by reason, block senders of what no honest validator
+//!   sends, and pool it (bounded per validator); the leader includes
+//!   `State::admissible_observations`; a proposal the exchange refuses for its observations
+//!   blocks its leader; two observations of one validator for one height are evidence;
+//!   disagreement of the index with the validator's own observation is counted. [`byzantine`]:
+//!   lying oracles ([`Lie`]) and oracle tricks of a Byzantine leader. `sim`: validators
+//!   observe a noisy price path ([`PathObserver`]); every run checks the index bound (an
+//!   unclamped index move lies within the honest validators' fresh stored observations).
+//!
 //! Not built yet: marshal (archival backfill beyond the 64 most recent finalized blocks kept in
 //! memory; restart needs the whole block log), validator keys from a genesis file with proofs
 //! of possession (tests use commonware's fixture keys), evidence persistence, signature

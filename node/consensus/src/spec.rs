@@ -657,6 +657,27 @@ mod tests {
     }
 
     #[test]
+    fn observations_signed_with_the_identity_seed_verify_against_the_genesis_key_and_the_p2p_identity() {
+        let keys = keys(4);
+        let spec = spec(&keys);
+        let state = bastion_exchange::State::from_genesis(&spec.exchange).unwrap();
+        for (i, k) in keys.iter().enumerate() {
+            // The genesis key is the p2p identity: gossip's sender check compares them.
+            let key = state.validators[i].key.unwrap();
+            assert_eq!(key.as_slice(), k.identity_public().encode().as_ref());
+            let o = bastion_types::Observation {
+                validator: bastion_types::ValidatorIndex(i as u16),
+                height: 1,
+                timestamp_ms: spec.exchange.timestamp_ms,
+                prices: vec![(bastion_types::UnderlyingId(0), 100)],
+                vols: Vec::new(),
+            };
+            let signed = bastion_exchange::sign_observation(k.identity_seed().unwrap(), &spec.chain_id, o);
+            assert_eq!(state.observation_verdict(&signed), Ok(()));
+        }
+    }
+
+    #[test]
     fn validators_approvals_pass_the_exchange_and_bind_the_genesis() {
         let keys = keys(4);
         let spec = spec(&keys);
