@@ -16,8 +16,8 @@
 
 use crate::keys::{self, InitArgs};
 use crate::loadgen::{self, LoadConfig, LoadGen};
-use bastion_consensus::ChainSpec;
 use crate::oracle::DevnetScenario;
+use bastion_consensus::ChainSpec;
 use bastion_exchange::State;
 use bastion_storage::{BlockLog, LogConfig};
 use bastion_store::{LogEntry, hex};
@@ -212,10 +212,8 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let text = text.replace("backend = \"sockets\"", &format!("backend = \"{}\"", args.ingress));
-        let text = text.replace(
-            "observe_every_ms = 200 ",
-            &format!("observe_every_ms = {} ", args.observe_every_ms),
-        );
+        let text = text
+            .replace("observe_every_ms = 200 ", &format!("observe_every_ms = {} ", args.observe_every_ms));
         // Top-level keys go before the first table; tables at the end.
         let (top, tables) = match args.txs_per_block {
             Some(t) => (
@@ -249,8 +247,10 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             args.rate,
             args.scenario,
             match args.scenario {
-                DevnetScenario::FlashCrash =>
-                    format!(" (true price -30% over 2 s at t = {} s; 5 simulated venues per validator)", args.crash_at_s),
+                DevnetScenario::FlashCrash => format!(
+                    " (true price -30% over 2 s at t = {} s; 5 simulated venues per validator)",
+                    args.crash_at_s
+                ),
                 DevnetScenario::OracleAttack => format!(
                     " (v{} reports +50%; one venue of every honest validator pumps 10x from t = 10 s for 20 s)",
                     n - 1
@@ -661,12 +661,19 @@ struct OracleFigures {
 
 impl OracleFigures {
     /// Folds in one replayed block (`state` is the state after it).
-    fn block(&mut self, state: &State, block: &bastion_types::Block, events: &[Event], path: &bastion_exchange::scenario::PricePath) {
+    fn block(
+        &mut self,
+        state: &State,
+        block: &bastion_types::Block,
+        events: &[Event],
+        path: &bastion_exchange::scenario::PricePath,
+    ) {
         self.included += block.oracle.len() as u64;
         self.updates += events.iter().filter(|e| matches!(e, Event::Index { .. })).count() as u64;
         let mut stale = false;
         for (u, und) in state.underlyings.iter().enumerate() {
-            if und.index <= 0 || block.timestamp_ms.saturating_sub(und.updated_ms) > state.oracle.staleness_ms {
+            if und.index <= 0 || block.timestamp_ms.saturating_sub(und.updated_ms) > state.oracle.staleness_ms
+            {
                 stale = true;
                 continue;
             }

@@ -124,7 +124,11 @@ pub fn sim_toml(scenario: DevnetScenario, i: usize, n: usize, path_seed: u64, cr
          {pumps}",
         path = scenario.path().name(),
         seed = i + 1,
-        bias_note = if bias != 0 { "              # LIES: the oracle-attack scenario's Byzantine validator" } else { "" },
+        bias_note = if bias != 0 {
+            "              # LIES: the oracle-attack scenario's Byzantine validator"
+        } else {
+            ""
+        },
     )
 }
 

@@ -212,19 +212,19 @@ impl Telemetry {
                 .collect(),
             counters: {
                 let plain: [(&str, &str, ReadTotal); 11] = [
-                    ("bastion_observations_signed_total", "Price observations this validator signed and sent", |t| {
-                        t.observations_signed
-                    }),
+                    (
+                        "bastion_observations_signed_total",
+                        "Price observations this validator signed and sent",
+                        |t| t.observations_signed,
+                    ),
                     (
                         "bastion_observations_received_total",
                         "Peers' observations accepted into the pool",
                         |t| t.observations_received,
                     ),
-                    (
-                        "bastion_observations_included_total",
-                        "Signed observations in finalized blocks",
-                        |t| t.observations_included,
-                    ),
+                    ("bastion_observations_included_total", "Signed observations in finalized blocks", |t| {
+                        t.observations_included
+                    }),
                     (
                         "bastion_oracle_disagreements_total",
                         "Finalized indices more than 2% from this validator's own observation (never a reason to refuse a block)",

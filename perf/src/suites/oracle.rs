@@ -18,7 +18,9 @@
 use crate::harness::{self, Ctx, Report};
 use bastion_accel::{Backend, SigItem};
 use bastion_exchange::{Genesis, State, sign_observation};
-use bastion_types::{Block, MarketKind, Observation, SignedObservation, UnderlyingId, ValidatorIndex, VolQuote};
+use bastion_types::{
+    Block, MarketKind, Observation, SignedObservation, UnderlyingId, ValidatorIndex, VolQuote,
+};
 use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -53,10 +55,19 @@ fn observed_block(n: usize) -> Result<(State, Block, Vec<[u8; 32]>), String> {
                 validator: ValidatorIndex(i as u16),
                 height: 1,
                 timestamp_ms: t - 50,
-                prices: PRICES.iter().enumerate().map(|(u, p)| (UnderlyingId(u as u16), p + i as i64)).collect(),
+                prices: PRICES
+                    .iter()
+                    .enumerate()
+                    .map(|(u, p)| (UnderlyingId(u as u16), p + i as i64))
+                    .collect(),
                 vols: expiries
                     .iter()
-                    .map(|(u, e)| VolQuote { underlying: *u, expiry_ms: *e, atm_ppm: 600_000, skew_ppm: -200_000 })
+                    .map(|(u, e)| VolQuote {
+                        underlying: *u,
+                        expiry_ms: *e,
+                        atm_ppm: 600_000,
+                        skew_ppm: -200_000,
+                    })
                     .collect(),
             };
             sign_observation(*seed, &genesis.chain_id, o)
@@ -79,7 +90,10 @@ fn devnet(bin: &Path, dir: &Path, name: &str, every_ms: u64, secs: u64) -> Resul
     let log = dir.join(format!("{name}.out"));
     let out = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
-    eprintln!("  running {} devnet --scenario calm --duration {secs} --observe-every-ms {every_ms}", bin.display());
+    eprintln!(
+        "  running {} devnet --scenario calm --duration {secs} --observe-every-ms {every_ms}",
+        bin.display()
+    );
     let started = Instant::now();
     let mut child = Command::new(bin)
         .arg("devnet")
@@ -133,7 +147,10 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         if n == 4 {
             per_observation_ns = 1e9 / m.ops_per_s.max(1e-9);
         }
-        report.note(format!("{name}: {bytes} bytes of observations in the block ({} per observation)", bytes / n));
+        report.note(format!(
+            "{name}: {bytes} bytes of observations in the block ({} per observation)",
+            bytes / n
+        ));
         report.push(m);
     }
     // One plain signature verification, for scale.
