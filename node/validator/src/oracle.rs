@@ -66,7 +66,7 @@ impl DevnetScenario {
     /// The share of stake (equal stakes) that lies, ppm.
     pub fn lying_stake_ppm(self, n: usize) -> i64 {
         let liars = (0..n).filter(|i| self.lies(*i, n)).count();
-        if n == 0 { 0 } else { i64::try_from(liars * 1_000_000 / n).unwrap_or(0) }
+        (liars * 1_000_000).checked_div(n).and_then(|v| i64::try_from(v).ok()).unwrap_or(0)
     }
 }
 
