@@ -119,6 +119,22 @@ fn perp_risk(imr: i64, mmr: i64, oi_cap: i64) -> RiskParams {
 }
 
 impl Genesis {
+    /// Every (underlying, expiry) of the genesis option markets, ascending, each once: the
+    /// expiries validators attest volatility for.
+    pub fn option_expiries(&self) -> Vec<(bastion_types::UnderlyingId, u64)> {
+        let mut e: Vec<(bastion_types::UnderlyingId, u64)> = self
+            .markets
+            .iter()
+            .filter_map(|m| match m.kind {
+                bastion_types::MarketKind::Option { expiry_ms, .. } => Some((m.underlying, expiry_ms)),
+                bastion_types::MarketKind::Perpetual => None,
+            })
+            .collect();
+        e.sort_unstable();
+        e.dedup();
+        e
+    }
+
     /// The devnet: USDC quote, BTC and ETH collateral, BTC and ETH perpetuals and a strip of
     /// 30-day BTC calls and puts, four equal validators whose identity keys have the public
     /// seeds [`DEVNET_VALIDATOR_SEEDS`], authority account 0. Genesis time is

@@ -185,19 +185,7 @@ impl Workload {
             ids: (0..=traders).map(AccountId).collect(),
             chain_id: genesis.chain_id.clone(),
             validators: u16::try_from(genesis.validator_stakes.len()).unwrap_or(u16::MAX),
-            vol_expiries: {
-                let mut e: Vec<(UnderlyingId, u64)> = genesis
-                    .markets
-                    .iter()
-                    .filter_map(|m| match m.kind {
-                        MarketKind::Option { expiry_ms, .. } => Some((m.underlying, expiry_ms)),
-                        MarketKind::Perpetual => None,
-                    })
-                    .collect();
-                e.sort_unstable();
-                e.dedup();
-                e
-            },
+            vol_expiries: genesis.option_expiries(),
         }
     }
 

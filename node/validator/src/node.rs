@@ -543,17 +543,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 .enumerate()
                 .map(|(i, n)| (bastion_types::UnderlyingId(u16::try_from(i).unwrap_or(u16::MAX)), n.clone()))
                 .collect();
-            let mut expiries: Vec<(bastion_types::UnderlyingId, u64)> = spec
-                .exchange
-                .markets
-                .iter()
-                .filter_map(|m| match m.kind {
-                    bastion_types::MarketKind::Option { expiry_ms, .. } => Some((m.underlying, expiry_ms)),
-                    bastion_types::MarketKind::Perpetual => None,
-                })
-                .collect();
-            expiries.sort_unstable();
-            expiries.dedup();
+            let expiries = spec.exchange.option_expiries();
             let oracle =
                 bastion_oracle::Oracle::new(oc.clone(), &underlyings, &expiries, spec.exchange.timestamp_ms)
                     .map_err(|e| format!("node config: {e}"))?;

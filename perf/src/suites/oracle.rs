@@ -18,9 +18,7 @@
 use crate::harness::{self, Ctx, Report};
 use bastion_accel::{Backend, SigItem};
 use bastion_exchange::{Genesis, State, sign_observation};
-use bastion_types::{
-    Block, MarketKind, Observation, SignedObservation, UnderlyingId, ValidatorIndex, VolQuote,
-};
+use bastion_types::{Block, Observation, SignedObservation, UnderlyingId, ValidatorIndex, VolQuote};
 use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -36,16 +34,7 @@ fn observed_block(n: usize) -> Result<(State, Block, Vec<[u8; 32]>), String> {
     let mut genesis = Genesis::devnet().with_validator_seeds(&seeds);
     genesis.validator_stakes = vec![1; n];
     let state = State::from_genesis(&genesis).map_err(|e| e.to_string())?;
-    let mut expiries: Vec<(UnderlyingId, u64)> = genesis
-        .markets
-        .iter()
-        .filter_map(|m| match m.kind {
-            MarketKind::Option { expiry_ms, .. } => Some((m.underlying, expiry_ms)),
-            MarketKind::Perpetual => None,
-        })
-        .collect();
-    expiries.sort_unstable();
-    expiries.dedup();
+    let expiries = genesis.option_expiries();
     let t = genesis.timestamp_ms + 1_000;
     let oracle: Vec<SignedObservation> = seeds
         .iter()
