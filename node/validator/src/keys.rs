@@ -192,6 +192,9 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
     let mut exchange = Genesis::devnet_at(t0).with_authority(authority);
     exchange.devnet = devnet;
     exchange.validator_stakes = vec![1; n];
+    // The devnet genesis lists four test keys; this chain's are its validators' identities,
+    // bound by `ChainSpec::assemble` below.
+    exchange.validator_keys.clear();
     State::from_genesis(&exchange).map_err(|e| format!("devnet exchange genesis with {n} stakes: {e}"))?;
     let validators = keys
         .iter()

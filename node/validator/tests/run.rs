@@ -261,6 +261,37 @@ fn devnet_flash_crash_finalizes_orders_and_liquidates() {
     assert!(finalized > sent / 2, "most orders finalize: {summary}");
     assert!(summary["liquidations"].as_u64().unwrap() > 0, "the crash liquidates: {summary}");
     assert!(summary["finality_ms"]["p99"].as_f64().unwrap() > 0.0, "{summary}");
+    // The index came from the validators' signed observations of their simulated venues.
+    let oracle = &summary["oracle"];
+    assert!(oracle["updates"].as_u64().unwrap() > 0, "{summary}");
+    assert!(oracle["observations_included"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(oracle["lying_stake_ppm"], 0, "{summary}");
+}
+
+/// `--scenario oracle-attack`: one validator of four reports every price +50% and, from
+/// t = 10 s, one venue of every honest validator pumps 10x. The lie is a quarter of stake and
+/// the pumped venues are dropped as outliers, so the index stays near the true price (the sim's
+/// noise and the observation cadence: well under 2%, where +50% or 10x would show).
+#[test]
+fn devnet_oracle_attack_leaves_the_index_at_the_true_price() {
+    let (stdout, summary) = devnet(
+        46_000,
+        &["--duration", "14", "--scenario", "oracle-attack", "--rate", "200", "--traders", "100"],
+    );
+    println!("{summary}");
+    assert!(stdout.contains("lying stake 25%"), "{stdout}");
+    assert_eq!(summary["state_roots_agree"], true, "{summary}");
+    let oracle = &summary["oracle"];
+    assert_eq!(oracle["lying_stake_ppm"], 250_000, "{summary}");
+    assert!(oracle["updates"].as_u64().unwrap() > 10, "the index moves: {summary}");
+    assert!(oracle["observations_included"].as_u64().unwrap() > 10, "{summary}");
+    let deviation = oracle["max_index_deviation_ppm"].as_i64().unwrap();
+    assert!((0..20_000).contains(&deviation), "index within 2% of the true price: {summary}");
+    // Lying is not a protocol fault: nobody's observations were refused for their form.
+    let rejected = oracle["observations_rejected"].as_object().unwrap();
+    for reason in ["bad_signature", "malformed", "wrong_sender", "foreign_chain"] {
+        assert_eq!(rejected.get(reason).and_then(|v| v.as_u64()).unwrap_or(0), 0, "{summary}");
+    }
 }
 
 /// `--txs-per-block`: the signed synthetic workload (the consensus benchmark's mode).
