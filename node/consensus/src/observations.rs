@@ -400,7 +400,7 @@ impl Observations {
                 // An honest peer's observation can be overtaken by a block: not its fault. It
                 // may still prove a double observation (once its signature verifies).
                 if self.pool.get(v, o.observation.height).is_some_and(|p| p.observation != o.observation)
-                    && signature_verifies(state, &o)
+                    && state.observation_signature_verifies(&o)
                     && let Some(p) = self.pool.get(v, o.observation.height).cloned()
                 {
                     self.double(&p, &o);
@@ -504,18 +504,6 @@ fn deviates(index: i64, mine: i64) -> bool {
     diff.saturating_mul(1_000_000) > u128::from(mine.unsigned_abs()).saturating_mul(DISAGREEMENT_PPM as u128)
 }
 
-/// Whether `o`'s signature is its validator's over this chain's observation message (ZIP-215,
-/// as the exchange verifies it), whatever its freshness.
-pub fn signature_verifies(state: &State, o: &SignedObservation) -> bool {
-    let Some(key) = state.validators.get(usize::from(o.observation.validator.0)).and_then(|v| v.key) else {
-        return false;
-    };
-    let message = bastion_types::observation_message(&state.chain_id, &o.observation);
-    ed25519_zebra::VerificationKey::try_from(key)
-        .and_then(|k| k.verify(&ed25519_zebra::Signature::from(o.signature), &message))
-        .is_ok()
-}
-
 /// Decodes an evidence line's proof and checks it: two different observations of the named
 /// validator for the named height, each validly signed for `state`'s chain and validator set.
 pub fn verify_double_observation(state: &State, line: &str) -> bool {
@@ -532,8 +520,8 @@ pub fn verify_double_observation(state: &State, line: &str) -> bool {
         && a.observation.validator == b.observation.validator
         && a.observation.height == b.observation.height
         && a.observation != b.observation
-        && signature_verifies(state, &a)
-        && signature_verifies(state, &b)
+        && state.observation_signature_verifies(&a)
+        && state.observation_signature_verifies(&b)
 }
 
 #[cfg(test)]

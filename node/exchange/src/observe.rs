@@ -221,6 +221,13 @@ impl State {
         verify(key, &self.chain_id, o)
     }
 
+    /// Whether `o`'s signature is its validator's over this chain's observation message,
+    /// whatever its freshness or form (evidence of a double observation may hold a stale one).
+    pub fn observation_signature_verifies(&self, o: &SignedObservation) -> bool {
+        let key = self.validators.get(usize::from(o.observation.validator.0)).and_then(|v| v.key);
+        key.is_some_and(|key| verify(key, &self.chain_id, o).is_ok())
+    }
+
     /// Every check of one observation for a block at `height` and `timestamp_ms`; the
     /// signature last, since it is by far the costliest.
     fn check_observation(

@@ -532,31 +532,8 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let me = keys.identity_public();
     let index = spec.index_of(&me).ok_or("this validator's identity is not in the genesis file")?;
     let name = spec.validators[index].name.clone();
-    // This validator's price sources: it signs what they show (the chain's index is the
-    // stake-weighted median of every validator's signed observations).
-    let (observer, oracle_stats, observe_every_ms) = match &cfg.oracle {
-        Some(oc) => {
-            let underlyings: Vec<(bastion_types::UnderlyingId, String)> = spec
-                .exchange
-                .underlyings
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (bastion_types::UnderlyingId(u16::try_from(i).unwrap_or(u16::MAX)), n.clone()))
-                .collect();
-            let expiries = spec.exchange.option_expiries();
-            let oracle =
-                bastion_oracle::Oracle::new(oc.clone(), &underlyings, &expiries, spec.exchange.timestamp_ms)
-                    .map_err(|e| format!("node config: {e}"))?;
-            let stats = oracle.stats();
-            info!(venues = oracle.venue_names().len(), every_ms = oc.observe_every_ms, "oracle sources open");
-            let feed: Box<dyn bastion_consensus::Observer> = Box::new(crate::oracle::Feed(oracle));
-            (Some(feed), Some(stats), oc.observe_every_ms)
-        }
-        None => {
-            warn!("no [oracle] sources in the config: this validator signs no price observations");
-            (None, None, bastion_consensus::application::DEFAULT_OBSERVE_EVERY_MS)
-        }
-    };
+    let (observer, oracle_stats, observe_every_ms) =
+        crate::oracle::open(cfg.oracle.as_ref(), &spec.exchange)?;
     let identity_seed = keys.identity_seed().map_err(|e| e.to_string())?;
     let listen = cfg.listen.unwrap_or(spec.validators[index].address);
     std::fs::create_dir_all(&cfg.data_dir)

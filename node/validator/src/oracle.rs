@@ -9,9 +9,12 @@
 
 use bastion_consensus::{Observed, Observer};
 use bastion_exchange::scenario::{PricePath, Scenario};
+use bastion_types::UnderlyingId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use tracing::{info, warn};
 
 /// What a devnet's oracle does: the true path its simulated venues quote, and who lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +167,37 @@ pub fn template_toml() -> String {
      # symbols = { BTCUSD = \"BTC\", ETHUSD = \"ETH\" }\n\
      # (wss:// and https:// need bastion built with `--features tls`)\n"
         .to_string()
+}
+
+/// Opens this validator's price sources from its `[oracle]` table against the chain's genesis:
+/// the consensus [`Observer`] that signs what they show, their error counters, and the signing
+/// interval. Without a table the validator signs no observations (it still checks and executes
+/// everyone else's). A wrong value is an error naming its key.
+#[allow(clippy::type_complexity)]
+pub fn open(
+    config: Option<&bastion_oracle::OracleConfig>,
+    genesis: &bastion_exchange::Genesis,
+) -> Result<(Option<Box<dyn Observer>>, Option<Arc<bastion_oracle::OracleStats>>, u64), String> {
+    let Some(config) = config else {
+        warn!("no [oracle] sources in the config: this validator signs no price observations");
+        return Ok((None, None, bastion_consensus::application::DEFAULT_OBSERVE_EVERY_MS));
+    };
+    let underlyings: Vec<(UnderlyingId, String)> = genesis
+        .underlyings
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (UnderlyingId(u16::try_from(i).unwrap_or(u16::MAX)), n.clone()))
+        .collect();
+    let oracle = bastion_oracle::Oracle::new(
+        config.clone(),
+        &underlyings,
+        &genesis.option_expiries(),
+        genesis.timestamp_ms,
+    )
+    .map_err(|e| format!("node config: {e}"))?;
+    let stats = oracle.stats();
+    info!(venues = oracle.venue_names().len(), every_ms = config.observe_every_ms, "oracle sources open");
+    Ok((Some(Box::new(Feed(oracle))), Some(stats), config.observe_every_ms))
 }
 
 /// A validator's sources as the consensus [`Observer`].
