@@ -114,6 +114,28 @@ impl Signed {
     }
 }
 
+/// Domain tag of [`tx_hash`].
+pub const TX_HASH_DOMAIN: &[u8] = b"bastion/txhash/v1";
+
+/// A transaction's identity in the public API (`POST /v1/tx`, `GET /v1/tx/{hash}`):
+/// BLAKE3 of the domain tag, the signer's public key and the canonical body. It leaves out the
+/// signature, so a re-encoded (malleated) signature over the same body names the same
+/// transaction, and it can be recomputed from a block's transaction alone.
+pub fn tx_hash(public_key: &[u8; 32], body: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(TX_HASH_DOMAIN);
+    h.update(public_key);
+    h.update(body);
+    *h.finalize().as_bytes()
+}
+
+impl Signed {
+    /// This transaction's [`tx_hash`].
+    pub fn hash(&self) -> [u8; 32] {
+        tx_hash(&self.auth.public_key, &self.body)
+    }
+}
+
 /// The message that `tx`'s signer signed on chain `chain`, rebuilt from the transaction alone
 /// (the body encoding is canonical): into `msg`, using `body` as scratch space.
 pub fn signed_message(chain: &[u8; 32], tx: &Tx, body: &mut Vec<u8>, msg: &mut Vec<u8>) {
