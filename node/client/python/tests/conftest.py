@@ -1,0 +1,6 @@
+"""Makes `bastion_client` importable from a checkout (no install needed)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
