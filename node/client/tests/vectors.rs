@@ -16,9 +16,9 @@ use bastion_client::{DEVNET_AUTHORITY, DEVNET_TRADER, Keypair, tx_hash};
 use bastion_net::packet;
 use bastion_types::tx::{decode_body, encode_body, tx_of};
 use bastion_types::{
-    AccountId, Action, AssetId, LiquidationParams, MarginTier, MarketId, MarketKind, MarketSpec, MarketStatus,
-    OptionKind, OracleParams, OrderId, OrderRequest, ParamUpdate, RiskParams, SelfTradePrevention, Side,
-    TimeInForce, UnderlyingId,
+    AccountId, Action, AssetId, LiquidationParams, MarginTier, MarketId, MarketKind, MarketSpec,
+    MarketStatus, OptionKind, OracleParams, OrderId, OrderRequest, ParamUpdate, RiskParams,
+    SelfTradePrevention, Side, TimeInForce, UnderlyingId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -153,7 +153,15 @@ fn cases(keys: &[(Option<(&'static str, u64)>, Keypair)]) -> Vec<(&'static str, 
             "limit buy GTC with good-til height, cancel resting",
             1,
             2,
-            order(Side::Buy, Some(400_000), 3, TimeInForce::Gtc, false, Some(900), SelfTradePrevention::CancelResting),
+            order(
+                Side::Buy,
+                Some(400_000),
+                3,
+                TimeInForce::Gtc,
+                false,
+                Some(900),
+                SelfTradePrevention::CancelResting,
+            ),
         ),
         (
             "market sell (no price) IOC reduce-only, cancel taker",
@@ -165,13 +173,29 @@ fn cases(keys: &[(Option<(&'static str, u64)>, Keypair)]) -> Vec<(&'static str, 
             "fill-or-kill buy, cancel both",
             2,
             1,
-            order(Side::Buy, Some(1 << 40), 1, TimeInForce::Fok, false, None, SelfTradePrevention::CancelBoth),
+            order(
+                Side::Buy,
+                Some(1 << 40),
+                1,
+                TimeInForce::Fok,
+                false,
+                None,
+                SelfTradePrevention::CancelBoth,
+            ),
         ),
         (
             "post-only sell",
             2,
             2,
-            order(Side::Sell, Some(399_990), 10_000, TimeInForce::PostOnly, false, Some(0), SelfTradePrevention::CancelResting),
+            order(
+                Side::Sell,
+                Some(399_990),
+                10_000,
+                TimeInForce::PostOnly,
+                false,
+                Some(0),
+                SelfTradePrevention::CancelResting,
+            ),
         ),
         ("cancel", 1, 4, Action::Cancel { market: MarketId(1), order: OrderId(123_456_789_012) }),
         (
@@ -195,12 +219,7 @@ fn cases(keys: &[(Option<(&'static str, u64)>, Keypair)]) -> Vec<(&'static str, 
             8,
             Action::TransferIsolated { market: MarketId(2), amount: 250_000 },
         ),
-        (
-            "params: risk",
-            0,
-            3,
-            Action::UpdateParams(ParamUpdate::Risk { market: MarketId(1), risk: risk() }),
-        ),
+        ("params: risk", 0, 3, Action::UpdateParams(ParamUpdate::Risk { market: MarketId(1), risk: risk() })),
         (
             "params: status halted",
             0,
@@ -217,7 +236,10 @@ fn cases(keys: &[(Option<(&'static str, u64)>, Keypair)]) -> Vec<(&'static str, 
             "params: status reduce-only",
             0,
             6,
-            Action::UpdateParams(ParamUpdate::Status { market: MarketId(1), status: MarketStatus::ReduceOnly }),
+            Action::UpdateParams(ParamUpdate::Status {
+                market: MarketId(1),
+                status: MarketStatus::ReduceOnly,
+            }),
         ),
         (
             "params: status settled (encodable, refused by the exchange)",
@@ -253,7 +275,11 @@ fn cases(keys: &[(Option<(&'static str, u64)>, Keypair)]) -> Vec<(&'static str, 
                 id: MarketId(4),
                 name: "BTC-20261231-90000-P é".into(),
                 underlying: UnderlyingId(0),
-                kind: MarketKind::Option { kind: OptionKind::Put, strike: 90_000_000_000, expiry_ms: 1_798_675_200_000 },
+                kind: MarketKind::Option {
+                    kind: OptionKind::Put,
+                    strike: 90_000_000_000,
+                    expiry_ms: 1_798_675_200_000,
+                },
                 tick_size: 1_000_000,
                 lot_size_nanos: 10_000_000,
                 risk: risk(),
@@ -318,12 +344,7 @@ fn cases(keys: &[(Option<(&'static str, u64)>, Keypair)]) -> Vec<(&'static str, 
             300,
             Action::Replace { market: MarketId(0), order: OrderId(0), price: i64::MIN, qty: i64::MAX },
         ),
-        (
-            "extreme i128",
-            4,
-            301,
-            Action::TransferIsolated { market: MarketId(127), amount: i128::MIN },
-        ),
+        ("extreme i128", 4, 301, Action::TransferIsolated { market: MarketId(127), amount: i128::MIN }),
     ]
 }
 
@@ -488,7 +509,12 @@ fn vectors_match_the_committed_file() {
             t.name
         );
         assert_eq!(decode_body(p.body).unwrap(), (t.nonce, t.action.clone()), "{}", t.name);
-        assert_eq!(encode_body(t.nonce, &t.action), p.body, "{}: the JSON action encodes to the body", t.name);
+        assert_eq!(
+            encode_body(t.nonce, &t.action),
+            p.body,
+            "{}: the JSON action encodes to the body",
+            t.name
+        );
         assert_eq!(tx_of(p.public_key, p.body).unwrap().signer.0.to_string(), key.account, "{}", t.name);
         assert_eq!(hex(&tx_hash(p.public_key, p.body)), t.tx_hash, "{}", t.name);
         // Another chain's message does not verify: the digest is bound.
@@ -566,7 +592,8 @@ fn postcard_rules_in_protocol_md_hold() {
         [0, 7, 1, 0x9f, 0xc2, 0x1e]
     );
     // i64::MIN zigzags to u64::MAX (ten bytes), i64::MAX to u64::MAX - 1.
-    let r = body(0, Action::Replace { market: MarketId(0), order: OrderId(0), price: i64::MIN, qty: i64::MAX });
+    let r =
+        body(0, Action::Replace { market: MarketId(0), order: OrderId(0), price: i64::MIN, qty: i64::MAX });
     assert_eq!(r[..4], [0, 4, 0, 0]);
     assert_eq!(r[4..14], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
     assert_eq!(r[14..], [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
@@ -582,7 +609,10 @@ fn postcard_rules_in_protocol_md_hold() {
     assert_eq!(d[4..], [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x04]);
     // u16 (AssetId) is a varint (300 -> 0xac 0x02), u32 (MarketId) too (70000 -> 0xf0 0xa2 0x04).
     assert_eq!(body(0, Action::Withdraw { asset: AssetId(300), amount: 0 }), [0, 1, 0xac, 0x02, 0]);
-    assert_eq!(body(0, Action::SetIsolated { market: MarketId(70_000), isolated: true }), [0, 6, 0xf0, 0xa2, 0x04, 1]);
+    assert_eq!(
+        body(0, Action::SetIsolated { market: MarketId(70_000), isolated: true }),
+        [0, 6, 0xf0, 0xa2, 0x04, 1]
+    );
     // Option: 0x00 for None, 0x01 then the value for Some; newtypes are transparent.
     let place = |price, gtb| {
         body(
@@ -612,9 +642,16 @@ fn postcard_rules_in_protocol_md_hold() {
             kind: MarketKind::Option { kind: OptionKind::Put, strike: 2, expiry_ms: 3 },
             tick_size: 1,
             lot_size_nanos: -1,
-            risk: RiskParams { tiers: vec![MarginTier { notional_floor: 1, imr_ppm: 1, mmr_ppm: 1 }], ..risk() },
+            risk: RiskParams {
+                tiers: vec![MarginTier { notional_floor: 1, imr_ppm: 1, mmr_ppm: 1 }],
+                ..risk()
+            },
         })),
     );
     assert_eq!(list[..14], [0, 8, 3, 3, 2, 0xc3, 0xa9, 1, 1, 1, 4, 3, 2, 1]);
-    assert_eq!(list[14..18], [1, 2, 2, 2], "one tier: count 1, then notional_floor 1, imr 1, mmr 1 zigzagged");
+    assert_eq!(
+        list[14..18],
+        [1, 2, 2, 2],
+        "one tier: count 1, then notional_floor 1, imr 1, mmr 1 zigzagged"
+    );
 }
