@@ -76,6 +76,18 @@ pub struct DevnetArgs {
     /// synthetic workload (consensus benchmarks; `--traders` then counts its accounts).
     #[arg(long)]
     pub txs_per_block: Option<usize>,
+    /// Full nodes (each a `bastion run` process with `role = "full"`): they follow the chain
+    /// over the public network, verifying every certificate, and serve the API.
+    #[arg(long, default_value_t = 1)]
+    pub full_nodes: usize,
+    /// API port of the first full node on 127.0.0.1 (full node j: P + j); default 8080, or
+    /// the next free block of ports when 8080 is taken.
+    #[arg(long)]
+    pub api_port: Option<u16>,
+    /// How the load generator submits: `gossip` (each order once, to one validator, which
+    /// gossips it to the others) or `direct` (each order to every validator).
+    #[arg(long, default_value = "gossip")]
+    pub submit: loadgen::Submit,
 }
 
 /// The validator processes; killed on drop so an error leaves none running.
@@ -95,6 +107,8 @@ impl Drop for Fleet {
 
 #[derive(Default, Clone)]
 struct NodeStatus {
+    /// Whether its status file has been written yet (the node is up).
+    up: bool,
     height: u64,
     halted: Option<String>,
     finality_p50: f64,
@@ -111,6 +125,7 @@ fn status(dir: &Path) -> NodeStatus {
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .unwrap_or_default();
     NodeStatus {
+        up: v.is_object(),
         height: v["height"].as_u64().unwrap_or(0),
         halted: v["halted"].as_str().map(str::to_owned),
         finality_p50: v["finality_ms"][0].as_f64().unwrap_or(0.0),
@@ -181,6 +196,17 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     let ingress_port = free_ports(base_port.saturating_add(1000), n, &[(base_port, n)])?;
     let metrics_port =
         free_ports(ingress_port.saturating_add(1000), n, &[(base_port, n), (ingress_port, n)])?;
+    let f = args.full_nodes;
+    if f > 16 {
+        return Err(format!("--full-nodes {f}: allowed 0 to 16 on one machine"));
+    }
+    let taken = [(base_port, n), (ingress_port, n), (metrics_port, n)];
+    let public_port = free_ports(metrics_port.saturating_add(1000), n + f, &taken)?;
+    let taken = [(base_port, n), (ingress_port, n), (metrics_port, n), (public_port, n + f)];
+    let api_port = match args.api_port {
+        Some(p) => p,
+        None => free_ports(8080, f.max(1), &taken)?,
+    };
     keys::init(&InitArgs {
         validators: n,
         out: root.clone(),
@@ -195,6 +221,9 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         authority: None,
         devnet: true,
         genesis_time_ms: None,
+        full_nodes: f,
+        public_port: Some(public_port),
+        api_port,
     })?;
     let spec = ChainSpec::load(&root.join("genesis.json")).map_err(|e| e.to_string())?;
     // The true path the validators' simulated venues quote (`bastion init` writes the same
@@ -207,6 +236,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     );
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the bastion executable: {e}"))?;
     let dirs: Vec<PathBuf> = (0..n).map(|i| root.join(format!("v{i}"))).collect();
+    let full_dirs: Vec<PathBuf> = (0..f).map(|j| root.join(format!("f{j}"))).collect();
     for dir in &dirs {
         let path = dir.join("node.toml");
         let text =
@@ -259,8 +289,20 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             }
         ),
     }
+    for j in 0..f {
+        let api = api_port.saturating_add(u16::try_from(j).unwrap_or(u16::MAX));
+        println!(
+            "        full node f{j}: API http://127.0.0.1:{api}/v1/status, WebSocket ws://127.0.0.1:{api}/v1/ws"
+        );
+    }
+    if args.txs_per_block.is_none() {
+        println!("        orders submitted {}", match args.submit {
+            loadgen::Submit::Gossip => "once each, to one validator in turn, which gossips them over the public network",
+            loadgen::Submit::Direct => "to every validator",
+        });
+    }
     let mut fleet = Fleet { children: Vec::new() };
-    for dir in &dirs {
+    for dir in dirs.iter().chain(&full_dirs) {
         let stderr = std::fs::File::create(dir.join("node.log"))
             .map_err(|e| format!("cannot create {}: {e}", dir.join("node.log").display()))?;
         let child = Command::new(&exe)
@@ -290,7 +332,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     let start = Instant::now();
     let mut last = (Instant::now(), 0u64);
     let mut last_orders = (Instant::now(), 0u64);
-    let mut exits = vec![None; n];
+    let mut exits = vec![None; n + f];
     loop {
         std::thread::sleep(Duration::from_millis(500));
         for (i, c) in fleet.children.iter_mut().enumerate() {
@@ -306,6 +348,10 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         if let Some((i, why)) = st.iter().enumerate().find_map(|(i, s)| s.halted.clone().map(|w| (i, w))) {
             return Err(format!("validator v{i} halted: {why}"));
         }
+        let full: Vec<NodeStatus> = full_dirs.iter().map(|d| status(d)).collect();
+        if let Some((j, why)) = full.iter().enumerate().find_map(|(j, s)| s.halted.clone().map(|w| (j, w))) {
+            return Err(format!("full node f{j} halted: {why}"));
+        }
         let top = st.iter().map(|s| s.height).max().unwrap_or(0);
         let low = st.iter().map(|s| s.height).min().unwrap_or(0);
         if wants_load && !load_started && low >= 2 {
@@ -318,6 +364,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
                     rate: args.rate,
                     seed: 1,
                     path: path.clone(),
+                    submit: args.submit,
                 },
             )?);
         }
@@ -340,9 +387,11 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         let sent = load
             .as_ref()
             .map_or(loaded.orders_submitted, |l| l.stats.orders.load(std::sync::atomic::Ordering::Relaxed));
+        let full_low = full.iter().map(|s| s.height).min();
         print!(
-            "\r  t={:>5.1}s  height {top:>6} (slowest {low:>6})  {rate:>5.1} blocks/s  sent {sent:>7}  finalized {finalized:>7} ({orders_rate:>6.0}/s)  mempool {mempool:>6}  finality p50 {:>5.1} ms p99 {p99:>6.1} ms  liquidations {liq} adl {adl}   ",
+            "\r  t={:>5.1}s  height {top:>6} (slowest {low:>6}{})  {rate:>5.1} blocks/s  sent {sent:>7}  finalized {finalized:>7} ({orders_rate:>6.0}/s)  mempool {mempool:>6}  finality p50 {:>5.1} ms p99 {p99:>6.1} ms  liquidations {liq} adl {adl}   ",
             start.elapsed().as_secs_f64(),
+            full_low.map_or(String::new(), |h| format!(", full nodes {h:>6}")),
             p50s.get(n / 2).copied().unwrap_or(0.0),
         );
         let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -364,11 +413,12 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             );
         }
     }
+    let all_dirs: Vec<&PathBuf> = dirs.iter().chain(&full_dirs).collect();
     for (i, e) in exits.iter().enumerate() {
         if let Some(status) = e
             && !status.success()
         {
-            let log = dirs[i].join("node.log");
+            let log = all_dirs[i].join("node.log");
             let tail: String = std::fs::read_to_string(&log)
                 .unwrap_or_default()
                 .lines()
@@ -379,17 +429,80 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
                 .rev()
                 .map(|l| format!("\n    {l}"))
                 .collect();
-            return Err(format!(
-                "validator v{i} exited with {status}; last lines of {}:{tail}",
-                log.display()
-            ));
+            let who = if i < n { format!("validator v{i}") } else { format!("full node f{}", i - n) };
+            return Err(format!("{who} exited with {status}; last lines of {}:{tail}", log.display()));
         }
     }
     let loaded = match load.take() {
         Some(l) => stop_load(l)?,
         None => loaded,
     };
-    summarize(args, &spec, &path, &dirs, start.elapsed(), loaded)
+    let full = full_nodes(&dirs, &full_dirs, api_port)?;
+    summarize(args, &spec, &path, &dirs, start.elapsed(), loaded, &full)
+}
+
+/// One full node's figures for the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+struct FullNode {
+    /// Its API's address.
+    api: String,
+    /// The height it executed.
+    height: u64,
+    /// Its state root equals the validators' at every height both hold.
+    roots_agree: bool,
+    /// Heights compared.
+    compared: u64,
+    /// 99th percentile of how many certified blocks it had seen but not executed yet.
+    lag_blocks_p99: u64,
+    /// REST requests its API answered.
+    api_requests: u64,
+    /// WebSocket messages its API sent.
+    ws_messages: u64,
+}
+
+/// Compares every full node's block log with validator 0's and reads its status.
+fn full_nodes(dirs: &[PathBuf], full_dirs: &[PathBuf], api_port: u16) -> Result<Vec<FullNode>, String> {
+    let mut out = Vec::new();
+    if full_dirs.is_empty() {
+        return Ok(out);
+    }
+    let open = |d: &Path| {
+        let path = d.join("data/log");
+        BlockLog::open(&path, LogConfig::default()).map(|(l, _)| l).map_err(|e| format!("cannot open {}: {e}", path.display()))
+    };
+    let reference = open(&dirs[0])?;
+    for (j, d) in full_dirs.iter().enumerate() {
+        let log = open(d)?;
+        let first = log.first_height().unwrap_or(1).max(reference.first_height().unwrap_or(1));
+        let last = log.last_height().unwrap_or(0).min(reference.last_height().unwrap_or(0));
+        let mut agree = true;
+        let mut compared = 0;
+        for h in first..=last {
+            let root = |l: &BlockLog| -> Result<[u8; 32], String> {
+                let bytes = l.read(h).map_err(|e| format!("height {h}: {e}"))?;
+                Ok(LogEntry::decode(&bytes).map_err(|e| format!("height {h}: {e}"))?.root)
+            };
+            compared += 1;
+            if root(&log).map_err(|e| format!("f{j} {e}"))? != root(&reference).map_err(|e| format!("v0 {e}"))? {
+                agree = false;
+                break;
+            }
+        }
+        let v = std::fs::read(d.join("data/status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .unwrap_or_default();
+        out.push(FullNode {
+            api: format!("127.0.0.1:{}", api_port.saturating_add(u16::try_from(j).unwrap_or(u16::MAX))),
+            height: log.last_height().unwrap_or(0),
+            roots_agree: agree && compared > 0,
+            compared,
+            lag_blocks_p99: v["lag_blocks_p99"].as_u64().unwrap_or(0),
+            api_requests: v["api_requests"].as_u64().unwrap_or(0),
+            ws_messages: v["ws_messages"].as_u64().unwrap_or(0),
+        });
+    }
+    Ok(out)
 }
 
 /// Stops the load generator and reads its counters.
@@ -427,6 +540,7 @@ fn summarize(
     dirs: &[PathBuf],
     elapsed: Duration,
     load: Load,
+    full: &[FullNode],
 ) -> Result<String, String> {
     let mut logs = Vec::new();
     for d in dirs {
@@ -593,6 +707,19 @@ fn summarize(
         evidence,
         args.scenario.lying_stake_ppm(dirs.len()) as f64 / 1e4,
     );
+    for (j, fnode) in full.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  full node f{j}         height {}, roots agree with the validators {} ({} heights), lag p99 {} blocks, API {} ({} requests, {} WebSocket messages)",
+            fnode.height,
+            if fnode.roots_agree { "yes" } else { "NO" },
+            fnode.compared,
+            fnode.lag_blocks_p99,
+            fnode.api,
+            fnode.api_requests,
+            fnode.ws_messages
+        );
+    }
     let _ = write!(
         out,
         "  state roots agree    {} (heights {first}..={common} on every validator{})",
@@ -625,6 +752,8 @@ fn summarize(
             "insurance_fund_end": fund_end as f64 / 1e6,
             "finality_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
             "replayed_from_genesis": replayable,
+            "submit": args.submit.to_string(),
+            "full_nodes": full,
             "state_roots_agree": agree,
             "oracle": {
                 "updates": oracle.updates,
@@ -639,6 +768,9 @@ fn summarize(
         });
         let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some((j, _)) = full.iter().enumerate().find(|(_, f)| !f.roots_agree) {
+        return Err(format!("{out}\nfull node f{j}'s state roots differ from the validators' (or it executed nothing)"));
     }
     match disagree {
         None => Ok(out),

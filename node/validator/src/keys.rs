@@ -80,6 +80,17 @@ pub struct InitArgs {
     /// clocks, so a genesis far in the past or future is refused by the first blocks.
     #[arg(long)]
     pub genesis_time_ms: Option<u64>,
+    /// Full nodes to write configs for: DIR/f{j}/{node.toml,p2p.key}. They hold no consensus
+    /// keys, follow the chain over the public network and serve the API.
+    #[arg(long, default_value_t = 0)]
+    pub full_nodes: usize,
+    /// Public (libp2p) TCP port of validator 0; validator i uses public-port + i, full node j
+    /// public-port + validators + j. Default: base-port + 200.
+    #[arg(long)]
+    pub public_port: Option<u16>,
+    /// API (HTTP) port of full node 0 on 127.0.0.1; full node j uses api-port + j.
+    #[arg(long, default_value_t = 8080)]
+    pub api_port: u16,
 }
 
 /// Runs `bastion keygen`; `Ok` holds the report.
@@ -131,6 +142,23 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
         // Different protocols could share numbers, but one range per service is easier to firewall.
         return Err(format!("--ingress-port {udp} overlaps the p2p ports {p2p}..{}", p2p + n));
     }
+    let f = args.full_nodes;
+    if f > MAX_VALIDATORS {
+        return Err(format!("--full-nodes {f}: at most {MAX_VALIDATORS} on one init"));
+    }
+    let public = args.public_port.map_or(p2p + 200, usize::from);
+    if public + n + f - 1 > usize::from(u16::MAX) || usize::from(args.api_port) + f > usize::from(u16::MAX) {
+        return Err(format!("--public-port {public} or --api-port {} runs past port 65535", args.api_port));
+    }
+    for (flag, other, m) in [("--base-port", p2p, n), ("--ingress-port", udp, n)] {
+        if other < public + n + f && public < other + m {
+            return Err(format!(
+                "--public-port {public}..{} overlaps the {flag} range {other}..{}",
+                public + n + f,
+                other + m
+            ));
+        }
+    }
     if !(args.crash_at_s.is_finite() && args.crash_at_s >= 0.0) {
         return Err(format!(
             "--crash-at-s must be a non-negative number of seconds, got {}",
@@ -169,8 +197,9 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
         ));
     }
     let dirs: Vec<PathBuf> = (0..n).map(|i| args.out.join(format!("v{i}"))).collect();
-    for dir in &dirs {
-        for file in ["keys.json", "node.toml"] {
+    let full_dirs: Vec<PathBuf> = (0..f).map(|j| args.out.join(format!("f{j}"))).collect();
+    for dir in dirs.iter().chain(&full_dirs) {
+        for file in ["keys.json", "node.toml", "p2p.key"] {
             let path = dir.join(file);
             if path.exists() {
                 return Err(format!("{} exists; refusing to overwrite it", path.display()));
@@ -211,6 +240,13 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
     let spec = ChainSpec::assemble(&args.chain_id, exchange, validators);
     spec.validate().map_err(|e| e.to_string())?;
 
+    // Every node's public address; each dials all the others (a small network: the gossip
+    // mesh keeps what it needs).
+    let public_addr = |k: usize| format!("/ip4/{}/tcp/{}", args.host, public + k);
+    let bootstrap = |me: usize| {
+        let others: Vec<String> = (0..n + f).filter(|k| *k != me).map(|k| format!("\"{}\"", public_addr(k))).collect();
+        others.join(", ")
+    };
     // Validator directories first, the genesis file last: its presence marks a complete init.
     for (i, (dir, k)) in dirs.iter().zip(&keys).enumerate() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -223,6 +259,49 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
         } else {
             crate::oracle::template_toml()
         });
+        toml.push_str(&format!(
+            "\n[public]                         # the public libp2p network: block and transaction gossip\n\
+             listen = \"{}:{}\"\n\
+             bootstrap = [{}]\n\
+             # key = \"p2p.key\"               # default: derived from the identity key\n\
+             \n\
+             [api]                            # REST and WebSocket API (docs: node/api/openapi.yaml)\n\
+             # listen = \"127.0.0.1:8090\"\n",
+            args.host,
+            public + i,
+            bootstrap(i)
+        ));
+        write_new(&dir.join("node.toml"), toml.as_bytes())?;
+    }
+    for (j, dir) in full_dirs.iter().enumerate() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let seed: [u8; 32] = match args.seed {
+            Some(s) => blake3::derive_key("bastion init full node p2p key", &[s.to_le_bytes(), (j as u64).to_le_bytes()].concat()),
+            None => ValidatorKeys::generate().identity_seed().map_err(|e| e.to_string())?,
+        };
+        write_secret(&dir.join("p2p.key"), format!("{}\n", hex(&seed)).as_bytes())?;
+        let api = args.api_port.saturating_add(u16::try_from(j).unwrap_or(u16::MAX));
+        let toml = format!(
+            "# Bastion full node f{j}: `bastion run --config {dir}/f{j}/node.toml`\n\
+             # Holds no consensus keys: follows the chain over the public network, verifies every\n\
+             # finalization certificate against the genesis validator set, executes, serves the API.\n\
+             role = \"full\"\n\
+             genesis = \"../genesis.json\"   # paths are relative to this file\n\
+             data_dir = \"data\"\n\
+             log_level = \"info\"\n\
+             \n\
+             [public]\n\
+             listen = \"{host}:{port}\"\n\
+             bootstrap = [{boot}]\n\
+             key = \"p2p.key\"\n\
+             \n\
+             [api]                            # REST and WebSocket API (docs: node/api/openapi.yaml)\n\
+             listen = \"127.0.0.1:{api}\"\n",
+            dir = args.out.display(),
+            host = args.host,
+            port = public + n + j,
+            boot = bootstrap(n + j),
+        );
         write_new(&dir.join("node.toml"), toml.as_bytes())?;
     }
     spec.save(&genesis_path).map_err(|e| e.to_string())?;
@@ -277,9 +356,18 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
             "WARNING: keys derived from --seed {seed} are deterministic and INSECURE: tests and local devnets only"
         );
     }
+    for (j, dir) in full_dirs.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "f{j} full node: public {} api http://127.0.0.1:{} config {}",
+            public_addr(n + j),
+            args.api_port.saturating_add(u16::try_from(j).unwrap_or(u16::MAX)),
+            dir.join("node.toml").display()
+        );
+    }
     let _ = write!(
         out,
-        "next: start every validator, e.g. `bastion run --config {}`",
+        "next: start every validator (and full node), e.g. `bastion run --config {}`",
         dirs[0].join("node.toml").display()
     );
     Ok(out)
@@ -305,6 +393,19 @@ fn node_toml(i: usize, out: &Path, port: u16, udp: u16, metrics: u16) -> String 
         udp = udp,
         metrics = metrics
     )
+}
+
+/// Writes a new secret file (mode 0600), refusing to overwrite one.
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Writes a new file, refusing to overwrite one.

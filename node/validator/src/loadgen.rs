@@ -68,6 +68,28 @@ pub struct LoadConfig {
     pub seed: u64,
     /// The true price path the validators' simulated venues quote: makers quote around it.
     pub path: PricePath,
+    /// How each transaction reaches the validators.
+    pub submit: Submit,
+}
+
+/// How the load generator submits: each transaction once to one validator, which gossips it
+/// to the others over the public network (the default), or to every validator directly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Submit {
+    /// Once, to one node (round robin); the public network's `txs` topic carries it on.
+    #[default]
+    Gossip,
+    /// To every validator's ingress.
+    Direct,
+}
+
+impl std::fmt::Display for Submit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Submit::Gossip => "gossip",
+            Submit::Direct => "direct",
+        })
+    }
 }
 
 /// Counters, shared with the devnet's progress line.
@@ -162,6 +184,7 @@ pub fn start(spec: &ChainSpec, cfg: LoadConfig) -> Result<LoadGen, String> {
         stop: stop.clone(),
         rng: 0,
         pending: Vec::with_capacity(SEND_BATCH),
+        turn: 0,
     };
     generator.rng = generator.cfg.seed ^ 0x9e37_79b9_7f4a_7c15;
     let handle = std::thread::Builder::new()
@@ -182,6 +205,8 @@ struct Generator {
     rng: u64,
     /// Signed datagrams not sent yet.
     pending: Vec<Vec<u8>>,
+    /// Batches sent so far (gossip mode sends batch k to validator k mod n).
+    turn: usize,
 }
 
 struct Trader {
@@ -227,7 +252,8 @@ impl Generator {
         }
     }
 
-    /// Sends the queued datagrams to every validator, one `sendmmsg` per validator.
+    /// Sends the queued datagrams, one `sendmmsg` per validator: to every validator, or (gossip)
+    /// to the next one in turn.
     fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
@@ -247,7 +273,14 @@ impl Generator {
                 h
             })
             .collect();
-        for socket in &self.sockets {
+        let n = self.sockets.len().max(1);
+        let one = self.turn % n;
+        self.turn = self.turn.wrapping_add(1);
+        let gossip = self.cfg.submit == Submit::Gossip;
+        for (k, socket) in self.sockets.iter().enumerate() {
+            if gossip && k != one {
+                continue;
+            }
             let mut sent = 0usize;
             while sent < hdrs.len() {
                 let rest = &mut hdrs[sent..];

@@ -9,6 +9,9 @@ mod netcmd;
 mod node;
 mod oracle;
 mod pipeline;
+mod public;
+mod publish;
+mod full;
 mod risk;
 mod sig;
 mod status;
@@ -131,14 +134,11 @@ fn run(args: &RunArgs) -> Result<String, String> {
         Some(s) => Some(std::time::Duration::from_secs_f64(s)),
         None => None,
     };
-    node::run(
-        &cfg,
-        &node::RunOptions {
-            until_height: args.until_height,
-            duration,
-            finality_log: args.finality_log.clone(),
-        },
-    )
+    let opts = node::RunOptions { until_height: args.until_height, duration, finality_log: args.finality_log.clone() };
+    match cfg.role {
+        public::Role::Validator => node::run(&cfg, &opts),
+        public::Role::Full => full::run(&cfg, &opts),
+    }
 }
 
 /// Prints a command's report, or its error with a failing exit status.

@@ -57,7 +57,11 @@ const LEDGER_KEEP: u64 = 100_000;
 pub struct NodeConfig {
     /// The chain's genesis file (`bastion init` writes it).
     pub genesis: PathBuf,
-    /// This validator's keys file (mode 0600).
+    /// `validator` (the default) or `full` (no keys; follows the chain over `[public]`).
+    #[serde(default)]
+    pub role: crate::public::Role,
+    /// This validator's keys file (mode 0600); required for validators, unused by full nodes.
+    #[serde(default)]
     pub keys: PathBuf,
     /// The data dir: block log, snapshots, consensus journal, evidence, status.
     pub data_dir: PathBuf,
@@ -93,6 +97,12 @@ pub struct NodeConfig {
     /// (it still checks and executes everyone else's).
     #[serde(default)]
     pub oracle: Option<bastion_oracle::OracleConfig>,
+    /// The public libp2p network (full nodes, transaction and block gossip).
+    #[serde(default)]
+    pub public: crate::public::PublicSection,
+    /// The public REST and WebSocket API.
+    #[serde(default)]
+    pub api: crate::public::ApiSection,
 }
 
 /// The `[workload]` table.
@@ -309,11 +319,19 @@ impl NodeConfig {
             std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut cfg: NodeConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.genesis, &mut cfg.keys, &mut cfg.data_dir] {
-            if p.is_relative() {
+        let key = cfg.public.key.as_mut();
+        for p in [&mut cfg.genesis, &mut cfg.keys, &mut cfg.data_dir].into_iter().chain(key) {
+            if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
         }
+        if cfg.role == crate::public::Role::Validator && cfg.keys.as_os_str().is_empty() {
+            return Err(format!(
+                "{}: key `keys` is required for a validator (or set `role = \"full\"`)",
+                path.display()
+            ));
+        }
+        crate::public::check(path, cfg.role, &cfg.public, &cfg.api)?;
         if !LOG_LEVELS.contains(&cfg.log_level.as_str()) {
             return Err(format!(
                 "{}: key `log_level` is {:?}; allowed: {}",
@@ -460,7 +478,7 @@ pub struct Status {
 /// so it is bounded as the state is, by `bastion_exchange::ACCOUNTS_MAX`); a signer that is not
 /// here has no account, and admission refuses its transactions.
 #[derive(Debug, Default)]
-struct Committed {
+pub(crate) struct Committed {
     nonces: HashMap<AccountId, u64>,
     /// Accounts of the state this view was last brought up to (the state's arena only grows,
     /// so the accounts created since are the arena's slots from here on).
@@ -468,14 +486,14 @@ struct Committed {
 }
 
 impl Committed {
-    fn of(state: &State) -> Committed {
+    pub(crate) fn of(state: &State) -> Committed {
         let mut c = Committed::default();
         c.update(state, &[]);
         c
     }
 
     /// Brings the view up to `state`, the state after a finalized block carrying `txs`.
-    fn update(&mut self, state: &State, txs: &[Tx]) {
+    pub(crate) fn update(&mut self, state: &State, txs: &[Tx]) {
         for (id, a) in state.accounts_from(self.accounts) {
             self.nonces.insert(id, a.nonce);
         }
@@ -487,12 +505,12 @@ impl Committed {
         }
     }
 
-    fn nonce(&self, id: AccountId) -> Option<u64> {
+    pub(crate) fn nonce(&self, id: AccountId) -> Option<u64> {
         self.nonces.get(&id).copied()
     }
 }
 
-fn read(c: &RwLock<Committed>) -> std::sync::RwLockReadGuard<'_, Committed> {
+pub(crate) fn read(c: &RwLock<Committed>) -> std::sync::RwLockReadGuard<'_, Committed> {
     c.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -572,6 +590,8 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     // The ingress pipeline and the mempool it fills (the proposer's block source).
     let mempool = Arc::new(Mutex::new(Mempool::new(cfg.pipeline.mempool_max)));
     let committed = Arc::new(RwLock::new(Committed::of(store.state())));
+    // Admitted transactions on their way to the public network's `txs` topic.
+    let outbound = cfg.public.listen.map(|_| Arc::new(crate::pipeline::Outbound::new(cfg.public.inbound_queue)));
     let (pipeline, source) = if cfg.block_source == "synthetic" {
         let w = cfg.workload;
         (
@@ -604,6 +624,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         pc.dedup_window = p.dedup_window;
         pc.pin = PinConfig { net: p.pin_net, verify: p.pin_verify, admission: p.pin_admission };
         pc.verified = Some(verified.clone());
+        pc.outbound = outbound.clone();
         let view = committed.clone();
         let lookup: pipeline::CommittedNonce = Arc::new(move |a: AccountId| read(&view).nonce(a));
         let pipe = pipeline::start(pc, mempool.clone(), lookup)?;
@@ -619,6 +640,59 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             max_txs: p.block_txs_max,
         };
         (Some(pipe), source)
+    };
+    // The public network: publish certified blocks, take and relay transactions.
+    let check = Arc::new(crate::publish::GossipCheck::new(chain, committed.clone(), None));
+    let recent = Arc::new(Mutex::new(crate::publish::RecentBlocks::default()));
+    let public_max = public_max_bytes(&limits);
+    let gossip = match cfg.public.listen {
+        Some(listen) => {
+            let secret = match &cfg.public.key {
+                Some(p) => crate::public::read_seed(p)?,
+                None => crate::public::derived_seed(&identity_seed),
+            };
+            let mut g = bastion_gossip::GossipConfig::new(listen, secret, spec.chain_id.clone());
+            g.bootstrap = cfg.public.bootstrap.clone();
+            g.max_block_bytes = public_max;
+            g.inbound_queue = cfg.public.inbound_queue;
+            let gossip = Arc::new(bastion_gossip::Gossip::start(g, check.clone())?);
+            info!(peer = %gossip.peer_id(), listen = ?gossip.listen_addrs(), "joined the public network");
+            Some(gossip)
+        }
+        None => None,
+    };
+    let relay = match (&gossip, &outbound, &pipeline) {
+        (Some(g), Some(out), Some(p)) => Some(crate::publish::ValidatorRelay::start(
+            g.clone(),
+            out.clone(),
+            p.injector(),
+            recent.clone(),
+            public_max,
+        )?),
+        _ => None,
+    };
+    let api = match (cfg.api.listen, &pipeline) {
+        (Some(_), Some(p)) => {
+            let submit = Arc::new(crate::publish::ValidatorSubmit { check: check.clone(), injector: p.injector() });
+            let api = start_api(cfg, &spec, "validator", &name, submit)?;
+            info!(api = %api.local_addr(), "API at http://{}/v1/status", api.local_addr());
+            Some(api)
+        }
+        (Some(_), None) => {
+            return Err("[api] listen needs the mempool block source (block_source = \"mempool\"): the API submits into the ingress pipeline".into());
+        }
+        _ => None,
+    };
+    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let publisher: Option<Box<dyn bastion_consensus::publish::Publisher>> = if gossip.is_some() || api.is_some() {
+        Some(Box::new(crate::publish::ValidatorPublisher {
+            gossip: gossip.clone(),
+            feeder: api.as_ref().map(bastion_api::Api::feeder),
+            recent: recent.clone(),
+            published: published.clone(),
+        }))
+    } else {
+        None
     };
     let registry = Registry::new();
     let mut telemetry = Telemetry::new(&registry, pipeline.as_ref());
@@ -711,6 +785,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 observer,
                 observation_key: Some((u16::try_from(index).unwrap_or(u16::MAX), identity_seed)),
                 observe_every_ms,
+                publisher,
             },
             blocks,
             observations,
@@ -830,6 +905,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         if let Err(e) = context.stop(0, Some(Duration::from_secs(10))).await {
             warn!(%e, "runtime did not stop within 10 s");
         }
+        drop(relay);
+        if let Some(a) = api {
+            a.stop();
+        }
         if let Some(p) = pipeline
             && let Err(e) = p.stop()
         {
@@ -855,6 +934,43 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     })
 }
 
+/// The largest message of the public network's `blocks` topic and of a range answer: a block
+/// at the chain's limits (body, one key and signature per transaction, header) and its
+/// certificate, with room to spare.
+pub(crate) fn public_max_bytes(limits: &BlockLimits) -> usize {
+    limits.max_body_bytes.saturating_add(limits.max_txs.saturating_mul(96)).saturating_add(64 << 10)
+}
+
+/// Starts the API of `[api]` (a validator's or a full node's).
+pub(crate) fn start_api(
+    cfg: &NodeConfig,
+    spec: &ChainSpec,
+    role: &str,
+    node: &str,
+    submit: Arc<dyn bastion_api::Submit>,
+) -> Result<bastion_api::Api, String> {
+    let listen = cfg.api.listen.ok_or("[api] listen is not set")?;
+    let mut api = bastion_api::ApiConfig::new(listen);
+    api.history_blocks = cfg.api.history_blocks;
+    api.ws_buffer = cfg.api.ws_buffer;
+    api.max_connections_per_ip = cfg.api.max_connections_per_ip;
+    api.max_subscriptions_per_connection = cfg.api.max_subscriptions_per_connection;
+    api.rate_per_ip = cfg.api.rate_per_ip;
+    let authority = bastion_client::devnet_authority();
+    // Only a devnet whose bridge authority is the public devnet key can have a faucet.
+    api.faucet = (cfg.api.faucet && spec.exchange.devnet && spec.exchange.authority == authority.account()).then(|| {
+        bastion_api::FaucetConfig { authority, amount: 10_000 * 1_000_000, asset: bastion_types::AssetId(0) }
+    });
+    let chain = bastion_api::ChainInfo {
+        chain_id: spec.chain_id.clone(),
+        genesis_digest: spec.digest(),
+        devnet: spec.exchange.devnet,
+        role: role.to_string(),
+        node: node.to_string(),
+    };
+    bastion_api::Api::start(api, chain, submit).map_err(|e| format!("api: cannot serve on {listen} ([api] listen): {e}"))
+}
+
 /// Whether an address is reachable on the public internet (not loopback, private, link-local).
 fn is_public(a: &SocketAddr) -> bool {
     match a.ip() {
@@ -867,7 +983,7 @@ fn is_public(a: &SocketAddr) -> bool {
     }
 }
 
-fn write_status(path: &Path, status: &Status) {
+pub(crate) fn write_status(path: &Path, status: &impl Serialize) {
     let tmp = path.with_extension("json.tmp");
     let ok = serde_json::to_vec_pretty(status)
         .map_err(|e| e.to_string())
@@ -878,7 +994,7 @@ fn write_status(path: &Path, status: &Status) {
     }
 }
 
-fn init_logging(level: &str) {
+pub(crate) fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},commonware=warn")));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();

@@ -12,6 +12,11 @@
 //!   committed state, replays, nonces too far ahead and over-rate accounts, and inserts into
 //!   the [`Mempool`].
 //!
+//! Transactions from the public network or the API enter ring A through an [`Injector`] and
+//! pass the same checks. Admitted transactions that arrived over UDP or the API are also put
+//! on the [`Outbound`] ring, from which the public network publishes them on its `txs` topic
+//! (once: what the public network delivered is not published again).
+//!
 //! Every ring is bounded and never blocks: a full ring drops the frame and counts it
 //! ([`DropReason::Backpressure`]), so memory stays fixed however hard the network pushes. Each
 //! tile counts frames in, frames out and drops by reason ([`TileStats`]); for every tile,
@@ -27,4 +32,4 @@ pub use mempool::Mempool;
 pub use pin::pin_current_thread;
 pub use ring::{Ring, TxFrame};
 pub use stats::{DropReason, TileSnapshot, TileStats};
-pub use tiles::{CommittedNonce, PinConfig, Pipeline, PipelineConfig, start};
+pub use tiles::{CommittedNonce, Injector, NONCE_AHEAD_MAX, Outbound, PinConfig, Pipeline, PipelineConfig, start};

@@ -9,6 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[derive(Clone, Copy)]
 pub struct TxFrame {
     len: u16,
+    /// Whether the admission tile hands this transaction to the public network once admitted
+    /// (received over UDP or `POST /v1/tx`); false for what the public network delivered (it
+    /// forwards those itself).
+    publish: bool,
     bytes: [u8; MAX_DATAGRAM],
 }
 
@@ -21,7 +25,18 @@ impl TxFrame {
         let len = u16::try_from(payload.len()).ok()?;
         let mut bytes = [0u8; MAX_DATAGRAM];
         bytes[..payload.len()].copy_from_slice(payload);
-        Some(TxFrame { len, bytes })
+        Some(TxFrame { len, publish: true, bytes })
+    }
+
+    /// This frame, marked as delivered by the public network (not to be published again).
+    pub fn from_network(mut self) -> TxFrame {
+        self.publish = false;
+        self
+    }
+
+    /// Whether admission publishes it on the public network (see the field).
+    pub fn publish(&self) -> bool {
+        self.publish
     }
 
     /// The datagram.

@@ -74,6 +74,59 @@ pub struct PipelineConfig {
     /// Where the verify tile records what it found valid (so proposals carrying these
     /// transactions are not verified a second time).
     pub verified: Option<Arc<bastion_accel::VerifiedCache>>,
+    /// Where the admission tile puts each admitted transaction that arrived over UDP or the
+    /// API, for the public network to publish (bounded; a full ring drops the copy, counted in
+    /// [`Outbound::dropped`]; the transaction itself stays in the mempool). `None`: no public
+    /// network.
+    pub outbound: Option<Arc<Outbound>>,
+}
+
+/// Admitted transactions on their way to the public network's `txs` topic.
+#[derive(Debug)]
+pub struct Outbound {
+    /// The frames, oldest first.
+    pub ring: Ring,
+    /// Copies dropped because the ring was full.
+    pub dropped: std::sync::atomic::AtomicU64,
+}
+
+impl Outbound {
+    /// An outbound ring of `capacity` frames.
+    pub fn new(capacity: usize) -> Outbound {
+        Outbound { ring: Ring::new(capacity), dropped: std::sync::atomic::AtomicU64::new(0) }
+    }
+}
+
+/// Puts transactions from the public network or the API into the pipeline's first ring, so
+/// they pass the same signature check, admission rules and duplicate filter as UDP packets.
+#[derive(Clone, Debug)]
+pub struct Injector {
+    ring: Arc<Ring>,
+    stats: Arc<TileStats>,
+}
+
+impl Injector {
+    /// Injects one packet: `publish` if the admission tile should hand it to the public network
+    /// (the API's), not if it came from there. False when the envelope is malformed (counted as
+    /// a net-tile drop) or the ring is full (counted as back-pressure).
+    pub fn inject(&self, packet: &[u8], publish: bool) -> bool {
+        self.stats.add_in(1);
+        let Some(frame) = decode(packet).ok().and_then(|_| TxFrame::from_slice(packet)) else {
+            self.stats.add_drop(DropReason::Malformed, 1);
+            return false;
+        };
+        let frame = if publish { frame } else { frame.from_network() };
+        match self.ring.push(frame) {
+            Ok(()) => {
+                self.stats.add_out(1);
+                true
+            }
+            Err(_) => {
+                self.stats.add_drop(DropReason::Backpressure, 1);
+                false
+            }
+        }
+    }
 }
 
 impl PipelineConfig {
@@ -93,6 +146,7 @@ impl PipelineConfig {
             dedup_window: 1 << 20,
             pin: PinConfig::default(),
             verified: None,
+            outbound: None,
         }
     }
 }
@@ -125,6 +179,12 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
+    /// A handle that injects transactions from the public network or the API into ring A
+    /// (counted by the net tile's counters, like datagrams).
+    pub fn injector(&self) -> Injector {
+        Injector { ring: self.rings[0].1.clone(), stats: self.stats[0].clone() }
+    }
+
     /// Counters of the tiles, in pipeline order (net, verify, admission).
     pub fn stats(&self) -> &[Arc<TileStats>] {
         &self.stats
@@ -276,6 +336,7 @@ pub fn start(
         committed,
         dedup: Dedup::new(cfg.dedup_window),
         limiter: RateLimiter::new(cfg.rate_per_account, cfg.burst_per_account, RATE_ACCOUNTS_MAX),
+        outbound: cfg.outbound.clone(),
     };
     spawn(&mut pipeline, "admission", cfg.pin.admission, &ready_tx, move |stop| admission.run(stop))?;
     drop(ready_tx);
@@ -582,11 +643,12 @@ struct AdmissionTile {
     committed: CommittedNonce,
     dedup: Dedup,
     limiter: RateLimiter,
+    outbound: Option<Arc<Outbound>>,
 }
 
 impl AdmissionTile {
     fn run(mut self, stop: &AtomicBool) -> Result<(), String> {
-        let mut admitted: Vec<(Tx, TxAuth, u128)> = Vec::with_capacity(ADMISSION_BATCH);
+        let mut admitted: Vec<(Tx, TxAuth, u128, Option<TxFrame>)> = Vec::with_capacity(ADMISSION_BATCH);
         let mut idle = Idle { empty: 0 };
         while !stop.load(Ordering::Relaxed) {
             let start = Instant::now();
@@ -597,7 +659,10 @@ impl AdmissionTile {
                 taken += 1;
                 self.stats.add_in(1);
                 match self.admit(&frame, start) {
-                    Ok(entry) => admitted.push(entry),
+                    Ok((tx, auth, key)) => {
+                        let publish = (frame.publish() && self.outbound.is_some()).then_some(frame);
+                        admitted.push((tx, auth, key, publish));
+                    }
                     Err(reason) => self.stats.add_drop(reason, 1),
                 }
             }
@@ -609,11 +674,16 @@ impl AdmissionTile {
             idle.reset();
             if !admitted.is_empty() {
                 let mut pool = self.mempool.lock().unwrap_or_else(PoisonError::into_inner);
-                for (tx, auth, key) in admitted.drain(..) {
+                for (tx, auth, key, publish) in admitted.drain(..) {
                     match pool.insert(tx, auth) {
                         Ok(()) => {
                             self.dedup.insert(key);
                             self.stats.add_out(1);
+                            if let (Some(frame), Some(out)) = (publish, &self.outbound)
+                                && out.ring.push(frame).is_err()
+                            {
+                                out.dropped.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                         Err(reason) => self.stats.add_drop(reason, 1),
                     }

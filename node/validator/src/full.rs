@@ -1,0 +1,296 @@
+//! A full node (`role = "full"` in node.toml): no consensus keys, never votes. It follows the
+//! chain over the public network: every finalized block arrives with its finalization
+//! certificate, which is verified against the genesis validator set before anything else
+//! (`bastion_consensus::certified::CertChecker`, run by the gossip handler before a message is
+//! forwarded), then the block's digest against the certified one; the
+//! [`bastion_consensus::follower::Follower`] orders them and hands each height over exactly
+//! once, and they are executed with the same exchange and `Store` as the validators', into the
+//! node's own data dir (so restart and recovery are the validators'). Gaps (the node was down,
+//! or a message was lost) are backfilled by height range from peers, each answer checked the
+//! same way (a bad one lowers the peer's score). It serves the API and answers peers' range
+//! requests from its block log and certificate log.
+
+use crate::node::{Committed, NodeConfig, RunOptions, init_logging, write_status};
+use crate::public::{derived_seed, read_seed};
+use crate::publish::{FullSubmit, GossipCheck, update_of};
+use bastion_consensus::ChainSpec;
+use bastion_consensus::certified::CertChecker;
+use bastion_consensus::certlog::{CertLog, serve_range};
+use bastion_consensus::follower::{Follower, Offered, chain_tip, execute};
+use bastion_gossip::{Gossip, GossipConfig};
+use bastion_store::{Store, StoreConfig, hex};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// How far above its executed height a full node buffers certified blocks.
+const FOLLOW_WINDOW: u64 = 4096;
+/// Blocks asked for in one range request.
+const RANGE_BLOCKS: u64 = 256;
+/// A range request not answered within this is asked again (of another peer).
+const RANGE_RETRY: Duration = Duration::from_secs(2);
+
+/// What a full node's `status.json` holds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FullStatus {
+    /// Always "full".
+    pub role: &'static str,
+    /// The chain id.
+    pub chain_id: String,
+    /// The public network's peer id.
+    pub peer_id: String,
+    /// Executed and durable height.
+    pub height: u64,
+    /// State root there (hex).
+    pub root: String,
+    /// Why it stopped following, if it did.
+    pub halted: Option<String>,
+    /// Seconds since start.
+    pub uptime_s: f64,
+    /// The highest certified height it has seen.
+    pub seen_height: u64,
+    /// Certified blocks seen but not yet executed: now, and the 99th percentile.
+    pub lag_blocks: u64,
+    /// See `lag_blocks`.
+    pub lag_blocks_p99: u64,
+    /// Blocks executed since start.
+    pub executed: u64,
+    /// Blocks that arrived by backfill (range answers) since start.
+    pub backfilled: u64,
+    /// Messages and answers refused, by reason.
+    pub refused: BTreeMap<String, u64>,
+    /// Range answers refused (the peer was penalized).
+    pub bad_ranges: u64,
+    /// Connected peers.
+    pub peers: usize,
+    /// The API's address, if it serves one.
+    pub api: Option<String>,
+    /// REST requests answered.
+    pub api_requests: u64,
+    /// WebSocket messages sent.
+    pub ws_messages: u64,
+}
+
+/// Runs a full node until a signal, `--duration` or `--until-height`; `Ok` holds a summary.
+pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
+    init_logging(&cfg.log_level);
+    let spec = ChainSpec::load(&cfg.genesis).map_err(|e| e.to_string())?;
+    let limits = spec.block_limits();
+    let chain = spec.digest();
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
+    let (mut store, recovery) = Store::open(&cfg.data_dir, &spec.exchange, StoreConfig::default())
+        .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
+    for line in recovery.describe() {
+        info!("{line}");
+    }
+    let tip = chain_tip(&store, &spec.exchange, &limits)?;
+    let mut certs = CertLog::open(&cfg.data_dir)?;
+    // After a crash the certificate log may end below the block log: those heights keep no
+    // certificate of their own (a range answer then carries a later one).
+    let from = certs.last_height().map_or(store.state().height.min(1), |h| h + 1);
+    for h in from..=store.state().height {
+        certs.append(h, None)?;
+    }
+    certs.commit()?;
+    let checker = CertChecker::new(&spec).map_err(|e| e.to_string())?;
+    let mut follower = Follower::new(tip.0, tip.1, FOLLOW_WINDOW);
+    let committed = Arc::new(RwLock::new(Committed::of(store.state())));
+    let check = Arc::new(GossipCheck::new(chain, committed.clone(), Some(checker.clone())));
+
+    let listen = cfg.public.listen.ok_or("public.listen is required for a full node")?;
+    let secret = match &cfg.public.key {
+        Some(p) => read_seed(p)?,
+        // A new identity (from the OS's entropy) at every start.
+        None => derived_seed(&bastion_consensus::ValidatorKeys::generate().identity_seed().map_err(|e| e.to_string())?),
+    };
+    let mut gcfg = GossipConfig::new(listen, secret, spec.chain_id.clone());
+    gcfg.bootstrap = cfg.public.bootstrap.clone();
+    gcfg.max_block_bytes = crate::node::public_max_bytes(&limits);
+    gcfg.inbound_queue = cfg.public.inbound_queue;
+    let gossip = Arc::new(Gossip::start(gcfg, check.clone())?);
+    info!(
+        chain = %spec.chain_id,
+        genesis = %hex(&chain),
+        peer = %gossip.peer_id(),
+        listen = ?gossip.listen_addrs(),
+        height = tip.0,
+        "full node starting"
+    );
+    let api = match cfg.api.listen {
+        Some(addr) => {
+            let submit = Arc::new(FullSubmit { check: check.clone(), gossip: gossip.clone() });
+            let api = crate::node::start_api(cfg, &spec, "full", &format!("full {}", gossip.peer_id()), submit)?;
+            info!(api = %api.local_addr(), "API at http://{}/v1/status", api.local_addr());
+            Some(api)
+        }
+        None => None,
+    };
+    let feeder = api.as_ref().map(bastion_api::Api::feeder);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone());
+    let started = Instant::now();
+    let status_path = cfg.data_dir.join("status.json");
+    let mut lag = Histogram::<u64>::new_with_bounds(1, 1 << 40, 3).map_err(|e| e.to_string())?;
+    let mut status = FullStatus { role: "full", chain_id: spec.chain_id.clone(), peer_id: gossip.peer_id(), ..FullStatus::default() };
+    status.api = api.as_ref().map(|a| a.local_addr().to_string());
+    let mut asked: Option<(u64, Instant)> = None;
+    let mut last_status = Instant::now() - Duration::from_secs(1);
+    let mut last_progress = Instant::now();
+    let max_bytes = crate::node::public_max_bytes(&limits);
+    let outcome: Result<(), String> = loop {
+        let mut busy = false;
+        // Certified blocks from the network (the handler verified them before forwarding).
+        while let Ok(msg) = gossip.blocks().try_recv() {
+            busy = true;
+            let Some(v) = check.take_verified(&msg.data) else { continue };
+            status.seen_height = status.seen_height.max(v.block.height_u64());
+            if follower.offer(v) == Offered::Conflict {
+                check.refusals.count("block_conflict");
+                gossip.penalize(&msg.peer, "conflicting block");
+            }
+        }
+        // Backfill answers: checked here (certificate of the last block, links down).
+        while let Ok(ans) = gossip.ranges().try_recv() {
+            busy = true;
+            asked = None;
+            match ans.data {
+                Ok(bytes) => match checker.check_range(&bytes, ans.from) {
+                    Ok(blocks) => {
+                        if let Some(b) = blocks.last() {
+                            status.seen_height = status.seen_height.max(b.block.height_u64());
+                        }
+                        status.backfilled += follower.offer_range(blocks) as u64;
+                    }
+                    Err(r) => {
+                        check.refusals.count(r.label());
+                        status.bad_ranges += 1;
+                        gossip.penalize(&ans.peer, r.label());
+                    }
+                },
+                Err(e) => warn!(peer = %ans.peer, from = ans.from, to = ans.to, "range request failed: {e}"),
+            }
+        }
+        // Execute, in order, exactly once.
+        let mut executed = 0u64;
+        while let Some(ready) = follower.next() {
+            let out = match execute(&mut store, &ready.block) {
+                Ok(out) => out,
+                Err(e) => {
+                    status.halted = Some(format!("block {} at height {}: {e}", hex(ready.block.id().as_ref()), ready.block.height_u64()));
+                    break;
+                }
+            };
+            let h = ready.block.height_u64();
+            certs.append(h, ready.certificate.as_deref())?;
+            committed
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .update(store.state(), &ready.block.block().txs);
+            if let Some(f) = &feeder {
+                f.push(update_of(&ready.block, &out.events, out.root, store.state()));
+            }
+            executed += 1;
+        }
+        if executed > 0 {
+            busy = true;
+            status.executed += executed;
+            store.commit().map_err(|e| format!("store commit: {e}"))?;
+            certs.commit()?;
+        }
+        if status.halted.is_some() {
+            write_status(&status_path, &status);
+            break Err(format!("full node halted: {}", status.halted.clone().unwrap_or_default()));
+        }
+        // Peers' range requests, from the block log and the certificate log.
+        while let Ok(req) = gossip.requests().try_recv() {
+            busy = true;
+            let answer = serve_range(&store, &certs, &limits, req.from, req.to, max_bytes);
+            req.reply.send(answer);
+        }
+        // Ask for what is missing.
+        let height = store.state().height;
+        if let Some((a, b)) = follower.gap()
+            && asked.is_none_or(|(h, at)| h != a || at.elapsed() >= RANGE_RETRY)
+            && gossip.request_range(a, b.min(a + RANGE_BLOCKS - 1)).is_ok()
+        {
+            asked = Some((a, Instant::now()));
+        }
+        let behind = status.seen_height.saturating_sub(height);
+        let _ = lag.record(behind.max(1));
+        if last_status.elapsed() >= Duration::from_millis(250) {
+            status.height = height;
+            status.root = hex(&store.state().state_root());
+            status.uptime_s = started.elapsed().as_secs_f64();
+            status.lag_blocks = behind;
+            status.lag_blocks_p99 = if lag.len() == 0 { 0 } else { lag.value_at_quantile(0.99).saturating_sub(1) };
+            status.refused = check.refusals.snapshot();
+            status.peers = gossip.stats().peers;
+            if let Some(a) = &api {
+                let s = a.stats();
+                status.api_requests = s.requests;
+                status.ws_messages = s.ws_messages;
+            }
+            write_status(&status_path, &status);
+            last_status = Instant::now();
+        }
+        if last_progress.elapsed() >= Duration::from_secs(5) {
+            info!(
+                "height {height} (seen {}), {} executed, {} backfilled, peers {}, refused {:?}",
+                status.seen_height, status.executed, status.backfilled, status.peers, status.refused
+            );
+            last_progress = Instant::now();
+        }
+        if stop.load(Ordering::SeqCst) {
+            info!("signal received: stopping");
+            break Ok(());
+        }
+        if opts.until_height.is_some_and(|h| height >= h) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            break Ok(());
+        }
+        if !busy {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    status.height = store.state().height;
+    status.root = hex(&store.state().state_root());
+    write_status(&status_path, &status);
+    if let Some(a) = api {
+        a.stop();
+    }
+    if let Ok(g) = Arc::try_unwrap(gossip) {
+        g.stop();
+    }
+    outcome?;
+    Ok(format!(
+        "full node stopped at height {} after {:.1} s: {} blocks executed ({} by backfill), lag p99 {} blocks, refused {:?}",
+        status.height,
+        started.elapsed().as_secs_f64(),
+        status.executed,
+        status.backfilled,
+        status.lag_blocks_p99,
+        status.refused
+    ))
+}
+
+/// Sets `stop` on SIGTERM or SIGINT.
+pub(crate) fn watch_signals(stop: Arc<AtomicBool>) {
+    let _ = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+    });
+}

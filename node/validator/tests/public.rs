@@ -1,0 +1,270 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The public network with real processes (issue 17): four validators and a full node from
+//! `bastion init --full-nodes 1`, each a `bastion run` process on loopback.
+//! - The full node follows the chain (every certificate verified), is killed with SIGKILL,
+//!   restarts from its data dir and catches up by backfill; its state roots equal the
+//!   validators' at every height both hold.
+//! - Transaction gossip: each transaction sent once, to one validator, reaches every
+//!   validator's mempool exactly once; a transaction sent to two validators is still admitted
+//!   once per validator; packets with a bad signature are not forwarded.
+
+use bastion_storage::{BlockLog, LogConfig};
+use bastion_store::LogEntry;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bastion");
+
+/// One network at a time in this binary (timing, ports).
+static ONE_NETWORK_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_NETWORK_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The processes (v0..v3, then f0), killed on drop.
+struct Nodes {
+    dir: PathBuf,
+    names: Vec<String>,
+    children: Vec<Option<Child>>,
+}
+
+impl Nodes {
+    fn new(dir: &Path, validators: usize, full: usize) -> Nodes {
+        let names: Vec<String> =
+            (0..validators).map(|i| format!("v{i}")).chain((0..full).map(|j| format!("f{j}"))).collect();
+        let children = names.iter().map(|_| None).collect();
+        Nodes { dir: dir.to_path_buf(), names, children }
+    }
+
+    fn start(&mut self, k: usize) {
+        let dir = self.dir.join(&self.names[k]);
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr.log")).unwrap();
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(dir.join("node.toml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        self.children[k] = Some(child);
+    }
+
+    fn kill(&mut self, k: usize) {
+        if let Some(mut c) = self.children[k].take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for c in self.children.iter().flatten() {
+            let ok = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
+            assert!(ok.success());
+        }
+        for (k, c) in self.children.iter_mut().enumerate() {
+            if let Some(mut c) = c.take() {
+                let status = c.wait().unwrap();
+                assert!(status.success(), "{} exited with {status} after SIGTERM", self.names[k]);
+            }
+        }
+    }
+
+    fn status(&self, k: usize) -> serde_json::Value {
+        std::fs::read(self.dir.join(&self.names[k]).join("data/status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn height(&self, k: usize) -> u64 {
+        self.status(k)["height"].as_u64().unwrap_or(0)
+    }
+
+    fn wait_until(&self, what: &str, timeout: Duration, ok: impl Fn(&Nodes) -> bool) {
+        let start = Instant::now();
+        while !ok(self) {
+            if start.elapsed() >= timeout {
+                let last = self.names.len() - 1;
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; heights {:?}; {} stderr:\n{}",
+                    (0..self.names.len()).map(|k| self.height(k)).collect::<Vec<_>>(),
+                    self.names[last],
+                    std::fs::read_to_string(self.dir.join(&self.names[last]).join("stderr.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for k in 0..self.children.len() {
+            self.kill(k);
+        }
+    }
+}
+
+/// `bastion init` of 4 validators and `full` full nodes into `dir`; p2p ports from `base`,
+/// ingress `base + 10`, metrics `base + 20`, public `base + 30`, API `base + 40`.
+fn init(dir: &Path, base: u16, full: usize) -> bastion_consensus::ChainSpec {
+    let port = |k: u16| (base + k).to_string();
+    let out = Command::new(BIN)
+        .args(["init", "--validators", "4", "--seed", "7", "--base-port", &port(0)])
+        .args(["--ingress-port", &port(10), "--metrics-port", &port(20)])
+        .args(["--public-port", &port(30), "--api-port", &port(40), "--full-nodes", &full.to_string()])
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for j in 0..full {
+        assert!(text.contains(&format!("f{j} full node")), "{text}");
+        let toml = std::fs::read_to_string(dir.join(format!("f{j}/node.toml"))).unwrap();
+        assert!(toml.contains("role = \"full\""), "{toml}");
+        assert!(!dir.join(format!("f{j}/keys.json")).exists(), "a full node holds no consensus keys");
+    }
+    bastion_consensus::ChainSpec::load(&dir.join("genesis.json")).unwrap()
+}
+
+fn base_port(offset: u16) -> u16 {
+    offset + (std::process::id() % 5_000) as u16 * 2
+}
+
+fn roots(data: &Path) -> (BlockLog, u64, u64) {
+    let (log, _) = BlockLog::open(&data.join("log"), LogConfig::default()).unwrap();
+    let (first, last) = (log.first_height().unwrap_or(1), log.last_height().unwrap_or(0));
+    (log, first, last)
+}
+
+fn root(log: &BlockLog, h: u64) -> [u8; 32] {
+    LogEntry::decode(&log.read(h).unwrap()).unwrap().root
+}
+
+#[test]
+fn a_full_node_follows_is_killed_restarts_and_catches_up_with_the_same_roots() {
+    let _one = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path(), base_port(30_000), 1);
+    let mut nodes = Nodes::new(tmp.path(), 4, 1);
+    for k in 0..5 {
+        nodes.start(k);
+    }
+    nodes.wait_until("the full node at height 15", Duration::from_secs(90), |n| n.height(4) >= 15);
+    let full = nodes.status(4);
+    assert_eq!(full["role"], "full", "{full}");
+    assert_eq!(full["refused"].as_object().map_or(0, |m| m.len()), 0, "honest network, nothing refused: {full}");
+
+    nodes.kill(4);
+    let at_kill = nodes.height(4);
+    let then = (0..4).map(|k| nodes.height(k)).max().unwrap();
+    nodes.wait_until("the validators 80 heights further", Duration::from_secs(90), |n| {
+        (0..4).all(|k| n.height(k) >= then + 80)
+    });
+    let target = (0..4).map(|k| nodes.height(k)).max().unwrap();
+    nodes.start(4);
+    println!("full node killed at {at_kill}, restarted with the validators at {target}");
+    nodes.wait_until("the full node to catch up", Duration::from_secs(90), |n| n.height(4) >= target + 5);
+    let status = nodes.status(4);
+    assert!(status["backfilled"].as_u64().unwrap() > 0, "the gap was backfilled: {status}");
+    nodes.stop_all();
+
+    let (v0, v_first, v_last) = roots(&tmp.path().join("v0/data"));
+    let (f0, f_first, f_last) = roots(&tmp.path().join("f0/data"));
+    let (lo, hi) = (v_first.max(f_first), v_last.min(f_last));
+    assert!(hi >= target, "compared up to {hi}, below the restart target {target}");
+    for h in lo..=hi {
+        assert_eq!(root(&f0, h), root(&v0, h), "the full node's root differs from v0's at height {h}");
+    }
+    println!("roots agree at heights {lo}..={hi}");
+}
+
+/// `bastion status --json` of validator `i`'s admission tile.
+fn admission(dir: &Path, i: usize) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--config"])
+        .arg(dir.join(format!("v{i}/node.toml")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    status["tiles"].as_array().unwrap().iter().find(|t| t["tile"] == "admission").cloned().unwrap()
+}
+
+#[test]
+fn each_transaction_sent_to_one_validator_reaches_every_mempool_exactly_once() {
+    let _one = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = init(tmp.path(), base_port(40_000), 0);
+    let mut nodes = Nodes::new(tmp.path(), 4, 0);
+    for k in 0..4 {
+        nodes.start(k);
+    }
+    nodes.wait_until("every validator at height 5", Duration::from_secs(90), |n| (0..4).all(|k| n.height(k) >= 5));
+    // Let the public network's mesh form.
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Deposits from the authority with nonces 2..=201: nonce 1 is never sent, so none can be
+    // included and every one stays in every mempool (admission allows nonces up to 4096
+    // ahead): what each mempool admitted is exactly what reached it.
+    let authority = bastion_client::devnet_authority();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ingress: Vec<std::net::SocketAddr> = spec.validators.iter().map(|v| v.ingress.unwrap()).collect();
+    let n = 200u64;
+    for k in 0..n {
+        let to = bastion_client::devnet_trader(k + 1).account();
+        let action = bastion_types::Action::Deposit { to, asset: bastion_types::AssetId(0), amount: 1_000_000 };
+        let packet = authority.sign(&spec.digest(), k + 2, action).packet().unwrap();
+        let i = (k % 4) as usize;
+        socket.send_to(&packet, ingress[i]).unwrap();
+        // Every tenth also to the next validator: still once per mempool.
+        if k % 10 == 0 {
+            socket.send_to(&packet, ingress[(i + 1) % 4]).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Bad signatures: refused at the receiving validator's verify tile, never published.
+    for k in 0..20u64 {
+        let action = bastion_types::Action::Deposit {
+            to: bastion_client::devnet_trader(1).account(),
+            asset: bastion_types::AssetId(0),
+            amount: 1,
+        };
+        let mut packet = authority.sign(&spec.digest(), 300 + k, action).packet().unwrap();
+        packet[40] ^= 1; // inside the signature
+        socket.send_to(&packet, ingress[0]).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out: Vec<u64> = (0..4).map(|i| admission(tmp.path(), i)["out"].as_u64().unwrap_or(0)).collect();
+        if out.iter().all(|o| *o >= n) || Instant::now() > deadline {
+            println!("admitted per validator: {out:?}");
+            for (i, a) in out.iter().enumerate() {
+                assert_eq!(*a, n, "v{i} admitted {a} of {n}: each transaction exactly once");
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Only v0 received the bad packets (over UDP); the others never saw them.
+    let bad = |i: usize| {
+        let out = Command::new(BIN)
+            .args(["status", "--json", "--config"])
+            .arg(tmp.path().join(format!("v{i}/node.toml")))
+            .output()
+            .unwrap();
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let verify = s["tiles"].as_array().unwrap().iter().find(|t| t["tile"] == "verify").cloned().unwrap();
+        verify["dropped_by_reason"]["bad_signature"].as_u64().unwrap_or(0)
+    };
+    assert_eq!(bad(0), 20, "v0's verify tile refused the bad signatures");
+    for i in 1..4 {
+        assert_eq!(bad(i), 0, "v{i} never received a bad signature: they were not forwarded");
+    }
+    nodes.stop_all();
+}
