@@ -711,6 +711,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 observer,
                 observation_key: Some((u16::try_from(index).unwrap_or(u16::MAX), identity_seed)),
                 observe_every_ms,
+                publisher: None,
             },
             blocks,
             observations,
