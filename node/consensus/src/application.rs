@@ -696,12 +696,27 @@ impl std::fmt::Debug for Config {
 }
 
 enum Message<P: PublicKey> {
-    Propose { context: Context<Digest, P>, response: oneshot::Sender<Digest> },
-    Verify { context: Context<Digest, P>, payload: Digest, response: oneshot::Sender<bool> },
-    Broadcast { payload: Digest, plan: Plan<P> },
+    Propose {
+        context: Context<Digest, P>,
+        response: oneshot::Sender<Digest>,
+    },
+    Verify {
+        context: Context<Digest, P>,
+        payload: Digest,
+        response: oneshot::Sender<bool>,
+    },
+    Broadcast {
+        payload: Digest,
+        plan: Plan<P>,
+    },
     /// A finalization, with its encoded certificate (the whole `Finalization`).
-    Finalized { payload: Digest, certificate: Bytes },
-    Notarized { payload: Digest },
+    Finalized {
+        payload: Digest,
+        certificate: Bytes,
+    },
+    Notarized {
+        payload: Digest,
+    },
 }
 
 /// The engine's handle on the application: its `Automaton` and `Relay`.
@@ -806,7 +821,8 @@ impl<S: Scheme, P: PublicKey> ReporterTrait for Reporter<S, P> {
         match activity {
             Activity::Finalization(f) => {
                 let certificate = f.encode();
-                let sent = self.sender.send_lossy(Message::Finalized { payload: f.proposal.payload, certificate });
+                let sent =
+                    self.sender.send_lossy(Message::Finalized { payload: f.proposal.payload, certificate });
                 return if sent { Feedback::Ok } else { Feedback::Closed };
             }
             // Only where they are recorded: production sends nothing per notarization.

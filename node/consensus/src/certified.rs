@@ -383,7 +383,10 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], Refusal> {
         if n > self.bytes.len() {
-            return Err(Refusal::Malformed(format!("truncated: {n} bytes wanted, {} left", self.bytes.len())));
+            return Err(Refusal::Malformed(format!(
+                "truncated: {n} bytes wanted, {} left",
+                self.bytes.len()
+            )));
         }
         let (head, tail) = self.bytes.split_at(n);
         self.bytes = tail;

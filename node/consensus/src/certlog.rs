@@ -44,7 +44,8 @@ impl CertLog {
     pub fn open(data_dir: &Path) -> Result<CertLog, String> {
         let dir = data_dir.join(CERT_DIR);
         let cfg = LogConfig { segment_bytes: CERT_SEGMENT_BYTES, ..LogConfig::default() };
-        let (log, _) = BlockLog::open(&dir, cfg).map_err(|e| format!("certificate log {}: {e}", dir.display()))?;
+        let (log, _) =
+            BlockLog::open(&dir, cfg).map_err(|e| format!("certificate log {}: {e}", dir.display()))?;
         Ok(CertLog { log })
     }
 

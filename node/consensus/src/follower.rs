@@ -155,6 +155,8 @@ impl Follower {
     /// The block at `tip + 1` when it is final and its parent is the tip: advances the tip.
     /// A held block at `tip + 1` that does not link to the tip is dropped (counted as a
     /// conflict) so that a backfill can replace it.
+    // Not an `Iterator`: `None` means "nothing deliverable yet", not the end.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Ready> {
         let want = self.tip.0.checked_add(1)?;
         let first = self.held.get(&want)?;
@@ -233,7 +235,10 @@ impl Follower {
 pub fn execute(store: &mut Store, block: &ChainBlock) -> Result<BlockOutcome, String> {
     let height = store.state().height;
     if block.height_u64() != height.saturating_add(1) {
-        return Err(format!("block at height {} does not follow the store's height {height}", block.height_u64()));
+        return Err(format!(
+            "block at height {} does not follow the store's height {height}",
+            block.height_u64()
+        ));
     }
     let root = store.state().state_root();
     if block.parent_state_root() != &root {
@@ -266,10 +271,9 @@ pub fn chain_tip(store: &Store, genesis: &Genesis, limits: &BlockLimits) -> Resu
         return Ok((0, genesis.id()));
     }
     let read = |h: u64| -> Result<ChainBlock, String> {
-        let bytes = store
-            .log()
-            .read(h)
-            .map_err(|e| format!("the store is at height {height} but its block log cannot give height {h}: {e}"))?;
+        let bytes = store.log().read(h).map_err(|e| {
+            format!("the store is at height {height} but its block log cannot give height {h}: {e}")
+        })?;
         let (block, _) = logged_block(&bytes, limits)?;
         if block.height_u64() != h {
             return Err(format!("block log entry at height {h} holds block {}", block.height_u64()));

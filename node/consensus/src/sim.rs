@@ -7,8 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::{
-    Application, BlockLimits, BlockSource, CertChecker, Config, Publisher, DEFAULT_OBSERVE_EVERY_MS, Fault, Finalized, Ledger, Lie,
-    Multisig, OBSERVATION_CHANNEL, OBSERVATION_QUOTA_PER_S, OracleRecord, PathObserver, Totals, Trick,
+    Application, BlockLimits, BlockSource, CertChecker, Config, DEFAULT_OBSERVE_EVERY_MS, Fault, Finalized,
+    Ledger, Lie, Multisig, OBSERVATION_CHANNEL, OBSERVATION_QUOTA_PER_S, OracleRecord, PathObserver,
+    Publisher, Totals, Trick,
 };
 use bastion_exchange::{
     Genesis, State,

@@ -46,7 +46,8 @@ fn fixture(seed: u64, namespace: &[u8]) -> Fixture<Multisig> {
 /// A finalization of `digest` at view `view` signed by a quorum (3 of 4) of `f`.
 fn certify(f: &Fixture<Multisig>, view: u64, digest: Digest) -> Vec<u8> {
     let proposal = Proposal::new(Round::new(Epoch::new(0), View::new(view)), View::new(view - 1), digest);
-    let votes: Vec<_> = f.schemes.iter().take(3).map(|s| Finalize::sign(s, proposal.clone()).unwrap()).collect();
+    let votes: Vec<_> =
+        f.schemes.iter().take(3).map(|s| Finalize::sign(s, proposal.clone()).unwrap()).collect();
     Finalization::from_finalizes(&f.schemes[0], non_empty![@&votes], &Sequential).unwrap().encode().to_vec()
 }
 
@@ -62,7 +63,8 @@ fn build_chain(store: &mut Store, n: u64) -> Vec<ChainBlock> {
     let mut parent = genesis_block(&g).unwrap().id();
     let mut out = Vec::new();
     for h in 1..=n {
-        let block = bastion_types::Block { height: h, timestamp_ms: g.timestamp_ms + h * 100, ..Default::default() };
+        let block =
+            bastion_types::Block { height: h, timestamp_ms: g.timestamp_ms + h * 100, ..Default::default() };
         let b = ChainBlock::new(parent, store.state().state_root(), block, Vec::new(), &limits()).unwrap();
         execute(store, &b).unwrap();
         store.commit().unwrap();
@@ -145,7 +147,12 @@ fn certified_blocks_verify_and_forgeries_are_refused_and_counted() {
     let counted = refusals(&c.checker);
     assert_eq!(
         counted,
-        BTreeMap::from([("bad_certificate", 2), ("digest_mismatch", 1), ("wrong_chain", 1), ("malformed", 2)]),
+        BTreeMap::from([
+            ("bad_certificate", 2),
+            ("digest_mismatch", 1),
+            ("wrong_chain", 1),
+            ("malformed", 2)
+        ]),
         "every refusal counted by reason"
     );
     // Clones share the counters.
@@ -157,10 +164,9 @@ fn certified_blocks_verify_and_forgeries_are_refused_and_counted() {
 /// Random bytes and random mutations of a valid message never panic and are always refused.
 #[test]
 fn garbage_and_mutations_are_refused_without_panic() {
-    let seed: u64 = std::env::var("BASTION_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed: u64 = std::env::var("BASTION_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
     println!("proptest seed {seed} (replay with BASTION_SEED={seed})");
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
@@ -260,7 +266,8 @@ fn uncertified_blocks_wait_for_a_certified_descendant_and_the_window_bounds_memo
     let genesis = genesis_block(&sim_genesis()).unwrap().id();
     let mut f = Follower::new(0, genesis, 6);
     // Blocks 1..=5 with no certificate (e.g. a range whose last block is not certified).
-    let bare: Vec<Ready> = c.blocks[..5].iter().map(|b| Ready { block: b.clone(), certificate: None }).collect();
+    let bare: Vec<Ready> =
+        c.blocks[..5].iter().map(|b| Ready { block: b.clone(), certificate: None }).collect();
     assert_eq!(f.offer_range(bare), 5);
     assert!(f.next().is_none(), "an uncertified block was delivered");
     assert_eq!(f.gap(), None);
@@ -314,7 +321,10 @@ fn conflicting_blocks_are_refused_and_gaps_filled_by_ranges() {
     let blocks = c.checker.check_range(&answer, 1).unwrap();
     assert_eq!(f.offer_range(blocks), 4);
     let got = drain(&mut f);
-    assert_eq!(got.iter().map(|r| r.block.id()).collect::<Vec<_>>(), c.blocks.iter().map(|b| b.id()).collect::<Vec<_>>());
+    assert_eq!(
+        got.iter().map(|r| r.block.id()).collect::<Vec<_>>(),
+        c.blocks.iter().map(|b| b.id()).collect::<Vec<_>>()
+    );
     assert_eq!(f.stats().conflicts, 1);
 }
 
@@ -333,9 +343,14 @@ fn serve_range_ends_at_a_certified_height_within_the_byte_budget() {
         c.checker.check_range(&answer, from).unwrap().iter().map(|r| r.block.height_u64()).collect()
     };
     // To 4: the first certified height at or above it is 6.
-    assert_eq!(heights(serve_range(&c.store, &certs, &limits(), 2, 4, 1 << 20).unwrap(), 2), vec![2, 3, 4, 5, 6]);
+    assert_eq!(
+        heights(serve_range(&c.store, &certs, &limits(), 2, 4, 1 << 20).unwrap(), 2),
+        vec![2, 3, 4, 5, 6]
+    );
     // A budget that fits blocks 2 and 3 with 3's certificate but not 6's: ends at 3.
-    let budget = 5 + (4 + wire(&c.blocks[1]).len()) + (4 + wire(&c.blocks[2]).len())
+    let budget = 5
+        + (4 + wire(&c.blocks[1]).len())
+        + (4 + wire(&c.blocks[2]).len())
         + certify(&c.f, 3, c.blocks[2].id()).len();
     assert_eq!(heights(serve_range(&c.store, &certs, &limits(), 2, 9, budget).unwrap(), 2), vec![2, 3]);
     // Nothing certified at or after 10 yet, nothing before height 1, nothing above the store.
@@ -407,7 +422,12 @@ struct Recorder(Record);
 impl Publisher for Recorder {
     fn finalized(&mut self, p: &Published<'_>) {
         assert_eq!(p.state.state_root(), p.root);
-        self.0.lock().unwrap().push((p.block.height_u64(), p.wire.clone(), p.certificate.map(<[u8]>::to_vec), p.root));
+        self.0.lock().unwrap().push((
+            p.block.height_u64(),
+            p.wire.clone(),
+            p.certificate.map(<[u8]>::to_vec),
+            p.root,
+        ));
     }
 }
 
@@ -421,7 +441,9 @@ fn a_full_node_follows_a_simulated_chain_with_the_validators_roots() {
     let r = record.clone();
     let target = 40;
     let o = simulate_outcome(Run {
-        publisher: Some(Arc::new(move |i| (i == 0).then(|| Box::new(Recorder(r.clone())) as Box<dyn Publisher>))),
+        publisher: Some(Arc::new(move |i| {
+            (i == 0).then(|| Box::new(Recorder(r.clone())) as Box<dyn Publisher>)
+        })),
         ..Run::new(4, seeds(17), link(20, 5, probability!(1.0)), target)
     });
     let published = record.lock().unwrap().clone();
