@@ -39,6 +39,7 @@ use crate::{
     governance::ProposalSource,
     observations::{Observations, OracleRecord, Received, Targets},
     observe::Observer,
+    publish::{Published, Publisher},
     relay::{BlockReason, PeerBlocks, Unsolicited, held_bytes},
 };
 use bastion_accel::{SigItem, VerifiedCache, Verifier};
@@ -107,6 +108,10 @@ pub fn timestamp_in_window(ts: u64, parent_ts: u64, now: u64) -> bool {
 
 /// How many finalized heights of blocks are kept in memory for forwarding to peers.
 const KEEP_FINALIZED: u64 = 64;
+
+/// Most finalization certificates held for blocks not executed yet (a publisher's only; each is
+/// ~150 bytes, and they are pruned [`KEEP_FINALIZED`] heights after they arrived).
+pub const MAX_CERTIFICATES: usize = 4_096;
 
 /// Unsolicited blocks are kept only up to this many heights beyond the executed tip.
 const MAX_AHEAD: u64 = 256;
@@ -669,6 +674,9 @@ pub struct Config {
     /// Where this validator's proposals' governance proposals come from (the validator's
     /// `<data_dir>/governance/`); `None`: its blocks carry none.
     pub governance: Option<Box<dyn ProposalSource>>,
+    /// Told about every executed finalized block, with its certificate when it has one
+    /// ([`crate::publish`]); `None`: nobody is told.
+    pub publisher: Option<Box<dyn Publisher>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -682,16 +690,33 @@ impl std::fmt::Debug for Config {
             .field("observation_key", &self.observation_key.map(|k| k.0))
             .field("observe_every_ms", &self.observe_every_ms)
             .field("fault", &self.fault)
+            .field("publisher", &self.publisher.is_some())
             .finish()
     }
 }
 
 enum Message<P: PublicKey> {
-    Propose { context: Context<Digest, P>, response: oneshot::Sender<Digest> },
-    Verify { context: Context<Digest, P>, payload: Digest, response: oneshot::Sender<bool> },
-    Broadcast { payload: Digest, plan: Plan<P> },
-    Finalized { payload: Digest },
-    Notarized { payload: Digest },
+    Propose {
+        context: Context<Digest, P>,
+        response: oneshot::Sender<Digest>,
+    },
+    Verify {
+        context: Context<Digest, P>,
+        payload: Digest,
+        response: oneshot::Sender<bool>,
+    },
+    Broadcast {
+        payload: Digest,
+        plan: Plan<P>,
+    },
+    /// A finalization, with its encoded certificate (the whole `Finalization`).
+    Finalized {
+        payload: Digest,
+        certificate: Bytes,
+    },
+    Notarized {
+        payload: Digest,
+    },
 }
 
 /// The engine's handle on the application: its `Automaton` and `Relay`.
@@ -795,7 +820,9 @@ impl<S: Scheme, P: PublicKey> ReporterTrait for Reporter<S, P> {
     fn report(&mut self, activity: Self::Activity) -> Feedback {
         match activity {
             Activity::Finalization(f) => {
-                let sent = self.sender.send_lossy(Message::Finalized { payload: f.proposal.payload });
+                let certificate = f.encode();
+                let sent =
+                    self.sender.send_lossy(Message::Finalized { payload: f.proposal.payload, certificate });
                 return if sent { Feedback::Ok } else { Feedback::Closed };
             }
             // Only where they are recorded: production sends nothing per notarization.
@@ -851,6 +878,11 @@ pub struct Application<
     ledger: Ledger,
     fault: Option<Fault>,
     governance: Option<Box<dyn ProposalSource>>,
+    /// Told about every executed finalized block.
+    publisher: Option<Box<dyn Publisher>>,
+    /// Finalization certificates of blocks not executed yet, by digest, with the tip height
+    /// when they arrived (bounded: [`MAX_CERTIFICATES`], pruned with the blocks).
+    certificates: HashMap<Digest, (Bytes, u64)>,
     mailbox: mpsc::UnboundedReceiver<Message<P>>,
     net: (S, R),
     /// Blocks peers that send what no honest validator sends (see [`crate::relay`]).
@@ -1027,6 +1059,8 @@ impl<
             ledger: cfg.ledger,
             fault: cfg.fault,
             governance: cfg.governance,
+            publisher: cfg.publisher,
+            certificates: HashMap::new(),
             mailbox: receiver,
             net,
             blocker,
@@ -1363,8 +1397,14 @@ impl<
                 self.ledger.notarization_seen(payload, self.context.current());
                 return;
             }
-            Message::Finalized { payload } => {
+            Message::Finalized { payload, certificate } => {
                 self.ledger.finalization_seen(payload, self.context.current());
+                if self.publisher.is_some()
+                    && !self.executed.contains_key(&payload)
+                    && self.certificates.len() < MAX_CERTIFICATES
+                {
+                    self.certificates.insert(payload, (certificate, self.tip.1));
+                }
                 self.pending_finals.push((payload, self.tip.1));
             }
         }
@@ -1890,7 +1930,19 @@ impl<
                 if let BlockSource::Pool { source, .. } = &mut self.source {
                     source.finalized(self.store.state(), &block.block().txs);
                 }
-                self.cache.insert(block.height_u64(), Bytes::from(wire_block(&block)), KEEP_FINALIZED);
+                let wire = Bytes::from(wire_block(&block));
+                self.cache.insert(block.height_u64(), wire.clone(), KEEP_FINALIZED);
+                let certificate = self.certificates.remove(&d).map(|c| c.0);
+                if let Some(publisher) = self.publisher.as_mut() {
+                    publisher.finalized(&Published {
+                        block: &block,
+                        wire: &wire,
+                        certificate: certificate.as_deref(),
+                        events: &out.events,
+                        root: out.root,
+                        state: self.store.state(),
+                    });
+                }
                 let fund = self.store.state().insurance_fund();
                 let finalized = Finalized::of(d, &block, out.root, &out.events, fund);
                 self.ledger.add_finalized(&finalized);
@@ -1927,6 +1979,7 @@ impl<
         self.unsolicited.retain(|d| blocks.contains_key(d));
         self.ledger.unsolicited(self.unsolicited.totals(), 0);
         self.executed.retain(|_, h| *h > floor);
+        self.certificates.retain(|_, (_, at)| at.saturating_add(KEEP_FINALIZED) >= tip);
         self.persisted.retain(|_, h| *h > tip);
         if self.pending.len_bytes() > PENDING_COMPACT_BYTES
             && let Err(e) = compact_pending(&mut self.pending, &self.persisted, &self.blocks)

@@ -46,6 +46,15 @@
 //!   observe a noisy price path ([`PathObserver`]); every run checks the index bound (an
 //!   unclamped index move lies within the honest validators' fresh stored observations).
 //!
+//! - Issue 17 (this branch's part): [`certified`]: finalized blocks with their finalization
+//!   certificates on the public network ([`encode_certified`], [`encode_range`]) and their check
+//!   against the genesis validator set ([`CertChecker`]: certificate first, then the digest);
+//!   [`follower`]: ordered, exactly-once delivery of certified blocks in any order
+//!   ([`Follower`]) and their execution into a `Store` ([`execute`], [`chain_tip`]);
+//!   [`certlog`]: durable certificates per height ([`CertLog`]) and range answers from the
+//!   store's log ([`serve_range`]); [`publish`]: the application tells a [`Publisher`] about
+//!   every executed finalized block, with its certificate.
+//!
 //! Not built yet: marshal (archival backfill beyond the 64 most recent finalized blocks kept in
 //! memory; restart needs the whole block log), validator keys from a genesis file with proofs
 //! of possession (tests use commonware's fixture keys), evidence persistence, signature
@@ -58,11 +67,15 @@ pub mod application;
 pub mod backfill;
 pub mod block;
 pub mod byzantine;
+pub mod certified;
+pub mod certlog;
 pub mod engine;
 pub mod evidence;
+pub mod follower;
 pub mod governance;
 pub mod observations;
 pub mod observe;
+pub mod publish;
 pub mod relay;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -75,8 +88,12 @@ pub use application::{
 pub use bastion_exchange::State;
 pub use block::{BlockLimits, ChainBlock, StateRoot};
 pub use byzantine::{Lie, Trick};
+pub use certified::{CertChecker, Refusal, Verified, encode_certified, encode_range};
+pub use certlog::{CertLog, serve_range};
+pub use follower::{Follower, FollowerStats, Offered, Ready, chain_tip, execute};
 pub use governance::ProposalSource;
 pub use observations::{OBSERVATION_CHANNEL, OBSERVATION_QUOTA_PER_S, OracleRecord};
 pub use observe::{Observed, Observer, PathObserver};
+pub use publish::{Published, Publisher};
 pub use relay::{BlockReason, PeerBlocks};
 pub use spec::{ChainSpec, Multisig, SpecError, ValidatorInfo, ValidatorKeys};

@@ -7,8 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::{
-    Application, BlockLimits, BlockSource, Config, DEFAULT_OBSERVE_EVERY_MS, Fault, Finalized, Ledger, Lie,
-    Multisig, OBSERVATION_CHANNEL, OBSERVATION_QUOTA_PER_S, OracleRecord, PathObserver, Totals, Trick,
+    Application, BlockLimits, BlockSource, CertChecker, Config, DEFAULT_OBSERVE_EVERY_MS, Fault, Finalized,
+    Ledger, Lie, Multisig, OBSERVATION_CHANNEL, OBSERVATION_QUOTA_PER_S, OracleRecord, PathObserver,
+    Publisher, Totals, Trick,
 };
 use bastion_exchange::{
     Genesis, State,
@@ -71,7 +72,13 @@ pub struct Run {
     /// Keep running (and checking) at least this long of simulated time after the start, even
     /// once every honest validator reached the target height.
     pub run_for: Option<Duration>,
+    /// Called with each validator's index at each (re)start: the publisher its application
+    /// tells about executed finalized blocks, if any.
+    pub publisher: Option<PublisherFactory>,
 }
+
+/// Makes the [`Publisher`] of validator `i` at each of its starts (see [`Run::publisher`]).
+pub type PublisherFactory = std::sync::Arc<dyn Fn(usize) -> Option<Box<dyn Publisher>> + Send + Sync>;
 
 /// A validator's sources are down (its observer returns nothing) from `from` until `until`
 /// after the simulation's start.
@@ -100,6 +107,7 @@ impl Run {
             outages: Vec::new(),
             oracle: None,
             run_for: None,
+            publisher: None,
         }
     }
 }
@@ -161,6 +169,11 @@ pub struct Outcome {
     pub oracle: Vec<BTreeMap<u64, OracleRecord>>,
     /// Per validator: observations it dropped, by reason.
     pub observations_rejected: Vec<BTreeMap<&'static str, u64>>,
+    /// Checks the run's finalization certificates (the validator set, namespace, limits and
+    /// genesis of the run).
+    pub checker: CertChecker,
+    /// The run's exchange genesis (a full node's store opens with it).
+    pub genesis: Genesis,
 }
 
 impl Outcome {
@@ -231,6 +244,8 @@ struct Validator {
     key: (u16, [u8; 32]),
     /// Its sources.
     observer: PathObserver,
+    /// Its publisher at each start.
+    publisher: Option<PublisherFactory>,
 }
 
 impl Validator {
@@ -277,6 +292,7 @@ impl Validator {
                 ledger: self.ledger.clone(),
                 fault: self.fault.clone(),
                 governance: None,
+                publisher: self.publisher.as_ref().and_then(|f| f(self.index)),
             },
             blocks,
             observations,
@@ -403,6 +419,7 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
         outages,
         oracle: oracle_params,
         run_for,
+        publisher,
     } = run;
     let byzantine_kinds = usize::from(byzantine.is_some())
         + usize::from(byzantine_leader.is_some())
@@ -427,10 +444,11 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
     let executor = deterministic::Runner::new(cfg);
     executor.start(|mut context| async move {
         let limits = BlockLimits { max_body_bytes: 1 << 20, ..BlockLimits::default() };
-        let Fixture { participants, schemes, private_keys, .. } =
+        let Fixture { participants, schemes, private_keys, verifier } =
             bls12381_multisig::fixture::<MinSig, _>(&mut context, NAMESPACE, n);
         let seeds = identity_seeds(&private_keys);
         let genesis = sim_genesis_for(&seeds, oracle_params);
+        let checker = sim_checker(verifier, &genesis, limits);
 
         let oracle = network(&context, &participants, &link, &limits).await;
 
@@ -458,6 +476,7 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
                     .or_else(|| byzantine_oracle.filter(|b| b.0 == i).map(|b| Fault::ByzantineOracle(b.1))),
                 key: (i as u16, seeds[i]),
                 observer: sim_observer(&genesis, seed, i, &outages),
+                publisher: publisher.clone(),
             };
             match &v.fault {
                 Some(Fault::ByzantineLeader(t)) => println!("validator {i} is a Byzantine leader: {t:?}"),
@@ -559,7 +578,7 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
             dirs.iter().map(|(d, _)| read_evidence(&mut context, d.path(), &schemes[0], &state)).collect();
         drop(dirs);
         drop(byzantine_engine);
-        outcome(&ledgers, elapsed, evidence)
+        outcome(&ledgers, elapsed, evidence, checker, genesis)
     })
 }
 
@@ -610,6 +629,7 @@ pub fn evidence_flood(pieces: u64) -> (Vec<String>, Vec<(String, bool)>, Totals)
                 ledger: ledger.clone(),
                 fault: None,
                 governance: None,
+                publisher: None,
             },
             blocks,
             observations,
@@ -672,8 +692,22 @@ fn read_evidence(
         .collect()
 }
 
-fn outcome(ledgers: &[Ledger], elapsed: Duration, evidence: Vec<Vec<(String, bool)>>) -> Outcome {
+/// The certificate checker of a simulated chain.
+fn sim_checker(verifier: Multisig, genesis: &Genesis, limits: BlockLimits) -> CertChecker {
+    let digest = crate::genesis_block(genesis).unwrap().id();
+    CertChecker::with_verifier(verifier, limits, digest)
+}
+
+fn outcome(
+    ledgers: &[Ledger],
+    elapsed: Duration,
+    evidence: Vec<Vec<(String, bool)>>,
+    checker: CertChecker,
+    genesis: Genesis,
+) -> Outcome {
     Outcome {
+        checker,
+        genesis,
         totals: ledgers.iter().map(Ledger::totals).collect(),
         ledgers: ledgers.iter().map(Ledger::finalized).collect(),
         halts: ledgers.iter().map(Ledger::halted).collect(),
@@ -751,6 +785,7 @@ pub fn simulate_power_loss(validators: u32, seed: u64, link: Link, at: u64, targ
             ledger: ledgers[i].clone(),
             fault: None,
             key: (i as u16, seeds[i]),
+            publisher: None,
         }
     };
     let everyone: Vec<usize> = (0..validators as usize).collect();
@@ -787,10 +822,13 @@ pub fn simulate_power_loss(validators: u32, seed: u64, link: Link, at: u64, targ
             check_index_bound(&l.oracle_records(), None);
         }
         let mut context = context;
-        let state = State::from_genesis(&sim_genesis_for(&seeds, None)).unwrap();
+        let genesis = sim_genesis_for(&seeds, None);
+        let state = State::from_genesis(&genesis).unwrap();
         let evidence =
             dirs.iter().map(|d| read_evidence(&mut context, d.path(), &schemes[0], &state)).collect();
-        outcome(ledgers, elapsed, evidence)
+        // Any member's scheme verifies certificates.
+        let checker = sim_checker(schemes[0].clone(), &genesis, limits);
+        outcome(ledgers, elapsed, evidence, checker, genesis)
     })
 }
 
