@@ -294,7 +294,7 @@ fn derive(u: &Update, prev: Option<&State>) -> (BlockRec, Derived) {
             if let Some((market, order)) = order {
                 d.order_updates.entry(tx.signer).or_default().push(json!({
                     "status": "rejected", "market": market.0, "order": order, "tx": hex(&hash),
-                    "reason": reason, "message": reason.to_string(),
+                    "reason": views::val(reason), "message": reason.to_string(),
                 }));
             }
         }
@@ -357,7 +357,7 @@ fn derive(u: &Update, prev: Option<&State>) -> (BlockRec, Derived) {
                 d.books.insert(*market);
                 d.liquidations.push(json!({
                     "type": "liquidated", "account": account.0, "market": market.0, "qty": qty,
-                    "price": price, "insurance_delta": insurance_delta,
+                    "price": price, "insurance_delta": views::big(*insurance_delta),
                 }));
             }
             Event::Deleveraged { account, counterparty, market, qty, price } => {
@@ -367,7 +367,7 @@ fn derive(u: &Update, prev: Option<&State>) -> (BlockRec, Derived) {
                 }));
             }
             Event::InsuranceCovered { account, amount } => {
-                d.liquidations.push(json!({"type": "insuranceCovered", "account": account.0, "amount": amount}));
+                d.liquidations.push(json!({"type": "insuranceCovered", "account": account.0, "amount": views::big(*amount)}));
             }
             Event::Status { market, .. } | Event::OptionSettled { market, .. } => {
                 d.books.insert(*market);

@@ -361,7 +361,7 @@ async fn tx_status(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Re
                 Some(r) => {
                     v["outcome"] = json!("rejected");
                     v["message"] = json!(r.to_string());
-                    v["reason"] = json!(r);
+                    v["reason"] = views::val(&r);
                 }
             }
             Ok(axum::Json(v))

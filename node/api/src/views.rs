@@ -35,6 +35,17 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     s.as_bytes().chunks_exact(2).map(|p| Some((digit(p[0])? << 4) | digit(p[1])?)).collect()
 }
 
+/// Any serializable value as JSON, never failing: through the text form, so integers beyond
+/// 64 bits (i128 money) become JSON numbers too (rendered as floats past 2^64).
+pub(crate) fn val<T: serde::Serialize>(x: &T) -> Value {
+    serde_json::to_string(x).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null)
+}
+
+/// An i128 amount: an exact JSON integer within 64 bits (always, for real balances).
+pub(crate) fn big(x: i128) -> Value {
+    i64::try_from(x).map(Value::from).unwrap_or_else(|_| val(&x))
+}
+
 pub(crate) fn side(s: Side) -> &'static str {
     match s {
         Side::Buy => "buy",
@@ -61,11 +72,11 @@ pub(crate) fn block_header(b: &BlockRec) -> Value {
 pub(crate) fn tx_json(t: &TxRec, index: usize) -> Value {
     let outcome = match &t.outcome {
         None => json!({"result": "ok"}),
-        Some(r) => json!({"result": "rejected", "reason": r, "message": r.to_string()}),
+        Some(r) => json!({"result": "rejected", "reason": val(r), "message": r.to_string()}),
     };
     json!({
         "index": index, "hash": hex(&t.hash), "signer": t.signer.0, "nonce": t.nonce,
-        "action": t.action, "outcome": outcome,
+        "action": val(&t.action), "outcome": outcome,
     })
 }
 
@@ -90,13 +101,13 @@ pub(crate) fn market_json(state: &State, m: &Market) -> Value {
     json!({
         "id": m.spec.id.0,
         "symbol": m.spec.name,
-        "spec": m.spec,
+        "spec": val(&m.spec),
         "status": status(m.effective_status()),
         "mark_price_micros": m.mark,
         "index_price_micros": index,
         "last_trade_ticks": m.last_trade,
         "funding_rate_8h_ppm": funding_rate(m),
-        "funding_index": m.funding.index,
+        "funding_index": big(m.funding.index),
         "open_interest_lots": m.open_interest,
         "best_bid": m.book.best_bid().map(|(p, q)| [p, q]),
         "best_ask": m.book.best_ask().map(|(p, q)| [p, q]),
@@ -139,7 +150,7 @@ pub(crate) fn account_json(state: &State, id: AccountId) -> Option<Value> {
         .iter()
         .enumerate()
         .map(|(i, asset)| {
-            json!({"asset": asset.spec.asset.0, "name": asset.spec.name, "amount": a.balances.get(i).copied().unwrap_or(0)})
+            json!({"asset": asset.spec.asset.0, "name": asset.spec.name, "amount": big(a.balances.get(i).copied().unwrap_or(0))})
         })
         .collect();
     // Liquidation price (estimate): the mark at which the cross account's collateral would
@@ -165,22 +176,22 @@ pub(crate) fn account_json(state: &State, id: AccountId) -> Option<Value> {
                 "market": p.market.0,
                 "symbol": m.map(|m| m.spec.name.clone()),
                 "size_lots": p.size,
-                "cost_micros": p.cost,
-                "entry_price_micros": entry,
+                "cost_micros": big(p.cost),
+                "entry_price_micros": entry.map(big),
                 "mark_price_micros": m.map(|m| m.mark),
-                "liquidation_price_micros": liq,
+                "liquidation_price_micros": liq.map(big),
                 "open_buy_lots": p.open_buy,
                 "open_sell_lots": p.open_sell,
                 "isolated": p.isolated,
-                "isolated_balance_micros": p.isolated_balance,
+                "isolated_balance_micros": big(p.isolated_balance),
             })
         })
         .collect();
     let health = health.map(|h| {
         json!({
-            "collateral_micros": h.collateral,
-            "initial_micros": h.initial,
-            "maintenance_micros": h.maintenance,
+            "collateral_micros": big(h.collateral),
+            "initial_micros": big(h.initial),
+            "maintenance_micros": big(h.maintenance),
             "initial_ok": h.initial_ok(),
             "liquidatable": h.liquidatable(),
         })
@@ -225,6 +236,6 @@ pub(crate) fn fill_json(f: &FillRec, account: AccountId) -> Value {
     json!({
         "height": f.height, "timestamp_ms": f.timestamp_ms, "index": f.index, "market": f.market.0,
         "maker_order": f.maker_order, "maker": f.maker.0, "taker": f.taker.0,
-        "side": side(my_side), "role": role, "price": f.price, "qty": f.qty, "fee_micros": fee,
+        "side": side(my_side), "role": role, "price": f.price, "qty": f.qty, "fee_micros": big(fee),
     })
 }
