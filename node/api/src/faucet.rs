@@ -50,9 +50,19 @@ impl Faucet {
     }
 
     /// Signs a deposit to `to` with the next authority nonce; the packet and its hash.
-    fn sign(&mut self, chain: &[u8; 32], state: &State, to: AccountId, attempts: u32) -> Option<(Vec<u8>, [u8; 32])> {
+    fn sign(
+        &mut self,
+        chain: &[u8; 32],
+        state: &State,
+        to: AccountId,
+        attempts: u32,
+    ) -> Option<(Vec<u8>, [u8; 32])> {
         let nonce = self.next_nonce(self.committed(state));
-        let s = self.cfg.authority.sign(chain, nonce, Action::Deposit { to, asset: self.cfg.asset, amount: self.cfg.amount });
+        let s = self.cfg.authority.sign(
+            chain,
+            nonce,
+            Action::Deposit { to, asset: self.cfg.asset, amount: self.cfg.amount },
+        );
         let packet = s.packet().ok()?;
         let hash = s.hash();
         self.pending.push(Entry { to, nonce, hash, attempts });
@@ -60,13 +70,19 @@ impl Faucet {
     }
 
     /// After a block: forgets included deposits and re-signs those whose nonce was taken.
-    pub(crate) fn on_update(&mut self, chain: &[u8; 32], state: &State, included: &[[u8; 32]]) -> Vec<Resign> {
+    pub(crate) fn on_update(
+        &mut self,
+        chain: &[u8; 32],
+        state: &State,
+        included: &[[u8; 32]],
+    ) -> Vec<Resign> {
         if self.pending.is_empty() {
             return Vec::new();
         }
         self.pending.retain(|e| !included.contains(&e.hash));
         let committed = self.committed(state);
-        let (taken, keep): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.pending).into_iter().partition(|e| e.nonce <= committed);
+        let (taken, keep): (Vec<Entry>, Vec<Entry>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|e| e.nonce <= committed);
         self.pending = keep;
         let mut out = Vec::new();
         for e in taken {
@@ -119,7 +135,11 @@ pub(crate) fn request(shared: &Shared, to: AccountId) -> Result<Value, ApiError>
     let (packet, hash) = {
         let mut f = lock(faucet);
         if f.pending.len() >= PENDING_MAX {
-            return Err(ApiError::new(503, "faucet_busy", "too many faucet deposits are waiting; retry in a few seconds"));
+            return Err(ApiError::new(
+                503,
+                "faucet_busy",
+                "too many faucet deposits are waiting; retry in a few seconds",
+            ));
         }
         f.sign(&shared.chain.genesis_digest, &head.state, to, 0)
             .ok_or_else(|| ApiError::new(500, "faucet_sign", "could not encode the deposit"))?

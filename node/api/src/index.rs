@@ -306,7 +306,17 @@ fn derive(u: &Update, prev: Option<&State>) -> (BlockRec, Derived) {
     let mut fill_index = 0u32;
     for e in u.events.iter() {
         match e {
-            Event::Fill { market, maker_order, maker, taker, taker_side, price, qty, maker_fee, taker_fee } => {
+            Event::Fill {
+                market,
+                maker_order,
+                maker,
+                taker,
+                taker_side,
+                price,
+                qty,
+                maker_fee,
+                taker_fee,
+            } => {
                 let f = Arc::new(FillRec {
                     height: u.height,
                     timestamp_ms: u.timestamp_ms,
@@ -367,7 +377,9 @@ fn derive(u: &Update, prev: Option<&State>) -> (BlockRec, Derived) {
                 }));
             }
             Event::InsuranceCovered { account, amount } => {
-                d.liquidations.push(json!({"type": "insuranceCovered", "account": account.0, "amount": views::big(*amount)}));
+                d.liquidations.push(
+                    json!({"type": "insuranceCovered", "account": account.0, "amount": views::big(*amount)}),
+                );
             }
             Event::Status { market, .. } | Event::OptionSettled { market, .. } => {
                 d.books.insert(*market);

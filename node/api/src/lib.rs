@@ -244,7 +244,8 @@ pub(crate) fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Shared {
     pub(crate) fn behind(&self) -> bool {
         let cap = self.cfg.feed_queue.max(1) as u64;
-        self.counters.dropped_ever.load(Ordering::Relaxed) || self.feed_len.load(Ordering::Relaxed) * 4 >= cap * 3
+        self.counters.dropped_ever.load(Ordering::Relaxed)
+            || self.feed_len.load(Ordering::Relaxed) * 4 >= cap * 3
     }
 
     pub(crate) fn stats(&self) -> ApiStats {
@@ -332,7 +333,10 @@ impl Api {
             submit,
             faucet,
             limiter: Mutex::new(rest::Limiter::new(f64::from(cfg.rate_per_ip.max(1)), 1.0)),
-            faucet_limiter: Mutex::new(rest::Limiter::new(f64::from(cfg.faucet_per_ip_per_minute.max(1)), 60.0)),
+            faucet_limiter: Mutex::new(rest::Limiter::new(
+                f64::from(cfg.faucet_per_ip_per_minute.max(1)),
+                60.0,
+            )),
             ws_per_ip: Mutex::new(Default::default()),
             feed_len: AtomicU64::new(0),
             chain,

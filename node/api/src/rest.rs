@@ -174,7 +174,9 @@ pub(crate) fn parse_account(s: &str) -> Result<AccountId, String> {
             .ok_or_else(|| format!("{s:?} is not 0x and 64 hex digits of a public key"))?;
         return Ok(account_of(&key));
     }
-    s.parse::<u64>().map(AccountId).map_err(|_| format!("{s:?} is neither a decimal account id nor 0x and a public key"))
+    s.parse::<u64>()
+        .map(AccountId)
+        .map_err(|_| format!("{s:?} is neither a decimal account id nor 0x and a public key"))
 }
 
 fn head_state(s: &Shared) -> Result<Arc<ExState>, ApiError> {
@@ -182,18 +184,33 @@ fn head_state(s: &Shared) -> Result<Arc<ExState>, ApiError> {
 }
 
 fn market_of(state: &ExState, s: &str) -> Result<MarketId, ApiError> {
-    find_market(state, s).ok_or_else(|| ApiError::new(404, "unknown_market", &format!("market: no market {s:?} (an id or a symbol from /v1/markets)")))
+    find_market(state, s).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "unknown_market",
+            &format!("market: no market {s:?} (an id or a symbol from /v1/markets)"),
+        )
+    })
 }
 
 fn account_of_path(state: &ExState, s: &str) -> Result<AccountId, ApiError> {
     let id = parse_account(s).map_err(|e| ApiError::bad("bad_account", format!("account: {e}")))?;
     if state.accounts.get(&id).is_none() {
-        return Err(ApiError::new(404, "unknown_account", &format!("account: {} has no account on chain", id.0)));
+        return Err(ApiError::new(
+            404,
+            "unknown_account",
+            &format!("account: {} has no account on chain", id.0),
+        ));
     }
     Ok(id)
 }
 
-fn query_usize(q: &HashMap<String, String>, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+fn query_usize(
+    q: &HashMap<String, String>,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     match q.get(name) {
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
@@ -229,7 +246,11 @@ async fn markets(State(s): State<Arc<Shared>>) -> Res {
     Ok(axum::Json(json!({"height": st.height, "markets": list})))
 }
 
-async fn book(State(s): State<Arc<Shared>>, Path(market): Path<String>, Query(q): Query<HashMap<String, String>>) -> Res {
+async fn book(
+    State(s): State<Arc<Shared>>,
+    Path(market): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Res {
     let st = head_state(&s)?;
     let id = market_of(&st, &market)?;
     let depth = query_usize(&q, "depth", 20, BOOK_DEPTH_MAX)?;
@@ -239,7 +260,11 @@ async fn book(State(s): State<Arc<Shared>>, Path(market): Path<String>, Query(q)
     Ok(axum::Json(v))
 }
 
-async fn trades(State(s): State<Arc<Shared>>, Path(market): Path<String>, Query(q): Query<HashMap<String, String>>) -> Res {
+async fn trades(
+    State(s): State<Arc<Shared>>,
+    Path(market): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Res {
     let st = head_state(&s)?;
     let id = market_of(&st, &market)?;
     let limit = query_usize(&q, "limit", 100, LIST_MAX)?;
@@ -250,7 +275,8 @@ async fn trades(State(s): State<Arc<Shared>>, Path(market): Path<String>, Query(
 async fn account(State(s): State<Arc<Shared>>, Path(account): Path<String>) -> Res {
     let st = head_state(&s)?;
     let id = account_of_path(&st, &account)?;
-    let mut v = views::account_json(&st, id).ok_or_else(|| ApiError::new(404, "unknown_account", "account: gone"))?;
+    let mut v =
+        views::account_json(&st, id).ok_or_else(|| ApiError::new(404, "unknown_account", "account: gone"))?;
     v["height"] = json!(st.height);
     Ok(axum::Json(v))
 }
@@ -262,16 +288,23 @@ async fn orders(State(s): State<Arc<Shared>>, Path(account): Path<String>) -> Re
     Ok(axum::Json(json!({"account": id.0, "height": st.height, "orders": list})))
 }
 
-async fn fills(State(s): State<Arc<Shared>>, Path(account): Path<String>, Query(q): Query<HashMap<String, String>>) -> Res {
+async fn fills(
+    State(s): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Res {
     let st = head_state(&s)?;
     let id = account_of_path(&st, &account)?;
     let limit = query_usize(&q, "limit", 100, LIST_MAX)?;
-    let list: Vec<Value> = read(&s.index).fills_of(id, limit).iter().map(|f| views::fill_json(f, id)).collect();
+    let list: Vec<Value> =
+        read(&s.index).fills_of(id, limit).iter().map(|f| views::fill_json(f, id)).collect();
     Ok(axum::Json(json!({"account": id.0, "height": st.height, "fills": list})))
 }
 
 async fn block(State(s): State<Arc<Shared>>, Path(height): Path<String>) -> Res {
-    let h: u64 = height.parse().map_err(|_| ApiError::bad("bad_height", format!("height: {height:?} is not a block height")))?;
+    let h: u64 = height
+        .parse()
+        .map_err(|_| ApiError::bad("bad_height", format!("height: {height:?} is not a block height")))?;
     let ix = read(&s.index);
     match ix.block(h) {
         Some(b) => Ok(axum::Json(views::block_json(b))),
@@ -302,7 +335,9 @@ async fn json_body(body: Body) -> Result<serde_json::Map<String, Value>, ApiErro
 
 async fn submit_tx(State(s): State<Arc<Shared>>, body: Body) -> Res {
     let m = json_body(body).await?;
-    let p = m.get("packet").ok_or_else(|| ApiError::bad("missing_field", "packet: required, the hex of the UDP packet"))?;
+    let p = m
+        .get("packet")
+        .ok_or_else(|| ApiError::bad("missing_field", "packet: required, the hex of the UDP packet"))?;
     let p = p.as_str().ok_or_else(|| ApiError::bad("bad_packet", "packet: a hex string"))?;
     if p.len() > 2 * bastion_net::MAX_DATAGRAM + 2 {
         return Err(ApiError::new(
@@ -311,12 +346,16 @@ async fn submit_tx(State(s): State<Arc<Shared>>, body: Body) -> Res {
             &format!("packet: longer than one datagram ({} bytes)", bastion_net::MAX_DATAGRAM),
         ));
     }
-    let packet = unhex(p).ok_or_else(|| ApiError::bad("bad_packet", "packet: not hex (even number of 0-9a-f digits)"))?;
+    let packet = unhex(p)
+        .ok_or_else(|| ApiError::bad("bad_packet", "packet: not hex (even number of 0-9a-f digits)"))?;
     let env = bastion_net::packet::decode(&packet).map_err(|e| match e {
-        bastion_net::packet::PacketError::TooLong(_) => ApiError::new(413, "too_large", &format!("packet: {e}")),
+        bastion_net::packet::PacketError::TooLong(_) => {
+            ApiError::new(413, "too_large", &format!("packet: {e}"))
+        }
         _ => ApiError::bad("bad_packet", format!("packet: {e}")),
     })?;
-    bastion_types::tx::decode_body(env.body).map_err(|e| ApiError::bad("bad_body", format!("packet.body: {e}")))?;
+    bastion_types::tx::decode_body(env.body)
+        .map_err(|e| ApiError::bad("bad_body", format!("packet.body: {e}")))?;
     let mut msg = Vec::new();
     bastion_net::packet::signing_message(&s.chain.genesis_digest, env.body, &mut msg);
     let ok = ed25519_zebra::VerificationKey::try_from(*env.public_key)
@@ -376,7 +415,11 @@ async fn tx_status(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Re
         None => Err(ApiError::new(
             404,
             "unknown_tx",
-            &format!("hash: {} was not submitted here and is not in the last {} blocks", hex(&h), ix.history()),
+            &format!(
+                "hash: {} was not submitted here and is not in the last {} blocks",
+                hex(&h),
+                ix.history()
+            ),
         )),
     }
 }

@@ -231,8 +231,11 @@ pub(crate) fn trade_json(f: &FillRec) -> Value {
 /// A fill from one account's point of view.
 pub(crate) fn fill_json(f: &FillRec, account: AccountId) -> Value {
     let maker = f.maker == account;
-    let (my_side, fee, role) =
-        if maker { (f.taker_side.opposite(), f.maker_fee, "maker") } else { (f.taker_side, f.taker_fee, "taker") };
+    let (my_side, fee, role) = if maker {
+        (f.taker_side.opposite(), f.maker_fee, "maker")
+    } else {
+        (f.taker_side, f.taker_fee, "taker")
+    };
     json!({
         "height": f.height, "timestamp_ms": f.timestamp_ms, "index": f.index, "market": f.market.0,
         "maker_order": f.maker_order, "maker": f.maker.0, "taker": f.taker.0,

@@ -151,12 +151,9 @@ fn snapshot_data(state: &State, ix: &crate::index::Index, topic: Topic) -> Value
         }
         Topic::Account { account } => views::account_json(state, account).unwrap_or(Value::Null),
         Topic::Liquidations => Value::Array(ix.liquidations.iter().map(|(_, v)| v.clone()).collect()),
-        Topic::Blocks => ix
-            .head
-            .as_ref()
-            .and_then(|h| ix.block(h.height))
-            .map(views::block_header)
-            .unwrap_or(Value::Null),
+        Topic::Blocks => {
+            ix.head.as_ref().and_then(|h| ix.block(h.height)).map(views::block_header).unwrap_or(Value::Null)
+        }
     }
 }
 
@@ -232,7 +229,8 @@ fn update_data(state: &State, d: &Derived, topic: Topic) -> Option<Arc<String>> 
             views::bbo_json(state.markets.get(&market)?)
         }
         Topic::Trades { market } => {
-            let t: Vec<Value> = d.fills.iter().filter(|f| f.market == market).map(|f| views::trade_json(f)).collect();
+            let t: Vec<Value> =
+                d.fills.iter().filter(|f| f.market == market).map(|f| views::trade_json(f)).collect();
             if t.is_empty() {
                 return None;
             }
@@ -440,10 +438,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket, slot: impl Sen
                 Message::Text(t) => handle_client(&reader_shared, id, t.as_str()),
                 Message::Binary(_) => {
                     let mut hub = lock(&reader_shared.hub);
-                    if let Some(c) = hub.conns.get(&id) {
-                        if !enqueue(&reader_shared, c, error_msg("bad_json", "send text frames with JSON")) {
-                            hub.kill(&reader_shared, id, "slow consumer", true);
-                        }
+                    if let Some(c) = hub.conns.get(&id)
+                        && !enqueue(&reader_shared, c, error_msg("bad_json", "send text frames with JSON"))
+                    {
+                        hub.kill(&reader_shared, id, "slow consumer", true);
                     }
                 }
                 Message::Close(_) => break,
@@ -479,7 +477,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket, slot: impl Sen
         shared.counters.ws_queued_bytes.fetch_sub(m.len() as u64, Ordering::Relaxed);
     }
     if let Some(reason) = reason {
-        let frame = CloseFrame { code: axum::extract::ws::close_code::POLICY, reason: Utf8Bytes::from(reason) };
+        let frame =
+            CloseFrame { code: axum::extract::ws::close_code::POLICY, reason: Utf8Bytes::from(reason) };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
     }
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;

@@ -23,7 +23,8 @@ fn check(packet: &[u8]) -> (bastion_types::Tx, TxAuth) {
 #[test]
 fn faucet_deposits_are_signed_resigned_when_the_nonce_is_taken_and_included() {
     let mut cfg = config();
-    cfg.faucet = Some(FaucetConfig { authority: devnet_authority(), amount: 1_000_000_000, asset: AssetId(0) });
+    cfg.faucet =
+        Some(FaucetConfig { authority: devnet_authority(), amount: 1_000_000_000, asset: AssetId(0) });
     cfg.faucet_per_ip_per_minute = 3;
     let (api, rec) = start(cfg, true);
     let feeder = api.feeder();
@@ -68,7 +69,11 @@ fn faucet_deposits_are_signed_resigned_when_the_nonce_is_taken_and_included() {
     feeder.push(u.clone());
     wait_height(&api, u.height);
     let (_, v) = get(&api, &format!("/v1/tx/{first}"));
-    assert_eq!((v["status"].as_str(), v["outcome"].as_str(), v["height"].as_u64()), (Some("included"), Some("ok"), Some(u.height)), "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["outcome"].as_str(), v["height"].as_u64()),
+        (Some("included"), Some("ok"), Some(u.height)),
+        "{v}"
+    );
     let (st, a) = get(&api, &format!("/v1/accounts/{}", to.0));
     assert_eq!((st, a["balances"][0]["amount"].as_i64()), (200, Some(1_000_000_000)));
 
@@ -76,9 +81,9 @@ fn faucet_deposits_are_signed_resigned_when_the_nonce_is_taken_and_included() {
     // counted, one more passes).
     assert_eq!(post(&api, "/v1/faucet", "{}").1["code"], "missing_field");
     assert_eq!(post(&api, "/v1/faucet", r#"{"account": "x"}"#).1["code"], "bad_account");
-    let codes: Vec<u16> = (0..4).map(|i| post(&api, "/v1/faucet", &format!(r#"{{"account": "{}"}}"#, 100 + i)).0).collect();
+    let codes: Vec<u16> =
+        (0..4).map(|i| post(&api, "/v1/faucet", &format!(r#"{{"account": "{}"}}"#, 100 + i)).0).collect();
     assert_eq!(codes, [200, 200, 429, 429]);
-
 }
 
 #[test]

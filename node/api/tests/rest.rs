@@ -89,7 +89,8 @@ fn every_endpoint_answers_and_refuses_bad_input() {
     assert_eq!(a["health"]["collateral_micros"], serde_json::json!(h.collateral));
     assert_eq!(a["positions"].as_array().unwrap().len(), acct.positions.len());
     let (_, o) = get(&api, &format!("/v1/accounts/{}/orders", trader.0));
-    let want: usize = c.state.markets.values().map(|m| m.book.orders().filter(|o| o.account == trader).count()).sum();
+    let want: usize =
+        c.state.markets.values().map(|m| m.book.orders().filter(|o| o.account == trader).count()).sum();
     assert_eq!(o["orders"].as_array().unwrap().len(), want);
     for t in &c.traders {
         let (_, f) = get(&api, &format!("/v1/accounts/{}/fills?limit=1000", t.0));
@@ -97,7 +98,9 @@ fn every_endpoint_answers_and_refuses_bad_input() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|x| (x["price"].as_i64().unwrap(), x["qty"].as_i64().unwrap(), x["maker_order"].as_u64().unwrap()))
+            .map(|x| {
+                (x["price"].as_i64().unwrap(), x["qty"].as_i64().unwrap(), x["maker_order"].as_u64().unwrap())
+            })
             .collect();
         assert_eq!(got, fills_by_trader[t], "fills of {t}");
     }
@@ -130,7 +133,8 @@ fn every_endpoint_answers_and_refuses_bad_input() {
     let s1 = key.sign(&DIGEST, n + 1, order.clone());
     let s2 = key.sign(&DIGEST, n + 2, Action::Withdraw { asset: AssetId(0), amount: i128::MAX / 4 });
     for s in [&s1, &s2] {
-        let (st, v) = post(&api, "/v1/tx", &serde_json::json!({"packet": hex(&s.packet().unwrap())}).to_string());
+        let (st, v) =
+            post(&api, "/v1/tx", &serde_json::json!({"packet": hex(&s.packet().unwrap())}).to_string());
         assert_eq!((st, v["hash"].as_str()), (200, Some(hex(&s.hash()).as_str())), "{v}");
         assert_eq!(get(&api, &format!("/v1/tx/{}", hex(&s.hash()))).1["status"], "pending");
     }
@@ -144,15 +148,21 @@ fn every_endpoint_answers_and_refuses_bad_input() {
     feeder.push(u.clone());
     wait_height(&api, u.height);
     let (_, v) = get(&api, &format!("/v1/tx/{}", hex(&s1.hash())));
-    assert_eq!((v["status"].as_str(), v["outcome"].as_str(), v["height"].as_u64()), (Some("included"), Some("ok"), Some(u.height)), "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["outcome"].as_str(), v["height"].as_u64()),
+        (Some("included"), Some("ok"), Some(u.height)),
+        "{v}"
+    );
     let (_, v) = get(&api, &format!("/v1/tx/{}", hex(&s2.hash())));
     assert_eq!((v["status"].as_str(), v["outcome"].as_str()), (Some("included"), Some("rejected")), "{v}");
     assert!(v["reason"].is_object() || v["reason"].is_string(), "typed reason: {v}");
 
     // Submit refuses: the status says so with the reason.
     let s3 = key.sign(&DIGEST, n + 3, order.clone());
-    *rec.refuse.lock().unwrap() = Some(SubmitError { code: "mempool_full", message: "full".into(), status: 503 });
-    let (st, v) = post(&api, "/v1/tx", &serde_json::json!({"packet": hex(&s3.packet().unwrap())}).to_string());
+    *rec.refuse.lock().unwrap() =
+        Some(SubmitError { code: "mempool_full", message: "full".into(), status: 503 });
+    let (st, v) =
+        post(&api, "/v1/tx", &serde_json::json!({"packet": hex(&s3.packet().unwrap())}).to_string());
     assert_eq!((st, v["code"].as_str()), (503, Some("mempool_full")));
     let (_, v) = get(&api, &format!("/v1/tx/{}", hex(&s3.hash())));
     assert_eq!((v["status"].as_str(), v["code"].as_str()), (Some("rejected"), Some("mempool_full")), "{v}");
@@ -225,17 +235,19 @@ fn openapi_lists_exactly_the_served_routes() {
             listed.push((m, path.as_str().unwrap().to_string()));
         }
     }
-    let mut served: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let mut served: Vec<(String, String)> =
+        ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     listed.sort();
     served.sort();
     assert_eq!(listed, served);
     // And the router serves each of them (not the fallback).
     let (api, _) = start(config(), false);
     for (m, p) in ROUTES {
-        let path = p.replace("{market}", "0").replace("{account}", "1").replace("{height}", "1").replace(
-            "{hash}",
-            "0000000000000000000000000000000000000000000000000000000000000000",
-        );
+        let path = p
+            .replace("{market}", "0")
+            .replace("{account}", "1")
+            .replace("{height}", "1")
+            .replace("{hash}", "0000000000000000000000000000000000000000000000000000000000000000");
         if *p == "/v1/ws" {
             continue; // upgraded in tests/ws.rs
         }

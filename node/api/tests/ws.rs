@@ -17,12 +17,18 @@ fn user_fills_arrive_exactly_once_in_order_with_gapless_seq() {
     wait_height(&api, first.height);
     let who = c.traders[1];
     let mut ws = ws_connect(&api).unwrap();
-    ws_send(&mut ws, json!({"method": "subscribe", "subscription": {"type": "userFills", "account": who.0.to_string()}}));
+    ws_send(
+        &mut ws,
+        json!({"method": "subscribe", "subscription": {"type": "userFills", "account": who.0.to_string()}}),
+    );
     ws_send(&mut ws, json!({"method": "subscribe", "subscription": {"type": "blocks"}}));
     let r = ws_next(&mut ws);
     assert_eq!(r["channel"], "subscriptionResponse", "{r}");
     let snap = ws_next(&mut ws);
-    assert_eq!((snap["channel"].as_str(), snap["seq"].as_u64(), snap["snapshot"].as_bool()), (Some("userFills"), Some(0), Some(true)));
+    assert_eq!(
+        (snap["channel"].as_str(), snap["seq"].as_u64(), snap["snapshot"].as_bool()),
+        (Some("userFills"), Some(0), Some(true))
+    );
     assert_eq!(snap["data"], json!([]), "no fills before trading");
     let mut want = Vec::new();
     let blocks = 80;
@@ -51,7 +57,11 @@ fn user_fills_arrive_exactly_once_in_order_with_gapless_seq() {
                     assert!(f["maker"].as_u64() == Some(who.0) || f["taker"].as_u64() == Some(who.0));
                     got.push((
                         h,
-                        (f["price"].as_i64().unwrap(), f["qty"].as_i64().unwrap(), f["maker_order"].as_u64().unwrap()),
+                        (
+                            f["price"].as_i64().unwrap(),
+                            f["qty"].as_i64().unwrap(),
+                            f["maker_order"].as_u64().unwrap(),
+                        ),
                     ));
                 }
             }
@@ -91,7 +101,11 @@ fn user_fills_arrive_exactly_once_in_order_with_gapless_seq() {
         ws_send(&mut ws, json!({"method": "subscribe", "subscription": sub}));
         assert_eq!(ws_next(&mut ws)["channel"], "subscriptionResponse");
         let s = ws_next(&mut ws);
-        assert_eq!((s["channel"].clone(), s["seq"].as_u64(), s["height"].as_u64()), (sub["type"].clone(), Some(0), Some(last)), "{s}");
+        assert_eq!(
+            (s["channel"].clone(), s["seq"].as_u64(), s["height"].as_u64()),
+            (sub["type"].clone(), Some(0), Some(last)),
+            "{s}"
+        );
     }
     let u = c.trade(40);
     let h = u.height;
@@ -128,7 +142,10 @@ fn a_consumer_that_never_reads_is_closed_and_memory_stays_bounded() {
     let mut slow = ws_connect(&api).unwrap();
     // Many deep book subscriptions: each block that moves the book queues ~60 messages.
     for depth in 41..=100 {
-        ws_send(&mut slow, json!({"method": "subscribe", "subscription": {"type": "l2Book", "market": 0, "depth": depth}}));
+        ws_send(
+            &mut slow,
+            json!({"method": "subscribe", "subscription": {"type": "l2Book", "market": 0, "depth": depth}}),
+        );
     }
     // A healthy subscriber alongside, that reads.
     let mut good = ws_connect(&api).unwrap();
@@ -149,7 +166,11 @@ fn a_consumer_that_never_reads_is_closed_and_memory_stays_bounded() {
         while ws_next(&mut good)["height"].as_u64() != Some(height) {}
     }
     assert!(max_queued <= bound, "queued {max_queued} bytes");
-    eprintln!("slow consumer closed after {} blocks, {:?}; peak queued {max_queued} bytes", height - u.height, t.elapsed());
+    eprintln!(
+        "slow consumer closed after {} blocks, {:?}; peak queued {max_queued} bytes",
+        height - u.height,
+        t.elapsed()
+    );
     // The good subscriber still gets every block.
     let u = c.trade(40);
     feeder.push(u.clone());

@@ -43,8 +43,11 @@ impl Chain {
 
     /// Signs, applies and wraps `block` as the node would push it.
     pub fn update(&mut self, block: Block) -> Update {
-        let auths: Vec<TxAuth> =
-            block.txs.iter().map(|tx| self.keys[&tx.signer].sign(&DIGEST, tx.nonce, tx.action.clone()).auth).collect();
+        let auths: Vec<TxAuth> = block
+            .txs
+            .iter()
+            .map(|tx| self.keys[&tx.signer].sign(&DIGEST, tx.nonce, tx.action.clone()).auth)
+            .collect();
         self.update_with(block, auths)
     }
 
@@ -87,7 +90,9 @@ pub fn fills_of(events: &[Event], account: AccountId) -> Vec<(i64, i64, u64)> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Fill { maker, taker, price, qty, maker_order, .. } if *maker == account || *taker == account => {
+            Event::Fill { maker, taker, price, qty, maker_order, .. }
+                if *maker == account || *taker == account =>
+            {
                 Some((*price, *qty, maker_order.0))
             }
             _ => None,
