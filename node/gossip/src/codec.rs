@@ -51,23 +51,15 @@ impl libp2p::request_response::Codec for RangeCodec {
         T: AsyncRead + Unpin + Send,
     {
         let mut buf = Vec::with_capacity(REQUEST_BYTES + 1);
-        io.take(REQUEST_BYTES as u64 + 1)
-            .read_to_end(&mut buf)
-            .await?;
+        io.take(REQUEST_BYTES as u64 + 1).read_to_end(&mut buf).await?;
         if buf.len() != REQUEST_BYTES {
-            return Err(invalid(format!(
-                "range request is {} bytes, expected {REQUEST_BYTES}",
-                buf.len()
-            )));
+            return Err(invalid(format!("range request is {} bytes, expected {REQUEST_BYTES}", buf.len())));
         }
         let mut from = [0u8; 8];
         let mut to = [0u8; 8];
         from.copy_from_slice(&buf[..8]);
         to.copy_from_slice(&buf[8..]);
-        Ok(RangeReq {
-            from: u64::from_be_bytes(from),
-            to: u64::from_be_bytes(to),
-        })
+        Ok(RangeReq { from: u64::from_be_bytes(from), to: u64::from_be_bytes(to) })
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<RangeResp>
@@ -86,20 +78,15 @@ impl libp2p::request_response::Codec for RangeCodec {
                 "range response over max_block_bytes ({} bytes)",
                 self.max_response_bytes
             ))),
-            1 if payload.len() <= MAX_ERROR_BYTES => Ok(RangeResp::Error(
-                String::from_utf8_lossy(payload).into_owned(),
-            )),
+            1 if payload.len() <= MAX_ERROR_BYTES => {
+                Ok(RangeResp::Error(String::from_utf8_lossy(payload).into_owned()))
+            }
             1 => Err(invalid("range error text over 256 bytes".into())),
             t => Err(invalid(format!("unknown range response tag {t}"))),
         }
     }
 
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: RangeReq,
-    ) -> io::Result<()>
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: RangeReq) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -110,12 +97,7 @@ impl libp2p::request_response::Codec for RangeCodec {
         io.close().await
     }
 
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: RangeResp,
-    ) -> io::Result<()>
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: RangeResp) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -134,8 +116,7 @@ impl libp2p::request_response::Codec for RangeCodec {
             RangeResp::Error(text) => {
                 let bytes = text.as_bytes();
                 io.write_all(&[1]).await?;
-                io.write_all(&bytes[..bytes.len().min(MAX_ERROR_BYTES)])
-                    .await?;
+                io.write_all(&bytes[..bytes.len().min(MAX_ERROR_BYTES)]).await?;
             }
         }
         io.close().await

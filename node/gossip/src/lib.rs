@@ -89,7 +89,7 @@ pub struct GossipConfig {
     pub bootstrap: Vec<String>,
     /// Ed25519 seed of this node's libp2p identity (the peer id derives from it).
     pub secret: [u8; 32],
-    /// Chain name: namespaces the topics and protocols. Non-empty, `[A-Za-z0-9._-]`.
+    /// Chain name: namespaces the topics and protocols. 1 to 64 characters of `[A-Za-z0-9._-]`.
     pub chain_id: String,
     /// Largest message on the blocks topic and largest range response.
     pub max_block_bytes: usize,
@@ -153,13 +153,14 @@ impl GossipConfig {
 
     fn validate(&self) -> Result<(), String> {
         if self.chain_id.is_empty()
+            || self.chain_id.len() > 64
             || !self
                 .chain_id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         {
             return Err(format!(
-                "gossip.chain_id {:?}: must be non-empty and only [A-Za-z0-9._-]",
+                "gossip.chain_id {:?}: must be 1 to 64 characters of [A-Za-z0-9._-]",
                 self.chain_id
             ));
         }
@@ -187,15 +188,9 @@ impl GossipConfig {
             }
         }
         if self.validation_threads > 64 {
-            return Err(format!(
-                "gossip.validation_threads {} is over 64",
-                self.validation_threads
-            ));
+            return Err(format!("gossip.validation_threads {} is over 64", self.validation_threads));
         }
-        for (name, v) in [
-            ("reply_timeout", self.reply_timeout),
-            ("request_timeout", self.request_timeout),
-        ] {
+        for (name, v) in [("reply_timeout", self.reply_timeout), ("request_timeout", self.request_timeout)] {
             if v.is_zero() {
                 return Err(format!("gossip.{name} must be positive"));
             }
@@ -304,8 +299,7 @@ impl Replier {
             Some(d) => (ReplyMsg::Data(d), Ok(())),
             None => (ReplyMsg::Unavailable, Ok(())),
         };
-        tx.send((self.id, msg))
-            .map_err(|_| "gossip network stopped".to_string())?;
+        tx.send((self.id, msg)).map_err(|_| "gossip network stopped".to_string())?;
         res
     }
 }
@@ -448,10 +442,7 @@ pub(crate) enum Command {
     Publish(Kind, Vec<u8>),
     RequestRange(u64, u64),
     Penalize(libp2p::PeerId, String),
-    PeerScore(
-        libp2p::PeerId,
-        crossbeam_channel::Sender<Option<f64>>,
-    ),
+    PeerScore(libp2p::PeerId, crossbeam_channel::Sender<Option<f64>>),
     ConnectedPeers(crossbeam_channel::Sender<Vec<String>>),
 }
 
@@ -472,9 +463,7 @@ pub struct Gossip {
 
 impl std::fmt::Debug for Gossip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gossip")
-            .field("peer_id", &self.peer_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Gossip").field("peer_id", &self.peer_id).finish_non_exhaustive()
     }
 }
 
@@ -496,11 +485,7 @@ impl Gossip {
 
     /// The bound listen multiaddrs, each ending in `/p2p/<peer id>`.
     pub fn listen_addrs(&self) -> Vec<String> {
-        self.counters
-            .listen
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default()
+        self.counters.listen.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     fn command(&self, cmd: Command) -> Result<(), String> {

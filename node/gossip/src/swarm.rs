@@ -18,8 +18,8 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, noise
 
 use crate::codec::{RangeCodec, RangeReq, RangeResp};
 use crate::{
-    COMMAND_QUEUE, Command, Counters, Gossip, GossipConfig, Handler, Kind, RangeAnswer,
-    RangeRequest, Received, Replier, ReplyMsg, Verdict, inc,
+    COMMAND_QUEUE, Command, Counters, Gossip, GossipConfig, Handler, Kind, RangeAnswer, RangeRequest,
+    Received, Replier, ReplyMsg, Verdict, inc,
 };
 
 /// Distinct penalty reasons kept; further ones count as "other".
@@ -32,6 +32,9 @@ const MAX_IDENTIFY_ADDRS: usize = 8;
 const PENALTY_SCORE: f64 = -100.0;
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Protobuf framing of one gossipsub message beyond its data: tags, lengths and the topic
+/// name (bounded by the chain id's length, which `start` checks).
+const TOPIC_OVERHEAD: usize = 256;
 const TICK: Duration = Duration::from_millis(250);
 
 #[derive(NetworkBehaviour)]
@@ -87,9 +90,7 @@ fn score_params(blocks: &TopicHash, txs: &TopicHash) -> gossipsub::PeerScorePara
         ..Default::default()
     };
     params.ip_colocation_factor_whitelist.insert([127, 0, 0, 1].into());
-    params
-        .ip_colocation_factor_whitelist
-        .insert(std::net::Ipv6Addr::LOCALHOST.into());
+    params.ip_colocation_factor_whitelist.insert(std::net::Ipv6Addr::LOCALHOST.into());
     params.topics.insert(blocks.clone(), topic(1.0));
     params.topics.insert(txs.clone(), topic(0.5));
     params
@@ -116,8 +117,11 @@ fn build_gossipsub(
         .validate_messages()
         .message_id_fn(|m: &gossipsub::Message| content_id(&m.data))
         .max_transmit_size(frame)
-        .max_transmit_size_for_topic(cfg.max_block_bytes, blocks.hash())
-        .max_transmit_size_for_topic(cfg.max_tx_bytes, txs.hash())
+        // Gossipsub checks the encoded message (data, topic, protobuf tags) on receive and the
+        // data alone on publish; the exact data limits are enforced in `Gossip::publish_*` and
+        // `Node::on_message`.
+        .max_transmit_size_for_topic(cfg.max_block_bytes + TOPIC_OVERHEAD, blocks.hash())
+        .max_transmit_size_for_topic(cfg.max_tx_bytes + TOPIC_OVERHEAD, txs.hash())
         .duplicate_cache_time(Duration::from_secs(120))
         .build()
         .map_err(|e| format!("gossip: gossipsub configuration refused: {e}"))?;
@@ -125,17 +129,13 @@ fn build_gossipsub(
         .map_err(|e| format!("gossip: gossipsub refused: {e}"))?;
     g.with_peer_score(score_params(&blocks.hash(), &txs.hash()), score_thresholds())
         .map_err(|e| format!("gossip: peer score parameters refused: {e}"))?;
-    g.subscribe(blocks)
-        .map_err(|e| format!("gossip: subscribe to {blocks}: {e:?}"))?;
-    g.subscribe(txs)
-        .map_err(|e| format!("gossip: subscribe to {txs}: {e:?}"))?;
+    g.subscribe(blocks).map_err(|e| format!("gossip: subscribe to {blocks}: {e:?}"))?;
+    g.subscribe(txs).map_err(|e| format!("gossip: subscribe to {txs}: {e:?}"))?;
     Ok(g)
 }
 
 fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
-    addr.iter()
-        .filter(|p| !matches!(p, Protocol::P2p(_)))
-        .collect()
+    addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect()
 }
 
 struct Boot {
@@ -229,9 +229,7 @@ pub(crate) fn start(cfg: GossipConfig, handler: Arc<dyn Handler>) -> Result<Goss
         let addr = Multiaddr::from_str(s)
             .map_err(|e| format!("gossip.bootstrap[{i}] {s:?} is not a multiaddr: {e}"))?;
         if !addr.iter().any(|p| matches!(p, Protocol::Tcp(_))) {
-            return Err(format!(
-                "gossip.bootstrap[{i}] {s:?} has no /tcp/<port> (only TCP is spoken)"
-            ));
+            return Err(format!("gossip.bootstrap[{i}] {s:?} has no /tcp/<port> (only TCP is spoken)"));
         }
         let peer = addr.iter().find_map(|p| match p {
             Protocol::P2p(id) => Some(id),
@@ -244,6 +242,11 @@ pub(crate) fn start(cfg: GossipConfig, handler: Arc<dyn Handler>) -> Result<Goss
             next_dial: now,
             backoff: BACKOFF_MIN,
         });
+    }
+    if cfg.listen.port() != 0 {
+        // libp2p listens with SO_REUSEPORT, which would let two nodes share a port silently.
+        std::net::TcpListener::bind(cfg.listen)
+            .map_err(|e| format!("gossip.listen {}: cannot bind: {e}", cfg.listen))?;
     }
     let listen: Multiaddr = {
         let mut a = Multiaddr::empty();
@@ -299,10 +302,7 @@ pub(crate) fn start(cfg: GossipConfig, handler: Arc<dyn Handler>) -> Result<Goss
     let swarm_thread = std::thread::Builder::new()
         .name("gossip-swarm".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(format!("gossip: tokio runtime: {e}")));
@@ -321,10 +321,7 @@ pub(crate) fn start(cfg: GossipConfig, handler: Arc<dyn Handler>) -> Result<Goss
                     }
                 };
                 if let Err(e) = swarm.listen_on(listen.clone()) {
-                    let _ = ready_tx.send(Err(format!(
-                        "gossip.listen {}: cannot listen: {e}",
-                        cfg.listen
-                    )));
+                    let _ = ready_tx.send(Err(format!("gossip.listen {}: cannot listen: {e}", cfg.listen)));
                     return;
                 }
                 let mut node = Node {
@@ -346,10 +343,7 @@ pub(crate) fn start(cfg: GossipConfig, handler: Arc<dyn Handler>) -> Result<Goss
                     inflight: HashMap::new(),
                     next_in: 0,
                     outbound: HashMap::new(),
-                    seen: SeenCache {
-                        map: HashMap::new(),
-                        order: VecDeque::new(),
-                    },
+                    seen: SeenCache { map: HashMap::new(), order: VecDeque::new() },
                     bans: HashMap::new(),
                     boot,
                     rotate: 0,
@@ -391,9 +385,7 @@ pub(crate) fn start(cfg: GossipConfig, handler: Arc<dyn Handler>) -> Result<Goss
         .map_err(|e| format!("gossip: cannot spawn the swarm thread: {e}"))?;
     threads.push(swarm_thread);
 
-    let ready = ready_rx
-        .recv()
-        .unwrap_or_else(|_| Err("gossip: the swarm thread ended during start".into()));
+    let ready = ready_rx.recv().unwrap_or_else(|_| Err("gossip: the swarm thread ended during start".into()));
     let gossip = Gossip {
         peer_id: local.to_string(),
         max_block_bytes,
@@ -426,26 +418,16 @@ fn build_swarm(
     let protocol = StreamProtocol::try_from_owned(cfg.range_protocol())
         .map_err(|e| format!("gossip.chain_id gives a bad protocol name: {e}"))?;
     let range = request_response::Behaviour::with_codec(
-        RangeCodec {
-            max_response_bytes: cfg.max_block_bytes,
-        },
+        RangeCodec { max_response_bytes: cfg.max_block_bytes },
         [(protocol, ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(cfg.request_timeout)
             .with_max_concurrent_streams(cfg.max_requests_per_peer * cfg.max_peers.max(1)),
     );
-    let behaviour = Behaviour {
-        gossipsub,
-        identify,
-        range,
-    };
+    let behaviour = Behaviour { gossipsub, identify, range };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| format!("gossip: TCP/noise/yamux transport: {e}"))?
         .with_behaviour(|_| behaviour)
         .map_err(|e| format!("gossip: behaviour: {e}"))?
@@ -506,11 +488,7 @@ impl Node {
                 let _ = reply.try_send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
             Command::ConnectedPeers(reply) => {
-                let peers = self
-                    .swarm
-                    .connected_peers()
-                    .map(|p| p.to_string())
-                    .collect();
+                let peers = self.swarm.connected_peers().map(|p| p.to_string()).collect();
                 let _ = reply.try_send(peers);
             }
         }
@@ -574,12 +552,7 @@ impl Node {
             self.report(&id, &source, MessageAcceptance::Reject);
             return;
         }
-        let job = Job {
-            id,
-            source,
-            kind,
-            data: message.data,
-        };
+        let job = Job { id, source, kind, data: message.data };
         if let Err(e) = self.jobs.try_send(job) {
             let job = e.into_inner();
             inc(&c.dropped_validate);
@@ -588,10 +561,7 @@ impl Node {
     }
 
     fn report(&mut self, id: &MessageId, source: &PeerId, acceptance: MessageAcceptance) {
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .report_message_validation_result(id, source, acceptance);
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
     }
 
     fn on_verdict(&mut self, judged: Judged) {
@@ -612,10 +582,7 @@ impl Node {
                     Kind::Block => self
                         .out
                         .blocks
-                        .try_send(Received {
-                            peer: job.source.to_string(),
-                            data: job.data,
-                        })
+                        .try_send(Received { peer: job.source.to_string(), data: job.data })
                         .is_err(),
                 };
                 if full {
@@ -661,20 +628,13 @@ impl Node {
             });
             return;
         }
-        let best = peers
-            .iter()
-            .map(|(s, _)| *s)
-            .fold(f64::NEG_INFINITY, f64::max);
+        let best = peers.iter().map(|(s, _)| *s).fold(f64::NEG_INFINITY, f64::max);
         // Equals: within one point of the best score.
         peers.retain(|(s, _)| *s >= best - 1.0);
-        peers.sort_by(|a, b| a.1.cmp(&b.1));
+        peers.sort_by_key(|p| p.1);
         self.rotate = self.rotate.wrapping_add(1);
         let peer = peers[self.rotate % peers.len()].1;
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .range
-            .send_request(&peer, RangeReq { from, to });
+        let id = self.swarm.behaviour_mut().range.send_request(&peer, RangeReq { from, to });
         self.outbound.insert(id, (peer, from, to));
         inc(&self.counters.ranges_requested);
     }
@@ -707,24 +667,13 @@ impl Node {
                 return; // dropping the channel fails the request for the asker
             }
         };
-        let _ = self
-            .swarm
-            .behaviour_mut()
-            .range
-            .send_response(p.channel, resp);
+        let _ = self.swarm.behaviour_mut().range.send_response(p.channel, resp);
     }
 
     fn on_range_event(&mut self, ev: request_response::Event<RangeReq, RangeResp>) {
         use request_response::{Event, Message};
         match ev {
-            Event::Message {
-                peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
+            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
                 let n = self.inflight.get(&peer).copied().unwrap_or(0);
                 if self.bans.contains_key(&peer) || n >= self.cfg.max_requests_per_peer {
                     inc(&self.counters.requests_refused);
@@ -755,11 +704,7 @@ impl Node {
                 };
                 self.pending_in.insert(
                     id,
-                    PendingIn {
-                        channel,
-                        peer,
-                        deadline: Instant::now() + self.cfg.reply_timeout,
-                    },
+                    PendingIn { channel, peer, deadline: Instant::now() + self.cfg.reply_timeout },
                 );
                 *self.inflight.entry(peer).or_insert(0) += 1;
                 if self.out.requests.try_send(req).is_err() {
@@ -770,15 +715,7 @@ impl Node {
                     inc(&self.counters.requests_refused);
                 }
             }
-            Event::Message {
-                peer,
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
+            Event::Message { peer, message: Message::Response { request_id, response }, .. } => {
                 let Some((_, from, to)) = self.outbound.remove(&request_id) else {
                     return;
                 };
@@ -786,19 +723,9 @@ impl Node {
                     RangeResp::Data(d) => Ok(d),
                     RangeResp::Error(e) => Err(e),
                 };
-                self.answer(RangeAnswer {
-                    peer: peer.to_string(),
-                    from,
-                    to,
-                    data,
-                });
+                self.answer(RangeAnswer { peer: peer.to_string(), from, to, data });
             }
-            Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
+            Event::OutboundFailure { peer, request_id, error, .. } => {
                 let Some((_, from, to)) = self.outbound.remove(&request_id) else {
                     return;
                 };
@@ -818,20 +745,15 @@ impl Node {
         let gs = &mut self.swarm.behaviour_mut().gossipsub;
         gs.set_application_score(&peer, PENALTY_SCORE);
         gs.blacklist_peer(&peer);
-        self.bans
-            .insert(peer, Instant::now() + self.cfg.ban_duration);
+        self.bans.insert(peer, Instant::now() + self.cfg.ban_duration);
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 
     fn on_tick(&mut self) {
         let now = Instant::now();
         // Served requests the node did not answer in time.
-        let expired: Vec<u64> = self
-            .pending_in
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
+        let expired: Vec<u64> =
+            self.pending_in.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| *id).collect();
         for id in expired {
             if let Some(p) = self.pending_in.remove(&id) {
                 self.release(&p.peer);
@@ -839,12 +761,8 @@ impl Node {
             }
         }
         // Bans that ran out.
-        let unbanned: Vec<PeerId> = self
-            .bans
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(p, _)| *p)
-            .collect();
+        let unbanned: Vec<PeerId> =
+            self.bans.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
         for p in unbanned {
             self.bans.remove(&p);
             let gs = &mut self.swarm.behaviour_mut().gossipsub;
@@ -861,10 +779,10 @@ impl Node {
             if b.is_self || b.next_dial > now {
                 continue;
             }
-            if let Some(p) = b.peer {
-                if self.bans.contains_key(&p) || self.swarm.is_connected(&p) {
-                    continue;
-                }
+            if let Some(p) = b.peer
+                && (self.bans.contains_key(&p) || self.swarm.is_connected(&p))
+            {
+                continue;
             }
             let opts = match b.peer {
                 Some(p) => DialOpts::peer_id(p)
@@ -892,10 +810,10 @@ impl Node {
                         b.is_self = true;
                     }
                 }
-                if let Ok(mut l) = self.counters.listen.lock() {
-                    if !l.contains(&full) {
-                        l.push(full);
-                    }
+                if let Ok(mut l) = self.counters.listen.lock()
+                    && !l.contains(&full)
+                {
+                    l.push(full);
                 }
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
@@ -904,12 +822,7 @@ impl Node {
                     l.retain(|a| *a != full);
                 }
             }
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                endpoint,
-                connection_id,
-                ..
-            } => {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, .. } => {
                 if self.bans.contains_key(&peer_id) {
                     inc(&self.counters.banned_connections);
                     self.swarm.close_connection(connection_id);
@@ -932,11 +845,7 @@ impl Node {
                 }
                 self.update_peers();
             }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established,
-                ..
-            } => {
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
                 if num_established == 0 {
                     let now = Instant::now();
                     for b in &mut self.boot {
@@ -947,10 +856,7 @@ impl Node {
                 }
                 self.update_peers();
             }
-            SwarmEvent::OutgoingConnectionError {
-                error: DialError::LocalPeerId { address },
-                ..
-            } => {
+            SwarmEvent::OutgoingConnectionError { error: DialError::LocalPeerId { address }, .. } => {
                 let address = strip_p2p(&address);
                 for b in &mut self.boot {
                     if b.addr == address {
@@ -999,10 +905,7 @@ mod tests {
 
     #[test]
     fn seen_cache_is_bounded() {
-        let mut s = SeenCache {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-        };
+        let mut s = SeenCache { map: HashMap::new(), order: VecDeque::new() };
         for i in 0..(SEEN_CAPACITY as u64 + 10) {
             s.insert(content_id(&i.to_le_bytes()), Seen::Delivered);
         }
