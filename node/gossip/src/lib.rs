@@ -61,7 +61,7 @@
 //! bans the peer for `ban_duration` (60 s): its connections are closed on arrival and it is not
 //! dialed.
 //!
-//! **Bounds.** Commands to the swarm: 1,024; validation and verdicts: `validate_queue`; each
+//! **Bounds.** Commands to the swarm (publishes, range requests): `inbound_queue`; validation and verdicts: `validate_queue`; each
 //! delivery channel: `inbound_queue`; pending served requests: `max_requests_per_peer` per peer;
 //! penalty reasons: 64 distinct texts (then "other").
 
@@ -95,7 +95,8 @@ pub struct GossipConfig {
     pub max_block_bytes: usize,
     /// Largest message on the txs topic (a UDP packet: 1232 bytes). At least 100.
     pub max_tx_bytes: usize,
-    /// Bound of each delivery channel (txs, blocks, ranges, requests); drops are counted.
+    /// Bound of each delivery channel (txs, blocks, ranges, requests) and of the command queue
+    /// into the swarm (a publish over it errors); drops are counted.
     pub inbound_queue: usize,
     /// Bound of messages waiting for validation; over it a message is ignored and counted.
     pub validate_queue: usize,
@@ -467,9 +468,6 @@ impl std::fmt::Debug for Gossip {
     }
 }
 
-/// Bound of the command channel into the swarm.
-const COMMAND_QUEUE: usize = 1024;
-
 impl Gossip {
     /// Starts the network on its own threads: binds the listener (returns once bound), dials the
     /// bootstrap peers, subscribes to both topics. Errors name the bad configuration field.
@@ -491,7 +489,7 @@ impl Gossip {
     fn command(&self, cmd: Command) -> Result<(), String> {
         self.commands.try_send(cmd).map_err(|e| match e {
             tokio::sync::mpsc::error::TrySendError::Full(_) => {
-                format!("gossip command queue full ({COMMAND_QUEUE})")
+                "gossip command queue full (inbound_queue entries): retry later".to_string()
             }
             tokio::sync::mpsc::error::TrySendError::Closed(_) => "gossip network stopped".into(),
         })

@@ -18,8 +18,8 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, noise
 
 use crate::codec::{RangeCodec, RangeReq, RangeResp};
 use crate::{
-    COMMAND_QUEUE, Command, Counters, Gossip, GossipConfig, Handler, Kind, RangeAnswer, RangeRequest,
-    Received, Replier, ReplyMsg, Verdict, inc,
+    Command, Counters, Gossip, GossipConfig, Handler, Kind, RangeAnswer, RangeRequest, Received, Replier,
+    ReplyMsg, Verdict, inc,
 };
 
 /// Distinct penalty reasons kept; further ones count as "other".
@@ -35,6 +35,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Protobuf framing of one gossipsub message beyond its data: tags, lengths and the topic
 /// name (bounded by the chain id's length, which `start` checks).
 const TOPIC_OVERHEAD: usize = 256;
+/// Connections outside the gossipsub mesh still carry flood publishes and range requests: keep
+/// them (the number is bounded by `max_peers`).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const TICK: Duration = Duration::from_millis(250);
 
 #[derive(NetworkBehaviour)]
@@ -259,7 +262,7 @@ pub(crate) fn start(cfg: GossipConfig, handler: Arc<dyn Handler>) -> Result<Goss
     };
 
     let counters = Arc::new(Counters::default());
-    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(COMMAND_QUEUE);
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(cfg.inbound_queue);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(cfg.validate_queue);
     let (verdict_tx, verdict_rx) =
@@ -431,7 +434,7 @@ fn build_swarm(
         .map_err(|e| format!("gossip: TCP/noise/yamux transport: {e}"))?
         .with_behaviour(|_| behaviour)
         .map_err(|e| format!("gossip: behaviour: {e}"))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
         .build();
     Ok(swarm)
 }

@@ -382,3 +382,44 @@ fn a_bootstrap_list_with_ourselves_in_it_is_harmless() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(c.stats().peers, 1);
 }
+
+#[test]
+fn a_burst_of_txs_arrives_complete_and_once_two_hops_away() {
+    const N: usize = 2000;
+    let nodes = line(3, 120);
+    let (a, c) = (&nodes[0].0, &nodes[2].0);
+    let t0 = Instant::now();
+    for i in 0..N {
+        // First byte 1: an Accept for the test handler (0xFF would be rejected).
+        let mut tx = vec![1];
+        tx.extend_from_slice(&(i as u64).to_le_bytes());
+        tx.resize(200, 0x5A);
+        // The command queue is bounded: a full one is an error to retry.
+        while let Err(e) = a.publish_tx(tx.clone()) {
+            assert!(e.contains("queue full"), "{e}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let mut got = std::collections::BTreeSet::new();
+    let mut count = 0;
+    while got.len() < N {
+        let Ok(tx) = c.txs().recv_timeout(Duration::from_secs(10)) else {
+            break;
+        };
+        count += 1;
+        got.insert(u64::from_le_bytes(tx[1..9].try_into().unwrap()));
+    }
+    let elapsed = t0.elapsed();
+    println!("{N} txs of 200 bytes, 2 hops: {elapsed:?} ({:.0} tx/s)", N as f64 / elapsed.as_secs_f64());
+    assert_eq!(
+        got.len(),
+        N,
+        "stats: A {:?}\nB {:?}\nC {:?}",
+        a.stats().txs,
+        nodes[1].0.stats().txs,
+        c.stats().txs
+    );
+    assert_eq!(count, N);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(drain(c.txs()).is_empty());
+}
