@@ -107,8 +107,6 @@ impl Drop for Fleet {
 
 #[derive(Default, Clone)]
 struct NodeStatus {
-    /// Whether its status file has been written yet (the node is up).
-    up: bool,
     height: u64,
     halted: Option<String>,
     finality_p50: f64,
@@ -125,7 +123,6 @@ fn status(dir: &Path) -> NodeStatus {
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .unwrap_or_default();
     NodeStatus {
-        up: v.is_object(),
         height: v["height"].as_u64().unwrap_or(0),
         halted: v["halted"].as_str().map(str::to_owned),
         finality_p50: v["finality_ms"][0].as_f64().unwrap_or(0.0),
@@ -296,10 +293,14 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         );
     }
     if args.txs_per_block.is_none() {
-        println!("        orders submitted {}", match args.submit {
-            loadgen::Submit::Gossip => "once each, to one validator in turn, which gossips them over the public network",
-            loadgen::Submit::Direct => "to every validator",
-        });
+        println!(
+            "        orders submitted {}",
+            match args.submit {
+                loadgen::Submit::Gossip =>
+                    "once each, to one validator in turn, which gossips them over the public network",
+                loadgen::Submit::Direct => "to every validator",
+            }
+        );
     }
     let mut fleet = Fleet { children: Vec::new() };
     for dir in dirs.iter().chain(&full_dirs) {
@@ -468,7 +469,9 @@ fn full_nodes(dirs: &[PathBuf], full_dirs: &[PathBuf], api_port: u16) -> Result<
     }
     let open = |d: &Path| {
         let path = d.join("data/log");
-        BlockLog::open(&path, LogConfig::default()).map(|(l, _)| l).map_err(|e| format!("cannot open {}: {e}", path.display()))
+        BlockLog::open(&path, LogConfig::default())
+            .map(|(l, _)| l)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))
     };
     let reference = open(&dirs[0])?;
     for (j, d) in full_dirs.iter().enumerate() {
@@ -483,7 +486,9 @@ fn full_nodes(dirs: &[PathBuf], full_dirs: &[PathBuf], api_port: u16) -> Result<
                 Ok(LogEntry::decode(&bytes).map_err(|e| format!("height {h}: {e}"))?.root)
             };
             compared += 1;
-            if root(&log).map_err(|e| format!("f{j} {e}"))? != root(&reference).map_err(|e| format!("v0 {e}"))? {
+            if root(&log).map_err(|e| format!("f{j} {e}"))?
+                != root(&reference).map_err(|e| format!("v0 {e}"))?
+            {
                 agree = false;
                 break;
             }
@@ -770,7 +775,9 @@ fn summarize(
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     if let Some((j, _)) = full.iter().enumerate().find(|(_, f)| !f.roots_agree) {
-        return Err(format!("{out}\nfull node f{j}'s state roots differ from the validators' (or it executed nothing)"));
+        return Err(format!(
+            "{out}\nfull node f{j}'s state roots differ from the validators' (or it executed nothing)"
+        ));
     }
     match disagree {
         None => Ok(out),

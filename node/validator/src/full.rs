@@ -66,7 +66,7 @@ pub struct FullStatus {
     /// Range answers refused (the peer was penalized).
     pub bad_ranges: u64,
     /// Connected peers.
-    pub peers: usize,
+    pub peers: u64,
     /// The API's address, if it serves one.
     pub api: Option<String>,
     /// REST requests answered.
@@ -106,7 +106,9 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let secret = match &cfg.public.key {
         Some(p) => read_seed(p)?,
         // A new identity (from the OS's entropy) at every start.
-        None => derived_seed(&bastion_consensus::ValidatorKeys::generate().identity_seed().map_err(|e| e.to_string())?),
+        None => derived_seed(
+            &bastion_consensus::ValidatorKeys::generate().identity_seed().map_err(|e| e.to_string())?,
+        ),
     };
     let mut gcfg = GossipConfig::new(listen, secret, spec.chain_id.clone());
     gcfg.bootstrap = cfg.public.bootstrap.clone();
@@ -122,9 +124,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         "full node starting"
     );
     let api = match cfg.api.listen {
-        Some(addr) => {
+        Some(_) => {
             let submit = Arc::new(FullSubmit { check: check.clone(), gossip: gossip.clone() });
-            let api = crate::node::start_api(cfg, &spec, "full", &format!("full {}", gossip.peer_id()), submit)?;
+            let api =
+                crate::node::start_api(cfg, &spec, "full", &format!("full {}", gossip.peer_id()), submit)?;
             info!(api = %api.local_addr(), "API at http://{}/v1/status", api.local_addr());
             Some(api)
         }
@@ -137,7 +140,12 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let started = Instant::now();
     let status_path = cfg.data_dir.join("status.json");
     let mut lag = Histogram::<u64>::new_with_bounds(1, 1 << 40, 3).map_err(|e| e.to_string())?;
-    let mut status = FullStatus { role: "full", chain_id: spec.chain_id.clone(), peer_id: gossip.peer_id(), ..FullStatus::default() };
+    let mut status = FullStatus {
+        role: "full",
+        chain_id: spec.chain_id.clone(),
+        peer_id: gossip.peer_id(),
+        ..FullStatus::default()
+    };
     status.api = api.as_ref().map(|a| a.local_addr().to_string());
     let mut asked: Option<(u64, Instant)> = None;
     let mut last_status = Instant::now() - Duration::from_secs(1);
@@ -182,7 +190,11 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             let out = match execute(&mut store, &ready.block) {
                 Ok(out) => out,
                 Err(e) => {
-                    status.halted = Some(format!("block {} at height {}: {e}", hex(ready.block.id().as_ref()), ready.block.height_u64()));
+                    status.halted = Some(format!(
+                        "block {} at height {}: {e}",
+                        hex(ready.block.id().as_ref()),
+                        ready.block.height_u64()
+                    ));
                     break;
                 }
             };
@@ -211,7 +223,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         while let Ok(req) = gossip.requests().try_recv() {
             busy = true;
             let answer = serve_range(&store, &certs, &limits, req.from, req.to, max_bytes);
-            req.reply.send(answer);
+            let _ = req.reply.send(answer);
         }
         // Ask for what is missing.
         let height = store.state().height;
@@ -228,12 +240,13 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             status.root = hex(&store.state().state_root());
             status.uptime_s = started.elapsed().as_secs_f64();
             status.lag_blocks = behind;
-            status.lag_blocks_p99 = if lag.len() == 0 { 0 } else { lag.value_at_quantile(0.99).saturating_sub(1) };
+            status.lag_blocks_p99 =
+                if lag.len() == 0 { 0 } else { lag.value_at_quantile(0.99).saturating_sub(1) };
             status.refused = check.refusals.snapshot();
             status.peers = gossip.stats().peers;
             if let Some(a) = &api {
                 let s = a.stats();
-                status.api_requests = s.requests;
+                status.api_requests = s.requests.total();
                 status.ws_messages = s.ws_messages;
             }
             write_status(&status_path, &status);
@@ -250,7 +263,9 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             info!("signal received: stopping");
             break Ok(());
         }
-        if opts.until_height.is_some_and(|h| height >= h) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
+        if opts.until_height.is_some_and(|h| height >= h)
+            || opts.duration.is_some_and(|d| started.elapsed() >= d)
+        {
             break Ok(());
         }
         if !busy {
@@ -284,7 +299,9 @@ pub(crate) fn watch_signals(stop: Arc<AtomicBool>) {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            if let (Ok(mut term), Ok(mut int)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            {
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}

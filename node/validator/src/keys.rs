@@ -244,7 +244,8 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
     // mesh keeps what it needs).
     let public_addr = |k: usize| format!("/ip4/{}/tcp/{}", args.host, public + k);
     let bootstrap = |me: usize| {
-        let others: Vec<String> = (0..n + f).filter(|k| *k != me).map(|k| format!("\"{}\"", public_addr(k))).collect();
+        let others: Vec<String> =
+            (0..n + f).filter(|k| *k != me).map(|k| format!("\"{}\"", public_addr(k))).collect();
         others.join(", ")
     };
     // Validator directories first, the genesis file last: its presence marks a complete init.
@@ -276,7 +277,10 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
     for (j, dir) in full_dirs.iter().enumerate() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let seed: [u8; 32] = match args.seed {
-            Some(s) => blake3::derive_key("bastion init full node p2p key", &[s.to_le_bytes(), (j as u64).to_le_bytes()].concat()),
+            Some(s) => blake3::derive_key(
+                "bastion init full node p2p key",
+                &[s.to_le_bytes(), (j as u64).to_le_bytes()].concat(),
+            ),
             None => ValidatorKeys::generate().identity_seed().map_err(|e| e.to_string())?,
         };
         write_secret(&dir.join("p2p.key"), format!("{}\n", hex(&seed)).as_bytes())?;

@@ -1,6 +1,7 @@
 //! `bastion`: the validator binary and its operator commands.
 
 mod devnet;
+mod full;
 mod governance;
 mod keys;
 mod loadgen;
@@ -11,7 +12,6 @@ mod oracle;
 mod pipeline;
 mod public;
 mod publish;
-mod full;
 mod risk;
 mod sig;
 mod status;
@@ -134,7 +134,11 @@ fn run(args: &RunArgs) -> Result<String, String> {
         Some(s) => Some(std::time::Duration::from_secs_f64(s)),
         None => None,
     };
-    let opts = node::RunOptions { until_height: args.until_height, duration, finality_log: args.finality_log.clone() };
+    let opts = node::RunOptions {
+        until_height: args.until_height,
+        duration,
+        finality_log: args.finality_log.clone(),
+    };
     match cfg.role {
         public::Role::Validator => node::run(&cfg, &opts),
         public::Role::Full => full::run(&cfg, &opts),

@@ -591,7 +591,8 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let mempool = Arc::new(Mutex::new(Mempool::new(cfg.pipeline.mempool_max)));
     let committed = Arc::new(RwLock::new(Committed::of(store.state())));
     // Admitted transactions on their way to the public network's `txs` topic.
-    let outbound = cfg.public.listen.map(|_| Arc::new(crate::pipeline::Outbound::new(cfg.public.inbound_queue)));
+    let outbound =
+        cfg.public.listen.map(|_| Arc::new(crate::pipeline::Outbound::new(cfg.public.inbound_queue)));
     let (pipeline, source) = if cfg.block_source == "synthetic" {
         let w = cfg.workload;
         (
@@ -673,7 +674,8 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     };
     let api = match (cfg.api.listen, &pipeline) {
         (Some(_), Some(p)) => {
-            let submit = Arc::new(crate::publish::ValidatorSubmit { check: check.clone(), injector: p.injector() });
+            let submit =
+                Arc::new(crate::publish::ValidatorSubmit { check: check.clone(), injector: p.injector() });
             let api = start_api(cfg, &spec, "validator", &name, submit)?;
             info!(api = %api.local_addr(), "API at http://{}/v1/status", api.local_addr());
             Some(api)
@@ -684,16 +686,17 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         _ => None,
     };
     let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let publisher: Option<Box<dyn bastion_consensus::publish::Publisher>> = if gossip.is_some() || api.is_some() {
-        Some(Box::new(crate::publish::ValidatorPublisher {
-            gossip: gossip.clone(),
-            feeder: api.as_ref().map(bastion_api::Api::feeder),
-            recent: recent.clone(),
-            published: published.clone(),
-        }))
-    } else {
-        None
-    };
+    let publisher: Option<Box<dyn bastion_consensus::publish::Publisher>> =
+        if gossip.is_some() || api.is_some() {
+            Some(Box::new(crate::publish::ValidatorPublisher {
+                gossip: gossip.clone(),
+                feeder: api.as_ref().map(bastion_api::Api::feeder),
+                recent: recent.clone(),
+                published: published.clone(),
+            }))
+        } else {
+            None
+        };
     let registry = Registry::new();
     let mut telemetry = Telemetry::new(&registry, pipeline.as_ref());
     let metrics_stop = Arc::new(AtomicBool::new(false));
@@ -958,9 +961,12 @@ pub(crate) fn start_api(
     api.rate_per_ip = cfg.api.rate_per_ip;
     let authority = bastion_client::devnet_authority();
     // Only a devnet whose bridge authority is the public devnet key can have a faucet.
-    api.faucet = (cfg.api.faucet && spec.exchange.devnet && spec.exchange.authority == authority.account()).then(|| {
-        bastion_api::FaucetConfig { authority, amount: 10_000 * 1_000_000, asset: bastion_types::AssetId(0) }
-    });
+    api.faucet = (cfg.api.faucet && spec.exchange.devnet && spec.exchange.authority == authority.account())
+        .then(|| bastion_api::FaucetConfig {
+            authority,
+            amount: 10_000 * 1_000_000,
+            asset: bastion_types::AssetId(0),
+        });
     let chain = bastion_api::ChainInfo {
         chain_id: spec.chain_id.clone(),
         genesis_digest: spec.digest(),
@@ -968,7 +974,8 @@ pub(crate) fn start_api(
         role: role.to_string(),
         node: node.to_string(),
     };
-    bastion_api::Api::start(api, chain, submit).map_err(|e| format!("api: cannot serve on {listen} ([api] listen): {e}"))
+    bastion_api::Api::start(api, chain, submit)
+        .map_err(|e| format!("api: cannot serve on {listen} ([api] listen): {e}"))
 }
 
 /// Whether an address is reachable on the public internet (not loopback, private, link-local).

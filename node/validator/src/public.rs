@@ -77,7 +77,7 @@ impl Default for ApiSection {
     fn default() -> Self {
         ApiSection {
             listen: None,
-            history_blocks: 10_000,
+            history_blocks: 1_000,
             ws_buffer: 4096,
             max_connections_per_ip: 256,
             max_subscriptions_per_connection: 64,
@@ -129,7 +129,11 @@ pub fn read_seed(path: &Path) -> Result<[u8; 32], String> {
     let hex = text.trim();
     let mut out = [0u8; 32];
     if hex.len() != 64 {
-        return Err(format!("public.key {}: expected 64 hex digits, found {} characters", path.display(), hex.len()));
+        return Err(format!(
+            "public.key {}: expected 64 hex digits, found {} characters",
+            path.display(),
+            hex.len()
+        ));
     }
     for (i, o) in out.iter_mut().enumerate() {
         *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)

@@ -61,7 +61,11 @@ impl Refusals {
 }
 
 /// Why a transaction is not accepted from the public network or the API.
-fn check_tx(chain: &[u8; 32], committed: &RwLock<Committed>, bytes: &[u8]) -> Result<(), (&'static str, bool)> {
+fn check_tx(
+    chain: &[u8; 32],
+    committed: &RwLock<Committed>,
+    bytes: &[u8],
+) -> Result<(), (&'static str, bool)> {
     // (reason, whether the sender is at fault: Reject rather than Ignore)
     let p = packet::decode(bytes).map_err(|_| ("malformed", true))?;
     let tx = bastion_types::tx::tx_of(p.public_key, p.body).map_err(|_| ("bad_body", true))?;
@@ -102,7 +106,11 @@ impl std::fmt::Debug for GossipCheck {
 impl GossipCheck {
     /// A handler for chain `chain` (its genesis digest), with the committed state's nonces and,
     /// on a full node, the certificate checker.
-    pub fn new(chain: [u8; 32], committed: Arc<RwLock<Committed>>, checker: Option<CertChecker>) -> GossipCheck {
+    pub fn new(
+        chain: [u8; 32],
+        committed: Arc<RwLock<Committed>>,
+        checker: Option<CertChecker>,
+    ) -> GossipCheck {
         GossipCheck {
             chain,
             committed,
@@ -185,7 +193,9 @@ fn check_error(reason: &'static str) -> SubmitError {
         "bad_signature" => {
             "packet: the signature does not verify over \"bastion/tx/v1\" | genesis digest | body (read genesis_digest from /v1/status)"
         }
-        "unknown_account" => "signer: no account with this key exists yet (deposit first, e.g. POST /v1/faucet on a devnet)",
+        "unknown_account" => {
+            "signer: no account with this key exists yet (deposit first, e.g. POST /v1/faucet on a devnet)"
+        }
         "replay" => "nonce: at or below the account's last committed nonce",
         _ => "nonce: more than 4096 above the account's last committed nonce",
     };
@@ -311,7 +321,7 @@ pub fn update_of(
         digest,
         root,
         block: Arc::new(b.clone()),
-        auths: Arc::new(block.witness().to_vec()),
+        auths: Arc::new(block.auth().to_vec()),
         events: Arc::new(events.to_vec()),
         state: Arc::new(state.clone()),
     }
@@ -367,8 +377,11 @@ impl ValidatorRelay {
                     }
                     while let Ok(req) = gossip.requests().try_recv() {
                         busy = true;
-                        let answer = recent.lock().unwrap_or_else(PoisonError::into_inner).serve(req.from, req.to, max_bytes);
-                        req.reply.send(answer);
+                        let answer = recent
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .serve(req.from, req.to, max_bytes);
+                        let _ = req.reply.send(answer);
                     }
                     if !busy {
                         std::thread::sleep(Duration::from_millis(1));

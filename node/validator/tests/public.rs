@@ -40,7 +40,8 @@ impl Nodes {
 
     fn start(&mut self, k: usize) {
         let dir = self.dir.join(&self.names[k]);
-        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr.log")).unwrap();
+        let stderr =
+            std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr.log")).unwrap();
         let child = Command::new(BIN)
             .arg("run")
             .arg("--config")
@@ -93,7 +94,8 @@ impl Nodes {
                     "timed out after {timeout:?} waiting for {what}; heights {:?}; {} stderr:\n{}",
                     (0..self.names.len()).map(|k| self.height(k)).collect::<Vec<_>>(),
                     self.names[last],
-                    std::fs::read_to_string(self.dir.join(&self.names[last]).join("stderr.log")).unwrap_or_default()
+                    std::fs::read_to_string(self.dir.join(&self.names[last]).join("stderr.log"))
+                        .unwrap_or_default()
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -158,7 +160,11 @@ fn a_full_node_follows_is_killed_restarts_and_catches_up_with_the_same_roots() {
     nodes.wait_until("the full node at height 15", Duration::from_secs(90), |n| n.height(4) >= 15);
     let full = nodes.status(4);
     assert_eq!(full["role"], "full", "{full}");
-    assert_eq!(full["refused"].as_object().map_or(0, |m| m.len()), 0, "honest network, nothing refused: {full}");
+    assert_eq!(
+        full["refused"].as_object().map_or(0, |m| m.len()),
+        0,
+        "honest network, nothing refused: {full}"
+    );
 
     nodes.kill(4);
     let at_kill = nodes.height(4);
@@ -205,7 +211,9 @@ fn each_transaction_sent_to_one_validator_reaches_every_mempool_exactly_once() {
     for k in 0..4 {
         nodes.start(k);
     }
-    nodes.wait_until("every validator at height 5", Duration::from_secs(90), |n| (0..4).all(|k| n.height(k) >= 5));
+    nodes.wait_until("every validator at height 5", Duration::from_secs(90), |n| {
+        (0..4).all(|k| n.height(k) >= 5)
+    });
     // Let the public network's mesh form.
     std::thread::sleep(Duration::from_secs(3));
 
@@ -218,7 +226,8 @@ fn each_transaction_sent_to_one_validator_reaches_every_mempool_exactly_once() {
     let n = 200u64;
     for k in 0..n {
         let to = bastion_client::devnet_trader(k + 1).account();
-        let action = bastion_types::Action::Deposit { to, asset: bastion_types::AssetId(0), amount: 1_000_000 };
+        let action =
+            bastion_types::Action::Deposit { to, asset: bastion_types::AssetId(0), amount: 1_000_000 };
         let packet = authority.sign(&spec.digest(), k + 2, action).packet().unwrap();
         let i = (k % 4) as usize;
         socket.send_to(&packet, ingress[i]).unwrap();

@@ -32,4 +32,6 @@ pub use mempool::Mempool;
 pub use pin::pin_current_thread;
 pub use ring::{Ring, TxFrame};
 pub use stats::{DropReason, TileSnapshot, TileStats};
-pub use tiles::{CommittedNonce, Injector, NONCE_AHEAD_MAX, Outbound, PinConfig, Pipeline, PipelineConfig, start};
+pub use tiles::{
+    CommittedNonce, Injector, NONCE_AHEAD_MAX, Outbound, PinConfig, Pipeline, PipelineConfig, start,
+};

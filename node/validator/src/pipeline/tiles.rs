@@ -1062,6 +1062,7 @@ mod tests {
             committed,
             dedup: Dedup::new(1 << 10),
             limiter: RateLimiter::new(1000, 2000, accounts_max),
+            outbound: None,
         }
     }
 
