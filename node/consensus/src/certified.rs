@@ -65,6 +65,20 @@ pub fn encode_certified(block_wire: &[u8], certificate: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The block bytes of a certified block message ([`encode_certified`]), without checking
+/// anything: validators each publish the same block under their own certificate (different
+/// signer sets, different bytes), so a receiver keys "already verified" by these bytes and
+/// verifies one certificate per block, not one per validator. `None` if the framing is broken.
+pub fn certified_block_bytes(message: &[u8]) -> Option<&[u8]> {
+    let (&tag, rest) = message.split_first()?;
+    if tag != TAG_CERTIFIED || rest.len() < 4 {
+        return None;
+    }
+    let (len, rest) = rest.split_at(4);
+    let len = usize::try_from(u32::from_be_bytes(len.try_into().ok()?)).ok()?;
+    rest.get(..len)
+}
+
 /// A range answer: consecutive blocks (wire bytes, lowest first) and the encoded finalization of
 /// the last one.
 pub fn encode_range(blocks: &[Bytes], certificate: &[u8]) -> Vec<u8> {

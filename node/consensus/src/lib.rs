@@ -88,7 +88,7 @@ pub use application::{
 pub use bastion_exchange::State;
 pub use block::{BlockLimits, ChainBlock, StateRoot};
 pub use byzantine::{Lie, Trick};
-pub use certified::{CertChecker, Refusal, Verified, encode_certified, encode_range};
+pub use certified::{CertChecker, Refusal, Verified, certified_block_bytes, encode_certified, encode_range};
 pub use certlog::{CertLog, serve_range};
 pub use follower::{Follower, FollowerStats, Offered, Ready, chain_tip, execute};
 pub use governance::ProposalSource;

@@ -134,6 +134,18 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         None => None,
     };
     let feeder = api.as_ref().map(bastion_api::Api::feeder);
+    let registry = crate::metrics::Registry::new();
+    let mut telemetry = crate::public_metrics::PublicTelemetry::new(&registry);
+    let metrics_stop = Arc::new(AtomicBool::new(false));
+    let metrics_server = match cfg.metrics.listen {
+        Some(addr) => {
+            let (bound, handle) = crate::metrics::serve(registry.clone(), addr, metrics_stop.clone())
+                .map_err(|e| format!("metrics: cannot listen on {addr} ([metrics] listen): {e}"))?;
+            info!(metrics = %bound, "metrics at http://{bound}/metrics");
+            Some(handle)
+        }
+        None => None,
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone());
@@ -241,14 +253,17 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             status.uptime_s = started.elapsed().as_secs_f64();
             status.lag_blocks = behind;
             status.lag_blocks_p99 =
-                if lag.len() == 0 { 0 } else { lag.value_at_quantile(0.99).saturating_sub(1) };
+                if lag.is_empty() { 0 } else { lag.value_at_quantile(0.99).saturating_sub(1) };
             status.refused = check.refusals.snapshot();
-            status.peers = gossip.stats().peers;
-            if let Some(a) = &api {
-                let s = a.stats();
+            let gstats = gossip.stats();
+            status.peers = gstats.peers;
+            let astats = api.as_ref().map(bastion_api::Api::stats);
+            if let Some(s) = &astats {
                 status.api_requests = s.requests.total();
                 status.ws_messages = s.ws_messages;
             }
+            telemetry.update(Some(&gstats), &status.refused, astats.as_ref());
+            telemetry.update_full(&status);
             write_status(&status_path, &status);
             last_status = Instant::now();
         }
@@ -277,6 +292,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     write_status(&status_path, &status);
     if let Some(a) = api {
         a.stop();
+    }
+    metrics_stop.store(true, Ordering::SeqCst);
+    if let Some(h) = metrics_server {
+        let _ = h.join();
     }
     if let Ok(g) = Arc::try_unwrap(gossip) {
         g.stop();

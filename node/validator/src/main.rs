@@ -11,6 +11,7 @@ mod node;
 mod oracle;
 mod pipeline;
 mod public;
+mod public_metrics;
 mod publish;
 mod risk;
 mod sig;

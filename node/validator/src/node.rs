@@ -471,6 +471,24 @@ pub struct Status {
     /// Finalized indices more than 2% from this validator's own observation.
     #[serde(default)]
     pub oracle_disagreements: u64,
+    /// Peers on the public network (when it joined one).
+    #[serde(default)]
+    pub public_peers: Option<u64>,
+    /// Certified blocks this validator published on the public network since start.
+    #[serde(default)]
+    pub blocks_published: u64,
+    /// Transactions from the public network or the API refused by this node's checks.
+    #[serde(default)]
+    pub public_refused: std::collections::BTreeMap<String, u64>,
+    /// Where the API listens, if it serves one.
+    #[serde(default)]
+    pub api: Option<String>,
+    /// REST requests its API answered.
+    #[serde(default)]
+    pub api_requests: u64,
+    /// WebSocket messages its API sent.
+    #[serde(default)]
+    pub ws_messages: u64,
 }
 
 /// The committed state as the admission tile sees it: the last nonce of every account that
@@ -699,6 +717,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         };
     let registry = Registry::new();
     let mut telemetry = Telemetry::new(&registry, pipeline.as_ref());
+    let mut public_telemetry = crate::public_metrics::PublicTelemetry::new(&registry);
     let metrics_stop = Arc::new(AtomicBool::new(false));
     let metrics_server = match cfg.metrics.listen {
         Some(addr) => {
@@ -859,7 +878,18 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 observations_included: totals.observations_included,
                 observation_evidence: totals.observation_evidence,
                 oracle_disagreements: totals.oracle_disagreements,
+                public_peers: gossip.as_ref().map(|g| g.stats().peers),
+                blocks_published: published.load(Ordering::Relaxed),
+                public_refused: check.refusals.snapshot(),
+                api: api.as_ref().map(|a| a.local_addr().to_string()),
+                api_requests: api.as_ref().map_or(0, |a| a.stats().requests.total()),
+                ws_messages: api.as_ref().map_or(0, |a| a.stats().ws_messages),
             };
+            public_telemetry.update(
+                gossip.as_ref().map(|g| g.stats()).as_ref(),
+                &status.public_refused,
+                api.as_ref().map(bastion_api::Api::stats).as_ref(),
+            );
             telemetry.update_oracle(&ledger.observations_rejected(), oracle_stats.as_deref());
             telemetry.update(
                 pipeline.as_ref(),
@@ -962,7 +992,7 @@ pub(crate) fn start_api(
     let authority = bastion_client::devnet_authority();
     // Only a devnet whose bridge authority is the public devnet key can have a faucet.
     api.faucet = (cfg.api.faucet && spec.exchange.devnet && spec.exchange.authority == authority.account())
-        .then(|| bastion_api::FaucetConfig {
+        .then_some(bastion_api::FaucetConfig {
             authority,
             amount: 10_000 * 1_000_000,
             asset: bastion_types::AssetId(0),

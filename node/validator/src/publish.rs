@@ -93,6 +93,9 @@ pub struct GossipCheck {
     /// `None`: blocks are not checked here (a validator: it takes blocks from consensus).
     checker: Option<CertChecker>,
     verified: Mutex<VecDeque<([u8; 32], Verified)>>,
+    /// Hashes of the block bytes of recently verified certified blocks (the same block arrives
+    /// from every validator, each under its own certificate: one verification is enough).
+    seen_blocks: Mutex<VecDeque<[u8; 32]>>,
     /// Refused messages by reason (`tx_...`, `block_...`).
     pub refusals: Arc<Refusals>,
 }
@@ -116,6 +119,7 @@ impl GossipCheck {
             committed,
             checker,
             verified: Mutex::new(VecDeque::new()),
+            seen_blocks: Mutex::new(VecDeque::new()),
             refusals: Arc::new(Refusals::default()),
         }
     }
@@ -162,8 +166,24 @@ impl Handler for GossipCheck {
             // Validators take finalized blocks from consensus, not from here.
             return Verdict::Ignore;
         };
+        let block_key =
+            bastion_consensus::certified_block_bytes(message).map(|b| *blake3::hash(b).as_bytes());
+        if let Some(k) = block_key
+            && self.seen_blocks.lock().unwrap_or_else(PoisonError::into_inner).contains(&k)
+        {
+            // This very block was verified already, under another validator's certificate (the
+            // public network counts it as ignored).
+            return Verdict::Ignore;
+        }
         match checker.check_block(message) {
             Ok(v) => {
+                if let Some(k) = block_key {
+                    let mut seen = self.seen_blocks.lock().unwrap_or_else(PoisonError::into_inner);
+                    seen.push_back(k);
+                    while seen.len() > VERIFIED_KEEP {
+                        seen.pop_front();
+                    }
+                }
                 let key = *blake3::hash(message).as_bytes();
                 let mut cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
                 cache.push_back((key, v));
@@ -332,10 +352,10 @@ impl Publisher for ValidatorPublisher {
         let height = p.block.height_u64();
         let cert = p.certificate.map(Bytes::copy_from_slice);
         self.recent.lock().unwrap_or_else(PoisonError::into_inner).push(height, p.wire.clone(), cert);
-        if let (Some(g), Some(c)) = (&self.gossip, p.certificate) {
-            if g.publish_block(encode_certified(p.wire, c)).is_ok() {
-                self.published.fetch_add(1, Ordering::Relaxed);
-            }
+        if let (Some(g), Some(c)) = (&self.gossip, p.certificate)
+            && g.publish_block(encode_certified(p.wire, c)).is_ok()
+        {
+            self.published.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(f) = &self.feeder {
             f.push(update_of(p.block, p.events, p.root, p.state));

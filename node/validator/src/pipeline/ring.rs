@@ -29,7 +29,7 @@ impl TxFrame {
     }
 
     /// This frame, marked as delivered by the public network (not to be published again).
-    pub fn from_network(mut self) -> TxFrame {
+    pub fn delivered_by_network(mut self) -> TxFrame {
         self.publish = false;
         self
     }

@@ -115,7 +115,7 @@ impl Injector {
             self.stats.add_drop(DropReason::Malformed, 1);
             return false;
         };
-        let frame = if publish { frame } else { frame.from_network() };
+        let frame = if publish { frame } else { frame.delivered_by_network() };
         match self.ring.push(frame) {
             Ok(()) => {
                 self.stats.add_out(1);
