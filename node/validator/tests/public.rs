@@ -135,7 +135,7 @@ fn init(dir: &Path, base: u16, full: usize) -> bastion_consensus::ChainSpec {
 }
 
 fn base_port(offset: u16) -> u16 {
-    offset + (std::process::id() % 5_000) as u16 * 2
+    offset + (std::process::id() % 3_000) as u16 * 2
 }
 
 fn roots(data: &Path) -> (BlockLog, u64, u64) {
@@ -276,4 +276,87 @@ fn each_transaction_sent_to_one_validator_reaches_every_mempool_exactly_once() {
         assert_eq!(bad(i), 0, "v{i} never received a bad signature: they were not forwarded");
     }
     nodes.stop_all();
+}
+
+/// An attacker on the public network (a libp2p node of the test's own) takes real certified
+/// blocks off the `blocks` topic and publishes tampered ones to the full node: block bytes
+/// changed under a valid certificate (digest mismatch) and a certificate changed as well (the
+/// certificate is checked first). The full node refuses and counts both kinds, never executes
+/// them, keeps following, and ends with the validators' roots.
+#[test]
+fn a_full_node_refuses_and_counts_tampered_blocks_from_the_public_network() {
+    use bastion_gossip::{Gossip, GossipConfig, Handler, Verdict};
+    struct AcceptAll;
+    impl Handler for AcceptAll {
+        fn validate_tx(&self, _: &[u8]) -> Verdict {
+            Verdict::Accept
+        }
+        fn validate_block(&self, _: &[u8]) -> Verdict {
+            Verdict::Accept
+        }
+    }
+
+    let _one = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_port(50_000);
+    let spec = init(tmp.path(), base, 1);
+    let mut nodes = Nodes::new(tmp.path(), 4, 1);
+    for k in 0..5 {
+        nodes.start(k);
+    }
+    nodes.wait_until("the full node at height 5", Duration::from_secs(90), |n| n.height(4) >= 5);
+
+    let attacker_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cfg = GossipConfig::new(
+        format!("127.0.0.1:{attacker_port}").parse().unwrap(),
+        [0xA7; 32],
+        spec.chain_id.clone(),
+    );
+    cfg.bootstrap = vec![format!("/ip4/127.0.0.1/tcp/{}", base + 30 + 4)];
+    cfg.max_block_bytes = 32 << 20;
+    let attacker = Gossip::start(cfg, std::sync::Arc::new(AcceptAll)).unwrap();
+    // Real certified blocks, relayed to us by the full node.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut real = Vec::new();
+    while real.len() < 2 && Instant::now() < deadline {
+        if let Ok(m) = attacker.blocks().recv_timeout(Duration::from_millis(200)) {
+            real.push(m.data);
+        }
+    }
+    assert_eq!(real.len(), 2, "the attacker received real blocks from the full node");
+    let block = bastion_consensus::certified_block_bytes(&real[0]).unwrap().to_vec();
+    let cert = real[0][5 + block.len()..].to_vec();
+    // 1. The block's bytes changed (a byte inside the exchange block), the certificate intact.
+    let mut bent = block.clone();
+    let at = bent.len() - 1;
+    bent[at] ^= 0x01;
+    attacker.publish_block(bastion_consensus::encode_certified(&bent, &cert)).unwrap();
+    // 2. The same, and the certificate's last byte changed too.
+    let mut forged = cert.clone();
+    let at = forged.len() - 1;
+    forged[at] ^= 0x01;
+    bent[0] ^= 0x01;
+    attacker.publish_block(bastion_consensus::encode_certified(&bent, &forged)).unwrap();
+
+    nodes.wait_until("the full node to refuse both", Duration::from_secs(20), |n| {
+        let refused = n.status(4)["refused"].clone();
+        refused.as_object().map_or(0, |m| m.values().filter_map(serde_json::Value::as_u64).sum::<u64>()) >= 2
+    });
+    let refused = nodes.status(4)["refused"].clone();
+    println!("full node refused: {refused}");
+    assert!(refused["digest_mismatch"].as_u64().unwrap_or(0) >= 1, "{refused}");
+    assert!(
+        refused["bad_certificate"].as_u64().unwrap_or(0) + refused["malformed"].as_u64().unwrap_or(0) >= 1,
+        "{refused}"
+    );
+    let then = nodes.height(4);
+    nodes
+        .wait_until("the full node to keep following", Duration::from_secs(30), |n| n.height(4) >= then + 10);
+    attacker.stop();
+    nodes.stop_all();
+    let (v0, v_first, v_last) = roots(&tmp.path().join("v0/data"));
+    let (f0, f_first, f_last) = roots(&tmp.path().join("f0/data"));
+    for h in v_first.max(f_first)..=v_last.min(f_last) {
+        assert_eq!(root(&f0, h), root(&v0, h), "height {h}");
+    }
 }
