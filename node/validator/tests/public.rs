@@ -8,108 +8,12 @@
 //!   validator's mempool exactly once; a transaction sent to two validators is still admitted
 //!   once per validator; packets with a bad signature are not forwarded.
 
-use bastion_storage::{BlockLog, LogConfig};
-use bastion_store::LogEntry;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{BIN, Nodes, exclusive, root, roots};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_bastion");
-
-/// One network at a time in this binary (timing, ports).
-static ONE_NETWORK_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    ONE_NETWORK_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The processes (v0..v3, then f0), killed on drop.
-struct Nodes {
-    dir: PathBuf,
-    names: Vec<String>,
-    children: Vec<Option<Child>>,
-}
-
-impl Nodes {
-    fn new(dir: &Path, validators: usize, full: usize) -> Nodes {
-        let names: Vec<String> =
-            (0..validators).map(|i| format!("v{i}")).chain((0..full).map(|j| format!("f{j}"))).collect();
-        let children = names.iter().map(|_| None).collect();
-        Nodes { dir: dir.to_path_buf(), names, children }
-    }
-
-    fn start(&mut self, k: usize) {
-        let dir = self.dir.join(&self.names[k]);
-        let stderr =
-            std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr.log")).unwrap();
-        let child = Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(dir.join("node.toml"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        self.children[k] = Some(child);
-    }
-
-    fn kill(&mut self, k: usize) {
-        if let Some(mut c) = self.children[k].take() {
-            let _ = c.kill(); // SIGKILL
-            let _ = c.wait();
-        }
-    }
-
-    fn stop_all(&mut self) {
-        for c in self.children.iter().flatten() {
-            let ok = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
-            assert!(ok.success());
-        }
-        for (k, c) in self.children.iter_mut().enumerate() {
-            if let Some(mut c) = c.take() {
-                let status = c.wait().unwrap();
-                assert!(status.success(), "{} exited with {status} after SIGTERM", self.names[k]);
-            }
-        }
-    }
-
-    fn status(&self, k: usize) -> serde_json::Value {
-        std::fs::read(self.dir.join(&self.names[k]).join("data/status.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    fn height(&self, k: usize) -> u64 {
-        self.status(k)["height"].as_u64().unwrap_or(0)
-    }
-
-    fn wait_until(&self, what: &str, timeout: Duration, ok: impl Fn(&Nodes) -> bool) {
-        let start = Instant::now();
-        while !ok(self) {
-            if start.elapsed() >= timeout {
-                let last = self.names.len() - 1;
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}; heights {:?}; {} stderr:\n{}",
-                    (0..self.names.len()).map(|k| self.height(k)).collect::<Vec<_>>(),
-                    self.names[last],
-                    std::fs::read_to_string(self.dir.join(&self.names[last]).join("stderr.log"))
-                        .unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for k in 0..self.children.len() {
-            self.kill(k);
-        }
-    }
-}
 
 /// `bastion init` of 4 validators and `full` full nodes into `dir`; p2p ports from `base`,
 /// ingress `base + 10`, metrics `base + 20`, public `base + 30`, API `base + 40`.
@@ -136,16 +40,6 @@ fn init(dir: &Path, base: u16, full: usize) -> bastion_consensus::ChainSpec {
 
 fn base_port(offset: u16) -> u16 {
     offset + (std::process::id() % 3_000) as u16 * 2
-}
-
-fn roots(data: &Path) -> (BlockLog, u64, u64) {
-    let (log, _) = BlockLog::open(&data.join("log"), LogConfig::default()).unwrap();
-    let (first, last) = (log.first_height().unwrap_or(1), log.last_height().unwrap_or(0));
-    (log, first, last)
-}
-
-fn root(log: &BlockLog, h: u64) -> [u8; 32] {
-    LogEntry::decode(&log.read(h).unwrap()).unwrap().root
 }
 
 #[test]

@@ -10,103 +10,13 @@
 use bastion_consensus::application::EVIDENCE_FILE;
 use bastion_storage::{BlockLog, LogConfig};
 use bastion_store::LogEntry;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bastion");
+mod common;
 
-/// The tests here each run four or more validator processes: one at a time, so their timing
-/// (a crash at a fixed time after genesis, finality) does not depend on the others' load.
-static ONE_NETWORK_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    ONE_NETWORK_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Kills every child on drop (a failing test leaves no validator running).
-struct Nodes {
-    dir: PathBuf,
-    children: Vec<Option<Child>>,
-}
-
-impl Nodes {
-    fn start(&mut self, i: usize) {
-        let dir = self.dir.join(format!("v{i}"));
-        let child = Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(dir.join("node.toml"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-            .spawn()
-            .unwrap();
-        self.children[i] = Some(child);
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.children[i].take() {
-            let _ = c.kill(); // SIGKILL
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM everyone and wait for clean exits.
-    fn stop_all(&mut self) {
-        for c in self.children.iter().flatten() {
-            let ok = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
-            assert!(ok.success());
-        }
-        for (i, c) in self.children.iter_mut().enumerate() {
-            if let Some(mut c) = c.take() {
-                let status = c.wait().unwrap();
-                assert!(status.success(), "validator {i} exited with {status} after SIGTERM");
-            }
-        }
-    }
-
-    fn status(&self, i: usize) -> serde_json::Value {
-        std::fs::read(self.dir.join(format!("v{i}/data/status.json")))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    fn height(&self, i: usize) -> u64 {
-        let path = self.dir.join(format!("v{i}/data/status.json"));
-        std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["height"].as_u64())
-            .unwrap_or(0)
-    }
-
-    fn stderr(&self, i: usize) -> String {
-        std::fs::read_to_string(self.dir.join(format!("v{i}/stderr.log"))).unwrap_or_default()
-    }
-
-    fn wait_until(&self, what: &str, timeout: Duration, ok: impl Fn(&Nodes) -> bool) {
-        let start = Instant::now();
-        while !ok(self) {
-            assert!(
-                start.elapsed() < timeout,
-                "timed out after {timeout:?} waiting for {what}; heights {:?}; v3 stderr:\n{}",
-                (0..4).map(|i| self.height(i)).collect::<Vec<_>>(),
-                self.stderr(3)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for i in 0..self.children.len() {
-            self.kill(i);
-        }
-    }
-}
+use common::{BIN, Nodes, exclusive, root_at};
 
 /// `bastion init` of 4 validators into `dir` (keys from `seed`; p2p ports from `base_port`,
 /// UDP ingress from `base_port + 10`, metrics from `base_port + 20`) with `extra` arguments;
@@ -137,18 +47,13 @@ fn init(dir: &Path, seed: u64, base_port: u16, extra: &[&str]) -> bastion_consen
     bastion_consensus::ChainSpec::load(&dir.join("genesis.json")).unwrap()
 }
 
-fn root_at(data: &Path, height: u64) -> [u8; 32] {
-    let (log, _) = BlockLog::open(&data.join("log"), LogConfig::default()).unwrap();
-    LogEntry::decode(&log.read(height).unwrap()).unwrap().root
-}
-
 #[test]
 fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
     let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let spec = init(tmp.path(), 11, 20_000 + (std::process::id() % 20_000) as u16, &[]);
 
-    let mut nodes = Nodes { dir: tmp.path().to_path_buf(), children: (0..4).map(|_| None).collect() };
+    let mut nodes = Nodes::new(tmp.path(), 4, 0);
     for i in 0..4 {
         nodes.start(i);
     }
@@ -344,7 +249,7 @@ fn a_flood_of_fresh_key_transactions_is_refused_and_costs_no_block_space() {
 
     // Sign the flood while the network starts: 10,000 fresh keys, nonce 1 each.
     const FLOOD: u64 = 10_000;
-    let mut nodes = Nodes { dir: tmp.path().to_path_buf(), children: (0..4).map(|_| None).collect() };
+    let mut nodes = Nodes::new(tmp.path(), 4, 0);
     for i in 0..4 {
         nodes.start(i);
     }
@@ -543,7 +448,7 @@ fn a_governance_proposal_signed_by_three_of_four_halts_a_market_on_a_production_
     // One validator's queue is enough: it includes the proposal when it leads.
     bastion_ok(&["governance", "submit", "--config", &s(&dir.join("v1/node.toml")), "--proposal", &s(&p)]);
 
-    let mut nodes = Nodes { dir: dir.to_path_buf(), children: (0..4).map(|_| None).collect() };
+    let mut nodes = Nodes::new(dir, 4, 0);
     for i in 0..4 {
         nodes.start(i);
     }
