@@ -883,6 +883,8 @@ pub struct Application<
     /// Finalization certificates of blocks not executed yet, by digest, with the tip height
     /// when they arrived (bounded: [`MAX_CERTIFICATES`], pruned with the blocks).
     certificates: HashMap<Digest, (Bytes, u64)>,
+    /// Orders finalized runs into exactly-once execution (the layer full nodes use).
+    follower: crate::follower::Follower,
     mailbox: mpsc::UnboundedReceiver<Message<P>>,
     net: (S, R),
     /// Blocks peers that send what no honest validator sends (see [`crate::relay`]).
@@ -1061,6 +1063,7 @@ impl<
             governance: cfg.governance,
             publisher: cfg.publisher,
             certificates: HashMap::new(),
+            follower: crate::follower::Follower::new(tip.1, tip.0, u64::MAX / 2),
             mailbox: receiver,
             net,
             blocker,
@@ -1894,8 +1897,18 @@ impl<
             if chain.is_empty() {
                 continue;
             }
-            for d in chain.into_iter().rev() {
-                let Some(block) = self.blocks.get(&d).cloned() else { break };
+            // The one ordered, exactly-once layer full nodes use too: this validator's engine
+            // finalized `digest` (its certificate checked by the engine), and `chain` links it
+            // down to the executed tip.
+            let run: Vec<ChainBlock> =
+                chain.iter().rev().filter_map(|d| self.blocks.get(d).cloned()).collect();
+            if run.len() != chain.len() {
+                continue;
+            }
+            self.follower.offer_finalized(run);
+            while let Some(ready) = self.follower.next() {
+                let block = ready.block;
+                let d = block.id();
                 let before = self.store.state().state_root();
                 if block.parent_state_root() != &before {
                     self.halt(format!(

@@ -117,6 +117,27 @@ impl Follower {
         held
     }
 
+    /// Offers a run that this node's own consensus engine finalized (a validator): consecutive
+    /// blocks, each the parent of the next, the last finalized by the engine, which verified
+    /// its certificate. Held like a checked range; returns how many were held.
+    pub fn offer_finalized(&mut self, blocks: Vec<ChainBlock>) -> usize {
+        let linked = blocks.windows(2).all(|w| {
+            w[0].height_u64().checked_add(1) == Some(w[1].height_u64()) && w[1].parent_digest() == w[0].id()
+        });
+        if !linked {
+            return 0;
+        }
+        let mut held = 0;
+        for block in blocks {
+            self.stats.offered += 1;
+            let o = self.insert(block, None, true);
+            if self.tally(o) == Offered::Buffered {
+                held += 1;
+            }
+        }
+        held
+    }
+
     fn tally(&mut self, o: Offered) -> Offered {
         match o {
             Offered::Buffered => {}

@@ -300,7 +300,10 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
              key = \"p2p.key\"\n\
              \n\
              [api]                            # REST and WebSocket API (docs: node/api/openapi.yaml)\n\
-             listen = \"127.0.0.1:{api}\"\n",
+             listen = \"127.0.0.1:{api}\"\n\
+             \n\
+             [metrics]                        # Prometheus text at http://LISTEN/metrics; `bastion status`\n\
+             # listen = \"127.0.0.1:9500\"\n",
             dir = args.out.display(),
             host = args.host,
             port = public + n + j,
