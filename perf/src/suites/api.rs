@@ -84,7 +84,8 @@ impl Chain {
     fn update(&mut self, block: Block) -> Result<Update, String> {
         let mut auths: Vec<TxAuth> = Vec::with_capacity(block.txs.len());
         for tx in &block.txs {
-            let key = self.keys.get(&tx.signer).ok_or_else(|| format!("no key for signer {:?}", tx.signer))?;
+            let key =
+                self.keys.get(&tx.signer).ok_or_else(|| format!("no key for signer {:?}", tx.signer))?;
             auths.push(key.sign(&DIGEST, tx.nonce, tx.action.clone()).auth);
         }
         let out = self.state.apply_block(&block).map_err(|e| format!("block {}: {e}", block.height))?;
@@ -115,7 +116,9 @@ impl Chain {
         let mark_ticks = (m.mark / m.spec.tick_size.max(1)).max(1);
         let n = self.w.traders.max(2);
         let (seller, buyer) = (1 + b.height % n, 1 + (b.height + 1) % n);
-        for (trader, side, tif) in [(seller, Side::Sell, TimeInForce::Gtc), (buyer, Side::Buy, TimeInForce::Ioc)] {
+        for (trader, side, tif) in
+            [(seller, Side::Sell, TimeInForce::Gtc), (buyer, Side::Buy, TimeInForce::Ioc)]
+        {
             let signer = self.w.id(trader);
             let slot = usize::try_from(trader).ok().and_then(|i| self.w.nonces.get_mut(i));
             let Some(slot) = slot else { return Err(format!("trader {trader} has no nonce slot")) };
@@ -226,8 +229,10 @@ impl Subscriber {
         let (mut ws, _) = tungstenite::client::client(url.as_str(), stream)
             .map_err(|e| format!("WebSocket handshake with {url}: {e}"))?;
         let mut snapshot = None;
-        for sub in [json!({"type": "l2Book", "market": MARKET.0, "depth": 20}), json!({"type": "trades", "market": MARKET.0})]
-        {
+        for sub in [
+            json!({"type": "l2Book", "market": MARKET.0, "depth": 20}),
+            json!({"type": "trades", "market": MARKET.0}),
+        ] {
             let msg = json!({"method": "subscribe", "subscription": sub}).to_string();
             ws.send(tungstenite::Message::Text(msg.into())).map_err(|e| format!("subscribe: {e}"))?;
             let mut seen = 0;
@@ -627,9 +632,11 @@ fn rest_reads(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         .ok_or("no traders")?;
     let threads = if ctx.quick { 2 } else { 4 };
     let per = ctx.size(5_000, 200);
-    let book = rest_series("rest-book", api.local_addr(), &format!("/v1/book/{}?depth=20", MARKET.0), threads, per)?;
+    let book =
+        rest_series("rest-book", api.local_addr(), &format!("/v1/book/{}?depth=20", MARKET.0), threads, per)?;
     report.push(book);
-    let acct = rest_series("rest-account", api.local_addr(), &format!("/v1/accounts/{}", account.0), threads, per)?;
+    let acct =
+        rest_series("rest-account", api.local_addr(), &format!("/v1/accounts/{}", account.0), threads, per)?;
     report.push(acct);
     let s = api.stats();
     report.note(format!(
@@ -781,7 +788,8 @@ fn gossip_submit(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     for (j, got) in per_node.iter().enumerate() {
         let mut seen = vec![0u32; n];
         for &(nonce, at) in got {
-            let Some(i) = usize::try_from(nonce).ok().and_then(|x| x.checked_sub(1)).filter(|&i| i < n) else {
+            let Some(i) = usize::try_from(nonce).ok().and_then(|x| x.checked_sub(1)).filter(|&i| i < n)
+            else {
                 failures.push(format!("node {}: unknown nonce {nonce}", j + 1));
                 continue;
             };
@@ -889,8 +897,20 @@ fn devnet(bin: &Path, dir: &Path, secs: u64) -> Result<serde_json::Value, String
     serde_json::from_slice(&bytes).map_err(|e| format!("bad devnet summary JSON: {e}"))
 }
 
-/// Range answers of the full node's chain from height 1: `(from, blocks, answer)`.
-fn range_answers(net: &Path) -> Result<(bastion_consensus::ChainSpec, Vec<(u64, usize, Vec<u8>)>, u64, [u8; 32]), String> {
+/// The full node's chain as range answers.
+#[derive(Debug)]
+struct Served {
+    spec: bastion_consensus::ChainSpec,
+    /// `(from, blocks, answer)`, consecutive from height 1.
+    answers: Vec<(u64, usize, Vec<u8>)>,
+    /// The last height the answers reach.
+    height: u64,
+    /// The full node's state root, when the answers reach its tip.
+    root: Option<[u8; 32]>,
+}
+
+/// Range answers of the full node's chain from height 1, as it serves them to peers.
+fn range_answers(net: &Path) -> Result<Served, String> {
     use bastion_consensus::{CertChecker, CertLog, ChainSpec, serve_range};
     let spec = ChainSpec::load(&net.join("genesis.json")).map_err(|e| format!("genesis.json: {e}"))?;
     let limits = spec.block_limits();
@@ -907,11 +927,13 @@ fn range_answers(net: &Path) -> Result<(bastion_consensus::ChainSpec, Vec<(u64, 
     }
     let top = store.state().height;
     let checker = CertChecker::new(&spec).map_err(|e| e.to_string())?;
-    let max_bytes = limits.max_body_bytes.saturating_add(limits.max_txs.saturating_mul(96)).saturating_add(64 << 10);
+    let max_bytes =
+        limits.max_body_bytes.saturating_add(limits.max_txs.saturating_mul(96)).saturating_add(64 << 10);
     let mut out = Vec::new();
     let mut from = 1;
     while from <= top {
-        let Some(answer) = serve_range(&store, &certs, &limits, from, from + RANGE_BLOCKS - 1, max_bytes) else {
+        let Some(answer) = serve_range(&store, &certs, &limits, from, from + RANGE_BLOCKS - 1, max_bytes)
+        else {
             break;
         };
         // Untimed: how many blocks the answer holds.
@@ -922,14 +944,9 @@ fn range_answers(net: &Path) -> Result<(bastion_consensus::ChainSpec, Vec<(u64, 
         out.push((from, n, answer));
         from += n as u64;
     }
-    let served = from - 1;
-    let root = bastion_store_root(&store, served, top)?;
-    Ok((spec, out, served, root))
-}
-
-/// The full node's state root, when the served ranges reach its tip (else zeros: not compared).
-fn bastion_store_root(store: &bastion_store::Store, served: u64, top: u64) -> Result<[u8; 32], String> {
-    if served == top { Ok(store.state().state_root()) } else { Ok([0; 32]) }
+    let height = from - 1;
+    let root = (height == top).then(|| store.state().state_root());
+    Ok(Served { spec, answers: out, height, root })
 }
 
 fn catch_up(report: &mut Report) -> Result<(), String> {
@@ -951,7 +968,7 @@ fn catch_up(report: &mut Report) -> Result<(), String> {
     let duration = summary["duration_s"].as_f64().unwrap_or(secs as f64);
     let live = height / duration.max(1e-9);
     let net = tmp.path().join("net");
-    let (spec, answers, served, want_root) = match range_answers(&net) {
+    let Served { spec, answers, height: served, root: want_root } = match range_answers(&net) {
         Ok(a) => a,
         Err(e) => {
             report.note(format!("catch-up SKIPPED: cannot read the full node's chain back: {e}"));
@@ -965,8 +982,9 @@ fn catch_up(report: &mut Report) -> Result<(), String> {
     let limits = spec.block_limits();
     let checker = CertChecker::new(&spec).map_err(|e| e.to_string())?;
     let fresh = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (mut store, _) = bastion_store::Store::open(fresh.path(), &spec.exchange, bastion_store::StoreConfig::default())
-        .map_err(|e| format!("fresh store: {e}"))?;
+    let (mut store, _) =
+        bastion_store::Store::open(fresh.path(), &spec.exchange, bastion_store::StoreConfig::default())
+            .map_err(|e| format!("fresh store: {e}"))?;
     let (tip_h, tip_d) = chain_tip(&store, &spec.exchange, &limits)?;
     let mut follower = Follower::new(tip_h, tip_d, 4 * RANGE_BLOCKS);
     let mut hist = harness::histogram();
@@ -975,7 +993,8 @@ fn catch_up(report: &mut Report) -> Result<(), String> {
     let mut txs = 0u64;
     for (from, _, answer) in &answers {
         let t = Instant::now();
-        let ready = checker.check_range(answer, *from).map_err(|e| format!("check_range from {from}: {e:?}"))?;
+        let ready =
+            checker.check_range(answer, *from).map_err(|e| format!("check_range from {from}: {e:?}"))?;
         follower.offer_range(ready);
         while let Some(r) = follower.next() {
             txs += r.block.block().txs.len() as u64;
@@ -990,7 +1009,7 @@ fn catch_up(report: &mut Report) -> Result<(), String> {
     if blocks != served {
         return Err(format!("catch-up executed {blocks} blocks of the {served} served"));
     }
-    let root_ok = want_root == [0; 32] || store.state().state_root() == want_root;
+    let root_ok = want_root.is_none_or(|r| store.state().state_root() == r);
     let rate = blocks as f64 / total.as_secs_f64().max(1e-9);
     report.push(Measurement {
         name: "catch-up".into(),
