@@ -1044,3 +1044,51 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     }
     catch_up(report)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn frame_fields_are_read_from_the_servers_prefix() {
+        let f = r#"{"channel":"l2Book","height":815,"seq":7,"snapshot":false,"data":{"bids":[[1,2]]}}"#;
+        assert_eq!(field(f, "channel"), Some("l2Book"));
+        assert_eq!(field(f, "height"), Some("815"));
+        assert_eq!(field(f, "seq"), Some("7"));
+        assert_eq!(field(f, "nope"), None);
+    }
+
+    #[test]
+    fn the_gossip_check_accepts_a_signed_packet_and_rejects_a_tampered_one() {
+        let key = devnet_trader(3);
+        let action = Action::Cancel { market: MARKET, order: bastion_types::OrderId(9) };
+        let packet = key.sign(&DIGEST, 5, action).packet().unwrap();
+        let h = TxCheck::default();
+        assert_eq!(h.validate_tx(&packet), Verdict::Accept);
+        assert_eq!(TxCheck::check(&packet).unwrap().nonce, 5);
+        let mut bad = packet.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(h.validate_tx(&bad), Verdict::Reject);
+        // Signed for another chain.
+        let other =
+            key.sign(&[7; 32], 5, Action::Cancel { market: MARKET, order: bastion_types::OrderId(9) });
+        assert_eq!(h.validate_tx(&other.packet().unwrap()), Verdict::Reject);
+        assert_eq!((h.accepted.load(Ordering::Relaxed), h.rejected.load(Ordering::Relaxed)), (1, 2));
+    }
+
+    #[test]
+    fn every_fed_block_trades_on_market_0() {
+        let mut c = Chain::new(1, 64).unwrap();
+        c.fund().unwrap();
+        for _ in 0..15 {
+            let u = c.trade(40).unwrap();
+            assert!(
+                u.events.iter().any(|e| matches!(e, Event::Fill { market, .. } if *market == MARKET)),
+                "block {} has no trade on market 0",
+                u.height
+            );
+        }
+    }
+}
