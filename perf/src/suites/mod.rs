@@ -2,6 +2,7 @@
 
 use crate::harness::{Ctx, Report};
 
+pub mod api;
 pub mod consensus;
 pub mod defence;
 pub mod e2e;
@@ -93,5 +94,10 @@ pub const ALL: &[Suite] = &[
         name: "e2e",
         about: "end to end: finalized orders/s against the signature-verification ceiling",
         run: e2e::run,
+    },
+    Suite {
+        name: "api",
+        about: "public edge: WebSocket fan-out to 1,000 subscribers, REST reads/s, gossip submit latency, full-node catch-up",
+        run: api::run,
     },
 ];
