@@ -410,6 +410,10 @@ async fn serve(
             index::apply(&s, u);
         }
     });
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let app = rest::router(shared.clone());
     let (graceful, graceful_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

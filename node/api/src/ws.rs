@@ -108,6 +108,9 @@ pub(crate) struct Hub {
     next: u64,
 }
 
+/// Messages written to one connection before a flush.
+const WRITE_BATCH: usize = 64;
+
 fn hash_str(s: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -180,17 +183,23 @@ impl Hub {
 
     /// Sends each subscription its update for the block in `d`.
     pub(crate) fn fan_out(&mut self, shared: &Shared, state: &State, d: &Derived) {
-        let mut cache: HashMap<Topic, Option<Arc<String>>> = HashMap::new();
+        // Each topic's data (and, for state topics, its hash) is computed once per block, not
+        // once per subscriber.
+        let mut cache: HashMap<Topic, Option<(Arc<String>, u64)>> = HashMap::new();
         let mut slow = Vec::new();
         for (id, c) in self.conns.iter_mut() {
             for s in c.subs.iter_mut() {
                 if d.height <= s.from_height {
                     continue;
                 }
-                let data = cache.entry(s.topic).or_insert_with(|| update_data(state, d, s.topic)).clone();
-                let Some(data) = data else { continue };
+                let entry = cache.entry(s.topic).or_insert_with(|| {
+                    update_data(state, d, s.topic).map(|data| {
+                        let h = if s.topic.is_state() { hash_str(&data) } else { 0 };
+                        (data, h)
+                    })
+                });
+                let Some((data, h)) = entry.clone() else { continue };
                 if s.topic.is_state() {
-                    let h = hash_str(&data);
                     if h == s.last {
                         continue;
                     }
@@ -457,7 +466,21 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket, slot: impl Sen
             m = rx.recv() => {
                 let Some(Out::Text(m)) = m else { break None };
                 shared.counters.ws_queued_bytes.fetch_sub(m.len() as u64, Ordering::Relaxed);
-                let send = sink.send(Message::Text(Utf8Bytes::from(m)));
+                // Everything already queued goes out with one flush (one write for the messages
+                // of a block, not one per message).
+                let mut batch = vec![Message::Text(Utf8Bytes::from(m))];
+                while batch.len() < WRITE_BATCH
+                    && let Ok(Out::Text(m)) = rx.try_recv()
+                {
+                    shared.counters.ws_queued_bytes.fetch_sub(m.len() as u64, Ordering::Relaxed);
+                    batch.push(Message::Text(Utf8Bytes::from(m)));
+                }
+                let send = async {
+                    for m in batch {
+                        sink.feed(m).await?;
+                    }
+                    sink.flush().await
+                };
                 tokio::pin!(send);
                 let stop = tokio::select! {
                     r = &mut send => if r.is_err() { Some(None) } else { None },
