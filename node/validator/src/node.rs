@@ -661,7 +661,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         (Some(pipe), source)
     };
     // The public network: publish certified blocks, take and relay transactions.
-    let check = Arc::new(crate::publish::GossipCheck::new(chain, committed.clone(), None));
+    let check = Arc::new(
+        crate::publish::GossipCheck::new(chain, committed.clone(), None)
+            .with_signature_cache(verified.clone()),
+    );
     let recent = Arc::new(Mutex::new(crate::publish::RecentBlocks::default()));
     let public_max = public_max_bytes(&limits);
     let gossip = match cfg.public.listen {

@@ -15,7 +15,7 @@
 
 use crate::node::{Committed, read};
 use crate::pipeline::{Injector, Outbound};
-use bastion_accel::{SigItem, verify_one};
+use bastion_accel::{SigItem, VerifiedCache, verify_one};
 use bastion_api::{Feeder, Submit, SubmitError, Update};
 use bastion_consensus::certified::{CertChecker, Verified, encode_certified, encode_range};
 use bastion_consensus::publish::{Published, Publisher};
@@ -60,10 +60,13 @@ impl Refusals {
     }
 }
 
-/// Why a transaction is not accepted from the public network or the API.
+/// Why a transaction is not accepted from the public network or the API. A valid signature is
+/// remembered in `verified` (a validator's verified-signature cache), so the pipeline it is
+/// injected into does not verify it again.
 fn check_tx(
     chain: &[u8; 32],
     committed: &RwLock<Committed>,
+    verified: Option<&VerifiedCache>,
     bytes: &[u8],
 ) -> Result<(), (&'static str, bool)> {
     // (reason, whether the sender is at fault: Reject rather than Ignore)
@@ -71,8 +74,12 @@ fn check_tx(
     let tx = bastion_types::tx::tx_of(p.public_key, p.body).map_err(|_| ("bad_body", true))?;
     let mut msg = Vec::with_capacity(p.body.len() + 64);
     packet::signing_message(chain, p.body, &mut msg);
-    if !verify_one(&SigItem { public_key: p.public_key, message: &msg, signature: p.signature }) {
+    let item = SigItem { public_key: p.public_key, message: &msg, signature: p.signature };
+    if !verify_one(&item) {
         return Err(("bad_signature", true));
+    }
+    if let Some(cache) = verified {
+        cache.insert_verified(&[VerifiedCache::key(&item)]);
     }
     // Not the sender's fault: the account may appear, or the nonce be used, by a block this
     // node has not executed yet.
@@ -92,6 +99,8 @@ pub struct GossipCheck {
     committed: Arc<RwLock<Committed>>,
     /// `None`: blocks are not checked here (a validator: it takes blocks from consensus).
     checker: Option<CertChecker>,
+    /// A validator's verified-signature cache (see [`check_tx`]).
+    signatures: Option<Arc<VerifiedCache>>,
     verified: Mutex<VecDeque<([u8; 32], Verified)>>,
     /// Hashes of the block bytes of recently verified certified blocks (the same block arrives
     /// from every validator, each under its own certificate: one verification is enough).
@@ -118,15 +127,23 @@ impl GossipCheck {
             chain,
             committed,
             checker,
+            signatures: None,
             verified: Mutex::new(VecDeque::new()),
             seen_blocks: Mutex::new(VecDeque::new()),
             refusals: Arc::new(Refusals::default()),
         }
     }
 
+    /// Remembers the signatures it verifies in `cache` (a validator's, shared with its
+    /// pipeline and proposal check).
+    pub fn with_signature_cache(mut self, cache: Arc<VerifiedCache>) -> GossipCheck {
+        self.signatures = Some(cache);
+        self
+    }
+
     /// Checks a transaction as the public network and the API take it.
     pub fn check_tx(&self, bytes: &[u8]) -> Result<(), (&'static str, bool)> {
-        check_tx(&self.chain, &self.committed, bytes)
+        check_tx(&self.chain, &self.committed, self.signatures.as_deref(), bytes)
     }
 
     /// The verified form of an accepted block message: from the handler's cache, or checked

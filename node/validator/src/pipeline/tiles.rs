@@ -484,6 +484,7 @@ impl VerifyTile {
         let mut index: Vec<usize> = Vec::with_capacity(self.batch);
         let mut outcomes = Vec::with_capacity(self.batch);
         let mut keys: Vec<bastion_accel::CacheKey> = Vec::with_capacity(self.batch);
+        let mut known: Vec<bool> = Vec::with_capacity(self.batch);
         let mut idle = Idle { empty: 0 };
         while !stop.load(Ordering::Relaxed) {
             let start = Instant::now();
@@ -514,17 +515,38 @@ impl VerifyTile {
                     items.push(SigItem { public_key: p.public_key, signature: p.signature, message });
                     index.push(i);
                 }
-                self.stage.process(&items, &mut outcomes);
+                // Signatures already verified (a gossiped transaction, checked by the public
+                // network's handler before it was forwarded) are not verified again.
+                known.clear();
                 if let Some(cache) = &self.verified {
                     keys.clear();
-                    keys.extend(
-                        items
+                    keys.extend(items.iter().map(bastion_accel::VerifiedCache::key));
+                    cache.lookup(&keys, &mut known);
+                }
+                if known.iter().any(|k| *k) {
+                    let todo: Vec<SigItem<'_>> =
+                        items.iter().zip(&known).filter(|(_, k)| !**k).map(|(item, _)| *item).collect();
+                    let mut found = Vec::with_capacity(todo.len());
+                    self.stage.process(&todo, &mut found);
+                    let mut found = found.into_iter();
+                    outcomes.clear();
+                    outcomes.extend(
+                        known
                             .iter()
-                            .zip(&outcomes)
-                            .filter(|(_, o)| **o == Outcome::Valid)
-                            .map(|(item, _)| bastion_accel::VerifiedCache::key(item)),
+                            .map(|k| if *k { Outcome::Valid } else { found.next().unwrap_or(Outcome::Shed) }),
                     );
-                    cache.insert_verified(&keys);
+                } else {
+                    self.stage.process(&items, &mut outcomes);
+                }
+                if let Some(cache) = &self.verified {
+                    let fresh: Vec<bastion_accel::CacheKey> = keys
+                        .iter()
+                        .zip(&outcomes)
+                        .zip(known.iter().copied().chain(std::iter::repeat(false)))
+                        .filter(|((_, o), k)| **o == Outcome::Valid && !*k)
+                        .map(|((key, _), _)| *key)
+                        .collect();
+                    cache.insert_verified(&fresh);
                 }
             }
             if self.stage.counters().over_budget > over_before {
@@ -905,6 +927,48 @@ mod tests {
             assert_eq!(hit, vec![false], "an invalid signature is never remembered");
         }
         drop(pool);
+        p.stop().unwrap();
+    }
+
+    /// A transaction the public network's check verified (its triple in the cache, as
+    /// `GossipCheck` leaves it) and then injected is found in the cache by the verify tile,
+    /// not verified again, and admitted; a fresh one is verified and remembered. Injected
+    /// frames from the network are not put on the outbound ring; the API's are.
+    #[test]
+    fn injected_transactions_skip_what_the_network_verified_and_only_local_ones_go_out() {
+        let k = Keypair::derive("inject", 1);
+        let mempool = Arc::new(Mutex::new(Mempool::new(1024)));
+        let committed: CommittedNonce = Arc::new(|_| Some(0));
+        let cache = Arc::new(bastion_accel::VerifiedCache::new(1024));
+        let outbound = Arc::new(Outbound::new(64));
+        let mut cfg = config(NetBackend::Sockets);
+        cfg.verified = Some(cache.clone());
+        cfg.outbound = Some(outbound.clone());
+        let p = start(cfg, mempool.clone(), committed).unwrap();
+        let gossiped = k.sign(&CHAIN, 1, action(1)).packet().unwrap();
+        let mut msg = Vec::new();
+        signing_message(&CHAIN, &gossiped[97..], &mut msg);
+        let pk: [u8; 32] = gossiped[1..33].try_into().unwrap();
+        let sig: [u8; 64] = gossiped[33..97].try_into().unwrap();
+        cache.insert_verified(&[bastion_accel::VerifiedCache::key(&SigItem {
+            public_key: &pk,
+            signature: &sig,
+            message: &msg,
+        })]);
+        let injector = p.injector();
+        assert!(injector.inject(&gossiped, false));
+        let local = k.sign(&CHAIN, 2, action(2)).packet().unwrap();
+        assert!(injector.inject(&local, true));
+        assert!(!injector.inject(&[1, 2, 3], true), "a malformed envelope is refused at once");
+        assert!(wait_until(Duration::from_secs(5), || mempool.lock().unwrap().len() == 2), "{:?}", snaps(&p));
+        let (hits, _) = cache.hits_misses();
+        assert_eq!(hits, 1, "the gossiped signature was found, not verified again");
+        assert_eq!(cache.len(), 2, "the local one was verified and remembered");
+        assert_eq!(outbound.ring.len(), 1, "only the local transaction goes out to the public network");
+        assert_eq!(outbound.ring.pop().unwrap().payload(), &local[..]);
+        let [n, _, a] = snaps(&p);
+        assert_eq!((n.frames_in, n.dropped(DropReason::Malformed)), (3, 1));
+        assert_eq!(a.frames_out, 2);
         p.stop().unwrap();
     }
 
