@@ -390,6 +390,9 @@ impl Drop for Api {
     }
 }
 
+/// How long a stopping API waits for its connections (WebSocket close frames included).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn serve(
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
@@ -429,8 +432,18 @@ async fn serve(
         }
         _ = shutdown => {
             let _ = graceful.send(());
+            // WebSocket subscribers learn of the shutdown from a close frame with the reason,
+            // not a reset: close them now and give their tasks time to send it (each releases
+            // its connection count when done) before the runtime drops every task.
+            lock(&shared.hub).close_all("server shutting down");
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+            while shared.counters.ws_connections.load(Ordering::Relaxed) > 0
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
             // Idle keep-alive connections close at once; anything slower is cut off.
-            if tokio::time::timeout(std::time::Duration::from_secs(2), &mut server).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
                 server.abort();
             }
         }

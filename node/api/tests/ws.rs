@@ -283,3 +283,37 @@ fn a_full_feed_queue_marks_the_api_behind_and_closes_subscribers_at_the_gap() {
         }
     }
 }
+
+#[test]
+fn stopping_the_api_closes_every_subscriber_with_a_reason() {
+    let mut cfg = config();
+    cfg.max_connections_per_ip = 200;
+    cfg.rate_per_ip = 10_000;
+    let (api, _) = start(cfg, false);
+    let feeder = api.feeder();
+    let mut c = Chain::new(3, 4);
+    let u = c.fund();
+    feeder.push(u.clone());
+    wait_height(&api, u.height);
+    let mut subs: Vec<Ws> = (0..150).map(|_| ws_connect(&api).unwrap()).collect();
+    for ws in &mut subs {
+        ws_send(ws, json!({"method": "subscribe", "subscription": {"type": "blocks"}}));
+        assert_eq!(ws_next(ws)["channel"], "subscriptionResponse");
+        assert_eq!(ws_next(ws)["snapshot"], true);
+    }
+    let t = Instant::now();
+    api.stop();
+    eprintln!("stop took {:?}", t.elapsed());
+    // A subscriber of a node that shuts down learns it from a close frame, not a reset.
+    for (k, ws) in subs.iter_mut().enumerate() {
+        let reason = loop {
+            match ws.read() {
+                Ok(tungstenite::Message::Close(Some(f))) => break f.reason.to_string(),
+                Ok(tungstenite::Message::Close(None)) => break String::new(),
+                Ok(_) => {}
+                Err(e) => panic!("subscriber {k}: no close frame: {e}"),
+            }
+        };
+        assert_eq!(reason, "server shutting down", "subscriber {k}");
+    }
+}

@@ -43,20 +43,16 @@ class Api:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as e:
+            # Every error of the API is `{"code": "...", "message": "..."}` (node/api openapi.yaml).
             raw = e.read()
-            code, message = None, raw.decode("utf-8", "replace").strip() or e.reason
+            code, message = None, raw.decode("utf-8", "replace").strip() or str(e.reason)
             try:
                 err = json.loads(raw)
-                if isinstance(err, dict):
-                    inner = err.get("error", err)
-                    if isinstance(inner, dict):
-                        code = inner.get("code", code)
-                        message = inner.get("message", message)
-                    elif isinstance(inner, str):
-                        message = inner
             except ValueError:
-                pass
-            raise ApiError(e.code, None if code is None else str(code), str(message), what) from None
+                err = None
+            if isinstance(err, dict) and isinstance(err.get("code"), str):
+                code, message = err["code"], str(err.get("message", ""))
+            raise ApiError(e.code, code, message, what) from None
         return json.loads(raw) if raw.strip() else None
 
     def get(self, path: str) -> Any:
@@ -69,7 +65,9 @@ class Api:
 
     # The endpoints (issue 17's API).
     def status(self) -> dict:
-        """`GET /v1/status`: chain_id, genesis_digest (hex), height, ..."""
+        """`GET /v1/status`: `{"chain_id", "genesis_digest" (hex), "devnet", "role", "node",
+        "height", "root", "digest", "timestamp_ms", "behind", ...}` (`height` is null before the
+        node has indexed a block)."""
         return self.get("/v1/status")
 
     def genesis_digest(self) -> bytes:
@@ -80,47 +78,56 @@ class Api:
         return bytes.fromhex(hexdigest)
 
     def markets(self) -> Any:
-        """`GET /v1/markets`."""
+        """`GET /v1/markets`: `{"height", "markets": [{"id", "symbol", "spec", "status",
+        "mark_price_micros", "best_bid", "best_ask", ...}]}`."""
         return self.get("/v1/markets")
 
     def book(self, market: int, depth: int | None = None) -> dict:
-        """`GET /v1/book/{market}?depth=N`: bids and asks."""
+        """`GET /v1/book/{market}?depth=N`: `{"market", "symbol", "tick_size_micros", "height",
+        "bids": [[price_ticks, lots], ...], "asks": [...]}`, best level first."""
         q = "" if depth is None else f"?depth={int(depth)}"
         return self.get(f"/v1/book/{int(market)}{q}")
 
     def trades(self, market: int) -> Any:
-        """`GET /v1/trades/{market}`."""
+        """`GET /v1/trades/{market}`: `{"market", "height", "trades": [...]}`."""
         return self.get(f"/v1/trades/{int(market)}")
 
     def account(self, account: int) -> dict:
-        """`GET /v1/accounts/{account}` (404 until a deposit to it has finalized)."""
+        """`GET /v1/accounts/{account}` (404 `unknown_account` until a deposit to it has
+        finalized): `{"account", "nonce", "portfolio_margin", "balances": [{"asset", "name",
+        "amount"}], "positions": [...], "health": {...} or null, "height"}`."""
         return self.get(f"/v1/accounts/{int(account)}")
 
     def orders(self, account: int) -> Any:
-        """`GET /v1/accounts/{account}/orders`."""
+        """`GET /v1/accounts/{account}/orders`: `{"account", "height", "orders": [...]}`."""
         return self.get(f"/v1/accounts/{int(account)}/orders")
 
     def fills(self, account: int) -> Any:
-        """`GET /v1/accounts/{account}/fills`."""
+        """`GET /v1/accounts/{account}/fills`: `{"account", "height", "fills": [...]}`, each fill
+        as on the `userFills` feed."""
         return self.get(f"/v1/accounts/{int(account)}/fills")
 
     def block(self, height: int) -> Any:
-        """`GET /v1/blocks/{height}`."""
+        """`GET /v1/blocks/{height}`: `{"header": {...}, "txs": [...]}`."""
         return self.get(f"/v1/blocks/{int(height)}")
 
     def tx(self, tx_hash: bytes | str) -> dict:
-        """`GET /v1/tx/{hash}`: pending, included (height, outcome) or rejected (reason)."""
+        """`GET /v1/tx/{hash}`: `{"hash", "requested", "status"}` with `status` one of
+        `"pending"`; `"included"` with `"height"`, `"index"` and `"outcome"` (`"ok"`, or
+        `"rejected"` with the exchange's `"reason"` and `"message"`); or `"rejected"` (refused
+        before inclusion) with `"code"` and `"message"`. `hash` differs from `requested` when
+        the node re-signed the transaction (a faucet deposit whose nonce was taken)."""
         h = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
         return self.get(f"/v1/tx/{urllib.parse.quote(h)}")
 
     def submit(self, tx: Signed | bytes) -> str:
         """`POST /v1/tx {"packet": hex}`; returns the hash the node answers (hex)."""
         packet = tx.packet if isinstance(tx, Signed) else tx
-        answer = self.post("/v1/tx", {"packet": packet.hex()})
-        return answer["hash"] if isinstance(answer, dict) and "hash" in answer else answer
+        return self.post("/v1/tx", {"packet": packet.hex()})["hash"]
 
-    def faucet(self, account: int) -> Any:
-        """`POST /v1/faucet {"account": "<decimal id>"}` (devnets only): `{"hash": ...}`."""
+    def faucet(self, account: int) -> dict:
+        """`POST /v1/faucet {"account": "<decimal id>"}` (devnets only; 403 `not_devnet`
+        elsewhere): `{"hash", "account"}`, the deposit's transaction."""
         return self.post("/v1/faucet", {"account": str(int(account))})
 
     def ws_url(self) -> str:
@@ -130,12 +137,25 @@ class Api:
         return urllib.parse.urlunsplit((scheme, u.netloc, u.path.rstrip("/") + "/v1/ws", "", ""))
 
 
-class Feed:
-    """The WebSocket feed. Use as `async with Feed(url) as feed: await feed.subscribe(...)`.
+class FeedError(Exception):
+    """An `{"channel": "error", "data": {"code", "message"}}` message of the feed (a refused
+    subscribe or unsubscribe; the connection stays open)."""
 
-    Messages are `{"channel", "height", "seq", "data"}`; `seq` rises by one per channel and
-    subscription, so `next()` counts a jump in `gaps` (keyed by channel: subscribe to one
-    subscription per channel to make that exact)."""
+    def __init__(self, code: str, message: str):
+        self.code, self.message = code, message
+        super().__init__(f"feed error {code}: {message}")
+
+
+class Feed:
+    """The WebSocket feed (node/api/WEBSOCKET.md). Use as
+    `async with Feed(url) as feed: await feed.subscribe(...)`.
+
+    Each subscribe is answered by `{"channel": "subscriptionResponse", "data": {"method",
+    "subscription"}}`, then its snapshot `{"channel": T, "height", "seq": 0, "snapshot": true,
+    "data"}`, then one `{"channel": T, "height", "seq": N, "snapshot": false, "data"}` per
+    finalized block that has something for it. `seq` rises by one per subscription; `next()`
+    counts a jump in `gaps`, keyed by channel (a snapshot restarts the count), so keep one
+    subscription per channel for that count to be exact."""
 
     def __init__(self, url: str, open_timeout: float = 10.0):
         self.url, self.open_timeout = url, open_timeout
@@ -168,14 +188,21 @@ class Feed:
         await self._ws.send(json.dumps({"method": method, "subscription": {"type": type, **params}}))
 
     async def next(self, timeout: float | None = None) -> dict:
-        """The next message (parsed), or `asyncio.TimeoutError` after `timeout` seconds."""
+        """The next message (parsed), `subscriptionResponse`s included; raises `FeedError` on an
+        `error` message, `asyncio.TimeoutError` after `timeout` seconds, and
+        `websockets.ConnectionClosed` when the server closed (its reason says why: `slow
+        consumer`, `api fell behind ...`)."""
         if self._ws is None:
             raise RuntimeError("Feed is not open: use `async with Feed(url) as feed`")
         raw = await asyncio.wait_for(self._ws.recv(), timeout)
         msg = json.loads(raw)
-        if isinstance(msg, dict) and isinstance(msg.get("seq"), int) and isinstance(msg.get("channel"), str):
-            last = self.last_seq.get(msg["channel"])
-            if last is not None and msg["seq"] != last + 1:
+        if msg.get("channel") == "error":
+            err = msg.get("data") or {}
+            raise FeedError(str(err.get("code")), str(err.get("message")))
+        if "seq" in msg:
+            channel, seq = msg["channel"], msg["seq"]
+            last = self.last_seq.get(channel)
+            if not msg.get("snapshot") and last is not None and seq != last + 1:
                 self.gaps += 1
-            self.last_seq[msg["channel"]] = msg["seq"]
+            self.last_seq[channel] = seq
         return msg
