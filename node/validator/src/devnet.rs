@@ -303,15 +303,20 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         );
     }
     let mut fleet = Fleet { children: Vec::new() };
-    for dir in dirs.iter().chain(&full_dirs) {
+    // SIGINT or SIGTERM ends the devnet early: its nodes are killed (by the fleet's drop).
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::full::watch_signals(interrupted.clone());
+    for (k, dir) in dirs.iter().chain(&full_dirs).enumerate() {
         let stderr = std::fs::File::create(dir.join("node.log"))
             .map_err(|e| format!("cannot create {}: {e}", dir.join("node.log").display()))?;
+        // Full nodes run a little longer, to follow the validators' last blocks.
+        let duration = if k < n { args.duration } else { args.duration + 2.0 };
         let child = Command::new(&exe)
             .arg("run")
             .arg("--config")
             .arg(dir.join("node.toml"))
             .arg("--duration")
-            .arg(format!("{}", args.duration))
+            .arg(format!("{duration}"))
             .arg("--finality-log")
             .arg(dir.join("finality.log"))
             .stdout(Stdio::null())
@@ -336,6 +341,10 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     let mut exits = vec![None; n + f];
     loop {
         std::thread::sleep(Duration::from_millis(500));
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            println!();
+            return Err("interrupted: the devnet's nodes were stopped".into());
+        }
         for (i, c) in fleet.children.iter_mut().enumerate() {
             if exits[i].is_none()
                 && let Some(child) = c.as_mut()
