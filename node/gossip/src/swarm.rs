@@ -109,6 +109,14 @@ fn score_thresholds() -> gossipsub::PeerScoreThresholds {
     }
 }
 
+/// Gossipsub mesh degree (libp2p's default 6, low 5, high 12): each message goes to about
+/// `MESH_N` peers per hop. Lower than the default because every node here validates (and a
+/// validator verifies a signature of) every transaction it receives, duplicates included up to
+/// the seen-cache check, and the network's diameter stays small at these sizes.
+const MESH_N: usize = 4;
+const MESH_N_LOW: usize = 3;
+const MESH_N_HIGH: usize = 6;
+
 fn build_gossipsub(
     cfg: &GossipConfig,
     blocks: &IdentTopic,
@@ -126,6 +134,15 @@ fn build_gossipsub(
         .max_transmit_size_for_topic(cfg.max_block_bytes + TOPIC_OVERHEAD, blocks.hash())
         .max_transmit_size_for_topic(cfg.max_tx_bytes + TOPIC_OVERHEAD, txs.hash())
         .duplicate_cache_time(Duration::from_secs(120))
+        // A publisher sends to its mesh, not to every peer (flood publishing sends each
+        // transaction to every connected peer, which then forward it to theirs: on a small,
+        // fully connected network most of that traffic is duplicates, each decrypted and
+        // decoded before it is dropped).
+        .flood_publish(false)
+        .mesh_n(MESH_N)
+        .mesh_n_low(MESH_N_LOW)
+        .mesh_n_high(MESH_N_HIGH)
+        .mesh_outbound_min(1)
         .build()
         .map_err(|e| format!("gossip: gossipsub configuration refused: {e}"))?;
     let mut g = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)

@@ -88,6 +88,11 @@ pub struct DevnetArgs {
     /// gossips it to the others) or `direct` (each order to every validator).
     #[arg(long, default_value = "gossip")]
     pub submit: loadgen::Submit,
+    /// Keep the validators off the public network (no libp2p, no gossip, no published blocks):
+    /// the configuration before issue 17, to measure what the public network costs. Needs
+    /// `--full-nodes 0 --submit direct`.
+    #[arg(long)]
+    pub no_public_network: bool,
 }
 
 /// The validator processes; killed on drop so an error leaves none running.
@@ -197,6 +202,14 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     if f > 16 {
         return Err(format!("--full-nodes {f}: allowed 0 to 16 on one machine"));
     }
+    if args.no_public_network
+        && (f > 0 || (args.submit != loadgen::Submit::Direct && args.txs_per_block.is_none()))
+    {
+        return Err(
+            "--no-public-network needs --full-nodes 0 and --submit direct (full nodes and gossip use the public network)"
+                .into(),
+        );
+    }
     let taken = [(base_port, n), (ingress_port, n), (metrics_port, n)];
     let public_port = free_ports(metrics_port.saturating_add(1000), n + f, &taken)?;
     let taken = [(base_port, n), (ingress_port, n), (metrics_port, n), (public_port, n + f)];
@@ -241,6 +254,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         let text = text.replace("backend = \"sockets\"", &format!("backend = \"{}\"", args.ingress));
         let text = text
             .replace("observe_every_ms = 200 ", &format!("observe_every_ms = {} ", args.observe_every_ms));
+        let text = if args.no_public_network { off_public_network(&text) } else { text };
         // Top-level keys go before the first table; tables at the end.
         let (top, tables) = match args.txs_per_block {
             Some(t) => (
@@ -449,6 +463,17 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     };
     let full = full_nodes(&dirs, &full_dirs, api_port)?;
     summarize(args, &spec, &path, &dirs, start.elapsed(), loaded, &full)
+}
+
+/// A node.toml with its `[public]` table's `listen` commented out (off the public network).
+fn off_public_network(toml: &str) -> String {
+    match toml.find("\n[public]") {
+        Some(at) => {
+            let (head, tail) = toml.split_at(at);
+            format!("{head}{}", tail.replacen("\nlisten = ", "\n# listen = ", 1))
+        }
+        None => toml.to_string(),
+    }
 }
 
 /// One full node's figures for the summary.

@@ -168,12 +168,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         // Certified blocks from the network (the handler verified them before forwarding).
         while let Ok(msg) = gossip.blocks().try_recv() {
             busy = true;
-            let Some(v) = check.take_verified(&msg.data) else { continue };
-            status.seen_height = status.seen_height.max(v.block.height_u64());
-            if follower.offer(v) == Offered::Conflict {
-                check.refusals.count("block_conflict");
-                gossip.penalize(&msg.peer, "conflicting block");
-            }
+            offer_block(&check, &gossip, &mut follower, &mut status, &msg);
         }
         // Backfill answers: checked here (certificate of the last block, links down).
         while let Ok(ans) = gossip.ranges().try_recv() {
@@ -284,7 +279,13 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             break Ok(());
         }
         if !busy {
-            std::thread::sleep(Duration::from_millis(1));
+            // Wait for the network rather than poll (consensus shares these cores).
+            crossbeam_channel::select! {
+                recv(gossip.blocks()) -> m => if let Ok(msg) = m {
+                    offer_block(&check, &gossip, &mut follower, &mut status, &msg);
+                },
+                default(Duration::from_millis(5)) => {},
+            }
         }
     };
     status.height = store.state().height;
@@ -310,6 +311,23 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         status.lag_blocks_p99,
         status.refused
     ))
+}
+
+/// Hands a certified block the gossip handler accepted to the follower; a block that conflicts
+/// with one already held at its height is counted and its sender penalized.
+fn offer_block(
+    check: &GossipCheck,
+    gossip: &Gossip,
+    follower: &mut Follower,
+    status: &mut FullStatus,
+    msg: &bastion_gossip::Received,
+) {
+    let Some(v) = check.take_verified(&msg.data) else { return };
+    status.seen_height = status.seen_height.max(v.block.height_u64());
+    if follower.offer(v) == Offered::Conflict {
+        check.refusals.count("block_conflict");
+        gossip.penalize(&msg.peer, "conflicting block");
+    }
 }
 
 /// Sets `stop` on SIGTERM or SIGINT.
