@@ -40,7 +40,6 @@ use std::collections::HashMap;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -890,44 +889,11 @@ fn gossip_submit(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
 /// Blocks asked per range request, as a full node asks (node/validator full.rs RANGE_BLOCKS).
 const RANGE_BLOCKS: u64 = 256;
 
-/// Runs `bastion devnet --full-nodes 1`; its JSON summary.
+/// Runs `bastion devnet --full-nodes 1` (data kept in DIR/net); its JSON summary.
 fn devnet(bin: &Path, dir: &Path, secs: u64) -> Result<serde_json::Value, String> {
-    let json_path = dir.join("devnet.json");
-    let log = dir.join("devnet.out");
-    let out = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    eprintln!("  running {} devnet --duration {secs} --full-nodes 1", bin.display());
-    let started = Instant::now();
-    let mut child = Command::new(bin)
-        .arg("devnet")
-        .args(["--duration", &secs.to_string(), "--full-nodes", "1"])
-        .arg("--data-dir")
-        .arg(dir.join("net"))
-        .arg("--json")
-        .arg(&json_path)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("cannot start {} devnet: {e}", bin.display()))?;
-    let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
-            break s;
-        }
-        if started.elapsed() > Duration::from_secs(secs + 120) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("`bastion devnet` did not finish; see {}", log.display()));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(6).collect();
-        return Err(format!("`bastion devnet --full-nodes 1` exited with {status}: {}", tail.join(" | ")));
-    }
-    let bytes = std::fs::read(&json_path).map_err(|e| format!("{}: {e}", json_path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("bad devnet summary JSON: {e}"))
+    let data = dir.join("net");
+    let data = data.to_str().ok_or("the temporary directory's path is not UTF-8")?;
+    crate::suites::run_devnet(bin, dir, "devnet", &["--full-nodes", "1", "--data-dir", data], secs)
 }
 
 /// The full node's chain as range answers.

@@ -36,6 +36,55 @@ pub fn bastion_bin(needs: &str) -> Result<std::path::PathBuf, String> {
     }
 }
 
+/// Runs `bastion devnet ARGS --duration SECS --json DIR/NAME.json` (output in DIR/NAME.out),
+/// waits for it (at most SECS + 120 s, then kills it) and returns its JSON summary; a failed
+/// run's error quotes the end of its output.
+pub fn run_devnet(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    name: &str,
+    args: &[&str],
+    secs: u64,
+) -> Result<serde_json::Value, String> {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let json_path = dir.join(format!("{name}.json"));
+    let log = dir.join(format!("{name}.out"));
+    let out = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    eprintln!("  running {} devnet --duration {secs} {}", bin.display(), args.join(" "));
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("devnet")
+        .args(["--duration", &secs.to_string()])
+        .args(args)
+        .arg("--json")
+        .arg(&json_path)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot start {} devnet: {e}", bin.display()))?;
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(secs + 120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{name}: `bastion devnet` did not finish; see {}", log.display()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(8).collect();
+        return Err(format!("{name}: `bastion devnet` exited with {status}: {}", tail.join(" | ")));
+    }
+    let bytes = std::fs::read(&json_path).map_err(|e| format!("{name}: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{name}: bad summary JSON: {e}"))
+}
+
 /// A named suite.
 pub struct Suite {
     pub name: &'static str,

@@ -21,8 +21,6 @@ use bastion_exchange::{Genesis, State, sign_observation};
 use bastion_types::{Block, Observation, SignedObservation, UnderlyingId, ValidatorIndex, VolQuote};
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The devnet start prices of BTC and ETH.
 const PRICES: [i64; 2] = [100_000_000_000, 4_000_000_000];
@@ -73,46 +71,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// One `bastion devnet` run; its JSON summary.
+/// One `bastion devnet --scenario calm` run with observations every `every_ms`; its JSON summary.
 fn devnet(bin: &Path, dir: &Path, name: &str, every_ms: u64, secs: u64) -> Result<serde_json::Value, String> {
-    let json_path = dir.join(format!("{name}.json"));
-    let log = dir.join(format!("{name}.out"));
-    let out = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    eprintln!(
-        "  running {} devnet --scenario calm --duration {secs} --observe-every-ms {every_ms}",
-        bin.display()
-    );
-    let started = Instant::now();
-    let mut child = Command::new(bin)
-        .arg("devnet")
-        .args(["--scenario", "calm", "--duration", &secs.to_string()])
-        .args(["--observe-every-ms", &every_ms.to_string()])
-        .arg("--json")
-        .arg(&json_path)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("cannot start {} devnet: {e}", bin.display()))?;
-    let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
-            break s;
-        }
-        if started.elapsed() > Duration::from_secs(secs + 120) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{name}: `bastion devnet` did not finish; see {}", log.display()));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(8).collect();
-        return Err(format!("{name}: `bastion devnet` exited with {status}: {}", tail.join(" | ")));
-    }
-    let bytes = std::fs::read(&json_path).map_err(|e| format!("{name}: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("{name}: bad summary JSON: {e}"))
+    crate::suites::run_devnet(
+        bin,
+        dir,
+        name,
+        &["--scenario", "calm", "--observe-every-ms", &every_ms.to_string()],
+        secs,
+    )
 }
 
 pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
