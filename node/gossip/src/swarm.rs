@@ -181,6 +181,10 @@ struct Judged {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Seen {
     Published,
+    /// Received and handed to the validation threads, no verdict yet: gossipsub already holds
+    /// it in its duplicate cache, so publishing the same bytes now would only be refused (with a
+    /// warning per message in gossipsub's log).
+    Validating,
     Delivered,
 }
 
@@ -565,13 +569,14 @@ impl Node {
                 self.report(&id, &source, MessageAcceptance::Ignore);
                 return;
             }
-            None => {}
+            Some(Seen::Validating) | None => {}
         }
         if message.data.len() > self.topic_limit(kind) {
             inc(&c.rejected);
             self.report(&id, &source, MessageAcceptance::Reject);
             return;
         }
+        self.seen.insert(id.clone(), Seen::Validating);
         let job = Job { id, source, kind, data: message.data };
         if let Err(e) = self.jobs.try_send(job) {
             let job = e.into_inner();
@@ -592,7 +597,7 @@ impl Node {
             Verdict::Accept => {
                 inc(&c.accepted);
                 self.report(&job.id, &job.source, MessageAcceptance::Accept);
-                if self.seen.get(&job.id).is_some() {
+                if matches!(self.seen.get(&job.id), Some(Seen::Published | Seen::Delivered)) {
                     inc(&c.duplicates);
                     return;
                 }

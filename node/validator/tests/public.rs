@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{BIN, Nodes, exclusive, root, roots};
+use common::{BIN, Nodes, exclusive, port_block, root, roots};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -38,15 +38,11 @@ fn init(dir: &Path, base: u16, full: usize) -> bastion_consensus::ChainSpec {
     bastion_consensus::ChainSpec::load(&dir.join("genesis.json")).unwrap()
 }
 
-fn base_port(offset: u16) -> u16 {
-    offset + (std::process::id() % 3_000) as u16 * 2
-}
-
 #[test]
 fn a_full_node_follows_is_killed_restarts_and_catches_up_with_the_same_roots() {
     let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
-    init(tmp.path(), base_port(30_000), 1);
+    init(tmp.path(), port_block(50), 1);
     let mut nodes = Nodes::new(tmp.path(), 4, 1);
     for k in 0..5 {
         nodes.start(k);
@@ -100,7 +96,7 @@ fn admission(dir: &Path, i: usize) -> serde_json::Value {
 fn each_transaction_sent_to_one_validator_reaches_every_mempool_exactly_once() {
     let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
-    let spec = init(tmp.path(), base_port(40_000), 0);
+    let spec = init(tmp.path(), port_block(50), 0);
     let mut nodes = Nodes::new(tmp.path(), 4, 0);
     for k in 0..4 {
         nodes.start(k);
@@ -192,7 +188,7 @@ fn a_full_node_refuses_and_counts_tampered_blocks_from_the_public_network() {
 
     let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
-    let base = base_port(50_000);
+    let base = port_block(50);
     let spec = init(tmp.path(), base, 1);
     let mut nodes = Nodes::new(tmp.path(), 4, 1);
     for k in 0..5 {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, Nodes, exclusive, root_at};
+use common::{BIN, Nodes, exclusive, port_block, root_at};
 
 /// `bastion init` of 4 validators into `dir` (keys from `seed`; p2p ports from `base_port`,
 /// UDP ingress from `base_port + 10`, metrics from `base_port + 20`) with `extra` arguments;
@@ -51,7 +51,7 @@ fn init(dir: &Path, seed: u64, base_port: u16, extra: &[&str]) -> bastion_consen
 fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
     let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
-    let spec = init(tmp.path(), 11, 20_000 + (std::process::id() % 20_000) as u16, &[]);
+    let spec = init(tmp.path(), 11, port_block(30), &[]);
 
     let mut nodes = Nodes::new(tmp.path(), 4, 0);
     for i in 0..4 {
@@ -127,13 +127,14 @@ fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
     }
 }
 
-/// Runs `bastion devnet ARGS` (one network at a time, p2p ports from `port_base` plus this
-/// process's id) in a temporary directory; it must succeed. Returns its stdout and JSON summary.
-fn devnet(port_base: u16, args: &[&str]) -> (String, serde_json::Value) {
+/// Runs `bastion devnet ARGS` (one network at a time; p2p ports from a free block below the
+/// ephemeral range, the devnet finds its other ports above it) in a temporary directory; it
+/// must succeed. Returns its stdout and JSON summary.
+fn devnet(args: &[&str]) -> (String, serde_json::Value) {
     let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("summary.json");
-    let base_port = port_base + (std::process::id() % 10_000) as u16;
+    let base_port = port_block(16);
     let out = Command::new(BIN)
         .arg("devnet")
         .args(args)
@@ -156,7 +157,7 @@ fn devnet(port_base: u16, args: &[&str]) -> (String, serde_json::Value) {
 fn devnet_flash_crash_finalizes_orders_and_liquidates() {
     // The crash at 12 s leaves a debug build time to start, fund the traders and trade.
     let (_, summary) =
-        devnet(41_000, &["--duration", "18", "--crash-at-s", "12", "--rate", "400", "--traders", "300"]);
+        devnet(&["--duration", "18", "--crash-at-s", "12", "--rate", "400", "--traders", "300"]);
     println!("{summary}");
     assert_eq!(summary["state_roots_agree"], true, "{summary}");
     assert_eq!(summary["replayed_from_genesis"], true, "{summary}");
@@ -179,10 +180,8 @@ fn devnet_flash_crash_finalizes_orders_and_liquidates() {
 /// noise and the observation cadence: well under 2%, where +50% or 10x would show).
 #[test]
 fn devnet_oracle_attack_leaves_the_index_at_the_true_price() {
-    let (stdout, summary) = devnet(
-        46_000,
-        &["--duration", "14", "--scenario", "oracle-attack", "--rate", "200", "--traders", "100"],
-    );
+    let (stdout, summary) =
+        devnet(&["--duration", "14", "--scenario", "oracle-attack", "--rate", "200", "--traders", "100"]);
     println!("{summary}");
     assert!(stdout.contains("lying stake 25%"), "{stdout}");
     assert_eq!(summary["state_roots_agree"], true, "{summary}");
@@ -202,7 +201,7 @@ fn devnet_oracle_attack_leaves_the_index_at_the_true_price() {
 /// `--txs-per-block`: the signed synthetic workload (the consensus benchmark's mode).
 #[test]
 fn devnet_synthetic_blocks_finalize_and_roots_agree() {
-    let (stdout, summary) = devnet(51_000, &["--duration", "5", "--txs-per-block", "300", "--traders", "64"]);
+    let (stdout, summary) = devnet(&["--duration", "5", "--txs-per-block", "300", "--traders", "64"]);
     assert!(stdout.contains("state roots agree    yes"), "{stdout}");
     assert_eq!(summary["state_roots_agree"], true);
     assert!(summary["finalized_height"].as_u64().unwrap() >= 5, "{summary}");
@@ -243,7 +242,7 @@ fn a_flood_of_fresh_key_transactions_is_refused_and_costs_no_block_space() {
     let _one = exclusive();
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let spec = init(tmp.path(), 15, 24_000 + (std::process::id() % 16_000) as u16, &[]);
+    let spec = init(tmp.path(), 15, port_block(30), &[]);
     let chain = spec.digest();
     let data = tmp.path().join("v0/data");
 

@@ -18,6 +18,36 @@ pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     ONE_NETWORK_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The first port of a block of `span` loopback ports that are free for TCP and UDP now, all
+/// below Linux's ephemeral range (32768 and up by default): a port there can be taken at any
+/// moment by an outgoing connection, the nodes' own dials to each other included, and a node
+/// that then cannot bind its listener never joins. The search starts at a place that depends
+/// on the process id, so test binaries run side by side rarely probe the same block.
+pub fn port_block(span: u16) -> u16 {
+    const LOW: u16 = 10_000;
+    // A devnet started at the block finds its other ports up to 4,000 above it.
+    const HIGH: u16 = 28_000;
+    let free = |p: u16| {
+        std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+    };
+    let blocks = (HIGH - LOW) / span;
+    let first = (std::process::id() % u32::from(blocks)) as u16;
+    for k in 0..blocks {
+        let base = LOW + ((first + k) % blocks) * span;
+        if (base..base + span).all(free) {
+            return base;
+        }
+    }
+    panic!("no free block of {span} loopback ports in {LOW}..{HIGH}");
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// The processes (v0..v3, then f0), killed on drop.
 pub struct Nodes {
     pub dir: PathBuf,
@@ -84,18 +114,28 @@ impl Nodes {
         self.status(k)["height"].as_u64().unwrap_or(0)
     }
 
-    pub fn wait_until(&self, what: &str, timeout: Duration, ok: impl Fn(&Nodes) -> bool) {
+    /// Waits for `ok`; fails at once, with its stderr, when a started node has exited, and
+    /// after `timeout` with every node's height and the end of every node's stderr.
+    pub fn wait_until(&mut self, what: &str, timeout: Duration, ok: impl Fn(&Nodes) -> bool) {
         let start = Instant::now();
         while !ok(self) {
+            for k in 0..self.children.len() {
+                let exited = self.children[k].as_mut().and_then(|c| c.try_wait().ok().flatten());
+                if let Some(status) = exited {
+                    self.children[k] = None;
+                    panic!(
+                        "waiting for {what}: {} exited with {status}; its stderr ends:\n{}",
+                        self.names[k],
+                        tail(&self.stderr(k), 40)
+                    );
+                }
+            }
             if start.elapsed() >= timeout {
-                let last = self.names.len() - 1;
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}; heights {:?}; {} stderr:\n{}",
-                    (0..self.names.len()).map(|k| self.height(k)).collect::<Vec<_>>(),
-                    self.names[last],
-                    std::fs::read_to_string(self.dir.join(&self.names[last]).join("stderr.log"))
-                        .unwrap_or_default()
-                );
+                let heights: Vec<u64> = (0..self.names.len()).map(|k| self.height(k)).collect();
+                let logs: String = (0..self.names.len())
+                    .map(|k| format!("--- {} stderr ends:\n{}\n", self.names[k], tail(&self.stderr(k), 15)))
+                    .collect();
+                panic!("timed out after {timeout:?} waiting for {what}; heights {heights:?}\n{logs}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
