@@ -161,8 +161,12 @@ async def main(args: argparse.Namespace) -> None:
             show("book", book)
             ask = best_ask(book)
             if ask is None and args.price is None:
-                fail(f"market {args.market} has no asks to cross (on a devnet the load generator makes "
-                     "the market; or pass --price)")
+                if attempt == args.attempts:
+                    fail(f"market {args.market} has no asks to cross (on a devnet the load generator "
+                         "makes the market; or pass --price)")
+                print("    no asks right now (the makers are requoting); looking again in a moment")
+                await asyncio.sleep(1.0)
+                continue
             price = args.price if args.price is not None else ask[0] + ask[0] * args.cross_bps // 10_000
             print(f"    best ask {ask}; buying {args.qty} lot(s) IOC at {price} ticks")
             signed = key.sign(digest, nonce, place(args.market, "Buy", args.qty, price=price, tif="Ioc"))
@@ -228,7 +232,7 @@ if __name__ == "__main__":
     p.add_argument("--market", type=int, default=1, help="market id (default %(default)s)")
     p.add_argument("--qty", type=int, default=1, help="lots to buy (default %(default)s)")
     p.add_argument("--price", type=int, help="limit price in ticks (default: best ask + --cross-bps)")
-    p.add_argument("--cross-bps", type=int, default=20,
+    p.add_argument("--cross-bps", type=int, default=100,
                    help="limit this many basis points above the best ask (default %(default)s)")
     p.add_argument("--attempts", type=int, default=5, help="orders to try before giving up (default %(default)s)")
     p.add_argument("--seed", help="32-byte hex seed of the key (default: a new random key)")
