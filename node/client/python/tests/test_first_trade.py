@@ -86,7 +86,8 @@ def http_handler(node: Node):
                     VerifyKey(pk).verify(signing_message(DIGEST, b), sig)
                     nonce, action = decode_body(b)
                     order = action["Place"]
-                    assert (order["side"], order["tif"], order["price"]) == ("Buy", "Ioc", 100), order
+                    # The stand-in's best ask is 100 ticks; the example crosses 1% (100 bps) above it.
+                    assert (order["side"], order["tif"], order["price"]) == ("Buy", "Ioc", 101), order
                     node.nonces.append(nonce)
                 except Exception as e:  # noqa: BLE001 - reported to the test
                     node.errors.append(repr(e))
