@@ -231,17 +231,7 @@ impl SnapshotStore {
     /// Snapshot files by height, newest first. Names only: nothing is opened or validated.
     /// Files that are not named like snapshots are ignored.
     pub fn list(&self) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
-        let dir = &self.dir;
-        let mut found = Vec::new();
-        let entries = fs::read_dir(dir).map_err(|e| SnapshotError::io(dir, "list directory", e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| SnapshotError::io(dir, "list directory", e))?;
-            if let Some(height) = entry.file_name().to_str().and_then(parse_name) {
-                found.push((height, entry.path()));
-            }
-        }
-        found.sort_unstable_by_key(|(height, _)| std::cmp::Reverse(*height));
-        Ok(found)
+        list_in(&self.dir)
     }
 
     /// Writes a snapshot: fills `snap-{height}.bsnap.tmp` through a memory map, syncs it,
@@ -338,6 +328,25 @@ impl SnapshotStore {
     }
 }
 
+/// Snapshot files in `dir` by height, newest first, names only (nothing opened, nothing
+/// removed: safe beside a writer). A missing directory lists nothing.
+pub fn list_in(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(SnapshotError::io(dir, "list directory", e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| SnapshotError::io(dir, "list directory", e))?;
+        if let Some(height) = entry.file_name().to_str().and_then(parse_name) {
+            found.push((height, entry.path()));
+        }
+    }
+    found.sort_unstable_by_key(|(height, _)| std::cmp::Reverse(*height));
+    Ok(found)
+}
+
 fn file_name(height: u64) -> String {
     format!("{PREFIX}{height:020}{SUFFIX}")
 }
@@ -427,7 +436,10 @@ impl Snapshot {
         self.map.get(HEADER_LEN..self.payload_end).unwrap_or_default()
     }
 
-    fn open(path: &Path, expected_layout: u32) -> Result<Snapshot, SnapshotError> {
+    /// Opens and fully validates the snapshot file at `path` (as
+    /// [`SnapshotStore::open_snapshot`]), without a [`SnapshotStore`]: for readers beside the
+    /// writer, such as a node serving its snapshots to peers.
+    pub fn open(path: &Path, expected_layout: u32) -> Result<Snapshot, SnapshotError> {
         let map = mapped::map_readonly(path).map_err(|e| SnapshotError::io(path, "open and map", e))?;
         let file_len = map.len();
         let Some(header) = map.get(..HEADER_LEN) else {

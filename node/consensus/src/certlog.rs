@@ -89,6 +89,12 @@ impl CertLog {
         self.log.last_height()
     }
 
+    /// Discards every record; the next append may be any height (after state sync installed a
+    /// snapshot: the log restarts above it). Durable when it returns.
+    pub fn reset(&mut self) -> Result<(), String> {
+        self.log.reset().map_err(|e| format!("certificate log reset: {e}"))
+    }
+
     /// Drops whole segments below `h` (with the store's log, behind snapshots).
     pub fn prune_below(&mut self, h: u64) -> Result<(), String> {
         self.log.prune_below(h).map(|_| ()).map_err(|e| format!("certificate log prune: {e}"))

@@ -313,3 +313,16 @@ pub fn chain_tip(store: &Store, genesis: &Genesis, limits: &BlockLimits) -> Resu
     }
     Ok((height, tip.id()))
 }
+
+/// The digest of the block at `height` from the store's log: the entry at `height` hashed, or
+/// the parent digest the entry at `height + 1` carries (the log may start just above a
+/// snapshot). `None` when the log holds neither.
+pub fn logged_digest(store: &Store, limits: &BlockLimits, height: u64) -> Option<Digest> {
+    if let Ok(bytes) = store.log().read(height)
+        && let Ok((block, _)) = logged_block(&bytes, limits)
+    {
+        return Some(block.id());
+    }
+    let bytes = store.log().read(height.checked_add(1)?).ok()?;
+    logged_block(&bytes, limits).ok().map(|(b, _)| b.parent_digest())
+}

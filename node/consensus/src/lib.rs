@@ -90,7 +90,7 @@ pub use block::{BlockLimits, ChainBlock, StateRoot};
 pub use byzantine::{Lie, Trick};
 pub use certified::{CertChecker, Refusal, Verified, certified_block_bytes, encode_certified, encode_range};
 pub use certlog::{CertLog, serve_range};
-pub use follower::{Follower, FollowerStats, Offered, Ready, chain_tip, execute};
+pub use follower::{Follower, FollowerStats, Offered, Ready, chain_tip, execute, logged_digest};
 pub use governance::ProposalSource;
 pub use observations::{OBSERVATION_CHANNEL, OBSERVATION_QUOTA_PER_S, OracleRecord};
 pub use observe::{Observed, Observer, PathObserver};

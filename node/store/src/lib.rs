@@ -540,6 +540,11 @@ impl Store {
         &self.stats
     }
 
+    /// Where this store's snapshots are (`<data_dir>/snapshots`), for a server of them.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.dir.snapshot_dir()
+    }
+
     /// The block log.
     pub fn log(&self) -> &BlockLog {
         &self.log
@@ -739,6 +744,37 @@ impl Store {
             Some(e) => Err(StoreError::Snapshot(SnapshotError::Job(e))),
             None => Ok(meta),
         }
+    }
+
+    /// Replaces this store's state with `state`, a state obtained by state sync and already
+    /// verified by the caller against a certified root, whose image is `image`: the block log
+    /// is emptied (its next append may be any height: the caller appends `state.height + 1`),
+    /// every snapshot is deleted and `image` is written as the one snapshot, synchronously.
+    ///
+    /// Crash-safe in this order: after the log reset, any snapshot left recovers a real past
+    /// state with nothing to replay; once the new snapshot is renamed into place, recovery
+    /// starts from it. The caller keeps what it needs to finish (the blocks after `state`)
+    /// until it has executed and committed them.
+    pub fn install_synced(&mut self, state: State, image: &[u8]) -> Result<(), StoreError> {
+        self.check()?;
+        let pending = self.writer.wait();
+        self.absorb(pending);
+        if let Err(e) = self.log.reset() {
+            return self.stop(e.into());
+        }
+        let snaps = self.writer.store();
+        for (height, path) in snaps.list()? {
+            if height != state.height {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        let meta = snaps.write(state.height, state.state_root(), IMAGE_LAYOUT, image)?;
+        self.retained.clear();
+        self.retained.push_back(meta.height);
+        self.base = state.height;
+        self.stats.last_snapshot_height = state.height;
+        self.state = state;
+        Ok(())
     }
 
     /// Waits for a snapshot being written, then closes the store (releasing the lock).
