@@ -1,5 +1,6 @@
-//! Bastion's public network (issue 17): libp2p gossipsub topics `blocks` and `txs`, and
-//! request-response backfill of finalized blocks by height range.
+//! Bastion's public network (issue 17): libp2p gossipsub topics `blocks` and `txs`,
+//! request-response backfill of finalized blocks by height range, and request-response transfer
+//! of opaque state-sync snapshot bytes.
 //!
 //! The crate knows bytes, peers and topics, not blocks or transactions: the node passes a
 //! [`Handler`] that judges every message before it is delivered or forwarded. Full nodes and
@@ -54,6 +55,25 @@
 //! `reply_timeout` (5 s) is dropped, which the asker sees as an error. At most
 //! `max_requests_per_peer` (4) requests of one peer are in flight; more are refused and counted.
 //!
+//! **Snapshot requests.** Protocol `/bastion/<chain>/snapshot/1` moves opaque bytes for state
+//! sync (the node's state-sync crate defines the messages). A request is the asker's bytes, at
+//! most [`SNAPSHOT_REQUEST_MAX`] (1 KiB), up to the end of the substream; a response is a tag
+//! byte and its payload: tag 0 = the node's bytes (at most `max_snapshot_bytes`, 4 MiB + 64 KiB),
+//! tag 1 = an error text (at most 256 bytes, "unavailable" when the node has nothing), tag 2 =
+//! "busy" (no payload). Both sides read with a limit of one byte over the bound and refuse
+//! more, so nothing a peer claims is allocated before it is checked. [`Gossip::ask_snapshot`]
+//! sends a request to one named, connected peer and returns an id; the answer, with that id,
+//! comes on [`Gossip::snapshot_answers`] (`Err("busy")`, `Err("unavailable")`, or the transport
+//! error; a peer that is not connected or is banned gets an `Err` answer at once). Served
+//! requests go to [`Gossip::snapshot_requests`] and are answered with [`Replier::send`] (limit
+//! `max_snapshot_bytes`); one unanswered after `reply_timeout` is dropped, as for ranges. At most
+//! `max_snapshot_requests_per_peer` (2) requests of one peer are in flight: more are answered
+//! "busy" at once and counted (`refused_busy`), so the asker can try later or elsewhere; a
+//! request that finds the requests channel full is answered "busy" too (`requests_dropped`).
+//! Requests of banned peers are not served. Outbound requests fail after `request_timeout`.
+//! Substreams of the protocol per connection: `2 * max_snapshot_requests_per_peer + 4` (the
+//! served requests, as many of our own, and a few busy answers being written).
+//!
 //! **Peers.** Bootstrap addresses are dialed at start and redialed while not connected (backoff
 //! 1 s doubling to 30 s). Identify (`/bastion/<chain>/id/1`) records each peer's listen addresses
 //! so reconnections work; connections above `max_peers` are closed (bootstrap peers excepted).
@@ -61,9 +81,11 @@
 //! bans the peer for `ban_duration` (60 s): its connections are closed on arrival and it is not
 //! dialed.
 //!
-//! **Bounds.** Commands to the swarm (publishes, range requests): `inbound_queue`; validation and verdicts: `validate_queue`; each
-//! delivery channel: `inbound_queue`; pending served requests: `max_requests_per_peer` per peer;
-//! penalty reasons: 64 distinct texts (then "other").
+//! **Bounds.** Commands to the swarm (publishes, range and snapshot requests): `inbound_queue`;
+//! validation and verdicts: `validate_queue`; each delivery channel: `inbound_queue`; pending
+//! served requests: `max_requests_per_peer` (ranges) and `max_snapshot_requests_per_peer`
+//! (snapshots) per peer; snapshot bytes: [`SNAPSHOT_REQUEST_MAX`] per request,
+//! `max_snapshot_bytes` per response; penalty reasons: 64 distinct texts (then "other").
 
 #![warn(missing_docs)]
 
@@ -78,6 +100,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::Serialize;
+
+/// Largest snapshot request, in bytes ([`Gossip::ask_snapshot`] refuses more, and so does the
+/// serving peer's codec).
+pub const SNAPSHOT_REQUEST_MAX: usize = 1024;
+// A request must fit in the first read of the serving codec's bounded buffer and be small next
+// to any response; a snapshot chunk request is a few hashes and indexes.
+const _: () = assert!(SNAPSHOT_REQUEST_MAX > 0 && SNAPSHOT_REQUEST_MAX <= 64 << 10);
 
 /// Configuration of the public network. Build it with [`GossipConfig::new`] and adjust fields.
 #[derive(Clone, Debug)]
@@ -108,16 +137,21 @@ pub struct GossipConfig {
     pub max_requests_per_peer: usize,
     /// A served request not answered by the node within this time fails for the asker.
     pub reply_timeout: Duration,
-    /// How long an outbound range request may take before it fails.
+    /// How long an outbound range or snapshot request may take before it fails.
     pub request_timeout: Duration,
+    /// Largest snapshot response (tag 0 payload), sent or received; 1 byte to 256 MiB.
+    pub max_snapshot_bytes: usize,
+    /// Most concurrent snapshot requests served to one peer; more are answered "busy".
+    pub max_snapshot_requests_per_peer: usize,
     /// How long a penalized peer stays banned.
     pub ban_duration: Duration,
 }
 
 impl GossipConfig {
     /// A configuration with sane defaults: no bootstrap peers, 4 MiB blocks, 1232-byte
-    /// transactions, 4,096-entry queues, 2 validation threads, 64 peers, 4 served requests per
-    /// peer, 5 s reply timeout, 10 s request timeout, 60 s bans.
+    /// transactions, 4,096-entry queues, 2 validation threads, 64 peers, 4 served range requests
+    /// per peer, 5 s reply timeout, 10 s request timeout, 60 s bans, 4 MiB + 64 KiB snapshot
+    /// responses (a 4 MiB chunk and its framing), 2 served snapshot requests per peer.
     pub fn new(listen: SocketAddr, secret: [u8; 32], chain_id: impl Into<String>) -> Self {
         GossipConfig {
             listen,
@@ -134,6 +168,8 @@ impl GossipConfig {
             reply_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             ban_duration: Duration::from_secs(60),
+            max_snapshot_bytes: (4 << 20) + (64 << 10),
+            max_snapshot_requests_per_peer: 2,
         }
     }
 
@@ -150,6 +186,11 @@ impl GossipConfig {
     /// The range protocol name, `/bastion/<chain>/blocks/1`.
     pub fn range_protocol(&self) -> String {
         format!("/bastion/{}/blocks/1", self.chain_id)
+    }
+
+    /// The snapshot protocol name, `/bastion/<chain>/snapshot/1`.
+    pub fn snapshot_protocol(&self) -> String {
+        format!("/bastion/{}/snapshot/1", self.chain_id)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -177,12 +218,19 @@ impl GossipConfig {
                 self.max_block_bytes
             ));
         }
+        if self.max_snapshot_bytes == 0 || self.max_snapshot_bytes > 256 << 20 {
+            return Err(format!(
+                "gossip.max_snapshot_bytes {} must be between 1 byte and 256 MiB",
+                self.max_snapshot_bytes
+            ));
+        }
         for (name, v) in [
             ("inbound_queue", self.inbound_queue),
             ("validate_queue", self.validate_queue),
             ("validation_threads", self.validation_threads),
             ("max_peers", self.max_peers),
             ("max_requests_per_peer", self.max_requests_per_peer),
+            ("max_snapshot_requests_per_peer", self.max_snapshot_requests_per_peer),
         ] {
             if v == 0 {
                 return Err(format!("gossip.{name} must be at least 1"));
@@ -255,17 +303,47 @@ pub struct RangeRequest {
     pub reply: Replier,
 }
 
+/// The answer to [`Gossip::ask_snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotAnswer {
+    /// The id [`Gossip::ask_snapshot`] returned.
+    pub id: u64,
+    /// The peer asked (base58).
+    pub peer: String,
+    /// The peer's bytes, or why there are none: "unavailable", "busy" (the peer serves too many
+    /// of our requests: try later or elsewhere), "peer ... is not connected", a timeout, a closed
+    /// stream...
+    pub data: Result<Vec<u8>, String>,
+}
+
+/// A snapshot request from a peer, to be answered by the node through `reply`
+/// ([`Replier::send`] with `Some(bytes)`, at most `max_snapshot_bytes`, or `None` for
+/// "unavailable").
+#[derive(Debug)]
+pub struct SnapshotRequest {
+    /// Peer id (base58) of the asker.
+    pub peer: String,
+    /// The request bytes (at most [`SNAPSHOT_REQUEST_MAX`]), opaque to this crate.
+    pub data: Vec<u8>,
+    /// Answers the request (once).
+    pub reply: Replier,
+}
+
 pub(crate) enum ReplyMsg {
     Data(Vec<u8>),
     Unavailable,
     Dropped,
 }
 
-/// Answers one [`RangeRequest`]. Dropping it without sending fails the request for the asker.
+/// Answers one [`RangeRequest`] or [`SnapshotRequest`]. Dropping it without sending fails the
+/// request for the asker.
 #[derive(Debug)]
 pub struct Replier {
     id: u64,
     max_bytes: usize,
+    /// What is answered and the name of its limit, for error texts: ("range", "max_block_bytes")
+    /// or ("snapshot", "max_snapshot_bytes").
+    what: (&'static str, &'static str),
     tx: Option<tokio::sync::mpsc::UnboundedSender<(u64, ReplyMsg)>>,
 }
 
@@ -280,10 +358,11 @@ impl std::fmt::Debug for ReplyMsg {
 }
 
 impl Replier {
-    /// Sends the answer: `Some(bytes)` (at most `max_block_bytes`) or `None` for "unavailable".
-    /// Errors when the bytes are over the limit (the asker then gets "unavailable") or the
-    /// network has stopped. The channel of replies is bounded by the pending requests
-    /// (`max_requests_per_peer` per peer).
+    /// Sends the answer: `Some(bytes)` (at most `max_block_bytes` for a range,
+    /// `max_snapshot_bytes` for a snapshot) or `None` for "unavailable". Errors when the bytes are
+    /// over the limit (the asker then gets "unavailable") or the network has stopped. The channel
+    /// of replies is bounded by the pending requests (`max_requests_per_peer` plus
+    /// `max_snapshot_requests_per_peer` per peer).
     pub fn send(mut self, data: Option<Vec<u8>>) -> Result<(), String> {
         let Some(tx) = self.tx.take() else {
             return Err("replier already used".into());
@@ -292,8 +371,10 @@ impl Replier {
             Some(d) if d.len() > self.max_bytes => (
                 ReplyMsg::Unavailable,
                 Err(format!(
-                    "range answer of {} bytes is over max_block_bytes ({}); sent \"unavailable\"",
+                    "{} answer of {} bytes is over {} ({}); sent \"unavailable\"",
+                    self.what.0,
                     d.len(),
+                    self.what.1,
                     self.max_bytes
                 )),
             ),
@@ -338,6 +419,33 @@ pub struct TopicStats {
     pub dropped_validate: u64,
 }
 
+/// Counters of the snapshot protocol.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SnapshotStats {
+    /// Snapshot requests this node asked ([`Gossip::ask_snapshot`] calls that returned an id).
+    pub asked: u64,
+    /// Answers with data received.
+    pub answered: u64,
+    /// Answers without data: "unavailable", "busy", timeouts, closed streams, peer not connected.
+    pub failed: u64,
+    /// Answers dropped because the snapshot_answers channel was full.
+    pub answers_dropped: u64,
+    /// Requests of peers this node answered with data.
+    pub served: u64,
+    /// Bytes of those answers.
+    pub served_bytes: u64,
+    /// Requests answered "busy" because the peer had `max_snapshot_requests_per_peer` in flight.
+    pub refused_busy: u64,
+    /// Requests this node answered "unavailable" (the node said so, or its bytes were over
+    /// `max_snapshot_bytes`).
+    pub unavailable: u64,
+    /// Requests the node did not answer within `reply_timeout` (or whose replier it dropped).
+    pub timed_out: u64,
+    /// Requests not handed to the node: the snapshot_requests channel was full (answered
+    /// "busy") or the peer is banned (not answered).
+    pub requests_dropped: u64,
+}
+
 /// A snapshot of the network's counters. Serializes as JSON for `/v1/status`-like output.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct GossipStats {
@@ -367,6 +475,8 @@ pub struct GossipStats {
     pub penalties: BTreeMap<String, u64>,
     /// Connections closed because the peer was banned.
     pub banned_connections: u64,
+    /// The snapshot protocol.
+    pub snapshots: SnapshotStats,
 }
 
 #[derive(Default)]
@@ -402,6 +512,38 @@ impl TopicCounters {
 }
 
 #[derive(Default)]
+pub(crate) struct SnapshotCounters {
+    asked: AtomicU64,
+    answered: AtomicU64,
+    failed: AtomicU64,
+    answers_dropped: AtomicU64,
+    served: AtomicU64,
+    served_bytes: AtomicU64,
+    refused_busy: AtomicU64,
+    unavailable: AtomicU64,
+    timed_out: AtomicU64,
+    requests_dropped: AtomicU64,
+}
+
+impl SnapshotCounters {
+    fn snapshot(&self) -> SnapshotStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SnapshotStats {
+            asked: g(&self.asked),
+            answered: g(&self.answered),
+            failed: g(&self.failed),
+            answers_dropped: g(&self.answers_dropped),
+            served: g(&self.served),
+            served_bytes: g(&self.served_bytes),
+            refused_busy: g(&self.refused_busy),
+            unavailable: g(&self.unavailable),
+            timed_out: g(&self.timed_out),
+            requests_dropped: g(&self.requests_dropped),
+        }
+    }
+}
+
+#[derive(Default)]
 pub(crate) struct Counters {
     peers: AtomicU64,
     txs: TopicCounters,
@@ -416,6 +558,7 @@ pub(crate) struct Counters {
     requests_timed_out: AtomicU64,
     penalties: std::sync::Mutex<BTreeMap<String, u64>>,
     banned_connections: AtomicU64,
+    snapshots: SnapshotCounters,
     listen: std::sync::Mutex<Vec<String>>,
 }
 
@@ -442,6 +585,7 @@ impl Counters {
 pub(crate) enum Command {
     Publish(Kind, Vec<u8>),
     RequestRange(u64, u64),
+    AskSnapshot { id: u64, peer: libp2p::PeerId, request: Vec<u8> },
     Penalize(libp2p::PeerId, String),
     PeerScore(libp2p::PeerId, crossbeam_channel::Sender<Option<f64>>),
     ConnectedPeers(crossbeam_channel::Sender<Vec<String>>),
@@ -460,6 +604,10 @@ pub struct Gossip {
     blocks: crossbeam_channel::Receiver<Received>,
     ranges: crossbeam_channel::Receiver<RangeAnswer>,
     requests: crossbeam_channel::Receiver<RangeRequest>,
+    snapshot_answers: crossbeam_channel::Receiver<SnapshotAnswer>,
+    snapshot_requests: crossbeam_channel::Receiver<SnapshotRequest>,
+    /// The id the next [`Gossip::ask_snapshot`] returns.
+    next_snapshot_id: AtomicU64,
 }
 
 impl std::fmt::Debug for Gossip {
@@ -562,6 +710,39 @@ impl Gossip {
         &self.requests
     }
 
+    /// Sends `request` (at most [`SNAPSHOT_REQUEST_MAX`] bytes) to `peer` (base58 peer id of a
+    /// connected peer) on the snapshot protocol; the answer comes on
+    /// [`Gossip::snapshot_answers`] with the returned id. Errors when the request is too big,
+    /// the peer id does not parse, or the command queue is full / the network stopped. A peer
+    /// that is not connected (or is banned) gets an answer with `Err`.
+    pub fn ask_snapshot(&self, peer: &str, request: Vec<u8>) -> Result<u64, String> {
+        if request.len() > SNAPSHOT_REQUEST_MAX {
+            return Err(format!(
+                "snapshot request of {} bytes is over SNAPSHOT_REQUEST_MAX ({SNAPSHOT_REQUEST_MAX})",
+                request.len()
+            ));
+        }
+        let peer = peer
+            .parse::<libp2p::PeerId>()
+            .map_err(|e| format!("snapshot peer {peer:?} is not a peer id: {e}"))?;
+        let id = self.next_snapshot_id.fetch_add(1, Ordering::Relaxed);
+        self.command(Command::AskSnapshot { id, peer, request })?;
+        inc(&self.counters.snapshots.asked);
+        Ok(id)
+    }
+
+    /// Answers to [`Gossip::ask_snapshot`], each with the id it returned. Bounded by
+    /// `inbound_queue`; drops are counted (`snapshots.answers_dropped`).
+    pub fn snapshot_answers(&self) -> &crossbeam_channel::Receiver<SnapshotAnswer> {
+        &self.snapshot_answers
+    }
+
+    /// Snapshot requests from peers, to answer through their [`Replier`]. Bounded by
+    /// `inbound_queue` (a request finding it full is answered "busy").
+    pub fn snapshot_requests(&self) -> &crossbeam_channel::Receiver<SnapshotRequest> {
+        &self.snapshot_requests
+    }
+
     /// Punishes a peer for a bad range answer (or any misbehaviour the node sees): counts `why`,
     /// sets its application score to -100 (under the graylist threshold), disconnects it and
     /// bans it for `ban_duration`. An unparsable peer id is counted as "bad peer id".
@@ -609,6 +790,7 @@ impl Gossip {
             requests_timed_out: g(&c.requests_timed_out),
             penalties: c.penalties.lock().map(|p| p.clone()).unwrap_or_default(),
             banned_connections: g(&c.banned_connections),
+            snapshots: c.snapshots.snapshot(),
         }
     }
 

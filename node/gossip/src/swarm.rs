@@ -1,5 +1,5 @@
 //! The swarm thread: one tokio current-thread runtime driving gossipsub, identify and the range
-//! protocol, plus the validation threads.
+//! and snapshot protocols, plus the validation threads.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -16,10 +16,10 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, noise, tcp, yamux};
 
-use crate::codec::{RangeCodec, RangeReq, RangeResp};
+use crate::codec::{RangeCodec, RangeReq, RangeResp, SnapshotCodec, SnapshotResp};
 use crate::{
     Command, Counters, Gossip, GossipConfig, Handler, Kind, RangeAnswer, RangeRequest, Received, Replier,
-    ReplyMsg, Verdict, inc,
+    ReplyMsg, SnapshotAnswer, SnapshotRequest, Verdict, inc,
 };
 
 /// Distinct penalty reasons kept; further ones count as "other".
@@ -39,12 +39,16 @@ const TOPIC_OVERHEAD: usize = 256;
 /// them (the number is bounded by `max_peers`).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const TICK: Duration = Duration::from_millis(250);
+/// Snapshot substreams per connection beyond our own and the served requests: room for "busy"
+/// answers being written while `max_snapshot_requests_per_peer` requests are held.
+const SNAPSHOT_STREAMS_SLACK: usize = 4;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     identify: identify::Behaviour,
     range: request_response::Behaviour<RangeCodec>,
+    snapshot: request_response::Behaviour<SnapshotCodec>,
 }
 
 pub(crate) fn count_penalty(counters: &Counters, why: &str) {
@@ -210,10 +214,55 @@ impl SeenCache {
     }
 }
 
-struct PendingIn {
-    channel: ResponseChannel<RangeResp>,
+struct PendingIn<R> {
+    channel: ResponseChannel<R>,
     peer: PeerId,
     deadline: Instant,
+}
+
+/// Served requests of one protocol waiting for the node's answer, and how many per peer.
+struct Pending<R> {
+    entries: HashMap<u64, PendingIn<R>>,
+    per_peer: HashMap<PeerId, usize>,
+}
+
+impl<R> Pending<R> {
+    fn new() -> Self {
+        Pending { entries: HashMap::new(), per_peer: HashMap::new() }
+    }
+
+    fn in_flight(&self, peer: &PeerId) -> usize {
+        self.per_peer.get(peer).copied().unwrap_or(0)
+    }
+
+    fn insert(&mut self, id: u64, entry: PendingIn<R>) {
+        *self.per_peer.entry(entry.peer).or_insert(0) += 1;
+        self.entries.insert(id, entry);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<PendingIn<R>> {
+        let entry = self.entries.remove(&id)?;
+        if let Some(n) = self.per_peer.get_mut(&entry.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_peer.remove(&entry.peer);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Removes the entries whose deadline passed; returns how many.
+    fn expire(&mut self, now: Instant) -> u64 {
+        let expired: Vec<u64> =
+            self.entries.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| *id).collect();
+        let mut n = 0;
+        for id in expired {
+            if self.remove(id).is_some() {
+                n += 1;
+            }
+        }
+        n
+    }
 }
 
 struct Channels {
@@ -221,6 +270,8 @@ struct Channels {
     blocks: crossbeam_channel::Sender<Received>,
     ranges: crossbeam_channel::Sender<RangeAnswer>,
     requests: crossbeam_channel::Sender<RangeRequest>,
+    snapshot_answers: crossbeam_channel::Sender<SnapshotAnswer>,
+    snapshot_requests: crossbeam_channel::Sender<SnapshotRequest>,
 }
 
 struct Node {
@@ -233,10 +284,14 @@ struct Node {
     jobs: crossbeam_channel::Sender<Job>,
     out: Channels,
     reply_tx: tokio::sync::mpsc::UnboundedSender<(u64, ReplyMsg)>,
-    pending_in: HashMap<u64, PendingIn>,
-    inflight: HashMap<PeerId, usize>,
+    /// Served range requests; ids shared with `pending_snapshots` (one counter, `next_in`).
+    pending_ranges: Pending<RangeResp>,
+    pending_snapshots: Pending<SnapshotResp>,
     next_in: u64,
     outbound: HashMap<OutboundRequestId, (PeerId, u64, u64)>,
+    /// Our snapshot requests in flight: libp2p's id to the id `ask_snapshot` returned. Each
+    /// ends in exactly one response or outbound failure event, which removes it.
+    snapshot_outbound: HashMap<OutboundRequestId, u64>,
     seen: SeenCache,
     bans: HashMap<PeerId, Instant>,
     boot: Vec<Boot>,
@@ -293,6 +348,8 @@ pub(crate) fn start(cfg: GossipConfig, handler: Arc<dyn Handler>) -> Result<Goss
     let (blocks_tx, blocks_rx) = crossbeam_channel::bounded(cfg.inbound_queue);
     let (ranges_tx, ranges_rx) = crossbeam_channel::bounded(cfg.inbound_queue);
     let (requests_tx, requests_rx) = crossbeam_channel::bounded(cfg.inbound_queue);
+    let (snapshot_answers_tx, snapshot_answers_rx) = crossbeam_channel::bounded(cfg.inbound_queue);
+    let (snapshot_requests_tx, snapshot_requests_rx) = crossbeam_channel::bounded(cfg.inbound_queue);
 
     let mut threads = Vec::new();
     for i in 0..cfg.validation_threads {
@@ -361,12 +418,15 @@ pub(crate) fn start(cfg: GossipConfig, handler: Arc<dyn Handler>) -> Result<Goss
                         blocks: blocks_tx,
                         ranges: ranges_tx,
                         requests: requests_tx,
+                        snapshot_answers: snapshot_answers_tx,
+                        snapshot_requests: snapshot_requests_tx,
                     },
                     reply_tx,
-                    pending_in: HashMap::new(),
-                    inflight: HashMap::new(),
+                    pending_ranges: Pending::new(),
+                    pending_snapshots: Pending::new(),
                     next_in: 0,
                     outbound: HashMap::new(),
+                    snapshot_outbound: HashMap::new(),
                     seen: SeenCache { map: HashMap::new(), order: VecDeque::new() },
                     bans: HashMap::new(),
                     boot,
@@ -422,6 +482,9 @@ pub(crate) fn start(cfg: GossipConfig, handler: Arc<dyn Handler>) -> Result<Goss
         blocks: blocks_rx,
         ranges: ranges_rx,
         requests: requests_rx,
+        snapshot_answers: snapshot_answers_rx,
+        snapshot_requests: snapshot_requests_rx,
+        next_snapshot_id: std::sync::atomic::AtomicU64::new(1),
     };
     // On error, dropping `gossip` joins the threads (the swarm thread has returned).
     ready.map(|()| gossip)
@@ -448,7 +511,17 @@ fn build_swarm(
             .with_request_timeout(cfg.request_timeout)
             .with_max_concurrent_streams(cfg.max_requests_per_peer * cfg.max_peers.max(1)),
     );
-    let behaviour = Behaviour { gossipsub, identify, range };
+    let protocol = StreamProtocol::try_from_owned(cfg.snapshot_protocol())
+        .map_err(|e| format!("gossip.chain_id gives a bad protocol name: {e}"))?;
+    let streams = cfg.max_snapshot_requests_per_peer.saturating_mul(2).saturating_add(SNAPSHOT_STREAMS_SLACK);
+    let snapshot = request_response::Behaviour::with_codec(
+        SnapshotCodec { max_response_bytes: cfg.max_snapshot_bytes },
+        [(protocol, ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(cfg.request_timeout)
+            .with_max_concurrent_streams(streams),
+    );
+    let behaviour = Behaviour { gossipsub, identify, range, snapshot };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -507,6 +580,7 @@ impl Node {
         match cmd {
             Command::Publish(kind, data) => self.publish(kind, data),
             Command::RequestRange(from, to) => self.request_range(from, to),
+            Command::AskSnapshot { id, peer, request } => self.ask_snapshot(id, peer, request),
             Command::Penalize(peer, why) => self.penalize(peer, &why),
             Command::PeerScore(peer, reply) => {
                 let _ = reply.try_send(self.swarm.behaviour().gossipsub.peer_score(&peer));
@@ -664,42 +738,49 @@ impl Node {
         inc(&self.counters.ranges_requested);
     }
 
-    fn release(&mut self, peer: &PeerId) {
-        if let Some(n) = self.inflight.get_mut(peer) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.inflight.remove(peer);
-            }
-        }
-    }
-
     fn on_reply(&mut self, id: u64, msg: ReplyMsg) {
-        let Some(p) = self.pending_in.remove(&id) else {
-            return;
-        };
-        self.release(&p.peer);
-        let resp = match msg {
-            ReplyMsg::Data(d) => {
-                inc(&self.counters.requests_served);
-                RangeResp::Data(d)
-            }
-            ReplyMsg::Unavailable => {
-                inc(&self.counters.requests_unavailable);
-                RangeResp::Error("unavailable".into())
-            }
-            ReplyMsg::Dropped => {
-                inc(&self.counters.requests_timed_out);
-                return; // dropping the channel fails the request for the asker
-            }
-        };
-        let _ = self.swarm.behaviour_mut().range.send_response(p.channel, resp);
+        if let Some(p) = self.pending_ranges.remove(id) {
+            let resp = match msg {
+                ReplyMsg::Data(d) => {
+                    inc(&self.counters.requests_served);
+                    RangeResp::Data(d)
+                }
+                ReplyMsg::Unavailable => {
+                    inc(&self.counters.requests_unavailable);
+                    RangeResp::Error("unavailable".into())
+                }
+                ReplyMsg::Dropped => {
+                    inc(&self.counters.requests_timed_out);
+                    return; // dropping the channel fails the request for the asker
+                }
+            };
+            let _ = self.swarm.behaviour_mut().range.send_response(p.channel, resp);
+        } else if let Some(p) = self.pending_snapshots.remove(id) {
+            let c = &self.counters.snapshots;
+            let resp = match msg {
+                ReplyMsg::Data(d) => {
+                    inc(&c.served);
+                    c.served_bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    SnapshotResp::Data(d)
+                }
+                ReplyMsg::Unavailable => {
+                    inc(&c.unavailable);
+                    SnapshotResp::Error("unavailable".into())
+                }
+                ReplyMsg::Dropped => {
+                    inc(&c.timed_out);
+                    return; // as for ranges: the asker sees the stream closed
+                }
+            };
+            let _ = self.swarm.behaviour_mut().snapshot.send_response(p.channel, resp);
+        }
     }
 
     fn on_range_event(&mut self, ev: request_response::Event<RangeReq, RangeResp>) {
         use request_response::{Event, Message};
         match ev {
             Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
-                let n = self.inflight.get(&peer).copied().unwrap_or(0);
+                let n = self.pending_ranges.in_flight(&peer);
                 if self.bans.contains_key(&peer) || n >= self.cfg.max_requests_per_peer {
                     inc(&self.counters.requests_refused);
                     return; // channel dropped: the asker gets an error
@@ -724,19 +805,18 @@ impl Node {
                     reply: Replier {
                         id,
                         max_bytes: self.cfg.max_block_bytes,
+                        what: ("range", "max_block_bytes"),
                         tx: Some(self.reply_tx.clone()),
                     },
                 };
-                self.pending_in.insert(
+                self.pending_ranges.insert(
                     id,
                     PendingIn { channel, peer, deadline: Instant::now() + self.cfg.reply_timeout },
                 );
-                *self.inflight.entry(peer).or_insert(0) += 1;
                 if self.out.requests.try_send(req).is_err() {
                     // The request (and its Replier) is dropped; its Dropped message finds
                     // nothing pending.
-                    self.pending_in.remove(&id);
-                    self.release(&peer);
+                    self.pending_ranges.remove(id);
                     inc(&self.counters.requests_refused);
                 }
             }
@@ -765,6 +845,102 @@ impl Node {
         }
     }
 
+    fn snapshot_answer(&self, answer: SnapshotAnswer) {
+        let c = &self.counters.snapshots;
+        if answer.data.is_ok() {
+            inc(&c.answered);
+        } else {
+            inc(&c.failed);
+        }
+        if self.out.snapshot_answers.try_send(answer).is_err() {
+            inc(&c.answers_dropped);
+        }
+    }
+
+    fn ask_snapshot(&mut self, id: u64, peer: PeerId, request: Vec<u8>) {
+        // Only connected peers are asked: request-response would otherwise dial the peer, and
+        // the node names peers it knows to be connected (a stale name is an answer, not a dial).
+        let refused = if self.bans.contains_key(&peer) {
+            Some(format!("peer {peer} is banned"))
+        } else if !self.swarm.is_connected(&peer) {
+            Some(format!("peer {peer} is not connected"))
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            self.snapshot_answer(SnapshotAnswer { id, peer: peer.to_string(), data: Err(why) });
+            return;
+        }
+        let rid = self.swarm.behaviour_mut().snapshot.send_request(&peer, request);
+        self.snapshot_outbound.insert(rid, id);
+    }
+
+    fn on_snapshot_event(&mut self, ev: request_response::Event<Vec<u8>, SnapshotResp>) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                let counters = self.counters.clone();
+                let c = &counters.snapshots;
+                if self.bans.contains_key(&peer) {
+                    inc(&c.requests_dropped);
+                    return; // channel dropped; the peer is being disconnected anyway
+                }
+                if self.pending_snapshots.in_flight(&peer) >= self.cfg.max_snapshot_requests_per_peer {
+                    inc(&c.refused_busy);
+                    let _ = self.swarm.behaviour_mut().snapshot.send_response(channel, SnapshotResp::Busy);
+                    return;
+                }
+                let id = self.next_in;
+                self.next_in = self.next_in.wrapping_add(1);
+                let req = SnapshotRequest {
+                    peer: peer.to_string(),
+                    data: request,
+                    reply: Replier {
+                        id,
+                        max_bytes: self.cfg.max_snapshot_bytes,
+                        what: ("snapshot", "max_snapshot_bytes"),
+                        tx: Some(self.reply_tx.clone()),
+                    },
+                };
+                self.pending_snapshots.insert(
+                    id,
+                    PendingIn { channel, peer, deadline: Instant::now() + self.cfg.reply_timeout },
+                );
+                if self.out.snapshot_requests.try_send(req).is_err() {
+                    // The node is behind: "busy" lets the asker try later or elsewhere. The
+                    // dropped Replier's message finds nothing pending.
+                    inc(&c.requests_dropped);
+                    if let Some(p) = self.pending_snapshots.remove(id) {
+                        let _ =
+                            self.swarm.behaviour_mut().snapshot.send_response(p.channel, SnapshotResp::Busy);
+                    }
+                }
+            }
+            Event::Message { peer, message: Message::Response { request_id, response }, .. } => {
+                let Some(id) = self.snapshot_outbound.remove(&request_id) else {
+                    return;
+                };
+                let data = match response {
+                    SnapshotResp::Data(d) => Ok(d),
+                    SnapshotResp::Error(e) => Err(e),
+                    SnapshotResp::Busy => Err("busy".to_string()),
+                };
+                self.snapshot_answer(SnapshotAnswer { id, peer: peer.to_string(), data });
+            }
+            Event::OutboundFailure { peer, request_id, error, .. } => {
+                let Some(id) = self.snapshot_outbound.remove(&request_id) else {
+                    return;
+                };
+                self.snapshot_answer(SnapshotAnswer {
+                    id,
+                    peer: peer.to_string(),
+                    data: Err(format!("snapshot request failed: {error}")),
+                });
+            }
+            Event::InboundFailure { .. } | Event::ResponseSent { .. } => {}
+        }
+    }
+
     fn penalize(&mut self, peer: PeerId, why: &str) {
         count_penalty(&self.counters, why);
         let gs = &mut self.swarm.behaviour_mut().gossipsub;
@@ -776,15 +952,12 @@ impl Node {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
-        // Served requests the node did not answer in time.
-        let expired: Vec<u64> =
-            self.pending_in.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| *id).collect();
-        for id in expired {
-            if let Some(p) = self.pending_in.remove(&id) {
-                self.release(&p.peer);
-                inc(&self.counters.requests_timed_out);
-            }
-        }
+        // Served requests the node did not answer in time: dropping their channels fails them
+        // for the askers.
+        let n = self.pending_ranges.expire(now);
+        self.counters.requests_timed_out.fetch_add(n, Ordering::Relaxed);
+        let n = self.pending_snapshots.expire(now);
+        self.counters.snapshots.timed_out.fetch_add(n, Ordering::Relaxed);
         // Bans that ran out.
         let unbanned: Vec<PeerId> =
             self.bans.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
@@ -904,6 +1077,7 @@ impl Node {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Range(ev)) => self.on_range_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Snapshot(ev)) => self.on_snapshot_event(ev),
             _ => {}
         }
     }
