@@ -18,7 +18,7 @@ pub const MIN_CHUNK_BYTES: u32 = 1 << 10;
 /// Most chunks in one manifest (64 GiB at 1 MiB chunks; the image itself is at most 2 GiB).
 pub const MAX_CHUNKS: usize = 1 << 16;
 /// Largest anchor (a range answer: the blocks after the snapshot up to a certified one).
-pub const MAX_ANCHOR_BYTES: usize = 4 << 20;
+pub const MAX_ANCHOR_BYTES: usize = 32 << 20;
 
 /// A request to a peer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use bastion_consensus::certified::CertChecker;
 use bastion_consensus::certlog::{CertLog, serve_range};
 use bastion_consensus::follower::{Follower, Offered, chain_tip, execute};
 use bastion_gossip::{Gossip, GossipConfig};
-use bastion_store::{Store, StoreConfig, hex};
+use bastion_store::{Store, hex};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -26,6 +26,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
+
+use crate::state_sync::{GossipTransport, Stuck, SyncStatus, serve_requests};
+use bastion_statesync::install::{Installed, finish_pending, install_from};
+use bastion_statesync::{Server, SyncError, TrustPoint};
 
 /// How far above its executed height a full node buffers certified blocks.
 const FOLLOW_WINDOW: u64 = 4096;
@@ -73,6 +77,8 @@ pub struct FullStatus {
     pub api_requests: u64,
     /// WebSocket messages sent.
     pub ws_messages: u64,
+    /// State sync, once one started.
+    pub state_sync: Option<SyncStatus>,
 }
 
 /// Runs a full node until a signal, `--duration` or `--until-height`; `Ok` holds a summary.
@@ -83,13 +89,33 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let chain = spec.digest();
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
-    let (mut store, recovery) = Store::open(&cfg.data_dir, &spec.exchange, StoreConfig::default())
+    let (mut store, recovery) = Store::open(&cfg.data_dir, &spec.exchange, cfg.storage.store_config())
         .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
     for line in recovery.describe() {
         info!("{line}");
     }
-    let tip = chain_tip(&store, &spec.exchange, &limits)?;
+    let checker = CertChecker::new(&spec).map_err(|e| e.to_string())?;
     let mut certs = CertLog::open(&cfg.data_dir)?;
+    // A state sync that was installing when the node stopped: finish it first.
+    match finish_pending(&cfg.data_dir, &mut store, Some(&mut certs), &checker) {
+        Ok(Some(i)) => info!(
+            height = i.height,
+            tip = i.tip,
+            "state sync: finished the install an earlier run had verified"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            return Err(format!("state sync: cannot finish the install in {}: {e}", cfg.data_dir.display()));
+        }
+    }
+    let trust = match opts.trust {
+        Some(t) => Some(t),
+        None => cfg.state_sync.trust()?,
+    };
+    if (opts.state_sync || opts.trust.is_some()) && !cfg.state_sync.enable {
+        return Err("--state-sync and --trust-height need [state_sync] enable = true in node.toml".into());
+    }
+    let tip = chain_tip(&store, &spec.exchange, &limits)?;
     // After a crash the certificate log may end below the block log: those heights keep no
     // certificate of their own (a range answer then carries a later one).
     let from = certs.last_height().map_or(store.state().height.min(1), |h| h + 1);
@@ -97,7 +123,6 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         certs.append(h, None)?;
     }
     certs.commit()?;
-    let checker = CertChecker::new(&spec).map_err(|e| e.to_string())?;
     let mut follower = Follower::new(tip.0, tip.1, FOLLOW_WINDOW);
     let committed = Arc::new(RwLock::new(Committed::of(store.state())));
     let check = Arc::new(GossipCheck::new(chain, committed.clone(), Some(checker.clone())));
@@ -114,7 +139,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     gcfg.bootstrap = cfg.public.bootstrap.clone();
     gcfg.max_block_bytes = crate::node::public_max_bytes(&limits);
     gcfg.inbound_queue = cfg.public.inbound_queue;
+    gcfg.max_snapshot_bytes = anchor_max(&limits) + (1 << 20);
     let gossip = Arc::new(Gossip::start(gcfg, check.clone())?);
+    let server =
+        cfg.state_sync.serve.then(|| Server::new(&store.snapshot_dir(), cfg.state_sync.serve_config()));
     info!(
         chain = %spec.chain_id,
         genesis = %hex(&chain),
@@ -160,6 +188,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     };
     status.api = api.as_ref().map(|a| a.local_addr().to_string());
     let mut asked: Option<(u64, Instant)> = None;
+    let mut want_sync =
+        cfg.state_sync.enable && (opts.state_sync || trust.is_some_and(|t| store.state().height < t.height));
+    let mut stuck = Stuck::default();
+    let mut sync_retry_at: Option<Instant> = None;
     let mut last_status = Instant::now() - Duration::from_secs(1);
     let mut last_progress = Instant::now();
     let max_bytes = crate::node::public_max_bytes(&limits);
@@ -186,9 +218,13 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                         check.refusals.count(r.label());
                         status.bad_ranges += 1;
                         gossip.penalize(&ans.peer, r.label());
+                        stuck.failed(ans.from.saturating_sub(1));
                     }
                 },
-                Err(e) => warn!(peer = %ans.peer, from = ans.from, to = ans.to, "range request failed: {e}"),
+                Err(e) => {
+                    stuck.failed(ans.from.saturating_sub(1));
+                    warn!(peer = %ans.peer, from = ans.from, to = ans.to, "range request failed: {e}")
+                }
             }
         }
         // Execute, in order, exactly once.
@@ -218,6 +254,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         }
         if executed > 0 {
             busy = true;
+            stuck.progressed(store.state().height);
             status.executed += executed;
             store.commit().map_err(|e| format!("store commit: {e}"))?;
             certs.commit()?;
@@ -232,9 +269,69 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             let answer = serve_range(&store, &certs, &limits, req.from, req.to, max_bytes);
             let _ = req.reply.send(answer);
         }
+        // Peers' snapshot requests, anchored on the block and certificate logs.
+        if let Some(server) = &server {
+            let amax = anchor_max(&limits);
+            let anchor = |h: u64| serve_range(&store, &certs, &limits, h, h, amax);
+            if serve_requests(&gossip, server, &anchor) > 0 {
+                busy = true;
+            }
+        }
+        // State sync: asked for, or no peer serves the blocks this node needs next.
+        let height = store.state().height;
+        if cfg.state_sync.enable
+            && (want_sync || stuck.stuck(height))
+            && sync_retry_at.is_none_or(|t| Instant::now() >= t)
+        {
+            let forced = want_sync;
+            if !forced {
+                info!(height, "no peer serves the blocks after height {height}: state sync");
+            }
+            let mut progress = SyncRun { status: &mut status, path: &status_path, telemetry: &mut telemetry };
+            match sync_now(&gossip, &checker, cfg, &mut store, &mut certs, trust, &stop, &mut progress) {
+                Ok(installed) => {
+                    want_sync = false;
+                    stuck = Stuck::default();
+                    let tip = chain_tip(&store, &spec.exchange, &limits)?;
+                    follower = Follower::new(tip.0, tip.1, FOLLOW_WINDOW);
+                    asked = None;
+                    *committed.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Committed::of(store.state());
+                    info!(
+                        height = installed.height,
+                        tip = installed.tip,
+                        root = %hex(&installed.root),
+                        "state sync: installed; following the chain from height {}",
+                        installed.tip + 1
+                    );
+                }
+                Err(SyncError::Stopped) => {
+                    info!("signal received during state sync: stopping");
+                    break Ok(());
+                }
+                Err(e) => {
+                    if let Some(s) = status.state_sync.as_mut() {
+                        s.phase = "failed".into();
+                        s.error = Some(e.to_string());
+                    }
+                    write_status(&status_path, &status);
+                    if forced {
+                        break Err(format!("state sync failed: {e}"));
+                    }
+                    warn!("state sync failed: {e}; trying again in 30 s");
+                    sync_retry_at = Some(Instant::now() + Duration::from_secs(30));
+                }
+            }
+            continue;
+        }
         // Ask for what is missing.
         let height = store.state().height;
-        if let Some((a, b)) = follower.gap()
+        // (Further behind than the follower's window, nothing is held: ask from the tip on.)
+        let gap = follower.gap().or_else(|| {
+            (follower.held() == 0 && status.seen_height > height + 1)
+                .then(|| (height + 1, status.seen_height - 1))
+        });
+        if let Some((a, b)) = gap
             && asked.is_none_or(|(h, at)| h != a || at.elapsed() >= RANGE_RETRY)
             && gossip.request_range(a, b.min(a + RANGE_BLOCKS - 1)).is_ok()
         {
@@ -259,6 +356,11 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             }
             telemetry.update(Some(&gstats), &status.refused, astats.as_ref());
             telemetry.update_full(&status);
+            telemetry.update_sync(
+                status.state_sync.as_ref(),
+                server.as_ref().map(Server::stats).as_ref(),
+                Some(&gstats),
+            );
             write_status(&status_path, &status);
             last_status = Instant::now();
         }
@@ -347,4 +449,73 @@ pub(crate) fn watch_signals(stop: Arc<AtomicBool>) {
             }
         });
     });
+}
+
+/// The largest anchor this node serves: a range answer of at most one full block and a
+/// certificate fits, within the gossip's snapshot response limit.
+fn anchor_max(limits: &bastion_consensus::BlockLimits) -> usize {
+    crate::node::public_max_bytes(limits)
+}
+
+/// Where a sync in progress reports.
+struct SyncRun<'a> {
+    status: &'a mut FullStatus,
+    path: &'a std::path::Path,
+    telemetry: &'a mut crate::public_metrics::PublicTelemetry,
+}
+
+/// Syncs from peers and installs the result; progress goes to `status.json`, the metrics and
+/// (every 5 s) the log.
+#[allow(clippy::too_many_arguments)]
+fn sync_now(
+    gossip: &Gossip,
+    checker: &CertChecker,
+    cfg: &NodeConfig,
+    store: &mut Store,
+    certs: &mut CertLog,
+    trust: Option<TrustPoint>,
+    stop: &AtomicBool,
+    run: &mut SyncRun<'_>,
+) -> Result<Installed, SyncError> {
+    let sc = cfg.state_sync.sync_config(trust, store.state().height);
+    let started = Instant::now();
+    let mut transport = GossipTransport::new(gossip);
+    let mut last_log = Instant::now();
+    let downloaded = bastion_statesync::sync(&mut transport, checker, &cfg.data_dir, &sc, stop, &mut |p| {
+        let s = SyncStatus::of(p);
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            info!("{}", s.line());
+            last_log = Instant::now();
+        }
+        run.telemetry.update_sync(Some(&s), None, None);
+        run.status.state_sync = Some(s);
+        write_status(run.path, run.status);
+    })?;
+    let stats = downloaded.stats.clone();
+    let installed = install_from(&cfg.data_dir, store, Some(certs), downloaded.chunks, &downloaded.blocks)?;
+    info!(
+        height = installed.height,
+        bytes = stats.bytes_downloaded,
+        peers = stats.peers_used,
+        resumed = stats.chunks_resumed,
+        seconds = started.elapsed().as_secs_f64(),
+        rebuild_ms = installed.rebuild.as_millis() as u64,
+        recompute_ms = installed.recompute.as_millis() as u64,
+        install_ms = installed.install.as_millis() as u64,
+        "state sync: verified and installed"
+    );
+    let mut s = run.status.state_sync.clone().unwrap_or_default();
+    s.phase = "done".into();
+    s.target_height = Some(installed.height);
+    s.synced_from_height = Some(installed.height);
+    s.sync_seconds = Some(started.elapsed().as_secs_f64());
+    s.bytes_downloaded = stats.bytes_downloaded;
+    s.chunks_done = s.chunks_total;
+    s.bytes_done = s.bytes_total;
+    s.eta_s = None;
+    s.error = None;
+    run.telemetry.update_sync(Some(&s), None, None);
+    run.status.state_sync = Some(s);
+    write_status(run.path, run.status);
+    Ok(installed)
 }

@@ -15,6 +15,8 @@ mod public_metrics;
 mod publish;
 mod risk;
 mod sig;
+mod snapshot_cmd;
+mod state_sync;
 mod status;
 mod storage;
 mod telemetry;
@@ -57,6 +59,10 @@ enum Command {
     Governance(governance::GovernanceCommand),
     /// Show a running node's per-tile load, mempool and finality (from its metrics endpoint).
     Status(status::StatusArgs),
+    /// Move state by hand: export a data dir's newest certified snapshot to a file, or import
+    /// one into an empty data dir against a trusted height and hash.
+    #[command(subcommand)]
+    Snapshot(snapshot_cmd::SnapshotCommand),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,7 @@ fn main() -> ExitCode {
         Command::Init(args) => report(keys::init(&args)),
         Command::Run(args) => report(run(&args)),
         Command::Storage(cmd) => report(storage::run(&cmd)),
+        Command::Snapshot(cmd) => report(snapshot_cmd::run(&cmd)),
         Command::Governance(cmd) => match governance::run(&cmd) {
             Ok(text) => {
                 println!("{text}");
@@ -124,6 +131,17 @@ struct RunArgs {
     /// Append `height latency_us` for each of this validator's finalized proposals to FILE.
     #[arg(long)]
     finality_log: Option<std::path::PathBuf>,
+    /// Join from a peer's certified snapshot at start, whatever this node's height (needs
+    /// `[state_sync] enable = true`, the default).
+    #[arg(long)]
+    state_sync: bool,
+    /// Sync to the snapshot at exactly this height (with --trust-hash): the block an operator
+    /// checked out of band. Overrides `[state_sync] trust_height`.
+    #[arg(long, requires = "trust_hash")]
+    trust_height: Option<u64>,
+    /// The digest (64 hex digits) of the block at --trust-height.
+    #[arg(long, requires = "trust_height")]
+    trust_hash: Option<String>,
 }
 
 fn run(args: &RunArgs) -> Result<String, String> {
@@ -139,6 +157,11 @@ fn run(args: &RunArgs) -> Result<String, String> {
         until_height: args.until_height,
         duration,
         finality_log: args.finality_log.clone(),
+        state_sync: args.state_sync,
+        trust: match (args.trust_height, &args.trust_hash) {
+            (Some(h), Some(x)) => Some(bastion_statesync::TrustPoint::parse(h, x)?),
+            _ => None,
+        },
     };
     match cfg.role {
         public::Role::Validator => node::run(&cfg, &opts),

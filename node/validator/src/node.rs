@@ -20,7 +20,7 @@ use bastion_consensus::{
     engine::{self, Timeouts},
 };
 use bastion_exchange::State;
-use bastion_store::{Store, StoreConfig, hex};
+use bastion_store::{Store, hex};
 use bastion_types::{AccountId, Tx, TxAuth};
 use commonware_consensus::simplex;
 use commonware_cryptography::{ChaCha20Poly1305, ed25519, sha256::Digest};
@@ -103,6 +103,12 @@ pub struct NodeConfig {
     /// The public REST and WebSocket API.
     #[serde(default)]
     pub api: crate::public::ApiSection,
+    /// Snapshots and log retention.
+    #[serde(default)]
+    pub storage: crate::state_sync::StorageSection,
+    /// State sync: when to sync, what to trust, what to serve.
+    #[serde(default)]
+    pub state_sync: crate::state_sync::StateSyncSection,
 }
 
 /// The `[workload]` table.
@@ -332,6 +338,8 @@ impl NodeConfig {
             ));
         }
         crate::public::check(path, cfg.role, &cfg.public, &cfg.api)?;
+        cfg.storage.check(path)?;
+        cfg.state_sync.check(path)?;
         if !LOG_LEVELS.contains(&cfg.log_level.as_str()) {
             return Err(format!(
                 "{}: key `log_level` is {:?}; allowed: {}",
@@ -419,6 +427,10 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Append `height latency_us` for each of this validator's own finalized proposals.
     pub finality_log: Option<PathBuf>,
+    /// State-sync at start (`bastion run --state-sync`), whatever the node's height.
+    pub state_sync: bool,
+    /// A trust point from the command line (overrides `[state_sync]`'s).
+    pub trust: Option<bastion_statesync::TrustPoint>,
 }
 
 /// What `status.json` holds (rewritten every second).
@@ -456,6 +468,9 @@ pub struct Status {
     pub ingress: Option<String>,
     /// Where the metrics endpoint listens.
     pub metrics: Option<String>,
+    /// The state sync this validator ran at start, if it ran one.
+    #[serde(default)]
+    pub state_sync: Option<crate::state_sync::SyncStatus>,
     /// Observations this validator signed since start.
     #[serde(default)]
     pub observations_signed: u64,
@@ -574,7 +589,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let listen = cfg.listen.unwrap_or(spec.validators[index].address);
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
-    let (store, recovery) = Store::open(&cfg.data_dir, &spec.exchange, StoreConfig::default())
+    let (mut store, recovery) = Store::open(&cfg.data_dir, &spec.exchange, cfg.storage.store_config())
         .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
     for line in recovery.describe() {
         info!("{line}");
@@ -593,6 +608,8 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     // never accepts a block larger than an honest proposer may build. `pipeline.block_txs_max`
     // only lowers what this validator's own proposals carry.
     let limits = spec.block_limits();
+    // State sync before anything is built on the store's state (it may replace it).
+    let synced = crate::state_sync::validator_sync(cfg, opts, &spec, &mut store, &identity_seed)?;
     if cfg.pipeline.block_txs_max > limits.max_txs {
         warn!(
             configured = cfg.pipeline.block_txs_max,
@@ -665,7 +682,17 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         crate::publish::GossipCheck::new(chain, committed.clone(), None)
             .with_signature_cache(verified.clone()),
     );
-    let recent = Arc::new(Mutex::new(crate::publish::RecentBlocks::default()));
+    // Served no further back than the block log reaches (back to the oldest kept snapshot).
+    let retention = match cfg.storage.snapshot_every {
+        0 => crate::publish::SERVE_WINDOW as u64,
+        n => n.saturating_mul(cfg.storage.keep_snapshots.saturating_sub(1).max(1) as u64),
+    };
+    let recent = Arc::new(Mutex::new(crate::publish::RecentBlocks::with_window(
+        usize::try_from(retention).unwrap_or(usize::MAX),
+    )));
+    let snapshot_server = cfg.state_sync.serve.then(|| {
+        Arc::new(bastion_statesync::Server::new(&store.snapshot_dir(), cfg.state_sync.serve_config()))
+    });
     let public_max = public_max_bytes(&limits);
     let gossip = match cfg.public.listen {
         Some(listen) => {
@@ -677,6 +704,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             g.bootstrap = cfg.public.bootstrap.clone();
             g.max_block_bytes = public_max;
             g.inbound_queue = cfg.public.inbound_queue;
+            g.max_snapshot_bytes = public_max + (1 << 20);
             let gossip = Arc::new(bastion_gossip::Gossip::start(g, check.clone())?);
             info!(peer = %gossip.peer_id(), listen = ?gossip.listen_addrs(), "joined the public network");
             Some(gossip)
@@ -690,6 +718,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             p.injector(),
             recent.clone(),
             public_max,
+            snapshot_server.clone(),
         )?),
         _ => None,
     };
@@ -872,6 +901,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 mempool: locked(&mempool).len(),
                 ingress: ingress_addr.clone(),
                 metrics: metrics_addr.clone(),
+                state_sync: synced.clone(),
                 observations_signed: totals.observations_signed,
                 observations_rejected: ledger
                     .observations_rejected()

@@ -135,6 +135,102 @@ impl PublicTelemetry {
     }
 
     /// A full node's follower: height, lag, executed and backfilled blocks.
+    /// State sync in progress or done (`bastion_statesync_*`), and this node's snapshot
+    /// serving (from the network's counters and the server's).
+    pub fn update_sync(
+        &mut self,
+        sync: Option<&crate::state_sync::SyncStatus>,
+        served: Option<&bastion_statesync::ServerStats>,
+        gossip: Option<&GossipStats>,
+    ) {
+        if let Some(s) = sync {
+            let phase = |p: &str| f64::from(u8::from(s.phase == p));
+            for p in ["discovering", "downloading", "verifying", "done", "failed"] {
+                self.gauge(
+                    "bastion_statesync_phase",
+                    "1 for the state sync's current phase",
+                    &[("phase", p)],
+                    phase(p),
+                );
+            }
+            self.gauge(
+                "bastion_statesync_target_height",
+                "Height of the snapshot being synced (or synced from)",
+                &[],
+                s.target_height.or(s.synced_from_height).unwrap_or(0) as f64,
+            );
+            self.gauge(
+                "bastion_statesync_chunks_done",
+                "Snapshot chunks verified",
+                &[],
+                f64::from(s.chunks_done),
+            );
+            self.gauge(
+                "bastion_statesync_chunks_total",
+                "Chunks in the snapshot being synced",
+                &[],
+                f64::from(s.chunks_total),
+            );
+            self.gauge("bastion_statesync_bytes_done", "Snapshot bytes verified", &[], s.bytes_done as f64);
+            self.gauge(
+                "bastion_statesync_bytes_total",
+                "Bytes in the snapshot being synced",
+                &[],
+                s.bytes_total as f64,
+            );
+            self.gauge(
+                "bastion_statesync_peers",
+                "Peers serving the snapshot being synced",
+                &[],
+                s.peers as f64,
+            );
+            self.gauge(
+                "bastion_statesync_peers_refused",
+                "Peers refused during this sync",
+                &[],
+                s.refused.len() as f64,
+            );
+            self.gauge(
+                "bastion_statesync_eta_seconds",
+                "Estimated seconds left in the download",
+                &[],
+                s.eta_s.unwrap_or(0.0),
+            );
+            self.count(
+                "bastion_statesync_bytes_downloaded_total",
+                "Bytes received in snapshot chunks",
+                &[],
+                s.bytes_downloaded,
+            );
+        }
+        if let Some(v) = served {
+            const SERVED: &str = "Snapshot requests this node answered, by outcome";
+            for (outcome, n) in [
+                ("manifest", v.manifests),
+                ("chunk", v.chunks),
+                ("busy", v.busy),
+                ("unavailable", v.unavailable),
+                ("malformed", v.malformed),
+            ] {
+                self.count("bastion_snapshot_requests_total", SERVED, &[("outcome", outcome)], n);
+            }
+            self.count(
+                "bastion_snapshot_served_bytes_total",
+                "Snapshot chunk bytes served to peers",
+                &[],
+                v.bytes,
+            );
+        }
+        if let Some(g) = gossip {
+            self.count(
+                "bastion_snapshot_refused_busy_total",
+                "Snapshot requests refused by the network for too many in flight from one peer",
+                &[],
+                g.snapshots.refused_busy,
+            );
+        }
+    }
+
     pub fn update_full(&mut self, s: &crate::full::FullStatus) {
         self.gauge("bastion_height", "Highest finalized and durable height", &[], s.height as f64);
         self.gauge(

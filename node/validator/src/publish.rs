@@ -286,19 +286,33 @@ impl Submit for FullSubmit {
 }
 
 /// Recent executed blocks a node can serve to peers' range requests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RecentBlocks {
     blocks: VecDeque<(u64, Bytes, Option<Bytes>)>,
+    window: usize,
+}
+
+impl Default for RecentBlocks {
+    fn default() -> Self {
+        RecentBlocks { blocks: VecDeque::new(), window: SERVE_WINDOW }
+    }
 }
 
 impl RecentBlocks {
+    /// Recent blocks that serve at most `window` heights (at least 1, at most
+    /// [`SERVE_WINDOW`]): a validator serves over the public network no further back than its
+    /// block log reaches, so a node that finds no peer serving a height knows to state-sync.
+    pub fn with_window(window: usize) -> Self {
+        RecentBlocks { blocks: VecDeque::new(), window: window.clamp(1, SERVE_WINDOW) }
+    }
+
     /// Remembers an executed block (heights in order; the oldest beyond [`SERVE_WINDOW`] go).
     pub fn push(&mut self, height: u64, wire: Bytes, certificate: Option<Bytes>) {
         if self.blocks.back().is_some_and(|(h, _, _)| *h + 1 != height) {
             self.blocks.clear();
         }
         self.blocks.push_back((height, wire, certificate));
-        while self.blocks.len() > SERVE_WINDOW {
+        while self.blocks.len() > self.window {
             self.blocks.pop_front();
         }
     }
@@ -405,6 +419,7 @@ impl ValidatorRelay {
         injector: Injector,
         recent: Arc<Mutex<RecentBlocks>>,
         max_bytes: usize,
+        snapshots: Option<Arc<bastion_statesync::Server>>,
     ) -> Result<ValidatorRelay, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -428,6 +443,14 @@ impl ValidatorRelay {
                             .unwrap_or_else(PoisonError::into_inner)
                             .serve(req.from, req.to, max_bytes);
                         let _ = req.reply.send(answer);
+                    }
+                    if let Some(server) = &snapshots {
+                        let anchor = |h: u64| {
+                            recent.lock().unwrap_or_else(PoisonError::into_inner).serve(h, h, max_bytes)
+                        };
+                        if crate::state_sync::serve_requests(&gossip, server, &anchor) > 0 {
+                            busy = true;
+                        }
                     }
                     if !busy {
                         // Wait for the network (no busy polling: this box's cores run
