@@ -93,6 +93,28 @@ pub struct DevnetArgs {
     /// `--full-nodes 0 --submit direct`.
     #[arg(long)]
     pub no_public_network: bool,
+    /// Every node takes a snapshot every N blocks and keeps 3, pruning its block log behind
+    /// the oldest (as in production, where the default is 1000): a node further behind than
+    /// about 2N blocks can only join by state sync.
+    #[arg(long)]
+    pub snapshot_every: Option<u64>,
+    /// Start one more node at t = S seconds with an empty data dir: it joins by state sync
+    /// when the others' logs no longer reach genesis. The summary gains `late_joiner`.
+    #[arg(long)]
+    pub late_joiner_at: Option<f64>,
+    /// What the late joiner is: `full` (an extra full node) or `validator` (the last
+    /// validator starts late; it syncs, then votes).
+    #[arg(long, default_value = "full")]
+    pub late_joiner_role: LateRole,
+}
+
+/// The late joiner's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LateRole {
+    /// An extra full node.
+    Full,
+    /// The last validator of the genesis file.
+    Validator,
 }
 
 /// The validator processes; killed on drop so an error leaves none running.
@@ -198,10 +220,31 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     let ingress_port = free_ports(base_port.saturating_add(1000), n, &[(base_port, n)])?;
     let metrics_port =
         free_ports(ingress_port.saturating_add(1000), n, &[(base_port, n), (ingress_port, n)])?;
-    let f = args.full_nodes;
-    if f > 16 {
-        return Err(format!("--full-nodes {f}: allowed 0 to 16 on one machine"));
+    if args.full_nodes > 16 {
+        return Err(format!("--full-nodes {}: allowed 0 to 16 on one machine", args.full_nodes));
     }
+    if let Some(sa) = args.late_joiner_at {
+        if !(sa.is_finite() && sa > 0.0 && sa < args.duration) {
+            return Err(format!(
+                "--late-joiner-at {sa}: must be after 0 and before --duration ({})",
+                args.duration
+            ));
+        }
+        if args.no_public_network {
+            return Err("--late-joiner-at needs the public network (state sync runs over it)".into());
+        }
+        if args.late_joiner_role == LateRole::Validator && n < 4 {
+            return Err(
+                "--late-joiner-role validator needs at least 4 validators (the others keep a quorum)".into(),
+            );
+        }
+    }
+    if args.snapshot_every == Some(0) {
+        return Err("--snapshot-every 0: give a number of blocks (at least 1)".into());
+    }
+    let late_full = args.late_joiner_at.is_some() && args.late_joiner_role == LateRole::Full;
+    // The late full node is the last full node of the layout.
+    let f = args.full_nodes + usize::from(late_full);
     if args.no_public_network
         && (f > 0 || (args.submit != loadgen::Submit::Direct && args.txs_per_block.is_none()))
     {
@@ -268,9 +311,22 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
                 "\n[pipeline]\nrate_per_account = 20000\nburst_per_account = 20000\n".to_string(),
             ),
         };
-        std::fs::write(&path, format!("{top}{text}{tables}"))
+        let storage = storage_table(args.snapshot_every);
+        std::fs::write(&path, format!("{top}{text}{tables}{storage}"))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
+    for dir in &full_dirs {
+        let path = dir.join("node.toml");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        std::fs::write(&path, format!("{text}{}", storage_table(args.snapshot_every)))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    // The late joiner: its index among all nodes (validators first, then full nodes).
+    let late = args.late_joiner_at.map(|at| match args.late_joiner_role {
+        LateRole::Full => (n + f - 1, at),
+        LateRole::Validator => (n - 1, at),
+    });
     println!(
         "devnet: {n} validators on 127.0.0.1 (p2p {base_port}.., ingress {ingress_port}.. over {}, metrics {metrics_port}..) for {:.0} s, data in {}",
         args.ingress,
@@ -306,6 +362,13 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             "        full node f{j}: API http://127.0.0.1:{api}/v1/status, WebSocket ws://127.0.0.1:{api}/v1/ws"
         );
     }
+    if let Some(every) = args.snapshot_every {
+        println!("        snapshots every {every} blocks, 3 kept, block logs pruned behind the oldest");
+    }
+    if let Some((k, at)) = late {
+        let who = if k < n { format!("validator v{k}") } else { format!("full node f{}", k - n) };
+        println!("        late joiner: {who} starts at t = {at} s with an empty data dir");
+    }
     if args.txs_per_block.is_none() {
         println!(
             "        orders submitted {}",
@@ -320,25 +383,31 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     // SIGINT or SIGTERM ends the devnet early: its nodes are killed (by the fleet's drop).
     let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::full::watch_signals(interrupted.clone());
-    for (k, dir) in dirs.iter().chain(&full_dirs).enumerate() {
+    let all: Vec<PathBuf> = dirs.iter().chain(&full_dirs).cloned().collect();
+    let spawn = |k: usize, elapsed: f64| -> Result<Child, String> {
+        let dir = &all[k];
         let stderr = std::fs::File::create(dir.join("node.log"))
             .map_err(|e| format!("cannot create {}: {e}", dir.join("node.log").display()))?;
         // Full nodes run a little longer, to follow the validators' last blocks.
-        let duration = if k < n { args.duration } else { args.duration + 2.0 };
-        let child = Command::new(&exe)
+        let end = if k < n { args.duration } else { args.duration + 2.0 };
+        Command::new(&exe)
             .arg("run")
             .arg("--config")
             .arg(dir.join("node.toml"))
             .arg("--duration")
-            .arg(format!("{duration}"))
+            .arg(format!("{}", (end - elapsed).max(1.0)))
             .arg("--finality-log")
             .arg(dir.join("finality.log"))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-        fleet.children.push(Some(child));
+            .map_err(|e| format!("cannot start {}: {e}", exe.display()))
+    };
+    for k in 0..all.len() {
+        let child = if late.is_some_and(|(l, _)| l == k) { None } else { Some(spawn(k, 0.0)?) };
+        fleet.children.push(child);
     }
+    let mut late_state = LateState::default();
 
     // The load generator starts once every validator finalizes blocks (its ingress is up): the
     // bridge authority's deposits carry increasing nonces, and one that arrived after a later
@@ -359,6 +428,15 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             println!();
             return Err("interrupted: the devnet's nodes were stopped".into());
         }
+        if let Some((k, at)) = late
+            && late_state.started_at_s.is_none()
+            && start.elapsed().as_secs_f64() >= at
+        {
+            let t = start.elapsed().as_secs_f64();
+            fleet.children[k] = Some(spawn(k, t)?);
+            late_state.started_at_s = Some(t);
+            late_state.height_at_start = dirs.iter().map(|d| status(d).height).max().unwrap_or(0);
+        }
         for (i, c) in fleet.children.iter_mut().enumerate() {
             if exits[i].is_none()
                 && let Some(child) = c.as_mut()
@@ -377,7 +455,23 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             return Err(format!("full node f{j} halted: {why}"));
         }
         let top = st.iter().map(|s| s.height).max().unwrap_or(0);
-        let low = st.iter().map(|s| s.height).min().unwrap_or(0);
+        // (A late validator counts once it has caught up.)
+        let low = st
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| late.is_none_or(|(l, _)| l != *i) || late_state.caught_up_at_s.is_some())
+            .map(|(_, s)| s.height)
+            .min()
+            .unwrap_or(0);
+        if let Some((k, _)) = late
+            && late_state.started_at_s.is_some()
+            && late_state.caught_up_at_s.is_none()
+        {
+            let h = status(&all[k]).height;
+            if h > 0 && h + 2 >= low {
+                late_state.caught_up_at_s = Some(start.elapsed().as_secs_f64());
+            }
+        }
         if wants_load && !load_started && low >= 2 {
             load_started = true;
             load = Some(loadgen::start(
@@ -426,7 +520,8 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         {
             loaded = stop_load(l)?;
         }
-        if exits.iter().all(Option::is_some) {
+        let late_pending = late.is_some() && late_state.started_at_s.is_none();
+        if !late_pending && exits.iter().all(Option::is_some) {
             println!();
             break;
         }
@@ -462,7 +557,95 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         None => loaded,
     };
     let full = full_nodes(&dirs, &full_dirs, api_port)?;
-    summarize(args, &spec, &path, &dirs, start.elapsed(), loaded, &full)
+    let late = match late {
+        Some((k, _)) => Some(late_joiner(&all, k, n, &late_state)?),
+        None => None,
+    };
+    summarize(args, &spec, &path, &dirs, start.elapsed(), loaded, &full, late.as_ref())
+}
+
+/// The `[storage]` table the devnet appends to every node.toml (`--snapshot-every`).
+fn storage_table(every: Option<u64>) -> String {
+    match every {
+        Some(n) => format!("\n[storage]\nsnapshot_every = {n}\nkeep_snapshots = 3\n"),
+        None => String::new(),
+    }
+}
+
+/// What the devnet saw of the late joiner while it ran.
+#[derive(Debug, Default)]
+struct LateState {
+    started_at_s: Option<f64>,
+    height_at_start: u64,
+    caught_up_at_s: Option<f64>,
+}
+
+/// The late joiner's figures for the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+struct LateJoiner {
+    /// "validator v3" or "full node f1".
+    node: String,
+    /// When it started (s) and the validators' height then.
+    started_at_s: f64,
+    /// See `started_at_s`.
+    chain_height_at_start: u64,
+    /// The snapshot height it synced from (none: it did not state-sync).
+    synced_from_height: Option<u64>,
+    /// Bytes of snapshot chunks it downloaded.
+    bytes_downloaded: u64,
+    /// Seconds from its start of the sync to the state installed.
+    sync_seconds: Option<f64>,
+    /// When it was within 2 blocks of the slowest validator (s since the devnet started).
+    caught_up_at_s: Option<f64>,
+    /// Its last height.
+    height: u64,
+    /// Its state root equals validator 0's at every height both logs hold.
+    roots_agree: bool,
+    /// Heights compared.
+    compared: u64,
+}
+
+fn late_joiner(all: &[PathBuf], k: usize, n: usize, seen: &LateState) -> Result<LateJoiner, String> {
+    let open = |d: &Path| {
+        let path = d.join("data/log");
+        BlockLog::open(&path, LogConfig::default())
+            .map(|(l, _)| l)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))
+    };
+    let reference = open(&all[if k == 0 { 1 } else { 0 }])?;
+    let log = open(&all[k])?;
+    let first = log.first_height().unwrap_or(1).max(reference.first_height().unwrap_or(1));
+    let last = log.last_height().unwrap_or(0).min(reference.last_height().unwrap_or(0));
+    let mut agree = true;
+    let mut compared = 0;
+    for h in first..=last {
+        let root = |l: &BlockLog| -> Result<[u8; 32], String> {
+            let bytes = l.read(h).map_err(|e| format!("height {h}: {e}"))?;
+            Ok(LogEntry::decode(&bytes).map_err(|e| format!("height {h}: {e}"))?.root)
+        };
+        compared += 1;
+        if root(&log)? != root(&reference)? {
+            agree = false;
+            break;
+        }
+    }
+    let v = std::fs::read(all[k].join("data/status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .unwrap_or_default();
+    let sync = &v["state_sync"];
+    Ok(LateJoiner {
+        node: if k < n { format!("validator v{k}") } else { format!("full node f{}", k - n) },
+        started_at_s: seen.started_at_s.unwrap_or(0.0),
+        chain_height_at_start: seen.height_at_start,
+        synced_from_height: sync["synced_from_height"].as_u64(),
+        bytes_downloaded: sync["bytes_downloaded"].as_u64().unwrap_or(0),
+        sync_seconds: sync["sync_seconds"].as_f64(),
+        caught_up_at_s: seen.caught_up_at_s,
+        height: log.last_height().unwrap_or(0),
+        roots_agree: agree && compared > 0,
+        compared,
+    })
 }
 
 /// A node.toml with its `[public]` table's `listen` commented out (off the public network).
@@ -580,6 +763,7 @@ fn summarize(
     elapsed: Duration,
     load: Load,
     full: &[FullNode],
+    late: Option<&LateJoiner>,
 ) -> Result<String, String> {
     let mut logs = Vec::new();
     for d in dirs {
@@ -759,6 +943,26 @@ fn summarize(
             fnode.ws_messages
         );
     }
+    if let Some(l) = late {
+        let _ = writeln!(
+            out,
+            "  late joiner          {} started at t = {:.1} s (chain at {}): {}, caught up {}, height {}, roots agree with v0 {} ({} heights)",
+            l.node,
+            l.started_at_s,
+            l.chain_height_at_start,
+            match (l.synced_from_height, l.sync_seconds) {
+                (Some(h), Some(s)) => format!(
+                    "state-synced from height {h} ({:.1} MiB in {s:.1} s)",
+                    l.bytes_downloaded as f64 / f64::from(1u32 << 20)
+                ),
+                _ => "did not state-sync (replayed blocks its peers still held)".to_string(),
+            },
+            l.caught_up_at_s.map_or("never".to_string(), |t| format!("at t = {t:.1} s")),
+            l.height,
+            if l.roots_agree { "yes" } else { "NO" },
+            l.compared
+        );
+    }
     let _ = write!(
         out,
         "  state roots agree    {} (heights {first}..={common} on every validator{})",
@@ -793,6 +997,8 @@ fn summarize(
             "replayed_from_genesis": replayable,
             "submit": args.submit.to_string(),
             "full_nodes": full,
+            "late_joiner": late,
+            "snapshot_every": args.snapshot_every,
             "state_roots_agree": agree,
             "oracle": {
                 "updates": oracle.updates,
@@ -807,6 +1013,13 @@ fn summarize(
         });
         let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(l) = late
+        && !l.roots_agree
+    {
+        return Err(format!(
+            "{out}\nthe late joiner's state roots differ from validator 0's (or it executed nothing)"
+        ));
     }
     if let Some((j, _)) = full.iter().enumerate().find(|(_, f)| !f.roots_agree) {
         return Err(format!(
