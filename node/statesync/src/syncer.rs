@@ -280,6 +280,18 @@ impl Syncer<'_> {
         for g in self.groups.values_mut() {
             g.peers.remove(peer);
         }
+        // A refused peer is not asked again: when it was the target's last holder nobody can
+        // serve the target, so choose again (and give up in time) instead of waiting forever.
+        if let Some(t) = &self.target
+            && self.groups.get(&t.digest).is_none_or(|g| g.peers.is_empty())
+        {
+            tracing::warn!(
+                height = t.chunks.manifest().height,
+                "state sync: every peer serving the target was refused; choosing again"
+            );
+            self.target = None;
+            self.first_offer = None;
+        }
     }
 
     /// Asks peers for their manifests: every 2 s while no target is chosen, every 10 s after
@@ -596,6 +608,8 @@ impl Syncer<'_> {
                 self.stats.seconds = self.started.elapsed().as_secs_f64();
                 self.stats.peers_used = self.served_by.len();
                 let mut p = self.progress(Phase::Done);
+                // The target was taken above: `progress` reads that as discovering.
+                p.phase = Phase::Done;
                 p.target_height = Some(manifest.height);
                 p.chunks_done = manifest.count();
                 p.chunks_total = manifest.count();

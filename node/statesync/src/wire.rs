@@ -19,6 +19,9 @@ pub const MIN_CHUNK_BYTES: u32 = 1 << 10;
 pub const MAX_CHUNKS: usize = 1 << 16;
 /// Largest anchor (a range answer: the blocks after the snapshot up to a certified one).
 pub const MAX_ANCHOR_BYTES: usize = 32 << 20;
+/// Largest image a manifest may describe: the exchange writes none larger (rkyv's 32-bit
+/// relative pointers; `bastion_exchange`'s image bound).
+pub const MAX_IMAGE_BYTES: u64 = 0x7FFF_FFFF;
 
 /// A request to a peer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +157,9 @@ impl Manifest {
         }
         if self.length == 0 {
             return bad("empty image".into());
+        }
+        if self.length > MAX_IMAGE_BYTES {
+            return bad(format!("an image of {} bytes (at most {MAX_IMAGE_BYTES})", self.length));
         }
         let need = self.length.div_ceil(u64::from(self.chunk_bytes));
         if need > MAX_CHUNKS as u64 || self.chunks.len() as u64 != need {

@@ -567,7 +567,8 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
 /// The `[storage]` table the devnet appends to every node.toml (`--snapshot-every`).
 fn storage_table(every: Option<u64>) -> String {
     match every {
-        Some(n) => format!("\n[storage]\nsnapshot_every = {n}\nkeep_snapshots = 3\n"),
+        // Small log segments, so the log is pruned as snapshots rotate even on a short run.
+        Some(n) => format!("\n[storage]\nsnapshot_every = {n}\nkeep_snapshots = 3\nsegment_kib = 64\n"),
         None => String::new(),
     }
 }

@@ -177,6 +177,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
 
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone());
+    crate::state_sync::stop_after(&stop, opts.duration);
     let started = Instant::now();
     let status_path = cfg.data_dir.join("status.json");
     let mut lag = Histogram::<u64>::new_with_bounds(1, 1 << 40, 3).map_err(|e| e.to_string())?;
@@ -284,6 +285,15 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             && sync_retry_at.is_none_or(|t| Instant::now() >= t)
         {
             let forced = want_sync;
+            // On its own, a node syncs only to a snapshot above its height that a peer offers.
+            if !forced
+                && crate::state_sync::best_offer(&gossip, &checker, Duration::from_secs(2))
+                    .is_none_or(|h| h <= height)
+            {
+                stuck = Stuck::default();
+                sync_retry_at = Some(Instant::now() + Duration::from_secs(10));
+                continue;
+            }
             if !forced {
                 info!(height, "no peer serves the blocks after height {height}: state sync");
             }
@@ -306,7 +316,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                     );
                 }
                 Err(SyncError::Stopped) => {
-                    info!("signal received during state sync: stopping");
+                    info!("stopped during state sync (signal or --duration)");
                     break Ok(());
                 }
                 Err(e) => {
@@ -372,7 +382,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             last_progress = Instant::now();
         }
         if stop.load(Ordering::SeqCst) {
-            info!("signal received: stopping");
+            info!("stopping (signal or --duration)");
             break Ok(());
         }
         if opts.until_height.is_some_and(|h| height >= h)

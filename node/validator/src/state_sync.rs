@@ -39,6 +39,9 @@ pub struct StorageSection {
     pub keep_snapshots: usize,
     /// Snapshot writeback pace in MiB/s (0: unpaced).
     pub snapshot_write_mb_per_s: u64,
+    /// Block log segment size, KiB: the log is pruned in whole segments, so retention is
+    /// also at least one segment.
+    pub segment_kib: u64,
 }
 
 impl Default for StorageSection {
@@ -48,6 +51,7 @@ impl Default for StorageSection {
             snapshot_every: d.snapshot_every,
             keep_snapshots: d.keep_snapshots,
             snapshot_write_mb_per_s: d.snapshot_write_bytes_per_s >> 20,
+            segment_kib: d.segment_bytes >> 10,
         }
     }
 }
@@ -59,6 +63,7 @@ impl StorageSection {
             snapshot_every: self.snapshot_every,
             keep_snapshots: self.keep_snapshots,
             snapshot_write_bytes_per_s: self.snapshot_write_mb_per_s << 20,
+            segment_bytes: self.segment_kib << 10,
             ..StoreConfig::default()
         }
     }
@@ -70,6 +75,13 @@ impl StorageSection {
                 "{}: key `storage.keep_snapshots` is {}; allowed: 1 to 64",
                 path.display(),
                 self.keep_snapshots
+            ));
+        }
+        if !(64..=(1 << 22)).contains(&self.segment_kib) {
+            return Err(format!(
+                "{}: key `storage.segment_kib` is {}; allowed: 64 to 4194304",
+                path.display(),
+                self.segment_kib
             ));
         }
         Ok(())
@@ -319,38 +331,79 @@ impl Stuck {
     }
 }
 
-/// Asks peers for the range after `height` until one serves it (a certified answer that
-/// verifies) or it failed [`STUCK_FAILURES`] times over [`STUCK_FOR`]: whether the node is
-/// behind what peers serve (a validator decides this before it starts consensus). `false`
-/// when no peer answered within `limit`.
-pub fn behind_peers(gossip: &Gossip, checker: &CertChecker, height: u64, limit: Duration) -> bool {
-    let started = Instant::now();
-    let mut stuck = Stuck::default();
-    let mut asked: Option<Instant> = None;
-    loop {
-        if stuck.stuck(height) {
-            return true;
-        }
-        if started.elapsed() >= limit && stuck.failures == 0 {
-            return false;
-        }
-        if started.elapsed() >= limit * 4 {
-            return stuck.failures >= STUCK_FAILURES;
-        }
-        if asked.is_none_or(|a| a.elapsed() >= Duration::from_secs(2)) && !gossip.connected_peers().is_empty()
+/// The highest snapshot height peers offer with a valid anchor (see
+/// `bastion_statesync::check_offer`), asking every connected peer once and waiting at most
+/// `wait` (less when all answered). `None` when none offers one.
+pub fn best_offer(gossip: &Gossip, checker: &CertChecker, wait: Duration) -> Option<u64> {
+    let peers = gossip.connected_peers();
+    let mut pending = std::collections::BTreeSet::new();
+    for p in &peers {
+        if let Ok(id) = gossip.ask_snapshot(p, bastion_statesync::Request::Manifest { height: None }.encode())
         {
-            if gossip.request_range(height + 1, height + 1).is_ok() {
-                asked = Some(Instant::now());
-            }
-        }
-        if let Ok(ans) = gossip.ranges().recv_timeout(Duration::from_millis(200)) {
-            asked = None;
-            match ans.data {
-                Ok(bytes) if checker.check_range(&bytes, height + 1).is_ok() => return false,
-                _ => stuck.failed(height),
-            }
+            pending.insert(id);
         }
     }
+    let started = Instant::now();
+    let mut best = None;
+    while !pending.is_empty() && started.elapsed() < wait {
+        let Ok(a) = gossip.snapshot_answers().recv_timeout(Duration::from_millis(50)) else { continue };
+        if !pending.remove(&a.id) {
+            continue;
+        }
+        if let Ok(bytes) = a.data
+            && let Ok(bastion_statesync::Answer::Manifest { manifest, anchor }) =
+                bastion_statesync::Answer::decode(&bytes)
+            && let Ok(offer) = bastion_statesync::check_offer(checker, manifest, anchor, None)
+        {
+            best = best.max(Some(offer.manifest.height));
+        }
+    }
+    best
+}
+
+/// Whether a node at `height` should state-sync on its own: some peer offers a certified
+/// snapshot above `height`, and no peer serves block `height + 1` (range requests for it
+/// failed [`STUCK_FAILURES`] times, or never answered within `wait` each). A fresh chain (no
+/// snapshots yet) and a node whose peers still hold its next blocks answer `false` quickly.
+pub fn behind_peers(gossip: &Gossip, checker: &CertChecker, height: u64, wait: Duration) -> bool {
+    // Give the bootstrap connections a moment.
+    let started = Instant::now();
+    while gossip.connected_peers().is_empty() && started.elapsed() < wait {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    match best_offer(gossip, checker, wait) {
+        Some(h) if h > height => {}
+        _ => return false,
+    }
+    for _ in 0..STUCK_FAILURES {
+        if gossip.request_range(height + 1, height + 1).is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + wait * 2;
+        while Instant::now() < deadline {
+            let Ok(ans) = gossip.ranges().recv_timeout(Duration::from_millis(100)) else { continue };
+            if ans.from != height + 1 {
+                continue;
+            }
+            if let Ok(bytes) = ans.data
+                && checker.check_range(&bytes, height + 1).is_ok()
+            {
+                return false;
+            }
+            break;
+        }
+    }
+    true
+}
+
+/// Sets `stop` once `after` has passed (the node's `--duration` also bounds a sync).
+pub fn stop_after(stop: &std::sync::Arc<std::sync::atomic::AtomicBool>, after: Option<Duration>) {
+    let Some(after) = after else { return };
+    let stop = stop.clone();
+    let _ = std::thread::Builder::new().name("sync-deadline".into()).spawn(move || {
+        std::thread::sleep(after);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
 }
 
 /// A validator's state sync, before it starts consensus: finishes an interrupted install,
@@ -413,7 +466,7 @@ pub fn validator_sync(
         Some(checker.clone()),
     ));
     let gossip = Gossip::start(g, check)?;
-    let behind = forced || behind_peers(&gossip, &checker, height, Duration::from_secs(10));
+    let behind = forced || behind_peers(&gossip, &checker, height, Duration::from_secs(2));
     if !behind {
         gossip.stop();
         return Ok(None);
@@ -425,6 +478,7 @@ pub fn validator_sync(
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::full::watch_signals(stop.clone());
+    stop_after(&stop, opts.duration);
     let status_path = cfg.data_dir.join("status.json");
     let started = Instant::now();
     let sc = cfg.state_sync.sync_config(trust, height);
