@@ -561,7 +561,15 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         Some((k, _)) => Some(late_joiner(&all, k, n, &late_state)?),
         None => None,
     };
-    summarize(args, &spec, &path, &dirs, start.elapsed(), loaded, &full, late.as_ref())
+    summarize(
+        args,
+        &spec,
+        &path,
+        &dirs,
+        start.elapsed(),
+        loaded,
+        Followers { full: &full, late: late.as_ref() },
+    )
 }
 
 /// The `[storage]` table the devnet appends to every node.toml (`--snapshot-every`).
@@ -754,6 +762,13 @@ struct Load {
     trading_wall_s: f64,
 }
 
+/// The nodes that followed the validators: the full nodes started with them and the late
+/// joiner.
+struct Followers<'a> {
+    full: &'a [FullNode],
+    late: Option<&'a LateJoiner>,
+}
+
 /// Checks the roots at every common height, replays validator 0's chain from genesis and
 /// builds the summary.
 fn summarize(
@@ -763,9 +778,9 @@ fn summarize(
     dirs: &[PathBuf],
     elapsed: Duration,
     load: Load,
-    full: &[FullNode],
-    late: Option<&LateJoiner>,
+    followers: Followers<'_>,
 ) -> Result<String, String> {
+    let Followers { full, late } = followers;
     let mut logs = Vec::new();
     for d in dirs {
         let path = d.join("data/log");
@@ -867,7 +882,13 @@ fn summarize(
         writeln!(out, "devnet summary ({} validators, {secs:.1} s, scenario {})", dirs.len(), args.scenario);
     let _ = writeln!(out, "  finalized height     {top} (all validators hold 1..={common})");
     let _ = writeln!(out, "  blocks/s             {:.1}", top as f64 / secs);
-    if args.txs_per_block.is_none() {
+    if !replayable {
+        let _ = writeln!(
+            out,
+            "  orders               {} submitted, {} deposits sent (finalized counts need the whole chain)",
+            load.orders_submitted, load.deposits_sent
+        );
+    } else if args.txs_per_block.is_none() {
         let _ = writeln!(
             out,
             "  orders               {} submitted, {orders} finalized ({:.0}/s), {rejected} rejected by the exchange",
@@ -895,22 +916,31 @@ fn summarize(
     if load.send_errors > 0 {
         let _ = writeln!(out, "  send errors          {} datagrams the kernel refused", load.send_errors);
     }
-    let _ = writeln!(out, "  fills                {fills}");
-    let _ = writeln!(
-        out,
-        "  liquidations         {liquidations} (first at t = {}), auto-deleveraging events {adl}",
-        first_liquidation_ms.map_or("-".to_string(), |t| format!(
-            "{:.1} s",
-            t.saturating_sub(spec.exchange.timestamp_ms) as f64 / 1e3
-        ))
-    );
-    let _ = writeln!(
-        out,
-        "  insurance fund       {:.2} USDC at genesis, {:.2} lowest, {:.2} at the end",
-        usd(fund_start),
-        usd(fund_min),
-        usd(fund_end)
-    );
+    if replayable {
+        let _ = writeln!(out, "  fills                {fills}");
+        let _ = writeln!(
+            out,
+            "  liquidations         {liquidations} (first at t = {}), auto-deleveraging events {adl}",
+            first_liquidation_ms.map_or("-".to_string(), |t| format!(
+                "{:.1} s",
+                t.saturating_sub(spec.exchange.timestamp_ms) as f64 / 1e3
+            ))
+        );
+        let _ = writeln!(
+            out,
+            "  insurance fund       {:.2} USDC at genesis, {:.2} lowest, {:.2} at the end",
+            usd(fund_start),
+            usd(fund_min),
+            usd(fund_end)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  exchange figures     not available: v0's log starts at height {} (pruned after snapshots, \
+             --snapshot-every), and they come from replaying the whole chain",
+            logs.first().and_then(|l| l.first_height()).unwrap_or(0)
+        );
+    }
     let _ = writeln!(
         out,
         "  finality (ms)        p50 {:.1}  p99 {:.1}  p999 {:.1}  ({} proposals, from proposal built to finalized)",
@@ -920,17 +950,19 @@ fn summarize(
         hist.len()
     );
     let rejected_obs: u64 = oracle_status.values().sum();
-    let _ = writeln!(
-        out,
-        "  oracle               {} index updates, {} stale blocks, index at most {:.2}% from the true price; \
-         {} observations included, {rejected_obs} rejected, {} evidence; lying stake {:.0}%",
-        oracle.updates,
-        oracle.stale_blocks,
-        oracle.max_deviation_ppm as f64 / 1e4,
-        oracle.included,
-        evidence,
-        args.scenario.lying_stake_ppm(dirs.len()) as f64 / 1e4,
-    );
+    if replayable {
+        let _ = writeln!(
+            out,
+            "  oracle               {} index updates, {} stale blocks, index at most {:.2}% from the true price; \
+             {} observations included, {rejected_obs} rejected, {} evidence; lying stake {:.0}%",
+            oracle.updates,
+            oracle.stale_blocks,
+            oracle.max_deviation_ppm as f64 / 1e4,
+            oracle.included,
+            evidence,
+            args.scenario.lying_stake_ppm(dirs.len()) as f64 / 1e4,
+        );
+    }
     for (j, fnode) in full.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -971,6 +1003,8 @@ fn summarize(
         if replayable { "; v0's log replays from genesis to the same roots" } else { "" }
     );
     if let Some(path) = &args.json {
+        // The exchange's figures come from the replay: null when v0's log was pruned.
+        let known = |v: u64| replayable.then_some(v);
         let summary = json!({
             "validators": dirs.len(),
             "duration_s": secs,
@@ -981,19 +1015,19 @@ fn summarize(
             "finalized_height": top,
             "common_height": common,
             "orders_submitted": load.orders_submitted,
-            "orders_finalized": orders,
-            "orders_rejected": rejected,
+            "orders_finalized": known(orders),
+            "orders_rejected": known(rejected),
             "deposits_sent": load.deposits_sent,
-            "deposits_finalized": deposits,
+            "deposits_finalized": known(deposits),
             "send_errors": load.send_errors,
             "loadgen_trading_cpu_s": load.trading_cpu_s,
             "loadgen_trading_s": load.trading_wall_s,
-            "fills": fills,
-            "liquidations": liquidations,
-            "adl_events": adl,
-            "insurance_fund_start": fund_start as f64 / 1e6,
-            "insurance_fund_min": fund_min as f64 / 1e6,
-            "insurance_fund_end": fund_end as f64 / 1e6,
+            "fills": known(fills),
+            "liquidations": known(liquidations),
+            "adl_events": known(adl),
+            "insurance_fund_start": replayable.then_some(fund_start as f64 / 1e6),
+            "insurance_fund_min": replayable.then_some(fund_min as f64 / 1e6),
+            "insurance_fund_end": replayable.then_some(fund_end as f64 / 1e6),
             "finality_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
             "replayed_from_genesis": replayable,
             "submit": args.submit.to_string(),

@@ -711,16 +711,16 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         }
         None => None,
     };
-    let relay = match (&gossip, &outbound, &pipeline) {
-        (Some(g), Some(out), Some(p)) => Some(crate::publish::ValidatorRelay::start(
+    let relay = match &gossip {
+        Some(g) => Some(crate::publish::ValidatorRelay::start(
             g.clone(),
-            out.clone(),
-            p.injector(),
+            outbound.clone(),
+            pipeline.as_ref().map(|p| p.injector()),
             recent.clone(),
             public_max,
             snapshot_server.clone(),
         )?),
-        _ => None,
+        None => None,
     };
     let api = match (cfg.api.listen, &pipeline) {
         (Some(_), Some(p)) => {

@@ -412,11 +412,13 @@ pub struct ValidatorRelay {
 }
 
 impl ValidatorRelay {
-    /// Starts the relay thread.
+    /// Starts the relay thread. A validator without an ingress pipeline (synthetic blocks)
+    /// has no `outbound` ring or `injector`: it still answers range and snapshot requests,
+    /// and drops the transactions its peers gossip.
     pub fn start(
         gossip: Arc<Gossip>,
-        outbound: Arc<Outbound>,
-        injector: Injector,
+        outbound: Option<Arc<Outbound>>,
+        injector: Option<Injector>,
         recent: Arc<Mutex<RecentBlocks>>,
         max_bytes: usize,
         snapshots: Option<Arc<bastion_statesync::Server>>,
@@ -428,13 +430,15 @@ impl ValidatorRelay {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     let mut busy = false;
-                    while let Some(frame) = outbound.ring.pop() {
+                    while let Some(frame) = outbound.as_ref().and_then(|o| o.ring.pop()) {
                         busy = true;
                         let _ = gossip.publish_tx(frame.payload().to_vec());
                     }
                     while let Ok(packet) = gossip.txs().try_recv() {
                         busy = true;
-                        injector.inject(&packet, false);
+                        if let Some(i) = &injector {
+                            i.inject(&packet, false);
+                        }
                     }
                     while let Ok(req) = gossip.requests().try_recv() {
                         busy = true;
@@ -456,8 +460,8 @@ impl ValidatorRelay {
                         // Wait for the network (no busy polling: this box's cores run
                         // consensus); the outbound ring is looked at again within 2 ms.
                         crossbeam_channel::select! {
-                            recv(gossip.txs()) -> m => if let Ok(packet) = m {
-                                injector.inject(&packet, false);
+                            recv(gossip.txs()) -> m => if let (Ok(packet), Some(i)) = (m, &injector) {
+                                i.inject(&packet, false);
                             },
                             recv(gossip.requests()) -> m => if let Ok(req) = m {
                                 let answer = recent.lock().unwrap_or_else(PoisonError::into_inner).serve(req.from, req.to, max_bytes);

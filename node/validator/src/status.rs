@@ -167,6 +167,38 @@ fn value(samples: &[Sample], name: &str) -> Option<f64> {
     Some(matching.find(|s| s.labels.is_empty()).unwrap_or(first).value)
 }
 
+/// The state sync's phase: the `phase` label of the `bastion_statesync_phase` sample at 1;
+/// `None` when the node reports no state sync.
+fn sync_phase(samples: &[Sample]) -> Option<String> {
+    samples
+        .iter()
+        .filter(|s| s.name == "bastion_statesync_phase" && s.value == 1.0)
+        .find_map(|s| s.labels.iter().find(|(k, _)| k == "phase").map(|(_, v)| v.clone()))
+}
+
+/// One line on the state sync (`state sync downloading height 1200 chunks 3/9 ...`), or
+/// `None` when the node has not synced.
+fn sync_line(samples: &[Sample]) -> Option<String> {
+    let phase = sync_phase(samples)?;
+    let get = |name| value(samples, name);
+    let mib = |v: Option<f64>| v.map_or("-".to_string(), |b| format!("{:.1}", b / f64::from(1u32 << 20)));
+    let eta = match get("bastion_statesync_eta_seconds") {
+        Some(s) if phase == "downloading" && s > 0.0 => format!("  ETA {s:.0} s"),
+        _ => String::new(),
+    };
+    Some(format!(
+        "state sync {phase}  height {}  chunks {}/{}  MiB {}/{} ({} downloaded)  peers {} ({} refused){eta}",
+        fmt_count(get("bastion_statesync_target_height")),
+        fmt_count(get("bastion_statesync_chunks_done")),
+        fmt_count(get("bastion_statesync_chunks_total")),
+        mib(get("bastion_statesync_bytes_done")),
+        mib(get("bastion_statesync_bytes_total")),
+        mib(get("bastion_statesync_bytes_downloaded_total")),
+        fmt_count(get("bastion_statesync_peers")),
+        fmt_count(get("bastion_statesync_peers_refused")),
+    ))
+}
+
 /// A count as an integer when it is one, else as a short decimal; `-` when missing.
 fn fmt_count(v: Option<f64>) -> String {
     match v {
@@ -232,6 +264,10 @@ fn render_table(samples: &[Sample]) -> String {
             fmt_count(get("bastion_ingress_foreign")),
             fmt_count(get("bastion_ingress_errors")),
         );
+    }
+    if let Some(line) = sync_line(samples) {
+        out.push_str(&line);
+        out.push('\n');
     }
     let tiles = tiles(samples);
     if tiles.is_empty() {
@@ -307,6 +343,18 @@ fn to_json(samples: &[Sample]) -> Value {
             "foreign": get("bastion_ingress_foreign"),
             "errors": get("bastion_ingress_errors"),
         }),
+        "state_sync": sync_phase(samples).map(|phase| json!({
+            "phase": phase,
+            "target_height": get("bastion_statesync_target_height"),
+            "chunks_done": get("bastion_statesync_chunks_done"),
+            "chunks_total": get("bastion_statesync_chunks_total"),
+            "bytes_done": get("bastion_statesync_bytes_done"),
+            "bytes_total": get("bastion_statesync_bytes_total"),
+            "bytes_downloaded": get("bastion_statesync_bytes_downloaded_total"),
+            "peers": get("bastion_statesync_peers"),
+            "peers_refused": get("bastion_statesync_peers_refused"),
+            "eta_s": get("bastion_statesync_eta_seconds"),
+        })),
         "tiles": tiles,
     })
 }
@@ -373,6 +421,40 @@ zeta         -      1     -        -         -
         // Without the metric there is no ingress line.
         let plain = render_table(&crate::metrics::parse(TEXT));
         assert!(!plain.contains("ingress "), "{plain}");
+    }
+
+    #[test]
+    fn sync_progress_line_and_json() {
+        let text = "\
+bastion_finalized_height 0
+bastion_statesync_phase{phase=\"discovering\"} 0
+bastion_statesync_phase{phase=\"downloading\"} 1
+bastion_statesync_phase{phase=\"done\"} 0
+bastion_statesync_target_height 1200
+bastion_statesync_chunks_done 3
+bastion_statesync_chunks_total 9
+bastion_statesync_bytes_done 3145728
+bastion_statesync_bytes_total 9437184
+bastion_statesync_bytes_downloaded_total 4194304
+bastion_statesync_peers 4
+bastion_statesync_peers_refused 1
+bastion_statesync_eta_seconds 12.4
+";
+        let samples = crate::metrics::parse(text);
+        let table = render_table(&samples);
+        assert!(
+            table.contains(
+                "state sync downloading  height 1200  chunks 3/9  MiB 3.0/9.0 (4.0 downloaded)  peers 4 (1 refused)  ETA 12 s"
+            ),
+            "{table}"
+        );
+        let v = to_json(&samples);
+        assert_eq!(v["state_sync"]["phase"], "downloading", "{v}");
+        assert_eq!(v["state_sync"]["chunks_total"], 9, "{v}");
+        // A node that never synced shows no line and a null.
+        let plain = crate::metrics::parse("bastion_finalized_height 5\n");
+        assert!(!render_table(&plain).contains("state sync"));
+        assert!(to_json(&plain)["state_sync"].is_null());
     }
 
     #[test]
