@@ -75,6 +75,10 @@ pub struct Run {
     /// Called with each validator's index at each (re)start: the publisher its application
     /// tells about executed finalized blocks, if any.
     pub publisher: Option<PublisherFactory>,
+    /// Keep the validators' data dirs after the run: validator `i`'s is `<keep_dirs>/validator-i`
+    /// (created; left in place for the caller, e.g. to serve its snapshots or reopen its store).
+    /// `None` (the default): each is a temporary directory deleted at the end of the run.
+    pub keep_dirs: Option<PathBuf>,
 }
 
 /// Makes the [`Publisher`] of validator `i` at each of its starts (see [`Run::publisher`]).
@@ -108,6 +112,7 @@ impl Run {
             oracle: None,
             run_for: None,
             publisher: None,
+            keep_dirs: None,
         }
     }
 }
@@ -420,6 +425,7 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
         oracle: oracle_params,
         run_for,
         publisher,
+        keep_dirs,
     } = run;
     let byzantine_kinds = usize::from(byzantine.is_some())
         + usize::from(byzantine_leader.is_some())
@@ -457,13 +463,25 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
         let mut nodes = Vec::new();
         let mut byzantine_engine = None;
         for (i, me) in participants.iter().enumerate() {
-            let dir = tempfile::tempdir().unwrap();
+            // A kept dir is the caller's to delete; a temporary one goes at the end of the run.
+            let (dir, path) = match &keep_dirs {
+                Some(root) => {
+                    let path = root.join(format!("validator-{i}"));
+                    std::fs::create_dir_all(&path).unwrap();
+                    (None, path)
+                }
+                None => {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().to_path_buf();
+                    (Some(dir), path)
+                }
+            };
             let ledger = Ledger::default();
             let v = Validator {
                 index: i,
                 me: me.clone(),
                 scheme: schemes[i].clone(),
-                dir: dir.path().to_path_buf(),
+                dir: path,
                 genesis: genesis.clone(),
                 limits,
                 ledger: ledger.clone(),
@@ -575,7 +593,7 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
         }
         let state = State::from_genesis(&genesis).unwrap();
         let evidence =
-            dirs.iter().map(|(d, _)| read_evidence(&mut context, d.path(), &schemes[0], &state)).collect();
+            dirs.iter().map(|(_, v)| read_evidence(&mut context, &v.dir, &schemes[0], &state)).collect();
         drop(dirs);
         drop(byzantine_engine);
         outcome(&ledgers, elapsed, evidence, checker, genesis)

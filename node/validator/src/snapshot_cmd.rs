@@ -23,8 +23,8 @@ pub enum SnapshotCommand {
         /// The file to write.
         #[arg(long)]
         out: PathBuf,
-        /// The chain's genesis file (default: genesis.json beside the data dir, as
-        /// `bastion init` and `bastion devnet` lay them out).
+        /// The chain's genesis file (default: genesis.json beside the data dir or in the folder
+        /// above, as `bastion devnet` and `bastion init` lay them out).
         #[arg(long)]
         genesis: Option<PathBuf>,
     },
@@ -43,7 +43,8 @@ pub enum SnapshotCommand {
         /// shows it (`bastion snapshot export` prints it; the API's `/v1/blocks/<height>`).
         #[arg(long)]
         trust_hash: String,
-        /// The chain's genesis file (default: genesis.json beside the data dir).
+        /// The chain's genesis file (default: genesis.json beside the data dir or in the folder
+        /// above).
         #[arg(long)]
         genesis: Option<PathBuf>,
     },
@@ -53,14 +54,21 @@ fn spec_for(data_dir: &Path, genesis: Option<&PathBuf>) -> Result<ChainSpec, Str
     let path = match genesis {
         Some(p) => p.clone(),
         None => {
-            let beside = data_dir.parent().map(|p| p.join("genesis.json")).unwrap_or_default();
-            if !beside.exists() {
-                return Err(format!(
-                    "no --genesis given and no {} found: pass the chain's genesis file",
-                    beside.display()
-                ));
+            // `bastion devnet` keeps genesis.json beside the data dir; `bastion init` one level
+            // up (OUT/genesis.json, OUT/v0/data).
+            let parent = data_dir.parent().unwrap_or(Path::new("."));
+            let beside = parent.join("genesis.json");
+            let above = parent.parent().map(|p| p.join("genesis.json"));
+            match [Some(beside.clone()), above].into_iter().flatten().find(|p| p.exists()) {
+                Some(p) => p,
+                None => {
+                    return Err(format!(
+                        "no --genesis given and no genesis.json beside {} or in the folder above: \
+                         pass the chain's genesis file",
+                        data_dir.display()
+                    ));
+                }
             }
-            beside
         }
     };
     ChainSpec::load(&path).map_err(|e| format!("{}: {e}", path.display()))

@@ -33,7 +33,9 @@ use commonware_cryptography::{
 };
 use commonware_parallel::Sequential;
 use commonware_utils::{TestRng, non_empty};
-use std::collections::{BTreeMap, VecDeque};
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -238,8 +240,18 @@ pub fn honest(source: &Source) -> Responder<'_> {
 /// An honest peer serving `source`'s snapshots whose anchor starts at a height `offer` accepts
 /// (its logs lack the others: it cannot offer those snapshots).
 pub fn honest_with<'a>(source: &'a Source, offer: impl Fn(u64) -> bool + 'a) -> Responder<'a> {
-    let server = Server::new(&source.snapshot_dir(), serve_config());
-    Box::new(move |req| server.answer(ME, req, &|h| if offer(h) { source.anchor(h) } else { None }))
+    serving(&source.snapshot_dir(), serve_config(), move |h| if offer(h) { source.anchor(h) } else { None })
+}
+
+/// An honest peer serving the snapshots in `snapshot_dir` cut as `cfg` says, with the certified
+/// range answers `anchor(h)` (starting at height `h`) as their anchors.
+pub fn serving<'a>(
+    snapshot_dir: &Path,
+    cfg: ServeConfig,
+    anchor: impl Fn(u64) -> Option<Vec<u8>> + 'a,
+) -> Responder<'a> {
+    let server = Server::new(snapshot_dir, cfg);
+    Box::new(move |req| server.answer(ME, req, &anchor))
 }
 
 /// An honest peer answering through `server` (kept by the caller, for its counters).
@@ -327,13 +339,125 @@ pub enum Event {
     Penalized { peer: String, why: String },
 }
 
-/// The in-memory network: peers' responders, replies queued in order.
+/// What a [`Loss`] did to the messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LossStats {
+    /// Requests dropped on the way to the peer (it never saw them).
+    pub requests_dropped: u64,
+    /// Replies dropped on the way back.
+    pub replies_dropped: u64,
+    /// Replies delivered after `Loss::late_ms` (past the syncer's request timeout).
+    pub replies_late: u64,
+    /// Replies delivered twice.
+    pub replies_duplicated: u64,
+    /// Replies delivered in time.
+    pub replies_on_time: u64,
+    /// Round trips delivered because the peer's path had lost `max_lost_in_a_row` in a row.
+    pub forced: u64,
+}
+
+/// How a lossy [`Net`] treats each request's round trip, drawn from a ChaCha RNG seeded by the
+/// test: dropped on the way there or back, delivered late, or delivered after a random delay
+/// (so replies overtake each other), sometimes twice. The same seed draws the same fate for the
+/// n-th request; which request is the n-th depends on the syncer's wall-clock timing.
+#[derive(Clone, Debug)]
+pub struct Loss {
+    rng: ChaCha8Rng,
+    /// Percent of requests dropped.
+    pub drop_request_pct: u32,
+    /// Percent of replies dropped.
+    pub drop_reply_pct: u32,
+    /// Percent of replies delivered late, after a delay drawn from `late_ms`.
+    pub late_pct: u32,
+    /// The delay of a late reply, ms (a range; meant to exceed the syncer's request timeout).
+    pub late_ms: (u64, u64),
+    /// The delay of any other reply, ms (a range).
+    pub delay_ms: (u64, u64),
+    /// Percent of replies delivered a second time, up to `delay_ms.1` later.
+    pub duplicate_pct: u32,
+    /// Most round trips lost (dropped or late) in a row on one peer's path: the next one is
+    /// delivered in time (fair loss, so that a retried request gets through).
+    pub max_lost_in_a_row: u32,
+    lost_in_a_row: BTreeMap<String, u32>,
+    /// What it did.
+    pub stats: LossStats,
+}
+
+/// The fate of one round trip: `None` lost, else the reply's delays (a second one: duplicated).
+type Fate = Option<(Duration, Option<Duration>)>;
+
+impl Loss {
+    /// 8% of requests and 8% of replies dropped, 4% late (150-300 ms), the rest after 1-30 ms,
+    /// 5% duplicated, at most one round trip in a row lost per peer.
+    pub fn new(seed: u64) -> Loss {
+        Loss {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            drop_request_pct: 8,
+            drop_reply_pct: 8,
+            late_pct: 4,
+            late_ms: (150, 300),
+            delay_ms: (1, 30),
+            duplicate_pct: 5,
+            max_lost_in_a_row: 1,
+            lost_in_a_row: BTreeMap::new(),
+            stats: LossStats::default(),
+        }
+    }
+
+    fn ms(&mut self, (lo, hi): (u64, u64)) -> Duration {
+        Duration::from_millis(self.rng.random_range(lo..=hi.max(lo)))
+    }
+
+    /// Draws the fate of a request to `peer` (every draw made whatever the outcome, so one
+    /// request's fate does not shift the next one's draws). `reply` is whether the peer
+    /// answers at all (it is asked only when the request arrives).
+    fn fate(&mut self, peer: &str) -> (bool, Fate) {
+        let pct = |rng: &mut ChaCha8Rng| rng.random_range(0..100u32);
+        let (req, rep, late, dup) =
+            (pct(&mut self.rng), pct(&mut self.rng), pct(&mut self.rng), pct(&mut self.rng));
+        let (delay, late_delay, dup_delay) = (self.ms(self.delay_ms), self.ms(self.late_ms), self.ms(self.delay_ms));
+        let lost = self.lost_in_a_row.entry(peer.to_string()).or_default();
+        let forced = *lost >= self.max_lost_in_a_row;
+        let on_time = Some((delay, (dup < self.duplicate_pct).then_some(delay + dup_delay)));
+        let (arrives, fate) = if forced {
+            self.stats.forced += 1;
+            (true, on_time)
+        } else if req < self.drop_request_pct {
+            self.stats.requests_dropped += 1;
+            (false, None)
+        } else if rep < self.drop_reply_pct {
+            self.stats.replies_dropped += 1;
+            (true, None)
+        } else if late < self.late_pct {
+            self.stats.replies_late += 1;
+            (true, Some((late_delay, None)))
+        } else {
+            (true, on_time)
+        };
+        let in_time = fate.is_some_and(|(d, _)| d < Duration::from_millis(self.late_ms.0));
+        if in_time {
+            self.stats.replies_on_time += 1;
+            self.stats.replies_duplicated += u64::from(fate.is_some_and(|(_, dup)| dup.is_some()));
+            *lost = 0;
+        } else {
+            *lost += 1;
+        }
+        (arrives, fate)
+    }
+}
+
+/// The in-memory network: peers' responders, replies queued in order (or, with a [`Loss`],
+/// by their delivery time).
 pub struct Net<'a> {
     responders: BTreeMap<String, Responder<'a>>,
     /// The peers `peers()` returns now.
     pub active: Vec<String>,
-    queue: VecDeque<(u64, String, Result<Vec<u8>, String>)>,
+    /// Replies by (delivery time, sequence).
+    queue: BTreeMap<(Instant, u64), (u64, String, Result<Vec<u8>, String>)>,
+    sequence: u64,
     next_id: u64,
+    /// Drops, delays, reorders and duplicates replies (`None`: each at once, in order).
+    pub loss: Option<Loss>,
     pub events: Vec<Event>,
     /// When the key is penalized, the values join the network.
     pub join_on_penalty: BTreeMap<String, Vec<String>>,
@@ -358,8 +482,10 @@ impl<'a> Net<'a> {
         Net {
             responders: BTreeMap::new(),
             active: Vec::new(),
-            queue: VecDeque::new(),
+            queue: BTreeMap::new(),
+            sequence: 0,
             next_id: 1,
+            loss: None,
             events: Vec::new(),
             join_on_penalty: BTreeMap::new(),
             stop_after_chunks: None,
@@ -375,6 +501,17 @@ impl<'a> Net<'a> {
         self.responders.insert(name.to_string(), r);
         self.active.push(name.to_string());
         self
+    }
+
+    /// Loses, delays, reorders and duplicates messages as `loss` draws.
+    pub fn lossy(mut self, loss: Loss) -> Net<'a> {
+        self.loss = Some(loss);
+        self
+    }
+
+    fn enqueue(&mut self, at: Instant, reply: (u64, String, Result<Vec<u8>, String>)) {
+        self.sequence += 1;
+        self.queue.insert((at, self.sequence), reply);
     }
 
     /// Adds a peer that is not connected yet.
@@ -426,8 +563,21 @@ impl Transport for Net<'_> {
         self.events.push(Event::Sent { peer: peer.to_string(), request: Request::decode(&request).unwrap() });
         let id = self.next_id;
         self.next_id += 1;
+        let (arrives, fate) = match &mut self.loss {
+            Some(loss) => loss.fate(peer),
+            None => (true, Some((Duration::ZERO, None))),
+        };
+        if !arrives {
+            return Ok(id);
+        }
         let reply = r(&request).ok_or_else(|| "unavailable".to_string());
-        self.queue.push_back((id, peer.to_string(), reply));
+        let now = Instant::now();
+        if let Some((delay, again)) = fate {
+            if let Some(again) = again {
+                self.enqueue(now + again, (id, peer.to_string(), reply.clone()));
+            }
+            self.enqueue(now + delay, (id, peer.to_string(), reply));
+        }
         Ok(id)
     }
 
@@ -437,10 +587,19 @@ impl Transport for Net<'_> {
             "the sync is still running at its deadline: {:?}",
             self.events.last()
         );
-        let Some(reply) = self.queue.pop_front() else {
+        let now = Instant::now();
+        let Some(&(at, _)) = self.queue.keys().next() else {
             std::thread::sleep(timeout.min(Duration::from_millis(2)));
             return None;
         };
+        if at > now {
+            // The next reply is still on its way.
+            std::thread::sleep(timeout.min(at - now));
+            if Instant::now() < at {
+                return None;
+            }
+        }
+        let (_, reply) = self.queue.pop_first()?;
         self.answers_delivered += 1;
         if let Ok(bytes) = &reply.2
             && matches!(Answer::decode(bytes), Ok(Answer::Chunk { .. }))

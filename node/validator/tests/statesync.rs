@@ -1,0 +1,233 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! State sync with real processes (issue 18): validators from `bastion init` that take
+//! snapshots and prune their block logs as in production (`[storage]` in node.toml).
+//! - A full node started with an empty data dir once the chain is past height 2,000, with
+//!   every peer's log pruned far above genesis, state-syncs (certificate, manifest, chunks,
+//!   recomputed root), follows, and holds the validators' root at every later height. Its
+//!   newest snapshot is then exported with `bastion snapshot export` and imported by hand into
+//!   a second full node (`bastion snapshot import`, trusted height and hash from the export's
+//!   report; a wrong hash is refused), which follows from there without a state sync.
+//! - A validator down for longer than its peers' retention restarts, state-syncs before it
+//!   joins consensus, and votes: with another validator then killed, the chain of 4 (quorum
+//!   3) only goes on with its votes. No evidence is recorded against anyone.
+
+mod common;
+
+use common::{BIN, Nodes, exclusive, port_block, root, roots};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// Snapshots every 200 blocks, 2 kept, 64 KiB log segments: the logs hold a few hundred
+/// blocks, so a node that needs block 1 (or a validator down for a few hundred heights) cannot
+/// backfill.
+const LONG_RETENTION: &str = "\n[storage]\nsnapshot_every = 200\nkeep_snapshots = 2\nsegment_kib = 64\n";
+/// Snapshots every 40 blocks, 2 kept: a validator down for a few hundred heights is past it.
+const SHORT_RETENTION: &str = "\n[storage]\nsnapshot_every = 40\nkeep_snapshots = 2\nsegment_kib = 64\n";
+
+/// `bastion init` of 4 validators and `full` full nodes into `dir` (p2p ports from `base`,
+/// ingress `+10`, metrics `+20`, public `+30`, API `+40`), with `storage` appended to every
+/// node.toml.
+fn init(dir: &Path, base: u16, full: usize, storage: &str) {
+    let port = |k: u16| (base + k).to_string();
+    let out = Command::new(BIN)
+        .args(["init", "--validators", "4", "--seed", "7", "--base-port", &port(0)])
+        .args(["--ingress-port", &port(10), "--metrics-port", &port(20)])
+        .args(["--public-port", &port(30), "--api-port", &port(40), "--full-nodes", &full.to_string()])
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let names = (0..4).map(|i| format!("v{i}")).chain((0..full).map(|j| format!("f{j}")));
+    for name in names {
+        let path = dir.join(name).join("node.toml");
+        let mut toml = std::fs::read_to_string(&path).unwrap();
+        toml.push_str(storage);
+        std::fs::write(&path, toml).unwrap();
+    }
+}
+
+/// `bastion snapshot ARGS`: its stdout on success, its stderr on failure.
+fn snapshot(args: &[&std::ffi::OsStr]) -> Result<String, String> {
+    let out = Command::new(BIN).arg("snapshot").args(args).output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The word after `key` in `text` (`block 2200 hash ab12...` -> after "hash").
+fn word_after<'a>(text: &'a str, key: &str) -> &'a str {
+    let at = text.find(key).unwrap_or_else(|| panic!("no {key:?} in:\n{text}")) + key.len();
+    text[at..].split_whitespace().next().unwrap()
+}
+
+/// Every validator's evidence file is absent or empty.
+fn no_evidence(dir: &Path) {
+    for i in 0..4 {
+        let path = dir.join(format!("v{i}/data/evidence.log"));
+        let evidence = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            evidence.is_empty(),
+            "evidence recorded by v{i}:\n{}",
+            String::from_utf8_lossy(&evidence)
+        );
+    }
+}
+
+/// The first and last heights of `a`'s log, compared with `b`'s at every height both hold
+/// from `from` on; returns the range compared.
+fn roots_agree(a: &Path, b: &Path, from: u64) -> (u64, u64) {
+    let (la, a_first, a_last) = roots(a);
+    let (lb, b_first, b_last) = roots(b);
+    let (lo, hi) = (a_first.max(b_first).max(from), a_last.min(b_last));
+    assert!(lo <= hi, "no common heights: {a_first}..={a_last} and {b_first}..={b_last} from {from}");
+    for h in lo..=hi {
+        assert_eq!(root(&la, h), root(&lb, h), "roots differ at height {h}: {} and {}", a.display(), b.display());
+    }
+    (lo, hi)
+}
+
+#[test]
+fn a_full_node_joining_past_height_2000_state_syncs_from_pruned_peers_and_follows() {
+    let _one = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    init(dir, port_block(50), 2, LONG_RETENTION);
+    let (f0, f1) = (4, 5);
+    let mut nodes = Nodes::new(dir, 4, 2);
+    for k in 0..4 {
+        nodes.start(k);
+    }
+    nodes.wait_until("the validators past height 2,050", Duration::from_secs(600), |n| {
+        (0..4).all(|k| n.height(k) >= 2_050)
+    });
+    let joined_at = (0..4).map(|k| nodes.height(k)).max().unwrap();
+    nodes.start(f0);
+    nodes.wait_until("the full node to state-sync", Duration::from_secs(120), |n| {
+        n.status(f0)["state_sync"]["synced_from_height"].as_u64().is_some()
+    });
+    let status = nodes.status(f0);
+    let sync = &status["state_sync"];
+    let from = sync["synced_from_height"].as_u64().unwrap();
+    println!(
+        "full node started with the validators at {joined_at}; state-synced from height {from}: {} bytes in {:.2} s, refused {}",
+        sync["bytes_downloaded"], sync["sync_seconds"], sync["refused"]
+    );
+    assert!(from >= 2_000, "synced from {from}, not past 2,000: {status}");
+    assert_eq!(sync["refused"].as_object().map_or(0, |m| m.len()), 0, "honest peers refused: {status}");
+    // Follows: well past the height it joined at, and past its own next snapshots.
+    let target = joined_at + 250;
+    nodes.wait_until("the full node to follow 250 heights on", Duration::from_secs(300), |n| {
+        n.height(f0) >= target
+    });
+    nodes.stop_all();
+
+    // Every peer's log was pruned far above genesis: the full node could not have replayed.
+    for i in 0..4 {
+        let (_, first, _) = roots(&dir.join(format!("v{i}/data")));
+        assert!(first > 1_000, "v{i}'s log still starts at {first}: not pruned as configured");
+    }
+    let f0_data = dir.join("f0/data");
+    let (_, f_first, _) = roots(&f0_data);
+    assert!(f_first > from, "the full node's log starts at {f_first}, not after its sync point {from}");
+    let (lo, hi) = roots_agree(&f0_data, &dir.join("v1/data"), from + 1);
+    assert!(hi >= target, "compared up to {hi} only");
+    println!("roots agree with v1 at heights {lo}..={hi}");
+
+    // By hand: export the full node's newest certified snapshot, import it into f1.
+    let file = dir.join("f0.snapshot");
+    let report = snapshot(&["export".as_ref(), "--data-dir".as_ref(), f0_data.as_os_str(), "--out".as_ref(), file.as_os_str()])
+        .unwrap_or_else(|e| panic!("export failed: {e}"));
+    println!("{report}");
+    let height = word_after(&report, "at height");
+    let hash = word_after(&report, " hash");
+    assert!(height.parse::<u64>().unwrap() > from, "exported {height}, not a snapshot taken after the sync");
+    let f1_data = dir.join("f1/data");
+    let mut wrong = hash.to_owned().into_bytes();
+    wrong[0] = if wrong[0] == b'0' { b'1' } else { b'0' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    let import = |hash: &str| {
+        snapshot(&[
+            "import".as_ref(),
+            "--data-dir".as_ref(),
+            f1_data.as_os_str(),
+            file.as_os_str(),
+            "--trust-height".as_ref(),
+            height.as_ref(),
+            "--trust-hash".as_ref(),
+            hash.as_ref(),
+        ])
+    };
+    let refused = import(&wrong).expect_err("an import against the wrong trusted hash must fail");
+    assert!(refused.contains("trusted hash"), "the refusal says why: {refused}");
+    let imported = import(hash).unwrap_or_else(|e| panic!("import failed: {e}"));
+    println!("{imported}");
+    assert!(imported.contains(&format!("imported height {height}")), "{imported}");
+
+    // f1 starts from the imported state and follows by backfill (peers hold those blocks).
+    for k in 0..5 {
+        nodes.start(k);
+    }
+    let now = (0..4).map(|k| nodes.height(k)).max().unwrap();
+    nodes.start(f1);
+    nodes.wait_until("the imported full node to follow", Duration::from_secs(300), |n| n.height(f1) >= now + 20);
+    let s1 = nodes.status(f1);
+    assert!(s1["state_sync"].is_null(), "the imported node needed no state sync: {s1}");
+    nodes.stop_all();
+    let (lo, hi) = roots_agree(&f1_data, &dir.join("v2/data"), 0);
+    println!("the imported full node's roots agree with v2 at heights {lo}..={hi}");
+    no_evidence(dir);
+}
+
+#[test]
+fn a_validator_down_past_the_retention_state_syncs_then_votes() {
+    let _one = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    init(dir, port_block(50), 0, SHORT_RETENTION);
+    let mut nodes = Nodes::new(dir, 4, 0);
+    for k in 0..4 {
+        nodes.start(k);
+    }
+    nodes.wait_until("every validator at height 20", Duration::from_secs(120), |n| {
+        (0..4).all(|k| n.height(k) >= 20)
+    });
+    nodes.kill(3);
+    let down_at = nodes.height(3);
+    nodes.wait_until("the other three 400 heights further", Duration::from_secs(300), |n| {
+        (0..3).all(|k| n.height(k) >= down_at + 400)
+    });
+    let restarted_at = (0..3).map(|k| nodes.height(k)).max().unwrap();
+    nodes.start(3);
+    nodes.wait_until("v3 to state-sync and rejoin", Duration::from_secs(180), |n| {
+        n.status(3)["state_sync"]["synced_from_height"].as_u64().is_some() && n.height(3) >= restarted_at + 10
+    });
+    let s3 = nodes.status(3);
+    let from = s3["state_sync"]["synced_from_height"].as_u64().unwrap();
+    println!("v3 down at {down_at}, restarted with the others at {restarted_at}, state-synced from {from}");
+    assert!(from > down_at + 300, "v3 synced from {from}, barely above where it stopped ({down_at})");
+
+    // Without v0, the chain needs v3's votes (4 validators, quorum 3).
+    nodes.kill(0);
+    let without = (1..4).map(|k| nodes.height(k)).max().unwrap();
+    nodes.wait_until("30 heights without v0 (so with v3's votes)", Duration::from_secs(180), |n| {
+        (1..4).all(|k| n.height(k) >= without + 30)
+    });
+    let s3 = nodes.status(3);
+    assert!(s3["own_finalized"].as_u64().unwrap() > 0, "v3's own proposals are finalized: {s3}");
+    assert!(s3["halted"].is_null(), "{s3}");
+    for k in 1..4 {
+        assert_eq!(nodes.status(k)["faults"].as_u64(), Some(0), "faults seen by v{k}: {}", nodes.status(k));
+    }
+    nodes.stop_all();
+
+    let (_, v0_first, _) = roots(&dir.join("v0/data"));
+    assert!(v0_first > down_at + 1, "v0's log starts at {v0_first}: v3 could have backfilled from {down_at}");
+    let (lo, hi) = roots_agree(&dir.join("v3/data"), &dir.join("v1/data"), 0);
+    assert!(lo > from && hi >= without + 30, "compared {lo}..={hi}");
+    println!("v3's roots agree with v1's at heights {lo}..={hi}");
+    no_evidence(dir);
+}
