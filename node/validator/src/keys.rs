@@ -267,7 +267,7 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
              # key = \"p2p.key\"               # default: derived from the identity key\n\
              \n\
              [api]                            # REST and WebSocket API (docs: node/api/openapi.yaml)\n\
-             # listen = \"127.0.0.1:8090\"\n",
+             # listen = \"127.0.0.1:8090\"\n{STORAGE_TOML}",
             args.host,
             public + i,
             bootstrap(i)
@@ -303,7 +303,7 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
              listen = \"127.0.0.1:{api}\"\n\
              \n\
              [metrics]                        # Prometheus text at http://LISTEN/metrics; `bastion status`\n\
-             # listen = \"127.0.0.1:9500\"\n",
+             # listen = \"127.0.0.1:9500\"\n{STORAGE_TOML}",
             dir = args.out.display(),
             host = args.host,
             port = public + n + j,
@@ -425,3 +425,21 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// The `[storage]` and `[state_sync]` tables of every node.toml `bastion init` writes, commented
+/// out with their defaults (README, "State sync").
+const STORAGE_TOML: &str = "\n\
+# [storage]                      # snapshots and the block log's retention\n\
+# snapshot_every = 1000          # a snapshot every N blocks; peers state-sync from them\n\
+# keep_snapshots = 3             # the log is kept back to the oldest (about N * 3 blocks)\n\
+# snapshot_write_mb_per_s = 128  # snapshot writeback pace (0: unpaced)\n\
+# segment_kib = 65536            # block log segment size; pruned in whole segments\n\
+\n\
+# [state_sync]                   # join from a certified snapshot when behind what peers serve\n\
+# enable = true\n\
+# trust_height = 2000            # with trust_hash: sync to exactly this snapshot, whose block\n\
+# trust_hash = \"...\"            # digest (64 hex) a node you trust shows (/v1/blocks/2000)\n\
+# serve = true                   # serve this node's snapshots to peers\n\
+# chunk_kib = 1024\n\
+# serve_mb_per_s = 32            # per peer\n\
+# give_up_after_s = 0            # 0: keep looking for a usable snapshot\n";

@@ -48,6 +48,22 @@ fn init(dir: &Path, base: u16, full: usize, storage: &str) {
     }
 }
 
+/// Validators propose the signed synthetic workload (`block_source = "synthetic"`: `traders`
+/// accounts trading the devnet's markets, 16 transactions a block), so the state to sync is
+/// hundreds of accounts with positions and orders, served in 16 KiB chunks.
+fn synthetic(dir: &Path, traders: u64) {
+    for i in 0..4 {
+        let path = dir.join(format!("v{i}/node.toml"));
+        let toml = std::fs::read_to_string(&path).unwrap();
+        let at = toml.find("log_level").unwrap();
+        let mut out = format!("{}block_source = \"synthetic\"\n{}", &toml[..at], &toml[at..]);
+        out.push_str(&format!(
+            "\n[workload]\ntraders = {traders}\ntxs_per_block = 16\n\n[state_sync]\nchunk_kib = 16\n"
+        ));
+        std::fs::write(&path, out).unwrap();
+    }
+}
+
 /// `bastion snapshot ARGS`: its stdout on success, its stderr on failure.
 fn snapshot(args: &[&std::ffi::OsStr]) -> Result<String, String> {
     let out = Command::new(BIN).arg("snapshot").args(args).output().unwrap();
@@ -69,11 +85,7 @@ fn no_evidence(dir: &Path) {
     for i in 0..4 {
         let path = dir.join(format!("v{i}/data/evidence.log"));
         let evidence = std::fs::read(&path).unwrap_or_default();
-        assert!(
-            evidence.is_empty(),
-            "evidence recorded by v{i}:\n{}",
-            String::from_utf8_lossy(&evidence)
-        );
+        assert!(evidence.is_empty(), "evidence recorded by v{i}:\n{}", String::from_utf8_lossy(&evidence));
     }
 }
 
@@ -85,7 +97,13 @@ fn roots_agree(a: &Path, b: &Path, from: u64) -> (u64, u64) {
     let (lo, hi) = (a_first.max(b_first).max(from), a_last.min(b_last));
     assert!(lo <= hi, "no common heights: {a_first}..={a_last} and {b_first}..={b_last} from {from}");
     for h in lo..=hi {
-        assert_eq!(root(&la, h), root(&lb, h), "roots differ at height {h}: {} and {}", a.display(), b.display());
+        assert_eq!(
+            root(&la, h),
+            root(&lb, h),
+            "roots differ at height {h}: {} and {}",
+            a.display(),
+            b.display()
+        );
     }
     (lo, hi)
 }
@@ -96,6 +114,7 @@ fn a_full_node_joining_past_height_2000_state_syncs_from_pruned_peers_and_follow
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     init(dir, port_block(50), 2, LONG_RETENTION);
+    synthetic(dir, 300);
     let (f0, f1) = (4, 5);
     let mut nodes = Nodes::new(dir, 4, 2);
     for k in 0..4 {
@@ -113,10 +132,13 @@ fn a_full_node_joining_past_height_2000_state_syncs_from_pruned_peers_and_follow
     let sync = &status["state_sync"];
     let from = sync["synced_from_height"].as_u64().unwrap();
     println!(
-        "full node started with the validators at {joined_at}; state-synced from height {from}: {} bytes in {:.2} s, refused {}",
-        sync["bytes_downloaded"], sync["sync_seconds"], sync["refused"]
+        "full node started with the validators at {joined_at}; state-synced from height {from}: {} bytes in {} chunks in {} s, refused {}",
+        sync["bytes_downloaded"], sync["chunks_total"], sync["sync_seconds"], sync["refused"]
     );
     assert!(from >= 2_000, "synced from {from}, not past 2,000: {status}");
+    let bytes = sync["bytes_done"].as_u64().unwrap();
+    assert!(bytes >= 64 << 10, "a state of {bytes} bytes: the workload did not run? {status}");
+    assert!(sync["chunks_total"].as_u64().unwrap() >= 4, "fetched in chunks: {status}");
     assert_eq!(sync["refused"].as_object().map_or(0, |m| m.len()), 0, "honest peers refused: {status}");
     // Follows: well past the height it joined at, and past its own next snapshots.
     let target = joined_at + 250;
@@ -139,8 +161,14 @@ fn a_full_node_joining_past_height_2000_state_syncs_from_pruned_peers_and_follow
 
     // By hand: export the full node's newest certified snapshot, import it into f1.
     let file = dir.join("f0.snapshot");
-    let report = snapshot(&["export".as_ref(), "--data-dir".as_ref(), f0_data.as_os_str(), "--out".as_ref(), file.as_os_str()])
-        .unwrap_or_else(|e| panic!("export failed: {e}"));
+    let report = snapshot(&[
+        "export".as_ref(),
+        "--data-dir".as_ref(),
+        f0_data.as_os_str(),
+        "--out".as_ref(),
+        file.as_os_str(),
+    ])
+    .unwrap_or_else(|e| panic!("export failed: {e}"));
     println!("{report}");
     let height = word_after(&report, "at height");
     let hash = word_after(&report, " hash");
@@ -173,7 +201,9 @@ fn a_full_node_joining_past_height_2000_state_syncs_from_pruned_peers_and_follow
     }
     let now = (0..4).map(|k| nodes.height(k)).max().unwrap();
     nodes.start(f1);
-    nodes.wait_until("the imported full node to follow", Duration::from_secs(300), |n| n.height(f1) >= now + 20);
+    nodes.wait_until("the imported full node to follow", Duration::from_secs(300), |n| {
+        n.height(f1) >= now + 20
+    });
     let s1 = nodes.status(f1);
     assert!(s1["state_sync"].is_null(), "the imported node needed no state sync: {s1}");
     nodes.stop_all();
