@@ -223,8 +223,8 @@ pub struct Crash {
 /// The store's configuration in simulations: snapshots every 40 blocks, 3 kept, 32 KiB log
 /// segments, so long runs exercise snapshots, log pruning, restarts from a pruned log and
 /// backfill from peers' logs. (Peers keep their log back to their oldest kept snapshot:
-/// between 80 and 120 heights here; a validator down for longer than that would need state
-/// sync, which is not built.)
+/// between 80 and 120 heights here; a node further behind than that joins by state sync, as
+/// `bastion-statesync`'s `tests/sim.rs` does from these validators' kept data dirs.)
 pub fn sim_store_config() -> StoreConfig {
     StoreConfig {
         snapshot_every: 40,

@@ -386,6 +386,9 @@ pub struct Loss {
 /// The fate of one round trip: `None` lost, else the reply's delays (a second one: duplicated).
 type Fate = Option<(Duration, Option<Duration>)>;
 
+/// A reply on its way: (request id, peer, bytes or why none).
+type Reply = (u64, String, Result<Vec<u8>, String>);
+
 impl Loss {
     /// 8% of requests and 8% of replies dropped, 4% late (150-300 ms), the rest after 1-30 ms,
     /// 5% duplicated, at most one round trip in a row lost per peer.
@@ -415,7 +418,8 @@ impl Loss {
         let pct = |rng: &mut ChaCha8Rng| rng.random_range(0..100u32);
         let (req, rep, late, dup) =
             (pct(&mut self.rng), pct(&mut self.rng), pct(&mut self.rng), pct(&mut self.rng));
-        let (delay, late_delay, dup_delay) = (self.ms(self.delay_ms), self.ms(self.late_ms), self.ms(self.delay_ms));
+        let (delay, late_delay, dup_delay) =
+            (self.ms(self.delay_ms), self.ms(self.late_ms), self.ms(self.delay_ms));
         let lost = self.lost_in_a_row.entry(peer.to_string()).or_default();
         let forced = *lost >= self.max_lost_in_a_row;
         let on_time = Some((delay, (dup < self.duplicate_pct).then_some(delay + dup_delay)));
@@ -453,7 +457,7 @@ pub struct Net<'a> {
     /// The peers `peers()` returns now.
     pub active: Vec<String>,
     /// Replies by (delivery time, sequence).
-    queue: BTreeMap<(Instant, u64), (u64, String, Result<Vec<u8>, String>)>,
+    queue: BTreeMap<(Instant, u64), Reply>,
     sequence: u64,
     next_id: u64,
     /// Drops, delays, reorders and duplicates replies (`None`: each at once, in order).
@@ -509,7 +513,7 @@ impl<'a> Net<'a> {
         self
     }
 
-    fn enqueue(&mut self, at: Instant, reply: (u64, String, Result<Vec<u8>, String>)) {
+    fn enqueue(&mut self, at: Instant, reply: Reply) {
         self.sequence += 1;
         self.queue.insert((at, self.sequence), reply);
     }
