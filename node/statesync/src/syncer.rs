@@ -53,11 +53,15 @@ pub struct SyncConfig {
     pub discover: Duration,
     /// Stop with [`SyncError::GaveUp`] after this long without a target (`None`: never).
     pub give_up_after: Option<Duration>,
+    /// Bytes per second the download may take in all (0: unlimited): chunk requests wait so
+    /// that the bytes asked for since the target was chosen stay within this pace (plus one
+    /// chunk). For a node on a link it shares with consensus or clients.
+    pub max_bytes_per_s: u64,
 }
 
 impl Default for SyncConfig {
     /// No trust point, 8 requests in flight (2 per peer), 15 s timeout, 2 s discovery, never
-    /// give up.
+    /// give up, no pace.
     fn default() -> Self {
         SyncConfig {
             trust: None,
@@ -67,6 +71,7 @@ impl Default for SyncConfig {
             request_timeout: Duration::from_secs(15),
             discover: Duration::from_secs(2),
             give_up_after: None,
+            max_bytes_per_s: 0,
         }
     }
 }
@@ -171,6 +176,9 @@ struct Target {
     chunks: ChunkStore,
     blocks: Vec<Ready>,
     in_flight: BTreeSet<u32>,
+    /// When it was chosen, and the chunk bytes asked for since (the pace).
+    chosen: Instant,
+    asked_bytes: u64,
     /// When the last holder was lost (the target is dropped if none comes back).
     orphaned: Option<Instant>,
 }
@@ -349,6 +357,8 @@ impl Syncer<'_> {
             chunks,
             blocks: g.offer.blocks.clone(),
             in_flight: BTreeSet::new(),
+            chosen: Instant::now(),
+            asked_bytes: 0,
             orphaned: None,
         });
         Ok(())
@@ -372,7 +382,13 @@ impl Syncer<'_> {
         let height = t.chunks.manifest().height;
         let mut next = 0u32;
         let count = t.chunks.manifest().count();
+        let chunk = u64::from(t.chunks.manifest().chunk_bytes);
+        let budget = (self.cfg.max_bytes_per_s > 0)
+            .then(|| (self.cfg.max_bytes_per_s as f64 * t.chosen.elapsed().as_secs_f64()) as u64 + chunk);
         while t.in_flight.len() < self.cfg.parallel {
+            if budget.is_some_and(|b| t.asked_bytes + chunk > b) {
+                break;
+            }
             while next < count && (t.chunks.has(next) || t.in_flight.contains(&next)) {
                 next += 1;
             }
@@ -388,6 +404,7 @@ impl Syncer<'_> {
             match transport.send(&peer, Request::Chunk { height, index: next }.encode()) {
                 Ok(id) => {
                     *n += 1;
+                    t.asked_bytes += chunk;
                     t.in_flight.insert(next);
                     self.pending.insert(id, (peer, Pending::Chunk(next), Instant::now()));
                 }

@@ -829,3 +829,28 @@ fn a_manifest_longer_than_any_image_is_refused() {
     };
     m.validate().unwrap();
 }
+
+/// `max_bytes_per_s` paces the download: the image (tens of KiB, 1 KiB chunks) at 16 KiB/s
+/// takes at least its length over the pace, minus the one chunk allowed at once; unpaced, the
+/// same sync from the same servers is many times faster.
+#[test]
+fn a_paced_sync_downloads_no_faster_than_its_pace() {
+    let c = chain();
+    let src = Source::new(CHAIN_LEN, &[60]);
+    let timed = |pace: u64| {
+        let mut net = Net::new().peer("a", honest(&src)).peer("b", honest(&src));
+        let node = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let (r, _) = run(&mut net, node.path(), &SyncConfig { max_bytes_per_s: pace, ..cfg() }, &go());
+        let d = r.unwrap();
+        assert_eq!(d.state.recompute_root(), c.roots[60]);
+        (d.stats.bytes_downloaded, started.elapsed())
+    };
+    let pace = 16 << 10;
+    let (bytes, paced) = timed(pace);
+    let (_, free) = timed(0);
+    let floor = Duration::from_secs_f64((bytes - u64::from(CHUNK)) as f64 / pace as f64);
+    println!("{bytes} bytes: paced at {pace} B/s in {paced:?} (floor {floor:?}), unpaced in {free:?}");
+    assert!(paced >= floor, "paced sync took {paced:?}, below {floor:?}");
+    assert!(free * 2 < paced, "unpaced {free:?} is not much faster than paced {paced:?}");
+}

@@ -189,8 +189,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     };
     status.api = api.as_ref().map(|a| a.local_addr().to_string());
     let mut asked: Option<(u64, Instant)> = None;
-    let mut want_sync =
-        cfg.state_sync.enable && (opts.state_sync || trust.is_some_and(|t| store.state().height < t.height));
+    // A sync an earlier run began (killed or stopped) resumes at once from its verified chunks.
+    let interrupted = bastion_statesync::chunks::ChunkStore::saved(&cfg.data_dir).is_some();
+    let mut want_sync = cfg.state_sync.enable
+        && (opts.state_sync || interrupted || trust.is_some_and(|t| store.state().height < t.height));
     let mut stuck = Stuck::default();
     let mut sync_retry_at: Option<Instant> = None;
     let mut last_status = Instant::now() - Duration::from_secs(1);
@@ -520,6 +522,8 @@ fn sync_now(
     s.synced_from_height = Some(installed.height);
     s.sync_seconds = Some(started.elapsed().as_secs_f64());
     s.bytes_downloaded = stats.bytes_downloaded;
+    s.chunks_resumed = stats.chunks_resumed;
+    s.chunks_discarded = stats.chunks_discarded;
     s.chunks_done = s.chunks_total;
     s.bytes_done = s.bytes_total;
     s.eta_s = None;

@@ -442,4 +442,5 @@ const STORAGE_TOML: &str = "\n\
 # serve = true                   # serve this node's snapshots to peers\n\
 # chunk_kib = 1024\n\
 # serve_mb_per_s = 32            # per peer\n\
-# give_up_after_s = 0            # 0: keep looking for a usable snapshot\n";
+# give_up_after_s = 0            # 0: keep looking for a usable snapshot\n\
+# fetch_kib_per_s = 0            # pace of this node's own sync downloads (0: unpaced)\n";

@@ -3,8 +3,9 @@
 //! rule that decides when to sync, and what `status.json` and the metrics show of it.
 //!
 //! **When a node syncs.** With `[state_sync] enable = true` (the default):
-//! - `bastion run --state-sync`, or a configured `trust_height` above the node's height: at
-//!   start, before anything else;
+//! - `bastion run --state-sync`, a configured `trust_height` above the node's height, or a
+//!   sync an earlier run began (its verified chunks in `<data_dir>/statesync/`): at start,
+//!   before anything else;
 //! - automatically, when the blocks it needs next are not served by any peer: its range
 //!   requests for the height after its own failed [`STUCK_FAILURES`] times in a row over at
 //!   least [`STUCK_FOR`] (peers pruned their logs below it: a new node whose peers no longer
@@ -107,6 +108,8 @@ pub struct StateSyncSection {
     pub serve_mb_per_s: u64,
     /// Give up a sync after this many seconds without a usable offer (0: keep trying).
     pub give_up_after_s: u64,
+    /// The pace of this node's own sync downloads in all, KiB/s (0: as fast as peers serve).
+    pub fetch_kib_per_s: u64,
 }
 
 impl Default for StateSyncSection {
@@ -119,6 +122,7 @@ impl Default for StateSyncSection {
             chunk_kib: 1024,
             serve_mb_per_s: 32,
             give_up_after_s: 0,
+            fetch_kib_per_s: 0,
         }
     }
 }
@@ -165,6 +169,7 @@ impl StateSyncSection {
             trust,
             above,
             give_up_after: (self.give_up_after_s > 0).then(|| Duration::from_secs(self.give_up_after_s)),
+            max_bytes_per_s: self.fetch_kib_per_s.saturating_mul(1024),
             ..SyncConfig::default()
         }
     }
@@ -199,6 +204,13 @@ pub struct SyncStatus {
     pub synced_from_height: Option<u64>,
     /// Once installed: the seconds from start to installed.
     pub sync_seconds: Option<f64>,
+    /// Once installed: chunks found verified on disk from an interrupted run (and torn or
+    /// wrong ones found there, fetched again).
+    #[serde(default)]
+    pub chunks_resumed: u32,
+    /// See `chunks_resumed`.
+    #[serde(default)]
+    pub chunks_discarded: u32,
     /// Why the last attempt failed, if it did.
     pub error: Option<String>,
 }
@@ -441,7 +453,9 @@ pub fn validator_sync(
         None => cfg.state_sync.trust()?,
     };
     let height = store.state().height;
-    let forced = opts.state_sync || trust.is_some_and(|t| height < t.height);
+    // A sync an earlier run began (killed or stopped) resumes at once from its verified chunks.
+    let interrupted = bastion_statesync::chunks::ChunkStore::saved(&cfg.data_dir).is_some();
+    let forced = opts.state_sync || interrupted || trust.is_some_and(|t| height < t.height);
     let Some(listen) = cfg.public.listen else {
         if forced {
             return Err(
@@ -517,6 +531,8 @@ pub fn validator_sync(
         synced_from_height: Some(installed.height),
         sync_seconds: Some(started.elapsed().as_secs_f64()),
         bytes_downloaded: stats.bytes_downloaded,
+        chunks_resumed: stats.chunks_resumed,
+        chunks_discarded: stats.chunks_discarded,
         bytes_done: installed.bytes,
         bytes_total: installed.bytes,
         ..SyncStatus::default()

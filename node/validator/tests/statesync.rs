@@ -7,6 +7,9 @@
 //!   newest snapshot is then exported with `bastion snapshot export` and imported by hand into
 //!   a second full node (`bastion snapshot import`, trusted height and hash from the export's
 //!   report; a wrong hash is refused), which follows from there without a state sync.
+//! - A full node SIGKILLed again and again during its sync (seeded moments, its download paced
+//!   so there is time to) resumes each time from its verified chunks and ends with the
+//!   validators' roots.
 //! - A validator down for longer than its peers' retention restarts, state-syncs before it
 //!   joins consensus, and votes: with another validator then killed, the chain of 4 (quorum
 //!   3) only goes on with its votes. No evidence is recorded against anyone.
@@ -50,15 +53,15 @@ fn init(dir: &Path, base: u16, full: usize, storage: &str) {
 
 /// Validators propose the signed synthetic workload (`block_source = "synthetic"`: `traders`
 /// accounts trading the devnet's markets, 16 transactions a block), so the state to sync is
-/// hundreds of accounts with positions and orders, served in 16 KiB chunks.
-fn synthetic(dir: &Path, traders: u64) {
+/// hundreds of accounts with positions and orders, served in `chunk_kib` chunks.
+fn synthetic(dir: &Path, traders: u64, chunk_kib: u32) {
     for i in 0..4 {
         let path = dir.join(format!("v{i}/node.toml"));
         let toml = std::fs::read_to_string(&path).unwrap();
         let at = toml.find("log_level").unwrap();
         let mut out = format!("{}block_source = \"synthetic\"\n{}", &toml[..at], &toml[at..]);
         out.push_str(&format!(
-            "\n[workload]\ntraders = {traders}\ntxs_per_block = 16\n\n[state_sync]\nchunk_kib = 16\n"
+            "\n[workload]\ntraders = {traders}\ntxs_per_block = 16\n\n[state_sync]\nchunk_kib = {chunk_kib}\n"
         ));
         std::fs::write(&path, out).unwrap();
     }
@@ -114,7 +117,7 @@ fn a_full_node_joining_past_height_2000_state_syncs_from_pruned_peers_and_follow
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     init(dir, port_block(50), 2, LONG_RETENTION);
-    synthetic(dir, 300);
+    synthetic(dir, 300, 16);
     let (f0, f1) = (4, 5);
     let mut nodes = Nodes::new(dir, 4, 2);
     for k in 0..4 {
@@ -260,4 +263,99 @@ fn a_validator_down_past_the_retention_state_syncs_then_votes() {
     assert!(lo > from && hi >= without + 30, "compared {lo}..={hi}");
     println!("v3's roots agree with v1's at heights {lo}..={hi}");
     no_evidence(dir);
+}
+
+/// The seed of the kill campaign: `BASTION_SEED=<n>` replays one run's kill moments.
+fn seed() -> u64 {
+    match std::env::var("BASTION_SEED") {
+        Ok(s) => s.parse().expect("BASTION_SEED must be a u64"),
+        Err(_) => {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        }
+    }
+}
+
+/// splitmix64: the campaign's kill moments from its seed.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn a_full_node_killed_during_its_sync_resumes_from_its_verified_chunks() {
+    const KILLS: usize = 4;
+    let _one = exclusive();
+    let seed = seed();
+    println!("kill campaign seed {seed} (replay: BASTION_SEED={seed})");
+    let mut rng = seed;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // One snapshot at 500 served for the whole test (the next at 1,000), in 4 KiB chunks; the
+    // full node downloads at 64 KiB/s, so the state takes over ten seconds to fetch.
+    init(dir, port_block(50), 1, "\n[storage]\nsnapshot_every = 500\nkeep_snapshots = 2\nsegment_kib = 64\n");
+    synthetic(dir, 300, 4);
+    let f0_toml = dir.join("f0/node.toml");
+    let mut toml = std::fs::read_to_string(&f0_toml).unwrap();
+    toml.push_str("\n[state_sync]\nfetch_kib_per_s = 64\n");
+    std::fs::write(&f0_toml, toml).unwrap();
+    let f0 = 4;
+    let mut nodes = Nodes::new(dir, 4, 1);
+    for k in 0..4 {
+        nodes.start(k);
+    }
+    nodes.wait_until("the validators past height 520", Duration::from_secs(300), |n| {
+        (0..4).all(|k| n.height(k) >= 520)
+    });
+    let status = dir.join("f0/data/status.json");
+    nodes.start(f0);
+    let mut killed_at = Vec::new();
+    for kill in 0..KILLS {
+        // Kill once the sync has verified some chunks more than the last run left: a share of
+        // the total drawn from the seed, increasing run after run.
+        let share = (kill as u64 * 20 + 5 + next(&mut rng) % 15) as f64 / 100.0;
+        nodes.wait_until(
+            &format!("the sync past {:.0}% before kill {}", share * 100.0, kill + 1),
+            Duration::from_secs(120),
+            |n| {
+                let s = &n.status(f0)["state_sync"];
+                let (done, total) =
+                    (s["chunks_done"].as_u64().unwrap_or(0), s["chunks_total"].as_u64().unwrap_or(0));
+                total > 0 && done as f64 >= share * total as f64
+            },
+        );
+        let s = nodes.status(f0)["state_sync"].clone();
+        assert!(
+            s["synced_from_height"].is_null(),
+            "the sync ended before kill {}: pace it slower: {s}",
+            kill + 1
+        );
+        // A moment inside the next status interval, from the seed.
+        std::thread::sleep(Duration::from_millis(next(&mut rng) % 250));
+        nodes.kill(f0);
+        killed_at.push((s["chunks_done"].as_u64().unwrap(), s["chunks_total"].as_u64().unwrap()));
+        std::fs::remove_file(&status).unwrap();
+        nodes.start(f0);
+    }
+    nodes.wait_until("the full node to finish its sync", Duration::from_secs(180), |n| {
+        n.status(f0)["state_sync"]["synced_from_height"].as_u64().is_some()
+    });
+    let s = nodes.status(f0)["state_sync"].clone();
+    println!("killed at (chunks done, total) {killed_at:?}; finished: {s}");
+    let from = s["synced_from_height"].as_u64().unwrap();
+    assert_eq!(from, 500, "the snapshot the runs before were fetching: {s}");
+    let resumed = s["chunks_resumed"].as_u64().unwrap();
+    assert!(
+        resumed >= killed_at[KILLS - 1].0,
+        "the last run resumed {resumed} chunks, the one before had {:?}",
+        killed_at[KILLS - 1]
+    );
+    let target = (0..4).map(|k| nodes.height(k)).max().unwrap() + 30;
+    nodes.wait_until("the full node to follow", Duration::from_secs(120), |n| n.height(f0) >= target);
+    nodes.stop_all();
+    let (lo, hi) = roots_agree(&dir.join("f0/data"), &dir.join("v0/data"), from + 1);
+    assert!(lo == from + 1 && hi >= target, "compared {lo}..={hi}");
+    println!("roots agree with v0 at heights {lo}..={hi}");
 }
