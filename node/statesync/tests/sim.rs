@@ -103,10 +103,10 @@ impl Publisher for Recorder {
     }
 }
 
-/// The simulation's results, with the validators' data dirs reopened.
+/// The simulation's results, with the validators' data dirs reopened (fields drop in order:
+/// the stores and the certificate log before their directories).
 struct Simulated {
     seed: u64,
-    _root: tempfile::TempDir,
     ledgers: Vec<BTreeMap<u64, Finalized>>,
     checker: CertChecker,
     genesis: bastion_exchange::Genesis,
@@ -115,9 +115,11 @@ struct Simulated {
     /// A certificate log of every published certificate (what a node following the publishers
     /// keeps), and its directory.
     certs: CertLog,
-    _certs_dir: tempfile::TempDir,
     /// Each validator's store, reopened from its kept data dir.
     stores: Vec<Store>,
+    _certs_dir: tempfile::TempDir,
+    /// The validators' kept data dirs (`validator-<i>`).
+    _root: tempfile::TempDir,
 }
 
 fn simulate() -> Simulated {
@@ -164,15 +166,15 @@ fn simulate() -> Simulated {
         .collect();
     Simulated {
         seed,
-        _root: root,
         limits: *o.checker.limits(),
         ledgers: o.ledgers,
         checker: o.checker,
         genesis: o.genesis,
         published,
         certs,
-        _certs_dir: certs_dir,
         stores,
+        _certs_dir: certs_dir,
+        _root: root,
     }
 }
 
