@@ -10,33 +10,10 @@
 
 mod common;
 
-use common::{BIN, Nodes, exclusive, port_block, root, roots};
+use common::{BIN, Nodes, exclusive, init, port_block, root, roots};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// `bastion init` of 4 validators and `full` full nodes into `dir`; p2p ports from `base`,
-/// ingress `base + 10`, metrics `base + 20`, public `base + 30`, API `base + 40`.
-fn init(dir: &Path, base: u16, full: usize) -> bastion_consensus::ChainSpec {
-    let port = |k: u16| (base + k).to_string();
-    let out = Command::new(BIN)
-        .args(["init", "--validators", "4", "--seed", "7", "--base-port", &port(0)])
-        .args(["--ingress-port", &port(10), "--metrics-port", &port(20)])
-        .args(["--public-port", &port(30), "--api-port", &port(40), "--full-nodes", &full.to_string()])
-        .arg("--out")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    for j in 0..full {
-        assert!(text.contains(&format!("f{j} full node")), "{text}");
-        let toml = std::fs::read_to_string(dir.join(format!("f{j}/node.toml"))).unwrap();
-        assert!(toml.contains("role = \"full\""), "{toml}");
-        assert!(!dir.join(format!("f{j}/keys.json")).exists(), "a full node holds no consensus keys");
-    }
-    bastion_consensus::ChainSpec::load(&dir.join("genesis.json")).unwrap()
-}
 
 #[test]
 fn a_full_node_follows_is_killed_restarts_and_catches_up_with_the_same_roots() {

@@ -28,20 +28,9 @@ const LONG_RETENTION: &str = "\n[storage]\nsnapshot_every = 200\nkeep_snapshots 
 /// Snapshots every 40 blocks, 2 kept: a validator down for a few hundred heights is past it.
 const SHORT_RETENTION: &str = "\n[storage]\nsnapshot_every = 40\nkeep_snapshots = 2\nsegment_kib = 64\n";
 
-/// `bastion init` of 4 validators and `full` full nodes into `dir` (p2p ports from `base`,
-/// ingress `+10`, metrics `+20`, public `+30`, API `+40`), with `storage` appended to every
-/// node.toml.
+/// [`common::init`], with `storage` appended to every node.toml.
 fn init(dir: &Path, base: u16, full: usize, storage: &str) {
-    let port = |k: u16| (base + k).to_string();
-    let out = Command::new(BIN)
-        .args(["init", "--validators", "4", "--seed", "7", "--base-port", &port(0)])
-        .args(["--ingress-port", &port(10), "--metrics-port", &port(20)])
-        .args(["--public-port", &port(30), "--api-port", &port(40), "--full-nodes", &full.to_string()])
-        .arg("--out")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    common::init(dir, base, full);
     let names = (0..4).map(|i| format!("v{i}")).chain((0..full).map(|j| format!("f{j}")));
     for name in names {
         let path = dir.join(name).join("node.toml");

@@ -167,3 +167,26 @@ pub fn roots(data: &Path) -> (BlockLog, u64, u64) {
 pub fn root(log: &BlockLog, h: u64) -> [u8; 32] {
     LogEntry::decode(&log.read(h).unwrap()).unwrap().root
 }
+
+/// `bastion init` of 4 validators and `full` full nodes into `dir`; p2p ports from `base`,
+/// ingress `base + 10`, metrics `base + 20`, public `base + 30`, API `base + 40`.
+pub fn init(dir: &Path, base: u16, full: usize) -> bastion_consensus::ChainSpec {
+    let port = |k: u16| (base + k).to_string();
+    let out = Command::new(BIN)
+        .args(["init", "--validators", "4", "--seed", "7", "--base-port", &port(0)])
+        .args(["--ingress-port", &port(10), "--metrics-port", &port(20)])
+        .args(["--public-port", &port(30), "--api-port", &port(40), "--full-nodes", &full.to_string()])
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for j in 0..full {
+        assert!(text.contains(&format!("f{j} full node")), "{text}");
+        let toml = std::fs::read_to_string(dir.join(format!("f{j}/node.toml"))).unwrap();
+        assert!(toml.contains("role = \"full\""), "{toml}");
+        assert!(!dir.join(format!("f{j}/keys.json")).exists(), "a full node holds no consensus keys");
+    }
+    bastion_consensus::ChainSpec::load(&dir.join("genesis.json")).unwrap()
+}
