@@ -158,9 +158,18 @@ pub enum OfferRefusal {
 }
 
 impl OfferRefusal {
-    /// Whether an honest peer could have sent it (then it is skipped, not penalized).
+    /// Whether an honest peer could have sent it (then it is skipped, not penalized). A
+    /// certified chain that is not the trusted one is: its certificate verified, so a quorum
+    /// of the validator set signed it, and the mismatch is the operator's trust point (a typo,
+    /// another chain's hash) far more likely than the peer's doing; penalizing would cut the
+    /// node off from every honest peer over a configuration mistake.
     pub fn honest(&self) -> bool {
-        matches!(self, OfferRefusal::OtherHeight { .. } | OfferRefusal::OtherLayout { .. })
+        matches!(
+            self,
+            OfferRefusal::OtherHeight { .. }
+                | OfferRefusal::OtherLayout { .. }
+                | OfferRefusal::NotTrusted { .. }
+        )
     }
 }
 

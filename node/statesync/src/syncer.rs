@@ -532,7 +532,11 @@ impl Syncer<'_> {
                 }
             }
             Err(r) if r.honest() => {
-                self.notes.insert(peer.to_string(), r.to_string());
+                let why = r.to_string();
+                if self.notes.get(peer) != Some(&why) {
+                    tracing::warn!(peer, "state sync: no usable offer from this peer: {why}");
+                }
+                self.notes.insert(peer.to_string(), why);
             }
             Err(r) => {
                 self.stats.bad_offers += 1;
