@@ -168,7 +168,9 @@ struct Group {
 
 enum Pending {
     Manifest,
-    Chunk(u32),
+    /// A chunk of the target with this manifest digest (a target may change while requests
+    /// are out: a late answer for an earlier one is dropped, not checked against the new).
+    Chunk([u8; 32], u32),
 }
 
 struct Target {
@@ -375,7 +377,7 @@ impl Syncer<'_> {
             .map(|p| (p, 0))
             .collect();
         for (p, k, _) in self.pending.values() {
-            if let (Pending::Chunk(_), Some(n)) = (k, load.get_mut(p)) {
+            if let (Pending::Chunk(..), Some(n)) = (k, load.get_mut(p)) {
                 *n += 1;
             }
         }
@@ -406,7 +408,7 @@ impl Syncer<'_> {
                     *n += 1;
                     t.asked_bytes += chunk;
                     t.in_flight.insert(next);
-                    self.pending.insert(id, (peer, Pending::Chunk(next), Instant::now()));
+                    self.pending.insert(id, (peer, Pending::Chunk(t.digest, next), Instant::now()));
                 }
                 Err(_) => {
                     self.backoff.insert(peer, now + Duration::from_millis(500));
@@ -417,8 +419,10 @@ impl Syncer<'_> {
         }
     }
 
-    fn chunk_failed(&mut self, index: u32) {
-        if let Some(t) = &mut self.target {
+    fn chunk_failed(&mut self, target: &[u8; 32], index: u32) {
+        if let Some(t) = &mut self.target
+            && t.digest == *target
+        {
             t.in_flight.remove(&index);
         }
     }
@@ -433,8 +437,8 @@ impl Syncer<'_> {
         let Some((asked, kind, _)) = self.pending.remove(&id) else { return Ok(()) };
         let peer = if peer.is_empty() { asked.as_str() } else { peer };
         let peer = peer.to_string();
-        if let Pending::Chunk(i) = kind {
-            self.chunk_failed(i);
+        if let Pending::Chunk(target, i) = kind {
+            self.chunk_failed(&target, i);
         }
         let bytes = match data {
             Ok(b) => b,
@@ -471,9 +475,12 @@ impl Syncer<'_> {
                     Instant::now() + Duration::from_millis(u64::from(retry_after_ms.min(10_000))),
                 );
             }
-            (Pending::Chunk(i), Answer::Chunk { height, index, bytes }) => {
+            (Pending::Chunk(target, i), Answer::Chunk { height, index, bytes }) => {
                 self.stats.bytes_downloaded += bytes.len() as u64;
                 let Some(t) = &mut self.target else { return Ok(()) };
+                if t.digest != target {
+                    return Ok(()); // asked for an abandoned target
+                }
                 if height != t.chunks.manifest().height || index != i {
                     self.ban(
                         transport,
@@ -494,12 +501,15 @@ impl Syncer<'_> {
                     );
                 }
             }
-            (Pending::Chunk(_), Answer::NoSnapshot { .. }) => {
-                // The peer rotated the snapshot away: it no longer holds the target.
-                if let Some(t) = &mut self.target
-                    && let Some(g) = self.groups.get_mut(&t.digest)
-                {
+            (Pending::Chunk(target, _), Answer::NoSnapshot { .. }) => {
+                // The peer rotated the snapshot away: it no longer holds that target.
+                if let Some(g) = self.groups.get_mut(&target) {
                     g.peers.remove(&peer);
+                }
+                if let Some(t) = &mut self.target
+                    && t.digest == target
+                    && let Some(g) = self.groups.get(&t.digest)
+                {
                     if g.peers.is_empty() && t.orphaned.is_none() {
                         t.orphaned = Some(Instant::now());
                     }
@@ -553,8 +563,8 @@ impl Syncer<'_> {
             self.pending.iter().filter(|(_, (_, _, at))| at.elapsed() >= limit).map(|(id, _)| *id).collect();
         for id in late {
             if let Some((peer, kind, _)) = self.pending.remove(&id) {
-                if let Pending::Chunk(i) = kind {
-                    self.chunk_failed(i);
+                if let Pending::Chunk(target, i) = kind {
+                    self.chunk_failed(&target, i);
                 }
                 self.backoff.insert(peer, Instant::now() + Duration::from_secs(2));
             }
