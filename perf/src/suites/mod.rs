@@ -13,6 +13,7 @@ pub mod oracle;
 pub mod pricing;
 pub mod risk;
 pub mod sigverify;
+pub mod statesync;
 pub mod storage;
 
 /// The `bastion` binary the process-based suites run: `$BASTION_BIN`, else next to this
@@ -148,5 +149,10 @@ pub const ALL: &[Suite] = &[
         name: "api",
         about: "public edge: WebSocket fan-out to 1,000 subscribers, REST reads/s, gossip submit latency, full-node catch-up",
         run: api::run,
+    },
+    Suite {
+        name: "statesync",
+        about: "joining from a certified snapshot: chunk serving, verified sync from 4 peers vs loading one's own snapshot",
+        run: statesync::run,
     },
 ];
