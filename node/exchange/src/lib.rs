@@ -81,6 +81,10 @@ pub use state::*;
 
 use bastion_types::{AccountId, Block, Event, Reject};
 
+/// Records per thread below which [`State::recompute_root`] uses fewer threads (spawning one
+/// costs more than summing a few thousand records).
+pub const RECOMPUTE_PART: usize = 16_384;
+
 /// Why a whole block was refused. The state is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {
@@ -321,14 +325,46 @@ impl State {
     }
 
     /// The state root recomputed from every record, ignoring the incremental commitment.
-    /// Equal to [`State::state_root`] unless a change escaped the dirty tracking.
+    /// Equal to [`State::state_root`] unless a change escaped the dirty tracking. Large states
+    /// are summed on every available core (a state sync recomputes a whole joined state).
     pub fn recompute_root(&self) -> StateRoot {
-        let mut c = root::Commitment::default();
-        for key in encode::all_keys(self) {
-            let value = encode::record(self, key);
-            c.update(key, value.as_deref());
-        }
-        c.root()
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.recompute_root_with(cores, RECOMPUTE_PART)
+    }
+
+    /// [`State::recompute_root`] on exactly `threads` threads (fewer when there are fewer
+    /// records): the keys are cut into parts whose lanes are summed apart and added, a sum, so
+    /// the root does not depend on the cut.
+    pub fn recompute_root_on(&self, threads: usize) -> StateRoot {
+        self.recompute_root_with(threads, 1)
+    }
+
+    /// On at most `threads` threads, each with at least `min_part` records.
+    fn recompute_root_with(&self, threads: usize, min_part: usize) -> StateRoot {
+        let keys = encode::all_keys(self);
+        let sum = |part: &[root::RecordKey]| {
+            root::lanes_of(part.iter().filter_map(|k| encode::record(self, *k).map(|v| (*k, v))))
+        };
+        let threads = threads.clamp(1, keys.len().checked_div(min_part).unwrap_or(1).max(1));
+        let per = keys.len().div_ceil(threads).max(1);
+        let mut parts = keys.chunks(per);
+        let first = parts.next().unwrap_or(&[]);
+        let lanes = std::thread::scope(|scope| {
+            let workers: Vec<_> = parts
+                .map(|part| (part, std::thread::Builder::new().spawn_scoped(scope, move || sum(part))))
+                .collect();
+            let mut lanes = sum(first);
+            for (part, worker) in workers {
+                let other = match worker {
+                    Ok(w) => w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                    // No thread to be had: this part here.
+                    Err(_) => sum(part),
+                };
+                root::add_lanes(&mut lanes, &other);
+            }
+            lanes
+        });
+        root::root_of(&lanes)
     }
 
     /// Health of an account's cross-margined part.

@@ -154,6 +154,25 @@ impl Commitment {
     }
 }
 
+/// The lanes of a set of records, from nothing: the sum of each record's expansion. Lanes add
+/// up (see [`add_lanes`]), so parts of a record set summed apart give the same total.
+pub(crate) fn lanes_of(records: impl Iterator<Item = (RecordKey, Vec<u8>)>) -> Box<[u16; LANES]> {
+    let mut lanes = Box::new([0u16; LANES]);
+    for (key, value) in records {
+        for (l, e) in lanes.iter_mut().zip(expand(&Commitment::digest(key, &value)).iter()) {
+            *l = l.wrapping_add(*e);
+        }
+    }
+    lanes
+}
+
+/// Adds `other` into `lanes` (mod 2^16, lane by lane).
+pub(crate) fn add_lanes(lanes: &mut [u16; LANES], other: &[u16; LANES]) {
+    for (l, o) in lanes.iter_mut().zip(other.iter()) {
+        *l = l.wrapping_add(*o);
+    }
+}
+
 /// The state root of a set of lanes: BLAKE3 of their little-endian bytes.
 pub(crate) fn root_of(lanes: &[u16; LANES]) -> StateRoot {
     let mut bytes = [0u8; LANES * 2];

@@ -366,3 +366,17 @@ fn many_accounts_round_trip() {
         .collect();
     same_future(&mut state, &mut restored, &mut w, 3, 8);
 }
+
+/// The whole-state root is a sum over records: cut into parts on any number of threads it is
+/// the incremental one.
+#[test]
+fn the_root_recomputed_on_several_threads_is_the_incremental_one() {
+    for seed in seeds(3) {
+        let (state, _) = simulate(seed, 20, 60);
+        let root = state.state_root();
+        for threads in 1..=5 {
+            assert_eq!(state.recompute_root_on(threads), root, "seed {seed}, {threads} threads");
+        }
+        assert_eq!(state.recompute_root(), root, "seed {seed}");
+    }
+}

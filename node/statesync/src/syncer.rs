@@ -508,11 +508,10 @@ impl Syncer<'_> {
                 }
                 if let Some(t) = &mut self.target
                     && t.digest == target
-                    && let Some(g) = self.groups.get(&t.digest)
+                    && t.orphaned.is_none()
+                    && self.groups.get(&t.digest).is_none_or(|g| g.peers.is_empty())
                 {
-                    if g.peers.is_empty() && t.orphaned.is_none() {
-                        t.orphaned = Some(Instant::now());
-                    }
+                    t.orphaned = Some(Instant::now());
                 }
             }
             (_, other) => {
