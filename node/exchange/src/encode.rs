@@ -11,8 +11,12 @@ const VERSION: u8 = 1;
 struct Enc(Vec<u8>);
 
 impl Enc {
+    /// Room for a typical record up front: growing from one byte reallocates five times, and
+    /// reallocation is what threads recomputing the root in parallel contend on.
     fn new() -> Self {
-        Enc(vec![VERSION])
+        let mut out = Vec::with_capacity(256);
+        out.push(VERSION);
+        Enc(out)
     }
     fn u8(&mut self, v: u8) -> &mut Self {
         self.0.push(v);
