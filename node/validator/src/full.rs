@@ -189,10 +189,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     };
     status.api = api.as_ref().map(|a| a.local_addr().to_string());
     let mut asked: Option<(u64, Instant)> = None;
-    // A sync an earlier run began (killed or stopped) resumes at once from its verified chunks.
-    let interrupted = bastion_statesync::chunks::ChunkStore::saved(&cfg.data_dir).is_some();
     let mut want_sync = cfg.state_sync.enable
-        && (opts.state_sync || interrupted || trust.is_some_and(|t| store.state().height < t.height));
+        && (opts.state_sync
+            || crate::state_sync::interrupted(&cfg.data_dir)
+            || trust.is_some_and(|t| store.state().height < t.height));
     let mut stuck = Stuck::default();
     let mut sync_retry_at: Option<Instant> = None;
     let mut last_status = Instant::now() - Duration::from_secs(1);

@@ -59,7 +59,7 @@ fn spec_for(data_dir: &Path, genesis: Option<&PathBuf>) -> Result<ChainSpec, Str
             let parent = data_dir.parent().unwrap_or(Path::new("."));
             let beside = parent.join("genesis.json");
             let above = parent.parent().map(|p| p.join("genesis.json"));
-            match [Some(beside.clone()), above].into_iter().flatten().find(|p| p.exists()) {
+            match [Some(beside), above].into_iter().flatten().find(|p| p.exists()) {
                 Some(p) => p,
                 None => {
                     return Err(format!(

@@ -259,6 +259,12 @@ impl SyncStatus {
     }
 }
 
+/// Whether an earlier run began a sync in `data_dir` (killed or stopped): it resumes at once,
+/// from its verified chunks.
+pub fn interrupted(data_dir: &Path) -> bool {
+    bastion_statesync::chunks::ChunkStore::saved(data_dir).is_some()
+}
+
 /// The public network as the sync's transport.
 pub struct GossipTransport<'a> {
     gossip: &'a Gossip,
@@ -453,9 +459,7 @@ pub fn validator_sync(
         None => cfg.state_sync.trust()?,
     };
     let height = store.state().height;
-    // A sync an earlier run began (killed or stopped) resumes at once from its verified chunks.
-    let interrupted = bastion_statesync::chunks::ChunkStore::saved(&cfg.data_dir).is_some();
-    let forced = opts.state_sync || interrupted || trust.is_some_and(|t| height < t.height);
+    let forced = opts.state_sync || interrupted(&cfg.data_dir) || trust.is_some_and(|t| height < t.height);
     let Some(listen) = cfg.public.listen else {
         if forced {
             return Err(
