@@ -22,6 +22,10 @@ impl Enc {
         self.0.push(v);
         self
     }
+    fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(v);
+        self
+    }
     fn u32(&mut self, v: u32) -> &mut Self {
         self.0.extend_from_slice(&v.to_le_bytes());
         self
@@ -106,7 +110,8 @@ fn global(s: &State) -> Vec<u8> {
     let mut e = Enc::new();
     e.u64(s.height)
         .u64(s.timestamp_ms)
-        .u64(s.authority.0)
+        .u8(u8::from(s.authority.is_some()))
+        .u64(s.authority.map_or(0, |a| a.0))
         .json(&s.oracle)
         .json(&s.liquidation)
         .i128(s.fees)
@@ -121,7 +126,7 @@ fn global(s: &State) -> Vec<u8> {
             None => e.u8(0),
         };
     }
-    e.json(&s.chain_id).u8(u8::from(s.devnet)).u64(s.governance_nonce);
+    e.json(&s.chain_id).u8(u8::from(s.devnet)).u64(s.governance_nonce).u64(s.bridge.last_voucher);
     e.0
 }
 
@@ -159,6 +164,23 @@ pub(crate) fn record(s: &State, key: RecordKey) -> Option<Vec<u8>> {
         RecordKey::Observation(v) => {
             s.observations.get(usize::from(v)).and_then(Option::as_ref).map(observation)
         }
+        RecordKey::Credited(id) => s.bridge.credited.get(&bastion_types::SourceId(id)).map(|c| {
+            let d = &c.deposit;
+            let mut e = Enc::new();
+            e.bytes(&d.source_id.0).u64(d.to.0).u32(u32::from(d.asset.0)).i128(d.amount).u64(c.height);
+            e.0
+        }),
+        RecordKey::Voucher(id) => s.bridge.vouchers.get(&id).map(|v| {
+            let mut e = Enc::new();
+            let w = &v.voucher;
+            e.u64(w.id).u64(w.account.0).u32(u32::from(w.asset.0)).i128(w.amount).u64(w.height);
+            // At most one signature per validator (checked on inclusion).
+            e.u32(u32::try_from(v.approvals.len()).unwrap_or(u32::MAX));
+            for a in &v.approvals {
+                e.u32(u32::from(a.validator.0)).bytes(&a.signature);
+            }
+            e.0
+        }),
     }
 }
 
@@ -195,5 +217,7 @@ pub(crate) fn all_keys(s: &State) -> Vec<RecordKey> {
             .filter_map(|(i, _)| u16::try_from(i).ok())
             .map(RecordKey::Observation),
     );
+    keys.extend(s.bridge.credited.keys().map(|id| RecordKey::Credited(id.0)));
+    keys.extend(s.bridge.vouchers.keys().map(|id| RecordKey::Voucher(*id)));
     keys
 }

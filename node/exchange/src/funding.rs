@@ -354,7 +354,7 @@ mod tests {
         let prices = [(UnderlyingId(0), 100_000_000_000), (UnderlyingId(1), 4_000_000_000)];
         let oracle = crate::testkit::observe_all(&g.chain_id, 4, 1, t, &prices);
         let block =
-            Block { height: 1, timestamp_ms: g.timestamp_ms + 1, oracle, txs: vec![], proposals: vec![] };
+            Block { height: 1, timestamp_ms: g.timestamp_ms + 1, oracle, txs: vec![], ..Default::default() };
         s.apply_block(&block).unwrap();
         let market = MarketId(0);
         let start = s.markets[&market].funding.last_settled_ms;

@@ -22,8 +22,17 @@ pub struct Genesis {
     /// any other chain parameters change only by validators' signed governance proposals.
     #[serde(default)]
     pub devnet: bool,
-    /// The bridge and devnet parameter authority.
-    pub authority: AccountId,
+    /// The devnet's authority: the one key that may credit deposits (`Action::Deposit`) and
+    /// change parameters (`Action::UpdateParams`). Allowed only with `devnet`: a genesis that
+    /// is not a devnet's and names one is refused, since on a real chain no single key may mint
+    /// collateral or bend the rules (deposits are credited by 2/3 of stake's attestations,
+    /// parameters changed by 2/3 of stake's governance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<AccountId>,
+    /// The insurance fund at genesis, quote micro-units (counted as a deposit of the quote
+    /// asset). Bridge deposits to `INSURANCE_FUND_ACCOUNT` top it up later.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub insurance_fund: bastion_types::Micros,
     /// Validator stakes, by validator index.
     pub validator_stakes: Vec<u64>,
     /// Validators' ed25519 identity keys (hex), by validator index: they sign governance
@@ -44,11 +53,18 @@ pub struct Genesis {
 
 const USD: i128 = 1_000_000;
 
+fn is_zero(v: &bastion_types::Micros) -> bool {
+    *v == 0
+}
+
 /// Secret seeds of the devnet genesis's four validator identity keys ([`Genesis::devnet`]).
 /// Public, so only for tests and local devnets: they let the test workloads sign oracle
 /// observations and governance approvals. A real network's genesis lists its validators'
 /// own keys (the validator binary replaces these with the operators' identities).
 pub const DEVNET_VALIDATOR_SEEDS: [[u8; 32]; 4] = [[21; 32], [22; 32], [23; 32], [24; 32]];
+
+/// The devnet's insurance fund at genesis: 250,000 USDC.
+pub const DEVNET_INSURANCE_FUND: bastion_types::Micros = 250_000 * USD;
 
 /// Longest chain id (bytes), as the genesis file allows.
 pub const CHAIN_ID_MAX: usize = 64;
@@ -202,7 +218,8 @@ impl Genesis {
             timestamp_ms: t0_ms,
             chain_id: "bastion-devnet".into(),
             devnet: true,
-            authority: AccountId(0),
+            authority: Some(AccountId(0)),
+            insurance_fund: DEVNET_INSURANCE_FUND,
             validator_stakes: vec![100, 100, 100, 100],
             validator_keys: DEVNET_VALIDATOR_SEEDS.iter().map(|s| crate::public_key_hex(*s)).collect(),
             assets: vec![
@@ -255,7 +272,7 @@ impl Genesis {
     /// The same genesis with `authority` as the bridge and parameter authority (a builder: the
     /// validator derives the authority's account id from its public key).
     pub fn with_authority(mut self, authority: AccountId) -> Genesis {
-        self.authority = authority;
+        self.authority = Some(authority);
         self
     }
 }
@@ -291,6 +308,18 @@ impl State {
         if g.chain_id.len() > CHAIN_ID_MAX {
             return Err(Reject::InvalidParams(format!("chain_id is longer than {CHAIN_ID_MAX} bytes")));
         }
+        if !g.devnet && g.authority.is_some() {
+            return Err(Reject::InvalidParams(
+                "authority is set but devnet is false: on a chain that is not a devnet no single key may mint \
+                 collateral or change parameters (deposits are credited by 2/3 of stake's attestations, \
+                 parameters changed by 2/3 of stake's governance); remove `authority`, or set `devnet` to \
+                 true for a test network"
+                    .into(),
+            ));
+        }
+        if g.insurance_fund < 0 {
+            return Err(Reject::InvalidParams(format!("insurance_fund {} is negative", g.insurance_fund)));
+        }
         let keys = validator_keys(g)?;
         let mut s = State {
             height: 0,
@@ -311,7 +340,12 @@ impl State {
             assets: g
                 .assets
                 .iter()
-                .map(|spec| Asset { spec: spec.clone(), deposits: 0, withdrawals: 0, insurance: 0 })
+                .enumerate()
+                .map(|(i, spec)| {
+                    // The genesis fund is the quote asset's (asset 0): a deposit into the fund.
+                    let seed = if i == 0 { g.insurance_fund } else { 0 };
+                    Asset { spec: spec.clone(), deposits: seed, withdrawals: 0, insurance: seed }
+                })
                 .collect(),
             underlyings: g
                 .underlyings
@@ -333,6 +367,7 @@ impl State {
             fees: 0,
             pending: Vec::new(),
             next_order: 1,
+            bridge: Default::default(),
             commitment: Default::default(),
             dirty: Vec::new(),
         };
@@ -355,7 +390,9 @@ impl State {
             m.funding.last_settled_ms = g.timestamp_ms;
             s.markets.insert(spec.id, m);
         }
-        s.accounts.insert(g.authority, Account::default());
+        if let Some(authority) = g.authority {
+            s.accounts.insert(authority, Account::default());
+        }
         for key in crate::encode::all_keys(&s) {
             s.dirty.push(key);
         }
@@ -404,10 +441,10 @@ mod tests {
     #[test]
     fn with_authority_replaces_the_authority_only() {
         let g = Genesis::devnet().with_authority(AccountId(0xABCD));
-        assert_eq!(g.authority, AccountId(0xABCD));
-        assert_eq!(Genesis { authority: AccountId(0), ..g.clone() }, Genesis::devnet());
+        assert_eq!(g.authority, Some(AccountId(0xABCD)));
+        assert_eq!(Genesis { authority: Some(AccountId(0)), ..g.clone() }, Genesis::devnet());
         let s = State::from_genesis(&g).unwrap();
-        assert_eq!(s.authority, AccountId(0xABCD));
+        assert_eq!(s.authority, Some(AccountId(0xABCD)));
         assert!(s.accounts.get(&AccountId(0xABCD)).is_some());
         assert!(s.accounts.get(&AccountId(0)).is_none());
     }

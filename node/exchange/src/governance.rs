@@ -93,9 +93,9 @@ impl State {
     /// The stake whose valid signatures approve `p`, if at least 2/3 of all stake; otherwise
     /// (or on any invalid, duplicate or unknown approval) why not.
     fn approved_stake(&self, p: &GovernanceProposal) -> Result<u128, String> {
-        let total: u128 = self.validators.iter().map(|v| u128::from(v.stake)).sum();
+        let total = self.total_stake();
         let approved = self.signed_stake(p)?;
-        if total == 0 || approved.saturating_mul(3) < total.saturating_mul(2) {
+        if !self.is_quorum(approved) {
             return Err(format!("approvals carry stake {approved} of {total}; at least 2/3 is required"));
         }
         Ok(approved)
@@ -115,32 +115,7 @@ impl State {
     /// The stake of `p`'s approvals, each a valid signature by a distinct known validator with
     /// a key; otherwise why not.
     fn signed_stake(&self, p: &GovernanceProposal) -> Result<u128, String> {
-        if p.approvals.len() > self.validators.len() {
-            return Err(format!("{} approvals for {} validators", p.approvals.len(), self.validators.len()));
-        }
-        let message = governance_message(&self.chain_id, p);
-        let mut seen = vec![false; self.validators.len()];
-        let mut approved: u128 = 0;
-        for a in &p.approvals {
-            let vi = usize::from(a.validator.0);
-            let (Some(v), Some(s)) = (self.validators.get(vi), seen.get_mut(vi)) else {
-                return Err(format!("approval by unknown validator {}", a.validator.0));
-            };
-            if std::mem::replace(s, true) {
-                return Err(format!("validator {vi} approves twice"));
-            }
-            let Some(key) = v.key else {
-                return Err(format!("validator {vi} has no governance key in the genesis"));
-            };
-            let valid = ed25519_zebra::VerificationKey::try_from(key)
-                .and_then(|k| k.verify(&ed25519_zebra::Signature::from(a.signature), &message))
-                .is_ok();
-            if !valid {
-                return Err(format!("validator {vi}'s approval signature does not verify"));
-            }
-            approved = approved.saturating_add(u128::from(v.stake));
-        }
-        Ok(approved)
+        self.signed_stake_of(&governance_message(&self.chain_id, p), &p.approvals)
     }
 
     /// Accepts the block's proposals (already checked by [`Self::check_proposals`]): each

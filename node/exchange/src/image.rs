@@ -57,7 +57,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Version of the image layout; bump on any change (snapshot files record it).
-pub const IMAGE_LAYOUT: u32 = 3;
+pub const IMAGE_LAYOUT: u32 = 4;
 
 /// Why an image could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +92,14 @@ struct Params {
     validator_keys: Vec<Option<[u8; 32]>>,
     /// Each validator's latest included observation, by index.
     observations: Vec<Option<bastion_types::Observation>>,
+    /// The devnet authority, if any.
+    authority: Option<AccountId>,
+    /// Credited bridge deposits, ascending by source id.
+    credited: Vec<crate::bridge::Credited>,
+    /// Withdrawal vouchers, ascending by id.
+    vouchers: Vec<crate::bridge::VoucherEntry>,
+    /// The last voucher id assigned.
+    last_voucher: u64,
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize)]
@@ -99,7 +107,6 @@ struct Image {
     layout: u32,
     height: u64,
     timestamp_ms: u64,
-    authority: u64,
     next_order: u64,
     fees: i128,
     root: [u8; 32],
@@ -314,10 +321,11 @@ impl Image {
 pub struct StateView {
     height: u64,
     timestamp_ms: u64,
-    authority: AccountId,
+    authority: Option<AccountId>,
     chain_id: String,
     devnet: bool,
     governance_nonce: u64,
+    bridge: crate::bridge::BridgeState,
     validators: Vec<Validator>,
     observations: Vec<Option<bastion_types::Observation>>,
     oracle: OracleParams,
@@ -385,6 +393,7 @@ impl State {
             chain_id: self.chain_id.clone(),
             devnet: self.devnet,
             governance_nonce: self.governance_nonce,
+            bridge: self.bridge.clone(),
             validators: self.validators.clone(),
             observations: self.observations.clone(),
             oracle: self.oracle,
@@ -571,12 +580,15 @@ impl StateView {
             governance_nonce: self.governance_nonce,
             validator_keys: self.validators.iter().map(|v| v.key).collect(),
             observations: self.observations.clone(),
+            authority: self.authority,
+            credited: self.bridge.credited.values().cloned().collect(),
+            vouchers: self.bridge.vouchers.values().cloned().collect(),
+            last_voucher: self.bridge.last_voucher,
         };
         Ok(Image {
             layout: IMAGE_LAYOUT,
             height: self.height,
             timestamp_ms: self.timestamp_ms,
-            authority: self.authority.0,
             next_order: self.next_order,
             fees: self.fees,
             root: self.root,
@@ -737,10 +749,11 @@ fn load(img: &ArchivedImage) -> Result<State, ImageError> {
             )));
         }
     }
+    let bridge = bridge_records(params.credited, params.vouchers, params.last_voucher)?;
     let mut state = State {
         height: img.height.to_native(),
         timestamp_ms: img.timestamp_ms.to_native(),
-        authority: AccountId(img.authority.to_native()),
+        authority: params.authority,
         chain_id: params.chain_id,
         devnet: params.devnet,
         governance_nonce: params.governance_nonce,
@@ -763,6 +776,7 @@ fn load(img: &ArchivedImage) -> Result<State, ImageError> {
         fees: img.fees.to_native(),
         pending: params.pending,
         next_order: img.next_order.to_native(),
+        bridge,
         commitment: Commitment::default(),
         dirty: Vec::new(),
     };
@@ -914,6 +928,32 @@ const DIGEST_PART: usize = 8_192;
 /// The digest of every record of `s`, as the commitment keeps them. Records are independent
 /// and the map is a set, so parts of the key list are digested on all available cores while
 /// the calling thread fills the map; the result does not depend on the number of threads.
+/// The bridge's records from the image's lists: each source id and voucher id once, voucher
+/// ids at most the last one assigned.
+fn bridge_records(
+    credited: Vec<crate::bridge::Credited>,
+    vouchers: Vec<crate::bridge::VoucherEntry>,
+    last_voucher: u64,
+) -> Result<crate::bridge::BridgeState, ImageError> {
+    let mut b = crate::bridge::BridgeState { last_voucher, ..Default::default() };
+    for c in credited {
+        let id = c.deposit.source_id;
+        if b.credited.insert(id, c).is_some() {
+            return Err(inconsistent(format!("deposit {id} credited twice")));
+        }
+    }
+    for v in vouchers {
+        let id = v.voucher.id;
+        if id == 0 || id > last_voucher {
+            return Err(inconsistent(format!("voucher {id} is not in 1..={last_voucher}")));
+        }
+        if b.vouchers.insert(id, v).is_some() {
+            return Err(inconsistent(format!("voucher {id} appears twice")));
+        }
+    }
+    Ok(b)
+}
+
 fn rebuild_digests(s: &State) -> Result<HashMap<RecordKey, [u8; 32]>, ImageError> {
     let keys = crate::encode::all_keys(s);
     let mut map = HashMap::with_capacity(keys.len());

@@ -39,6 +39,7 @@
     deny(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)
 )]
 
+mod bridge;
 mod encode;
 mod funding;
 mod genesis;
@@ -59,8 +60,9 @@ mod state;
 pub mod testkit;
 mod trade;
 
+pub use bridge::{BridgeError, BridgeState, Credited, VoucherEntry, sign_deposit, sign_voucher};
 pub use funding::{premium_ppm, rate_8h};
-pub use genesis::{CHAIN_ID_MAX, DEVNET_VALIDATOR_SEEDS, Genesis};
+pub use genesis::{CHAIN_ID_MAX, DEVNET_INSURANCE_FUND, DEVNET_VALIDATOR_SEEDS, Genesis};
 pub use governance::{public_key_hex, sign_approval};
 pub use grid::{GridError, PortfolioGrid};
 pub use image::{IMAGE_LAYOUT, ImageError, StateView};
@@ -100,6 +102,10 @@ pub enum BlockError {
     /// A governance proposal the block may not carry (see `State::check_proposals`).
     #[error("governance proposal {index}: {reason}")]
     Governance { index: usize, reason: String },
+    /// A bridge deposit or voucher signature set the block may not carry (see
+    /// [`State::check_bridge`]; vouchers are indexed after the deposits).
+    #[error("bridge item {index}: {reason}")]
+    Bridge { index: usize, reason: BridgeError },
     /// A transaction the block may not include (see [`State::check_txs`]).
     #[error("transaction {index} is not includable: {reason}")]
     Tx { index: usize, reason: TxError },
@@ -165,6 +171,7 @@ impl State {
         }
         self.check_observations(block)?;
         self.check_proposals(block)?;
+        self.check_bridge(block)?;
         self.check_txs(&block.txs)?;
         let mut events = Vec::new();
         self.height = block.height;
@@ -175,6 +182,7 @@ impl State {
         self.store_observations(block);
         self.apply_pending(&mut events);
         self.accept_proposals(&block.proposals, &mut events);
+        self.apply_bridge(block, &mut events);
         self.expire_orders(block.height, &mut events);
         let r = self.update_oracle(now, &mut events);
         fault(&mut events, "oracle", r);

@@ -146,10 +146,6 @@ impl State {
             .collect()
     }
 
-    fn total_stake(&self) -> u128 {
-        self.validators.iter().map(|v| u128::from(v.stake)).sum()
-    }
-
     /// The settlement price of options on `u` expiring at `expiry_ms`, if the fresh stored
     /// observations made at or after the expiry cover 2/3 of stake at `now_ms`: their lower
     /// weighted median.

@@ -33,6 +33,10 @@ pub enum RecordKey {
     Order(u32, u64),
     /// A validator's latest included oracle observation.
     Observation(u16),
+    /// A credited bridge deposit, by source id.
+    Credited([u8; 32]),
+    /// A withdrawal voucher and its signatures.
+    Voucher(u64),
 }
 
 impl RecordKey {
@@ -63,6 +67,14 @@ impl RecordKey {
             RecordKey::Observation(v) => {
                 out.push(6);
                 out.extend_from_slice(&v.to_le_bytes());
+            }
+            RecordKey::Credited(id) => {
+                out.push(7);
+                out.extend_from_slice(&id);
+            }
+            RecordKey::Voucher(id) => {
+                out.push(8);
+                out.extend_from_slice(&id.to_le_bytes());
             }
         }
     }

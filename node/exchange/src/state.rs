@@ -557,8 +557,9 @@ pub struct State {
     pub height: u64,
     /// Timestamp of the last applied block.
     pub timestamp_ms: u64,
-    /// Signs deposits (the bridge) and, on devnets, parameter updates.
-    pub authority: AccountId,
+    /// On a devnet only, the key that may credit deposits (`Action::Deposit`) and change
+    /// parameters; `None` on every other chain (the genesis refuses one there).
+    pub authority: Option<AccountId>,
     /// The chain id governance signatures are bound to.
     pub chain_id: String,
     /// A test network: its authority may change parameters (`Action::UpdateParams`).
@@ -588,6 +589,8 @@ pub struct State {
     pub pending: Vec<bastion_types::ParamUpdate>,
     /// Next order id to assign (one sequence across markets).
     pub next_order: u64,
+    /// Credited source deposits and withdrawal vouchers (see `bridge`).
+    pub(crate) bridge: crate::bridge::BridgeState,
     /// Incremental state commitment.
     pub(crate) commitment: Commitment,
     /// Records changed in the current block.

@@ -390,7 +390,7 @@ impl Workload {
     }
 
     fn block(&mut self, oracle: Vec<SignedObservation>, txs: Vec<Tx>) -> Block {
-        let b = Block { height: self.height, timestamp_ms: self.time_ms, oracle, txs, proposals: Vec::new() };
+        let b = Block { height: self.height, timestamp_ms: self.time_ms, oracle, txs, ..Block::default() };
         self.height += 1;
         self.time_ms += self.block_ms;
         b
@@ -441,7 +441,7 @@ pub fn portfolio_state(accounts: u64, seed: u64, extra_strikes: usize, extremes:
             timestamp_ms: t,
             oracle: observe_all(&g.chain_id, n, height, t, &[(UnderlyingId(0), btc), (UnderlyingId(1), eth)]),
             txs: Vec::new(),
-            proposals: Vec::new(),
+            ..Block::default()
         };
         if let Err(e) = state.apply_block(&block) {
             panic!("portfolio_state oracle block: {e:?}");

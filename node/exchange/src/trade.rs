@@ -68,7 +68,7 @@ impl State {
             Action::SetIsolated { market, isolated } => self.set_isolated(signer, *market, *isolated),
             Action::TransferIsolated { market, amount } => self.transfer_isolated(signer, *market, *amount),
             Action::UpdateParams(update) => {
-                if signer != self.authority {
+                if Some(signer) != self.authority {
                     return Err(Reject::Unauthorized);
                 }
                 // One key must not govern a real chain (issue 15): there, parameters change
@@ -87,6 +87,8 @@ impl State {
         self.accounts.get(&id).ok_or(Reject::UnknownAccount(id))
     }
 
+    /// The devnet authority's deposit (`Action::Deposit`). On any other chain collateral
+    /// arrives only through deposits that 2/3 of stake attested (see `bridge`).
     fn deposit(
         &mut self,
         signer: AccountId,
@@ -95,9 +97,24 @@ impl State {
         amount: Micros,
         events: &mut Vec<Event>,
     ) -> R<()> {
-        if signer != self.authority {
+        if Some(signer) != self.authority {
             return Err(Reject::Unauthorized);
         }
+        if !self.devnet {
+            return Err(Reject::DevnetOnly);
+        }
+        self.credit(to, asset, amount, events)
+    }
+
+    /// Credits `amount` of `asset` to `to` (created if new): a deposit, by the devnet authority
+    /// or by validators' attestations.
+    pub(crate) fn credit(
+        &mut self,
+        to: AccountId,
+        asset: AssetId,
+        amount: Micros,
+        events: &mut Vec<Event>,
+    ) -> R<()> {
         if amount <= 0 {
             return Err(Reject::NonPositiveAmount(amount));
         }
@@ -158,7 +175,8 @@ impl State {
         }
         self.touch(RecordKey::Asset(asset.0));
         self.touch_account(signer);
-        events.push(Event::Withdrew { account: signer, asset, amount });
+        let voucher = self.create_voucher(signer, asset, amount);
+        events.push(Event::Withdrew { account: signer, asset, amount, voucher });
         Ok(())
     }
 

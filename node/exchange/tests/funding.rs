@@ -29,7 +29,8 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
-        let state = State::from_genesis(&Genesis::devnet()).unwrap();
+        // An empty insurance fund: these tests watch every micro-unit that reaches it.
+        let state = State::from_genesis(&Genesis { insurance_fund: 0, ..Genesis::devnet() }).unwrap();
         Net { state, height: 0, nonces: Default::default(), prices: [100_000 * 1_000_000, 4_000 * 1_000_000] }
     }
 
@@ -48,7 +49,7 @@ impl Net {
         let prices = [(UnderlyingId(0), self.prices[0]), (UnderlyingId(1), self.prices[1])];
         let oracle =
             bastion_exchange::testkit::observe_all(&self.state.chain_id, 4, self.height, time_ms, &prices);
-        let block = Block { height: self.height, timestamp_ms: time_ms, oracle, txs, proposals: Vec::new() };
+        let block = Block { height: self.height, timestamp_ms: time_ms, oracle, txs, ..Default::default() };
         let out = self.state.apply_block(&block).unwrap();
         for e in &out.events {
             assert!(
@@ -269,7 +270,7 @@ fn an_account_emptied_before_the_boundary_pays_what_it_has_and_the_receivers_bea
     );
     let t1 = t0 + HOUR;
     n.block_at(t1, vec![]);
-    assert_eq!(n.state.insurance_fund(), 0, "the devnet fund starts empty");
+    assert_eq!(n.state.insurance_fund(), 0, "the fund starts empty");
     // 1 (cross) and 3 (isolated) hold 100 long for half the interval, against 2 and 4.
     let mut open = trade(2, 1, Side::Buy, 100);
     open.extend(trade(4, 3, Side::Buy, 100));

@@ -30,13 +30,7 @@ impl Net {
         let prices = [(UnderlyingId(0), 100_000 * 1_000_000), (UnderlyingId(1), 4_000 * 1_000_000)];
         let (height, t) = (self.height + 1, self.time_ms + 250);
         let oracle = bastion_exchange::testkit::observe_all(&self.state.chain_id, 4, height, t, &prices);
-        Block {
-            height: self.height + 1,
-            timestamp_ms: self.time_ms + 250,
-            oracle,
-            txs,
-            proposals: Vec::new(),
-        }
+        Block { height: self.height + 1, timestamp_ms: self.time_ms + 250, oracle, txs, ..Default::default() }
     }
 
     fn apply(&mut self, txs: Vec<Tx>) -> Result<Vec<Event>, BlockError> {

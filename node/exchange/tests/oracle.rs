@@ -18,7 +18,7 @@ const P: i64 = 100_000_000_000; // $100,000
 const USD: i128 = 1_000_000;
 
 fn block(height: u64, timestamp_ms: u64, oracle: Vec<SignedObservation>, txs: Vec<Tx>) -> Block {
-    Block { height, timestamp_ms, oracle, txs, proposals: vec![] }
+    Block { height, timestamp_ms, oracle, txs, ..Block::default() }
 }
 
 fn devnet() -> (State, u64) {

@@ -55,7 +55,7 @@ impl Net {
                 4,
             ),
             txs,
-            proposals: Vec::new(),
+            ..Default::default()
         };
         let out = self.state.apply_block(&block).unwrap();
         if let Err(v) = self.state.check_invariants() {
@@ -207,7 +207,7 @@ fn before_expiry(expiry_ms: u64) -> (State, PricePath, u64, u64) {
         t += 100;
         let oracle = bastion_exchange::testkit::path_observations(&path, &state.chain_id, height, t, 4);
         state
-            .apply_block(&Block { height, timestamp_ms: t, oracle, txs: vec![], proposals: vec![] })
+            .apply_block(&Block { height, timestamp_ms: t, oracle, txs: vec![], ..Default::default() })
             .unwrap();
     }
     (state, path, height, t)
@@ -250,7 +250,7 @@ fn a_leader_cannot_choose_the_settlement_price_by_the_block_time() {
             timestamp_ms: expiry + 400,
             oracle: pre,
             txs: vec![],
-            proposals: vec![],
+            ..Default::default()
         })
         .unwrap();
     assert!(settled(&out.events).is_empty(), "{:?}", out.events);
@@ -273,7 +273,7 @@ fn a_leader_cannot_choose_the_settlement_price_by_the_block_time() {
             timestamp_ms: expiry + 450,
             oracle: half,
             txs: vec![],
-            proposals: vec![],
+            ..Default::default()
         })
         .unwrap();
     assert!(settled(&out.events).is_empty(), "{:?}", out.events);
@@ -298,7 +298,7 @@ fn a_leader_cannot_choose_the_settlement_price_by_the_block_time() {
             timestamp_ms: expiry + offset,
             oracle: observed.clone(),
             txs: vec![],
-            proposals: vec![],
+            ..Default::default()
         };
         let out = s.apply_block(&block).unwrap();
         let p = settled(&out.events);

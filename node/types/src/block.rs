@@ -26,6 +26,13 @@ pub struct Block {
     /// the block is verified and again when it is executed; a block carrying one invalid
     /// approval, too little stake or a wrong governance nonce is refused whole).
     pub proposals: Vec<GovernanceProposal>,
+    /// Source-chain deposits with validators' attestations (see [`crate::AttestedDeposit`]):
+    /// each credited once its attestations weigh 2/3 of stake; at most
+    /// [`crate::DEPOSITS_PER_BLOCK_MAX`].
+    pub deposits: Vec<crate::AttestedDeposit>,
+    /// Validators' signatures of withdrawal vouchers (see [`crate::VoucherSignatures`]); at
+    /// most [`crate::VOUCHERS_PER_BLOCK_MAX`].
+    pub vouchers: Vec<crate::VoucherSignatures>,
 }
 
 /// What one validator saw of the market: index prices per underlying and implied volatility
@@ -215,8 +222,9 @@ pub struct Tx {
 /// Everything a transaction can ask the exchange to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
-    /// Credit collateral to an account. Only the bridge authority may sign this: it attests
-    /// that the funds arrived on the settlement chain.
+    /// Credit collateral to an account, signed by the genesis authority. Refused
+    /// (`Reject::DevnetOnly`) on every chain whose genesis does not say `devnet`: there,
+    /// collateral arrives only as deposits that 2/3 of stake attested ([`Block::deposits`]).
     Deposit {
         /// The credited account.
         to: AccountId,
@@ -225,7 +233,9 @@ pub enum Action {
         /// Amount in the asset's micro-units; positive.
         amount: Micros,
     },
-    /// Withdraw collateral; allowed only while the account's initial margin still holds.
+    /// Withdraw collateral; allowed only while the account's initial margin still holds. Debits
+    /// the account and creates a [`crate::Voucher`] that validators sign and the source chain
+    /// pays out.
     Withdraw {
         /// Collateral asset.
         asset: AssetId,
@@ -605,7 +615,7 @@ pub enum Reject {
     #[error("option market cannot be isolated")]
     OptionIsolated,
     #[error(
-        "only a devnet's authority may change parameters; this chain changes them by validators' governance"
+        "only a devnet's authority may do this; this chain credits deposits by 2/3 of stake's attestations and changes parameters by validators' governance"
     )]
     DevnetOnly,
 }
@@ -619,8 +629,16 @@ pub enum Event {
     ProposalRejected { index: u32, reason: Reject },
     /// Collateral credited.
     Deposited { account: AccountId, asset: AssetId, amount: Micros },
-    /// Collateral withdrawn.
-    Withdrew { account: AccountId, asset: AssetId, amount: Micros },
+    /// Collateral withdrawn: voucher `voucher` now claims it on the source chain.
+    Withdrew { account: AccountId, asset: AssetId, amount: Micros, voucher: u64 },
+    /// A source-chain deposit was credited by validators' attestations (a `Deposited`, or
+    /// `InsuranceToppedUp`, follows).
+    BridgeCredited { source_id: crate::SourceId, account: AccountId, asset: AssetId, amount: Micros },
+    /// A bridge deposit to the insurance fund.
+    InsuranceToppedUp { amount: Micros },
+    /// Signatures of 2/3 of stake on a voucher are on chain: anyone may present it to the
+    /// source chain.
+    VoucherSigned { voucher: u64 },
     /// An order was accepted and rests on the book.
     Rested { market: MarketId, order: OrderId, account: AccountId, side: Side, price: Ticks, qty: Lots },
     /// A trade.

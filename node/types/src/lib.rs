@@ -12,10 +12,12 @@
 //! | [`Ppm`]    | a rate in parts per million (1_000_000 = 100%)             |
 
 mod block;
+mod bridge;
 mod ids;
 pub mod tx;
 
 pub use block::*;
+pub use bridge::*;
 pub use ids::*;
 pub use tx::{TxAuth, account_of};
 

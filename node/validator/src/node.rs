@@ -1098,7 +1098,7 @@ mod tests {
             timestamp_ms: g.timestamp_ms + 250,
             oracle: Vec::new(),
             txs: vec![deposit.clone()],
-            proposals: Vec::new(),
+            ..Default::default()
         };
         state.apply_block(&block).unwrap();
         // Reported with a transaction of a signer that has no account (as a faulty source

@@ -20,7 +20,7 @@ fn oracle_block(chain_id: &str, height: u64, t: u64, btc: i64, eth: i64) -> Bloc
         timestamp_ms: t,
         oracle: bastion_exchange::testkit::observe_all(chain_id, 4, height, t, &prices),
         txs: Vec::new(),
-        proposals: Vec::new(),
+        ..Default::default()
     }
 }
 
