@@ -268,6 +268,8 @@ pub struct Totals {
     /// Double observations seen (two different signed observations of one validator for one
     /// height; only the first pieces per validator are kept).
     pub observation_evidence: u64,
+    /// The bridge: deposits seen, attested, credited; vouchers signed, completed; the source.
+    pub bridge: crate::bridge::BridgeTotals,
 }
 
 /// What one validator finalized, per height.
@@ -536,6 +538,17 @@ impl Ledger {
         }
     }
 
+    /// Updates the bridge's totals.
+    pub(crate) fn bridge(&self, update: impl FnOnce(&mut crate::bridge::BridgeTotals)) {
+        update(&mut self.lock().totals.bridge);
+    }
+
+    /// Conflicting bridge attestations: listed with the engine's faults (the first pieces per
+    /// validator; the count is the bridge's).
+    pub(crate) fn bridge_fault(&self, what: String) {
+        self.lock().faults.push(what);
+    }
+
     fn oracle_record(&self, height: u64, record: impl FnOnce() -> OracleRecord) {
         let mut g = self.lock();
         if g.keep.is_none() {
@@ -671,6 +684,10 @@ pub struct Config {
     pub ledger: Ledger,
     /// Fault injection for simulations; `None` in production.
     pub fault: Option<Fault>,
+    /// Where this validator learns of source-chain deposits to attest (the node's watcher of
+    /// its `[bridge]` source); `None`: it attests none (it still signs vouchers with
+    /// `observation_key`, and relays, pools and proposes others' attestations).
+    pub bridge_feed: Option<Box<dyn crate::bridge::DepositFeed>>,
     /// Where this validator's proposals' governance proposals come from (the validator's
     /// `<data_dir>/governance/`); `None`: its blocks carry none.
     pub governance: Option<Box<dyn ProposalSource>>,
@@ -871,6 +888,10 @@ pub struct Application<
     observations: Observations,
     /// The observation channel.
     obs_net: (S, R),
+    /// Deposit attestations and voucher signatures (see [`crate::bridge`]).
+    bridge: crate::bridge::Bridge,
+    /// The bridge channel.
+    bridge_net: (S, R),
     /// Devnet keys of the synthetic source (index 0: the authority) with their accounts, derived
     /// on first use, and the index of each account.
     keys: Vec<(Keypair, AccountId)>,
@@ -979,6 +1000,7 @@ impl<
         cfg: Config,
         net: (S, R),
         observations_net: (S, R),
+        bridge_net: (S, R),
         blocker: B,
     ) -> Result<(Self, Mailbox<P>, Reporter<Sch, P>), String> {
         let genesis = genesis_block(&cfg.genesis)?;
@@ -1036,6 +1058,8 @@ impl<
             Some(Fault::ByzantineOracle(lie)) => Some(*lie),
             _ => None,
         };
+        let bridge =
+            crate::bridge::Bridge::new(cfg.observation_key, cfg.bridge_feed, evidence.clone(), cfg.ledger.clone());
         let observations = Observations::new(
             cfg.observer,
             cfg.observation_key,
@@ -1056,6 +1080,8 @@ impl<
             verified: cfg.verified,
             observations,
             obs_net: observations_net,
+            bridge,
+            bridge_net,
             keys: Vec::new(),
             key_of: HashMap::new(),
             ledger: cfg.ledger,
@@ -1139,9 +1165,13 @@ impl<
             Ok((from, bytes)) = self.obs_net.1.recv() else break => {
                 self.receive_observation(from, bytes);
             },
+            Ok((from, bytes)) = self.bridge_net.1.recv() else break => {
+                self.receive_bridge(from, bytes);
+            },
             _ = self.context.sleep_until(next_observe) => {
                 next_observe = self.context.current() + observe_every;
                 self.observe();
+                self.bridge_tick();
             },
             Some(read) = self.log_reads.recv() else break => {
                 self.read_log(read);
@@ -1288,6 +1318,27 @@ impl<
             self.observations.receive(from.as_ref(), bytes.as_ref(), self.store.state(), now)
         {
             self.block_peer(from, BlockReason::InvalidObservation, label);
+        }
+    }
+
+    /// A message on the bridge channel (see [`crate::bridge`]), checked against the executed
+    /// tip's state: a sender of what no honest validator sends is blocked.
+    fn receive_bridge(&mut self, from: P, bytes: IoBuf) {
+        if let crate::bridge::Received::Block(label) =
+            self.bridge.receive(from.as_ref(), bytes.as_ref(), self.store.state())
+        {
+            self.block_peer(from, BlockReason::InvalidAttestation, label);
+        }
+    }
+
+    /// Polls the deposit feed, attests and signs what is new, sends it (see [`crate::bridge`]).
+    fn bridge_tick(&mut self) {
+        if self.halted {
+            return;
+        }
+        let now = self.now_ms();
+        for bytes in self.bridge.tick(self.store.state(), now) {
+            let _ = self.bridge_net.0.send(Recipients::All, bytes, false);
         }
     }
 
@@ -1629,7 +1680,9 @@ impl<
         // Per validator the newest pooled observation that this block may carry.
         let oracle =
             state.admissible_observations(height, timestamp_ms, &self.observations.candidates(&state));
-        let mut block = bastion_types::Block { height, timestamp_ms, oracle, txs, proposals };
+        // Deposits 2/3 of stake attested and vouchers 2/3 of stake signed.
+        let (deposits, vouchers) = self.bridge.candidates(&state);
+        let mut block = bastion_types::Block { height, timestamp_ms, oracle, txs, proposals, deposits, vouchers };
         trick.rewrite(&mut block, &mut auth, &state, &self.chain, &self.limits);
         let replay = if trick == Trick::ReplayObservation { self.replayable(parent) } else { None };
         trick.rewrite_oracle(&mut block, &state, replay, self.observations.own_key());
@@ -1745,9 +1798,11 @@ impl<
                 // alone: name the leader that proposed them.
                 let refused = self.state_ref(context.parent.1).and_then(|p| {
                     let proposals = p.check_proposals(block.block()).err().map(|e| e.to_string());
-                    proposals.or_else(|| {
-                        p.check_observations(block.block()).err().map(|e: BlockError| e.to_string())
-                    })
+                    proposals
+                        .or_else(|| {
+                            p.check_observations(block.block()).err().map(|e: BlockError| e.to_string())
+                        })
+                        .or_else(|| p.check_bridge(block.block()).err().map(|e: BlockError| e.to_string()))
                 });
                 if let Some(e) = refused {
                     warn!(height = block.height_u64(), %e, "proposal carries a proposal or observation it may not");
@@ -1961,6 +2016,7 @@ impl<
                 self.ledger.add_finalized(&finalized);
                 self.ledger.record(block.height_u64(), finalized);
                 self.observations.finalized(block.block(), self.store.state());
+                self.bridge.finalized(block.block(), &out.events);
                 let state = self.store.state();
                 self.ledger.oracle_record(block.height_u64(), || {
                     OracleRecord::of(block.block(), state, &out.events)

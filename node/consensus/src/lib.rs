@@ -66,6 +66,7 @@
 pub mod application;
 pub mod backfill;
 pub mod block;
+pub mod bridge;
 pub mod byzantine;
 pub mod certified;
 pub mod certlog;
@@ -87,6 +88,7 @@ pub use application::{
 };
 pub use bastion_exchange::State;
 pub use block::{BlockLimits, ChainBlock, StateRoot};
+pub use bridge::{BRIDGE_CHANNEL, BRIDGE_QUOTA_PER_S, BridgeTotals, DepositFeed, FeedPoll};
 pub use byzantine::{Lie, Trick};
 pub use certified::{CertChecker, Refusal, Verified, certified_block_bytes, encode_certified, encode_range};
 pub use certlog::{CertLog, serve_range};

@@ -77,6 +77,9 @@ pub enum BlockReason {
     /// oversized, for another chain, not its sender's, or failing the exchange's gossip check
     /// for a reason other than staleness (see [`crate::observations`]).
     InvalidObservation,
+    /// Sent a bridge attestation or voucher signature that is not its own or does not verify,
+    /// or a malformed bridge message (see [`crate::bridge`]).
+    InvalidAttestation,
 }
 
 /// Peers blocked, by reason (each peer counted once, under the first reason).
@@ -96,6 +99,8 @@ pub struct PeerBlocks {
     pub backfill_flood: u64,
     /// [`BlockReason::InvalidObservation`].
     pub invalid_observation: u64,
+    /// [`BlockReason::InvalidAttestation`].
+    pub invalid_attestation: u64,
 }
 
 impl PeerBlocks {
@@ -108,6 +113,7 @@ impl PeerBlocks {
             BlockReason::BlockFlood => &mut self.block_flood,
             BlockReason::BackfillFlood => &mut self.backfill_flood,
             BlockReason::InvalidObservation => &mut self.invalid_observation,
+            BlockReason::InvalidAttestation => &mut self.invalid_attestation,
         };
         *slot = slot.saturating_add(1);
     }

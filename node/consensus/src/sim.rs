@@ -8,7 +8,7 @@
 
 use crate::{
     Application, BlockLimits, BlockSource, CertChecker, Config, DEFAULT_OBSERVE_EVERY_MS, Fault, Finalized,
-    Ledger, Lie, Multisig, OBSERVATION_CHANNEL, OBSERVATION_QUOTA_PER_S, OracleRecord, PathObserver,
+    BRIDGE_CHANNEL, BRIDGE_QUOTA_PER_S, Ledger, Lie, Multisig, OBSERVATION_CHANNEL, OBSERVATION_QUOTA_PER_S, OracleRecord, PathObserver,
     Publisher, Totals, Trick,
 };
 use bastion_exchange::{
@@ -79,7 +79,15 @@ pub struct Run {
     /// (created; left in place for the caller, e.g. to serve its snapshots or reopen its store).
     /// `None` (the default): each is a temporary directory deleted at the end of the run.
     pub keep_dirs: Option<PathBuf>,
+    /// Called with each validator's index at each (re)start: the deposit feed it attests from.
+    /// `None` (the default): no validator watches a source.
+    pub bridge_feed: Option<FeedFactory>,
 }
+
+/// Makes the deposit feed of validator `i` at each of its starts (see [`Run::bridge_feed`]):
+/// a fresh feed, so a restarted validator sees every deposit again, as a node re-reading its
+/// source does.
+pub type FeedFactory = std::sync::Arc<dyn Fn(usize) -> Box<dyn crate::DepositFeed> + Send + Sync>;
 
 /// Makes the [`Publisher`] of validator `i` at each of its starts (see [`Run::publisher`]).
 pub type PublisherFactory = std::sync::Arc<dyn Fn(usize) -> Option<Box<dyn Publisher>> + Send + Sync>;
@@ -113,6 +121,7 @@ impl Run {
             run_for: None,
             publisher: None,
             keep_dirs: None,
+            bridge_feed: None,
         }
     }
 }
@@ -251,6 +260,8 @@ struct Validator {
     observer: PathObserver,
     /// Its publisher at each start.
     publisher: Option<PublisherFactory>,
+    /// Its deposit feed at each start.
+    bridge_feed: Option<FeedFactory>,
 }
 
 impl Validator {
@@ -272,6 +283,7 @@ impl Validator {
             .register(OBSERVATION_CHANNEL, Quota::per_second(NZU32!(OBSERVATION_QUOTA_PER_S)))
             .await
             .unwrap();
+        let bridge = control.register(BRIDGE_CHANNEL, Quota::per_second(NZU32!(BRIDGE_QUOTA_PER_S))).await.unwrap();
 
         let (store, recovery) = Store::open(&self.dir, &self.genesis, sim_store_config()).unwrap();
         if incarnation > 0 {
@@ -298,9 +310,11 @@ impl Validator {
                 fault: self.fault.clone(),
                 governance: None,
                 publisher: self.publisher.as_ref().and_then(|f| f(self.index)),
+                bridge_feed: self.bridge_feed.as_ref().map(|f| f(self.index)),
             },
             blocks,
             observations,
+            bridge,
             oracle.control(self.me.clone()),
         )
         .unwrap();
@@ -426,6 +440,7 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
         run_for,
         publisher,
         keep_dirs,
+        bridge_feed,
     } = run;
     let byzantine_kinds = usize::from(byzantine.is_some())
         + usize::from(byzantine_leader.is_some())
@@ -495,6 +510,7 @@ pub fn simulate_with_cycle(run: Run, cycle: Duration) -> Outcome {
                 key: (i as u16, seeds[i]),
                 observer: sim_observer(&genesis, seed, i, &outages),
                 publisher: publisher.clone(),
+                bridge_feed: bridge_feed.clone(),
             };
             match &v.fault {
                 Some(Fault::ByzantineLeader(t)) => println!("validator {i} is a Byzantine leader: {t:?}"),
@@ -628,6 +644,7 @@ pub fn evidence_flood(pieces: u64) -> (Vec<String>, Vec<(String, bool)>, Totals)
             .register(OBSERVATION_CHANNEL, Quota::per_second(NZU32!(OBSERVATION_QUOTA_PER_S)))
             .await
             .unwrap();
+        let bridge = control.register(BRIDGE_CHANNEL, Quota::per_second(NZU32!(BRIDGE_QUOTA_PER_S))).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path(), &genesis, sim_store_config()).unwrap();
         let ledger = Ledger::default();
@@ -648,9 +665,11 @@ pub fn evidence_flood(pieces: u64) -> (Vec<String>, Vec<(String, bool)>, Totals)
                 fault: None,
                 governance: None,
                 publisher: None,
+                bridge_feed: None,
             },
             blocks,
             observations,
+            bridge,
             control,
         )
         .unwrap();
@@ -804,6 +823,7 @@ pub fn simulate_power_loss(validators: u32, seed: u64, link: Link, at: u64, targ
             fault: None,
             key: (i as u16, seeds[i]),
             publisher: None,
+            bridge_feed: None,
         }
     };
     let everyone: Vec<usize> = (0..validators as usize).collect();

@@ -326,11 +326,12 @@ impl ChainSpec {
                  validator is required, in the order of `validators`"
             )));
         }
-        if !self.exchange.devnet && self.exchange.authority == bastion_client::devnet_authority().account() {
+        if !self.exchange.devnet && self.exchange.authority.is_some() {
             return Err(SpecError::Invalid(
-                "exchange.authority is the devnet key anyone can derive from the source, but exchange.devnet \
-                 is false: a chain that is not a devnet needs its own authority key (bastion init \
-                 --authority HEX), or set exchange.devnet to true for a test network"
+                "exchange.authority is set but exchange.devnet is false: a production chain has no single key \
+                 that mints collateral or changes parameters (deposits are credited by 2/3 of stake's \
+                 attestations, parameters changed by 2/3 of stake's governance); remove exchange.authority, \
+                 or set exchange.devnet to true for a test network"
                     .into(),
             ));
         }
@@ -375,8 +376,8 @@ impl ChainSpec {
         crate::block::BlockLimits { max_txs: self.block_txs_max, ..crate::block::BlockLimits::default() }
     }
 
-    /// Whether this chain is a test network (`exchange.devnet`): only there may the genesis
-    /// authority change parameters, and only there may the authority be the devnet key.
+    /// Whether this chain is a test network (`exchange.devnet`): only there may a genesis
+    /// authority exist (credit deposits, change parameters).
     pub fn is_devnet(&self) -> bool {
         self.exchange.devnet
     }
@@ -722,11 +723,15 @@ mod tests {
         let mut s = spec.clone();
         s.exchange.validator_keys.pop();
         assert!(err(&s).contains("lists 3 keys for 4 validators"), "{}", err(&s));
-        // A chain that is not a devnet cannot have the devnet authority.
-        let mut s = spec.clone();
-        s.exchange.devnet = false;
-        s.exchange.authority = bastion_client::devnet_authority().account();
-        assert!(err(&s).contains("devnet key anyone can derive"), "{}", err(&s));
+        // A chain that is not a devnet has no authority at all: not the devnet key, not its own.
+        for authority in [bastion_client::devnet_authority().account(), bastion_types::AccountId(0x5eed)] {
+            let mut s = spec.clone();
+            s.exchange.devnet = false;
+            s.exchange.authority = Some(authority);
+            assert!(err(&s).contains("a production chain has no single key"), "{}", err(&s));
+            s.exchange.authority = None;
+            s.validate().unwrap();
+        }
     }
 
     #[test]

@@ -29,11 +29,12 @@ const BLOCK_TXS: usize = 4_096;
 fn funded(n: usize, label: &str, genesis: &Genesis) -> Result<(State, Vec<Keypair>), String> {
     let mut state = State::from_genesis(genesis).map_err(|e| e.to_string())?;
     let keys: Vec<Keypair> = (0..n as u64).map(|i| Keypair::derive(label, i)).collect();
+    let authority = genesis.authority.ok_or("the defence suite funds accounts with a devnet authority")?;
     let txs = keys
         .iter()
         .enumerate()
         .map(|(i, k)| Tx {
-            signer: genesis.authority,
+            signer: authority,
             nonce: i as u64 + 1,
             action: Action::Deposit { to: k.account(), asset: AssetId(0), amount: 1_000_000 },
         })
