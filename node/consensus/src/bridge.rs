@@ -116,7 +116,8 @@ pub fn decode_wire(bytes: &[u8]) -> Result<(String, Vec<Item>), &'static str> {
 }
 
 /// Running counts of this validator's bridge work, for metrics and `bastion status`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BridgeTotals {
     /// Deposits its source showed confirmed (each source id once per run).
     pub deposits_seen: u64,
@@ -420,7 +421,8 @@ impl Bridge {
                 e.0 = e.0.saturating_add(state.stake_of(*v));
                 e.1.push(a.clone());
             }
-            if let Some((d, (_, attestations))) = contents.into_iter().find(|(_, (s, _))| state.is_quorum(*s)) {
+            if let Some((d, (_, attestations))) = contents.into_iter().find(|(_, (s, _))| state.is_quorum(*s))
+            {
                 deposits.push(AttestedDeposit { deposit: d.clone(), attestations });
             }
             if deposits.len() >= bastion_types::DEPOSITS_PER_BLOCK_MAX {
@@ -470,7 +472,14 @@ impl Bridge {
     }
 
     /// Records validator `v`'s two attestations of one source id with different contents.
-    fn conflict(&mut self, v: u16, first: &BridgeDeposit, fa: &Approval, second: &BridgeDeposit, sa: &Approval) {
+    fn conflict(
+        &mut self,
+        v: u16,
+        first: &BridgeDeposit,
+        fa: &Approval,
+        second: &BridgeDeposit,
+        sa: &Approval,
+    ) {
         let id = first.source_id;
         if !self.reported.insert((v, id)) {
             return;
@@ -498,7 +507,8 @@ impl Bridge {
 pub fn verify_conflicting_attestation(state: &State, line: &str) -> bool {
     let Some((what, proof)) = line.split_once("\tproof ") else { return false };
     let Some(bytes) = crate::spec::from_hex(proof.trim()) else { return false };
-    let Ok((d1, a1, d2, a2)) = postcard::from_bytes::<(BridgeDeposit, Approval, BridgeDeposit, Approval)>(&bytes)
+    let Ok((d1, a1, d2, a2)) =
+        postcard::from_bytes::<(BridgeDeposit, Approval, BridgeDeposit, Approval)>(&bytes)
     else {
         return false;
     };

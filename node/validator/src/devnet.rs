@@ -142,6 +142,7 @@ struct NodeStatus {
     liquidations: u64,
     adl: u64,
     mempool: u64,
+    credited: u64,
 }
 
 fn status(dir: &Path) -> NodeStatus {
@@ -158,6 +159,7 @@ fn status(dir: &Path) -> NodeStatus {
         liquidations: v["liquidations"].as_u64().unwrap_or(0),
         adl: v["adl_events"].as_u64().unwrap_or(0),
         mempool: v["mempool"].as_u64().unwrap_or(0),
+        credited: v["bridge"]["deposits_credited"].as_u64().unwrap_or(0),
     }
 }
 
@@ -272,6 +274,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         scenario: args.scenario,
         crash_at_s: args.crash_at_s,
         authority: None,
+        production: false,
         devnet: true,
         genesis_time_ms: None,
         full_nodes: f,
@@ -279,6 +282,8 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         api_port,
     })?;
     let spec = ChainSpec::load(&root.join("genesis.json")).map_err(|e| e.to_string())?;
+    // The simulated source chain whose deposits fund the traders (validators attest them).
+    let mut source = crate::devnet_bridge::Source::start(&root, &spec)?;
     // The true path the validators' simulated venues quote (`bastion init` writes the same
     // scenario, path seed 0 and crash time into every node.toml).
     let path = crate::oracle::true_path(
@@ -312,7 +317,8 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             ),
         };
         let storage = storage_table(args.snapshot_every);
-        std::fs::write(&path, format!("{top}{text}{tables}{storage}"))
+        let bridge = source.node_table();
+        std::fs::write(&path, format!("{top}{text}{tables}{storage}{bridge}"))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     for dir in &full_dirs {
@@ -483,6 +489,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
                     seed: 1,
                     path: path.clone(),
                     submit: args.submit,
+                    bridge: Some(source.chain.clone()),
                 },
             )?);
         }
@@ -501,6 +508,8 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         if let Some(l) = &load {
             l.stats.height.store(top, std::sync::atomic::Ordering::Relaxed);
             l.stats.finalized.store(finalized, std::sync::atomic::Ordering::Relaxed);
+            let credited = st.iter().map(|s| s.credited).max().unwrap_or(0);
+            l.stats.credited.store(credited, std::sync::atomic::Ordering::Relaxed);
         }
         let sent = load
             .as_ref()
@@ -561,6 +570,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         Some((k, _)) => Some(late_joiner(&all, k, n, &late_state)?),
         None => None,
     };
+    source.stop()?;
     summarize(
         args,
         &spec,
@@ -568,7 +578,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         &dirs,
         start.elapsed(),
         loaded,
-        Followers { full: &full, late: late.as_ref() },
+        Followers { full: &full, late: late.as_ref(), source: &source },
     )
 }
 
@@ -762,11 +772,12 @@ struct Load {
     trading_wall_s: f64,
 }
 
-/// The nodes that followed the validators: the full nodes started with them and the late
-/// joiner.
+/// What ran beside the validators: the full nodes started with them, the late joiner, and the
+/// simulated source chain.
 struct Followers<'a> {
     full: &'a [FullNode],
     late: Option<&'a LateJoiner>,
+    source: &'a crate::devnet_bridge::Source,
 }
 
 /// Checks the roots at every common height, replays validator 0's chain from genesis and
@@ -780,7 +791,7 @@ fn summarize(
     load: Load,
     followers: Followers<'_>,
 ) -> Result<String, String> {
-    let Followers { full, late } = followers;
+    let Followers { full, late, source } = followers;
     let mut logs = Vec::new();
     for d in dirs {
         let path = d.join("data/log");
@@ -813,6 +824,7 @@ fn summarize(
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let mut first_liquidation_ms = None;
     let mut oracle = OracleFigures::default();
+    let mut bridge = crate::devnet_bridge::BridgeFigures::default();
     let v0_last = logs.first().and_then(|l| l.last_height()).unwrap_or(0);
     let replayable = logs.first().and_then(|l| l.first_height()).is_none_or(|f| f <= 1);
     if replayable {
@@ -829,6 +841,7 @@ fn summarize(
                 ));
             }
             oracle.block(&state, &entry.block, &out.events, path);
+            bridge.block(&entry.block, &out.events);
             orders += entry.block.txs.iter().filter(|tx| !matches!(tx.action, Action::Deposit { .. })).count()
                 as u64;
             for e in &out.events {
@@ -848,6 +861,14 @@ fn summarize(
         }
     }
     let fund_end = state.insurance_fund();
+    // The relayer presents every voucher 2/3 of stake signed to the source chain, which pays
+    // each once; then both chains' logs are checked against each other.
+    let bridge_json = if replayable {
+        let (presented, refused) = source.relay(&state)?;
+        bridge.summary(&source.ledger()?, (presented, &refused))
+    } else {
+        serde_json::Value::Null
+    };
     // What each validator refused of its peers' observations (by reason), and the evidence
     // they recorded of validators signing two observations for one height.
     let mut oracle_status: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
@@ -932,6 +953,26 @@ fn summarize(
             usd(fund_start),
             usd(fund_min),
             usd(fund_end)
+        );
+        let b = &bridge_json;
+        let _ = writeln!(
+            out,
+            "  bridge               {} deposits seen on the source, {} credited ({:.2} USDC) by 2/3 of stake's \
+             attestations, {} by the authority key",
+            b["deposits_seen"],
+            b["deposits_credited"],
+            b["credited_amount"].as_f64().unwrap_or(0.0),
+            b["authority_deposits"]
+        );
+        let _ = writeln!(
+            out,
+            "                       {} withdrawals, {} vouchers signed by 2/3 of stake, {} paid on the source; \
+             conservation across both chains {} ({} heights checked)",
+            b["withdrawals"],
+            b["vouchers_completed"],
+            b["vouchers_paid"],
+            b["conservation"].as_str().unwrap_or("-"),
+            b["conservation_heights_checked"]
         );
     } else {
         let _ = writeln!(
@@ -1028,6 +1069,7 @@ fn summarize(
             "insurance_fund_start": replayable.then_some(fund_start as f64 / 1e6),
             "insurance_fund_min": replayable.then_some(fund_min as f64 / 1e6),
             "insurance_fund_end": replayable.then_some(fund_end as f64 / 1e6),
+            "bridge": bridge_json,
             "finality_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
             "replayed_from_genesis": replayable,
             "submit": args.submit.to_string(),
@@ -1048,6 +1090,18 @@ fn summarize(
         });
         let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if bridge_json["conservation_holds"] == serde_json::Value::Bool(false) {
+        return Err(format!(
+            "{out}\nthe bridge's books do not balance across the two chains: {}",
+            bridge_json["conservation"]
+        ));
+    }
+    if !bridge_json["vouchers_refused"].as_array().is_none_or(Vec::is_empty) {
+        return Err(format!(
+            "{out}\nthe source chain refused vouchers 2/3 of stake signed: {}",
+            bridge_json["vouchers_refused"]
+        ));
     }
     if let Some(l) = late
         && !l.roots_agree

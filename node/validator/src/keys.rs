@@ -65,16 +65,18 @@ pub struct InitArgs {
     /// Seconds after genesis at which the flash crash starts.
     #[arg(long, default_value_t = 10.0)]
     pub crash_at_s: f64,
-    /// Hex ed25519 public key of the bridge authority (signs deposits). Without it the chain
-    /// is a devnet (`exchange.devnet = true` in the genesis file) whose authority is the devnet
-    /// key anyone can derive, and which may change any parameter. With it the chain is not a
-    /// devnet unless `--devnet` is given: parameters then change only by proposals that 2/3 of
-    /// stake signed.
+    /// Hex ed25519 public key of a devnet's authority (it may credit deposits and change any
+    /// parameter with one signature). Without it a devnet's authority is the devnet key anyone
+    /// can derive. Test networks only: refused with `--production`.
     #[arg(long)]
     pub authority: Option<String>,
-    /// Make the chain a devnet even with `--authority`: its authority may then change any
-    /// parameter with one signature. Test networks only.
+    /// A chain that is not a devnet: no authority at all. Collateral arrives only as deposits
+    /// that 2/3 of stake attested, and parameters change only by proposals that 2/3 of stake
+    /// signed.
     #[arg(long)]
+    pub production: bool,
+    /// Accepted for old scripts: a devnet is the default.
+    #[arg(long, hide = true)]
     pub devnet: bool,
     /// Genesis time in ms since the Unix epoch (default: now). Block time is the proposers'
     /// clocks, so a genesis far in the past or future is refused by the first blocks.
@@ -165,23 +167,25 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
             args.crash_at_s
         ));
     }
+    if args.production && (args.authority.is_some() || args.devnet) {
+        return Err(
+            "--production with --authority or --devnet: a production chain has no authority (no single key may \
+             mint collateral or change parameters); drop --authority for production, or --production for a \
+             test network"
+                .into(),
+        );
+    }
     let authority = match &args.authority {
-        None => bastion_client::devnet_authority().account(),
+        _ if args.production => None,
+        None => Some(bastion_client::devnet_authority().account()),
         Some(h) => {
             let bytes = bastion_consensus::spec::from_hex(h)
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
                 .ok_or_else(|| format!("--authority {h:?} is not 64 hex digits (an ed25519 public key)"))?;
-            bastion_types::account_of(&bytes)
+            Some(bastion_types::account_of(&bytes))
         }
     };
-    let devnet = args.authority.is_none() || args.devnet;
-    if !devnet && authority == bastion_client::devnet_authority().account() {
-        return Err(
-            "--authority is the devnet key anyone can derive from the source; a chain that is not a \
-                    devnet needs its own key (or pass --devnet for a test network)"
-                .into(),
-        );
-    }
+    let devnet = !args.production;
     let t0 = match args.genesis_time_ms {
         Some(t) => t,
         None => std::time::SystemTime::now()
@@ -218,7 +222,8 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
             })
             .collect::<Result<_, _>>()?,
     };
-    let mut exchange = Genesis::devnet_at(t0).with_authority(authority);
+    let mut exchange = Genesis::devnet_at(t0);
+    exchange.authority = authority;
     exchange.devnet = devnet;
     exchange.validator_stakes = vec![1; n];
     // The devnet genesis lists four test keys; this chain's are its validators' identities,
@@ -342,16 +347,17 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
     if devnet {
         let _ = writeln!(
             out,
-            "DEVNET: exchange.devnet = true; the authority may change any parameter with one signature \
-             (test networks only)"
+            "DEVNET: exchange.devnet = true; the authority may credit deposits and change any parameter with \
+             one signature (test networks only)"
         );
     } else {
         let _ = writeln!(
             out,
-            "production rules: parameters change only by governance proposals that 2/3 of stake signed"
+            "production rules: no authority; deposits are credited by 2/3 of stake's attestations and \
+             parameters change only by governance proposals that 2/3 of stake signed"
         );
     }
-    if args.authority.is_none() {
+    if devnet && args.authority.is_none() {
         let _ = writeln!(
             out,
             "WARNING: the bridge authority is the devnet key anyone can derive: test networks only (--authority HEX)"

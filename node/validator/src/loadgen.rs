@@ -2,8 +2,14 @@
 //! signed orders over UDP to every validator's ingress, across the perpetual and option
 //! markets, priced off the chain's oracle path.
 //!
-//! 1. **Funding.** The bridge authority (the devnet key) deposits collateral for every trader:
-//!    market makers get deep pockets, takers a few tens of thousands of USDC. Nonces are
+//! 1. **Funding.** With the devnet's simulated source chain ([`LoadConfig::bridge`]), every
+//!    trader's collateral is deposited there, to the bridge: the validators watch the source,
+//!    attest each deposit, and a block credits it once 2/3 of stake attested (no key mints
+//!    anything). Market makers get deep pockets, takers a few tens of thousands of USDC, and
+//!    the insurance fund a top-up. Trading starts once the chain reports them credited.
+//!
+//!    Without a source chain (a devnet chain spec only), the authority key signs the
+//!    deposits instead. Nonces are
 //!    strictly sequential (a block may include only an account's next nonce), so one deposit
 //!    lost by UDP or back-pressure would hold up every later one: the deposits are sent again
 //!    each second until the chain reports them finalized (a copy that already landed is
@@ -19,7 +25,8 @@
 //! 2. **Trading** at `rate` orders/s: makers quote post-only ladders around the path price
 //!    (good for 200 blocks), takers lift them with IOC orders that build leveraged positions,
 //!    long-biased so the flash crash has something to liquidate, and a tenth of the flow goes
-//!    to the option strip.
+//!    to the option strip. One action in [`WITHDRAW_EVERY`] is a maker withdrawing
+//!    [`WITHDRAW_USD`] USDC: each creates a voucher the validators sign for the source chain.
 //!
 //! Every order goes to every validator (each verifies every order, as in production, where
 //! clients broadcast to the validator set). The generator counts what it signed and sent; the
@@ -48,6 +55,18 @@ const MAKERS_PER_MILLE: u64 = 100;
 /// the bridge authority's burst).
 const FUNDING_RATE: f64 = 5_000.0;
 
+/// One trading action in this many is a withdrawal (a maker takes some collateral out).
+pub const WITHDRAW_EVERY: u64 = 250;
+
+/// What each withdrawal takes out, USDC.
+pub const WITHDRAW_USD: i128 = 100;
+
+/// The insurance fund top-up deposited through the bridge while funding, USDC.
+pub const INSURANCE_TOP_UP_USD: i128 = 50_000;
+
+/// How long the generator waits for the bridge to credit the funding deposits.
+const CREDIT_WAIT: Duration = Duration::from_secs(60);
+
 /// Most times the deposits are sent while waiting for them to finalize (a second apart).
 const FUNDING_PASSES: u32 = 10;
 
@@ -70,6 +89,9 @@ pub struct LoadConfig {
     pub path: PricePath,
     /// How each transaction reaches the validators.
     pub submit: Submit,
+    /// The devnet's simulated source chain: traders are funded by deposits to its bridge. `None`:
+    /// the devnet authority signs deposits (needs a devnet chain spec).
+    pub bridge: Option<Arc<std::sync::Mutex<bastion_bridge::SimChain>>>,
 }
 
 /// How the load generator submits: each transaction once to one validator, which gossips it
@@ -105,6 +127,10 @@ pub struct LoadStats {
     pub height: AtomicU64,
     /// Transactions finalized on chain, the most any validator reports; set by the devnet.
     pub finalized: AtomicU64,
+    /// Bridge deposits credited on chain, the most any validator reports; set by the devnet.
+    pub credited: AtomicU64,
+    /// Withdrawals signed and sent.
+    pub withdrawals: AtomicU64,
     /// CPU time of the generator's thread while trading, µs (signing and sending).
     pub trading_cpu_us: AtomicU64,
     /// Wall time of the trading phase so far, µs.
@@ -141,13 +167,14 @@ impl Drop for LoadGen {
     }
 }
 
-/// Checks the chain can be driven (its authority is the devnet key) and starts the generator.
+/// Checks the chain can be driven (a source chain to fund traders through, or the devnet
+/// authority) and starts the generator.
 pub fn start(spec: &ChainSpec, cfg: LoadConfig) -> Result<LoadGen, String> {
     let authority = devnet_authority();
-    if spec.exchange.authority != authority.account() {
+    if cfg.bridge.is_none() && spec.exchange.authority != Some(authority.account()) {
         return Err(format!(
-            "the genesis authority {:?} is not the devnet authority {:?}: the load generator cannot fund traders \
-             on this chain",
+            "the genesis authority {:?} is not the devnet authority {:?} and no source chain was given: the load \
+             generator cannot fund traders on this chain",
             spec.exchange.authority,
             authority.account()
         ));
@@ -302,7 +329,7 @@ impl Generator {
     }
 
     fn run(mut self, authority: Keypair) -> Result<(), String> {
-        let mut traders: Vec<Trader> = (1..=self.cfg.traders)
+        let traders: Vec<Trader> = (1..=self.cfg.traders)
             .map(|i| Trader {
                 key: devnet_trader(i),
                 nonce: 0,
@@ -321,6 +348,56 @@ impl Generator {
                 (i, amount)
             })
             .collect();
+        if let Some(chain) = self.cfg.bridge.clone() {
+            self.fund_through_bridge(&chain, &traders, &deposits)?;
+        } else {
+            self.fund_by_authority(&authority, &traders, &deposits)?;
+        }
+        self.trade(traders)
+    }
+
+    /// Deposits every trader's collateral (and a top-up of the insurance fund) to the source
+    /// chain's bridge, then waits until the validators credited them all.
+    fn fund_through_bridge(
+        &mut self,
+        chain: &std::sync::Mutex<bastion_bridge::SimChain>,
+        traders: &[Trader],
+        deposits: &[(usize, i128)],
+    ) -> Result<(), String> {
+        {
+            let mut c = chain.lock().map_err(|_| "the source chain's lock is poisoned")?;
+            for (i, amount) in deposits {
+                c.deposit(traders[*i].key.account(), AssetId(0), *amount).map_err(|e| e.to_string())?;
+                self.stats.deposits.fetch_add(1, Ordering::Relaxed);
+            }
+            c.deposit(bastion_types::INSURANCE_FUND_ACCOUNT, AssetId(0), INSURANCE_TOP_UP_USD * USD)
+                .map_err(|e| e.to_string())?;
+            self.stats.deposits.fetch_add(1, Ordering::Relaxed);
+        }
+        let want = deposits.len() as u64 + 1;
+        let waited = Instant::now();
+        while self.stats.credited.load(Ordering::Relaxed) < want && !self.stopped() {
+            if waited.elapsed() > CREDIT_WAIT {
+                tracing::warn!(
+                    credited = self.stats.credited.load(Ordering::Relaxed),
+                    want,
+                    "load generator: the bridge did not credit every deposit within {CREDIT_WAIT:?}; trading anyway"
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// The devnet authority signs a deposit for every trader (sent again each second until they
+    /// finalize).
+    fn fund_by_authority(
+        &mut self,
+        authority: &Keypair,
+        traders: &[Trader],
+        deposits: &[(usize, i128)],
+    ) -> Result<(), String> {
         let funded = self.stats.finalized.load(Ordering::Relaxed).saturating_add(deposits.len() as u64);
         for pass in 0..FUNDING_PASSES {
             if pass > 0 && self.stats.finalized.load(Ordering::Relaxed) >= funded {
@@ -333,7 +410,7 @@ impl Generator {
                 }
                 let to = traders[*i].key.account();
                 self.send(
-                    &authority,
+                    authority,
                     k as u64 + 1,
                     Action::Deposit { to, asset: AssetId(0), amount: *amount },
                 );
@@ -353,7 +430,11 @@ impl Generator {
         if self.stats.finalized.load(Ordering::Relaxed) < funded {
             tracing::warn!("load generator: the deposits did not all finalize; trading anyway");
         }
+        Ok(())
+    }
 
+    /// Trades until stopped (see the module documentation).
+    fn trade(&mut self, mut traders: Vec<Trader>) -> Result<(), String> {
         let started = Instant::now();
         let cpu_started = thread_cpu();
         let mut sent = 0u64;
@@ -381,7 +462,14 @@ impl Generator {
                 perps[usize::try_from(self.below(perps.len() as u64)).unwrap_or(0)]
             };
             let spec = self.markets[m].clone();
-            let Some(action) = self.order(&spec, maker, now_ms, height) else { continue };
+            let withdraw = maker && sent % WITHDRAW_EVERY == WITHDRAW_EVERY - 1;
+            let action = if withdraw {
+                self.stats.withdrawals.fetch_add(1, Ordering::Relaxed);
+                Action::Withdraw { asset: AssetId(0), amount: WITHDRAW_USD * USD }
+            } else {
+                let Some(action) = self.order(&spec, maker, now_ms, height) else { continue };
+                action
+            };
             let t = &mut traders[who];
             t.nonce += 1;
             let (key, nonce) = (t.key.clone(), t.nonce);

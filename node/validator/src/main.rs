@@ -1,6 +1,8 @@
 //! `bastion`: the validator binary and its operator commands.
 
+mod bridge;
 mod devnet;
+mod devnet_bridge;
 mod full;
 mod governance;
 mod keys;

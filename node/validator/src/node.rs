@@ -109,6 +109,9 @@ pub struct NodeConfig {
     /// State sync: when to sync, what to trust, what to serve.
     #[serde(default)]
     pub state_sync: crate::state_sync::StateSyncSection,
+    /// The bridge's source chain this validator watches and attests deposits from.
+    #[serde(default)]
+    pub bridge: crate::bridge::BridgeSection,
 }
 
 /// The `[workload]` table.
@@ -474,6 +477,10 @@ pub struct Status {
     /// Observations this validator signed since start.
     #[serde(default)]
     pub observations_signed: u64,
+    /// The bridge since start: deposits seen, attested, credited; vouchers signed, completed;
+    /// the source's height and how far crediting lags it.
+    #[serde(default)]
+    pub bridge: bastion_consensus::BridgeTotals,
     /// Peers' observations refused since start, by reason.
     #[serde(default)]
     pub observations_rejected: std::collections::BTreeMap<String, u64>,
@@ -585,6 +592,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let name = spec.validators[index].name.clone();
     let (observer, oracle_stats, observe_every_ms) =
         crate::oracle::open(cfg.oracle.as_ref(), &spec.exchange)?;
+    let bridge_feed = cfg.bridge.start()?;
     let identity_seed = keys.identity_seed().map_err(|e| e.to_string())?;
     let listen = cfg.listen.unwrap_or(spec.validators[index].address);
     std::fs::create_dir_all(&cfg.data_dir)
@@ -820,6 +828,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             bastion_consensus::observations::OBSERVATION_CHANNEL,
             Quota::per_second(NZU32!(bastion_consensus::observations::OBSERVATION_QUOTA_PER_S)),
         );
+        let bridge = network.register(
+            bastion_consensus::BRIDGE_CHANNEL,
+            Quota::per_second(NZU32!(bastion_consensus::BRIDGE_QUOTA_PER_S)),
+        );
         network.start();
 
         let ledger = Ledger::bounded(LEDGER_KEEP);
@@ -840,9 +852,11 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 observation_key: Some((u16::try_from(index).unwrap_or(u16::MAX), identity_seed)),
                 observe_every_ms,
                 publisher,
+                bridge_feed,
             },
             blocks,
             observations,
+            bridge,
             // Peers that send invalid or unrequested data on the block channel are blocked.
             oracle.clone(),
         )?;
@@ -903,6 +917,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 metrics: metrics_addr.clone(),
                 state_sync: synced.clone(),
                 observations_signed: totals.observations_signed,
+                bridge: totals.bridge,
                 observations_rejected: ledger
                     .observations_rejected()
                     .into_iter()
@@ -1024,12 +1039,13 @@ pub(crate) fn start_api(
     api.rate_per_ip = cfg.api.rate_per_ip;
     let authority = bastion_client::devnet_authority();
     // Only a devnet whose bridge authority is the public devnet key can have a faucet.
-    api.faucet = (cfg.api.faucet && spec.exchange.devnet && spec.exchange.authority == authority.account())
-        .then_some(bastion_api::FaucetConfig {
-            authority,
-            amount: 10_000 * 1_000_000,
-            asset: bastion_types::AssetId(0),
-        });
+    api.faucet =
+        (cfg.api.faucet && spec.exchange.devnet && spec.exchange.authority == Some(authority.account()))
+            .then_some(bastion_api::FaucetConfig {
+                authority,
+                amount: 10_000 * 1_000_000,
+                asset: bastion_types::AssetId(0),
+            });
     let chain = bastion_api::ChainInfo {
         chain_id: spec.chain_id.clone(),
         genesis_digest: spec.digest(),
@@ -1085,11 +1101,11 @@ mod tests {
         let mut state = State::from_genesis(&g).unwrap();
         let mut view = Committed::of(&state);
         assert_eq!(view.nonces.len(), state.accounts.len());
-        assert_eq!(view.nonce(g.authority), Some(0));
+        assert_eq!(view.nonce(g.authority.unwrap()), Some(0));
         let fresh = AccountId(0xF2E5);
         assert_eq!(view.nonce(fresh), None);
         let deposit = Tx {
-            signer: g.authority,
+            signer: g.authority.unwrap(),
             nonce: 1,
             action: Action::Deposit { to: fresh, asset: AssetId(0), amount: 1_000_000 },
         };
@@ -1106,7 +1122,7 @@ mod tests {
         let stranger =
             Tx { signer: AccountId(0xBAD), nonce: 1, action: Action::SetMarginMode { portfolio: true } };
         view.update(&state, &[deposit, stranger]);
-        assert_eq!(view.nonce(g.authority), Some(1));
+        assert_eq!(view.nonce(g.authority.unwrap()), Some(1));
         assert_eq!(view.nonce(fresh), Some(0), "the deposit created it");
         assert_eq!(view.nonce(AccountId(0xBAD)), None);
         assert_eq!((view.nonces.len(), view.accounts), (state.accounts.len(), state.accounts.len()));

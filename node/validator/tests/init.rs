@@ -110,7 +110,7 @@ fn seeded_init_is_deterministic_and_says_it_is_insecure() {
     assert!(toml.contains("scenario = \"flash-crash\""), "{toml}");
     assert!(toml.contains("seed = 3 "), "{toml}");
     assert!(!std::fs::read_to_string(a.join("genesis.json")).unwrap().contains("crash_at_ms"));
-    assert_eq!(sa.exchange.authority, bastion_client::devnet_authority().account());
+    assert_eq!(sa.exchange.authority, Some(bastion_client::devnet_authority().account()));
     let keys = ValidatorKeys::load(&a.join("v1/keys.json")).unwrap();
     assert_eq!(keys.identity_public(), ValidatorKeys::from_seed(7001).identity_public());
 }
@@ -168,7 +168,7 @@ fn keygen_writes_keys_prints_an_entry_and_refuses_to_overwrite() {
 }
 
 #[test]
-fn init_labels_devnets_and_refuses_the_devnet_key_on_a_production_chain() {
+fn init_labels_devnets_and_a_production_chain_has_no_authority() {
     let dir = tempfile::tempdir().unwrap();
     let base = ["init", "--validators", "4", "--seed", "3", "--base-port", "9300", "--ingress-port", "9350"];
     let run = |out: &Path, extra: &[&str]| {
@@ -187,23 +187,31 @@ fn init_labels_devnets_and_refuses_the_devnet_key_on_a_production_chain() {
     assert_eq!(spec.exchange.chain_id, spec.chain_id);
     assert_eq!(spec.exchange.validator_keys.len(), 4);
 
-    // The devnet key named as a production chain's authority: refused, naming the fix.
-    let devnet_key: String =
-        bastion_client::devnet_authority().public().iter().map(|b| format!("{b:02x}")).collect();
-    let (ok, _, stderr) = run(&dir.path().join("bad"), &["--authority", &devnet_key]);
-    assert!(!ok);
-    assert!(stderr.contains("devnet key") && stderr.contains("--devnet"), "{stderr}");
-
-    // An own key: production rules.
+    // An authority on a production chain: refused, naming the fix.
     let own: String =
         bastion_client::Keypair::derive("init-test", 1).public().iter().map(|b| format!("{b:02x}")).collect();
-    let prod = dir.path().join("prod");
-    let (ok, stdout, stderr) = run(&prod, &["--authority", &own]);
+    let (ok, _, stderr) = run(&dir.path().join("bad"), &["--production", "--authority", &own]);
+    assert!(!ok);
+    assert!(stderr.contains("production chain has no authority"), "{stderr}");
+    // A devnet with its own authority key.
+    let own_devnet = dir.path().join("own");
+    let (ok, stdout, stderr) = run(&own_devnet, &["--authority", &own]);
     assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    assert!(!ChainSpec::load(&prod.join("genesis.json")).unwrap().is_devnet());
-    assert!(stdout.contains("2/3 of stake"), "{stdout}");
+    let spec = ChainSpec::load(&own_devnet.join("genesis.json")).unwrap();
+    assert!(spec.is_devnet());
+    assert_eq!(spec.exchange.authority, Some(bastion_client::Keypair::derive("init-test", 1).account()));
 
-    // Editing the production file to name the devnet key is refused at load (so `bastion run`
+    // Production: no authority at all.
+    let prod = dir.path().join("prod");
+    let (ok, stdout, stderr) = run(&prod, &["--production"]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let spec = ChainSpec::load(&prod.join("genesis.json")).unwrap();
+    assert!(!spec.is_devnet());
+    assert_eq!(spec.exchange.authority, None);
+    assert!(!std::fs::read_to_string(prod.join("genesis.json")).unwrap().contains("\"authority\""));
+    assert!(stdout.contains("2/3 of stake's attestations"), "{stdout}");
+
+    // Editing the production file to name an authority is refused at load (so `bastion run`
     // and every other command refuse it too).
     let text = std::fs::read_to_string(prod.join("genesis.json")).unwrap();
     let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -212,10 +220,10 @@ fn init_labels_devnets_and_refuses_the_devnet_key_on_a_production_chain() {
     json["exchange"]["authority"] = devnet_json["exchange"]["authority"].clone();
     std::fs::write(prod.join("genesis.json"), serde_json::to_string_pretty(&json).unwrap()).unwrap();
     let err = ChainSpec::load(&prod.join("genesis.json")).unwrap_err().to_string();
-    assert!(err.contains("devnet key anyone can derive"), "{err}");
+    assert!(err.contains("a production chain has no single key that mints collateral"), "{err}");
     let (ok, _, stderr) = bastion(&["run", "--config", path(&prod.join("v0").join("node.toml"))]);
     assert!(!ok);
-    assert!(stderr.contains("devnet key anyone can derive"), "{stderr}");
+    assert!(stderr.contains("a production chain has no single key"), "{stderr}");
 }
 
 #[test]

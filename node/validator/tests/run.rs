@@ -407,13 +407,8 @@ fn a_governance_proposal_signed_by_three_of_four_halts_a_market_on_a_production_
     let _one = exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let authority: String = bastion_client::Keypair::derive("run-test-bridge", 1)
-        .public()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    init(dir, 13, 20_000 + ((std::process::id() + 700) % 20_000) as u16, &["--authority", &authority]);
+    init(dir, 13, 20_000 + ((std::process::id() + 700) % 20_000) as u16, &["--production"]);
     let genesis = dir.join("genesis.json");
     let update = dir.join("halt.json");
     std::fs::write(&update, r#"{"Status":{"market":0,"status":"Halted"}}"#).unwrap();
