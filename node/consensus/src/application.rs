@@ -1058,8 +1058,12 @@ impl<
             Some(Fault::ByzantineOracle(lie)) => Some(*lie),
             _ => None,
         };
-        let bridge =
-            crate::bridge::Bridge::new(cfg.observation_key, cfg.bridge_feed, evidence.clone(), cfg.ledger.clone());
+        let bridge = crate::bridge::Bridge::new(
+            cfg.observation_key,
+            cfg.bridge_feed,
+            evidence.clone(),
+            cfg.ledger.clone(),
+        );
         let observations = Observations::new(
             cfg.observer,
             cfg.observation_key,
@@ -1682,7 +1686,8 @@ impl<
             state.admissible_observations(height, timestamp_ms, &self.observations.candidates(&state));
         // Deposits 2/3 of stake attested and vouchers 2/3 of stake signed.
         let (deposits, vouchers) = self.bridge.candidates(&state);
-        let mut block = bastion_types::Block { height, timestamp_ms, oracle, txs, proposals, deposits, vouchers };
+        let mut block =
+            bastion_types::Block { height, timestamp_ms, oracle, txs, proposals, deposits, vouchers };
         trick.rewrite(&mut block, &mut auth, &state, &self.chain, &self.limits);
         let replay = if trick == Trick::ReplayObservation { self.replayable(parent) } else { None };
         trick.rewrite_oracle(&mut block, &state, replay, self.observations.own_key());

@@ -7,9 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::{
-    Application, BlockLimits, BlockSource, CertChecker, Config, DEFAULT_OBSERVE_EVERY_MS, Fault, Finalized,
-    BRIDGE_CHANNEL, BRIDGE_QUOTA_PER_S, Ledger, Lie, Multisig, OBSERVATION_CHANNEL, OBSERVATION_QUOTA_PER_S, OracleRecord, PathObserver,
-    Publisher, Totals, Trick,
+    Application, BRIDGE_CHANNEL, BRIDGE_QUOTA_PER_S, BlockLimits, BlockSource, CertChecker, Config,
+    DEFAULT_OBSERVE_EVERY_MS, Fault, Finalized, Ledger, Lie, Multisig, OBSERVATION_CHANNEL,
+    OBSERVATION_QUOTA_PER_S, OracleRecord, PathObserver, Publisher, Totals, Trick,
 };
 use bastion_exchange::{
     Genesis, State,
@@ -283,7 +283,8 @@ impl Validator {
             .register(OBSERVATION_CHANNEL, Quota::per_second(NZU32!(OBSERVATION_QUOTA_PER_S)))
             .await
             .unwrap();
-        let bridge = control.register(BRIDGE_CHANNEL, Quota::per_second(NZU32!(BRIDGE_QUOTA_PER_S))).await.unwrap();
+        let bridge =
+            control.register(BRIDGE_CHANNEL, Quota::per_second(NZU32!(BRIDGE_QUOTA_PER_S))).await.unwrap();
 
         let (store, recovery) = Store::open(&self.dir, &self.genesis, sim_store_config()).unwrap();
         if incarnation > 0 {
@@ -644,7 +645,8 @@ pub fn evidence_flood(pieces: u64) -> (Vec<String>, Vec<(String, bool)>, Totals)
             .register(OBSERVATION_CHANNEL, Quota::per_second(NZU32!(OBSERVATION_QUOTA_PER_S)))
             .await
             .unwrap();
-        let bridge = control.register(BRIDGE_CHANNEL, Quota::per_second(NZU32!(BRIDGE_QUOTA_PER_S))).await.unwrap();
+        let bridge =
+            control.register(BRIDGE_CHANNEL, Quota::per_second(NZU32!(BRIDGE_QUOTA_PER_S))).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path(), &genesis, sim_store_config()).unwrap();
         let ledger = Ledger::default();
