@@ -1,11 +1,12 @@
 //! The in-memory index of the last `history_blocks` blocks: block records, transaction
-//! outcomes by hash, fills by account, trades by market; and what each block changed, for the
-//! WebSocket fan-out.
+//! outcomes by hash, fills by account, trades by market; each account's voucher ids (vouchers
+//! live in the state for ever; the index only finds an account's); and what each block
+//! changed, for the WebSocket fan-out.
 
 use crate::views::{self, hex};
 use crate::{Shared, Update, lock, write};
 use bastion_exchange::State;
-use bastion_types::{AccountId, Action, DoneReason, Event, MarketId, Reject, Side, Ticks};
+use bastion_types::{AccountId, Action, BridgeDeposit, DoneReason, Event, MarketId, Reject, Side, Ticks};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub(crate) const TRADES_PER_MARKET_MAX: usize = 1_000;
 pub(crate) const PENDING_MAX: usize = 100_000;
 /// Refusals by [`crate::Submit`] remembered at most.
 pub(crate) const REFUSED_MAX: usize = 100_000;
+/// Voucher ids indexed per account, the newest (older vouchers stay readable by id).
+pub(crate) const VOUCHERS_PER_ACCOUNT_MAX: usize = 1_000;
 
 /// One fill, as the API reports it.
 #[derive(Clone, Debug)]
@@ -46,6 +49,8 @@ pub(crate) struct TxRec {
     pub(crate) nonce: u64,
     pub(crate) action: Action,
     pub(crate) outcome: Option<Reject>,
+    /// The voucher an executed withdrawal created.
+    pub(crate) voucher: Option<u64>,
 }
 
 /// One block's record.
@@ -57,12 +62,16 @@ pub(crate) struct BlockRec {
     pub(crate) root: [u8; 32],
     pub(crate) events: usize,
     pub(crate) txs: Vec<TxRec>,
+    /// The bridge deposits the block credited, each with its number of attestations.
+    pub(crate) deposits: Vec<(BridgeDeposit, usize)>,
+    /// The vouchers whose signatures the block carried, each with their number.
+    pub(crate) vouchers: Vec<(u64, usize)>,
 }
 
 /// What the index says of a transaction hash.
 #[derive(Clone, Debug)]
 pub(crate) enum TxStatus {
-    Included { height: u64, index: usize, outcome: Option<Reject> },
+    Included { height: u64, index: usize, outcome: Option<Reject>, voucher: Option<u64> },
     Pending,
     Refused { code: String, message: String },
 }
@@ -96,6 +105,10 @@ pub(crate) struct Index {
     trades: HashMap<MarketId, VecDeque<Arc<FillRec>>>,
     /// Liquidation events of recent blocks (for the snapshot of `liquidations`).
     pub(crate) liquidations: VecDeque<(u64, Value)>,
+    /// Voucher ids by account, oldest first, at most [`VOUCHERS_PER_ACCOUNT_MAX`] each.
+    vouchers: HashMap<AccountId, VecDeque<u64>>,
+    /// Vouchers `1..=vouchers_indexed` are in `vouchers`.
+    vouchers_indexed: u64,
 }
 
 impl Index {
@@ -115,6 +128,8 @@ impl Index {
             fill_accounts: VecDeque::new(),
             trades: HashMap::new(),
             liquidations: VecDeque::new(),
+            vouchers: HashMap::new(),
+            vouchers_indexed: 0,
         }
     }
 
@@ -146,8 +161,10 @@ impl Index {
 
     pub(crate) fn status(&self, hash: &[u8; 32]) -> Option<TxStatus> {
         if let Some(&(height, index)) = self.tx_at.get(hash) {
-            let outcome = self.block(height).and_then(|b| b.txs.get(index)).and_then(|t| t.outcome.clone());
-            return Some(TxStatus::Included { height, index, outcome });
+            let tx = self.block(height).and_then(|b| b.txs.get(index));
+            let outcome = tx.and_then(|t| t.outcome.clone());
+            let voucher = tx.and_then(|t| t.voucher);
+            return Some(TxStatus::Included { height, index, outcome, voucher });
         }
         if self.pending.contains_key(hash) {
             return Some(TxStatus::Pending);
@@ -208,6 +225,29 @@ impl Index {
             .unwrap_or_default()
     }
 
+    /// The ids of `account`'s newest vouchers, newest first, at most `limit`.
+    pub(crate) fn vouchers_of(&self, account: AccountId, limit: usize) -> Vec<u64> {
+        self.vouchers.get(&account).map(|q| q.iter().rev().take(limit).copied().collect()).unwrap_or_default()
+    }
+
+    /// Adds the vouchers `state` created since the last call: `(account, id)` ascending by id,
+    /// from [`new_vouchers`].
+    fn add_vouchers(&mut self, last: u64, new: Vec<(AccountId, u64)>) {
+        if last < self.vouchers_indexed {
+            // Voucher ids only grow on one chain; a state behind the index is another chain's
+            // (never fed to one API): index it afresh.
+            self.vouchers.clear();
+        }
+        for (account, id) in new {
+            let q = self.vouchers.entry(account).or_default();
+            q.push_back(id);
+            if q.len() > VOUCHERS_PER_ACCOUNT_MAX {
+                q.pop_front();
+            }
+        }
+        self.vouchers_indexed = last;
+    }
+
     fn prune(&mut self, latest: u64) {
         let keep_from = latest.saturating_sub(self.history - 1);
         while self.blocks.front().is_some_and(|b| b.height < keep_from) {
@@ -252,6 +292,8 @@ pub(crate) struct Derived {
     /// Order updates by account.
     pub(crate) order_updates: HashMap<AccountId, Vec<Value>>,
     pub(crate) liquidations: Vec<Value>,
+    /// Vouchers created or signed in the block, by account, in event order.
+    pub(crate) vouchers: HashMap<AccountId, Vec<u64>>,
     /// Markets whose book may have changed.
     pub(crate) books: BTreeSet<MarketId>,
     pub(crate) header: Value,
@@ -271,9 +313,18 @@ fn done_status(reason: DoneReason) -> &'static str {
 /// Derives the block's fills, order updates, liquidations and records.
 fn derive(u: &Update, prev: Option<&State>) -> (BlockRec, Derived) {
     let mut rejected: HashMap<u32, Reject> = HashMap::new();
+    // Withdrawals that executed, in order: only an executed `Action::Withdraw` emits
+    // `Withdrew`, so the n-th of these belongs to the n-th withdrawal that was not rejected.
+    let mut withdrew = VecDeque::new();
     for e in u.events.iter() {
-        if let Event::Rejected { tx, reason } = e {
-            rejected.insert(*tx, reason.clone());
+        match e {
+            Event::Rejected { tx, reason } => {
+                rejected.insert(*tx, reason.clone());
+            }
+            Event::Withdrew { account, asset, amount, voucher } => {
+                withdrew.push_back((*account, *asset, *amount, *voucher));
+            }
+            _ => {}
         }
     }
     let mut txs = Vec::with_capacity(u.block.txs.len());
@@ -301,7 +352,22 @@ fn derive(u: &Update, prev: Option<&State>) -> (BlockRec, Derived) {
         if let Action::Replace { market, .. } | Action::Cancel { market, .. } = &tx.action {
             d.books.insert(*market);
         }
-        txs.push(TxRec { hash, signer: tx.signer, nonce: tx.nonce, action: tx.action.clone(), outcome });
+        let mut voucher = None;
+        if let (Action::Withdraw { asset, amount }, None) = (&tx.action, &outcome)
+            && let Some(&(account, a, m, id)) = withdrew.front()
+            && (account, a, m) == (tx.signer, *asset, *amount)
+        {
+            voucher = Some(id);
+            withdrew.pop_front();
+        }
+        txs.push(TxRec {
+            hash,
+            signer: tx.signer,
+            nonce: tx.nonce,
+            action: tx.action.clone(),
+            outcome,
+            voucher,
+        });
     }
     let mut fill_index = 0u32;
     for e in u.events.iter() {
@@ -384,6 +450,14 @@ fn derive(u: &Update, prev: Option<&State>) -> (BlockRec, Derived) {
             Event::Status { market, .. } | Event::OptionSettled { market, .. } => {
                 d.books.insert(*market);
             }
+            Event::Withdrew { account, voucher, .. } => {
+                d.vouchers.entry(*account).or_default().push(*voucher);
+            }
+            Event::VoucherSigned { voucher } => {
+                if let Some(e) = u.state.voucher(*voucher) {
+                    d.vouchers.entry(e.voucher.account).or_default().push(*voucher);
+                }
+            }
             _ => {}
         }
     }
@@ -394,15 +468,31 @@ fn derive(u: &Update, prev: Option<&State>) -> (BlockRec, Derived) {
         root: u.root,
         events: u.events.len(),
         txs,
+        deposits: u.block.deposits.iter().map(|d| (d.deposit.clone(), d.attestations.len())).collect(),
+        vouchers: u.block.vouchers.iter().map(|v| (v.id, v.approvals.len())).collect(),
     };
     d.header = views::block_header(&rec);
     (rec, d)
 }
 
+/// The vouchers `state` holds after id `indexed`, as `(account, id)` ascending: every voucher
+/// on the first update (the API may start on a long chain), a block's withdrawals after.
+fn new_vouchers(state: &State, indexed: u64) -> Vec<(AccountId, u64)> {
+    let last = state.last_voucher();
+    let from = if last < indexed { 1 } else { indexed.saturating_add(1) };
+    (from..=last).filter_map(|id| state.voucher(id).map(|e| (e.voucher.account, id))).collect()
+}
+
 /// Indexes one update and fans it out to WebSocket subscribers.
 pub(crate) fn apply(shared: &Shared, u: Update) {
-    let prev_head = crate::read(&shared.index).head.clone();
+    let (prev_head, indexed) = {
+        let ix = crate::read(&shared.index);
+        (ix.head.clone(), ix.vouchers_indexed)
+    };
     let (rec, derived) = derive(&u, prev_head.as_ref().map(|h| h.state.as_ref()));
+    // Outside the lock: on the first update this reads every voucher of the chain. Updates are
+    // applied by one task, in order, so `indexed` cannot move in between.
+    let new_vouchers = new_vouchers(&u.state, indexed);
     let gap = prev_head.as_ref().is_some_and(|h| u.height != h.height.saturating_add(1));
     let included: Vec<[u8; 32]> = rec.txs.iter().map(|t| t.hash).collect();
     {
@@ -439,6 +529,7 @@ pub(crate) fn apply(shared: &Shared, u: Update) {
         while ix.liquidations.len() > TRADES_PER_MARKET_MAX {
             ix.liquidations.pop_front();
         }
+        ix.add_vouchers(u.state.last_voucher(), new_vouchers);
         ix.blocks.push_back(rec);
         ix.head = Some(Head {
             height: u.height,

@@ -15,6 +15,11 @@
 //! the node's block log, the API restarts with the node, and traders need the recent past
 //! (their own fills since they connected, the last trades); an unbounded archive is a separate
 //! indexer's job. Every map is bounded by the window or by a named limit.
+//!
+//! The bridge is read from the state, not the window: a credited deposit by its source id and
+//! a withdrawal voucher by its id, with its validators' signatures and the exact message they
+//! signed, at any age. Only the list of an account's vouchers needs an index (its newest
+//! 1,000 ids, rebuilt from the state when the API starts).
 
 mod faucet;
 mod index;

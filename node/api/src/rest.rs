@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bastion_exchange::State as ExState;
-use bastion_types::{AccountId, MarketId, account_of};
+use bastion_types::{AccountId, MarketId, SourceId, account_of};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +29,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/accounts/{account}"),
     ("GET", "/v1/accounts/{account}/orders"),
     ("GET", "/v1/accounts/{account}/fills"),
+    ("GET", "/v1/accounts/{account}/vouchers"),
+    ("GET", "/v1/vouchers/{id}"),
+    ("GET", "/v1/deposits/{source_id}"),
     ("GET", "/v1/blocks/{height}"),
     ("POST", "/v1/tx"),
     ("GET", "/v1/tx/{hash}"),
@@ -148,6 +151,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/accounts/{account}", get(account))
         .route("/v1/accounts/{account}/orders", get(orders))
         .route("/v1/accounts/{account}/fills", get(fills))
+        .route("/v1/accounts/{account}/vouchers", get(account_vouchers))
+        .route("/v1/vouchers/{id}", get(voucher))
+        .route("/v1/deposits/{source_id}", get(deposit))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/tx", post(submit_tx))
         .route("/v1/tx/{hash}", get(tx_status))
@@ -237,6 +243,8 @@ async fn status(State(s): State<Arc<Shared>>) -> Res {
         "updates_dropped": s.counters.updates_dropped.load(Ordering::Relaxed),
         "history_blocks": ix.history(),
         "oldest_height": ix.oldest_height(),
+        "insurance_fund": head.map(|h| views::insurance_json(&h.state)),
+        "bridge": head.map(|h| views::bridge_json(&h.state)),
     })))
 }
 
@@ -299,6 +307,58 @@ async fn fills(
     let list: Vec<Value> =
         read(&s.index).fills_of(id, limit).iter().map(|f| views::fill_json(f, id)).collect();
     Ok(axum::Json(json!({"account": id.0, "height": st.height, "fills": list})))
+}
+
+async fn account_vouchers(
+    State(s): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Res {
+    let limit = query_usize(&q, "limit", 100, LIST_MAX)?;
+    // The ids and the state they index come from one read of the index.
+    let (st, id, ids) = {
+        let ix = read(&s.index);
+        let st = ix.head.as_ref().map(|h| h.state.clone()).ok_or_else(ApiError::no_state)?;
+        let id = account_of_path(&st, &account)?;
+        let ids = ix.vouchers_of(id, limit);
+        (st, id, ids)
+    };
+    let list: Vec<Value> =
+        ids.iter().filter_map(|v| st.voucher(*v)).map(|e| views::voucher_json(&st, e)).collect();
+    Ok(axum::Json(json!({"account": id.0, "height": st.height, "vouchers": list})))
+}
+
+async fn voucher(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Res {
+    let n: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad("bad_voucher", format!("id: {id:?} is not a voucher id (an integer)")))?;
+    let st = head_state(&s)?;
+    let e = st.voucher(n).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "unknown_voucher",
+            &format!("id: no voucher {n} (vouchers are numbered from 1; the last is {})", st.last_voucher()),
+        )
+    })?;
+    Ok(axum::Json(views::voucher_json(&st, e)))
+}
+
+async fn deposit(State(s): State<Arc<Shared>>, Path(source_id): Path<String>) -> Res {
+    let sid = SourceId::from_hex(source_id.strip_prefix("0x").unwrap_or(&source_id)).ok_or_else(|| {
+        ApiError::bad("bad_source_id", format!("source_id: {source_id:?} is not 64 hex digits"))
+    })?;
+    let st = head_state(&s)?;
+    match st.credited(&sid) {
+        Some(c) => Ok(axum::Json(views::credited_json(c))),
+        None => Err(ApiError::new(
+            404,
+            "not_credited",
+            &format!(
+                "source_id: deposit {sid} is not credited (yet) as of height {}; it is credited once a block carries 2/3 of stake's attestations",
+                st.height
+            ),
+        )),
+    }
 }
 
 async fn block(State(s): State<Arc<Shared>>, Path(height): Path<String>) -> Res {
@@ -391,10 +451,13 @@ async fn tx_status(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Re
     let now = ix.resolve(h);
     let base = |status: &str| json!({"hash": hex(&now), "requested": hex(&h), "status": status});
     match ix.status(&now) {
-        Some(TxStatus::Included { height, index, outcome }) => {
+        Some(TxStatus::Included { height, index, outcome, voucher }) => {
             let mut v = base("included");
             v["height"] = json!(height);
             v["index"] = json!(index);
+            if let Some(id) = voucher {
+                v["voucher"] = json!(id);
+            }
             match outcome {
                 None => v["outcome"] = json!("ok"),
                 Some(r) => {

@@ -5,8 +5,10 @@
 //! micro-units of the quote asset (`i128`, a JSON number).
 
 use crate::index::{BlockRec, FillRec, TxRec};
-use bastion_exchange::{Market, State};
-use bastion_types::{AccountId, MarketKind, MarketStatus, NANOS_PER_UNIT, Side};
+use bastion_exchange::{Credited, Market, State, VoucherEntry};
+use bastion_types::{
+    AccountId, INSURANCE_FUND_ACCOUNT, MarketKind, MarketStatus, NANOS_PER_UNIT, Side, voucher_message,
+};
 use serde_json::{Value, json};
 
 /// Lowercase hex of bytes.
@@ -74,15 +76,85 @@ pub(crate) fn tx_json(t: &TxRec, index: usize) -> Value {
         None => json!({"result": "ok"}),
         Some(r) => json!({"result": "rejected", "reason": val(r), "message": r.to_string()}),
     };
-    json!({
+    let mut v = json!({
         "index": index, "hash": hex(&t.hash), "signer": t.signer.0, "nonce": t.nonce,
         "action": val(&t.action), "outcome": outcome,
-    })
+    });
+    if let Some(id) = t.voucher {
+        v["voucher"] = json!(id);
+    }
+    v
 }
 
 pub(crate) fn block_json(b: &BlockRec) -> Value {
     let txs: Vec<Value> = b.txs.iter().enumerate().map(|(i, t)| tx_json(t, i)).collect();
-    json!({"header": block_header(b), "txs": txs})
+    let deposits: Vec<Value> = b
+        .deposits
+        .iter()
+        .map(|(d, attestations)| {
+            json!({
+                "source_id": d.source_id.hex(), "account": d.to.0,
+                "insurance_fund": d.to == INSURANCE_FUND_ACCOUNT, "asset": d.asset.0,
+                "amount": big(d.amount), "attestations": attestations,
+            })
+        })
+        .collect();
+    let vouchers: Vec<Value> =
+        b.vouchers.iter().map(|(id, n)| json!({"voucher": id, "signatures": n})).collect();
+    json!({"header": block_header(b), "txs": txs, "deposits": deposits, "voucher_signatures": vouchers})
+}
+
+/// A withdrawal's voucher as a client presents it to the source chain: its fields, the
+/// validators' signatures once 2/3 of stake's are on chain (each with the signer's identity
+/// key from the genesis), and `message`, the exact bytes they signed
+/// ([`voucher_message`]), so that a client in any language verifies without rebuilding them.
+pub(crate) fn voucher_json(state: &State, e: &VoucherEntry) -> Value {
+    let v = &e.voucher;
+    let signatures: Vec<Value> = e
+        .approvals
+        .iter()
+        .map(|a| {
+            let key = state.validators.get(usize::from(a.validator.0)).and_then(|v| v.key);
+            json!({
+                "validator": a.validator.0, "public_key": key.map(|k| hex(&k)),
+                "signature": hex(&a.signature),
+            })
+        })
+        .collect();
+    json!({
+        "id": v.id, "account": v.account.0, "asset": v.asset.0, "amount": big(v.amount),
+        "height": v.height, "signed": e.signed(), "signatures": signatures,
+        "chain_id": state.chain_id, "message": hex(&voucher_message(&state.chain_id, v)),
+    })
+}
+
+/// A credited bridge deposit.
+pub(crate) fn credited_json(c: &Credited) -> Value {
+    let d = &c.deposit;
+    json!({
+        "source_id": d.source_id.hex(), "credited": true, "height": c.height, "account": d.to.0,
+        "insurance_fund": d.to == INSURANCE_FUND_ACCOUNT, "asset": d.asset.0, "amount": big(d.amount),
+    })
+}
+
+/// The insurance fund, per collateral asset (the quote asset's entry is the fund proper).
+pub(crate) fn insurance_json(state: &State) -> Value {
+    let assets: Vec<Value> = state
+        .assets
+        .iter()
+        .map(|a| json!({"asset": a.spec.asset.0, "name": a.spec.name, "amount": big(a.insurance)}))
+        .collect();
+    Value::Array(assets)
+}
+
+/// The bridge's counters: deposits credited since genesis and the last voucher id (`null`
+/// before the first withdrawal; ids count from 1, so it is also the number of vouchers).
+pub(crate) fn bridge_json(state: &State) -> Value {
+    let last = state.last_voucher();
+    json!({
+        "deposits_credited": state.credited_count(),
+        "last_voucher": (last > 0).then_some(last),
+    })
 }
 
 /// Current funding rate estimate (ppm per 8 hours) from the premium samples since the last

@@ -35,6 +35,7 @@ pub(crate) enum Topic {
     UserFills { account: AccountId },
     OrderUpdates { account: AccountId },
     Account { account: AccountId },
+    Vouchers { account: AccountId },
     Liquidations,
     Blocks,
 }
@@ -48,6 +49,7 @@ impl Topic {
             Topic::UserFills { .. } => "userFills",
             Topic::OrderUpdates { .. } => "orderUpdates",
             Topic::Account { .. } => "account",
+            Topic::Vouchers { .. } => "vouchers",
             Topic::Liquidations => "liquidations",
             Topic::Blocks => "blocks",
         }
@@ -59,7 +61,10 @@ impl Topic {
             Topic::Bbo { market } | Topic::Trades { market } => {
                 json!({"type": self.channel(), "market": market.0})
             }
-            Topic::UserFills { account } | Topic::OrderUpdates { account } | Topic::Account { account } => {
+            Topic::UserFills { account }
+            | Topic::OrderUpdates { account }
+            | Topic::Account { account }
+            | Topic::Vouchers { account } => {
                 json!({"type": self.channel(), "account": account.0.to_string()})
             }
             Topic::Liquidations | Topic::Blocks => json!({"type": self.channel()}),
@@ -153,6 +158,13 @@ fn snapshot_data(state: &State, ix: &crate::index::Index, topic: Topic) -> Value
             json!({"open_orders": open})
         }
         Topic::Account { account } => views::account_json(state, account).unwrap_or(Value::Null),
+        Topic::Vouchers { account } => Value::Array(
+            ix.vouchers_of(account, SNAPSHOT_ITEMS)
+                .iter()
+                .filter_map(|id| state.voucher(*id))
+                .map(|e| views::voucher_json(state, e))
+                .collect(),
+        ),
         Topic::Liquidations => Value::Array(ix.liquidations.iter().map(|(_, v)| v.clone()).collect()),
         Topic::Blocks => {
             ix.head.as_ref().and_then(|h| ix.block(h.height)).map(views::block_header).unwrap_or(Value::Null)
@@ -259,6 +271,14 @@ fn update_data(state: &State, d: &Derived, topic: Topic) -> Option<Arc<String>> 
         }
         Topic::OrderUpdates { account } => Value::Array(d.order_updates.get(&account)?.clone()),
         Topic::Account { account } => views::account_json(state, account)?,
+        Topic::Vouchers { account } => Value::Array(
+            d.vouchers
+                .get(&account)?
+                .iter()
+                .filter_map(|id| state.voucher(*id))
+                .map(|e| views::voucher_json(state, e))
+                .collect(),
+        ),
         Topic::Liquidations => {
             if d.liquidations.is_empty() {
                 return None;
@@ -310,11 +330,12 @@ fn parse_topic(state: &State, sub: &Value) -> Result<Topic, String> {
         "userFills" => Topic::UserFills { account: parse_account(sub.get("account"))? },
         "orderUpdates" => Topic::OrderUpdates { account: parse_account(sub.get("account"))? },
         "account" => Topic::Account { account: parse_account(sub.get("account"))? },
+        "vouchers" => Topic::Vouchers { account: parse_account(sub.get("account"))? },
         "liquidations" => Topic::Liquidations,
         "blocks" => Topic::Blocks,
         other => {
             return Err(format!(
-                "subscription.type: unknown {other:?}; one of l2Book, bbo, trades, userFills, orderUpdates, account, liquidations, blocks"
+                "subscription.type: unknown {other:?}; one of l2Book, bbo, trades, userFills, orderUpdates, account, vouchers, liquidations, blocks"
             ));
         }
     })

@@ -247,6 +247,8 @@ fn openapi_lists_exactly_the_served_routes() {
             .replace("{market}", "0")
             .replace("{account}", "1")
             .replace("{height}", "1")
+            .replace("{id}", "1")
+            .replace("{source_id}", &"00".repeat(32))
             .replace("{hash}", "0000000000000000000000000000000000000000000000000000000000000000");
         if *p == "/v1/ws" {
             continue; // upgraded in tests/ws.rs

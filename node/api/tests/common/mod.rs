@@ -22,6 +22,12 @@ pub struct Chain {
 
 impl Chain {
     pub fn new(seed: u64, traders: u64) -> Chain {
+        Chain::with_genesis(seed, traders, |authority| Genesis::devnet().with_authority(authority))
+    }
+
+    /// A chain on the genesis `genesis(authority account)` (the devnet authority's key is kept
+    /// at index 0 whether or not the genesis names it).
+    pub fn with_genesis(seed: u64, traders: u64, genesis: impl FnOnce(AccountId) -> Genesis) -> Chain {
         let authority = devnet_authority();
         let mut keys = HashMap::new();
         let mut ids = vec![authority.account()];
@@ -31,7 +37,7 @@ impl Chain {
             ids.push(k.account());
             keys.insert(k.account(), k);
         }
-        let g = Genesis::devnet().with_authority(ids[0]);
+        let g = genesis(ids[0]);
         let state = State::from_genesis(&g).unwrap();
         let w = Workload::new(seed, traders, PathKind::Calm, &g).with_ids(ids.clone());
         Chain { state, w, keys, traders: ids[1..].to_vec() }
