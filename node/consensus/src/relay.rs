@@ -119,7 +119,7 @@ impl PeerBlocks {
     }
 
     /// Each reason's count, labelled as the metrics export it.
-    pub fn by_reason(&self) -> [(&'static str, u64); 7] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
         [
             ("undecodable", self.undecodable),
             ("malformed_request", self.malformed_request),
@@ -128,6 +128,7 @@ impl PeerBlocks {
             ("block_flood", self.block_flood),
             ("backfill_flood", self.backfill_flood),
             ("invalid_observation", self.invalid_observation),
+            ("invalid_attestation", self.invalid_attestation),
         ]
     }
 

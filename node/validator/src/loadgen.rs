@@ -25,7 +25,7 @@
 //! 2. **Trading** at `rate` orders/s: makers quote post-only ladders around the path price
 //!    (good for 200 blocks), takers lift them with IOC orders that build leveraged positions,
 //!    long-biased so the flash crash has something to liquidate, and a tenth of the flow goes
-//!    to the option strip. One action in [`WITHDRAW_EVERY`] is a maker withdrawing
+//!    to the option strip. Every [`WITHDRAW_EVERY`]th action is a maker withdrawing
 //!    [`WITHDRAW_USD`] USDC: each creates a voucher the validators sign for the source chain.
 //!
 //! Every order goes to every validator (each verifies every order, as in production, where
@@ -56,7 +56,7 @@ const MAKERS_PER_MILLE: u64 = 100;
 const FUNDING_RATE: f64 = 5_000.0;
 
 /// One trading action in this many is a withdrawal (a maker takes some collateral out).
-pub const WITHDRAW_EVERY: u64 = 250;
+pub const WITHDRAW_EVERY: u64 = 200;
 
 /// What each withdrawal takes out, USDC.
 pub const WITHDRAW_USD: i128 = 100;
@@ -462,7 +462,12 @@ impl Generator {
                 perps[usize::try_from(self.below(perps.len() as u64)).unwrap_or(0)]
             };
             let spec = self.markets[m].clone();
-            let withdraw = maker && sent % WITHDRAW_EVERY == WITHDRAW_EVERY - 1;
+            let withdraw = sent % WITHDRAW_EVERY == WITHDRAW_EVERY - 1 && !makers.is_empty();
+            let who = if withdraw {
+                makers[usize::try_from(self.below(makers.len() as u64)).unwrap_or(0)]
+            } else {
+                who
+            };
             let action = if withdraw {
                 self.stats.withdrawals.fetch_add(1, Ordering::Relaxed);
                 Action::Withdraw { asset: AssetId(0), amount: WITHDRAW_USD * USD }

@@ -199,6 +199,25 @@ fn sync_line(samples: &[Sample]) -> Option<String> {
     ))
 }
 
+/// One line on the bridge (`bridge source height 812 lag 2  deposits seen 40 attested 40
+/// credited 39  vouchers signed 3 completed 3`), or `None` when the node serves no bridge
+/// metrics (an older node, or a full node).
+fn bridge_line(samples: &[Sample]) -> Option<String> {
+    let get = |name| value(samples, name);
+    get("bastion_bridge_deposits_credited_total")?;
+    Some(format!(
+        "bridge source height {} lag {}  deposits seen {} attested {} credited {}  withdrawals {}  vouchers signed {} completed {}",
+        fmt_count(get("bastion_bridge_source_height")),
+        fmt_count(get("bastion_bridge_credit_lag_blocks")),
+        fmt_count(get("bastion_bridge_deposits_seen_total")),
+        fmt_count(get("bastion_bridge_deposits_attested_total")),
+        fmt_count(get("bastion_bridge_deposits_credited_total")),
+        fmt_count(get("bastion_bridge_withdrawals_total")),
+        fmt_count(get("bastion_bridge_vouchers_signed_total")),
+        fmt_count(get("bastion_bridge_vouchers_completed_total")),
+    ))
+}
+
 /// A count as an integer when it is one, else as a short decimal; `-` when missing.
 fn fmt_count(v: Option<f64>) -> String {
     match v {
@@ -266,6 +285,10 @@ fn render_table(samples: &[Sample]) -> String {
         );
     }
     if let Some(line) = sync_line(samples) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if let Some(line) = bridge_line(samples) {
         out.push_str(&line);
         out.push('\n');
     }
@@ -355,6 +378,17 @@ fn to_json(samples: &[Sample]) -> Value {
             "peers_refused": get("bastion_statesync_peers_refused"),
             "eta_s": get("bastion_statesync_eta_seconds"),
         })),
+        "bridge": value(samples, "bastion_bridge_deposits_credited_total").map(|_| json!({
+            "source_height": get("bastion_bridge_source_height"),
+            "credit_lag_blocks": get("bastion_bridge_credit_lag_blocks"),
+            "deposits_seen": get("bastion_bridge_deposits_seen_total"),
+            "deposits_attested": get("bastion_bridge_deposits_attested_total"),
+            "deposits_credited": get("bastion_bridge_deposits_credited_total"),
+            "credited_micros": get("bastion_bridge_credited_micros"),
+            "withdrawals": get("bastion_bridge_withdrawals_total"),
+            "vouchers_signed": get("bastion_bridge_vouchers_signed_total"),
+            "vouchers_completed": get("bastion_bridge_vouchers_completed_total"),
+        })),
         "tiles": tiles,
     })
 }
@@ -421,6 +455,36 @@ zeta         -      1     -        -         -
         // Without the metric there is no ingress line.
         let plain = render_table(&crate::metrics::parse(TEXT));
         assert!(!plain.contains("ingress "), "{plain}");
+    }
+
+    #[test]
+    fn bridge_line_and_json() {
+        let text = "\
+bastion_finalized_height 90
+bastion_bridge_source_height 812
+bastion_bridge_credit_lag_blocks 2
+bastion_bridge_deposits_seen_total 40
+bastion_bridge_deposits_attested_total 40
+bastion_bridge_deposits_credited_total 39
+bastion_bridge_credited_micros 39000000
+bastion_bridge_withdrawals_total 4
+bastion_bridge_vouchers_signed_total 4
+bastion_bridge_vouchers_completed_total 3
+";
+        let samples = crate::metrics::parse(text);
+        let table = render_table(&samples);
+        assert!(
+            table.contains(
+                "bridge source height 812 lag 2  deposits seen 40 attested 40 credited 39  withdrawals 4  vouchers signed 4 completed 3"
+            ),
+            "{table}"
+        );
+        let v = to_json(&samples);
+        assert_eq!(v["bridge"]["deposits_credited"], 39, "{v}");
+        assert_eq!(v["bridge"]["credit_lag_blocks"], 2, "{v}");
+        let plain = crate::metrics::parse("bastion_finalized_height 5\n");
+        assert!(!render_table(&plain).contains("bridge"));
+        assert!(to_json(&plain)["bridge"].is_null());
     }
 
     #[test]

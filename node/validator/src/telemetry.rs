@@ -83,6 +83,10 @@ struct AppMetrics {
     counters: Vec<(ReadTotal, Arc<Counter>)>,
     unsolicited_blocks: Arc<Gauge>,
     unsolicited_bytes: Arc<Gauge>,
+    /// The bridge's source tip height and how far crediting lags it.
+    source_height: Arc<Gauge>,
+    credit_lag: Arc<Gauge>,
+    credited_amount: Arc<Gauge>,
 }
 
 /// How to read one running count from the application's `Totals`.
@@ -211,7 +215,51 @@ impl Telemetry {
                 })
                 .collect(),
             counters: {
-                let plain: [(&str, &str, ReadTotal); 11] = [
+                let plain: [(&str, &str, ReadTotal); 21] = [
+                    (
+                        "bastion_bridge_deposits_seen_total",
+                        "Deposits this validator's source showed with the confirmation depth",
+                        |t| t.bridge.deposits_seen,
+                    ),
+                    ("bastion_bridge_deposits_attested_total", "Deposits this validator attested (signed)", |t| {
+                        t.bridge.deposits_attested
+                    }),
+                    (
+                        "bastion_bridge_deposits_credited_total",
+                        "Deposits credited by finalized blocks (2/3 of stake's attestations)",
+                        |t| t.bridge.deposits_credited,
+                    ),
+                    ("bastion_bridge_withdrawals_total", "Withdrawals executed (vouchers created)", |t| {
+                        t.bridge.withdrawals
+                    }),
+                    ("bastion_bridge_vouchers_signed_total", "Withdrawal vouchers this validator signed", |t| {
+                        t.bridge.vouchers_signed
+                    }),
+                    (
+                        "bastion_bridge_vouchers_completed_total",
+                        "Vouchers whose 2/3-of-stake signatures a finalized block carried (payable on the source)",
+                        |t| t.bridge.vouchers_completed,
+                    ),
+                    (
+                        "bastion_bridge_items_received_total",
+                        "Peers' attestations and voucher signatures accepted into the pool",
+                        |t| t.bridge.items_received,
+                    ),
+                    (
+                        "bastion_bridge_items_dropped_total",
+                        "Peers' bridge items dropped without blame (already credited or signed, unknown voucher, pool share full)",
+                        |t| t.bridge.items_dropped,
+                    ),
+                    (
+                        "bastion_bridge_items_refused_total",
+                        "Bridge messages refused (their sender was blocked)",
+                        |t| t.bridge.items_refused,
+                    ),
+                    (
+                        "bastion_bridge_conflicts_total",
+                        "Conflicting attestations seen: one validator attesting one source id with two contents (evidence)",
+                        |t| t.bridge.conflicts,
+                    ),
                     (
                         "bastion_observations_signed_total",
                         "Price observations this validator signed and sent",
@@ -270,6 +318,21 @@ impl Telemetry {
             unsolicited_bytes: reg.gauge(
                 "bastion_unsolicited_bytes",
                 "Bytes of blocks held that nobody asked for (bounded per peer)",
+                &[],
+            ),
+            source_height: reg.gauge(
+                "bastion_bridge_source_height",
+                "The bridge's source chain tip, as this validator's watcher last read it",
+                &[],
+            ),
+            credit_lag: reg.gauge(
+                "bastion_bridge_credit_lag_blocks",
+                "Source blocks between the source's tip and the oldest deposit this validator saw that is not credited yet",
+                &[],
+            ),
+            credited_amount: reg.gauge(
+                "bastion_bridge_credited_micros",
+                "Amount credited by bridge deposits since start (micro-units, all assets)",
                 &[],
             ),
         };
@@ -459,6 +522,9 @@ impl Telemetry {
         }
         a.unsolicited_blocks.set(t.unsolicited_blocks as f64);
         a.unsolicited_bytes.set(t.unsolicited_bytes as f64);
+        a.source_height.set(t.bridge.source_height as f64);
+        a.credit_lag.set(t.bridge.credit_lag_blocks as f64);
+        a.credited_amount.set(t.bridge.credited_amount as f64);
         if t.blocks > 0 {
             a.fund.set(t.insurance_fund as f64);
         }

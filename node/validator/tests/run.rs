@@ -172,6 +172,20 @@ fn devnet_flash_crash_finalizes_orders_and_liquidates() {
     assert!(oracle["updates"].as_u64().unwrap() > 0, "{summary}");
     assert!(oracle["observations_included"].as_u64().unwrap() > 0, "{summary}");
     assert_eq!(oracle["lying_stake_ppm"], 0, "{summary}");
+    // The traders were funded through the simulated source chain: every deposit (300 traders
+    // and the insurance fund's top-up) credited once by 2/3 of stake's attestations, none by a
+    // key; withdrawals became vouchers the validators signed and the source paid, and the two
+    // chains' books balance at every height (from both logs).
+    let bridge = &summary["bridge"];
+    assert_eq!(bridge["authority_deposits"], 0, "{summary}");
+    assert_eq!(bridge["deposits_seen"], 301, "{summary}");
+    assert_eq!(bridge["deposits_credited"], 301, "{summary}");
+    assert_eq!(bridge["conservation_holds"], true, "{summary}");
+    assert!(bridge["conservation_heights_checked"].as_u64().unwrap() > 10, "{summary}");
+    assert!(bridge["withdrawals"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(bridge["vouchers_paid"], bridge["vouchers_completed"], "{summary}");
+    assert_eq!(bridge["vouchers_refused"].as_array().map(Vec::len), Some(0), "{summary}");
+    assert!(summary["insurance_fund_start"].as_f64().unwrap() > 0.0, "the devnet seeds the fund: {summary}");
 }
 
 /// `--scenario oracle-attack`: one validator of four reports every price +50% and, from
