@@ -1,6 +1,7 @@
 //! `bastion`: the validator binary and its operator commands.
 
 mod bridge;
+mod bridge_cmd;
 mod devnet;
 mod devnet_bridge;
 mod full;
@@ -65,6 +66,10 @@ enum Command {
     /// one into an empty data dir against a trusted height and hash.
     #[command(subcommand)]
     Snapshot(snapshot_cmd::SnapshotCommand),
+    /// The bridge's simulated source chain: its state, deposits to the bridge, and redeeming a
+    /// signed withdrawal voucher.
+    #[command(subcommand)]
+    Bridge(bridge_cmd::BridgeCommand),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
         Command::Run(args) => report(run(&args)),
         Command::Storage(cmd) => report(storage::run(&cmd)),
         Command::Snapshot(cmd) => report(snapshot_cmd::run(&cmd)),
+        Command::Bridge(cmd) => report(bridge_cmd::run(&cmd)),
         Command::Governance(cmd) => match governance::run(&cmd) {
             Ok(text) => {
                 println!("{text}");
