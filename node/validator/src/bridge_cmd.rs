@@ -167,6 +167,25 @@ fn redeem(a: &RedeemArgs) -> Result<String, String> {
     ))
 }
 
+/// The stake of `approvals` if they are valid and weigh 2/3 of the bridge's stake; otherwise
+/// what is wrong.
+fn quorum(
+    cfg: &bastion_bridge::BridgeConfig,
+    voucher: &Voucher,
+    approvals: &[Approval],
+) -> Result<u128, String> {
+    let signed =
+        verify_approvals(cfg, voucher, approvals).map_err(|e| format!("voucher {}: {e}", voucher.id))?;
+    if !cfg.is_quorum(signed) {
+        return Err(format!(
+            "voucher {}: signatures of stake {signed} of {}; the source chain pays only with 2/3",
+            voucher.id,
+            cfg.total_stake()
+        ));
+    }
+    Ok(signed)
+}
+
 /// The voucher and its signatures from `GET /v1/vouchers/{id}`'s JSON.
 fn voucher_from_api(v: &serde_json::Value) -> Result<(Voucher, Vec<Approval>), String> {
     let field = |k: &str| v.get(k).ok_or_else(|| format!("the API's voucher has no {k:?}: {v}"));
@@ -243,13 +262,14 @@ mod tests {
             "signed": true, "signatures": sigs});
         let (v, approvals) = voucher_from_api(&json).unwrap();
         assert_eq!(v, voucher);
-        verify_approvals(c.config(), &v, &approvals).unwrap();
+        quorum(c.config(), &v, &approvals).unwrap();
         c.submit_voucher(&v, &approvals).unwrap();
         c.produce_block(2).unwrap();
         assert_eq!(c.payee_balance(AccountId(7), AssetId(0)), 40_000_000);
         assert!(c.submit_voucher(&v, &approvals).is_err(), "paid once");
         // Two signatures are not 2/3 of stake: the user is told before anything is submitted.
-        assert!(verify_approvals(c.config(), &v, &approvals[..2]).is_err());
+        let e = quorum(c.config(), &v, &approvals[..2]).unwrap_err();
+        assert!(e.contains("only with 2/3"), "{e}");
         let text = status(dir.path()).unwrap();
         assert!(text.contains("deposits 1") && text.contains("payouts 1"), "{text}");
         assert!(text.contains("bridge balance of asset 0: 60.000000"), "{text}");
