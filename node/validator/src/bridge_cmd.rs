@@ -151,8 +151,7 @@ fn redeem(a: &RedeemArgs) -> Result<String, String> {
         ));
     }
     // The source chain checks again; checking here tells the user now.
-    let signed =
-        verify_approvals(&cfg, &voucher, &approvals).map_err(|e| format!("voucher {}: {e}", voucher.id))?;
+    let signed = quorum(&cfg, &voucher, &approvals)?;
     let file = submit_to_inbox(&a.source, &Submission::Voucher { voucher: voucher.clone(), approvals })
         .map_err(|e| e.to_string())?;
     Ok(format!(

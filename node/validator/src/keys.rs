@@ -272,7 +272,7 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
              # key = \"p2p.key\"               # default: derived from the identity key\n\
              \n\
              [api]                            # REST and WebSocket API (docs: node/api/openapi.yaml)\n\
-             # listen = \"127.0.0.1:8090\"\n{STORAGE_TOML}",
+             # listen = \"127.0.0.1:8090\"\n{STORAGE_TOML}{BRIDGE_TOML}",
             args.host,
             public + i,
             bootstrap(i)
@@ -450,3 +450,11 @@ const STORAGE_TOML: &str = "\n\
 # serve_mb_per_s = 32            # per peer\n\
 # give_up_after_s = 0            # 0: keep looking for a usable snapshot\n\
 # fetch_kib_per_s = 0            # pace of this node's own sync downloads (0: unpaced)\n";
+
+/// The `[bridge]` table of every validator's node.toml, commented out with its defaults
+/// (README, "The bridge").
+const BRIDGE_TOML: &str = "\n\
+# [bridge]                       # the source chain whose deposits this validator attests\n\
+# source = \"/path/to/source\"    # a simulated chain's directory (bastion devnet runs one)\n\
+# confirmations = 2              # source blocks a deposit needs before it is attested\n\
+# poll_ms = 250\n";
