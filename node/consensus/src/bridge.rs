@@ -520,3 +520,202 @@ pub fn verify_conflicting_attestation(state: &State, line: &str) -> bool {
         && state.attestation_verifies(&d1, &a1)
         && state.attestation_verifies(&d2, &a2)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use bastion_exchange::{DEVNET_VALIDATOR_SEEDS, Genesis};
+    use bastion_types::{AccountId, AssetId, ValidatorIndex};
+    use commonware_utils::channel::mpsc;
+
+    fn state() -> State {
+        State::from_genesis(&Genesis { devnet: false, authority: None, ..Genesis::devnet() }).unwrap()
+    }
+
+    fn public(v: u16) -> [u8; 32] {
+        let seed = DEVNET_VALIDATOR_SEEDS[usize::from(v)];
+        ed25519_zebra::VerificationKey::from(&ed25519_zebra::SigningKey::from(seed)).into()
+    }
+
+    fn dep(id: u8, amount: i128) -> BridgeDeposit {
+        BridgeDeposit { source_id: SourceId([id; 32]), to: AccountId(9), asset: AssetId(0), amount }
+    }
+
+    fn desk(v: Option<u16>, feed: Option<Box<dyn DepositFeed>>) -> (Bridge, Ledger, mpsc::Receiver<String>) {
+        let ledger = Ledger::default();
+        let (sink, rx) = EvidenceSink::new();
+        let key = v.map(|v| (v, DEVNET_VALIDATOR_SEEDS[usize::from(v)]));
+        (Bridge::new(key, feed, sink, ledger.clone()), ledger, rx)
+    }
+
+    /// Reports its deposits once.
+    struct Once(Vec<BridgeDeposit>);
+    impl DepositFeed for Once {
+        fn poll(&mut self, _now_ms: u64) -> FeedPoll {
+            FeedPoll {
+                tip: Some(10),
+                deposits: std::mem::take(&mut self.0).into_iter().map(|d| (d, 7)).collect(),
+            }
+        }
+    }
+
+    fn attestation(s: &State, v: u16, d: &BridgeDeposit) -> Vec<u8> {
+        let a = sign_deposit(DEVNET_VALIDATOR_SEEDS[usize::from(v)], v, &s.chain_id, d);
+        encode_wire(&s.chain_id, &[Item::Deposit(d.clone(), a)])
+    }
+
+    #[test]
+    fn the_largest_message_fits_the_wire_bound_and_more_items_are_refused() {
+        let d = BridgeDeposit {
+            source_id: SourceId([0xff; 32]),
+            to: AccountId(u64::MAX),
+            asset: AssetId(u16::MAX),
+            amount: i128::MIN,
+        };
+        let a = Approval { validator: ValidatorIndex(u16::MAX), signature: [0xff; 64] };
+        let chain = "c".repeat(bastion_exchange::CHAIN_ID_MAX);
+        let full = vec![Item::Deposit(d.clone(), a.clone()); ITEMS_PER_MESSAGE];
+        let bytes = encode_wire(&chain, &full);
+        assert!(bytes.len() <= WIRE_MAX_BYTES, "{} bytes", bytes.len());
+        assert_eq!(decode_wire(&bytes).unwrap().1.len(), ITEMS_PER_MESSAGE);
+        let more = vec![Item::Voucher(u64::MAX, a); ITEMS_PER_MESSAGE + 1];
+        assert_eq!(decode_wire(&encode_wire(&chain, &more)), Err("oversize"));
+        assert_eq!(decode_wire(&[0xff; 3]), Err("undecodable"));
+        let mut trailing = encode_wire(&chain, &full[..1]);
+        trailing.push(0);
+        assert_eq!(decode_wire(&trailing), Err("undecodable"));
+    }
+
+    #[test]
+    fn a_leader_proposes_a_deposit_only_once_two_thirds_attested_it() {
+        let s = state();
+        let d = dep(1, 500);
+        let (mut me, ledger, _rx) = desk(Some(0), Some(Box::new(Once(vec![d.clone()]))));
+        let out = me.tick(&s, 1_000);
+        assert_eq!(out.len(), 1, "its own attestation goes out");
+        let t = ledger.totals().bridge;
+        assert_eq!(
+            (t.deposits_seen, t.deposits_attested, t.source_height, t.credit_lag_blocks),
+            (1, 1, 10, 3)
+        );
+        assert!(me.candidates(&s).0.is_empty(), "1 of 4");
+        assert_eq!(me.receive(&public(1), &attestation(&s, 1, &d), &s), Received::Fine);
+        assert!(me.candidates(&s).0.is_empty(), "2 of 4");
+        assert_eq!(me.receive(&public(2), &attestation(&s, 2, &d), &s), Received::Fine);
+        let (deposits, _) = me.candidates(&s);
+        assert_eq!(deposits.len(), 1);
+        assert_eq!(deposits[0].attestations.len(), 3);
+        // The block the leader builds from them executes.
+        let mut next = s.clone();
+        let block = Block {
+            height: 1,
+            timestamp_ms: s.timestamp_ms + 1,
+            deposits: deposits.clone(),
+            ..Block::default()
+        };
+        let out = next.apply_block(&block).unwrap();
+        me.finalized(&block, &out.events);
+        assert!(me.candidates(&next).0.is_empty(), "credited: pruned");
+        let t = ledger.totals().bridge;
+        assert_eq!((t.deposits_credited, t.credited_amount, t.credit_lag_blocks), (1, 500, 3));
+        // A late attestation of the credited deposit is dropped without blame.
+        assert_eq!(me.receive(&public(3), &attestation(&s, 3, &d), &next), Received::Fine);
+        assert_eq!(ledger.totals().bridge.items_dropped, 1);
+    }
+
+    #[test]
+    fn a_sender_is_blocked_for_someone_elses_or_a_bad_signature_and_a_conflict_is_evidence() {
+        let s = state();
+        let d = dep(2, 100);
+        let (mut me, ledger, mut rx) = desk(Some(0), None);
+        // Validator 1's attestation sent by validator 2.
+        assert_eq!(me.receive(&public(2), &attestation(&s, 1, &d), &s), Received::Block("wrong_sender"));
+        // A signature over another deposit.
+        let a = sign_deposit(DEVNET_VALIDATOR_SEEDS[1], 1, &s.chain_id, &dep(3, 100));
+        let forged = encode_wire(&s.chain_id, &[Item::Deposit(d.clone(), a)]);
+        assert_eq!(me.receive(&public(1), &forged, &s), Received::Block("bad_signature"));
+        let foreign = encode_wire("other", &[]);
+        assert_eq!(me.receive(&public(1), &foreign, &s), Received::Block("foreign_chain"));
+        assert_eq!(ledger.totals().bridge.items_refused, 3);
+        // Validator 1 attests source id 2 with two amounts: the second is evidence, not pooled.
+        assert_eq!(me.receive(&public(1), &attestation(&s, 1, &d), &s), Received::Fine);
+        assert_eq!(me.receive(&public(1), &attestation(&s, 1, &dep(2, 999)), &s), Received::Fine);
+        assert_eq!(ledger.totals().bridge.conflicts, 1);
+        let line = rx.try_recv().expect("an evidence line");
+        assert!(line.starts_with(CONFLICTING_ATTESTATION), "{line}");
+        assert!(verify_conflicting_attestation(&s, line.trim_end()));
+        let renamed = line.replacen("by signer 1", "by signer 2", 1);
+        assert!(!verify_conflicting_attestation(&s, renamed.trim_end()));
+        // Its first content still counts; the second never does.
+        for v in [2, 3] {
+            assert_eq!(me.receive(&public(v), &attestation(&s, v, &dep(2, 999)), &s), Received::Fine);
+        }
+        let (deposits, _) = me.candidates(&s);
+        assert!(deposits.is_empty(), "999 has validators 2 and 3 only: {deposits:?}");
+    }
+
+    #[test]
+    fn a_liar_fills_only_its_own_share_of_the_pool() {
+        let s = state();
+        let (mut me, ledger, _rx) = desk(None, None);
+        let mut kept = 0;
+        for i in 0..(POOLED_PER_VALIDATOR + 10) {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let d = BridgeDeposit { source_id: SourceId(id), ..dep(0, 1) };
+            if me.pool_deposit(1, &d, &sign_deposit(DEVNET_VALIDATOR_SEEDS[1], 1, &s.chain_id, &d)) {
+                kept += 1;
+            }
+        }
+        assert_eq!(kept, POOLED_PER_VALIDATOR);
+        // Another validator's attestations still get in.
+        let d = dep(7, 5);
+        assert_eq!(me.receive(&public(2), &attestation(&s, 2, &d), &s), Received::Fine);
+        assert_eq!(ledger.totals().bridge.items_received, 1);
+    }
+
+    #[test]
+    fn every_validator_signs_each_new_voucher_once_and_the_leader_proposes_two_thirds() {
+        let mut s = state();
+        // Fund an account, withdraw: voucher 1.
+        let d = BridgeDeposit { to: bastion_types::account_of(&public(0)), ..dep(1, 1_000_000) };
+        let attested = AttestedDeposit {
+            deposit: d.clone(),
+            attestations: (0..3)
+                .map(|v| sign_deposit(DEVNET_VALIDATOR_SEEDS[v], v as u16, &s.chain_id, &d))
+                .collect(),
+        };
+        let b1 = Block {
+            height: 1,
+            timestamp_ms: s.timestamp_ms + 1,
+            deposits: vec![attested],
+            ..Block::default()
+        };
+        s.apply_block(&b1).unwrap();
+        let w = bastion_types::Tx {
+            signer: d.to,
+            nonce: 1,
+            action: bastion_types::Action::Withdraw { asset: AssetId(0), amount: 1_000 },
+        };
+        let b2 = Block { height: 2, timestamp_ms: s.timestamp_ms + 1, txs: vec![w], ..Block::default() };
+        s.apply_block(&b2).unwrap();
+        assert_eq!(s.last_voucher(), 1);
+        let mut desks: Vec<(Bridge, Ledger, mpsc::Receiver<String>)> =
+            (0..4).map(|v| desk(Some(v), None)).collect();
+        let sent: Vec<Vec<Vec<u8>>> = desks.iter_mut().map(|(b, _, _)| b.tick(&s, 0)).collect();
+        assert!(sent.iter().all(|m| m.len() == 1), "one message each");
+        assert!(desks[0].0.tick(&s, 1).is_empty(), "signed once");
+        let leader = &mut desks[0].0;
+        assert!(leader.candidates(&s).1.is_empty(), "its own signature alone");
+        for v in 1..3u16 {
+            assert_eq!(leader.receive(&public(v), &sent[usize::from(v)][0], &s), Received::Fine);
+        }
+        let (_, vouchers) = leader.candidates(&s);
+        assert_eq!(vouchers.len(), 1);
+        let b3 = Block { height: 3, timestamp_ms: s.timestamp_ms + 1, vouchers, ..Block::default() };
+        s.apply_block(&b3).unwrap();
+        assert!(s.voucher(1).unwrap().signed());
+        assert_eq!(desks[0].1.totals().bridge.vouchers_signed, 1);
+    }
+}

@@ -720,6 +720,8 @@ fn read_evidence(
                     .is_ok_and(|c| c.verify(context, scheme, &commonware_parallel::Sequential))
             } else if line.starts_with(crate::observations::DOUBLE_OBSERVATION) {
                 crate::observations::verify_double_observation(state, line)
+            } else if line.starts_with(crate::bridge::CONFLICTING_ATTESTATION) {
+                crate::bridge::verify_conflicting_attestation(state, line)
             } else if line.starts_with("nullify and finalize") {
                 NullifyFinalize::<Multisig, Digest>::decode(bytes::Bytes::from(proof.clone()))
                     .is_ok_and(|c| c.verify(context, scheme, &commonware_parallel::Sequential))

@@ -702,6 +702,7 @@ mod tests {
             oracle: vec![],
             txs: vec![],
             proposals: vec![p.clone()],
+            ..Default::default()
         };
         state.apply_block(&block).unwrap();
         assert_eq!(state.pending.len(), 1);
