@@ -64,7 +64,7 @@ fn is_zero(v: &bastion_types::Micros) -> bool {
 pub const DEVNET_VALIDATOR_SEEDS: [[u8; 32]; 4] = [[21; 32], [22; 32], [23; 32], [24; 32]];
 
 /// The devnet's insurance fund at genesis: 250,000 USDC.
-pub const DEVNET_INSURANCE_FUND: bastion_types::Micros = 250_000 * USD;
+pub const DEVNET_INSURANCE_FUND: bastion_types::Micros = 2_000_000 * USD;
 
 /// Longest chain id (bytes), as the genesis file allows.
 pub const CHAIN_ID_MAX: usize = 64;

@@ -823,6 +823,9 @@ fn summarize(
     let (mut orders, mut deposits, mut rejected, mut fills, mut liquidations, mut adl) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let mut first_liquidation_ms = None;
+    // What the insurance fund paid for bankrupt liquidations and negative balances, and took in
+    // liquidation fees.
+    let (mut fund_paid, mut fund_paid_for, mut fund_fees) = (0i128, 0u64, 0i128);
     let mut oracle = OracleFigures::default();
     let mut bridge = crate::devnet_bridge::BridgeFigures::default();
     let v0_last = logs.first().and_then(|l| l.last_height()).unwrap_or(0);
@@ -849,11 +852,21 @@ fn summarize(
                     Event::Rejected { .. } => rejected += 1,
                     Event::Deposited { .. } => deposits += 1,
                     Event::Fill { .. } => fills += 1,
-                    Event::Liquidated { .. } => {
+                    Event::Liquidated { insurance_delta, .. } => {
                         liquidations += 1;
                         first_liquidation_ms.get_or_insert(entry.block.timestamp_ms);
+                        if *insurance_delta < 0 {
+                            fund_paid += -insurance_delta;
+                            fund_paid_for += 1;
+                        } else {
+                            fund_fees += insurance_delta;
+                        }
                     }
                     Event::Deleveraged { .. } => adl += 1,
+                    Event::InsuranceCovered { amount, .. } => {
+                        fund_paid += amount;
+                        fund_paid_for += 1;
+                    }
                     _ => {}
                 }
             }
@@ -949,10 +962,14 @@ fn summarize(
         );
         let _ = writeln!(
             out,
-            "  insurance fund       {:.2} USDC at genesis, {:.2} lowest, {:.2} at the end",
+            "  insurance fund       {:.2} USDC at genesis, {:.2} lowest, {:.2} at the end; paid {:.2} for {} \
+             bankrupt liquidations and negative balances, took {:.2} in liquidation fees",
             usd(fund_start),
             usd(fund_min),
-            usd(fund_end)
+            usd(fund_end),
+            usd(fund_paid),
+            fund_paid_for,
+            usd(fund_fees)
         );
         let b = &bridge_json;
         let _ = writeln!(
@@ -1069,6 +1086,9 @@ fn summarize(
             "insurance_fund_start": replayable.then_some(fund_start as f64 / 1e6),
             "insurance_fund_min": replayable.then_some(fund_min as f64 / 1e6),
             "insurance_fund_end": replayable.then_some(fund_end as f64 / 1e6),
+            "insurance_fund_paid": replayable.then_some(fund_paid as f64 / 1e6),
+            "insurance_fund_paid_for": replayable.then_some(fund_paid_for),
+            "insurance_fund_fees": replayable.then_some(fund_fees as f64 / 1e6),
             "bridge": bridge_json,
             "finality_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
             "replayed_from_genesis": replayable,

@@ -1,5 +1,8 @@
 //! `bastion`: the validator binary and its operator commands.
 
+// The devnet summary is one large `serde_json::json!` object.
+#![recursion_limit = "256"]
+
 mod bridge;
 mod bridge_cmd;
 mod devnet;
