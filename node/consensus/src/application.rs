@@ -561,6 +561,16 @@ impl Ledger {
         self.lock().halted.clone()
     }
 
+    /// A height recovered from the block log: kept as recorded if this ledger already holds
+    /// that block (executed before a restart in this process: the log entry lacks the insurance
+    /// fund after it, which a restarted simulation would otherwise see as a divergence).
+    fn record_recovered(&self, height: u64, entry: Finalized) {
+        if self.lock().finalized.get(&height).is_some_and(|f| f.digest == entry.digest) {
+            return;
+        }
+        self.record(height, entry);
+    }
+
     fn record(&self, height: u64, entry: Finalized) {
         let mut g = self.lock();
         g.heights.insert(entry.digest, height);
@@ -2101,7 +2111,7 @@ fn recover_chain(
         if h == 1 && block.parent_digest() != genesis.id() {
             return Err("block log entry at height 1 does not link to this genesis".into());
         }
-        ledger.record(h, finalized);
+        ledger.record_recovered(h, finalized);
         tip = Some((block.id(), h));
         cache.insert(h, Bytes::from(wire_block(&block)), KEEP_FINALIZED);
         blocks.insert(block.id(), block);

@@ -390,12 +390,14 @@ impl Bridge {
                     if !state.voucher_signature_verifies(id, &a) {
                         return refuse(&self.ledger, "bad_signature");
                     }
-                    let by = self.vouchers.entry(id).or_default();
-                    if by.contains_key(&v) {
-                        dropped = dropped.saturating_add(1);
-                    } else {
-                        by.insert(v, a);
-                        kept = kept.saturating_add(1);
+                    match self.vouchers.entry(id).or_default().entry(v) {
+                        std::collections::btree_map::Entry::Occupied(_) => {
+                            dropped = dropped.saturating_add(1)
+                        }
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            e.insert(a);
+                            kept = kept.saturating_add(1);
+                        }
                     }
                 }
             }
