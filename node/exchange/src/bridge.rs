@@ -158,27 +158,27 @@ impl State {
         if block.deposits.len() > DEPOSITS_PER_BLOCK_MAX {
             return Err(BlockError::Bridge {
                 index: DEPOSITS_PER_BLOCK_MAX,
-                reason: BridgeError::TooMany {
+                reason: Box::new(BridgeError::TooMany {
                     what: "deposits",
                     got: block.deposits.len(),
                     max: DEPOSITS_PER_BLOCK_MAX,
-                },
+                }),
             });
         }
         if block.vouchers.len() > VOUCHERS_PER_BLOCK_MAX {
             return Err(BlockError::Bridge {
                 index: VOUCHERS_PER_BLOCK_MAX,
-                reason: BridgeError::TooMany {
+                reason: Box::new(BridgeError::TooMany {
                     what: "voucher signature sets",
                     got: block.vouchers.len(),
                     max: VOUCHERS_PER_BLOCK_MAX,
-                },
+                }),
             });
         }
         let mut seen = BTreeSet::new();
         let mut new_to = BTreeSet::new();
         for (index, d) in block.deposits.iter().enumerate() {
-            let fail = |reason| BlockError::Bridge { index, reason };
+            let fail = |reason| BlockError::Bridge { index, reason: Box::new(reason) };
             if !seen.insert(d.deposit.source_id) {
                 return Err(fail(BridgeError::Repeated(d.deposit.source_id)));
             }
@@ -190,7 +190,7 @@ impl State {
         let mut signed = BTreeSet::new();
         for (i, v) in block.vouchers.iter().enumerate() {
             let index = block.deposits.len().saturating_add(i);
-            let fail = |reason| BlockError::Bridge { index, reason };
+            let fail = |reason| BlockError::Bridge { index, reason: Box::new(reason) };
             if !signed.insert(v.id) {
                 return Err(fail(BridgeError::VoucherSigned(v.id)));
             }

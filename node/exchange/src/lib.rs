@@ -105,7 +105,7 @@ pub enum BlockError {
     /// A bridge deposit or voucher signature set the block may not carry (see
     /// [`State::check_bridge`]; vouchers are indexed after the deposits).
     #[error("bridge item {index}: {reason}")]
-    Bridge { index: usize, reason: BridgeError },
+    Bridge { index: usize, reason: Box<BridgeError> },
     /// A transaction the block may not include (see [`State::check_txs`]).
     #[error("transaction {index} is not includable: {reason}")]
     Tx { index: usize, reason: TxError },

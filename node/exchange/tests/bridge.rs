@@ -91,7 +91,7 @@ fn attested(chain: &str, d: &BridgeDeposit, signers: &[u16]) -> AttestedDeposit 
 
 fn refusal(r: Result<Vec<Event>, BlockError>) -> BridgeError {
     match r {
-        Err(BlockError::Bridge { reason, .. }) => reason,
+        Err(BlockError::Bridge { reason, .. }) => *reason,
         other => panic!("expected a bridge refusal, got {other:?}"),
     }
 }

@@ -235,8 +235,12 @@ fn withdrawals_only_while_initial_margin_holds() {
     // ~$982 < IM: rejected. $8,000 leaves ~$1,982: accepted.
     let ev = n.block(vec![(2, Action::Withdraw { asset: AssetId(0), amount: 9_000 * USD })]);
     assert!(matches!(rejections(&ev)[..], [Reject::InitialMargin { .. }]), "{ev:?}");
+    assert_eq!(n.state.last_voucher(), 0, "a refused withdrawal creates no voucher");
     let ev = n.block(vec![(2, Action::Withdraw { asset: AssetId(0), amount: 8_000 * USD })]);
     assert_eq!(rejections(&ev), vec![]);
+    // The accepted one is a voucher for the source chain, not yet signed.
+    let v = n.state.voucher(1).expect("voucher 1");
+    assert_eq!((v.voucher.account, v.voucher.amount, v.signed()), (AccountId(2), 8_000 * USD, false));
     let h = n.state.account_health(AccountId(2)).unwrap();
     assert!(h.initial_ok(), "{h:?}");
 }
