@@ -3,6 +3,7 @@
 use crate::harness::{Ctx, Report};
 
 pub mod api;
+pub mod bridge;
 pub mod consensus;
 pub mod defence;
 pub mod e2e;
@@ -154,5 +155,10 @@ pub const ALL: &[Suite] = &[
         name: "statesync",
         about: "joining from a certified snapshot: chunk serving, verified sync from 4 peers vs loading one's own snapshot",
         run: statesync::run,
+    },
+    Suite {
+        name: "bridge",
+        about: "crediting attested deposits vs the devnet authority's, attestation checks, batch verification, a 1M credited set",
+        run: bridge::run,
     },
 ];
