@@ -175,6 +175,9 @@ impl State {
                 }),
             });
         }
+        // Every check but the signatures' validity first; then all signatures of the block in
+        // one batch (5x faster than one by one: `bastion-perf bridge`).
+        let mut batch = Batch::default();
         let mut seen = BTreeSet::new();
         let mut new_to = BTreeSet::new();
         for (index, d) in block.deposits.iter().enumerate() {
@@ -185,7 +188,7 @@ impl State {
             if self.creates_account(&d.deposit) {
                 new_to.insert(d.deposit.to);
             }
-            self.check_deposit(d, new_to.len()).map_err(fail)?;
+            self.check_deposit(d, new_to.len(), Some((&mut batch, index))).map_err(fail)?;
         }
         let mut signed = BTreeSet::new();
         for (i, v) in block.vouchers.iter().enumerate() {
@@ -194,9 +197,12 @@ impl State {
             if !signed.insert(v.id) {
                 return Err(fail(BridgeError::VoucherSigned(v.id)));
             }
-            self.check_voucher_signatures(v).map_err(fail)?;
+            self.check_voucher_signatures(v, Some((&mut batch, index))).map_err(fail)?;
         }
-        Ok(())
+        batch.verify().map_err(|(index, what, reason)| BlockError::Bridge {
+            index,
+            reason: Box::new(BridgeError::Signatures { what, reason }),
+        })
     }
 
     /// Of `candidates` (any order, repeats allowed), the deposits a block on this state may
@@ -204,6 +210,7 @@ impl State {
     /// never refuses.
     pub fn admissible_deposits(&self, candidates: &[AttestedDeposit]) -> Vec<AttestedDeposit> {
         let mut out: Vec<AttestedDeposit> = Vec::new();
+        let mut selection = Batch::default();
         let mut seen = BTreeSet::new();
         let mut new_to = BTreeSet::new();
         for d in candidates {
@@ -215,8 +222,35 @@ impl State {
             }
             let creates = self.creates_account(&d.deposit) && !new_to.contains(&d.deposit.to);
             let new_accounts = new_to.len().saturating_add(usize::from(creates));
-            if self.check_deposit(d, new_accounts).is_ok() {
+            let mut batch = Batch::default();
+            if self.check_deposit(d, new_accounts, Some((&mut batch, out.len()))).is_ok() {
+                selection.absorb(batch);
                 seen.insert(d.deposit.source_id);
+                if creates {
+                    new_to.insert(d.deposit.to);
+                }
+                out.push(d.clone());
+            }
+        }
+        // One batch for the selection; should it fail (the pool verifies each signature it
+        // takes, so it should not), the slow path keeps only what verifies one by one.
+        if selection.verify().is_ok() {
+            return out;
+        }
+        let keep: Vec<AttestedDeposit> =
+            out.into_iter().filter(|d| self.check_deposit(d, 0, None).is_ok()).collect();
+        self.admissible_deposits_verified(&keep)
+    }
+
+    /// [`Self::admissible_deposits`] over candidates whose signatures all verify.
+    fn admissible_deposits_verified(&self, candidates: &[AttestedDeposit]) -> Vec<AttestedDeposit> {
+        let mut out: Vec<AttestedDeposit> = Vec::new();
+        let mut new_to = BTreeSet::new();
+        for d in candidates {
+            let creates = self.creates_account(&d.deposit) && !new_to.contains(&d.deposit.to);
+            let new_accounts = new_to.len().saturating_add(usize::from(creates));
+            let mut batch = Batch::default();
+            if self.check_deposit(d, new_accounts, Some((&mut batch, 0))).is_ok() {
                 if creates {
                     new_to.insert(d.deposit.to);
                 }
@@ -234,7 +268,7 @@ impl State {
             if out.len() >= VOUCHERS_PER_BLOCK_MAX {
                 break;
             }
-            if !out.iter().any(|o| o.id == v.id) && self.check_voucher_signatures(v).is_ok() {
+            if !out.iter().any(|o| o.id == v.id) && self.check_voucher_signatures(v, None).is_ok() {
                 out.push(v.clone());
             }
         }
@@ -283,7 +317,15 @@ impl State {
 
     /// One deposit against the state; `new_accounts` counts the accounts the block's deposits
     /// create up to and including this one.
-    fn check_deposit(&self, d: &AttestedDeposit, new_accounts: usize) -> Result<(), BridgeError> {
+    ///
+    /// With `batch`, the signatures are left in it (as item `index`) for one verification of
+    /// many; without, each is verified here.
+    fn check_deposit(
+        &self,
+        d: &AttestedDeposit,
+        new_accounts: usize,
+        batch: Option<(&mut Batch, usize)>,
+    ) -> Result<(), BridgeError> {
         let dep = &d.deposit;
         let uncreditable = |reason| BridgeError::Uncreditable { source_id: dep.source_id, reason };
         if let Some(c) = self.bridge.credited.get(&dep.source_id) {
@@ -305,18 +347,71 @@ impl State {
         if asset.deposits.checked_add(dep.amount).is_none() || held.checked_add(dep.amount).is_none() {
             return Err(uncreditable(Reject::Overflow));
         }
-        let what = || format!("deposit {}", dep.source_id);
-        self.quorum_of(&deposit_message(&self.chain_id, dep), &d.attestations)
-            .map_err(|reason| BridgeError::Signatures { what: what(), reason })
+        let what = format!("deposit {}", dep.source_id);
+        self.quorum_deferred(what, deposit_message(&self.chain_id, dep), &d.attestations, batch)
     }
 
-    fn check_voucher_signatures(&self, v: &VoucherSignatures) -> Result<(), BridgeError> {
+    fn check_voucher_signatures(
+        &self,
+        v: &VoucherSignatures,
+        batch: Option<(&mut Batch, usize)>,
+    ) -> Result<(), BridgeError> {
         let entry = self.bridge.vouchers.get(&v.id).ok_or(BridgeError::UnknownVoucher(v.id))?;
         if entry.signed() {
             return Err(BridgeError::VoucherSigned(v.id));
         }
-        self.quorum_of(&voucher_message(&self.chain_id, &entry.voucher), &v.approvals)
-            .map_err(|reason| BridgeError::Signatures { what: format!("voucher {}", v.id), reason })
+        let what = format!("voucher {}", v.id);
+        self.quorum_deferred(what, voucher_message(&self.chain_id, &entry.voucher), &v.approvals, batch)
+    }
+
+    /// [`Self::quorum_of`], with the signatures' validity left to `batch` when given.
+    fn quorum_deferred(
+        &self,
+        what: String,
+        message: Vec<u8>,
+        approvals: &[Approval],
+        batch: Option<(&mut Batch, usize)>,
+    ) -> Result<(), BridgeError> {
+        let Some((batch, index)) = batch else {
+            return self
+                .quorum_of(&message, approvals)
+                .map_err(|reason| BridgeError::Signatures { what, reason });
+        };
+        let fail = |reason| BridgeError::Signatures { what: what.clone(), reason };
+        let keys = self.signers(approvals).map_err(fail)?;
+        let signed = keys.iter().fold(0u128, |a, (_, _, stake)| a.saturating_add(*stake));
+        if !self.is_quorum(signed) {
+            return Err(fail(format!(
+                "signatures carry stake {signed} of {}; at least 2/3 is required",
+                self.total_stake()
+            )));
+        }
+        batch.push(index, what, message, approvals, &keys);
+        Ok(())
+    }
+
+    /// Each approval's validator, key and stake: distinct known validators with keys (the
+    /// signatures are not verified); otherwise why not.
+    fn signers(&self, approvals: &[Approval]) -> Result<Vec<(u16, [u8; 32], u128)>, String> {
+        if approvals.len() > self.validators.len() {
+            return Err(format!("{} signatures for {} validators", approvals.len(), self.validators.len()));
+        }
+        let mut seen = vec![false; self.validators.len()];
+        let mut out = Vec::with_capacity(approvals.len());
+        for a in approvals {
+            let vi = usize::from(a.validator.0);
+            let (Some(v), Some(s)) = (self.validators.get(vi), seen.get_mut(vi)) else {
+                return Err(format!("signature by unknown validator {}", a.validator.0));
+            };
+            if std::mem::replace(s, true) {
+                return Err(format!("validator {vi} signs twice"));
+            }
+            let Some(key) = v.key else {
+                return Err(format!("validator {vi} has no identity key in the genesis"));
+            };
+            out.push((a.validator.0, key, u128::from(v.stake)));
+        }
+        Ok(out)
     }
 
     /// `Ok` if `approvals` are valid signatures of `message` by distinct validators with keys,
@@ -335,29 +430,13 @@ impl State {
     /// The stake of `approvals`, each a valid signature of `message` by a distinct known
     /// validator with a key; otherwise why not.
     pub(crate) fn signed_stake_of(&self, message: &[u8], approvals: &[Approval]) -> Result<u128, String> {
-        if approvals.len() > self.validators.len() {
-            return Err(format!("{} signatures for {} validators", approvals.len(), self.validators.len()));
-        }
-        let mut seen = vec![false; self.validators.len()];
+        let keys = self.signers(approvals)?;
         let mut signed: u128 = 0;
-        for a in approvals {
-            let vi = usize::from(a.validator.0);
-            let (Some(v), Some(s)) = (self.validators.get(vi), seen.get_mut(vi)) else {
-                return Err(format!("signature by unknown validator {}", a.validator.0));
-            };
-            if std::mem::replace(s, true) {
-                return Err(format!("validator {vi} signs twice"));
-            }
-            let Some(key) = v.key else {
-                return Err(format!("validator {vi} has no identity key in the genesis"));
-            };
-            let valid = ed25519_zebra::VerificationKey::try_from(key)
-                .and_then(|k| k.verify(&ed25519_zebra::Signature::from(a.signature), message))
-                .is_ok();
-            if !valid {
+        for (a, (vi, key, stake)) in approvals.iter().zip(keys) {
+            if !verify_one(&key, &a.signature, message) {
                 return Err(format!("validator {vi}'s signature does not verify"));
             }
-            signed = signed.saturating_add(u128::from(v.stake));
+            signed = signed.saturating_add(stake);
         }
         Ok(signed)
     }
@@ -423,6 +502,95 @@ impl State {
         self.dirty.push(RecordKey::Voucher(id));
         self.touch(RecordKey::Global);
         id
+    }
+}
+
+/// Whether `signature` is `key`'s over `message` (ZIP-215, as every signature on the chain).
+fn verify_one(key: &[u8; 32], signature: &[u8; 64], message: &[u8]) -> bool {
+    ed25519_zebra::VerificationKey::try_from(*key)
+        .and_then(|k| k.verify(&ed25519_zebra::Signature::from(*signature), message))
+        .is_ok()
+}
+
+/// Signatures left for one batch verification: per item its index, description and message,
+/// and each signature with its signer.
+#[derive(Default)]
+pub(crate) struct Batch {
+    items: Vec<(usize, String, Vec<u8>)>,
+    /// (item position in `items`, validator, key, signature).
+    sigs: Vec<(usize, u16, [u8; 32], [u8; 64])>,
+}
+
+impl Batch {
+    fn push(
+        &mut self,
+        index: usize,
+        what: String,
+        message: Vec<u8>,
+        approvals: &[Approval],
+        keys: &[(u16, [u8; 32], u128)],
+    ) {
+        let at = self.items.len();
+        self.items.push((index, what, message));
+        for (a, (v, key, _)) in approvals.iter().zip(keys) {
+            self.sigs.push((at, *v, *key, a.signature));
+        }
+    }
+
+    /// Moves `other`'s signatures into this batch.
+    fn absorb(&mut self, other: Batch) {
+        let base = self.items.len();
+        self.items.extend(other.items);
+        self.sigs.extend(other.sigs.into_iter().map(|(at, v, k, s)| (at.saturating_add(base), v, k, s)));
+    }
+
+    /// Verifies every signature: `Ok` if all are valid; otherwise the first invalid one's item
+    /// (index, description, reason), found one by one.
+    ///
+    /// ed25519-zebra's batch verifier implements ZIP-215 batch verification, which accepts
+    /// exactly what single verification accepts. Its random coefficients come from a ChaCha20
+    /// generator seeded with the BLAKE3 of every key, signature and message in the batch: the
+    /// same on every validator, and unknown to whoever chose the signatures until all are fixed.
+    fn verify(self) -> Result<(), (usize, String, String)> {
+        if self.sigs.is_empty() {
+            return Ok(());
+        }
+        let mut seed = blake3::Hasher::new();
+        seed.update(b"bastion/bridge-batch/v1");
+        for (at, _, key, sig) in &self.sigs {
+            seed.update(key).update(sig);
+            if let Some((_, _, m)) = self.items.get(*at) {
+                seed.update(&(m.len() as u64).to_le_bytes()).update(m);
+            }
+        }
+        let rng = <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(
+            *seed.finalize().as_bytes(),
+        );
+        let mut batch = ed25519_zebra::batch::Verifier::new();
+        for (at, _, key, sig) in &self.sigs {
+            let message = self.items.get(*at).map_or(&[][..], |(_, _, m)| m.as_slice());
+            batch.queue((
+                ed25519_zebra::VerificationKeyBytes::from(*key),
+                ed25519_zebra::Signature::from(*sig),
+                message,
+            ));
+        }
+        if batch.verify(rng).is_ok() {
+            return Ok(());
+        }
+        for (at, v, key, sig) in &self.sigs {
+            let Some((index, what, message)) = self.items.get(*at) else { continue };
+            if !verify_one(key, sig, message) {
+                return Err((*index, what.clone(), format!("validator {v}'s signature does not verify")));
+            }
+        }
+        // The batch failed but every signature verifies alone: cannot happen under ZIP-215;
+        // refuse rather than accept what the batch did not.
+        Err((
+            self.items.first().map_or(0, |i| i.0),
+            "bridge signatures".into(),
+            "the batch does not verify".into(),
+        ))
     }
 }
 

@@ -309,3 +309,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn one_bad_signature_among_many_is_found_and_named_and_the_leader_leaves_it_out() {
+    let mut n = Net::production();
+    let chain = n.state.chain_id.clone();
+    let good: Vec<AttestedDeposit> =
+        (10..14).map(|i| attested(&chain, &dep(i, 20 + u64::from(i), 5), &[0, 1, 2])).collect();
+    let mut bad = attested(&chain, &dep(20, 40, 5), &[1, 2, 3]);
+    // Validator 2's slot signed by validator 3's key: well formed, invalid.
+    bad.attestations[1].signature = sign_deposit(SEEDS[3], 3, &chain, &bad.deposit).signature;
+    let mut all = good.clone();
+    all.insert(2, bad.clone());
+    let mut b = n.next();
+    b.deposits = all.clone();
+    match n.apply(b) {
+        Err(BlockError::Bridge { index, reason }) => {
+            assert_eq!(index, 2, "the forged item is named");
+            assert!(reason.to_string().contains("validator 2's signature does not verify"), "{reason}");
+        }
+        other => panic!("a block with a forged attestation was not refused: {other:?}"),
+    }
+    // The leader's selection (one batch for all, then one by one) keeps the four good ones.
+    let chosen = n.state.admissible_deposits(&all);
+    assert_eq!(chosen, good);
+    let mut b = n.next();
+    b.deposits = chosen;
+    n.apply(b).unwrap();
+    assert_eq!(n.state.credited_count(), 4);
+}
