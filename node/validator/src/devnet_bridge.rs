@@ -197,8 +197,10 @@ impl BridgeFigures {
             "withdrawn_amount": withdrawn as f64 / 1e6,
             "vouchers_completed": self.vouchers_completed,
             "vouchers_presented": relayed.0,
-            "vouchers_refused": relayed.1,
+            // At most 20 reasons; the count is `vouchers_presented - vouchers_paid`.
+            "vouchers_refused": relayed.1.iter().take(20).collect::<Vec<_>>(),
             "vouchers_paid": payouts,
+            "vouchers_refused_count": relayed.1.len(),
             "paid_amount": paid as f64 / 1e6,
             "authority_deposits": self.authority_deposits,
             "source_height": ledger.last().map_or(0, |b| b.height),
