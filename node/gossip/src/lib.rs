@@ -277,6 +277,10 @@ pub struct Received {
     pub data: Vec<u8>,
 }
 
+/// The error of a [`RangeAnswer`] whose peer answered that it does not hold the range (pruned
+/// below it, or not there yet), as opposed to a timeout, a closed stream or a refusal.
+pub const UNAVAILABLE: &str = "unavailable";
+
 /// The answer to [`Gossip::request_range`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RangeAnswer {

@@ -747,7 +747,7 @@ impl Node {
                 }
                 ReplyMsg::Unavailable => {
                     inc(&self.counters.requests_unavailable);
-                    RangeResp::Error("unavailable".into())
+                    RangeResp::Error(crate::UNAVAILABLE.into())
                 }
                 ReplyMsg::Dropped => {
                     inc(&self.counters.requests_timed_out);

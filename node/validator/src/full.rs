@@ -221,11 +221,15 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                         check.refusals.count(r.label());
                         status.bad_ranges += 1;
                         gossip.penalize(&ans.peer, r.label());
-                        stuck.failed(ans.from.saturating_sub(1));
                     }
                 },
                 Err(e) => {
-                    stuck.failed(ans.from.saturating_sub(1));
+                    // Only a peer saying it does not hold the range counts towards being stuck
+                    // behind what peers serve; a timeout or a closed stream under load does not
+                    // (it made a busy full node state-sync when it only had to wait).
+                    if e == bastion_gossip::UNAVAILABLE {
+                        stuck.failed(ans.from.saturating_sub(1));
+                    }
                     warn!(peer = %ans.peer, from = ans.from, to = ans.to, "range request failed: {e}")
                 }
             }

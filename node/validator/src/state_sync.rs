@@ -7,8 +7,9 @@
 //!   sync an earlier run began (its verified chunks in `<data_dir>/statesync/`): at start,
 //!   before anything else;
 //! - automatically, when the blocks it needs next are not served by any peer: its range
-//!   requests for the height after its own failed [`STUCK_FAILURES`] times in a row over at
-//!   least [`STUCK_FOR`] (peers pruned their logs below it: a new node whose peers no longer
+//!   requests for the height after its own were answered "unavailable" [`STUCK_FAILURES`]
+//!   times in a row over at least [`STUCK_FOR`] (timeouts and refused ranges do not count;
+//!   peers pruned their logs below it: a new node whose peers no longer
 //!   hold genesis, or a node down longer than the retention) and a peer offers a certified
 //!   snapshot above its height.
 //!
@@ -325,7 +326,8 @@ pub struct Stuck {
 }
 
 impl Stuck {
-    /// A range request from `height + 1` failed (unavailable, timed out, or refused).
+    /// A peer answered that it does not hold the range from `height + 1` (the full node counts
+    /// only those: timeouts and refusals say nothing of what peers serve).
     pub fn failed(&mut self, height: u64) {
         if height != self.height {
             *self = Stuck { height, failures: 0, since: None };

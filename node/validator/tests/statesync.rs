@@ -274,9 +274,15 @@ fn a_full_node_killed_during_its_sync_resumes_from_its_verified_chunks() {
     let mut rng = seed;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    // One snapshot at 500 served for the whole test (the next at 1,000), in 4 KiB chunks; the
+    // One snapshot at 1,000 served for the whole test (the next at 2,000: a margin the kill
+    // campaign needs on a busy box, where the chain outran a 500-block interval), in 4 KiB chunks; the
     // full node downloads at 64 KiB/s, so the state takes over ten seconds to fetch.
-    init(dir, port_block(50), 1, "\n[storage]\nsnapshot_every = 500\nkeep_snapshots = 2\nsegment_kib = 64\n");
+    init(
+        dir,
+        port_block(50),
+        1,
+        "\n[storage]\nsnapshot_every = 1000\nkeep_snapshots = 2\nsegment_kib = 64\n",
+    );
     synthetic(dir, 300, 4);
     let f0_toml = dir.join("f0/node.toml");
     let mut toml = std::fs::read_to_string(&f0_toml).unwrap();
@@ -287,8 +293,8 @@ fn a_full_node_killed_during_its_sync_resumes_from_its_verified_chunks() {
     for k in 0..4 {
         nodes.start(k);
     }
-    nodes.wait_until("the validators past height 520", Duration::from_secs(300), |n| {
-        (0..4).all(|k| n.height(k) >= 520)
+    nodes.wait_until("the validators past height 1,020", Duration::from_secs(600), |n| {
+        (0..4).all(|k| n.height(k) >= 1_020)
     });
     let status = dir.join("f0/data/status.json");
     nodes.start(f0);
@@ -326,7 +332,7 @@ fn a_full_node_killed_during_its_sync_resumes_from_its_verified_chunks() {
     let s = nodes.status(f0)["state_sync"].clone();
     println!("killed at (chunks done, total) {killed_at:?}; finished: {s}");
     let from = s["synced_from_height"].as_u64().unwrap();
-    assert_eq!(from, 500, "the snapshot the runs before were fetching: {s}");
+    assert_eq!(from, 1_000, "the snapshot the runs before were fetching: {s}");
     let resumed = s["chunks_resumed"].as_u64().unwrap();
     assert!(
         resumed >= killed_at[KILLS - 1].0,
@@ -336,7 +342,12 @@ fn a_full_node_killed_during_its_sync_resumes_from_its_verified_chunks() {
     let target = (0..4).map(|k| nodes.height(k)).max().unwrap() + 30;
     nodes.wait_until("the full node to follow", Duration::from_secs(120), |n| n.height(f0) >= target);
     nodes.stop_all();
+    // The full node's log starts right after the snapshot it synced to (it did not sync
+    // again); the validators may have pruned below it since (snapshots every 1,000, 2 kept), so
+    // the roots are compared where both logs hold blocks.
+    let (_, f_first, f_last) = roots(&dir.join("f0/data"));
+    assert!(f_first == from + 1 && f_last >= target, "f0's log holds {f_first}..={f_last}, target {target}");
     let (lo, hi) = roots_agree(&dir.join("f0/data"), &dir.join("v0/data"), from + 1);
-    assert!(lo == from + 1 && hi >= target, "compared {lo}..={hi}");
+    assert!(hi >= target && hi > lo, "compared {lo}..={hi}");
     println!("roots agree with v0 at heights {lo}..={hi}");
 }
