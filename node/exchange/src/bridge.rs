@@ -281,6 +281,24 @@ impl State {
         self.signature_verifies(&deposit_message(&self.chain_id, deposit), a)
     }
 
+    /// Whether every attestation of `items` is a valid signature by its validator (one batch;
+    /// gossip's check of a peer's message). `Err` is the position of the first invalid one (or
+    /// of one by an unknown validator or one without a key).
+    pub fn attestations_verify(&self, items: &[(&BridgeDeposit, &Approval)]) -> Result<(), usize> {
+        let mut batch = Batch::default();
+        for (i, (d, a)) in items.iter().enumerate() {
+            let key = self.validators.get(usize::from(a.validator.0)).and_then(|v| v.key).ok_or(i)?;
+            batch.push(
+                i,
+                String::new(),
+                deposit_message(&self.chain_id, d),
+                std::slice::from_ref(*a),
+                &[(a.validator.0, key, 0)],
+            );
+        }
+        batch.verify().map_err(|(i, _, _)| i)
+    }
+
     /// Whether `a` is a valid signature of stored voucher `id`.
     pub fn voucher_signature_verifies(&self, id: u64, a: &Approval) -> bool {
         self.voucher(id)

@@ -338,3 +338,20 @@ fn one_bad_signature_among_many_is_found_and_named_and_the_leader_leaves_it_out(
     n.apply(b).unwrap();
     assert_eq!(n.state.credited_count(), 4);
 }
+
+#[test]
+fn gossip_checks_a_peers_attestations_in_one_batch_and_names_a_bad_one() {
+    let n = Net::production();
+    let chain = n.state.chain_id.clone();
+    let deps: Vec<BridgeDeposit> = (30..40).map(|i| dep(i, 9, 1)).collect();
+    let sigs: Vec<Approval> = deps.iter().map(|d| sign_deposit(SEEDS[1], 1, &chain, d)).collect();
+    let items: Vec<(&BridgeDeposit, &Approval)> = deps.iter().zip(&sigs).collect();
+    assert_eq!(n.state.attestations_verify(&items), Ok(()));
+    assert_eq!(n.state.attestations_verify(&[]), Ok(()));
+    let mut forged = sigs.clone();
+    forged[6] = sign_deposit(SEEDS[1], 1, &chain, &deps[5]);
+    let items: Vec<(&BridgeDeposit, &Approval)> = deps.iter().zip(&forged).collect();
+    assert_eq!(n.state.attestations_verify(&items), Err(6));
+    let unknown = Approval { validator: ValidatorIndex(9), ..sigs[0].clone() };
+    assert_eq!(n.state.attestations_verify(&[(&deps[0], &unknown)]), Err(0));
+}

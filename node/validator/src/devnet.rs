@@ -415,9 +415,9 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     }
     let mut late_state = LateState::default();
 
-    // The load generator starts once every validator finalizes blocks (its ingress is up): the
-    // bridge authority's deposits carry increasing nonces, and one that arrived after a later
-    // one had been finalized would be refused as a replay.
+    // The load generator starts at once: it funds the traders by deposits to the source chain,
+    // which needs no validator up (they attest the deposits once they are), and it sends orders
+    // only once the deposits are credited.
     let mut load: Option<LoadGen> = None;
     let mut loaded = Load::default();
     let mut load_started = false;
@@ -478,7 +478,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
                 late_state.caught_up_at_s = Some(start.elapsed().as_secs_f64());
             }
         }
-        if wants_load && !load_started && low >= 2 {
+        if wants_load && !load_started {
             load_started = true;
             load = Some(loadgen::start(
                 &spec,
