@@ -209,8 +209,22 @@ impl State {
     /// carry, in candidate order, at most [`DEPOSITS_PER_BLOCK_MAX`]: the proposer's selection;
     /// never refuses.
     pub fn admissible_deposits(&self, candidates: &[AttestedDeposit]) -> Vec<AttestedDeposit> {
+        let (out, batch) = self.select_deposits(candidates);
+        // One batch for the selection; should it fail (the pool verifies each signature it
+        // takes, so it should not), the selection is made again from what verifies one by one.
+        if batch.verify().is_ok() {
+            return out;
+        }
+        let verified: Vec<AttestedDeposit> =
+            out.into_iter().filter(|d| self.check_deposit(d, 0, None).is_ok()).collect();
+        self.select_deposits(&verified).0
+    }
+
+    /// The selection of [`Self::admissible_deposits`] by every check but the signatures'
+    /// validity, which are left in the returned batch.
+    fn select_deposits(&self, candidates: &[AttestedDeposit]) -> (Vec<AttestedDeposit>, Batch) {
         let mut out: Vec<AttestedDeposit> = Vec::new();
-        let mut selection = Batch::default();
+        let mut batch = Batch::default();
         let mut seen = BTreeSet::new();
         let mut new_to = BTreeSet::new();
         for d in candidates {
@@ -222,9 +236,9 @@ impl State {
             }
             let creates = self.creates_account(&d.deposit) && !new_to.contains(&d.deposit.to);
             let new_accounts = new_to.len().saturating_add(usize::from(creates));
-            let mut batch = Batch::default();
-            if self.check_deposit(d, new_accounts, Some((&mut batch, out.len()))).is_ok() {
-                selection.absorb(batch);
+            let mut one = Batch::default();
+            if self.check_deposit(d, new_accounts, Some((&mut one, out.len()))).is_ok() {
+                batch.absorb(one);
                 seen.insert(d.deposit.source_id);
                 if creates {
                     new_to.insert(d.deposit.to);
@@ -232,32 +246,7 @@ impl State {
                 out.push(d.clone());
             }
         }
-        // One batch for the selection; should it fail (the pool verifies each signature it
-        // takes, so it should not), the slow path keeps only what verifies one by one.
-        if selection.verify().is_ok() {
-            return out;
-        }
-        let keep: Vec<AttestedDeposit> =
-            out.into_iter().filter(|d| self.check_deposit(d, 0, None).is_ok()).collect();
-        self.admissible_deposits_verified(&keep)
-    }
-
-    /// [`Self::admissible_deposits`] over candidates whose signatures all verify.
-    fn admissible_deposits_verified(&self, candidates: &[AttestedDeposit]) -> Vec<AttestedDeposit> {
-        let mut out: Vec<AttestedDeposit> = Vec::new();
-        let mut new_to = BTreeSet::new();
-        for d in candidates {
-            let creates = self.creates_account(&d.deposit) && !new_to.contains(&d.deposit.to);
-            let new_accounts = new_to.len().saturating_add(usize::from(creates));
-            let mut batch = Batch::default();
-            if self.check_deposit(d, new_accounts, Some((&mut batch, 0))).is_ok() {
-                if creates {
-                    new_to.insert(d.deposit.to);
-                }
-                out.push(d.clone());
-            }
-        }
-        out
+        (out, batch)
     }
 
     /// Of `candidates`, the voucher signature sets a block on this state may carry, at most
@@ -322,11 +311,7 @@ impl State {
 
     fn signature_verifies(&self, message: &[u8], a: &Approval) -> bool {
         let key = self.validators.get(usize::from(a.validator.0)).and_then(|v| v.key);
-        key.is_some_and(|key| {
-            ed25519_zebra::VerificationKey::try_from(key)
-                .and_then(|k| k.verify(&ed25519_zebra::Signature::from(a.signature), message))
-                .is_ok()
-        })
+        key.is_some_and(|key| verify_one(&key, &a.signature, message))
     }
 
     fn creates_account(&self, d: &BridgeDeposit) -> bool {

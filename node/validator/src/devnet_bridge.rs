@@ -18,7 +18,7 @@ use bastion_bridge::{BridgeConfig, BridgeValidator, SimChain, SourceBlock};
 use bastion_consensus::ChainSpec;
 use bastion_exchange::State;
 use bastion_types::{Action, Block, Event, Micros, SourceId};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -214,90 +214,166 @@ impl BridgeFigures {
     /// Checks the conservation equation at every Bastion height and at the last source block;
     /// (heights checked, the first violation).
     fn conservation(&self, ledger: &[SourceBlock]) -> (u64, Option<String>) {
-        let mut s = 0usize; // source blocks applied
-        let (mut src_deposited, mut src_paid): (Micros, Micros) = (0, 0);
-        let mut src_deposits: BTreeMap<SourceId, Micros> = BTreeMap::new();
-        let mut src_paid_ids: BTreeSet<u64> = BTreeSet::new();
-        let (mut credited, mut withdrawn): (Micros, Micros) = (0, 0);
-        let mut credited_ids: BTreeMap<SourceId, Micros> = BTreeMap::new();
-        let mut vouchers: BTreeMap<u64, Micros> = BTreeMap::new();
+        let mut books = Books::default();
+        let mut source = ledger.iter().peekable();
         let mut checked = 0u64;
-        let check = |src_deposited: Micros,
-                     src_paid: Micros,
-                     src_deposits: &BTreeMap<SourceId, Micros>,
-                     src_paid_ids: &BTreeSet<u64>,
-                     credited: Micros,
-                     withdrawn: Micros,
-                     credited_ids: &BTreeMap<SourceId, Micros>,
-                     vouchers: &BTreeMap<u64, Micros>|
-         -> Option<String> {
-            let uncredited: Micros =
-                src_deposits.iter().filter(|(id, _)| !credited_ids.contains_key(id)).map(|(_, a)| *a).sum();
-            let unpaid: Micros =
-                vouchers.iter().filter(|(id, _)| !src_paid_ids.contains(id)).map(|(_, a)| *a).sum();
-            let balance = src_deposited - src_paid;
-            let owed = credited - withdrawn + uncredited + unpaid;
-            (balance != owed).then(|| {
-                format!(
-                    "source balance {balance} != credited {credited} - withdrawn {withdrawn} + uncredited {uncredited} + unpaid {unpaid}"
-                )
-            })
-        };
         for h in &self.heights {
-            while let Some(b) = ledger.get(s).filter(|b| b.time_ms <= h.timestamp_ms) {
-                for d in &b.deposits {
-                    src_deposited += d.amount;
-                    src_deposits.insert(d.source_id, d.amount);
-                }
-                for p in &b.payouts {
-                    src_paid += p.voucher.amount;
-                    src_paid_ids.insert(p.voucher.id);
-                }
-                s += 1;
+            while let Some(b) = source.next_if(|b| b.time_ms <= h.timestamp_ms) {
+                books.source_block(b);
             }
-            for (id, a) in &h.credited {
-                credited += a;
-                credited_ids.insert(*id, *a);
-            }
-            for (id, a) in &h.withdrawn {
-                withdrawn += a;
-                vouchers.insert(*id, *a);
-            }
+            books.bastion_block(h);
             checked += 1;
-            if let Some(v) = check(
-                src_deposited,
-                src_paid,
-                &src_deposits,
-                &src_paid_ids,
-                credited,
-                withdrawn,
-                &credited_ids,
-                &vouchers,
-            ) {
+            if let Some(v) = books.violation() {
                 return (checked, Some(format!("at Bastion height {}: {v}", h.height)));
             }
         }
-        for b in ledger.get(s..).unwrap_or_default() {
-            for d in &b.deposits {
-                src_deposited += d.amount;
-                src_deposits.insert(d.source_id, d.amount);
-            }
-            for p in &b.payouts {
-                src_paid += p.voucher.amount;
-                src_paid_ids.insert(p.voucher.id);
-            }
-        }
+        source.for_each(|b| books.source_block(b));
         checked += 1;
-        let end = check(
-            src_deposited,
-            src_paid,
-            &src_deposits,
-            &src_paid_ids,
-            credited,
-            withdrawn,
-            &credited_ids,
-            &vouchers,
-        );
-        (checked, end.map(|v| format!("at the last source block: {v}")))
+        (checked, books.violation().map(|v| format!("at the last source block: {v}")))
+    }
+}
+
+/// Both chains' books as far as the conservation check has read them: running totals (so an
+/// id counted twice shows) and the ids behind them.
+#[derive(Debug, Default)]
+struct Books {
+    /// Deposited to the bridge and paid out by it on the source; credited and withdrawn on
+    /// Bastion.
+    deposited: Micros,
+    paid: Micros,
+    credited_total: Micros,
+    withdrawn: Micros,
+    /// Deposits to the source chain's bridge, by source id.
+    src_deposits: BTreeMap<SourceId, Micros>,
+    /// Vouchers the source chain paid: id and amount.
+    src_paid: BTreeMap<u64, Micros>,
+    /// Deposits Bastion credited, by source id.
+    credited: BTreeMap<SourceId, Micros>,
+    /// Vouchers Bastion created (withdrawals): id and amount.
+    vouchers: BTreeMap<u64, Micros>,
+}
+
+impl Books {
+    fn source_block(&mut self, b: &SourceBlock) {
+        for d in &b.deposits {
+            self.deposited += d.amount;
+            self.src_deposits.insert(d.source_id, d.amount);
+        }
+        for p in &b.payouts {
+            self.paid += p.voucher.amount;
+            self.src_paid.insert(p.voucher.id, p.voucher.amount);
+        }
+    }
+
+    fn bastion_block(&mut self, h: &Height) {
+        for (id, a) in &h.credited {
+            self.credited_total += a;
+            self.credited.insert(*id, *a);
+        }
+        for (id, a) in &h.withdrawn {
+            self.withdrawn += a;
+            self.vouchers.insert(*id, *a);
+        }
+    }
+
+    /// The source's balance (deposited - paid) against what Bastion owes it (credited -
+    /// withdrawn + uncredited source deposits + unpaid vouchers), if they differ.
+    fn violation(&self) -> Option<String> {
+        let balance = self.deposited - self.paid;
+        let (credited, withdrawn) = (self.credited_total, self.withdrawn);
+        let uncredited: Micros =
+            self.src_deposits.iter().filter(|(id, _)| !self.credited.contains_key(id)).map(|(_, a)| *a).sum();
+        let unpaid: Micros =
+            self.vouchers.iter().filter(|(id, _)| !self.src_paid.contains_key(id)).map(|(_, a)| *a).sum();
+        let owed = credited - withdrawn + uncredited + unpaid;
+        (balance != owed).then(|| {
+            format!(
+                "source balance {balance} != credited {credited} - withdrawn {withdrawn} + uncredited {uncredited} + unpaid {unpaid}"
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use bastion_bridge::Payout;
+    use bastion_types::{AccountId, AssetId, BridgeDeposit, Voucher};
+
+    fn dep(id: u8, amount: Micros) -> BridgeDeposit {
+        BridgeDeposit { source_id: SourceId([id; 32]), to: AccountId(1), asset: AssetId(0), amount }
+    }
+
+    fn source(
+        height: u64,
+        time_ms: u64,
+        deposits: Vec<BridgeDeposit>,
+        paid: &[(u64, Micros)],
+    ) -> SourceBlock {
+        SourceBlock {
+            height,
+            time_ms,
+            deposits,
+            payouts: paid
+                .iter()
+                .map(|(id, amount)| Payout {
+                    voucher: Voucher {
+                        id: *id,
+                        account: AccountId(1),
+                        asset: AssetId(0),
+                        amount: *amount,
+                        height: 1,
+                    },
+                    signers: 3,
+                })
+                .collect(),
+            ..SourceBlock::default()
+        }
+    }
+
+    /// A Bastion block at `time_ms`: credited (source id, amount), withdrawn (voucher, amount).
+    type Block = (u64, Vec<(SourceId, Micros)>, Vec<(u64, Micros)>);
+
+    fn figures(heights: Vec<Block>) -> BridgeFigures {
+        BridgeFigures {
+            heights: heights
+                .into_iter()
+                .map(|(t, credited, withdrawn)| Height {
+                    height: t / 100,
+                    timestamp_ms: t,
+                    credited,
+                    withdrawn,
+                })
+                .collect(),
+            ..BridgeFigures::default()
+        }
+    }
+
+    #[test]
+    fn the_books_balance_only_when_every_credit_and_payout_has_its_counterpart() {
+        let ledger =
+            vec![source(1, 100, vec![dep(1, 50), dep(2, 30)], &[]), source(2, 400, vec![], &[(1, 20)])];
+        // Credited after the source held them, a voucher of 20 paid after it was created.
+        let good = figures(vec![
+            (200, vec![(SourceId([1; 32]), 50)], vec![]),
+            (300, vec![(SourceId([2; 32]), 30)], vec![(1, 20)]),
+        ]);
+        assert_eq!(good.conservation(&ledger), (3, None));
+        // Credited before the source held it (deposit 3 never existed).
+        let minted = figures(vec![(200, vec![(SourceId([3; 32]), 50)], vec![])]);
+        assert!(minted.conservation(&ledger).1.unwrap().contains("at Bastion height 2"));
+        // The same deposit credited twice.
+        let twice = figures(vec![
+            (200, vec![(SourceId([1; 32]), 50)], vec![]),
+            (300, vec![(SourceId([1; 32]), 50)], vec![]),
+        ]);
+        assert!(twice.conservation(&ledger).1.is_some());
+        // A different amount credited.
+        let more = figures(vec![(200, vec![(SourceId([1; 32]), 60)], vec![])]);
+        assert!(more.conservation(&ledger).1.is_some());
+        // A payout of a voucher Bastion never created.
+        let unpaid = figures(vec![(200, vec![(SourceId([1; 32]), 50)], vec![])]);
+        assert!(unpaid.conservation(&ledger).1.unwrap().contains("at the last source block"));
     }
 }
