@@ -38,7 +38,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-const NAMESPACE: &[u8] = b"bastion-consensus-sim";
+pub(crate) const NAMESPACE: &[u8] = b"bastion-consensus-sim";
 
 pub fn seeds(default: u64) -> u64 {
     match std::env::var("BASTION_SEED") {
@@ -245,55 +245,103 @@ pub fn sim_store_config() -> StoreConfig {
 }
 
 /// Everything needed to (re)start one validator.
-struct Validator {
-    index: usize,
-    me: ed25519::PublicKey,
-    scheme: Multisig,
-    dir: PathBuf,
-    genesis: Genesis,
-    limits: BlockLimits,
-    ledger: Ledger,
-    fault: Option<Fault>,
+pub(crate) struct Validator {
+    pub(crate) index: usize,
+    pub(crate) me: ed25519::PublicKey,
+    pub(crate) scheme: Multisig,
+    pub(crate) dir: PathBuf,
+    pub(crate) genesis: Genesis,
+    pub(crate) limits: BlockLimits,
+    pub(crate) ledger: Ledger,
+    pub(crate) fault: Option<Fault>,
     /// Its index and identity key's secret seed (the genesis lists the public key).
-    key: (u16, [u8; 32]),
+    pub(crate) key: (u16, [u8; 32]),
     /// Its sources.
-    observer: PathObserver,
+    pub(crate) observer: PathObserver,
     /// Its publisher at each start.
-    publisher: Option<PublisherFactory>,
+    pub(crate) publisher: Option<PublisherFactory>,
     /// Its deposit feed at each start.
-    bridge_feed: Option<FeedFactory>,
+    pub(crate) bridge_feed: Option<FeedFactory>,
+}
+
+/// One validator's p2p channels: the engine's (votes, certificates, resolver) and the
+/// application's (blocks, observations, bridge), each a (sender, receiver) pair of one type.
+pub(crate) struct Channels<S, R> {
+    pub(crate) votes: (S, R),
+    pub(crate) certs: (S, R),
+    pub(crate) resolver: (S, R),
+    pub(crate) blocks: (S, R),
+    pub(crate) observations: (S, R),
+    pub(crate) bridge: (S, R),
+}
+
+/// The simulated network's channels of one peer.
+pub(crate) type SimChannels = Channels<
+    simulated::Sender<ed25519::PublicKey, deterministic::Context>,
+    simulated::Receiver<ed25519::PublicKey>,
+>;
+
+/// Registers `me`'s channels on the simulated network.
+pub(crate) async fn register(
+    oracle: &Oracle<ed25519::PublicKey, deterministic::Context>,
+    me: &ed25519::PublicKey,
+) -> SimChannels {
+    let quota = Quota::per_second(NZU32!(10_000));
+    let control = oracle.control(me.clone());
+    Channels {
+        votes: control.register(0, quota).await.unwrap(),
+        certs: control.register(1, quota).await.unwrap(),
+        resolver: control.register(2, quota).await.unwrap(),
+        blocks: control.register(3, quota).await.unwrap(),
+        observations: control
+            .register(OBSERVATION_CHANNEL, Quota::per_second(NZU32!(OBSERVATION_QUOTA_PER_S)))
+            .await
+            .unwrap(),
+        bridge: control
+            .register(BRIDGE_CHANNEL, Quota::per_second(NZU32!(BRIDGE_QUOTA_PER_S)))
+            .await
+            .unwrap(),
+    }
 }
 
 impl Validator {
     /// Opens the store from the data dir, registers the channels and starts the application and
     /// the engine (whose journal partition survives restarts). Returns (application, engine).
-    async fn start(
+    pub(crate) async fn start(
         &self,
         context: &deterministic::Context,
         oracle: &Oracle<ed25519::PublicKey, deterministic::Context>,
         incarnation: u32,
     ) -> (Handle<()>, Handle<()>) {
-        let quota = Quota::per_second(NZU32!(10_000));
-        let control = oracle.control(self.me.clone());
-        let votes = control.register(0, quota).await.unwrap();
-        let certs = control.register(1, quota).await.unwrap();
-        let resolver = control.register(2, quota).await.unwrap();
-        let blocks = control.register(3, quota).await.unwrap();
-        let observations = control
-            .register(OBSERVATION_CHANNEL, Quota::per_second(NZU32!(OBSERVATION_QUOTA_PER_S)))
-            .await
-            .unwrap();
-        let bridge =
-            control.register(BRIDGE_CHANNEL, Quota::per_second(NZU32!(BRIDGE_QUOTA_PER_S))).await.unwrap();
-
-        let (store, recovery) = Store::open(&self.dir, &self.genesis, sim_store_config()).unwrap();
-        if incarnation > 0 {
-            println!("validator {} reopened its store: {:?}", self.index, recovery.describe());
-        }
+        let channels = register(oracle, &self.me).await;
         let ctx = context
             .child("validator")
             .with_attribute("index", self.index)
             .with_attribute("incarnation", incarnation);
+        self.launch(ctx, oracle, channels, format!("simplex-{}", self.index), incarnation)
+    }
+
+    /// Opens the store from the data dir and starts the application and the engine on
+    /// `channels` under `ctx`, the engine journaling in the runtime's storage partition
+    /// `partition`. Returns (application, engine). (Each twin is launched on its half of its
+    /// key's split channels: see [`crate::twins`].)
+    pub(crate) fn launch<S, R>(
+        &self,
+        ctx: deterministic::Context,
+        oracle: &Oracle<ed25519::PublicKey, deterministic::Context>,
+        channels: Channels<S, R>,
+        partition: String,
+        incarnation: u32,
+    ) -> (Handle<()>, Handle<()>)
+    where
+        S: commonware_p2p::Sender<PublicKey = ed25519::PublicKey>,
+        R: commonware_p2p::Receiver<PublicKey = ed25519::PublicKey>,
+    {
+        let Channels { votes, certs, resolver, blocks, observations, bridge } = channels;
+        let (store, recovery) = Store::open(&self.dir, &self.genesis, sim_store_config()).unwrap();
+        if incarnation > 0 {
+            println!("validator {} reopened its store: {:?}", self.index, recovery.describe());
+        }
         let (app, mailbox, reporter) = Application::new::<Multisig>(
             ctx.child("application"),
             Config {
@@ -330,7 +378,7 @@ impl Validator {
                 mailbox,
                 reporter,
                 floor,
-                format!("simplex-{}", self.index),
+                partition,
                 &crate::engine::Timeouts::default(),
             ),
         );
@@ -359,7 +407,7 @@ pub fn sim_genesis_for(seeds: &[[u8; 32]], oracle: Option<OracleParams>) -> Gene
 }
 
 /// The 32-byte secret seeds of the fixture's identity keys.
-fn identity_seeds(keys: &[ed25519::PrivateKey]) -> Vec<[u8; 32]> {
+pub(crate) fn identity_seeds(keys: &[ed25519::PrivateKey]) -> Vec<[u8; 32]> {
     use commonware_codec::Encode as _;
     keys.iter().map(|k| k.encode().as_ref().try_into().expect("an ed25519 seed is 32 bytes")).collect()
 }
@@ -393,7 +441,7 @@ pub fn sim_observer(genesis: &Genesis, seed: u64, i: usize, outages: &[Outage]) 
 }
 
 /// Simulated clocks start at the genesis time: block time is the proposer's clock.
-fn sim_start_time() -> std::time::SystemTime {
+pub(crate) fn sim_start_time() -> std::time::SystemTime {
     std::time::UNIX_EPOCH + Duration::from_millis(sim_genesis().timestamp_ms)
 }
 
@@ -703,7 +751,7 @@ pub fn evidence_flood(pieces: u64) -> (Vec<String>, Vec<(String, bool)>, Totals)
 /// Reads a data dir's evidence file and checks each proof: it must decode as the kind the line
 /// names and verify against the validator set (any member's scheme verifies; double
 /// observations against the identity keys of the genesis `state`).
-fn read_evidence(
+pub(crate) fn read_evidence(
     context: &mut deterministic::Context,
     dir: &std::path::Path,
     scheme: &Multisig,
@@ -739,12 +787,12 @@ fn read_evidence(
 }
 
 /// The certificate checker of a simulated chain.
-fn sim_checker(verifier: Multisig, genesis: &Genesis, limits: BlockLimits) -> CertChecker {
+pub(crate) fn sim_checker(verifier: Multisig, genesis: &Genesis, limits: BlockLimits) -> CertChecker {
     let digest = crate::genesis_block(genesis).unwrap().id();
     CertChecker::with_verifier(verifier, limits, digest)
 }
 
-fn outcome(
+pub(crate) fn outcome(
     ledgers: &[Ledger],
     elapsed: Duration,
     evidence: Vec<Vec<(String, bool)>>,
@@ -768,12 +816,24 @@ fn outcome(
     }
 }
 
-/// The simulated network between `participants`, every pair joined by `link`.
-async fn network(
+/// The simulated network between `participants`, every pair joined by `link`; a peer that
+/// someone blocks is disconnected from it.
+pub(crate) async fn network(
     context: &deterministic::Context,
     participants: &[ed25519::PublicKey],
     link: &Link,
     limits: &BlockLimits,
+) -> Oracle<ed25519::PublicKey, deterministic::Context> {
+    network_with(context, participants, link, limits, true).await
+}
+
+/// [`network`], where a blocked peer stays connected unless `disconnect_on_block`.
+pub(crate) async fn network_with(
+    context: &deterministic::Context,
+    participants: &[ed25519::PublicKey],
+    link: &Link,
+    limits: &BlockLimits,
+    disconnect_on_block: bool,
 ) -> Oracle<ed25519::PublicKey, deterministic::Context> {
     let n = participants.len();
     let max_size = commonware_p2p::max_message_size(&[
@@ -785,7 +845,7 @@ async fn network(
         simulated::Config {
             max_size,
             max_peers_per_set: NZUsize!(n + 1),
-            disconnect_on_block: true,
+            disconnect_on_block,
             tracked_peer_sets: NZUsize!(1),
         },
         participants.to_vec(),
@@ -880,7 +940,7 @@ pub fn simulate_power_loss(validators: u32, seed: u64, link: Link, at: u64, targ
 }
 
 /// Simulated time since the start.
-fn now(context: &deterministic::Context) -> Duration {
+pub(crate) fn now(context: &deterministic::Context) -> Duration {
     context.current().duration_since(std::time::UNIX_EPOCH).unwrap()
 }
 
@@ -905,7 +965,7 @@ async fn cross_links(
 }
 
 /// Sleeps `d` of simulated time, checking halts and faults every 500 ms.
-async fn sleep_checked(
+pub(crate) async fn sleep_checked(
     context: &deterministic::Context,
     ledgers: &[Ledger],
     faulty: Option<usize>,
@@ -993,7 +1053,7 @@ async fn partition_and_heal(
 
 /// Without a Byzantine leader on the block channel, no validator blocked a peer: honest
 /// validators (crashed, lagging, partitioned, lossy) never send what gets a peer blocked.
-fn check_nobody_blocked(ledgers: &[Ledger], faulty: Option<usize>) {
+pub(crate) fn check_nobody_blocked(ledgers: &[Ledger], faulty: Option<usize>) {
     for (i, l) in ledgers.iter().enumerate().filter(|(i, _)| Some(*i) != faulty) {
         let blocked = l.totals().peers_blocked;
         assert_eq!(blocked.total(), 0, "validator {i} blocked a peer with no Byzantine leader: {blocked:?}");
@@ -1001,7 +1061,7 @@ fn check_nobody_blocked(ledgers: &[Ledger], faulty: Option<usize>) {
 }
 
 /// No honest validator halted, and any equivocation recorded is against the Byzantine one.
-fn check_live(ledgers: &[Ledger], faulty: Option<usize>, byz: Option<usize>) {
+pub(crate) fn check_live(ledgers: &[Ledger], faulty: Option<usize>, byz: Option<usize>) {
     for (i, l) in ledgers.iter().enumerate() {
         if Some(i) == faulty {
             continue;
@@ -1015,7 +1075,7 @@ fn check_live(ledgers: &[Ledger], faulty: Option<usize>, byz: Option<usize>) {
 }
 
 /// Sleeps until every validator in `who` has finalized `height`; fails on any halt.
-async fn wait(
+pub(crate) async fn wait(
     context: &deterministic::Context,
     ledgers: &[Ledger],
     faulty: Option<usize>,
