@@ -7,7 +7,7 @@
 //! its effect in [`Trick::timestamp`] (block time), [`Trick::limits`] (what the leader builds
 //! under), [`Trick::rewrite`] (what the block holds: padding over the limit, forged governance
 //! approvals, a replayed transaction, reordered nonces, a transaction from an account that does
-//! not exist), [`Trick::extra_blocks`] or [`Trick::extra_messages`] (what else is sent).
+//! not exist, a twin's valid variant of the honest block), [`Trick::extra_blocks`] or [`Trick::extra_messages`] (what else is sent).
 //! A leader playing a trick proposes its block even when its own execution refuses it, as a
 //! Byzantine leader would. The oracle tricks ([`Trick::ReplayObservation`],
 //! [`Trick::ForgedObservation`], [`Trick::DoubleObservation`], [`Trick::StaleObservation`])
@@ -141,6 +141,12 @@ pub enum Trick {
     /// The block carries a validly signed observation of the leader's own made longer ago than
     /// `oracle.observation_max_age_ms`.
     StaleObservation,
+    /// A valid block that differs from the honest one: the honest block without its last
+    /// transaction (the rest are a prefix of the honest sequence, so every nonce still follows
+    /// its predecessor). The second instance of a twin plays it, so that when the key leads,
+    /// its two instances propose two different valid blocks for one view (see
+    /// [`crate::twins`]).
+    Twin,
 }
 
 impl Trick {
@@ -302,6 +308,10 @@ impl Trick {
                     block.txs.swap(i, j);
                     auth.swap(i, j);
                 }
+            }
+            Trick::Twin => {
+                block.txs.pop();
+                auth.pop();
             }
             Trick::FreshKey => {
                 let key = bastion_client::Keypair::derive("byzantine-fresh-key", block.height);
