@@ -59,9 +59,13 @@
 //! memory; restart needs the whole block log), validator keys from a genesis file with proofs
 //! of possession (tests use commonware's fixture keys), evidence persistence, signature
 //! re-checks through `accel`, the sequencer's mempool as block source (the proposer uses
-//! `bastion_exchange::testkit::Workload`), an equivocating proposer (commonware's equivocator
-//! mock needs its own relay), evidence persistence, the tokio runtime and authenticated p2p for
-//! production.
+//! `bastion_exchange::testkit::Workload`), evidence persistence, the tokio runtime and
+//! authenticated p2p for production.
+//!
+//! - Issue 20: [`twins`] (with `sim`): a Byzantine validator run as two real Bastion nodes
+//!   sharing its keys, on a seeded schedule of network splits, each proposing valid blocks and
+//!   voting honestly in its own part of the network (the equivocating proposer that
+//!   commonware's equivocator mock, with opaque payloads, could not be).
 
 pub mod application;
 pub mod backfill;
@@ -81,6 +85,8 @@ pub mod relay;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod spec;
+#[cfg(feature = "sim")]
+pub mod twins;
 
 pub use application::{
     Application, BlockSource, Config, DEFAULT_OBSERVE_EVERY_MS, Fault, Finalized, Ledger, MAX_FUTURE_MS,
