@@ -7,7 +7,8 @@
 //! its effect in [`Trick::timestamp`] (block time), [`Trick::limits`] (what the leader builds
 //! under), [`Trick::rewrite`] (what the block holds: padding over the limit, forged governance
 //! approvals, a replayed transaction, reordered nonces, a transaction from an account that does
-//! not exist, a twin's valid variant of the honest block), [`Trick::extra_blocks`] or [`Trick::extra_messages`] (what else is sent).
+//! not exist, a twin's valid variant of the honest block), [`Trick::extra_blocks`] or
+//! [`Trick::extra_messages`] (what else is sent).
 //! A leader playing a trick proposes its block even when its own execution refuses it, as a
 //! Byzantine leader would. The oracle tricks ([`Trick::ReplayObservation`],
 //! [`Trick::ForgedObservation`], [`Trick::DoubleObservation`], [`Trick::StaleObservation`])

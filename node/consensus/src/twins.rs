@@ -14,7 +14,7 @@
 //! channels are registered once and split in two with commonware-p2p's own twins support
 //! (`simulated::Sender::split_with` and `simulated::Receiver::split_with`): a *forwarder*
 //! decides to whom each half's sends go, a *router* to which half each received message goes.
-//! Both follow one [`Phase`] that the driver changes on the schedule ([`Twins::splits`]):
+//! Both follow one phase that the driver changes on the schedule ([`Twins::splits`]):
 //!
 //! - *healed*: both twins send to everyone and hear everything (the key equivocates openly:
 //!   honest validators see both of its votes in a view the key leads, and record evidence);
@@ -56,8 +56,7 @@ use crate::{
     BlockLimits, Fault, Finalized, Ledger, Trick,
     sim::{
         Channels, NAMESPACE, Outcome, SimChannels, Validator, check_live, identity_seeds, network_with, now,
-        outcome, read_evidence, register, sim_checker, sim_genesis_for, sim_observer, sim_start_time,
-        sleep_checked, wait,
+        outcome, read_evidence, register, sim_checker, sim_genesis_for, sim_observer, sim_start_time, wait,
     },
 };
 use bastion_exchange::State;
@@ -110,17 +109,26 @@ pub struct Twins {
 }
 
 impl Twins {
-    /// A schedule derived from `seed` alone: the twin, whether blocking disconnects (half the
-    /// time), then 1 to 3 splits, each lasting 1-4 s after 0.3-2 s healed (the first one at
-    /// the very start a quarter of the time: the twins hidden from the start), each cutting the
-    /// honest validators into two random non-empty groups.
-    pub fn seeded(validators: u32, seed: u64) -> Twins {
+    /// A schedule derived from `seed`, for a network whose one-way latency is `latency`: the
+    /// twin, whether blocking disconnects (half the time), then 1 to 3 splits, each cutting the
+    /// honest validators into two random non-empty groups. Durations are counted in views of
+    /// `2 × latency + 10 ms` (about the fastest a view goes): each split lasts at least 8 views
+    /// and all together at most 40, after 5-30 views healed (the first split at the very start
+    /// a quarter of the time: the twins hidden from the start). The bound is the peers' block
+    /// log: an honest validator on the side without a quorum falls behind by up to a height per
+    /// view, and one further behind than its peers' log reaches (about 50 heights with
+    /// [`crate::sim::sim_store_config`]) could only rejoin by state sync, which this harness
+    /// does not run.
+    pub fn seeded(validators: u32, seed: u64, latency: Duration) -> Twins {
         let n = validators as usize;
+        let view = 2 * latency + Duration::from_millis(10);
+        let views = |k: u64| view * u32::try_from(k).unwrap_or(u32::MAX);
         let mut m = Mix::new(seed);
         let twin = m.range(0, n as u64 - 1) as usize;
         let disconnect_on_block = m.range(0, 1) == 1;
         let honest: Vec<usize> = (0..n).filter(|&i| i != twin).collect();
-        let splits = (0..m.range(1, 3))
+        let count = m.range(1, 3);
+        let splits = (0..count)
             .map(|k| {
                 let mut order = honest.clone();
                 for k in (1..order.len()).rev() {
@@ -130,16 +138,8 @@ impl Twins {
                 let (mut primary, mut secondary) = (order[..cut].to_vec(), order[cut..].to_vec());
                 primary.sort_unstable();
                 secondary.sort_unstable();
-                Split {
-                    after: Duration::from_millis(if k == 0 && m.range(0, 3) == 0 {
-                        0
-                    } else {
-                        m.range(300, 2_000)
-                    }),
-                    duration: Duration::from_millis(m.range(1_000, 4_000)),
-                    primary,
-                    secondary,
-                }
+                let after = if k == 0 && m.range(0, 3) == 0 { 0 } else { m.range(5, 30) };
+                Split { after: views(after), duration: views(m.range(8, 40 / count)), primary, secondary }
             })
             .collect();
         Twins {
@@ -366,7 +366,7 @@ pub fn simulate_twins(validators: u32, seed: u64, link: Link, target: u64, twins
         let heights = || ledgers.iter().map(Ledger::height).collect::<Vec<_>>();
         let mut split_heights = Vec::new();
         for s in &splits {
-            sleep_checked(&context, watched, faulty, byz, s.after).await;
+            sleep_exactly(&context, watched, twin, s.after).await;
             let keys = |g: &[usize]| g.iter().map(|&i| participants[i].clone()).collect();
             *phase.lock().unwrap() =
                 Phase::Split { primary: keys(&s.primary), secondary: keys(&s.secondary) };
@@ -379,7 +379,7 @@ pub fn simulate_twins(validators: u32, seed: u64, link: Link, target: u64, twins
                 s.primary,
                 s.secondary
             );
-            sleep_checked(&context, watched, faulty, byz, s.duration).await;
+            sleep_exactly(&context, watched, twin, s.duration).await;
             *phase.lock().unwrap() = Phase::Healed;
             links_between(&oracle, &participants, &s.primary, &s.secondary, Some(&link)).await;
             let after = heights();
@@ -430,6 +430,19 @@ pub fn simulate_twins(validators: u32, seed: u64, link: Link, target: u64, twins
             reached,
         }
     })
+}
+
+/// Sleeps exactly `d` of simulated time, checking halts and evidence every 100 ms at most.
+async fn sleep_exactly(context: &deterministic::Context, ledgers: &[Ledger], twin: usize, d: Duration) {
+    let end = now(context) + d;
+    loop {
+        let left = end.saturating_sub(now(context));
+        if left.is_zero() {
+            break;
+        }
+        context.sleep(left.min(Duration::from_millis(100))).await;
+        check_live(ledgers, Some(twin), Some(twin));
+    }
 }
 
 /// SplitMix64, for [`Twins::seeded`].
