@@ -154,7 +154,10 @@ pub enum Byzantine {
     /// the other to everyone else. (commonware's equivocator mock: its payloads are opaque
     /// bytes, not Bastion blocks, so honest validators can never verify either proposal and
     /// the view times out; what is tested is that an equivocating leader cannot split the
-    /// honest validators or stall the chain.)
+    /// honest validators or stall the chain.) The equivocating leader whose two proposals are
+    /// both *valid* Bastion blocks, each verified, voted for and finalized by honest validators,
+    /// is the twins run: [`crate::twins`], tested by `twins_*` and `campaign_twins` in
+    /// `tests/simulation.rs`.
     Equivocator,
 }
 

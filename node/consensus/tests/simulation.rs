@@ -20,6 +20,7 @@ use bastion_consensus::{
         Byzantine, Crash, Outage, Partition, Run, check, link, seeds, sim_genesis, simulate,
         simulate_outcome, simulate_with_halts,
     },
+    twins::{Split, Twins, TwinsOutcome, simulate_twins},
 };
 use bastion_exchange::Genesis;
 use bastion_types::{MarketId, MarketStatus, OracleParams};
@@ -402,6 +403,200 @@ fn byzantine_equivocating_leader_cannot_split_or_stall_the_chain() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Twins: a Byzantine validator run as two real Bastion nodes sharing its keys
+// (`bastion_consensus::twins`).
+
+/// `BASTION_SEED=<n>` runs just seed `n`; otherwise `defaults`.
+fn seed_list(defaults: &[u64]) -> Vec<u64> {
+    match std::env::var("BASTION_SEED") {
+        Ok(_) => vec![seeds(0)],
+        Err(_) => defaults.to_vec(),
+    }
+}
+
+/// Runs `validators` validators, validator `twins.twin` as twins on the schedule `twins`, and
+/// checks the honest ones: safety and agreement (one block and one state root per height),
+/// every height from 1 to the one reached after the heal (the harness checked that they
+/// finalized past the highest height anywhere within the bound), no halt; the twins' own
+/// chains agree with theirs; evidence only against the twins' key, and every proof on disk
+/// verifies; nobody blocked an honest validator. Returns the outcome and, per honest
+/// validator, the conflicting-vote evidence it recorded (consensus equivocation, not double
+/// observations).
+fn twins_run(
+    validators: u32,
+    seed: u64,
+    link: commonware_p2p::simulated::Link,
+    target: u64,
+    twins: &Twins,
+) -> (TwinsOutcome, Vec<Vec<String>>) {
+    let o = simulate_twins(validators, seed, link, target, twins);
+    let t = o.twin;
+    let honest: Vec<usize> = (0..validators as usize).filter(|&i| i != t).collect();
+    let ledgers: Vec<_> = honest.iter().map(|&i| o.outcome.ledgers[i].clone()).collect();
+    check(&ledgers, o.reached);
+    for (half, chain) in [("primary", &o.outcome.ledgers[t]), ("secondary", &o.secondary)] {
+        for (h, f) in chain {
+            if let Some(g) = ledgers[0].get(h) {
+                assert_eq!(g, f, "safety: the {half} twin finalized another block at height {h}");
+            }
+        }
+        println!("the {half} twin finalized {} heights", chain.len());
+    }
+    assert!(o.secondary_halt.is_none(), "the secondary twin halted: {:?}", o.secondary_halt);
+    let signer = format!(" by signer {t}");
+    let mut votes = Vec::new();
+    for &i in &honest {
+        let (faults, on_disk) = (&o.outcome.faults[i], &o.outcome.evidence[i]);
+        assert!(o.outcome.halts[i].is_none(), "validator {i} halted: {:?}", o.outcome.halts[i]);
+        assert!(
+            faults.iter().all(|f| f.ends_with(&signer)),
+            "validator {i} recorded evidence against an honest validator: {faults:?}"
+        );
+        assert!(
+            on_disk.iter().all(|(what, ok)| *ok && what.ends_with(&signer) && faults.contains(what)),
+            "validator {i}: evidence on disk that does not verify, names an honest validator or was not \
+             seen: {on_disk:?} (seen {faults:?})"
+        );
+        let consensus = ["conflicting notarize", "conflicting finalize", "nullify and finalize"];
+        let v: Vec<String> =
+            faults.iter().filter(|f| consensus.iter().any(|k| f.starts_with(k))).cloned().collect();
+        let kinds = [consensus[0], consensus[1], consensus[2], "conflicting observation"]
+            .map(|k| (k, faults.iter().filter(|f| f.starts_with(k)).count()));
+        println!(
+            "validator {i}: evidence seen {}, kept {} ({} on disk, verified): {kinds:?}",
+            o.outcome.totals[i].evidence_seen,
+            faults.len(),
+            on_disk.len(),
+        );
+        votes.push(v);
+    }
+    println!(
+        "blocked (by, whom): {:?}; by reason: {:?}",
+        o.blocked,
+        honest.iter().map(|&i| o.outcome.totals[i].peers_blocked).collect::<Vec<_>>()
+    );
+    for (by, who) in &o.blocked {
+        assert_eq!(*who, t, "validator {by} blocked honest validator {who}");
+    }
+    (o, votes)
+}
+
+/// The schedule of the 4-validator tests, validator 3 as twins: first the primary twin with
+/// honest {0, 1} (a quorum with it) and the secondary with {2}, then the other way round
+/// ({2} | {0, 1}: the secondary's side finalizes, with its votes), then healed.
+fn four_way_schedule(first_after: Duration, disconnect_on_block: bool) -> Twins {
+    Twins {
+        twin: 3,
+        splits: vec![
+            Split {
+                after: first_after,
+                duration: Duration::from_secs(3),
+                primary: vec![0, 1],
+                secondary: vec![2],
+            },
+            Split {
+                after: Duration::from_secs(1),
+                duration: Duration::from_secs(2),
+                primary: vec![2],
+                secondary: vec![0, 1],
+            },
+        ],
+        heal_within: Duration::from_secs(20),
+        after_heal: 8,
+        disconnect_on_block,
+    }
+}
+
+/// The twins keep talking after they are caught (blocking does not disconnect them): both
+/// propose a valid block each time the key leads, split or healed; once healed both reach
+/// every honest validator, which records their conflicting votes. Each side with a quorum
+/// (counting its twin) finalizes during its split.
+#[test]
+fn twins_four_validators_split_then_heal() {
+    for seed in seed_list(&[900, 901, 902]) {
+        let (o, votes) = twins_run(
+            4,
+            seed,
+            link(20, 10, probability!(1.0)),
+            20,
+            &four_way_schedule(Duration::from_secs(1), false),
+        );
+        assert!(
+            votes.iter().any(|v| !v.is_empty()),
+            "seed {seed}: no honest validator caught the twins' conflicting votes"
+        );
+        for (k, (side, (before, after))) in [[0usize, 1], [0, 1]].iter().zip(&o.split_heights).enumerate() {
+            assert!(
+                side.iter().all(|&i| after[i] > before[i]),
+                "seed {seed}: the quorum side {side:?} stalled during split {k}: {before:?} -> {after:?}"
+            );
+        }
+    }
+}
+
+/// As in production, an honest validator that catches the key's conflicting votes blocks it
+/// (and is disconnected from it). The split starts at once, so the twins equivocate hidden
+/// behind it (the primary helps {0, 1} finalize); at the heal they are caught and silenced,
+/// and the honest three (a quorum without them) go on.
+#[test]
+fn twins_four_validators_hidden_behind_a_split_then_caught() {
+    for seed in seed_list(&[920, 921]) {
+        let (o, votes) =
+            twins_run(4, seed, link(20, 10, probability!(1.0)), 20, &four_way_schedule(Duration::ZERO, true));
+        assert!(
+            votes.iter().any(|v| !v.is_empty()),
+            "seed {seed}: no honest validator caught the twins' conflicting votes"
+        );
+        let (before, after) = &o.split_heights[0];
+        assert!(
+            after[0] > before[0] && after[1] > before[1],
+            "seed {seed}: {{0, 1}} stalled with the primary twin"
+        );
+        assert!(o.blocked.iter().any(|(_, who)| *who == 3), "seed {seed}: nobody blocked the twins");
+    }
+}
+
+/// Validator 6 of 7 as twins: the primary with {0, 1, 2, 3} (a quorum with it) and the
+/// secondary with {4, 5}; then {0, 1, 2} | {3, 4, 5} (no quorum on either side: 4 of the 5
+/// needed, the twin counted on both); then healed. (Seven validators take about 2.5 s of
+/// simulated time to finalize their first height, twins or not: the first split comes after.)
+#[test]
+fn twins_seven_validators_split_then_heal() {
+    let twins = Twins {
+        twin: 6,
+        splits: vec![
+            Split {
+                after: Duration::from_secs(3),
+                duration: Duration::from_secs(3),
+                primary: vec![0, 1, 2, 3],
+                secondary: vec![4, 5],
+            },
+            Split {
+                after: Duration::from_secs(1),
+                duration: Duration::from_secs(3),
+                primary: vec![0, 1, 2],
+                secondary: vec![3, 4, 5],
+            },
+        ],
+        heal_within: Duration::from_secs(20),
+        after_heal: 14,
+        disconnect_on_block: false,
+    };
+    for seed in seed_list(&[910, 911]) {
+        let (o, votes) = twins_run(7, seed, link(20, 10, probability!(1.0)), 20, &twins);
+        assert!(
+            votes.iter().any(|v| !v.is_empty()),
+            "seed {seed}: no honest validator caught the twins' conflicting votes"
+        );
+        let (before, after) = &o.split_heights[0];
+        assert!(
+            (0..4).all(|i| after[i] > before[i]),
+            "seed {seed}: {{0, 1, 2, 3}} stalled with the primary twin"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Seeded campaigns.
 
 /// SplitMix64: a tiny deterministic generator for deriving a scenario from its seed.
@@ -456,6 +651,7 @@ struct Scenario {
     byzantine: Option<(usize, Byzantine)>,
     byzantine_leader: Option<(usize, Vec<Trick>)>,
     byzantine_oracle: Option<(usize, Lie)>,
+    twins: Option<Twins>,
 }
 
 impl Scenario {
@@ -474,6 +670,7 @@ impl Scenario {
             byzantine: None,
             byzantine_leader: None,
             byzantine_oracle: None,
+            twins: None,
         }
     }
 
@@ -481,6 +678,10 @@ impl Scenario {
     /// only it was blamed).
     fn run(&self, seed: u64) {
         let link = link(self.latency_ms, self.jitter_ms, Probability::new(100 - self.loss_pct, 100).unwrap());
+        if let Some(twins) = &self.twins {
+            twins_run(self.validators, seed, link, self.target, twins);
+            return;
+        }
         let o = simulate_outcome(Run {
             crash: self.crash,
             partition: self.partition.clone(),
@@ -729,6 +930,21 @@ fn campaign_byzantine() {
 #[test]
 fn campaign_byzantine_leader() {
     campaign("campaign_byzantine_leader", 6_000_000, 30, byzantine_leader);
+}
+
+/// Twins (`bastion_consensus::twins`): a validator run as two real nodes sharing its keys, on
+/// a schedule of 1-3 splits of the honest validators derived from the seed
+/// ([`Twins::seeded`]), then healed; loss up to 5% half the time.
+fn twins(m: &mut Mix) -> Scenario {
+    let lossy = m.chance(50);
+    let mut s = Scenario::base(m, 30, if lossy { 5 } else { 0 });
+    s.twins = Some(Twins::seeded(s.validators, m.next(), Duration::from_millis(s.latency_ms)));
+    s
+}
+
+#[test]
+fn campaign_twins() {
+    campaign("campaign_twins", 8_000_000, 6, twins);
 }
 
 #[test]
