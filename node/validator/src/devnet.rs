@@ -268,6 +268,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         chain_id: "bastion-devnet".into(),
         base_port,
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        hosts: Vec::new(),
         seed: None,
         ingress_port,
         metrics_port,

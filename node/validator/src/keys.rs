@@ -45,6 +45,11 @@ pub struct InitArgs {
     /// Host (IP) every validator's address uses.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
+    /// One host (IP) per node instead of `--host`: the validators' first, then the full
+    /// nodes', comma-separated (e.g. one machine or network namespace each). Each node's p2p,
+    /// ingress and public addresses use its own host; the ports are numbered as with `--host`.
+    #[arg(long, value_delimiter = ',', conflicts_with = "host")]
+    pub hosts: Vec<IpAddr>,
     /// Derive keys deterministically from this seed (validator i: seed*1000+i). INSECURE: for
     /// tests and local devnets only. Without it keys come from OS entropy.
     #[arg(long)]
@@ -185,6 +190,15 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
             Some(bastion_types::account_of(&bytes))
         }
     };
+    if !args.hosts.is_empty() && args.hosts.len() != n + f {
+        return Err(format!(
+            "--hosts lists {} addresses for {n} validators and {f} full nodes: give exactly one per node, \
+             the validators' first",
+            args.hosts.len()
+        ));
+    }
+    // Node k's host: its own with --hosts, else --host.
+    let host = |k: usize| args.hosts.get(k).copied().unwrap_or(args.host);
     let devnet = !args.production;
     let t0 = match args.genesis_time_ms {
         Some(t) => t,
@@ -236,8 +250,8 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
         .map(|(i, k)| {
             let port = args.base_port + u16::try_from(i).unwrap_or(u16::MAX);
             let udp = args.ingress_port + u16::try_from(i).unwrap_or(u16::MAX);
-            let mut info = k.info(&format!("v{i}"), SocketAddr::new(args.host, port), &args.chain_id);
-            info.ingress = Some(SocketAddr::new(args.host, udp));
+            let mut info = k.info(&format!("v{i}"), SocketAddr::new(host(i), port), &args.chain_id);
+            info.ingress = Some(SocketAddr::new(host(i), udp));
             info
         })
         .collect();
@@ -247,7 +261,7 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
 
     // Every node's public address; each dials all the others (a small network: the gossip
     // mesh keeps what it needs).
-    let public_addr = |k: usize| format!("/ip4/{}/tcp/{}", args.host, public + k);
+    let public_addr = |k: usize| format!("/ip4/{}/tcp/{}", host(k), public + k);
     let bootstrap = |me: usize| {
         let others: Vec<String> =
             (0..n + f).filter(|k| *k != me).map(|k| format!("\"{}\"", public_addr(k))).collect();
@@ -273,7 +287,7 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
              \n\
              [api]                            # REST and WebSocket API (docs: node/api/openapi.yaml)\n\
              # listen = \"127.0.0.1:8090\"\n{STORAGE_TOML}{BRIDGE_TOML}",
-            args.host,
+            host(i),
             public + i,
             bootstrap(i)
         ));
@@ -310,7 +324,7 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
              [metrics]                        # Prometheus text at http://LISTEN/metrics; `bastion status`\n\
              # listen = \"127.0.0.1:9500\"\n{STORAGE_TOML}",
             dir = args.out.display(),
-            host = args.host,
+            host = host(n + j),
             port = public + n + j,
             boot = bootstrap(n + j),
         );

@@ -320,3 +320,48 @@ fn governance_proposal_is_signed_by_two_thirds_checked_and_submitted() {
         .unwrap_or_default();
     assert_eq!(queued.len(), 1, "{stdout}");
 }
+
+/// `--hosts` gives each node its own address (one machine or network namespace each): the
+/// genesis file's p2p and ingress addresses, and every node's public listen and bootstrap
+/// list, use it; a count that does not match the nodes is refused.
+#[test]
+fn init_with_one_host_per_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    let hosts = "10.9.0.10,10.9.0.11,10.9.0.12,10.9.0.13,10.9.0.20";
+    let (ok, stdout, stderr) = bastion(&[
+        "init",
+        "--validators",
+        "4",
+        "--full-nodes",
+        "1",
+        "--seed",
+        "3",
+        "--hosts",
+        hosts,
+        "--out",
+        path(&out),
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let spec = ChainSpec::load(&out.join("genesis.json")).unwrap();
+    for (i, v) in spec.validators.iter().enumerate() {
+        assert_eq!(v.address.to_string(), format!("10.9.0.1{i}:{}", 7400 + i), "{v:?}");
+        assert_eq!(v.ingress.unwrap().to_string(), format!("10.9.0.1{i}:{}", 8400 + i), "{v:?}");
+    }
+    let v2 = std::fs::read_to_string(out.join("v2/node.toml")).unwrap();
+    assert!(v2.contains("listen = \"10.9.0.12:7602\""), "{v2}");
+    assert!(v2.contains("\"/ip4/10.9.0.20/tcp/7604\"") && v2.contains("\"/ip4/10.9.0.10/tcp/7600\""), "{v2}");
+    let f0 = std::fs::read_to_string(out.join("f0/node.toml")).unwrap();
+    assert!(f0.contains("listen = \"10.9.0.20:7604\""), "{f0}");
+
+    let (ok, _, stderr) = bastion(&[
+        "init",
+        "--validators",
+        "4",
+        "--hosts",
+        "10.9.0.10,10.9.0.11",
+        "--out",
+        path(&dir.path().join("b")),
+    ]);
+    assert!(!ok && stderr.contains("--hosts lists 2 addresses for 4 validators"), "{stderr}");
+}
