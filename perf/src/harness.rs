@@ -15,6 +15,10 @@ pub struct Ctx {
     pub seed: u64,
     /// `--backend`, for the suites that measure several (none: the suite's default).
     pub backend: Option<String>,
+    /// `--schedules` (chaos): how many fault schedules (none: the suite's default).
+    pub schedules: Option<u64>,
+    /// `--nodes` (chaos): how many validators (none: the suite's default).
+    pub nodes: Option<usize>,
 }
 
 impl Ctx {
@@ -164,6 +168,9 @@ pub struct Report {
     pub notes: Vec<String>,
     /// Peak resident memory of the whole process (VmHWM) when the suite ended.
     pub peak_rss_mib: f64,
+    /// A suite's own top-level fields (the chaos suite's `schedules`, `faults`, `violations`).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Report {
@@ -182,6 +189,7 @@ impl Report {
             goals: Vec::new(),
             notes: Vec::new(),
             peak_rss_mib: 0.0,
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -345,7 +353,7 @@ mod tests {
 
     #[test]
     fn latency_records_every_op_and_ratio_divides() {
-        let ctx = Ctx { quick: true, seed: 1, backend: None };
+        let ctx = Ctx { quick: true, seed: 1, backend: None, schedules: None, nodes: None };
         let mut r = Report::new("t", &ctx);
         let mut calls = 0u64;
         r.push(latency("a", 10, 1000, serde_json::Value::Null, |_| {

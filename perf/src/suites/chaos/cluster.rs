@@ -1,0 +1,276 @@
+//! The validators of one schedule: `bastion init` with one address per namespace, each node's
+//! directory on its own small tmpfs (so a disk can fill), and `bastion run` processes started
+//! inside their namespaces, killed, paused, resumed and restarted.
+
+use super::net::{self, Fabric};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Each node's tmpfs.
+const DISK_MIB: u64 = 256;
+/// Ports (the same on every node: each has its own address).
+pub const P2P_PORT: u16 = 7400;
+pub const INGRESS_PORT: u16 = 8400;
+pub const API_PORT: u16 = 8090;
+
+pub struct Cluster {
+    pub bin: PathBuf,
+    /// The chain directory: `genesis.json` and `v{k}/`, each `v{k}` a tmpfs mount.
+    pub dir: PathBuf,
+    /// Each node's stderr, outside its tmpfs.
+    pub logs: PathBuf,
+    pub nodes: usize,
+    children: Vec<Option<Child>>,
+    paused: Vec<bool>,
+    /// Times each node was started (1 + restarts).
+    pub starts: Vec<u32>,
+}
+
+impl Cluster {
+    /// Mounts the nodes' file systems under `work` (once per campaign).
+    pub fn new(bin: &Path, work: &Path, nodes: usize) -> Result<Cluster, String> {
+        let dir = work.join("chain");
+        let logs = work.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+        for k in 0..nodes {
+            let mount = dir.join(format!("v{k}"));
+            let _ = net::sh(Command::new("umount").arg(&mount));
+            std::fs::create_dir_all(&mount).map_err(|e| format!("{}: {e}", mount.display()))?;
+            net::sh(
+                Command::new("mount")
+                    .args(["-t", "tmpfs", "-o", &format!("size={DISK_MIB}m"), "tmpfs"])
+                    .arg(&mount),
+            )?;
+        }
+        Ok(Cluster {
+            bin: bin.to_path_buf(),
+            dir,
+            logs,
+            nodes,
+            children: (0..nodes).map(|_| None).collect(),
+            paused: vec![false; nodes],
+            starts: vec![0; nodes],
+        })
+    }
+
+    pub fn node_dir(&self, k: usize) -> PathBuf {
+        self.dir.join(format!("v{k}"))
+    }
+
+    pub fn log_path(&self, k: usize) -> PathBuf {
+        self.logs.join(format!("v{k}.log"))
+    }
+
+    /// A fresh chain: every node's disk emptied, `bastion init` with one address per node,
+    /// and each node.toml given its API on its own address and small log segments.
+    pub fn init(&mut self, seed: u64) -> Result<(), String> {
+        self.stop_all();
+        let _ = std::fs::remove_file(self.dir.join("genesis.json"));
+        for k in 0..self.nodes {
+            let d = self.node_dir(k);
+            for e in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?.flatten() {
+                let p = e.path();
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            }
+            let _ = std::fs::remove_file(self.log_path(k));
+        }
+        self.starts = vec![0; self.nodes];
+        let hosts: Vec<String> = (0..self.nodes).map(|k| net::node_ip(k).to_string()).collect();
+        let out = Command::new(&self.bin)
+            .args([
+                "init",
+                "--validators",
+                &self.nodes.to_string(),
+                "--seed",
+                &(seed % 1_000_000).to_string(),
+            ])
+            .args(["--hosts", &hosts.join(",")])
+            .args(["--base-port", &P2P_PORT.to_string(), "--ingress-port", &INGRESS_PORT.to_string()])
+            .arg("--out")
+            .arg(&self.dir)
+            .output()
+            .map_err(|e| format!("cannot run {} init: {e}", self.bin.display()))?;
+        if !out.status.success() {
+            return Err(format!("bastion init failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        for k in 0..self.nodes {
+            let path = self.node_dir(k).join("node.toml");
+            let toml = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let api = format!("listen = \"{}:{API_PORT}\"\nrate_per_ip = 1000000", net::node_ip(k));
+            let toml = toml.replace("# listen = \"127.0.0.1:8090\"", &api);
+            let toml =
+                format!("{toml}\n[storage]\nsnapshot_every = 100\nkeep_snapshots = 2\nsegment_kib = 1024\n");
+            std::fs::write(&path, toml).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `k` inside its namespace.
+    pub fn start(&mut self, fabric: &Fabric, k: usize) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(k))
+            .map_err(|e| format!("{}: {e}", self.log_path(k).display()))?;
+        let ns = fabric.ns_fd(k);
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(self.node_dir(k).join("node.toml"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        // SAFETY: the closure runs in the child between fork and exec and only calls setns(2),
+        // which is async-signal-safe, on an fd the parent holds open for the fabric's lifetime.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(ns, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = cmd.spawn().map_err(|e| format!("cannot start node {k}: {e}"))?;
+        self.children[k] = Some(child);
+        self.paused[k] = false;
+        self.starts[k] += 1;
+        Ok(())
+    }
+
+    fn signal(&self, k: usize, sig: i32) {
+        if let Some(c) = &self.children[k] {
+            // SAFETY: kill(2) on our own child's pid (not yet reaped: we hold its Child).
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
+    pub fn kill(&mut self, k: usize) {
+        if self.paused[k] {
+            self.resume(k);
+        }
+        if let Some(mut c) = self.children[k].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pause(&mut self, k: usize) {
+        self.signal(k, libc::SIGSTOP);
+        self.paused[k] = true;
+    }
+
+    pub fn resume(&mut self, k: usize) {
+        self.signal(k, libc::SIGCONT);
+        self.paused[k] = false;
+    }
+
+    /// Whether node `k`'s process exited on its own; `Some(status)` once (it is reaped).
+    pub fn exited(&mut self, k: usize) -> Option<std::process::ExitStatus> {
+        let status = self.children[k].as_mut().and_then(|c| c.try_wait().ok().flatten());
+        if status.is_some() {
+            self.children[k] = None;
+        }
+        status
+    }
+
+    pub fn running(&self, k: usize) -> bool {
+        self.children[k].is_some()
+    }
+
+    /// SIGTERM to every node, then waits (SIGKILL after `grace`); returns the nodes that did
+    /// not exit cleanly, with why.
+    pub fn stop_all_gracefully(&mut self, grace: Duration) -> Vec<(usize, String)> {
+        for k in 0..self.nodes {
+            if self.paused[k] {
+                self.resume(k);
+            }
+            self.signal(k, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        let mut bad = Vec::new();
+        for k in 0..self.nodes {
+            let Some(mut c) = self.children[k].take() else { continue };
+            loop {
+                match c.try_wait() {
+                    Ok(Some(st)) if st.success() => break,
+                    Ok(Some(st)) => {
+                        bad.push((k, format!("exited with {st} after SIGTERM")));
+                        break;
+                    }
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        bad.push((k, format!("did not exit within {grace:?} of SIGTERM")));
+                        break;
+                    }
+                }
+            }
+        }
+        bad
+    }
+
+    pub fn stop_all(&mut self) {
+        for k in 0..self.nodes {
+            self.kill(k);
+        }
+    }
+
+    /// Fills node `k`'s file system to the last byte (a ballast file).
+    pub fn fill_disk(&self, k: usize) -> Result<u64, String> {
+        use std::io::Write as _;
+        let path = self.node_dir(k).join("ballast");
+        let mut f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            }
+        }
+        // Whatever is left under one chunk.
+        loop {
+            match f.write(&chunk[..4096]) {
+                Ok(n) if n > 0 => written += n as u64,
+                _ => break,
+            }
+        }
+        Ok(written)
+    }
+
+    pub fn free_disk(&self, k: usize) {
+        let _ = std::fs::remove_file(self.node_dir(k).join("ballast"));
+    }
+
+    /// The end of node `k`'s stderr.
+    pub fn log_tail(&self, k: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path(k)).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Unmounts the nodes' file systems.
+    pub fn unmount(&mut self) {
+        self.stop_all();
+        for k in 0..self.nodes {
+            let _ = net::sh(Command::new("umount").arg(self.node_dir(k)));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.unmount();
+    }
+}
