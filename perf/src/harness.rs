@@ -19,6 +19,8 @@ pub struct Ctx {
     pub schedules: Option<u64>,
     /// `--nodes` (chaos): how many validators (none: the suite's default).
     pub nodes: Option<usize>,
+    /// `--full-nodes` (chaos): how many full nodes (none: the suite's default).
+    pub full_nodes: Option<usize>,
 }
 
 impl Ctx {
@@ -353,7 +355,7 @@ mod tests {
 
     #[test]
     fn latency_records_every_op_and_ratio_divides() {
-        let ctx = Ctx { quick: true, seed: 1, backend: None, schedules: None, nodes: None };
+        let ctx = Ctx { quick: true, seed: 1, backend: None, schedules: None, nodes: None, full_nodes: None };
         let mut r = Report::new("t", &ctx);
         let mut calls = 0u64;
         r.push(latency("a", 10, 1000, serde_json::Value::Null, |_| {

@@ -40,6 +40,10 @@ struct Args {
     /// `chaos`: how many validators, each in its own network namespace (4 to 7; default 4).
     #[arg(long)]
     nodes: Option<usize>,
+    /// `chaos`: how many full nodes, each in its own namespace, following over the public
+    /// network and serving the client's reads (0 to 2; default 1).
+    #[arg(long)]
+    full_nodes: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         backend: args.backend.clone(),
         schedules: args.schedules,
         nodes: args.nodes,
+        full_nodes: args.full_nodes,
     };
     eprintln!("suite {} ({}){}", suite.name, suite.about, if ctx.quick { " [quick]" } else { "" });
     let mut report = Report::new(suite.name, &ctx);

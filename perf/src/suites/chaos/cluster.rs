@@ -17,10 +17,13 @@ pub const API_PORT: u16 = 8090;
 
 pub struct Cluster {
     pub bin: PathBuf,
-    /// The chain directory: `genesis.json` and `v{k}/`, each `v{k}` a tmpfs mount.
+    /// The chain directory: `genesis.json`, `v{k}/` per validator and `f{j}/` per full node,
+    /// each a tmpfs mount.
     pub dir: PathBuf,
     /// Each node's stderr, outside its tmpfs.
     pub logs: PathBuf,
+    /// Validators `0..validators`, full nodes `validators..nodes`.
+    pub validators: usize,
     pub nodes: usize,
     children: Vec<Option<Child>>,
     paused: Vec<bool>,
@@ -30,12 +33,13 @@ pub struct Cluster {
 
 impl Cluster {
     /// Mounts the nodes' file systems under `work` (once per campaign).
-    pub fn new(bin: &Path, work: &Path, nodes: usize) -> Result<Cluster, String> {
+    pub fn new(bin: &Path, work: &Path, validators: usize, full: usize) -> Result<Cluster, String> {
         let dir = work.join("chain");
         let logs = work.join("logs");
         std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+        let nodes = validators + full;
         for k in 0..nodes {
-            let mount = dir.join(format!("v{k}"));
+            let mount = dir.join(name(validators, k));
             let _ = net::sh(Command::new("umount").arg(&mount));
             std::fs::create_dir_all(&mount).map_err(|e| format!("{}: {e}", mount.display()))?;
             net::sh(
@@ -48,6 +52,7 @@ impl Cluster {
             bin: bin.to_path_buf(),
             dir,
             logs,
+            validators,
             nodes,
             children: (0..nodes).map(|_| None).collect(),
             paused: vec![false; nodes],
@@ -56,11 +61,11 @@ impl Cluster {
     }
 
     pub fn node_dir(&self, k: usize) -> PathBuf {
-        self.dir.join(format!("v{k}"))
+        self.dir.join(name(self.validators, k))
     }
 
     pub fn log_path(&self, k: usize) -> PathBuf {
-        self.logs.join(format!("v{k}.log"))
+        self.logs.join(format!("{}.log", name(self.validators, k)))
     }
 
     /// A fresh chain: every node's disk emptied, `bastion init` with one address per node,
@@ -82,10 +87,11 @@ impl Cluster {
             .args([
                 "init",
                 "--validators",
-                &self.nodes.to_string(),
+                &self.validators.to_string(),
                 "--seed",
                 &(seed % 1_000_000).to_string(),
             ])
+            .args(["--full-nodes", &(self.nodes - self.validators).to_string()])
             .args(["--hosts", &hosts.join(",")])
             .args(["--base-port", &P2P_PORT.to_string(), "--ingress-port", &INGRESS_PORT.to_string()])
             .arg("--out")
@@ -99,7 +105,10 @@ impl Cluster {
             let path = self.node_dir(k).join("node.toml");
             let toml = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let api = format!("listen = \"{}:{API_PORT}\"\nrate_per_ip = 1000000", net::node_ip(k));
-            let toml = toml.replace("# listen = \"127.0.0.1:8090\"", &api);
+            // A validator's API line is a comment; a full node's listens on loopback at
+            // `init`'s --api-port (8080 + j).
+            let full_api = format!("listen = \"127.0.0.1:{}\"", 8080 + k.saturating_sub(self.validators));
+            let toml = toml.replace("# listen = \"127.0.0.1:8090\"", &api).replace(&full_api, &api);
             let toml =
                 format!("{toml}\n[storage]\nsnapshot_every = 100\nkeep_snapshots = 2\nsegment_kib = 1024\n");
             std::fs::write(&path, toml).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -267,6 +276,11 @@ impl Cluster {
             let _ = net::sh(Command::new("umount").arg(self.node_dir(k)));
         }
     }
+}
+
+/// Node `k`'s directory name: `v{k}` for a validator, `f{j}` for full node `j`.
+pub fn name(validators: usize, k: usize) -> String {
+    if k < validators { format!("v{k}") } else { format!("f{}", k - validators) }
 }
 
 impl Drop for Cluster {

@@ -64,10 +64,15 @@ struct Record {
 pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     net::preflight()?;
     let bin = super::bastion_bin("the chaos suite")?;
-    let nodes = ctx.nodes.unwrap_or(4);
-    if !(4..=7).contains(&nodes) {
-        return Err(format!("--nodes {nodes}: 4 to 7 validators"));
+    let validators = ctx.nodes.unwrap_or(4);
+    if !(4..=7).contains(&validators) {
+        return Err(format!("--nodes {validators}: 4 to 7 validators"));
     }
+    let full = ctx.full_nodes.unwrap_or(1);
+    if full > 2 {
+        return Err(format!("--full-nodes {full}: 0 to 2"));
+    }
+    let nodes = validators + full;
     let replay = std::env::var("BASTION_SEED").ok().map(|s| s.trim().parse::<u64>());
     let seeds: Vec<u64> = match replay {
         Some(Ok(s)) => vec![s],
@@ -79,23 +84,32 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     };
     let window_ms = ctx.size(16_000, 12_000);
     let faults_per = if ctx.quick { 3 } else { 4 };
+    if let Some(i) = std::env::var_os("BASTION_CHAOS_INSTANCE") {
+        let i =
+            i.to_string_lossy().trim().parse::<u8>().map_err(|e| format!("BASTION_CHAOS_INSTANCE: {e}"))?;
+        net::set_instance(i)?;
+    }
     let _lock = Lock::take()?;
 
     let work = std::env::temp_dir().join(format!("bastion-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    eprintln!("  work dir {} ({} validators, {} schedule(s))", work.display(), nodes, seeds.len());
+    eprintln!(
+        "  work dir {} ({validators} validators, {full} full node(s), {} schedule(s))",
+        work.display(),
+        seeds.len()
+    );
     let fabric = Fabric::create(nodes)?;
     let delayers: Vec<Delayer> =
         (0..nodes).map(|k| Delayer::start(fabric.ns_fd(k), ctx.seed ^ k as u64)).collect::<Result<_, _>>()?;
     calibrate(ctx, report, &fabric, &delayers)?;
 
-    let mut cluster = Cluster::new(&bin, &work, nodes)?;
+    let mut cluster = Cluster::new(&bin, &work, validators, full)?;
     let mut records: Vec<Record> = Vec::new();
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut violations: Vec<serde_json::Value> = Vec::new();
     let campaign = Instant::now();
     for (i, seed) in seeds.iter().enumerate() {
-        let sched = Schedule::generate(*seed, nodes, window_ms, faults_per);
+        let sched = Schedule::generate(*seed, validators, full, window_ms, faults_per);
         for s in &sched.steps {
             *faults.entry(s.fault.kind()).or_default() += 1;
         }
@@ -134,8 +148,8 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     let schedules = records.len() as u64;
     let resumes: Vec<u64> = records.iter().filter_map(|r| r.resume_ms).collect();
     let catch_ups: Vec<u64> = records.iter().filter_map(|r| r.catch_up_ms).collect();
-    push_times(report, "resume-after-heal", &resumes, nodes);
-    push_times(report, "catch-up-after-heal", &catch_ups, nodes);
+    push_times(report, "resume-after-heal", &resumes, validators, full);
+    push_times(report, "catch-up-after-heal", &catch_ups, validators, full);
     let acks: usize = records.iter().map(|r| r.acknowledged).sum();
     let longest_resume = resumes.iter().max().copied().unwrap_or(0);
     let longest_catch_up = catch_ups.iter().max().copied().unwrap_or(0);
@@ -151,7 +165,8 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         resumes.len() == records.len() && Duration::from_millis(longest_resume) <= RESUME_BOUND,
     );
     report.note(format!(
-        "{schedules} schedule(s) of {faults_per} faults over {window_ms} ms on {nodes} validators; {acks} transactions \
+        "{schedules} schedule(s) of {faults_per} faults over {window_ms} ms on {validators} validators and {full} full \
+         node(s); {acks} transactions \
          acknowledged and found; longest resume {longest_resume} ms, longest catch-up {longest_catch_up} ms; \
          campaign {:.0} s",
         campaign.elapsed().as_secs_f64()
@@ -502,7 +517,7 @@ fn calibrate(ctx: &Ctx, report: &mut Report, fabric: &Fabric, delayers: &[Delaye
     Ok(())
 }
 
-fn push_times(report: &mut Report, name: &str, ms: &[u64], nodes: usize) {
+fn push_times(report: &mut Report, name: &str, ms: &[u64], validators: usize, full: usize) {
     if ms.is_empty() {
         return;
     }
@@ -517,7 +532,7 @@ fn push_times(report: &mut Report, name: &str, ms: &[u64], nodes: usize) {
         ops_per_s: 0.0,
         latency: Some(harness::Percentiles::from_histogram(&h)),
         unit: "schedule".into(),
-        params: json!({ "validators": nodes }),
+        params: json!({ "validators": validators, "full_nodes": full }),
     });
 }
 
@@ -537,7 +552,7 @@ fn splitmix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One campaign per machine at a time: the namespaces and addresses are fixed names.
+/// One campaign per instance at a time: an instance's namespaces and addresses are fixed.
 struct Lock {
     _file: std::fs::File,
 }
@@ -545,7 +560,7 @@ struct Lock {
 impl Lock {
     fn take() -> Result<Lock, String> {
         use std::os::fd::AsRawFd as _;
-        let path = "/run/bastion-chaos.lock";
+        let path = &format!("/run/bastion-chaos-{}.lock", net::instance());
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -5,21 +5,53 @@
 //!
 //! Everything here is created by [`Fabric::create`] and removed by its `Drop` (and by the next
 //! campaign's `create`, should a killed harness have left anything behind): names all start
-//! with [`PREFIX`].
+//! with [`prefix`], which holds the campaign's instance (`BASTION_CHAOS_INSTANCE`, 0 to 9:
+//! campaigns side by side on one machine each take their own names and subnet).
 
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 
-/// What every name this module creates starts with (namespaces, links, nft tables).
-pub const PREFIX: &str = "bchaos";
+/// This process's campaign instance (set once by [`set_instance`]; 0 by default).
+static INSTANCE: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+
+/// Sets the instance (0 to 9) before anything is created.
+pub fn set_instance(i: u8) -> Result<(), String> {
+    if i > 9 {
+        return Err(format!("BASTION_CHAOS_INSTANCE {i}: 0 to 9"));
+    }
+    INSTANCE.set(i).map_err(|_| "the chaos instance is set once".to_string())
+}
+
+pub fn instance() -> u8 {
+    INSTANCE.get().copied().unwrap_or(0)
+}
+
+/// What every name this module creates starts with (namespaces, links, nft tables): `bchaos`
+/// for instance 0, `bchaos{i}` for the others.
+pub fn prefix() -> String {
+    match instance() {
+        0 => "bchaos".into(),
+        i => format!("bchaos{i}"),
+    }
+}
+
 /// The bridge in the root namespace.
-const BRIDGE: &str = "bchaos-br";
-/// The /24 the nodes and the client share.
-const SUBNET: [u8; 3] = [10, 231, 0];
+fn bridge() -> String {
+    format!("{}-br", prefix())
+}
+
+/// The /24 the nodes and the client share: 10.231.0.0/24 for instance 0, 10.(231+i).0.0/24.
+fn subnet() -> [u8; 3] {
+    [10, 231 + instance(), 0]
+}
+
 /// The client's (the root namespace's) address on the bridge.
-pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], 1);
+pub fn client_ip() -> Ipv4Addr {
+    let s = subnet();
+    Ipv4Addr::new(s[0], s[1], s[2], 1)
+}
 /// The interface inside every node's namespace.
 pub const IFACE: &str = "eth0";
 
@@ -29,12 +61,13 @@ const QUEUE_RULE: [&str; 10] =
 
 /// Node `k`'s address.
 pub fn node_ip(k: usize) -> Ipv4Addr {
-    Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], 10 + k as u8)
+    let s = subnet();
+    Ipv4Addr::new(s[0], s[1], s[2], 10 + k as u8)
 }
 
 /// Node `k`'s namespace.
 pub fn ns_name(k: usize) -> String {
-    format!("{PREFIX}-n{k}")
+    format!("{}-n{k}", prefix())
 }
 
 /// Runs `cmd`; an error quotes its stderr.
@@ -108,17 +141,18 @@ impl Fabric {
     /// Removes whatever a previous campaign left, then builds `nodes` namespaces on a bridge.
     pub fn create(nodes: usize) -> Result<Fabric, String> {
         cleanup();
-        ip(&["link", "add", BRIDGE, "type", "bridge"])?;
-        let client = format!("{CLIENT_IP}/24");
-        ip(&["addr", "add", &client, "dev", BRIDGE])?;
-        ip(&["link", "set", BRIDGE, "up"])?;
+        let br = bridge();
+        ip(&["link", "add", &br, "type", "bridge"])?;
+        let client = format!("{}/24", client_ip());
+        ip(&["addr", "add", &client, "dev", &br])?;
+        ip(&["link", "set", &br, "up"])?;
         let mut handles = Vec::with_capacity(nodes);
         for k in 0..nodes {
             let ns = ns_name(k);
-            let host = format!("{PREFIX}-v{k}");
+            let host = format!("{}-v{k}", prefix());
             ip(&["netns", "add", &ns])?;
             ip(&["link", "add", &host, "type", "veth", "peer", "name", IFACE, "netns", &ns])?;
-            ip(&["link", "set", &host, "master", BRIDGE, "up"])?;
+            ip(&["link", "set", &host, "master", &br, "up"])?;
             let addr = format!("{}/24", node_ip(k));
             in_ns(&ns, "ip", &["addr", "add", &addr, "dev", IFACE])?;
             in_ns(&ns, "ip", &["link", "set", IFACE, "up"])?;
@@ -146,7 +180,7 @@ impl Fabric {
     ) -> Result<(), String> {
         let set: Vec<String> = peers.iter().map(|p| node_ip(*p).to_string()).collect();
         let set = set.join(", ");
-        let mut script = format!("table inet {PREFIX}_f{fault} {{\n");
+        let mut script = format!("table inet {}_f{fault} {{\n", prefix());
         if inbound {
             script += &format!(
                 "  chain input {{ type filter hook input priority -10; policy accept; ip saddr {{ {set} }} drop; }}\n"
@@ -163,8 +197,9 @@ impl Fabric {
 
     /// Drops `percent`% of node `k`'s packets at random, both directions, on its interface.
     pub fn loss(&self, fault: usize, k: usize, percent: u32) -> Result<(), String> {
+        let p = prefix();
         let script = format!(
-            "table inet {PREFIX}_f{fault} {{\n\
+            "table inet {p}_f{fault} {{\n\
              \x20 chain input {{ type filter hook input priority -10; policy accept; iifname \"{IFACE}\" numgen random mod 100 < {percent} drop; }}\n\
              \x20 chain output {{ type filter hook output priority -10; policy accept; oifname \"{IFACE}\" numgen random mod 100 < {percent} drop; }}\n\
              }}\n"
@@ -174,7 +209,7 @@ impl Fabric {
 
     /// Removes fault `fault`'s table from node `k`'s namespace.
     pub fn heal(&self, fault: usize, k: usize) -> Result<(), String> {
-        nft(&ns_name(k), &format!("delete table inet {PREFIX}_f{fault}\n"))
+        nft(&ns_name(k), &format!("delete table inet {}_f{fault}\n", prefix()))
     }
 
     /// Sends node `k`'s outgoing packets on its interface through NFQUEUE 0 (the delayer);
@@ -215,7 +250,7 @@ impl Drop for Fabric {
     }
 }
 
-/// Deletes every namespace and link named [`PREFIX`]`-*` (the veths go with their namespace).
+/// Deletes every namespace and link named [`prefix`]`-*` (the veths go with their namespace).
 pub fn cleanup() {
     let quiet = |args: &[&str]| {
         let _ = Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
@@ -223,12 +258,12 @@ pub fn cleanup() {
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(PREFIX) {
+            if name.starts_with(&format!("{}-", prefix())) {
                 quiet(&["netns", "del", &name]);
             }
         }
     }
-    quiet(&["link", "del", BRIDGE]);
+    quiet(&["link", "del", &bridge()]);
 }
 
 /// Moves the calling thread into the namespace behind `fd` (a thread's network namespace is

@@ -110,6 +110,8 @@ impl Step {
 #[derive(Clone, Debug, Serialize)]
 pub struct Schedule {
     pub seed: u64,
+    /// Validators `0..validators`, then full nodes up to `nodes`.
+    pub validators: usize,
     pub nodes: usize,
     pub window_ms: u64,
     pub steps: Vec<Step>,
@@ -117,7 +119,14 @@ pub struct Schedule {
 
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "schedule seed {} ({} nodes, {} ms window):", self.seed, self.nodes, self.window_ms)?;
+        writeln!(
+            f,
+            "schedule seed {} ({} validators, {} full nodes, {} ms window):",
+            self.seed,
+            self.validators,
+            self.nodes - self.validators,
+            self.window_ms
+        )?;
         for s in &self.steps {
             writeln!(f, "  {:>6} ms .. {:>6} ms  {}", s.start_ms, s.end_ms(), s.fault)?;
         }
@@ -144,15 +153,17 @@ pub const KINDS: &[&str] = &[
 const LEADER_TIMEOUT_MS: u64 = 1_000;
 
 impl Schedule {
-    /// `faults` faults over `window_ms` among `nodes` nodes, from `seed`.
-    pub fn generate(seed: u64, nodes: usize, window_ms: u64, faults: usize) -> Schedule {
+    /// `faults` faults over `window_ms` among `validators` validators and `full` full nodes,
+    /// from `seed`.
+    pub fn generate(seed: u64, validators: usize, full: usize, window_ms: u64, faults: usize) -> Schedule {
+        let nodes = validators + full;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut steps: Vec<Step> = Vec::new();
         let mut tries = 0;
         while steps.len() < faults && tries < 1_000 {
             tries += 1;
             let kind = KINDS[rng.random_range(0..KINDS.len())];
-            let fault = draw(kind, nodes, &mut rng);
+            let fault = draw(kind, validators, nodes, &mut rng);
             let min = if matches!(fault, Fault::Pause { .. }) { 3 * LEADER_TIMEOUT_MS } else { 1_500 };
             let max = (window_ms * 2 / 3).max(min + 1);
             let duration_ms = rng.random_range(min..max);
@@ -169,7 +180,7 @@ impl Schedule {
             }
         }
         steps.sort_by_key(|s| s.start_ms);
-        Schedule { seed, nodes, window_ms, steps }
+        Schedule { seed, validators, nodes, window_ms, steps }
     }
 }
 
@@ -189,29 +200,43 @@ fn rest(n: usize, of: &[usize]) -> Vec<usize> {
     (0..n).filter(|k| !of.contains(k)).collect()
 }
 
-fn draw(kind: &str, n: usize, rng: &mut ChaCha8Rng) -> Fault {
-    // Byzantine tolerance f: a quorum is n - f.
-    let f = (n - 1) / 3;
+/// A fault of `kind` among `v` validators and `n - v` full nodes. Partitions take their shape
+/// from the validators (a quorum is theirs); each full node then falls on one side or the other.
+/// Every other fault may hit any node.
+fn draw(kind: &str, v: usize, n: usize, rng: &mut ChaCha8Rng) -> Fault {
+    // Byzantine tolerance f: a quorum is v - f.
+    let f = (v - 1) / 3;
+    let sides = |a: Vec<usize>, rng: &mut ChaCha8Rng| {
+        let mut b = rest(v, &a);
+        let mut a = a;
+        for full in v..n {
+            if rng.random_bool(0.5) { a.push(full) } else { b.push(full) }
+        }
+        (a, b)
+    };
     match kind {
         "loss" => {
             let k = rng.random_range(1..=n);
             Fault::Loss { nodes: pick(n, k, rng), percent: rng.random_range(5..=40) }
         }
         "partition-isolated" => {
-            let a = pick(n, 1, rng);
-            Fault::Partition { shape: Shape::Isolated, b: rest(n, &a), a }
+            let one = pick(v, 1, rng);
+            // The isolated one is alone: the full nodes stay with the rest.
+            let a = one.clone();
+            let b = rest(n, &one);
+            Fault::Partition { shape: Shape::Isolated, a, b }
         }
         "partition-minority" => {
-            let a = pick(n, rng.random_range(1..=f.max(1)), rng);
-            Fault::Partition { shape: Shape::Minority, b: rest(n, &a), a }
+            let (a, b) = sides(pick(v, rng.random_range(1..=f.max(1)), rng), rng);
+            Fault::Partition { shape: Shape::Minority, a, b }
         }
         "partition-no-quorum" => {
-            // Both sides smaller than a quorum: f + 1 or more on each.
-            let a = pick(n, n / 2, rng);
-            Fault::Partition { shape: Shape::NoQuorum, b: rest(n, &a), a }
+            // Both sides smaller than a quorum: f + 1 or more validators on each.
+            let (a, b) = sides(pick(v, v / 2, rng), rng);
+            Fault::Partition { shape: Shape::NoQuorum, a, b }
         }
         "partition-one-way" => {
-            let from = pick(n, rng.random_range(1..=f.max(1)), rng);
+            let from = pick(v, rng.random_range(1..=f.max(1)), rng);
             Fault::OneWay { to: rest(n, &from), from }
         }
         "delay" => {
@@ -233,8 +258,8 @@ mod tests {
     #[test]
     fn same_seed_same_schedule_and_no_clashes() {
         for seed in 0..200 {
-            let a = Schedule::generate(seed, 4, 20_000, 4);
-            let b = Schedule::generate(seed, 4, 20_000, 4);
+            let a = Schedule::generate(seed, 4, 1, 20_000, 4);
+            let b = Schedule::generate(seed, 4, 1, 20_000, 4);
             assert_eq!(format!("{a}"), format!("{b}"), "seed {seed}");
             assert_eq!(a.steps.len(), 4, "seed {seed}: {a}");
             for (i, s) in a.steps.iter().enumerate() {
@@ -251,7 +276,7 @@ mod tests {
             }
         }
         let kinds: std::collections::BTreeSet<&str> = (0..200)
-            .flat_map(|s| Schedule::generate(s, 4, 20_000, 4).steps)
+            .flat_map(|s| Schedule::generate(s, 4, 1, 20_000, 4).steps)
             .map(|s| s.fault.kind())
             .collect();
         assert_eq!(kinds.len(), KINDS.len(), "every kind is drawn: {kinds:?}");
@@ -260,15 +285,19 @@ mod tests {
     #[test]
     fn partitions_have_the_shape_they_claim() {
         for seed in 0..300 {
-            for n in [4usize, 7] {
-                let quorum = n - (n - 1) / 3;
-                for s in Schedule::generate(seed, n, 20_000, 4).steps {
+            for (v, full) in [(4usize, 0usize), (4, 1), (7, 2)] {
+                let quorum = v - (v - 1) / 3;
+                let validators = |side: &[usize]| side.iter().filter(|k| **k < v).count();
+                for s in Schedule::generate(seed, v, full, 20_000, 4).steps {
                     if let Fault::Partition { shape, a, b } = s.fault {
-                        assert_eq!(a.len() + b.len(), n);
+                        let mut all: Vec<usize> = a.iter().chain(&b).copied().collect();
+                        all.sort_unstable();
+                        assert_eq!(all, (0..v + full).collect::<Vec<_>>(), "{a:?} {b:?}");
+                        let (va, vb) = (validators(&a), validators(&b));
                         match shape {
-                            Shape::Isolated => assert_eq!(a.len(), 1),
-                            Shape::Minority => assert!(b.len() >= quorum, "{a:?} {b:?}"),
-                            Shape::NoQuorum => assert!(a.len() < quorum && b.len() < quorum, "{a:?} {b:?}"),
+                            Shape::Isolated => assert!(a.len() == 1 && va == 1, "{a:?}"),
+                            Shape::Minority => assert!(vb >= quorum && va < quorum, "{a:?} {b:?}"),
+                            Shape::NoQuorum => assert!(va < quorum && vb < quorum, "{a:?} {b:?}"),
                         }
                     }
                 }
