@@ -16,7 +16,7 @@
 #   WORK       scratch directory [a new temporary one, removed at the end unless KEEP=1]
 #   TARGETS    targets to regenerate ["packet body l2 block"]
 #   CMIN_TARGETS  targets whose inputs `cargo fuzz cmin` minimises (needs nightly and
-#              cargo-fuzz) ["block"]. The ingress targets' inputs are small (~100 of 45-200
+#              cargo-fuzz) ["block"]. The ingress targets' inputs are small (~100 of 10-170
 #              bytes each) and cmin would keep ~6 of them, one per code path, dropping the
 #              variety of real orders (sides, types, flags, lengths) that mutation starts from;
 #              CMIN_TARGETS="packet body l2 block" minimises all
