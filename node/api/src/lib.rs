@@ -250,7 +250,7 @@ impl Shared {
     pub(crate) fn behind(&self) -> bool {
         let cap = self.cfg.feed_queue.max(1) as u64;
         self.counters.dropped_ever.load(Ordering::Relaxed)
-            || self.feed_len.load(Ordering::Relaxed) * 4 >= cap * 3
+            || self.feed_len.load(Ordering::Relaxed).saturating_mul(4) >= cap.saturating_mul(3)
     }
 
     pub(crate) fn stats(&self) -> ApiStats {
@@ -288,16 +288,22 @@ impl Feeder {
     /// dropped, counted (`updates_dropped`), and the API marks itself `behind`; WebSocket
     /// clients are then closed at the gap rather than silently skip a block.
     pub fn push(&self, update: Update) {
+        // Counted before the send: the applier may take the update (and count it off) before
+        // `try_send` even returns. Counting after, as this once did, let the length wrap
+        // below zero for a moment, and `behind` overflowed on it (a debug build's panic, found
+        // by the chaos campaign under delay and loss).
+        self.shared.feed_len.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(update) {
-            Ok(()) => {
-                self.shared.feed_len.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(()) => {}
             Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                self.shared.feed_len.fetch_sub(1, Ordering::Relaxed);
                 self.shared.counters.updates_dropped.fetch_add(1, Ordering::Relaxed);
                 self.shared.counters.dropped_ever.store(true, Ordering::Relaxed);
             }
             // The API stopped: nothing to index into.
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                self.shared.feed_len.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
