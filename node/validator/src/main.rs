@@ -81,7 +81,10 @@ fn main() -> ExitCode {
         Command::Devnet(args) => report(devnet::run(&args)),
         Command::Keygen(args) => report(keys::keygen(&args)),
         Command::Init(args) => report(keys::init(&args)),
-        Command::Run(args) => report(run(&args)),
+        Command::Run(args) => {
+            disk_full_hint();
+            report(run(&args))
+        }
         Command::Storage(cmd) => report(storage::run(&cmd)),
         Command::Snapshot(cmd) => report(snapshot_cmd::run(&cmd)),
         Command::Bridge(cmd) => report(bridge_cmd::run(&cmd)),
@@ -125,6 +128,30 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A node whose data dir's file system fills stops: commonware's consensus actors panic when
+/// their journal cannot be synced (found by the chaos campaign's full disks), and Bastion's
+/// store refuses to go on without its log. After the panic's own message, this adds the one
+/// line an operator acts on.
+fn disk_full_hint() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        if msg.contains("No space left on device") || msg.contains("StorageFull") {
+            eprintln!(
+                "error: the data dir's file system is full. The node stopped rather than vote or execute \
+                 without writing its journal and log; free space and start it again: it recovers from \
+                 both."
+            );
+        }
+    }));
 }
 
 /// `bastion run`.
