@@ -34,6 +34,7 @@ pub struct Cluster {
 impl Cluster {
     /// Mounts the nodes' file systems under `work` (once per campaign).
     pub fn new(bin: &Path, work: &Path, validators: usize, full: usize) -> Result<Cluster, String> {
+        unmount_stale();
         let dir = work.join("chain");
         let logs = work.join("logs");
         std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
@@ -132,10 +133,15 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        // SAFETY: the closure runs in the child between fork and exec and only calls setns(2),
-        // which is async-signal-safe, on an fd the parent holds open for the fabric's lifetime.
+        // SAFETY: the closure runs in the child between fork and exec and only calls setns(2)
+        // and prctl(2), both async-signal-safe, on an fd the parent holds open for the
+        // fabric's lifetime. PR_SET_PDEATHSIG: a harness that is killed (or interrupted) takes
+        // its nodes with it instead of leaving them running in their namespaces.
         unsafe {
             cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if libc::setns(ns, libc::CLONE_NEWNET) == 0 {
                     Ok(())
                 } else {
@@ -274,6 +280,21 @@ impl Cluster {
         self.stop_all();
         for k in 0..self.nodes {
             let _ = net::sh(Command::new("umount").arg(self.node_dir(k)));
+        }
+    }
+}
+
+/// Unmounts the node file systems of campaigns whose harness is gone (killed before its
+/// `Drop` ran): `<tmp>/bastion-chaos-<pid>/chain/*` with no process `<pid>`.
+fn unmount_stale() {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let tmp = std::env::temp_dir().join("bastion-chaos-");
+    let tmp = tmp.to_string_lossy();
+    for point in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+        let Some(rest) = point.strip_prefix(tmp.as_ref()) else { continue };
+        let Some(pid) = rest.split('/').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = net::sh(Command::new("umount").arg(point));
         }
     }
 }

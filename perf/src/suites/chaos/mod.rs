@@ -33,6 +33,23 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// A schedule that once found a bug, with the parameters that draw it again.
+struct Regression {
+    seed: u64,
+    validators: usize,
+    full: usize,
+    window_ms: u64,
+    faults: usize,
+}
+
+/// Schedules that found bugs; `--quick` (CI) runs each before its seeded ones.
+/// - 7290766089257094167: delay on three nodes and loss on three; three validators' debug
+///   builds panicked in the API's `behind` ("attempt to multiply with overflow": the feed's
+///   length was counted after the send and wrapped below zero when the applier was faster).
+///   Also `node/api/tests/feed.rs`.
+const REGRESSIONS: &[Regression] =
+    &[Regression { seed: 7_290_766_089_257_094_167, validators: 4, full: 1, window_ms: 12_000, faults: 3 }];
+
 /// Finalization must resume within this long after the last fault heals.
 const RESUME_BOUND: Duration = Duration::from_secs(30);
 /// Every node must be back at the chain's height within this long after the last heal.
@@ -74,16 +91,29 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     }
     let nodes = validators + full;
     let replay = std::env::var("BASTION_SEED").ok().map(|s| s.trim().parse::<u64>());
-    let seeds: Vec<u64> = match replay {
-        Some(Ok(s)) => vec![s],
+    let window_ms = ctx.size(16_000, 12_000);
+    let faults_per = if ctx.quick { 3 } else { 4 };
+    // (seed, window, faults) per schedule: a replay, else the quick mode's regressions (those
+    // for this many nodes) first, then the seeded ones.
+    let plan: Vec<(u64, u64, usize)> = match replay {
+        Some(Ok(s)) => vec![(s, window_ms, faults_per)],
         Some(Err(e)) => return Err(format!("BASTION_SEED: not a number: {e}")),
         None => {
             let n = ctx.schedules.unwrap_or(ctx.size(200, 3));
-            (0..n).map(|i| splitmix(ctx.seed.wrapping_add(i))).collect()
+            let regressions = REGRESSIONS
+                .iter()
+                .filter(|r| ctx.quick && r.validators == validators && r.full == full)
+                .map(|r| (r.seed, r.window_ms, r.faults));
+            let mut plan: Vec<(u64, u64, usize)> = regressions.collect();
+            for i in 0..n {
+                let seed = splitmix(ctx.seed.wrapping_add(i));
+                if !plan.iter().any(|p| p.0 == seed) {
+                    plan.push((seed, window_ms, faults_per));
+                }
+            }
+            plan
         }
     };
-    let window_ms = ctx.size(16_000, 12_000);
-    let faults_per = if ctx.quick { 3 } else { 4 };
     if let Some(i) = std::env::var_os("BASTION_CHAOS_INSTANCE") {
         let i =
             i.to_string_lossy().trim().parse::<u8>().map_err(|e| format!("BASTION_CHAOS_INSTANCE: {e}"))?;
@@ -96,7 +126,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     eprintln!(
         "  work dir {} ({validators} validators, {full} full node(s), {} schedule(s))",
         work.display(),
-        seeds.len()
+        plan.len()
     );
     let fabric = Fabric::create(nodes)?;
     let delayers: Vec<Delayer> =
@@ -108,8 +138,8 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut violations: Vec<serde_json::Value> = Vec::new();
     let campaign = Instant::now();
-    for (i, seed) in seeds.iter().enumerate() {
-        let sched = Schedule::generate(*seed, validators, full, window_ms, faults_per);
+    for (i, (seed, window_ms, faults_per)) in plan.iter().enumerate() {
+        let sched = Schedule::generate(*seed, validators, full, *window_ms, *faults_per);
         for s in &sched.steps {
             *faults.entry(s.fault.kind()).or_default() += 1;
         }
@@ -117,7 +147,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         eprintln!(
             "  [{}/{}] seed {seed}: height {}, resumed {} ms, caught up {} ms, {} acknowledged, {} violation(s) ({:.0} s in)",
             i + 1,
-            seeds.len(),
+            plan.len(),
             rec.height,
             rec.resume_ms.map_or("-".into(), |m| m.to_string()),
             rec.catch_up_ms.map_or("-".into(), |m| m.to_string()),

@@ -263,7 +263,15 @@ pub fn cleanup() {
             }
         }
     }
-    quiet(&["link", "del", &bridge()]);
+    // A namespace something still holds outlives `netns del`, and its veth's host end with it.
+    if let Ok(entries) = std::fs::read_dir("/sys/class/net") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!("{}-", prefix())) {
+                quiet(&["link", "del", &name]);
+            }
+        }
+    }
 }
 
 /// Moves the calling thread into the namespace behind `fd` (a thread's network namespace is
