@@ -144,14 +144,22 @@ fn disk_full_hint() {
             .map(|s| (*s).to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        if msg.contains("No space left on device") || msg.contains("StorageFull") {
+        if is_write_failure(&msg) {
             eprintln!(
-                "error: the data dir's file system is full. The node stopped rather than vote or execute \
-                 without writing its journal and log; free space and start it again: it recovers from \
-                 both."
+                "error: the node could not write its data dir (its file system is full, or the device \
+                 failed). It stopped rather than vote or execute without writing its journal and log; \
+                 free space (or fix the device) and start it again: it recovers from both."
             );
         }
     }));
+}
+
+/// Whether a panic's message is a failed write to the data dir: the OS's `ENOSPC`, or
+/// commonware runtime's storage errors, which a full disk surfaces as `WriteFailed` (a buffered
+/// journal append fails at its flush, possibly after the space is back: found by the chaos
+/// campaign, seed 11632824794323939782).
+fn is_write_failure(msg: &str) -> bool {
+    ["No space left on device", "StorageFull", "WriteFailed"].iter().any(|m| msg.contains(m))
 }
 
 /// `bastion run`.
@@ -218,5 +226,21 @@ fn report(result: Result<String, String>) -> ExitCode {
             eprintln!("error: {msg}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_write_failure;
+
+    #[test]
+    fn the_full_disk_hint_knows_commonwares_write_errors() {
+        // The panics the chaos campaign's full disks produced, verbatim.
+        assert!(is_write_failure("unable to append to journal: Runtime(WriteFailed)"));
+        assert!(is_write_failure(
+            "unable to sync journal: Io(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })"
+        ));
+        assert!(!is_write_failure("index out of bounds: the len is 3 but the index is 7"));
+        assert!(!is_write_failure("unable to append to journal: Runtime(ReadFailed)"));
     }
 }

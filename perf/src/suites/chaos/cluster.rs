@@ -29,7 +29,15 @@ pub struct Cluster {
     paused: Vec<bool>,
     /// Times each node was started (1 + restarts).
     pub starts: Vec<u32>,
+    /// Whether node `k`'s file system filled while its current process ran: a write that
+    /// failed then can surface after the space is freed (commonware's journal buffers it).
+    filled_this_life: Vec<bool>,
 }
+
+/// What a node's log says when a write to its data dir failed: the OS's own error, commonware
+/// runtime's storage errors, or the hint `bastion run` prints after such a panic.
+const WRITE_FAILED: [&str; 4] =
+    ["No space left on device", "WriteFailed", "StorageFull", "could not write its data dir"];
 
 impl Cluster {
     /// Mounts the nodes' file systems under `work` (once per campaign).
@@ -58,6 +66,7 @@ impl Cluster {
             children: (0..nodes).map(|_| None).collect(),
             paused: vec![false; nodes],
             starts: vec![0; nodes],
+            filled_this_life: vec![false; nodes],
         })
     }
 
@@ -129,7 +138,7 @@ impl Cluster {
         cmd.arg("run")
             .arg("--config")
             .arg(self.node_dir(k).join("node.toml"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("BASTION_CHAOS_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -153,6 +162,7 @@ impl Cluster {
         self.children[k] = Some(child);
         self.paused[k] = false;
         self.starts[k] += 1;
+        self.filled_this_life[k] = false;
         Ok(())
     }
 
@@ -192,6 +202,16 @@ impl Cluster {
             self.children[k] = None;
         }
         status
+    }
+
+    /// Whether node `k`'s process, which exited, stopped because its disk filled while it ran:
+    /// its file system filled during its life and its log ends with the write that failed
+    /// (the stop a full disk is documented to cause; anything else is a crash).
+    pub fn stopped_by_full_disk(&self, k: usize) -> bool {
+        self.filled_this_life[k] && {
+            let tail = self.log_tail(k, 60);
+            WRITE_FAILED.iter().any(|m| tail.contains(m))
+        }
     }
 
     pub fn running(&self, k: usize) -> bool {
@@ -240,8 +260,9 @@ impl Cluster {
     }
 
     /// Fills node `k`'s file system to the last byte (a ballast file).
-    pub fn fill_disk(&self, k: usize) -> Result<u64, String> {
+    pub fn fill_disk(&mut self, k: usize) -> Result<u64, String> {
         use std::io::Write as _;
+        self.filled_this_life[k] = true;
         let path = self.node_dir(k).join("ballast");
         let mut f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let chunk = vec![0u8; 1 << 20];

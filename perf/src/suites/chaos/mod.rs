@@ -8,6 +8,8 @@
 //! stopped with SIGTERM, and the checker run. `--seed N` seeds the campaign (schedule `i` gets
 //! its own seed from it); `BASTION_SEED=S` runs exactly the schedule of seed `S`. A schedule
 //! with a violation prints its seed and its faults, and its nodes' logs and data are kept.
+//! The nodes log at `warn`; `BASTION_CHAOS_LOG` sets their `RUST_LOG` filter for a replay
+//! (`BASTION_CHAOS_LOG=info,commonware_consensus=debug`).
 //!
 //! Latency without netem is the NFQUEUE delayer (`delay`); the suite first measures, between
 //! two namespaces, that a requested delay is the delay packets get.
@@ -371,8 +373,9 @@ fn run_schedule(
 }
 
 /// Notices nodes that exited on their own: restarted at once unless the schedule holds them
-/// down (a kill) or their disk is full (restarted when it is freed); an exit with no full disk
-/// is a violation.
+/// down (a kill) or their disk is full (restarted when it is freed). An exit is a violation
+/// unless the node's disk filled while that process ran and its log ends with the failed write
+/// (a full disk stops a node by design; the checker still wants it to recover afterwards).
 fn watch(
     cluster: &mut Cluster,
     fabric: &Fabric,
@@ -386,6 +389,15 @@ fn watch(
         }
         if let Some(status) = cluster.exited(k) {
             if disk_full[k] {
+                continue;
+            }
+            if cluster.stopped_by_full_disk(k) {
+                // The write failed while the disk was full; the node stopped on it after the
+                // space came back. Documented fail-stop: restarted, and it must recover.
+                println!(
+                    "    node {k} stopped on a write that failed while its disk was full ({status}); restarted"
+                );
+                cluster.start(fabric, k)?;
                 continue;
             }
             violations.push(format!(
@@ -568,8 +580,8 @@ fn push_times(report: &mut Report, name: &str, ms: &[u64], validators: usize, fu
 
 /// Copies the nodes' data and logs of a failing schedule to `to`.
 fn keep(cluster: &Cluster, to: &std::path::Path) {
-    let _ = std::process::Command::new("cp").arg("-a").arg(&cluster.dir).arg(to.join("chain")).status();
     let _ = std::fs::create_dir_all(to);
+    let _ = std::process::Command::new("cp").arg("-a").arg(&cluster.dir).arg(to.join("chain")).status();
     let _ = std::process::Command::new("cp").arg("-a").arg(&cluster.logs).arg(to.join("logs")).status();
     let _ = std::fs::remove_file(to.join("chain").join("ballast"));
 }
