@@ -142,20 +142,24 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        // SAFETY: the closure runs in the child between fork and exec and only calls setns(2)
-        // and prctl(2), both async-signal-safe, on an fd the parent holds open for the
-        // fabric's lifetime. PR_SET_PDEATHSIG: a harness that is killed (or interrupted) takes
+        // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
+        // setns(2) (on an fd the parent holds open for the fabric's lifetime) and close_range(2),
+        // all async-signal-safe system calls. PR_SET_PDEATHSIG: a harness that is killed (or interrupted) takes
         // its nodes with it instead of leaving them running in their namespaces.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                if libc::setns(ns, libc::CLONE_NEWNET) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
+                if libc::setns(ns, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
+                // Nothing of the harness's but stdio goes to the node (a C library's socket
+                // opened without SOCK_CLOEXEC would otherwise outlive its owner; see `delay`).
+                if libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
             });
         }
         let child = cmd.spawn().map_err(|e| format!("cannot start node {k}: {e}"))?;

@@ -34,6 +34,13 @@ pub struct Delayer {
     stop: Arc<AtomicBool>,
     /// Packets that went through the queue.
     pub packets: Arc<AtomicU64>,
+    /// Times the kernel found the queue's socket full (its messages were lost: with fail-open
+    /// the kernel passes packets it cannot queue, so only the count is kept).
+    pub overruns: Arc<AtomicU64>,
+    /// Verdicts the kernel refused because it had flushed the packet (see [`run`]).
+    pub flushed: Arc<AtomicU64>,
+    /// Why the thread stopped, once it has (see [`Delayer::check`]).
+    failed: Arc<Mutex<Option<String>>>,
     handle: Option<JoinHandle<Result<(), String>>>,
 }
 
@@ -67,8 +74,12 @@ impl Delayer {
         let delay = Arc::new(Mutex::new(Delay::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let packets = Arc::new(AtomicU64::new(0));
+        let overruns = Arc::new(AtomicU64::new(0));
+        let flushed = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(Mutex::new(None));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-        let (d, s, p) = (delay.clone(), stop.clone(), packets.clone());
+        let (d, s, p, o, fl, f) =
+            (delay.clone(), stop.clone(), packets.clone(), overruns.clone(), flushed.clone(), failed.clone());
         let handle = std::thread::Builder::new()
             .name("chaos-delay".into())
             .spawn(move || {
@@ -83,11 +94,17 @@ impl Delayer {
                         return Err(e);
                     }
                 };
-                run(&mut queue, &d, &s, &p, seed)
+                let ran = run(&mut queue, &d, &s, &p, &o, &fl, seed);
+                if let Err(e) = &ran {
+                    *f.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.clone());
+                }
+                ran
             })
             .map_err(|e| format!("cannot start a delay thread: {e}"))?;
         match ready_rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(())) => Ok(Delayer { delay, stop, packets, handle: Some(handle) }),
+            Ok(Ok(())) => {
+                Ok(Delayer { delay, stop, packets, overruns, flushed, failed, handle: Some(handle) })
+            }
             Ok(Err(e)) => Err(format!("NFQUEUE delayer: {e}")),
             Err(_) => Err("NFQUEUE delayer: its thread did not start".into()),
         }
@@ -95,6 +112,16 @@ impl Delayer {
 
     pub fn set(&self, d: Delay) {
         *self.delay.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = d;
+    }
+
+    /// Whether the thread still runs: a delayer that stopped can no longer delay anything
+    /// (its queue's packets bypass it), so the campaign stops rather than report on faults it
+    /// did not apply.
+    pub fn check(&self) -> Result<(), String> {
+        match &*self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            Some(e) => Err(format!("the NFQUEUE delayer stopped: {e}")),
+            None => Ok(()),
+        }
     }
 }
 
@@ -109,6 +136,20 @@ impl Drop for Delayer {
 
 fn open_queue() -> Result<Queue, String> {
     let mut q = Queue::open().map_err(|e| format!("open: {e}"))?;
+    // The `nfq` crate opens its netlink socket without SOCK_CLOEXEC and does not expose it,
+    // so every process this harness starts later (the nodes, `ip`, `nft`) would inherit it.
+    // Inherited, the socket outlives this thread: should the thread stop, the kernel keeps
+    // queueing the node's packets to a socket nobody reads (no `--queue-bypass`), and TCP
+    // never retransmits a segment whose clone is still queued, so the node's connections
+    // stall for good (a whole cluster did, in schedule 7290766089257094167, when three delayers
+    // stopped on the ENOENT that [`run`] now survives). Mark every
+    // descriptor of this process close-on-exec: Rust's own are already, stdio (0 to 2) is not
+    // touched, and a child's stdio is dup2'ed, which clears the flag.
+    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC closes nothing; it only sets a flag on
+    // descriptors this process owns, and takes no pointers.
+    if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) } != 0 {
+        return Err(format!("close_range: {}", std::io::Error::last_os_error()));
+    }
     q.bind(0).map_err(|e| format!("bind queue 0: {e}"))?;
     // Only the verdict matters: no payload copied to user space.
     q.set_copy_range(0, 0).map_err(|e| format!("copy range: {e}"))?;
@@ -124,6 +165,8 @@ fn run(
     delay: &Mutex<Delay>,
     stop: &AtomicBool,
     packets: &AtomicU64,
+    overruns: &AtomicU64,
+    flushed: &AtomicU64,
     seed: u64,
 ) -> Result<(), String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -158,6 +201,21 @@ fn run(
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // The socket overflowed while this thread was off the CPU: the kernel passed
+                // what it could not queue (fail-open), and reports it once. Not a reason to stop.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    overruns.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                // The kernel refused a verdict: the packet is gone. Removing any netfilter hook
+                // in a namespace (healing a partition deletes its nft table) flushes every
+                // packet queued there, the ones this thread holds included, and the verdicts
+                // sent for them later come back as ENOENT. They were dropped (TCP resends
+                // them), which is what a flushed queue means; not a reason to stop.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    flushed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => break,
                 Err(e) => return Err(format!("recv: {e}")),
             }
         }

@@ -224,6 +224,25 @@ impl Fabric {
         in_ns(&ns_name(k), "iptables", &QUEUE_RULE)
     }
 
+    /// Packets node `k`'s kernel holds in NFQUEUE 0 waiting for the delayer's verdict
+    /// (`/proc/net/netfilter/nfnetlink_queue`'s `queue_total`; 0 when nothing is bound).
+    pub fn queued(&self, k: usize) -> Result<u64, String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns_name(k), "cat", "/proc/net/netfilter/nfnetlink_queue"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot read node {k}'s queue: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Fields: queue number, peer port id, queue total, copy mode, copy range, ...
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&"0")).then(|| f.get(2).and_then(|t| t.parse::<u64>().ok())).flatten()
+            })
+            .sum())
+    }
+
     /// A token bucket of `kbit` on node `k`'s outgoing interface.
     pub fn limit(&self, k: usize, kbit: u32) -> Result<(), String> {
         let rate = format!("{kbit}kbit");
