@@ -213,8 +213,15 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         },
         resumes.len() == records.len() && Duration::from_millis(longest_resume) <= RESUME_BOUND,
     );
+    // The regressions (quick mode) keep the window and fault count that found their bug.
+    let own = plan.iter().filter(|p| p.1 != window_ms || p.2 != faults_per).count();
+    let shape = if own == 0 {
+        format!("of {faults_per} faults over {window_ms} ms")
+    } else {
+        format!("of {faults_per} faults over {window_ms} ms ({own} regression(s) with their own)")
+    };
     report.note(format!(
-        "{schedules} schedule(s) of {faults_per} faults over {window_ms} ms on {validators} validators and {full} full \
+        "{schedules} schedule(s) {shape} on {validators} validators and {full} full \
          node(s); {acks} transactions \
          acknowledged and found; longest resume {longest_resume} ms, longest catch-up {longest_catch_up} ms; \
          campaign {:.0} s",
