@@ -31,13 +31,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Seconds the validators get to finalize their first block before the devnet gives up.
+const STARTUP_LIMIT_S: f64 = 60.0;
+/// Seconds a node gets to exit after SIGTERM.
+const STOP_GRACE_S: f64 = 60.0;
+/// Seconds full nodes run after the validators are stopped, to take their last blocks.
+const FULL_NODE_TAIL_S: f64 = 2.0;
+
 /// `bastion devnet`.
 #[derive(Args, Debug)]
 pub struct DevnetArgs {
     /// Number of validators (each a process).
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
-    /// How long to run, in seconds.
+    /// How long the chain runs, in seconds, from its first finalized block (start-up, up to
+    /// 60 s, comes on top).
     #[arg(long, default_value_t = 20.0)]
     pub duration: f64,
     /// Keep everything (genesis, keys, data dirs, logs) here; default: a temporary directory,
@@ -120,6 +128,18 @@ pub enum LateRole {
 /// The validator processes; killed on drop so an error leaves none running.
 struct Fleet {
     children: Vec<Option<Child>>,
+}
+
+impl Fleet {
+    /// SIGTERM to node `k` (a graceful stop: it finishes its block and syncs its store).
+    fn terminate(&self, k: usize) {
+        if let Some(Some(c)) = self.children.get(k) {
+            // SAFETY: kill(2) on our own child's pid, not yet reaped (we still hold its Child).
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
 }
 
 impl Drop for Fleet {
@@ -335,7 +355,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         LateRole::Validator => (n - 1, at),
     });
     println!(
-        "devnet: {n} validators on 127.0.0.1 (p2p {base_port}.., ingress {ingress_port}.. over {}, metrics {metrics_port}..) for {:.0} s, data in {}",
+        "devnet: {n} validators on 127.0.0.1 (p2p {base_port}.., ingress {ingress_port}.. over {}, metrics {metrics_port}..) for {:.0} s from the first finalized block, data in {}",
         args.ingress,
         args.duration,
         root.display()
@@ -395,14 +415,15 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         let dir = &all[k];
         let stderr = std::fs::File::create(dir.join("node.log"))
             .map_err(|e| format!("cannot create {}: {e}", dir.join("node.log").display()))?;
-        // Full nodes run a little longer, to follow the validators' last blocks.
-        let end = if k < n { args.duration } else { args.duration + 2.0 };
+        // The devnet stops its nodes itself (SIGTERM, once the chain has run `--duration`
+        // seconds); their own `--duration` is only a backstop should the devnet die first.
+        let backstop = args.duration + STARTUP_LIMIT_S + 2.0 * STOP_GRACE_S - elapsed;
         Command::new(&exe)
             .arg("run")
             .arg("--config")
             .arg(dir.join("node.toml"))
             .arg("--duration")
-            .arg(format!("{}", (end - elapsed).max(1.0)))
+            .arg(format!("{}", backstop.max(1.0)))
             .arg("--finality-log")
             .arg(dir.join("finality.log"))
             .stdout(Stdio::null())
@@ -429,6 +450,12 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     let mut last = (Instant::now(), 0u64);
     let mut last_orders = (Instant::now(), 0u64);
     let mut exits = vec![None; n + f];
+    // The run's time counts from the first finalized block (a debug build on a loaded box can
+    // take seconds to connect its validators); then validators stop, and full nodes
+    // `FULL_NODE_TAIL_S` later, so they follow the validators' last blocks.
+    let mut first_block: Option<Instant> = None;
+    let mut stopped_at: Option<Instant> = None;
+    let mut full_stopped = false;
     loop {
         std::thread::sleep(Duration::from_millis(500));
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
@@ -462,6 +489,24 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             return Err(format!("full node f{j} halted: {why}"));
         }
         let top = st.iter().map(|s| s.height).max().unwrap_or(0);
+        if top > 0 && first_block.is_none() {
+            first_block = Some(Instant::now());
+        }
+        if first_block.is_none() && start.elapsed() > Duration::from_secs_f64(STARTUP_LIMIT_S) {
+            println!();
+            return Err(format!(
+                "no block finalized within {STARTUP_LIMIT_S:.0} s of start; see node.log in each validator dir"
+            ));
+        }
+        let time_up = first_block.is_some_and(|t| t.elapsed().as_secs_f64() >= args.duration);
+        if time_up && stopped_at.is_none() {
+            stopped_at = Some(Instant::now());
+            (0..n).for_each(|k| fleet.terminate(k));
+        }
+        if !full_stopped && stopped_at.is_some_and(|t| t.elapsed().as_secs_f64() >= FULL_NODE_TAIL_S) {
+            full_stopped = true;
+            (n..n + f).for_each(|k| fleet.terminate(k));
+        }
         // (A late validator counts once it has caught up.)
         let low = st
             .iter()
@@ -525,9 +570,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         let _ = std::io::Write::flush(&mut std::io::stdout());
         // The clients stop when the validators' time is up (orders sent to stopped validators
         // would only count as send errors).
-        if start.elapsed().as_secs_f64() >= args.duration
-            && let Some(l) = load.take()
-        {
+        if time_up && let Some(l) = load.take() {
             loaded = stop_load(l)?;
         }
         let late_pending = late.is_some() && late_state.started_at_s.is_none();
@@ -535,11 +578,11 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             println!();
             break;
         }
-        if start.elapsed() > Duration::from_secs_f64(args.duration + 60.0) {
+        if stopped_at.is_some_and(|t| t.elapsed().as_secs_f64() > FULL_NODE_TAIL_S + STOP_GRACE_S) {
             println!();
-            return Err(
-                "validators did not stop within 60 s of the end; see node.log in each validator dir".into()
-            );
+            return Err(format!(
+                "nodes did not stop within {STOP_GRACE_S:.0} s of SIGTERM; see node.log in each node's dir"
+            ));
         }
     }
     let all_dirs: Vec<&PathBuf> = dirs.iter().chain(&full_dirs).collect();
