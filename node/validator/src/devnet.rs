@@ -37,6 +37,9 @@ const STARTUP_LIMIT_S: f64 = 60.0;
 const STOP_GRACE_S: f64 = 60.0;
 /// Seconds full nodes run after the validators are stopped, to take their last blocks.
 const FULL_NODE_TAIL_S: f64 = 2.0;
+/// Seconds after the first finalized block that the summary's steady-state finality leaves
+/// out (the first views wait for peers to dial and handshake: proposals of 1-2 s).
+const WARMUP_S: f64 = 2.0;
 
 /// `bastion devnet`.
 #[derive(Args, Debug)]
@@ -456,6 +459,9 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
     let mut first_block: Option<Instant> = None;
     let mut stopped_at: Option<Instant> = None;
     let mut full_stopped = false;
+    // The height reached `WARMUP_S` after the first block (steady-state finality counts above it).
+    let mut warm_height: Option<u64> = None;
+    let mut top_seen = 0u64;
     loop {
         std::thread::sleep(Duration::from_millis(500));
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
@@ -489,6 +495,7 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             return Err(format!("full node f{j} halted: {why}"));
         }
         let top = st.iter().map(|s| s.height).max().unwrap_or(0);
+        top_seen = top_seen.max(top);
         if top > 0 && first_block.is_none() {
             first_block = Some(Instant::now());
         }
@@ -497,6 +504,9 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
             return Err(format!(
                 "no block finalized within {STARTUP_LIMIT_S:.0} s of start; see node.log in each validator dir"
             ));
+        }
+        if warm_height.is_none() && first_block.is_some_and(|t| t.elapsed().as_secs_f64() >= WARMUP_S) {
+            warm_height = Some(top);
         }
         let time_up = first_block.is_some_and(|t| t.elapsed().as_secs_f64() >= args.duration);
         if time_up && stopped_at.is_none() {
@@ -622,7 +632,12 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         &dirs,
         start.elapsed(),
         loaded,
-        Followers { full: &full, late: late.as_ref(), source: &source },
+        Followers {
+            full: &full,
+            late: late.as_ref(),
+            source: &source,
+            warm_height: warm_height.unwrap_or(top_seen),
+        },
     )
 }
 
@@ -739,6 +754,8 @@ struct FullNode {
     api_requests: u64,
     /// WebSocket messages its API sent.
     ws_messages: u64,
+    /// Peak resident memory (VmHWM) of its process, MiB, from its last status file.
+    peak_rss_mib: f64,
 }
 
 /// Compares every full node's block log with validator 0's and reads its status.
@@ -785,6 +802,7 @@ fn full_nodes(dirs: &[PathBuf], full_dirs: &[PathBuf], api_port: u16) -> Result<
             lag_blocks_p99: v["lag_blocks_p99"].as_u64().unwrap_or(0),
             api_requests: v["api_requests"].as_u64().unwrap_or(0),
             ws_messages: v["ws_messages"].as_u64().unwrap_or(0),
+            peak_rss_mib: v["peak_rss_mib"].as_f64().unwrap_or(0.0),
         });
     }
     Ok(out)
@@ -822,6 +840,8 @@ struct Followers<'a> {
     full: &'a [FullNode],
     late: Option<&'a LateJoiner>,
     source: &'a crate::devnet_bridge::Source,
+    /// The height the chain had reached `WARMUP_S` after its first block.
+    warm_height: u64,
 }
 
 /// Checks the roots at every common height, replays validator 0's chain from genesis and
@@ -835,7 +855,7 @@ fn summarize(
     load: Load,
     followers: Followers<'_>,
 ) -> Result<String, String> {
-    let Followers { full, late, source } = followers;
+    let Followers { full, late, source, warm_height } = followers;
     let mut logs = Vec::new();
     for d in dirs {
         let path = d.join("data/log");
@@ -943,15 +963,21 @@ fn summarize(
         evidence += v["observation_evidence"].as_u64().unwrap_or(0);
     }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?;
+    let mut steady = hist.clone();
     for d in dirs {
         let text = std::fs::read_to_string(d.join("finality.log")).unwrap_or_default();
         for line in text.lines() {
-            if let Some(us) = line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()) {
+            let mut fields = line.split_whitespace().map(|v| v.parse::<u64>().ok());
+            if let (Some(Some(h)), Some(Some(us))) = (fields.next(), fields.next()) {
                 let _ = hist.record(us.max(1));
+                if h > warm_height {
+                    let _ = steady.record(us.max(1));
+                }
             }
         }
     }
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let steady_ms = |q: f64| steady.value_at_quantile(q) as f64 / 1000.0;
     let usd = |m: i128| m as f64 / 1e6;
     let agree = disagree.is_none();
     let secs = elapsed.as_secs_f64();
@@ -1058,6 +1084,37 @@ fn summarize(
         ms(0.999),
         hist.len()
     );
+    let _ = writeln!(
+        out,
+        "  after warm-up (ms)   p50 {:.1}  p99 {:.1}  p999 {:.1}  ({} proposals above height {warm_height}, {WARMUP_S:.0} s after the first block)",
+        steady_ms(0.5),
+        steady_ms(0.99),
+        steady_ms(0.999),
+        steady.len()
+    );
+    // Peak resident memory per process, from the last status file each wrote.
+    let rss = |d: &PathBuf| -> f64 {
+        std::fs::read(d.join("data/status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["peak_rss_mib"].as_f64())
+            .unwrap_or(0.0)
+    };
+    let rss_validators: Vec<f64> = dirs.iter().map(rss).collect();
+    let rss_full: Vec<f64> = full.iter().map(|f| f.peak_rss_mib).collect();
+    let _ = writeln!(
+        out,
+        "  peak RSS (MiB)       validators {}{}",
+        rss_validators.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join(" / "),
+        if rss_full.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", full nodes {}",
+                rss_full.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join(" / ")
+            )
+        }
+    );
     let rejected_obs: u64 = oracle_status.values().sum();
     if replayable {
         let _ = writeln!(
@@ -1142,9 +1199,14 @@ fn summarize(
             "insurance_fund_fees": replayable.then_some(fund_fees as f64 / 1e6),
             "bridge": bridge_json,
             "finality_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
+            "finality_after_warmup_ms": {
+                "p50": steady_ms(0.5), "p99": steady_ms(0.99), "p999": steady_ms(0.999),
+                "samples": steady.len(), "above_height": warm_height,
+            },
             "replayed_from_genesis": replayable,
             "submit": args.submit.to_string(),
             "full_nodes": full,
+            "peak_rss_mib": { "validators": rss_validators, "full_nodes": rss_full },
             "late_joiner": late,
             "snapshot_every": args.snapshot_every,
             "state_roots_agree": agree,

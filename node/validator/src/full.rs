@@ -79,6 +79,8 @@ pub struct FullStatus {
     pub ws_messages: u64,
     /// State sync, once one started.
     pub state_sync: Option<SyncStatus>,
+    /// Peak resident memory of this process since start (VmHWM), MiB.
+    pub peak_rss_mib: f64,
 }
 
 /// Runs a full node until a signal, `--duration` or `--until-height`; `Ok` holds a summary.
@@ -359,6 +361,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             status.height = height;
             status.root = hex(&store.state().state_root());
             status.uptime_s = started.elapsed().as_secs_f64();
+            status.peak_rss_mib = crate::telemetry::peak_rss_mib();
             status.lag_blocks = behind;
             status.lag_blocks_p99 =
                 if lag.is_empty() { 0 } else { lag.value_at_quantile(0.99).saturating_sub(1) };

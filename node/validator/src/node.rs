@@ -499,6 +499,9 @@ pub struct Status {
     /// Certified blocks this validator published on the public network since start.
     #[serde(default)]
     pub blocks_published: u64,
+    /// Peak resident memory of this process since start (VmHWM), MiB.
+    #[serde(default)]
+    pub peak_rss_mib: f64,
     /// Transactions from the public network or the API refused by this node's checks.
     #[serde(default)]
     pub public_refused: std::collections::BTreeMap<String, u64>,
@@ -928,6 +931,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 oracle_disagreements: totals.oracle_disagreements,
                 public_peers: gossip.as_ref().map(|g| g.stats().peers),
                 blocks_published: published.load(Ordering::Relaxed),
+                peak_rss_mib: crate::telemetry::peak_rss_mib(),
                 public_refused: check.refusals.snapshot(),
                 api: api.as_ref().map(|a| a.local_addr().to_string()),
                 api_requests: api.as_ref().map_or(0, |a| a.stats().requests.total()),

@@ -539,3 +539,16 @@ impl Telemetry {
         self.halted.set(if halted { 1.0 } else { 0.0 });
     }
 }
+
+/// Peak resident set size of this process (VmHWM), MiB; 0 where /proc is absent.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0.0, |kib| kib as f64 / 1024.0)
+}

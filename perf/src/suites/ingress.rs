@@ -2,7 +2,10 @@
 //! `bastion-net` against a plain blocking `UdpSocket::recv_from` loop measured in the same run
 //! with the same sender: (a) the `recv_from` loop (baseline), (b) the sockets backend
 //! (`poll` + `recvmmsg`, batch 64), (c) the io_uring backend (multishot `recvmsg` with a
-//! provided buffer ring). Goal (issue 6): io_uring at least 2x the `recv_from` loop.
+//! provided buffer ring). Issue 6's goal "io_uring at least 2x the `recv_from` loop" was
+//! retired by issue 21: published measurements and ours show multishot receive at about the
+//! speed of `recvmmsg` (both amortize the syscall; neither avoids the copy), so the ratio is
+//! still measured and reported, but it is not a goal. Kernel bypass keeps its 2x goal below.
 //!
 //! The sender is one thread blasting 64-byte datagrams to 127.0.0.1 with `sendmmsg` (batches
 //! of 64) for a fixed time per receive path; what the receiver gets in that window is its
@@ -251,13 +254,8 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         &format!("{URING}/receiver-cpu"),
         &format!("{BASELINE}/receiver-cpu"),
     );
-    let ratio = report.ratio_throughput("io_uring_vs_recv_from", URING, BASELINE);
-    report.goal(
-        "io_uring >= 2x the plain recv_from loop",
-        "io_uring-multishot datagrams/s >= 2 x recv_from-loop datagrams/s, one receiving thread",
-        ratio.map_or_else(|| "not measured".into(), |r| format!("{r:.2}x on {cores} cores")),
-        ratio.is_some_and(|r| r >= 2.0),
-    );
+    // Measured, no longer a goal (retired by issue 21; see the module comment).
+    report.ratio_throughput("io_uring_vs_recv_from", URING, BASELINE);
     l2_parse(ctx, report)?;
     bypass(ctx, report)?;
     report.note(format!(
