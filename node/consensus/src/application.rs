@@ -32,7 +32,7 @@
 //!   stops proposing and stops voting (its verify answers never come).
 
 use crate::{
-    backfill::{BACKFILL_QUEUE, Cache, LogAnswer, LogRead, RangeRequest, Server},
+    backfill::{BACKFILL_QUEUE, Cache, LogRead, RangeRequest, Server},
     block::{BlockLimits, ChainBlock, StateRoot},
     byzantine::{Lie, Trick},
     evidence::{Admit, EvidenceSink, spawn_writer},
@@ -373,6 +373,11 @@ impl Ledger {
         let t = &mut self.lock().totals;
         t.signatures = t.signatures.saturating_add(checked);
         t.signatures_verified = t.signatures_verified.saturating_add(verified);
+    }
+
+    /// Adds the time since `since` to the storage tile's busy time.
+    pub(crate) fn add_storage_time(&self, since: std::time::Instant) {
+        self.add_time(|t| &mut t.storage_ns, since);
     }
 
     fn add_time(&self, which: fn(&mut Totals) -> &mut u64, since: std::time::Instant) {
@@ -886,7 +891,14 @@ pub struct Application<
     B: Blocker<PublicKey = P>,
 > {
     context: ContextCell<E>,
-    store: Store,
+    /// The store: on this actor's thread until [`Self::with_storage_tile`] moves it onto the
+    /// storage tile.
+    storage: crate::storage_tile::Storage,
+    /// The state after the executed (finalized) tip: this actor's own, since the store's may
+    /// be on the storage tile.
+    state: State,
+    /// The highest height the store reported durable.
+    durable: u64,
     genesis: Genesis,
     limits: BlockLimits,
     source: BlockSource,
@@ -1083,9 +1095,13 @@ impl<
             evidence.clone(),
             cfg.ledger.clone(),
         );
+        let state = cfg.store.state().clone();
+        let ledger_for_storage = cfg.ledger.clone();
         let app = Application {
             context: ContextCell::new(context),
-            store: cfg.store,
+            durable: cfg.store.durable_height(),
+            state,
+            storage: crate::storage_tile::Storage::inline(cfg.store, ledger_for_storage),
             genesis: cfg.genesis,
             limits: cfg.limits,
             source: cfg.source,
@@ -1149,6 +1165,28 @@ impl<
     /// The digest consensus starts from.
     pub fn genesis_digest(&self) -> Digest {
         self.genesis_digest
+    }
+
+    /// Moves the store onto the storage tile, its own thread (see [`crate::storage_tile`]);
+    /// `on_start` runs first on that thread (the node pins it there). Without this call the
+    /// store runs on the actor's thread (the deterministic simulation).
+    pub fn with_storage_tile(mut self, on_start: Option<Box<dyn FnOnce() + Send>>) -> Result<Self, String> {
+        let placeholder = crate::storage_tile::Storage::Threaded(crate::storage_tile::Threaded::closed());
+        match std::mem::replace(&mut self.storage, placeholder) {
+            crate::storage_tile::Storage::Inline { store, .. } => {
+                self.storage = crate::storage_tile::Storage::threaded(store, self.ledger.clone(), on_start)?;
+                Ok(self)
+            }
+            threaded => {
+                self.storage = threaded;
+                Ok(self)
+            }
+        }
+    }
+
+    /// The storage tile's counters (for the metrics).
+    pub fn storage_counters(&self) -> Arc<crate::storage_tile::StorageCounters> {
+        self.storage.counters()
     }
 
     /// Runs the actor until the runtime stops.
@@ -1329,7 +1367,7 @@ impl<
     fn receive_observation(&mut self, from: P, bytes: IoBuf) {
         let now = self.now_ms();
         if let Received::Block(label) =
-            self.observations.receive(from.as_ref(), bytes.as_ref(), self.store.state(), now)
+            self.observations.receive(from.as_ref(), bytes.as_ref(), &self.state, now)
         {
             self.block_peer(from, BlockReason::InvalidObservation, label);
         }
@@ -1339,7 +1377,7 @@ impl<
     /// tip's state: a sender of what no honest validator sends is blocked.
     fn receive_bridge(&mut self, from: P, bytes: IoBuf) {
         if let crate::bridge::Received::Block(label) =
-            self.bridge.receive(from.as_ref(), bytes.as_ref(), self.store.state())
+            self.bridge.receive(from.as_ref(), bytes.as_ref(), &self.state)
         {
             self.block_peer(from, BlockReason::InvalidAttestation, label);
         }
@@ -1351,7 +1389,7 @@ impl<
             return;
         }
         let now = self.now_ms();
-        for bytes in self.bridge.tick(self.store.state(), now) {
+        for bytes in self.bridge.tick(&self.state, now) {
             let _ = self.bridge_net.0.send(Recipients::All, bytes, false);
         }
     }
@@ -1363,11 +1401,11 @@ impl<
             return;
         }
         let now = self.now_ms();
-        for (targets, bytes) in self.observations.sign(self.tip.1, self.store.state(), now) {
+        for (targets, bytes) in self.observations.sign(self.tip.1, &self.state, now) {
             let recipients = match targets {
                 Targets::All => Recipients::All,
                 Targets::Validators(vs) => {
-                    let validators = &self.store.state().validators;
+                    let validators = &self.state.validators;
                     Recipients::Some(
                         vs.iter()
                             .filter_map(|v| {
@@ -1397,26 +1435,11 @@ impl<
 
     /// The backfill server's read of raw block-log entries (file reads only; decoding and
     /// sending are the server's).
+    /// (On the storage tile, after the appends queued before it.)
     fn read_log(&mut self, read: LogRead) {
-        let log = self.store.log();
-        let mut answer = LogAnswer { entries: Vec::new(), first: log.first_height() };
-        let mut bytes = 0u64;
-        for h in read.from..=read.to.min(self.tip.1) {
-            if bytes >= read.max_bytes || answer.entries.len() as u64 >= RANGE_MAX {
-                break;
-            }
-            match log.read(h) {
-                Ok(raw) => {
-                    bytes = bytes.saturating_add(raw.len() as u64);
-                    answer.entries.push((h, raw));
-                }
-                Err(e) => {
-                    debug!(h, %e, "cannot serve a backfill height (pruned or damaged)");
-                    break;
-                }
-            }
+        if let Err(e) = self.storage.read(read, self.tip.1) {
+            self.halt(e);
         }
-        let _ = read.response.send(answer);
     }
 
     fn request_wanted(&mut self) {
@@ -1547,7 +1570,7 @@ impl<
 
     /// The state after `digest`, if it is the executed tip or a cached speculative state.
     fn state_ref(&self, digest: Digest) -> Option<&State> {
-        if digest == self.tip.0 { Some(self.store.state()) } else { self.states.get(&digest) }
+        if digest == self.tip.0 { Some(&self.state) } else { self.states.get(&digest) }
     }
 
     /// Makes the state after `digest` available to [`Self::state_ref`], executing (and caching)
@@ -1563,7 +1586,7 @@ impl<
         let mut cursor = digest;
         let mut state = loop {
             if cursor == self.tip.0 {
-                break self.store.state().clone();
+                break self.state.clone();
             }
             if let Some(s) = self.states.get(&cursor) {
                 break s.clone();
@@ -1979,7 +2002,7 @@ impl<
             while let Some(ready) = self.follower.next() {
                 let block = ready.block;
                 let d = block.id();
-                let before = self.store.state().state_root();
+                let before = self.state.state_root();
                 if block.parent_state_root() != &before {
                     self.halt(format!(
                         "finalized block {d} at height {} carries parent root {} but ours is {}",
@@ -1995,23 +2018,40 @@ impl<
                 // commits to the whole chain); otherwise (a block finalized before we verified
                 // it, e.g. while catching up) executed now.
                 let witness = block.witness();
-                let executed = match (self.states.remove(&d), self.outcomes.remove(&d)) {
-                    (Some(next), Some(out)) => {
-                        self.store.adopt(&self.as_executed(&block), &link, &witness, next, out)
+                let (next, out) = match (self.states.remove(&d), self.outcomes.remove(&d)) {
+                    (Some(next), Some(out)) => (next, out),
+                    _ => {
+                        let mut next = self.state.clone();
+                        let started = std::time::Instant::now();
+                        let applied = next.apply_block(&self.as_executed(&block));
+                        self.ledger.add_time(|t| &mut t.execution_ns, started);
+                        match applied {
+                            Ok(out) => (next, out),
+                            Err(e) => {
+                                self.halt(format!("store cannot execute finalized block {d}: {e:?}"));
+                                break;
+                            }
+                        }
                     }
-                    _ => self.store.execute_witnessed(&self.as_executed(&block), &link, &witness),
                 };
-                let out = match executed {
-                    Ok(out) => out,
-                    Err(e) => {
-                        self.halt(format!("store cannot execute finalized block {d}: {e}"));
-                        break;
-                    }
+                // The log append goes to the storage tile with the state it leads to; this
+                // actor keeps its own copy (sharing the state's structure) as the tip.
+                self.state = next.clone();
+                let adopt = crate::storage_tile::Adopt {
+                    block: self.as_executed(&block).into_owned(),
+                    link,
+                    witness,
+                    next,
+                    out: out.clone(),
                 };
+                if let Err(e) = self.storage.adopt(adopt) {
+                    self.halt(e);
+                    break;
+                }
                 self.tip = (d, block.height_u64());
                 self.executed.insert(d, block.height_u64());
                 if let BlockSource::Pool { source, .. } = &mut self.source {
-                    source.finalized(self.store.state(), &block.block().txs);
+                    source.finalized(&self.state, &block.block().txs);
                 }
                 let wire = Bytes::from(wire_block(&block));
                 self.cache.insert(block.height_u64(), wire.clone(), KEEP_FINALIZED);
@@ -2023,26 +2063,24 @@ impl<
                         certificate: certificate.as_deref(),
                         events: &out.events,
                         root: out.root,
-                        state: self.store.state(),
+                        state: &self.state,
                     });
                 }
-                let fund = self.store.state().insurance_fund();
+                let fund = self.state.insurance_fund();
                 let finalized = Finalized::of(d, &block, out.root, &out.events, fund);
                 self.ledger.add_finalized(&finalized);
                 self.ledger.record(block.height_u64(), finalized);
-                self.observations.finalized(block.block(), self.store.state());
+                self.observations.finalized(block.block(), &self.state);
                 self.bridge.finalized(block.block(), &out.events);
-                let state = self.store.state();
+                let state = &self.state;
                 self.ledger.oracle_record(block.height_u64(), || {
                     OracleRecord::of(block.block(), state, &out.events)
                 });
             }
-            let started = std::time::Instant::now();
-            let committed = self.store.commit();
-            self.ledger.add_time(|t| &mut t.storage_ns, started);
-            match committed {
-                Ok(durable) => debug!(durable, "committed"),
-                Err(e) => self.halt(format!("store commit failed: {e}")),
+            // One group commit for the blocks of this run (the storage tile syncs them after
+            // the appends queued before; inline, now).
+            if let Err(e) = self.storage.commit() {
+                self.halt(e);
             }
         }
         self.pending_finals.extend(keep);
@@ -2064,7 +2102,14 @@ impl<
         self.ledger.unsolicited(self.unsolicited.totals(), 0);
         self.executed.retain(|_, h| *h > floor);
         self.certificates.retain(|_, (_, at)| at.saturating_add(KEEP_FINALIZED) >= tip);
-        self.persisted.retain(|_, h| *h > tip);
+        // A block leaves the pending file only once the log holds it durably (the storage
+        // tile may still be syncing the blocks just finalized).
+        match self.storage.poll() {
+            Ok(durable) => self.durable = durable,
+            Err(e) => self.halt(e),
+        }
+        let durable = self.durable;
+        self.persisted.retain(|_, h| *h > durable.min(tip));
         if self.pending.len_bytes() > PENDING_COMPACT_BYTES
             && let Err(e) = compact_pending(&mut self.pending, &self.persisted, &self.blocks)
         {

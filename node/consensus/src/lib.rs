@@ -85,6 +85,7 @@ pub mod relay;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod spec;
+pub mod storage_tile;
 #[cfg(feature = "sim")]
 pub mod twins;
 
