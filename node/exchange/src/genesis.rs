@@ -370,6 +370,7 @@ impl State {
             bridge: Default::default(),
             commitment: Default::default(),
             dirty: Vec::new(),
+            screen: None,
         };
         s.validate_update(&bastion_types::ParamUpdate::Oracle(g.oracle))?;
         s.validate_update(&bastion_types::ParamUpdate::Liquidation(g.liquidation))?;

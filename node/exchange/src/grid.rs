@@ -17,7 +17,7 @@
 //! are handed to it as slices without conversion.
 
 use crate::options::{PORTFOLIO_SCENARIOS, portfolio_scenarios, scenario_row, shocked_spot};
-use crate::state::State;
+use crate::state::{Account, State};
 use bastion_types::{AccountId, MarketId, Ppm, UnderlyingId};
 
 /// Why a grid could not be built.
@@ -89,6 +89,17 @@ impl State {
         &self,
         accounts: impl IntoIterator<Item = AccountId>,
     ) -> Result<PortfolioGrid, GridError> {
+        self.portfolio_grid_of(
+            accounts.into_iter().filter_map(|id| self.accounts.get(&id).map(|acct| (id, acct))),
+        )
+    }
+
+    /// [`State::portfolio_grid`] of accounts already looked up (the liquidation sweep hands
+    /// over arena slots, so the id index is not walked once per account).
+    pub(crate) fn portfolio_grid_of<'a>(
+        &self,
+        accounts: impl IntoIterator<Item = (AccountId, &'a Account)>,
+    ) -> Result<PortfolioGrid, GridError> {
         let scenarios = portfolio_scenarios();
         let mut g = PortfolioGrid { mm_ppm: self.liquidation.portfolio_mm_ppm, ..PortfolioGrid::default() };
         // Per underlying: whether every scenario's shocked spot exists (the engine fails the
@@ -120,8 +131,7 @@ impl State {
         g.group_pos.push(0);
         // Reused per account: (underlying, dense market, size) of each cross position.
         let mut held: Vec<(UnderlyingId, u32, i64)> = Vec::new();
-        for id in accounts {
-            let Some(acct) = self.accounts.get(&id) else { continue };
+        for (id, acct) in accounts {
             held.clear();
             for p in acct.positions.iter().filter(|p| !p.isolated) {
                 // A position on a market the state does not know is skipped, as the engine does.

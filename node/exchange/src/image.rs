@@ -779,6 +779,7 @@ fn load(img: &ArchivedImage) -> Result<State, ImageError> {
         bridge,
         commitment: Commitment::default(),
         dirty: Vec::new(),
+        screen: None,
     };
     state.refresh_all_risk_rows();
     let digests = rebuild_digests(&state)?;

@@ -56,6 +56,7 @@ mod oracle;
 mod params;
 mod root;
 pub mod scenario;
+mod screen;
 mod state;
 pub mod testkit;
 mod trade;
@@ -79,6 +80,10 @@ pub use params::{
     validate_spec,
 };
 pub use root::{LANES, StateRoot};
+pub use screen::{
+    DEFAULT_MIN_ACCOUNTS, PortfolioScreen, SCREEN_OK, ScreenCounts, ScreenError, ScreenHandle, ScreenOutput,
+    ScreenStats,
+};
 pub use state::*;
 
 use bastion_types::{AccountId, Block, Event, Reject};
@@ -381,12 +386,18 @@ impl State {
     }
 
     /// Re-evaluates every account's cross margin at the current marks and returns how many are
-    /// below maintenance (the margin sweep liquidation runs each block).
+    /// below maintenance (the margin sweep liquidation runs each block), with the installed
+    /// portfolio screen as the block's sweep uses it.
     pub fn count_liquidatable(&self) -> usize {
-        let table = self.sweep_table();
+        let mut table = self.sweep_table();
+        table.screened = self.screen_sweep();
         (0..self.accounts.len())
-            .filter_map(|slot| self.accounts.by_slot(slot))
-            .filter(|(_, a, row)| self.row_maintenance(&table, row, a).is_ok_and(|(c, mm)| c < mm))
+            .filter(|slot| {
+                self.accounts.by_slot(*slot).is_some_and(|(_, a, row)| {
+                    self.row_maintenance_screened(&table, row, a, table.screened.get(*slot))
+                        .is_ok_and(|(c, mm)| c < mm)
+                })
+            })
             .count()
     }
 

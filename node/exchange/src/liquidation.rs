@@ -119,7 +119,10 @@ impl State {
     /// Liquidates every under-maintenance account and isolated position, in account order.
     pub(crate) fn liquidate_all(&mut self, events: &mut Vec<Event>) -> R<()> {
         self.refresh_risk_rows();
-        let table = self.sweep_table();
+        let mut table = self.sweep_table();
+        // Portfolio accounts' worst losses from the portfolio screen (the GPU) when one is
+        // installed and there are enough of them; the same numbers the CPU computes.
+        table.screened = self.screen_sweep();
         // Stream the arena's risk rows (fast); targets are ordered by account id afterwards.
         let mut targets: Vec<(AccountId, Scope)> = Vec::new();
         // Only accounts that hold a position or a negative balance can be liquidatable.
@@ -181,7 +184,7 @@ impl State {
         // that: other collateral is never negative).
         if (has_cross || quote_negative)
             && self
-                .row_maintenance(table, row, acct)
+                .row_maintenance_screened(table, row, acct, table.screened.get(slot))
                 .map(|(c, mm)| c < 0 || (has_cross && c < mm))
                 .unwrap_or(false)
         {

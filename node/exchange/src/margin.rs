@@ -60,6 +60,18 @@ pub(crate) struct SweepTable {
     asset_value: Vec<Option<(i64, i64)>>,
     /// Portfolio margin's per-market scenario repricing, filled as portfolio accounts need it.
     scenarios: crate::options::ScenarioCache,
+    /// The portfolio screen's answers for this sweep (empty without one; see `screen`).
+    pub(crate) screened: crate::screen::Screened,
+}
+
+/// Where the portfolio branch of [`State::cross_health_cached`] takes the grid's worst loss.
+#[derive(Clone, Copy, Debug)]
+enum PortfolioLoss<'a> {
+    /// Computed here, reading a sweep's scenario cache when there is one.
+    Direct(Option<&'a crate::options::ScenarioCache>),
+    /// `(worst, maintenance)` as the portfolio screen evaluated it, bit-identical to the direct
+    /// evaluation (no hypothetical change: the sweep's question).
+    Screened((Micros, Micros)),
 }
 
 /// The sweep's fast path: collateral and maintenance from one risk row and the sweep table,
@@ -369,21 +381,22 @@ impl State {
 
     /// Health of the account's cross-margined part, with an optional hypothetical change.
     pub(crate) fn cross_health(&self, acct: &Account, overlay: Option<&Overlay>) -> R<Health> {
-        self.cross_health_cached(acct, overlay, None, false)
+        self.cross_health_cached(acct, overlay, PortfolioLoss::Direct(None), false)
     }
 
     /// [`State::cross_health`] under the stable-price guard (see the module documentation):
     /// what initial-margin checks and withdrawals use.
     pub(crate) fn initial_health(&self, acct: &Account, overlay: Option<&Overlay>) -> R<Health> {
-        self.cross_health_cached(acct, overlay, None, true)
+        self.cross_health_cached(acct, overlay, PortfolioLoss::Direct(None), true)
     }
 
-    /// [`State::cross_health`], with portfolio margin reading a sweep's scenario cache.
+    /// [`State::cross_health`], with portfolio margin reading a sweep's scenario cache or the
+    /// portfolio screen's answer.
     fn cross_health_cached(
         &self,
         acct: &Account,
         overlay: Option<&Overlay>,
-        cache: Option<&crate::options::ScenarioCache>,
+        loss: PortfolioLoss<'_>,
         guard: bool,
     ) -> R<Health> {
         let value = if guard { guarded_value } else { position_value };
@@ -421,7 +434,18 @@ impl State {
         if acct.portfolio && options_present {
             // Portfolio margin replaces the standard requirements when it computes; any
             // failure falls back to the standard figures above.
-            if let Ok((pim, pmm)) = crate::options::portfolio_requirement(self, acct, overlay, cache) {
+            let requirement = match loss {
+                PortfolioLoss::Direct(cache) => {
+                    crate::options::portfolio_requirement(self, acct, overlay, cache)
+                }
+                PortfolioLoss::Screened(l) if overlay.is_none() => {
+                    crate::screen::requirement_from_loss(self, acct, l)
+                }
+                PortfolioLoss::Screened(_) => {
+                    crate::options::portfolio_requirement(self, acct, overlay, None)
+                }
+            };
+            if let Ok((pim, pmm)) = requirement {
                 initial = pim;
                 maintenance = pmm;
             }
@@ -462,7 +486,7 @@ impl State {
             })
             .collect();
         let scenarios = crate::options::ScenarioCache::new(rows.len());
-        SweepTable { rows, asset_value, scenarios }
+        SweepTable { rows, asset_value, scenarios, screened: Default::default() }
     }
 
     /// Rebuilds the risk rows of every account changed so far in this block.
@@ -541,9 +565,21 @@ impl State {
         row: &RiskRow,
         acct: &Account,
     ) -> R<(Micros, Micros)> {
+        self.row_maintenance_screened(table, row, acct, None)
+    }
+
+    /// [`State::row_maintenance`], with a portfolio account's grid evaluated by the portfolio
+    /// screen (`screened`: its `(worst, maintenance)`); the same result either way.
+    pub(crate) fn row_maintenance_screened(
+        &self,
+        table: &SweepTable,
+        row: &RiskRow,
+        acct: &Account,
+        screened: Option<(Micros, Micros)>,
+    ) -> R<(Micros, Micros)> {
         match row_fast(table, row) {
             Some(r) => Ok(r),
-            None => self.cross_maintenance(table, acct),
+            None => self.cross_maintenance_screened(table, acct, screened),
         }
     }
 
@@ -551,8 +587,21 @@ impl State {
     /// liquidation sweep needs each block, computed without the initial-margin work and with
     /// 64-bit fast paths. Always equal to the same fields of [`State::cross_health`].
     pub(crate) fn cross_maintenance(&self, table: &SweepTable, acct: &Account) -> R<(Micros, Micros)> {
+        self.cross_maintenance_screened(table, acct, None)
+    }
+
+    fn cross_maintenance_screened(
+        &self,
+        table: &SweepTable,
+        acct: &Account,
+        screened: Option<(Micros, Micros)>,
+    ) -> R<(Micros, Micros)> {
         if acct.portfolio {
-            let h = self.cross_health_cached(acct, None, Some(&table.scenarios), false)?;
+            let loss = match screened {
+                Some(l) => PortfolioLoss::Screened(l),
+                None => PortfolioLoss::Direct(Some(&table.scenarios)),
+            };
+            let h = self.cross_health_cached(acct, None, loss, false)?;
             return Ok((h.collateral, h.maintenance));
         }
         let quote = acct.balances.first().copied().unwrap_or(0);

@@ -595,6 +595,9 @@ pub struct State {
     pub(crate) commitment: Commitment,
     /// Records changed in the current block.
     pub(crate) dirty: Vec<RecordKey>,
+    /// The portfolio screen the liquidation sweep consults (`screen`): not state (never
+    /// committed, imaged or compared, and no result depends on it); clones share it.
+    pub(crate) screen: Option<crate::screen::ScreenHandle>,
 }
 
 impl State {

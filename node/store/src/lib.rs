@@ -525,6 +525,13 @@ impl Store {
         &self.state
     }
 
+    /// Installs (or removes) the exchange's portfolio screen on the current state, and so on
+    /// every state cloned from it (consensus's speculative states) and every state that later
+    /// replaces it here ([`Store::adopt`], [`Store::install_synced`]). Changes no result.
+    pub fn set_portfolio_screen(&mut self, screen: Option<bastion_exchange::ScreenHandle>) {
+        self.state.set_portfolio_screen(screen);
+    }
+
     /// The data directory.
     pub fn path(&self) -> &Path {
         self.dir.root()
@@ -603,7 +610,7 @@ impl Store {
         block: &Block,
         link: &ChainLink,
         witness: &[u8],
-        next: State,
+        mut next: State,
         out: BlockOutcome,
     ) -> Result<BlockOutcome, StoreError> {
         self.check()?;
@@ -624,6 +631,7 @@ impl Store {
         if let Err(e) = self.log.append(block.height, &entry) {
             return self.stop(e.into());
         }
+        next.set_portfolio_screen(self.state.portfolio_screen().cloned());
         self.state = next;
         self.stats.blocks = self.stats.blocks.saturating_add(1);
         Ok(out)
@@ -755,7 +763,7 @@ impl Store {
     /// state with nothing to replay; once the new snapshot is renamed into place, recovery
     /// starts from it. The caller keeps what it needs to finish (the blocks after `state`)
     /// until it has executed and committed them.
-    pub fn install_synced(&mut self, state: State, image: &[u8]) -> Result<(), StoreError> {
+    pub fn install_synced(&mut self, mut state: State, image: &[u8]) -> Result<(), StoreError> {
         self.check()?;
         let pending = self.writer.wait();
         self.absorb(pending);
@@ -773,6 +781,7 @@ impl Store {
         self.retained.push_back(meta.height);
         self.base = state.height;
         self.stats.last_snapshot_height = state.height;
+        state.set_portfolio_screen(self.state.portfolio_screen().cloned());
         self.state = state;
         Ok(())
     }

@@ -96,6 +96,9 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     for line in recovery.describe() {
         info!("{line}");
     }
+    // The sweep's portfolio screen (`[risk]`), kept across state syncs by the store.
+    let risk_screen = crate::gpu_risk::open(&cfg.risk)?;
+    store.set_portfolio_screen(risk_screen.as_ref().map(crate::gpu_risk::RiskScreen::handle));
     let checker = CertChecker::new(&spec).map_err(|e| e.to_string())?;
     let mut certs = CertLog::open(&cfg.data_dir)?;
     // A state sync that was installing when the node stopped: finish it first.
@@ -166,6 +169,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let feeder = api.as_ref().map(bastion_api::Api::feeder);
     let registry = crate::metrics::Registry::new();
     let mut telemetry = crate::public_metrics::PublicTelemetry::new(&registry);
+    let mut risk_telemetry = crate::gpu_risk::RiskTelemetry::new(&registry, risk_screen.as_ref());
     let metrics_stop = Arc::new(AtomicBool::new(false));
     let metrics_server = match cfg.metrics.listen {
         Some(addr) => {
@@ -375,6 +379,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             }
             telemetry.update(Some(&gstats), &status.refused, astats.as_ref());
             telemetry.update_full(&status);
+            risk_telemetry.update();
             telemetry.update_sync(
                 status.state_sync.as_ref(),
                 server.as_ref().map(Server::stats).as_ref(),

@@ -9,6 +9,7 @@ mod devnet;
 mod devnet_bridge;
 mod full;
 mod governance;
+mod gpu_risk;
 mod keys;
 mod loadgen;
 mod metrics;

@@ -112,6 +112,9 @@ pub struct NodeConfig {
     /// The bridge's source chain this validator watches and attests deposits from.
     #[serde(default)]
     pub bridge: crate::bridge::BridgeSection,
+    /// Who evaluates the liquidation sweep's portfolio grids: the CPU or the GPU.
+    #[serde(default)]
+    pub risk: crate::gpu_risk::RiskSection,
 }
 
 /// The `[workload]` table.
@@ -343,6 +346,7 @@ impl NodeConfig {
         crate::public::check(path, cfg.role, &cfg.public, &cfg.api)?;
         cfg.storage.check(path)?;
         cfg.state_sync.check(path)?;
+        cfg.risk.check(path)?;
         if !LOG_LEVELS.contains(&cfg.log_level.as_str()) {
             return Err(format!(
                 "{}: key `log_level` is {:?}; allowed: {}",
@@ -621,6 +625,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let limits = spec.block_limits();
     // State sync before anything is built on the store's state (it may replace it).
     let synced = crate::state_sync::validator_sync(cfg, opts, &spec, &mut store, &identity_seed)?;
+    // The sweep's portfolio screen (`[risk]`): on the store's state, so on every speculative
+    // state cloned from it and every state that replaces it.
+    let risk_screen = crate::gpu_risk::open(&cfg.risk)?;
+    store.set_portfolio_screen(risk_screen.as_ref().map(crate::gpu_risk::RiskScreen::handle));
     if cfg.pipeline.block_txs_max > limits.max_txs {
         warn!(
             configured = cfg.pipeline.block_txs_max,
@@ -761,6 +769,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let registry = Registry::new();
     let mut telemetry = Telemetry::new(&registry, pipeline.as_ref());
     let mut public_telemetry = crate::public_metrics::PublicTelemetry::new(&registry);
+    let mut risk_telemetry = crate::gpu_risk::RiskTelemetry::new(&registry, risk_screen.as_ref());
     let metrics_stop = Arc::new(AtomicBool::new(false));
     let metrics_server = match cfg.metrics.listen {
         Some(addr) => {
@@ -943,6 +952,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 api.as_ref().map(bastion_api::Api::stats).as_ref(),
             );
             telemetry.update_oracle(&ledger.observations_rejected(), oracle_stats.as_deref());
+            risk_telemetry.update();
             telemetry.update(
                 pipeline.as_ref(),
                 &mempool,

@@ -12,8 +12,13 @@
 //!   table (31 repricings per market, once) and the packed positions of every account;
 //! - `kernel-host@1` and `kernel-host@all`: the risk kernel's device code compiled for the host
 //!   (`bastion-kernels`), on one core and on all cores;
+//! - `engine-sweep-screen-host@1`: the block sweep with a portfolio screen installed
+//!   (`bastion_exchange::PortfolioScreen`) that is the host kernel on one core: the grid is
+//!   packed and reduced by the kernel's code, the rest of each account (collateral, standard
+//!   requirements, resting orders' add-on) stays on the CPU;
 //! - with `--backend gpu`: the kernel on the GPU (`bastion-accel::GpuRisk`): kernel time and
-//!   the round trip with copies.
+//!   the round trip with copies, and `engine-sweep-screen-gpu`, the block sweep with the GPU
+//!   as its portfolio screen (what a validator with `[risk] backend = "gpu"` runs).
 //!
 //! Every path's answers are checked against each other before anything is timed: the host
 //! kernel against the engine on the engine's sample, bit for bit, and the GPU against the host
@@ -21,12 +26,47 @@
 
 use crate::harness::{self, Ctx, Report};
 use bastion_exchange::testkit::portfolio_state;
-use bastion_exchange::{PortfolioGrid, State};
+use bastion_exchange::{PortfolioGrid, PortfolioScreen, ScreenError, ScreenHandle, ScreenOutput, State};
 use bastion_kernels::risk::{RiskInput, RiskOutput, host_portfolio_risk, host_portfolio_risk_range};
 use bastion_types::AccountId;
 use rayon::prelude::*;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
+
+/// The sweep's portfolio screen over the risk kernel: its host build on the calling core, or
+/// the GPU.
+enum KernelScreen {
+    Host,
+    Gpu(Arc<bastion_accel::GpuRisk>),
+}
+
+impl PortfolioScreen for KernelScreen {
+    fn name(&self) -> String {
+        match self {
+            KernelScreen::Host => "host kernel".into(),
+            KernelScreen::Gpu(g) => g.info().to_string(),
+        }
+    }
+
+    fn screen(&self, grid: &PortfolioGrid) -> Result<ScreenOutput, ScreenError> {
+        let out = match self {
+            KernelScreen::Host => {
+                host_portfolio_risk(&input(grid)).map_err(|e| ScreenError(e.to_string()))?
+            }
+            KernelScreen::Gpu(g) => g.run(&input(grid)).map_err(|e| ScreenError(e.to_string()))?.0,
+        };
+        Ok(ScreenOutput { worst: out.worst, maintenance: out.mm, status: out.status })
+    }
+}
+
+/// `state` with `screen` installed (threshold 1), and its handle (for the counters).
+fn screened(state: &State, screen: KernelScreen) -> (State, ScreenHandle) {
+    let mut s = state.clone();
+    let handle = ScreenHandle::new(Arc::new(screen), 1);
+    s.set_portfolio_screen(Some(handle.clone()));
+    (s, handle)
+}
 
 /// Extra BTC strikes (a call and a put each) beyond the devnet's six options.
 const EXTRA_STRIKES: usize = 20;
@@ -66,7 +106,7 @@ fn host_parallel(input: &RiskInput<'_>, n: usize, out: &mut RiskOutput) -> Resul
 pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     // The GPU first: without one, `--backend gpu` fails before minutes of CPU work.
     let gpu_risk = match ctx.backend("cpu", &["cpu", "gpu"])?.as_str() {
-        "gpu" => Some(bastion_accel::GpuRisk::open(0).map_err(|e| e.to_string())?),
+        "gpu" => Some(Arc::new(bastion_accel::GpuRisk::open(0).map_err(|e| e.to_string())?)),
         _ => None,
     };
     let n = ctx.size(1_000_000, 20_000);
@@ -150,6 +190,33 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         |_| liquidatable = black_box(state.count_liquidatable()),
     ));
     report.note(format!("{liquidatable} of {accounts} accounts below maintenance after the move"));
+    // The same sweep with the host kernel as its portfolio screen, checked first.
+    let (with_host, handle) = screened(&state, KernelScreen::Host);
+    if with_host.count_liquidatable() != liquidatable {
+        return Err("the sweep with the host kernel as its screen counts differently".into());
+    }
+    let c = handle.stats().counts();
+    report.note(format!(
+        "the sweep's screen (host kernel) answered {} accounts and flagged {} for the CPU",
+        c.answered, c.flagged
+    ));
+    report.push(harness::rounds(
+        "engine-sweep-screen-host@1",
+        "sweep",
+        1,
+        ctx.size(3, 1),
+        accounts,
+        serde_json::json!({"accounts": accounts, "cores": 1, "what": "State::count_liquidatable with the host kernel as its portfolio screen"}),
+        |_| {
+            black_box(with_host.count_liquidatable());
+        },
+    ));
+    drop(with_host);
+    report.ratio_throughput(
+        "engine-sweep-screen-host@1_vs_engine-sweep@1",
+        "engine-sweep-screen-host@1",
+        "engine-sweep@1",
+    );
     let mut out = RiskOutput::default();
     report.push(harness::rounds(
         "kernel-host@1",
@@ -192,6 +259,32 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     }
     if let Some(risk) = &gpu_risk {
         gpu(ctx, report, risk, &input, &reference, accounts)?;
+        // The block sweep with the GPU as its portfolio screen.
+        let (with_gpu, handle) = screened(&state, KernelScreen::Gpu(risk.clone()));
+        if with_gpu.count_liquidatable() != liquidatable {
+            return Err("the sweep with the GPU as its screen counts differently".into());
+        }
+        report.push(harness::rounds(
+            "engine-sweep-screen-gpu",
+            "sweep",
+            1,
+            ctx.size(5, 2),
+            accounts,
+            serde_json::json!({"accounts": accounts, "cores": 1, "what": "State::count_liquidatable with the GPU as its portfolio screen"}),
+            |_| {
+                black_box(with_gpu.count_liquidatable());
+            },
+        ));
+        let c = handle.stats().counts();
+        report.note(format!(
+            "the sweep's GPU screen: {} sweeps, {} accounts answered, {} flagged, {} failed calls",
+            c.sweeps, c.answered, c.flagged, c.failed
+        ));
+        report.ratio_throughput(
+            "engine-sweep-screen-gpu_vs_engine-sweep@1",
+            "engine-sweep-screen-gpu",
+            "engine-sweep@1",
+        );
     }
     Ok(())
 }
