@@ -71,7 +71,7 @@ use commonware_utils::channel::{
 };
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     marker::PhantomData,
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
@@ -373,6 +373,11 @@ impl Ledger {
         let t = &mut self.lock().totals;
         t.signatures = t.signatures.saturating_add(checked);
         t.signatures_verified = t.signatures_verified.saturating_add(verified);
+    }
+
+    /// Adds the time since `since` to the execution's busy time.
+    pub(crate) fn add_execution_time(&self, since: std::time::Instant) {
+        self.add_time(|t| &mut t.execution_ns, since);
     }
 
     /// Adds the time since `since` to the storage tile's busy time.
@@ -899,6 +904,21 @@ pub struct Application<
     state: State,
     /// The highest height the store reported durable.
     durable: u64,
+    /// The execution tile, once [`Self::with_execution_tile`] started it; `None`: blocks
+    /// execute on this actor (the deterministic simulation).
+    exec: Option<crate::execution_tile::ExecutionTile>,
+    /// The tile's results (the sender is kept so the channel never closes).
+    exec_results: (
+        mpsc::UnboundedSender<Vec<crate::execution_tile::Executed>>,
+        mpsc::UnboundedReceiver<Vec<crate::execution_tile::Executed>>,
+    ),
+    /// Blocks on the execution tile now.
+    executing: HashSet<Digest>,
+    /// Blocks the execution tile refused, with their heights (pruned below the tip).
+    refused: HashMap<Digest, u64>,
+    /// Peers' proposals whose checks before execution passed while their execution was on the
+    /// tile (not checked again when the verification is retried; pruned with the blocks).
+    prechecked: HashSet<Digest>,
     genesis: Genesis,
     limits: BlockLimits,
     source: BlockSource,
@@ -1102,6 +1122,11 @@ impl<
             durable: cfg.store.durable_height(),
             state,
             storage: crate::storage_tile::Storage::inline(cfg.store, ledger_for_storage),
+            exec: None,
+            exec_results: mpsc::unbounded_channel(),
+            executing: HashSet::new(),
+            refused: HashMap::new(),
+            prechecked: HashSet::new(),
             genesis: cfg.genesis,
             limits: cfg.limits,
             source: cfg.source,
@@ -1184,6 +1209,26 @@ impl<
         }
     }
 
+    /// Starts the execution tile, its own thread (see [`crate::execution_tile`]); `on_start`
+    /// runs first on that thread (the node pins it there). Without this call blocks execute on
+    /// the actor (the deterministic simulation).
+    pub fn with_execution_tile(mut self, on_start: Option<Box<dyn FnOnce() + Send>>) -> Result<Self, String> {
+        if self.exec.is_none() {
+            let tile = crate::execution_tile::ExecutionTile::start(
+                self.exec_results.0.clone(),
+                self.ledger.clone(),
+                on_start,
+            )?;
+            self.exec = Some(tile);
+        }
+        Ok(self)
+    }
+
+    /// The execution tile's counters (for the metrics); `None` without the tile.
+    pub fn execution_counters(&self) -> Option<Arc<crate::execution_tile::ExecutionCounters>> {
+        self.exec.as_ref().map(crate::execution_tile::ExecutionTile::counters)
+    }
+
     /// The storage tile's counters (for the metrics).
     pub fn storage_counters(&self) -> Arc<crate::storage_tile::StorageCounters> {
         self.storage.counters()
@@ -1227,6 +1272,9 @@ impl<
             },
             Some(read) = self.log_reads.recv() else break => {
                 self.read_log(read);
+            },
+            Some(results) = self.exec_results.1.recv() else break => {
+                self.take_executed(results);
             },
             _ = self.context.sleep_until(next_request) => {
                 next_request = self.context.current() + REQUEST_EVERY;
@@ -1591,6 +1639,13 @@ impl<
             if let Some(s) = self.states.get(&cursor) {
                 break s.clone();
             }
+            if self.refused.contains_key(&cursor) {
+                return Err(Lookup::Invalid);
+            }
+            if self.executing.contains(&cursor) {
+                // On the execution tile: retried when its result arrives.
+                return Err(Lookup::Missing);
+            }
             self.unsolicited.claim(&cursor);
             let Some(block) = self.blocks.get(&cursor) else {
                 self.wanted.insert(cursor);
@@ -1603,6 +1658,21 @@ impl<
             chain.push(cursor);
             cursor = block.parent_digest();
         };
+        if self.exec.is_some() {
+            // To the execution tile; the caller retries once the result is back.
+            let mut blocks = Vec::with_capacity(chain.len());
+            for d in chain.iter().rev() {
+                let block = self.blocks.get(d).ok_or(Lookup::Missing)?;
+                let parent_root = *block.parent_state_root();
+                blocks.push(crate::execution_tile::JobBlock {
+                    digest: *d,
+                    parent_root,
+                    block: self.as_executed(block).into_owned(),
+                });
+            }
+            self.submit_execution(crate::execution_tile::Job { start: state, blocks })?;
+            return Err(Lookup::Missing);
+        }
         for d in chain.into_iter().rev() {
             let block = self.blocks.get(&d).ok_or(Lookup::Missing)?;
             if block.parent_state_root() != &state.state_root() {
@@ -1628,6 +1698,41 @@ impl<
             self.states.insert(d, state.clone());
         }
         Ok(())
+    }
+
+    /// Queues `job` on the execution tile and marks its blocks as executing.
+    fn submit_execution(&mut self, job: crate::execution_tile::Job) -> Result<(), Lookup> {
+        let digests: Vec<Digest> = job.blocks.iter().map(|b| b.digest).collect();
+        let Some(tile) = self.exec.as_mut() else { return Err(Lookup::Invalid) };
+        if let Err(e) = tile.submit(job) {
+            self.halt(e);
+            return Err(Lookup::Invalid);
+        }
+        self.executing.extend(digests);
+        Ok(())
+    }
+
+    /// The execution tile's results: states and outcomes cached (above the tip), refusals
+    /// remembered; then everything waiting is retried.
+    fn take_executed(&mut self, results: Vec<crate::execution_tile::Executed>) {
+        for (digest, result) in results {
+            self.executing.remove(&digest);
+            let Some(height) = self.blocks.get(&digest).map(ChainBlock::height_u64) else { continue };
+            if height <= self.tip.1 {
+                continue;
+            }
+            match result {
+                Ok((state, out)) => {
+                    self.states.insert(digest, state);
+                    self.outcomes.insert(digest, out);
+                }
+                Err(why) => {
+                    warn!(height, %why, "block does not execute");
+                    self.refused.insert(digest, height);
+                }
+            }
+        }
+        self.progress();
     }
 
     /// This validator's clock, in ms since the Unix epoch (the runtime's: simulated in
@@ -1731,6 +1836,30 @@ impl<
             Lookup::Invalid
         })?;
         let digest = block.id();
+        if self.exec.is_some() && !trick.proposes_invalid() {
+            // The digest does not depend on the execution: the proposal goes to the engine now
+            // and executes on the tile meanwhile (its child's proposal waits for the state; a
+            // proposal that does not execute is refused there and by every peer).
+            let job = crate::execution_tile::Job {
+                start: state,
+                blocks: vec![crate::execution_tile::JobBlock {
+                    digest,
+                    parent_root: root,
+                    block: self.as_executed(&block).into_owned(),
+                }],
+            };
+            self.submit_execution(job)?;
+            debug!(height, txs = block.block().txs.len(), view = %context.round.view(), "proposed");
+            for extra in trick.extra_blocks(&block, &self.limits) {
+                let _ = self.net.0.send(Recipients::All, wire_block(&extra), false);
+            }
+            for extra in trick.extra_messages() {
+                let _ = self.net.0.send(Recipients::All, extra, false);
+            }
+            self.blocks.insert(digest, block);
+            self.persist(digest)?;
+            return Ok(digest);
+        }
         let mut next = state;
         let started = std::time::Instant::now();
         let applied = next.apply_block(&self.as_executed(&block));
@@ -1774,6 +1903,10 @@ impl<
         if block.parent_digest() != context.parent.1 {
             warn!(round = ?context.round, "proposal's parent differs from the engine's");
             return Ok(false);
+        }
+        if self.prechecked.contains(&payload) {
+            // Checked before its execution went to the tile; waiting for the result.
+            return self.verified_execution(context, payload, &block);
         }
         self.ensure_state(context.parent.1)?;
         let Some(parent) = self.state_ref(context.parent.1) else { return Err(Lookup::Missing) };
@@ -1822,6 +1955,20 @@ impl<
             self.block_peer(context.leader.clone(), BlockReason::InvalidProposal, &why);
             return Ok(false);
         }
+        if self.exec.is_some() {
+            self.prechecked.insert(payload);
+        }
+        self.verified_execution(context, payload, &block)
+    }
+
+    /// The last step of [`Self::verify`]: executes the proposal speculatively (here, or on the
+    /// execution tile) and, once it executed, persists it before the vote.
+    fn verified_execution(
+        &mut self,
+        context: &Context<Digest, P>,
+        payload: Digest,
+        block: &ChainBlock,
+    ) -> Result<bool, Lookup> {
         // Executes speculatively and caches the result (or refuses a header error). Execution
         // checks the governance proposals (2/3 of stake's valid signatures at the next nonce,
         // inside the window) before anything else: once, on the honest path.
@@ -2102,6 +2249,9 @@ impl<
         self.ledger.unsolicited(self.unsolicited.totals(), 0);
         self.executed.retain(|_, h| *h > floor);
         self.certificates.retain(|_, (_, at)| at.saturating_add(KEEP_FINALIZED) >= tip);
+        self.refused.retain(|_, h| *h > tip);
+        let blocks = &self.blocks;
+        self.prechecked.retain(|d| blocks.get(d).is_some_and(|b| b.height_u64() > tip));
         // A block leaves the pending file only once the log holds it durably (the storage
         // tile may still be syncing the blocks just finalized).
         match self.storage.poll() {

@@ -76,6 +76,7 @@ pub mod certified;
 pub mod certlog;
 pub mod engine;
 pub mod evidence;
+pub mod execution_tile;
 pub mod follower;
 pub mod governance;
 pub mod observations;
