@@ -272,6 +272,11 @@ pub struct PipelineSection {
     pub pin_verify: Option<usize>,
     /// Core the admission tile is pinned to.
     pub pin_admission: Option<usize>,
+    /// Core the storage tile (the block log's appends and `fdatasync`s, snapshot hand-offs) is
+    /// pinned to.
+    pub pin_storage: Option<usize>,
+    /// Core the execution tile (speculative execution of proposals) is pinned to.
+    pub pin_execution: Option<usize>,
 }
 
 impl Default for PipelineSection {
@@ -289,6 +294,8 @@ impl Default for PipelineSection {
             pin_net: None,
             pin_verify: None,
             pin_admission: None,
+            pin_storage: None,
+            pin_execution: None,
         }
     }
 }
@@ -409,9 +416,13 @@ impl NodeConfig {
             return Err(format!("{file}: key `pipeline.verify_budget_us` must be at least 1"));
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        for (key, core) in
-            [("pin_net", p.pin_net), ("pin_verify", p.pin_verify), ("pin_admission", p.pin_admission)]
-        {
+        for (key, core) in [
+            ("pin_net", p.pin_net),
+            ("pin_verify", p.pin_verify),
+            ("pin_admission", p.pin_admission),
+            ("pin_storage", p.pin_storage),
+            ("pin_execution", p.pin_execution),
+        ] {
             if let Some(c) = core
                 && c >= cpus
             {
@@ -447,7 +458,8 @@ pub struct Status {
     pub chain_id: String,
     /// This validator's name in the genesis file.
     pub validator: String,
-    /// Highest finalized and durable height.
+    /// Highest finalized height executed (the storage tile syncs its log entry in the group
+    /// commit that follows; `bastion_durable_height` in the metrics is the synced one).
     pub height: u64,
     /// State root at that height (hex).
     pub root: String,
@@ -872,6 +884,23 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             // Peers that send invalid or unrequested data on the block channel are blocked.
             oracle.clone(),
         )?;
+        // The store's appends and syncs on the storage tile, proposals' execution on the
+        // execution tile, each pinned where configured.
+        let pin = |core: Option<usize>, tile: &'static str| -> Option<Box<dyn FnOnce() + Send>> {
+            Some(Box::new(move || {
+                if let Some(core) = core
+                    && let Err(e) = crate::pipeline::pin_current_thread(core)
+                {
+                    error!("{tile} tile: {e}");
+                }
+            }))
+        };
+        let app = app
+            .with_storage_tile(pin(cfg.pipeline.pin_storage, "storage"))?
+            .with_execution_tile(pin(cfg.pipeline.pin_execution, "execution"))?;
+        let storage_counters = app.storage_counters();
+        let execution_counters = app.execution_counters();
+        let mut tile_telemetry = crate::telemetry::ConsensusTileMetrics::new(&registry);
         let floor = app.genesis_digest();
         app.start();
         let engine = simplex::Engine::new(
@@ -952,6 +981,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 api.as_ref().map(bastion_api::Api::stats).as_ref(),
             );
             telemetry.update_oracle(&ledger.observations_rejected(), oracle_stats.as_deref());
+            tile_telemetry.update(&storage_counters, execution_counters.as_deref());
             risk_telemetry.update();
             telemetry.update(
                 pipeline.as_ref(),

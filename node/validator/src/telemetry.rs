@@ -9,8 +9,8 @@
 //! | net, verify, admission | the pipeline's pinned threads | measured by the tile |
 //! | sequencer | consensus actor, building a block from the mempool | time in `take` |
 //! | consensus | consensus actor, checking proposals' signatures | time in the check |
-//! | execution | consensus actor, executing blocks | time in `apply_block` |
-//! | storage | consensus actor, logging and committing | time in `commit` |
+//! | execution | the execution tile's thread (`pin_execution`), executing proposals; the consensus actor for finalized blocks it had not executed | time in `apply_block` |
+//! | storage | the storage tile's thread (`pin_storage`), logging and group commits | time in its jobs |
 //!
 //! Busy is the share of wall time in the last interval.
 
@@ -537,6 +537,119 @@ impl Telemetry {
         self.p50.set(percentiles_ms.0);
         self.p99.set(percentiles_ms.1);
         self.halted.set(if halted { 1.0 } else { 0.0 });
+    }
+}
+
+/// A tile behind a bounded queue (storage, execution) as metrics: the ingress tiles' names
+/// with its `tile` label, and its queue as a ring of the same name (its busy ratio comes with
+/// the application's, from the ledger's running totals).
+struct QueueTile {
+    /// Jobs in and out (`None` where the tile's in/out already count something else: the
+    /// execution tile's `bastion_tile_in_total` counts finalized transactions).
+    jobs_in: Option<Arc<Counter>>,
+    jobs_out: Option<Arc<Counter>>,
+    overruns: Arc<Counter>,
+    depth: Arc<Gauge>,
+    high_water: Arc<Gauge>,
+    prev: (u64, u64, u64),
+}
+
+impl QueueTile {
+    fn new(reg: &Registry, tile: &'static str, jobs: bool) -> QueueTile {
+        let l = [("tile", tile)];
+        QueueTile {
+            jobs_in: jobs
+                .then(|| reg.counter("bastion_tile_in_total", "Frames (or transactions) into the tile", &l)),
+            jobs_out: jobs.then(|| {
+                reg.counter("bastion_tile_out_total", "Frames (or transactions) out of the tile", &l)
+            }),
+            overruns: reg.counter(
+                "bastion_tile_overruns_total",
+                "Tile iterations that ran over their time budget",
+                &l,
+            ),
+            depth: reg.gauge("bastion_ring_depth", "Frames waiting in the ring", &[("ring", tile)]),
+            high_water: reg.gauge(
+                "bastion_ring_high_water",
+                "Most frames ever waiting in the ring",
+                &[("ring", tile)],
+            ),
+            prev: (0, 0, 0),
+        }
+    }
+
+    /// Jobs in and out, overruns (running counts), queue depth now and its high-water mark.
+    fn update(&mut self, now: (u64, u64, u64), depth: u64, high_water: u64) {
+        if let Some(c) = &self.jobs_in {
+            c.add(now.0.saturating_sub(self.prev.0));
+        }
+        if let Some(c) = &self.jobs_out {
+            c.add(now.1.saturating_sub(self.prev.1));
+        }
+        self.overruns.add(now.2.saturating_sub(self.prev.2));
+        self.prev = now;
+        self.depth.set(depth as f64);
+        self.high_water.set(high_water as f64);
+    }
+}
+
+/// The storage and execution tiles' counters as metrics.
+pub struct ConsensusTileMetrics {
+    storage: QueueTile,
+    execution: QueueTile,
+    syncs: Arc<Counter>,
+    refused: Arc<Counter>,
+    durable: Arc<Gauge>,
+    prev: (u64, u64),
+}
+
+impl ConsensusTileMetrics {
+    pub fn new(reg: &Registry) -> ConsensusTileMetrics {
+        ConsensusTileMetrics {
+            storage: QueueTile::new(reg, "storage", true),
+            execution: QueueTile::new(reg, "execution", false),
+            syncs: reg.counter(
+                "bastion_storage_syncs_total",
+                "Group commits (fdatasync) of the block log",
+                &[],
+            ),
+            refused: reg.counter(
+                "bastion_execution_refused_total",
+                "Blocks the execution tile found not to execute",
+                &[],
+            ),
+            durable: reg.gauge("bastion_durable_height", "Highest height the block log holds durably", &[]),
+            prev: (0, 0),
+        }
+    }
+
+    /// One tick.
+    pub fn update(
+        &mut self,
+        storage: &bastion_consensus::storage_tile::StorageCounters,
+        execution: Option<&bastion_consensus::execution_tile::ExecutionCounters>,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = storage;
+        self.storage.update(
+            (s.jobs_in.load(Relaxed), s.jobs_out.load(Relaxed), s.overruns.load(Relaxed)),
+            s.depth(),
+            s.high_water.load(Relaxed),
+        );
+        self.durable.set(s.durable.load(Relaxed) as f64);
+        let syncs = s.syncs.load(Relaxed);
+        self.syncs.add(syncs.saturating_sub(self.prev.0));
+        if let Some(e) = execution {
+            self.execution.update(
+                (e.jobs_in.load(Relaxed), e.jobs_out.load(Relaxed), e.overruns.load(Relaxed)),
+                e.depth(),
+                e.high_water.load(Relaxed),
+            );
+            let refused = e.refused.load(Relaxed);
+            self.refused.add(refused.saturating_sub(self.prev.1));
+            self.prev.1 = refused;
+        }
+        self.prev.0 = syncs;
     }
 }
 

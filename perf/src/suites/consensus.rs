@@ -186,6 +186,10 @@ mod loopback {
     /// The issue's goals for loopback finality.
     const GOAL_P50_MS: f64 = 15.0;
     const GOAL_P99_MS: f64 = 50.0;
+    /// Issue 21's bar: no worse than the record before the execution and storage tiles
+    /// (`perf/results/issue5-consensus-loopback-2core.json`: p50 12.98 ms, p99 19.33 ms).
+    const RECORD_P50_MS: f64 = 13.0;
+    const RECORD_P99_MS: f64 = 19.3;
 
     /// Kills and reaps every child still running when dropped (suite error or panic).
     struct Children(Vec<Child>);
@@ -545,6 +549,14 @@ mod loopback {
             format!("{:.2} ms{quick}", ms(lat.p99_ns)),
             ms(lat.p99_ns) < GOAL_P99_MS,
         );
+        if !ctx.quick {
+            report.goal(
+                "loopback-no-worse-than-record",
+                "p50 <= 13.0 ms and p99 <= 19.3 ms (issue 5's record, before the execution and storage tiles)",
+                format!("p50 {:.2} ms, p99 {:.2} ms", ms(lat.p50_ns), ms(lat.p99_ns)),
+                ms(lat.p50_ns) <= RECORD_P50_MS && ms(lat.p99_ns) <= RECORD_P99_MS,
+            );
+        }
         if !mismatches.is_empty() {
             return Err(format!(
                 "loopback: state roots differ at a common height: {}",
