@@ -379,6 +379,7 @@ fn market_without_holders(m: &Market) -> Market {
         stable_lot_ceil: m.stable_lot_ceil,
         mm_tiers: m.mm_tiers.clone(),
         im_tiers: m.im_tiers.clone(),
+        memo: Default::default(),
     }
 }
 
@@ -916,6 +917,8 @@ fn load_market(
         stable_lot_ceil: rec.stable_lot_ceil.to_native(),
         mm_tiers,
         im_tiers,
+        // Not imaged: the first block after loading computes the prices again.
+        memo: Default::default(),
         spec,
     })
 }

@@ -158,19 +158,30 @@ impl ScenarioCache {
         ScenarioCache { rows: (0..markets).map(|_| std::cell::OnceCell::new()).collect() }
     }
 
-    /// Market `id`'s diff in scenario `s`, from the cache (computed for all 31 scenarios on first
-    /// use); `None` for a market outside the cache (the caller computes directly).
-    fn diff(&self, state: &State, id: MarketId, m: &crate::state::Market, s: usize) -> Option<R<i128>> {
+    /// Market `id`'s row from the cache (computed for all 31 scenarios on first use); `None`
+    /// for a market outside the cache (the caller computes directly).
+    fn row<'a>(&'a self, state: &State, id: MarketId, m: &crate::state::Market) -> Option<&'a ScenarioRow> {
         let cell = self.rows.get(usize::try_from(id.0).ok()?)?;
-        let row = cell.get_or_init(|| scenario_row(state, m));
-        Some(row.as_ref().and_then(|r| r.get(s).copied()).ok_or(Reject::Overflow))
+        Some(cell.get_or_init(|| scenario_row(state, m)))
     }
 }
 
+/// A market's [`scenario_diff`] in every scenario, `None` where any scenario fails.
+type ScenarioRow = Option<[i128; PORTFOLIO_SCENARIOS]>;
+
 /// Market `m`'s [`scenario_diff`] in every scenario at its underlying's shocked spots, or `None`
 /// when any scenario fails (no index, a shocked spot or a repricing out of range): exactly what
-/// the direct evaluation computes for a position there, or where it fails.
-pub(crate) fn scenario_row(state: &State, m: &crate::state::Market) -> Option<[i128; PORTFOLIO_SCENARIOS]> {
+/// the direct evaluation computes for a position there, or where it fails. Taken from the
+/// market's [`PriceMemo`] when that holds the row of the current inputs (see [`ScenarioKey`]).
+pub(crate) fn scenario_row(state: &State, m: &crate::state::Market) -> ScenarioRow {
+    match memo_row(state, m) {
+        Some(row) => *row,
+        None => compute_scenario_row(state, m),
+    }
+}
+
+/// [`scenario_row`] computed, without the memo.
+fn compute_scenario_row(state: &State, m: &crate::state::Market) -> ScenarioRow {
     let spot = state.underlyings.get(usize::from(m.spec.underlying.0)).map_or(0, |u| u.index);
     if spot <= 0 {
         return None;
@@ -180,6 +191,136 @@ pub(crate) fn scenario_row(state: &State, m: &crate::state::Market) -> Option<[i
         *slot = shocked_spot(spot, sc.0).and_then(|sh| scenario_diff(m, sh, sc, state.timestamp_ms)).ok()?;
     }
     Some(row)
+}
+
+/// What an option market's mark and stable-price mark are a pure function of: the arguments of
+/// the two [`option_price`] calls in `update_marks`, nothing else. The volatility is the one
+/// the market is marked with this block (attested smile or `volatility_ppm`, clamped by the
+/// risk parameters: it carries every parameter the volatility reads), and time enters as the
+/// time to expiry in whole milliseconds, the quantity the pricer consumes (it becomes a
+/// Q64.64 year fraction in which every millisecond is a different value, so there is no
+/// coarser time bucket to key on). The rate and dividend yield are constants (zero) of
+/// [`bastion_math::option_price_micros`], as is the rounding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MarkKey {
+    pub(crate) kind: OptionKind,
+    pub(crate) strike: PriceMicros,
+    pub(crate) volatility_ppm: Ppm,
+    pub(crate) ttl_ms: u64,
+    pub(crate) index: PriceMicros,
+    pub(crate) stable: PriceMicros,
+}
+
+impl MarkKey {
+    /// `(mark, stable-price mark)`: the option priced on the index and on the stable price,
+    /// one evaluation when the two prices are equal (the same arguments give the same bits).
+    pub(crate) fn price(&self) -> R<(PriceMicros, PriceMicros)> {
+        let at = |spot| option_price(self.kind, spot, self.strike, self.volatility_ppm, self.ttl_ms);
+        let mark = at(self.index)?;
+        let stable = if self.stable == self.index { mark } else { at(self.stable)? };
+        Ok((mark, stable))
+    }
+}
+
+/// The inputs of [`scenario_row`] for one market: the underlying's index (the spot the
+/// scenarios shock), the market's mark and volatility, and for an option its kind, strike and
+/// time to expiry in milliseconds (see [`MarkKey`]). The shocks are constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ScenarioKey {
+    spot: PriceMicros,
+    mark: PriceMicros,
+    volatility_ppm: Ppm,
+    option: Option<(OptionKind, PriceMicros, u64)>,
+}
+
+impl ScenarioKey {
+    /// The current inputs of market `m`'s scenario row in `state`.
+    fn of(state: &State, m: &crate::state::Market) -> ScenarioKey {
+        let spot = state.underlyings.get(usize::from(m.spec.underlying.0)).map_or(0, |u| u.index);
+        let option = match m.spec.kind {
+            MarketKind::Option { kind, strike, expiry_ms } => {
+                Some((kind, strike, expiry_ms.saturating_sub(state.timestamp_ms)))
+            }
+            MarketKind::Perpetual => None,
+        };
+        ScenarioKey { spot, mark: m.mark, volatility_ppm: m.volatility_ppm, option }
+    }
+}
+
+/// A market's option prices kept with the inputs they were computed from, so that they are
+/// recomputed only when an input changes: the mark and stable-price mark (`update_marks`), and
+/// the portfolio grid's scenario row, which the liquidation sweeps, every initial-margin check
+/// of a portfolio account and the portfolio grid read many times per block at the same prices.
+///
+/// Not state: never committed, imaged or compared. Each entry is exactly what the direct
+/// computation returns for its key, and is used only when the key equals the current inputs,
+/// so a state with an empty memo (a fresh listing, a state loaded from an image) or with the
+/// memos switched off ([`State::set_price_memos`]) computes the same bits, only slower; a
+/// clone (a speculative state) carries its memo, which stays right for the same reason.
+/// Bounded: one mark pair and one row (31 values) per market.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PriceMemo {
+    /// Switched off: nothing is kept, every use computes.
+    off: bool,
+    mark: Option<(MarkKey, PriceMicros, PriceMicros)>,
+    scenario_key: Option<ScenarioKey>,
+    /// [`compute_scenario_row`] at `scenario_key`, filled on first use (the sweeps read the
+    /// state shared); reset whenever the key changes.
+    scenario_row: std::sync::OnceLock<ScenarioRow>,
+}
+
+impl PriceMemo {
+    /// The kept `(mark, stable-price mark)` when they were computed from `key`.
+    pub(crate) fn marks(&self, key: &MarkKey) -> Option<(PriceMicros, PriceMicros)> {
+        self.mark.filter(|(k, ..)| k == key).map(|(_, mark, stable)| (mark, stable))
+    }
+
+    /// Keeps `(mark, stable-price mark)` as computed from `key` (replacing the previous pair).
+    pub(crate) fn keep_marks(&mut self, key: MarkKey, (mark, stable): (PriceMicros, PriceMicros)) {
+        if !self.off {
+            self.mark = Some((key, mark, stable));
+        }
+    }
+
+    /// Keys the scenario row on `key`, keeping the row when the key is unchanged.
+    fn rekey_scenarios(&mut self, key: ScenarioKey) {
+        if !self.off && self.scenario_key != Some(key) {
+            self.scenario_key = Some(key);
+            self.scenario_row = std::sync::OnceLock::new();
+        }
+    }
+}
+
+/// Market `m`'s scenario row from its memo (computed there on first use) when the memo is
+/// keyed on the current inputs; `None` when it is not (the caller computes directly).
+fn memo_row<'a>(state: &State, m: &'a crate::state::Market) -> Option<&'a ScenarioRow> {
+    let memo = &m.memo;
+    (memo.scenario_key == Some(ScenarioKey::of(state, m)))
+        .then(|| memo.scenario_row.get_or_init(|| compute_scenario_row(state, m)))
+}
+
+impl State {
+    /// Keys every market's scenario row on its current inputs (after the marks are set, once
+    /// per block); a row whose inputs did not change is kept.
+    pub(crate) fn rekey_scenario_rows(&mut self) {
+        let keys: Vec<(MarketId, ScenarioKey)> =
+            self.markets.iter().map(|(id, m)| (*id, ScenarioKey::of(self, m))).collect();
+        for (id, key) in keys {
+            if let Some(m) = self.markets.get_mut(&id) {
+                m.memo.rekey_scenarios(key);
+            }
+        }
+    }
+
+    /// Switches the listed markets' price memos on (the default) or off, emptying them. Changes
+    /// no result: with them off every option price is computed at every use, as the direct
+    /// computation; tests compare the two, and benchmarks measure what the memos save. (A
+    /// market listed later starts with its memo on.)
+    pub fn set_price_memos(&mut self, on: bool) {
+        for m in self.markets.values_mut() {
+            m.memo = PriceMemo { off: !on, ..PriceMemo::default() };
+        }
+    }
 }
 
 /// The account's cross positions with an optional hypothetical change: `(market, size, resting
@@ -222,17 +363,27 @@ pub(crate) fn portfolio_loss(
         if spot <= 0 {
             return Err(Reject::NoMarkPrice);
         }
+        // The positions on this underlying, in the account's order, each with its market's
+        // scenario row when one is kept (the sweep's cache, else the market's memo); a row
+        // that fails anywhere fails the account, as the direct evaluation does at that
+        // scenario (every failure is `Overflow`).
+        let held: Vec<(&crate::state::Market, i64, Option<&ScenarioRow>)> = sizes
+            .iter()
+            .filter_map(|(mid, size, ..)| {
+                let m = state.markets.get(mid)?;
+                (m.spec.underlying == u && *size != 0).then(|| {
+                    let row = cache.and_then(|c| c.row(state, *mid, m)).or_else(|| memo_row(state, m));
+                    (m, *size, row)
+                })
+            })
+            .collect();
         let mut worst: i128 = 0;
         for (s, sc) in portfolio_scenarios().into_iter().enumerate() {
             let shocked = shocked_spot(spot, sc.0)?;
             let mut pnl: i128 = 0;
-            for (mid, size, ..) in sizes {
-                let Some(m) = state.markets.get(mid) else { continue };
-                if m.spec.underlying != u || *size == 0 {
-                    continue;
-                }
-                let diff = match cache.and_then(|c| c.diff(state, *mid, m, s)) {
-                    Some(d) => d?,
+            for (m, size, row) in &held {
+                let diff = match row {
+                    Some(row) => row.as_ref().and_then(|r| r.get(s).copied()).ok_or(Reject::Overflow)?,
                     None => scenario_diff(m, shocked, sc, now)?,
                 };
                 pnl = add(pnl, scenario_pnl(diff, *size, m.spec.lot_size_nanos)?)?;
@@ -427,5 +578,90 @@ impl State {
         self.touch_market(id);
         events.push(Event::OptionSettled { market: id, settlement_price: index });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each input of a market's scenario row, changed alone, changes the row read through the
+    /// memo: the memo is keyed on every one of them, so it never returns a row of old inputs.
+    #[test]
+    fn a_memoized_scenario_row_follows_each_of_its_inputs() {
+        let s = crate::testkit::portfolio_state(4, 1, 0, false);
+        let id = MarketId(4); // BTC-100000-C
+        let m = &s.markets[&id];
+        let before = scenario_row(&s, m);
+        assert!(before.is_some());
+        assert_eq!(before, compute_scenario_row(&s, m));
+        assert!(m.memo.scenario_row.get().is_some(), "the row is kept after its first use");
+        type Change = fn(&mut State, MarketId);
+        let changes: [(&str, Change); 5] = [
+            ("index", |s, _| s.underlyings[0].index += 1_000_000_000),
+            ("time", |s, _| s.timestamp_ms += 60_000),
+            ("mark", |s, id| s.markets.get_mut(&id).unwrap().mark += 1),
+            ("volatility", |s, id| s.markets.get_mut(&id).unwrap().volatility_ppm += 10_000),
+            ("strike", |s, id| {
+                if let MarketKind::Option { strike, .. } = &mut s.markets.get_mut(&id).unwrap().spec.kind {
+                    *strike += 1_000_000_000;
+                }
+            }),
+        ];
+        for (what, change) in changes {
+            let mut c = s.clone();
+            change(&mut c, id);
+            let m = &c.markets[&id];
+            let direct = compute_scenario_row(&c, m);
+            assert_ne!(direct, before, "{what}: the change must matter");
+            assert_eq!(scenario_row(&c, m), direct, "{what}");
+            // Re-keyed (as each block does after the marks), the memo serves the new row.
+            c.rekey_scenario_rows();
+            let m = &c.markets[&id];
+            assert_eq!(scenario_row(&c, m), direct, "{what}: re-keyed");
+            assert_eq!(m.memo.scenario_row.get().copied(), Some(direct), "{what}: kept");
+        }
+    }
+
+    /// The mark pair is one evaluation when the stable price equals the index, and the memo
+    /// returns a pair only for the key it was computed from.
+    #[test]
+    fn the_mark_memo_answers_only_its_own_key() {
+        let key = MarkKey {
+            kind: OptionKind::Put,
+            strike: 95_000_000_000,
+            volatility_ppm: 550_000,
+            ttl_ms: 86_400_000,
+            index: 100_000_000_000,
+            stable: 100_000_000_000,
+        };
+        let (mark, stable) = key.price().unwrap();
+        assert_eq!(
+            mark,
+            option_price(key.kind, key.index, key.strike, key.volatility_ppm, key.ttl_ms).unwrap()
+        );
+        assert_eq!(stable, mark);
+        let mut memo = PriceMemo::default();
+        assert_eq!(memo.marks(&key), None);
+        memo.keep_marks(key, (mark, stable));
+        assert_eq!(memo.marks(&key), Some((mark, stable)));
+        // Any one input changed: not the kept pair.
+        let changed = [
+            MarkKey { kind: OptionKind::Call, ..key },
+            MarkKey { strike: key.strike + 1, ..key },
+            MarkKey { volatility_ppm: key.volatility_ppm + 1, ..key },
+            MarkKey { ttl_ms: key.ttl_ms - 1, ..key },
+            MarkKey { index: key.index + 1, ..key },
+            MarkKey { stable: key.stable + 1, ..key },
+        ];
+        for other in changed {
+            assert_eq!(memo.marks(&other), None, "{other:?}");
+        }
+        let moved = MarkKey { stable: 99_000_000_000, ..key };
+        let (m2, s2) = moved.price().unwrap();
+        assert_eq!(
+            (m2, s2),
+            (mark, option_price(key.kind, 99_000_000_000, key.strike, 550_000, key.ttl_ms).unwrap())
+        );
     }
 }

@@ -317,7 +317,9 @@ impl State {
         }
     }
 
-    /// Recomputes every market's mark price and cached lot values.
+    /// Recomputes every market's mark price and cached lot values. An option is repriced only
+    /// when an input of its price changed (its [`crate::options::MarkKey`]: index, stable
+    /// price, volatility, time to expiry, kind, strike); the kept prices are the same bits.
     pub(crate) fn update_marks(&mut self, now_ms: u64) -> R<()> {
         let ids: Vec<_> = self.markets.keys().copied().collect();
         for id in ids {
@@ -328,6 +330,8 @@ impl State {
                 continue;
             }
             let stable = if u.stable > 0 { u.stable } else { index };
+            // An option's price inputs and prices, kept in its memo below.
+            let mut priced = None;
             let (mark, stable_mark, vol) = match &m.spec.kind {
                 MarketKind::Perpetual => (perp_mark(m, index)?, stable, 0),
                 MarketKind::Option { kind, strike, expiry_ms } => {
@@ -336,12 +340,20 @@ impl State {
                         Some(v) => smile_vol(v, index, *strike, r.volatility_min_ppm, r.volatility_max_ppm)?,
                         None => r.volatility_ppm,
                     };
-                    let ttl = expiry_ms.saturating_sub(now_ms);
-                    (
-                        crate::options::option_price(*kind, index, *strike, vol, ttl)?,
-                        crate::options::option_price(*kind, stable, *strike, vol, ttl)?,
-                        vol,
-                    )
+                    let key = crate::options::MarkKey {
+                        kind: *kind,
+                        strike: *strike,
+                        volatility_ppm: vol,
+                        ttl_ms: expiry_ms.saturating_sub(now_ms),
+                        index,
+                        stable,
+                    };
+                    let prices = match m.memo.marks(&key) {
+                        Some(kept) => kept,
+                        None => key.price()?,
+                    };
+                    priced = Some((key, prices));
+                    (prices.0, prices.1, vol)
                 }
             };
             let lot = i128::from(m.spec.lot_size_nanos);
@@ -363,11 +375,15 @@ impl State {
                 m.lot_value_ceil = ceil;
                 m.stable_lot_floor = stable_floor;
                 m.stable_lot_ceil = stable_ceil;
+                if let Some((key, prices)) = priced {
+                    m.memo.keep_marks(key, prices);
+                }
                 if changed {
                     self.touch_market(id);
                 }
             }
         }
+        self.rekey_scenario_rows();
         Ok(())
     }
 

@@ -290,6 +290,7 @@ pub(crate) fn new_market(spec: MarketSpec) -> Market {
         stable_lot_ceil: 0,
         mm_tiers: Vec::new(),
         im_tiers: Vec::new(),
+        memo: Default::default(),
     };
     let limits = m.book_limits();
     m.book.set_limits(limits);

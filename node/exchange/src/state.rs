@@ -511,6 +511,8 @@ pub struct Market {
     pub mm_tiers: Vec<(Micros, i64, Micros)>,
     /// Initial tiers likewise, `(notional_floor, imr_ppm, deduction)`.
     pub im_tiers: Vec<(Micros, i64, Micros)>,
+    /// Option prices kept with the inputs they were computed from (see `options`); not state.
+    pub(crate) memo: crate::options::PriceMemo,
 }
 
 impl Market {
