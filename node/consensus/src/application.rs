@@ -1199,7 +1199,7 @@ impl<
         let placeholder = crate::storage_tile::Storage::Threaded(crate::storage_tile::Threaded::closed());
         match std::mem::replace(&mut self.storage, placeholder) {
             crate::storage_tile::Storage::Inline { store, .. } => {
-                self.storage = crate::storage_tile::Storage::threaded(store, self.ledger.clone(), on_start)?;
+                self.storage = crate::storage_tile::Storage::threaded(*store, self.ledger.clone(), on_start)?;
                 Ok(self)
             }
             threaded => {

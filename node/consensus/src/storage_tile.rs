@@ -93,7 +93,7 @@ enum Done {
 /// The store, on the caller's thread or on the storage tile.
 pub(crate) enum Storage {
     Inline {
-        store: Store,
+        store: Box<Store>,
         durable: u64,
         failed: Option<String>,
         counters: Arc<StorageCounters>,
@@ -116,7 +116,7 @@ impl Storage {
         let durable = store.durable_height();
         let counters = Arc::new(StorageCounters::default());
         counters.durable.store(durable, Ordering::Relaxed);
-        Storage::Inline { store, durable, failed: None, counters, ledger }
+        Storage::Inline { store: Box::new(store), durable, failed: None, counters, ledger }
     }
 
     /// The store moved onto its own thread, named `bastion-storage`; `on_start` runs first on
