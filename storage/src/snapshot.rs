@@ -527,9 +527,21 @@ impl Snapshot {
 /// (typically `rkyv::to_bytes`'s output, which is an [`AlignedVec`]).
 pub type SnapshotJobOutput = (u64, [u8; 32], u32, AlignedVec);
 
-/// A snapshot to write, run on the writer thread: it serializes the state (an error is
-/// reported as [`SnapshotError::Job`]) and returns what [`SnapshotStore::write`] takes.
+/// A snapshot to write, run on the writer's `snapshot` thread: it serializes the state (an
+/// error is reported as [`SnapshotError::Job`]) and returns what [`SnapshotStore::write`]
+/// takes.
 pub type SnapshotJob = Box<dyn FnOnce() -> Result<SnapshotJobOutput, String> + Send>;
+
+/// The second stage of a [`StagedSnapshotJob`]: what is left of serializing once the first
+/// stage has let go of what it shared with the caller.
+pub type SnapshotFinish = Box<dyn FnOnce() -> Result<SnapshotJobOutput, String> + Send>;
+
+/// A snapshot in two stages: the first runs on the `snapshot` thread at the default priority
+/// (it should do only what must be fast, such as copying out the memory it shares
+/// copy-on-write with the caller, so that the caller stops paying for copies soon) and
+/// returns the second, which runs with the write on the `snapshot-io` thread at
+/// [`SNAPSHOT_NICE`].
+pub type StagedSnapshotJob = Box<dyn FnOnce() -> Result<SnapshotFinish, String> + Send>;
 
 type JobResult = Result<SnapshotMeta, SnapshotError>;
 
@@ -550,62 +562,148 @@ impl Shared {
         // A panic while holding the lock cannot leave `State` inconsistent (two plain fields).
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Records the result of the job in flight and lets the next one in.
+    fn finish(&self, result: JobResult) {
+        let mut state = self.lock();
+        state.results.push(result);
+        state.in_flight = false;
+        drop(state);
+        self.done.notify_all();
+    }
 }
 
-/// Writes snapshots on a background thread (named `snapshot`), so execution never waits for
-/// serialization or the disk. At most one job is in flight.
+/// Work for the `snapshot` thread.
+enum Work {
+    Whole(SnapshotJob),
+    Staged(StagedSnapshotJob),
+}
+
+impl fmt::Debug for Work {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Work::Whole(_) => "Work::Whole",
+            Work::Staged(_) => "Work::Staged",
+        })
+    }
+}
+
+/// Nice value of the `snapshot-io` thread (0 is the default, 19 the lowest priority). Where
+/// the cores are all busy (a 2-core box running a node's execution, consensus and storage
+/// threads, or several nodes), a snapshot's serialization and write at the default priority
+/// take a full share of a core from them, and the blocks executed meanwhile are slower; at
+/// 10 they get about a tenth of the share of a default-priority thread on the same core (CFS
+/// weights 110 and 1024), so they still finish, later, and on an idle core run at full speed.
+pub const SNAPSHOT_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`SNAPSHOT_NICE`], best effort (a thread
+/// may always lower its own priority; where it cannot, it keeps the default).
+fn lower_priority() {
+    // SAFETY: `gettid` has no preconditions and touches no memory of ours.
+    let tid = unsafe { libc::gettid() };
+    let Ok(tid) = libc::id_t::try_from(tid) else { return };
+    // SAFETY: `setpriority` reads and writes no memory of ours; on Linux, `PRIO_PROCESS` with
+    // a thread id sets that one thread's nice value, here the calling thread's own.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, SNAPSHOT_NICE) };
+}
+
+/// Writes snapshots on background threads, so execution never waits for serialization or the
+/// disk: `snapshot` runs a job (or a staged job's first stage) at the default priority and
+/// hands what is left to `snapshot-io`, which finishes it (a staged job's second stage) and
+/// writes the snapshot at the lower priority [`SNAPSHOT_NICE`]. At most one job is in flight, from its submission until its
+/// snapshot is written, so the queues to and between the threads hold at most that one.
 #[derive(Debug)]
 pub struct SnapshotWriter {
     store: Arc<SnapshotStore>,
     shared: Arc<Shared>,
-    jobs: Option<mpsc::Sender<SnapshotJob>>,
-    thread: Option<JoinHandle<()>>,
-    /// Why the thread could not be started, if it could not.
+    jobs: Option<mpsc::Sender<Work>>,
+    threads: Vec<JoinHandle<()>>,
+    /// Why the threads could not be started, if they could not.
     spawn_error: Option<String>,
 }
 
 impl SnapshotWriter {
-    /// Spawns the writer thread, which owns `store`. If the thread cannot be started, every
+    /// Spawns the writer's threads, which own `store`. If they cannot be started, every
     /// [`submit`](Self::submit) fails with [`SnapshotError::Job`] saying why.
     pub fn spawn(store: SnapshotStore) -> SnapshotWriter {
         let store = Arc::new(store);
         let shared = Arc::new(Shared::default());
-        let (tx, rx) = mpsc::channel::<SnapshotJob>();
-        let (thread_store, thread_shared) = (Arc::clone(&store), Arc::clone(&shared));
-        let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
-            while let Ok(job) = rx.recv() {
-                let result = run_job(&thread_store, job);
-                let mut state = thread_shared.lock();
-                state.results.push(result);
-                state.in_flight = false;
-                drop(state);
-                thread_shared.done.notify_all();
+        let (tx, rx) = mpsc::channel::<Work>();
+        let (io_tx, io_rx) = mpsc::channel::<SnapshotFinish>();
+        let (io_store, io_shared) = (Arc::clone(&store), Arc::clone(&shared));
+        let io = std::thread::Builder::new().name("snapshot-io".into()).spawn(move || {
+            lower_priority();
+            while let Ok(finish) = io_rx.recv() {
+                io_shared.finish(write_job(&io_store, finish));
             }
         });
-        match spawned {
-            Ok(thread) => {
-                SnapshotWriter { store, shared, jobs: Some(tx), thread: Some(thread), spawn_error: None }
+        let io = match io {
+            Ok(io) => io,
+            Err(e) => {
+                let why = format!("the snapshot-io thread could not be started: {e}");
+                return SnapshotWriter::failed(store, shared, why);
             }
-            Err(e) => SnapshotWriter {
-                store,
-                shared,
-                jobs: None,
-                thread: None,
-                spawn_error: Some(format!("the snapshot thread could not be started: {e}")),
-            },
+        };
+        let first_shared = Arc::clone(&shared);
+        let first = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
+            while let Ok(work) = rx.recv() {
+                let finish = match work {
+                    // Serialized here; only the write is left.
+                    Work::Whole(job) => run_stage(Box::new(move || {
+                        let output = job()?;
+                        Ok(Box::new(move || Ok(output)) as SnapshotFinish)
+                    })),
+                    Work::Staged(job) => run_stage(job),
+                };
+                match finish {
+                    Ok(finish) => {
+                        // The io thread runs as long as this thread holds its queue's sender.
+                        if io_tx.send(finish).is_err() {
+                            let stopped = SnapshotError::Job("the snapshot-io thread has stopped".into());
+                            first_shared.finish(Err(stopped));
+                        }
+                    }
+                    Err(e) => first_shared.finish(Err(e)),
+                }
+            }
+        });
+        match first {
+            Ok(first) => {
+                SnapshotWriter { store, shared, jobs: Some(tx), threads: vec![first, io], spawn_error: None }
+            }
+            Err(e) => {
+                // The io thread's queue sender went with the closure that was not started, so
+                // the io thread has ended or is ending.
+                let _ = io.join();
+                let why = format!("the snapshot thread could not be started: {e}");
+                SnapshotWriter::failed(store, shared, why)
+            }
         }
     }
 
-    /// The store the thread writes to (for listing and loading; do not open a second store
+    fn failed(store: Arc<SnapshotStore>, shared: Arc<Shared>, why: String) -> SnapshotWriter {
+        SnapshotWriter { store, shared, jobs: None, threads: Vec::new(), spawn_error: Some(why) }
+    }
+
+    /// The store the threads write to (for listing and loading; do not open a second store
     /// on the same directory while the writer lives: opening removes temporary files).
     pub fn store(&self) -> &SnapshotStore {
         &self.store
     }
 
-    /// Hands `job` to the thread, which runs it (serialization) and writes its snapshot.
+    /// Hands `job` to the threads, which run it (serialization) and write its snapshot.
     /// Never blocks: while the previous job is still running, returns
     /// [`SnapshotError::Busy`] and drops `job` (the caller skips this snapshot).
     pub fn submit(&self, job: SnapshotJob) -> Result<(), SnapshotError> {
+        self.submit_work(Work::Whole(job))
+    }
+
+    /// [`submit`](Self::submit) for a job in two stages (see [`StagedSnapshotJob`]).
+    pub fn submit_staged(&self, job: StagedSnapshotJob) -> Result<(), SnapshotError> {
+        self.submit_work(Work::Staged(job))
+    }
+
+    fn submit_work(&self, work: Work) -> Result<(), SnapshotError> {
         let Some(jobs) = &self.jobs else {
             return Err(SnapshotError::Job(self.spawn_error.clone().unwrap_or_default()));
         };
@@ -613,7 +711,7 @@ impl SnapshotWriter {
         if state.in_flight {
             return Err(SnapshotError::Busy);
         }
-        if jobs.send(job).is_err() {
+        if jobs.send(work).is_err() {
             return Err(SnapshotError::Job("the snapshot thread has stopped".into()));
         }
         state.in_flight = true;
@@ -627,7 +725,7 @@ impl SnapshotWriter {
     }
 
     /// Waits for the job in flight (if any), then returns what [`poll`](Self::poll) would.
-    /// The thread stays alive for more jobs.
+    /// The threads stay alive for more jobs.
     pub fn wait(&self) -> Vec<Result<SnapshotMeta, SnapshotError>> {
         let mut state = self.shared.lock();
         while state.in_flight {
@@ -642,29 +740,40 @@ impl SnapshotWriter {
     }
 }
 
-/// Runs `job` and writes its snapshot; a failing or panicking job becomes
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs a staged job's first stage; a failing or panicking one becomes [`SnapshotError::Job`].
+fn run_stage(job: StagedSnapshotJob) -> Result<SnapshotFinish, SnapshotError> {
+    match catch_unwind(AssertUnwindSafe(job)) {
+        Ok(Ok(finish)) => Ok(finish),
+        Ok(Err(message)) => Err(SnapshotError::Job(message)),
+        Err(panic) => Err(SnapshotError::Job(format!("panicked: {}", panic_message(&*panic)))),
+    }
+}
+
+/// Runs what is left of a job and writes its snapshot; a failing or panicking job becomes
 /// [`SnapshotError::Job`].
-fn run_job(store: &SnapshotStore, job: SnapshotJob) -> JobResult {
-    let ran = catch_unwind(AssertUnwindSafe(move || match job() {
+fn write_job(store: &SnapshotStore, finish: SnapshotFinish) -> JobResult {
+    let ran = catch_unwind(AssertUnwindSafe(move || match finish() {
         Ok((height, root, layout, payload)) => store.write(height, root, layout, &payload),
         Err(message) => Err(SnapshotError::Job(message)),
     }));
-    ran.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(SnapshotError::Job(format!("panicked: {message}")))
-    })
+    ran.unwrap_or_else(|panic| Err(SnapshotError::Job(format!("panicked: {}", panic_message(&*panic)))))
 }
 
 impl Drop for SnapshotWriter {
-    /// Waits for the job in flight, then stops and joins the thread. Unpolled results are
-    /// dropped.
+    /// Waits for the job in flight, then stops and joins the threads (the first ends when its
+    /// queue closes, and so closes the second's). Unpolled results are dropped.
     fn drop(&mut self) {
         drop(self.jobs.take());
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
@@ -944,5 +1053,49 @@ mod tests {
         };
         assert!(path.exists(), "drop did not wait for the job");
         assert!(!dir.path().join("snap-00000000000000000004.bsnap.tmp").exists());
+    }
+
+    fn own_nice() -> i32 {
+        // SAFETY: no memory of ours is involved; errors read as -1, which the test would show.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[test]
+    fn staged_jobs_finish_at_a_lower_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = SnapshotWriter::spawn(store(dir.path(), 3));
+        let (tx, rx) = channel();
+        w.submit_staged(Box::new(move || {
+            let first = (own_nice(), std::thread::current().name().map(String::from));
+            let finish: SnapshotFinish = Box::new(move || {
+                let second = (own_nice(), std::thread::current().name().map(String::from));
+                tx.send((first, second)).unwrap();
+                Ok((5, root(5), 1, aligned(b"five")))
+            });
+            Ok(finish)
+        }))
+        .unwrap();
+        let results = w.wait();
+        assert!(matches!(results.as_slice(), [Ok(m)] if m.height == 5), "{results:?}");
+        let ((nice1, name1), (nice2, name2)) = rx.recv().unwrap();
+        assert_eq!((name1.as_deref(), name2.as_deref()), (Some("snapshot"), Some("snapshot-io")));
+        assert!(nice2 >= nice1, "the second stage runs at a priority no higher: {nice1} then {nice2}");
+        assert!(nice2 == SNAPSHOT_NICE || nice1 > 0, "nice {nice2}, expected {SNAPSHOT_NICE}");
+
+        // Failures and panics of either stage are the job's error; the writer goes on.
+        w.submit_staged(Box::new(|| Err("no image".to_string()))).unwrap();
+        let r = w.wait();
+        assert!(matches!(r.as_slice(), [Err(SnapshotError::Job(m))] if m == "no image"), "{r:?}");
+        w.submit_staged(Box::new(|| panic!("stage one"))).unwrap();
+        let r = w.wait();
+        assert!(matches!(r.as_slice(), [Err(SnapshotError::Job(m))] if m.contains("stage one")), "{r:?}");
+        let panics: SnapshotFinish = Box::new(|| panic!("stage two"));
+        w.submit_staged(Box::new(move || Ok(panics))).unwrap();
+        let r = w.wait();
+        assert!(matches!(r.as_slice(), [Err(SnapshotError::Job(m))] if m.contains("stage two")), "{r:?}");
+        let six: SnapshotFinish = Box::new(|| Ok((6, root(6), 1, aligned(b"six"))));
+        w.submit_staged(Box::new(move || Ok(six))).unwrap();
+        let r = w.wait();
+        assert!(matches!(r.as_slice(), [Ok(m)] if m.height == 6), "{r:?}");
     }
 }

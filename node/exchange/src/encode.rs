@@ -52,7 +52,8 @@ impl Enc {
     }
 }
 
-fn account(a: &Account) -> Vec<u8> {
+/// The record of an account (its key is `RecordKey::Account(id)`).
+pub(crate) fn account(a: &Account) -> Vec<u8> {
     let mut e = Enc::new();
     e.u64(a.nonce).u8(u8::from(a.portfolio));
     for b in &a.balances {
@@ -201,6 +202,16 @@ fn observation(o: &bastion_types::Observation) -> Vec<u8> {
 
 /// Every record key of the state, for a full recomputation of the commitment.
 pub(crate) fn all_keys(s: &State) -> Vec<RecordKey> {
+    keys(s, true)
+}
+
+/// Every record key of the state but the accounts' (an image's loader digests the accounts
+/// from the arena, by slot).
+pub(crate) fn keys_but_accounts(s: &State) -> Vec<RecordKey> {
+    keys(s, false)
+}
+
+fn keys(s: &State, accounts: bool) -> Vec<RecordKey> {
     let mut keys = vec![RecordKey::Global];
     keys.extend((0..s.assets.len()).filter_map(|i| u16::try_from(i).ok()).map(RecordKey::Asset));
     keys.extend((0..s.underlyings.len()).filter_map(|i| u16::try_from(i).ok()).map(RecordKey::Underlying));
@@ -208,7 +219,9 @@ pub(crate) fn all_keys(s: &State) -> Vec<RecordKey> {
         keys.push(RecordKey::Market(id.0));
         keys.extend(m.book.orders().map(|o| RecordKey::Order(id.0, o.id.0)));
     }
-    keys.extend(s.accounts.keys().map(|a| RecordKey::Account(a.0)));
+    if accounts {
+        keys.extend(s.accounts.keys().map(|a| RecordKey::Account(a.0)));
+    }
     keys.extend(
         s.observations
             .iter()

@@ -308,6 +308,26 @@ impl Image {
     }
 }
 
+/// An image's records, copied out of a [`StateView`] ([`StateView::into_image`]) and not yet
+/// serialized; it shares nothing with the live state.
+pub struct StateImage(Image);
+
+impl StateImage {
+    /// The image's bytes, as [`StateView::to_image_bytes`] gives them.
+    pub fn to_bytes(&self) -> Result<rkyv::util::AlignedVec, ImageError> {
+        StateView::archive(&self.0)
+    }
+}
+
+impl std::fmt::Debug for StateImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateImage")
+            .field("height", &self.0.height)
+            .field("accounts", &self.0.accounts.len())
+            .finish_non_exhaustive()
+    }
+}
+
 // ----- the view -----
 
 /// Everything a snapshot needs, shared copy-on-write with the live state: O(chunks + markets +
@@ -458,7 +478,27 @@ impl StateView {
     /// [`State::from_image_bytes`] turns back into the state. Deterministic: equal states give
     /// equal bytes. Costs O(state); meant for a background thread.
     pub fn to_image_bytes(&self) -> Result<rkyv::util::AlignedVec, ImageError> {
-        let image = self.image()?;
+        Self::archive(&self.image()?)
+    }
+
+    /// [`StateView::to_image_bytes`], consuming the view: [`StateView::into_image`], then
+    /// [`StateImage::to_bytes`].
+    pub fn into_image_bytes(self) -> Result<rkyv::util::AlignedVec, ImageError> {
+        self.into_image()?.to_bytes()
+    }
+
+    /// The first half of [`StateView::into_image_bytes`]: the image's records, copied out of
+    /// the view, which is consumed. Each chunk of the account arena is let go as soon as its
+    /// accounts are copied, before anything else is done; until then the live state copies a
+    /// chunk it writes to (copy-on-write), so released early, the copies a snapshot causes
+    /// are fewer and stop sooner (what blocks pay for them is the snapshot's only cost on the
+    /// execution thread besides taking the view). Nothing of the live state is held after.
+    pub fn into_image(mut self) -> Result<StateImage, ImageError> {
+        let chunks = std::mem::take(&mut self.chunks);
+        self.image_of(chunks).map(StateImage)
+    }
+
+    fn archive(image: &Image) -> Result<rkyv::util::AlignedVec, ImageError> {
         // rkyv panics on a relative pointer beyond its 32-bit range: refuse such an image.
         let bound = image.size_bound();
         if bound > IMAGE_BYTES_MAX {
@@ -466,16 +506,23 @@ impl StateView {
                 "image of up to {bound} bytes exceeds {IMAGE_BYTES_MAX}"
             )));
         }
-        rkyv::to_bytes::<rancor::Error>(&image).map_err(|e| ImageError::Encode(e.to_string()))
+        rkyv::to_bytes::<rancor::Error>(image).map_err(|e| ImageError::Encode(e.to_string()))
     }
 
     fn image(&self) -> Result<Image, ImageError> {
+        self.image_of(&self.chunks)
+    }
+
+    /// The image of this view with the account arena `chunks` (the view's own, borrowed or
+    /// taken out of it); an owned chunk is dropped as soon as it is copied out.
+    fn image_of<C: AsRef<Chunk>>(&self, chunks: impl IntoIterator<Item = C>) -> Result<Image, ImageError> {
         let too_many = |what: &str| ImageError::Encode(format!("too many {what} for the image"));
         // Accounts and positions, and the holders of each market from the positions.
         let mut holders: Vec<Vec<u64>> = vec![Vec::new(); self.markets.len()];
         let mut accounts = Vec::with_capacity(self.accounts);
         let mut positions = Vec::new();
-        for chunk in &self.chunks {
+        for chunk in chunks {
+            let chunk = chunk.as_ref();
             for (id, a) in chunk.ids.iter().zip(chunk.accounts.iter()) {
                 let first_position = u32::try_from(positions.len()).map_err(|_| too_many("positions"))?;
                 let count = u8::try_from(a.positions.len()).map_err(|_| too_many("positions per account"))?;
@@ -693,31 +740,19 @@ fn load(img: &ArchivedImage) -> Result<State, ImageError> {
         return Err(inconsistent("market ids not strictly ascending"));
     }
 
-    // Accounts in arena order, with the holders each market's positions imply.
+    // Accounts in arena order, with the holders each market's positions imply; meanwhile the
+    // other cores digest the same records for the commitment.
     if img.accounts.len() > ACCOUNTS_MAX {
         return Err(inconsistent(format!("{} accounts", img.accounts.len())));
     }
-    let mut derived_holders: Vec<Vec<u64>> = vec![Vec::new(); market_ids.len()];
-    let mut cursor: usize = 0;
-    let mut failure = None;
-    // Streamed into the arena's chunks; the first error stops the stream and is returned.
-    let arena = img.accounts.iter().map_while(|rec| {
-        match load_account(rec, &img.positions, &market_ids, &mut cursor, &mut derived_holders) {
-            Ok(entry) => Some(entry),
-            Err(e) => {
-                failure = Some(e);
-                None
-            }
-        }
-    });
-    let accounts = Accounts::from_arena(arena, img.accounts.len())
-        .map_err(|id| inconsistent(format!("account {id} twice")));
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let accounts = accounts?;
-    if cursor != img.positions.len() {
-        return Err(inconsistent(format!("{} positions, accounts name {cursor}", img.positions.len())));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut account_digests: Vec<Option<[u8; 32]>> = vec![None; img.accounts.len()];
+    let (built, digested) =
+        with_account_digests(img, &market_ids, &mut account_digests, cores, || build_arena(img, &market_ids));
+    let (accounts, derived_holders) = built?;
+    digested?;
+    if account_digests.iter().any(Option::is_none) {
+        return Err(inconsistent("accounts vanished while digesting"));
     }
 
     let mut markets = std::collections::BTreeMap::new();
@@ -783,9 +818,82 @@ fn load(img: &ArchivedImage) -> Result<State, ImageError> {
         screen: None,
     };
     state.refresh_all_risk_rows();
-    let digests = rebuild_digests(&state)?;
-    state.commitment = Commitment::from_parts(lanes, digests);
+    let digests = rebuild_digests(&state, cores)?;
+    state.commitment = Commitment::from_parts(lanes, digests, account_digests);
     Ok(state)
+}
+
+/// The account arena from the image's records (slot order), and each market's holders as the
+/// positions imply them (by market index, ascending as the arena is).
+fn build_arena(img: &ArchivedImage, market_ids: &[u32]) -> Result<(Accounts, Vec<Vec<u64>>), ImageError> {
+    let mut derived_holders: Vec<Vec<u64>> = vec![Vec::new(); market_ids.len()];
+    let mut cursor: usize = 0;
+    let mut failure = None;
+    // Streamed into the arena's chunks; the first error stops the stream and is returned.
+    let arena = img.accounts.iter().map_while(|rec| {
+        match load_account(rec, &img.positions, market_ids, &mut cursor, &mut derived_holders) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        }
+    });
+    let accounts = Accounts::from_arena(arena, img.accounts.len())
+        .map_err(|id| inconsistent(format!("account {id} twice")));
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let accounts = accounts?;
+    if cursor != img.positions.len() {
+        return Err(inconsistent(format!("{} positions, accounts name {cursor}", img.positions.len())));
+    }
+    Ok((accounts, derived_holders))
+}
+
+/// Runs `main` on this thread while up to `cores - 1` others fill `out` with the digest of
+/// every account of the image (slot `i` is `img.accounts[i]`), then helps them finish. Each
+/// account is made by [`account_of`], as the arena's is, so the digests are those of the
+/// arena's accounts. Parts of [`DIGEST_PART`] slots are handed out one at a time, each
+/// written in order. A record that does not make an account leaves its slot `None` (the
+/// arena's build reports why).
+fn with_account_digests<R>(
+    img: &ArchivedImage,
+    market_ids: &[u32],
+    out: &mut [Option<[u8; 32]>],
+    cores: usize,
+    main: impl FnOnce() -> R,
+) -> (R, Result<(), ImageError>) {
+    let out_len = out.len();
+    let parts = out.chunks_mut(DIGEST_PART).enumerate().map(|(i, p)| (i.saturating_mul(DIGEST_PART), p));
+    let queue = std::sync::Mutex::new(parts);
+    let work = || {
+        // Each part is taken once; a poisoned queue (a thread died) ends the work, and the
+        // slots it left empty are reported by the caller.
+        while let Some((first, part)) = queue.lock().ok().and_then(|mut q| q.next()) {
+            for (rec, d) in img.accounts.get(first..).unwrap_or_default().iter().zip(part.iter_mut()) {
+                *d = account_of(rec, &img.positions, market_ids)
+                    .ok()
+                    .map(|(id, a)| Commitment::digest(RecordKey::Account(id.0), &crate::encode::account(&a)));
+            }
+        }
+    };
+    // One part is not worth a thread.
+    let threads = if out_len > DIGEST_PART { cores } else { 1 };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            (1..threads).filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok()).collect();
+        let r = main();
+        work();
+        // Joined here, so a failed worker is an error rather than a panic of the scope.
+        let mut joined = Ok(());
+        for w in workers {
+            if w.join().is_err() {
+                joined = Err(inconsistent("a digest worker failed"));
+            }
+        }
+        (r, joined)
+    })
 }
 
 /// One account of the arena; `cursor` is where its positions must start (advanced past them),
@@ -797,28 +905,55 @@ fn load_account(
     cursor: &mut usize,
     holders: &mut [Vec<u64>],
 ) -> Result<(AccountId, Account), ImageError> {
+    let first =
+        usize::try_from(rec.first_position.to_native()).map_err(|_| inconsistent("position index"))?;
+    if first != *cursor {
+        let id = rec.id.to_native();
+        let count = rec.positions;
+        return Err(inconsistent(format!("account {id}: position range {first}+{count}, expected {cursor}")));
+    }
+    let (id, account) = account_of(rec, all_positions, market_ids)?;
+    *cursor = cursor.checked_add(account.positions.len()).ok_or_else(|| inconsistent("position index"))?;
+    for p in account.positions.iter().filter(|p| p.holds()) {
+        if let Ok(m) = market_ids.binary_search(&p.market.0)
+            && let Some(h) = holders.get_mut(m)
+        {
+            h.push(id.0);
+        }
+    }
+    Ok((id, account))
+}
+
+/// The account of an image record with its positions (`all_positions[first_position..]`),
+/// checked: the range within bounds and at most [`POSITIONS_PER_ACCOUNT_MAX`], the positions
+/// sorted by market, every market known. What [`load_account`] puts in the arena, and what
+/// the digests are computed from.
+fn account_of(
+    rec: &ArchivedAccountRec,
+    all_positions: &[ArchivedPositionRec],
+    market_ids: &[u32],
+) -> Result<(AccountId, Account), ImageError> {
     let id = AccountId(rec.id.to_native());
     let first =
         usize::try_from(rec.first_position.to_native()).map_err(|_| inconsistent("position index"))?;
     let count = usize::from(rec.positions);
-    let end = cursor.checked_add(count).ok_or_else(|| inconsistent("position index"))?;
-    if first != *cursor || count > POSITIONS_PER_ACCOUNT_MAX {
-        return Err(inconsistent(format!("account {id}: position range {first}+{count}, expected {cursor}")));
+    let end = first.checked_add(count).ok_or_else(|| inconsistent("position index"))?;
+    if count > POSITIONS_PER_ACCOUNT_MAX {
+        return Err(inconsistent(format!("account {id}: {count} positions")));
     }
     let recs = all_positions
         .get(first..end)
         .ok_or_else(|| inconsistent(format!("account {id}: position range {first}+{count} out of bounds")))?;
-    *cursor = end;
     let mut positions = Vec::with_capacity(count);
     for p in recs {
         let market = MarketId(p.market.to_native());
         if positions.last().is_some_and(|q: &Position| q.market >= market) {
             return Err(inconsistent(format!("account {id}: positions not sorted by market")));
         }
-        let m = market_ids
-            .binary_search(&market.0)
-            .map_err(|_| inconsistent(format!("account {id}: position in unknown market {market}")))?;
-        let position = Position {
+        if market_ids.binary_search(&market.0).is_err() {
+            return Err(inconsistent(format!("account {id}: position in unknown market {market}")));
+        }
+        positions.push(Position {
             market,
             size: p.size.to_native(),
             cost: p.cost.to_native(),
@@ -829,13 +964,7 @@ fn load_account(
             open_sell: p.open_sell.to_native(),
             isolated: p.isolated,
             isolated_balance: p.isolated_balance.to_native(),
-        };
-        if position.holds()
-            && let Some(h) = holders.get_mut(m)
-        {
-            h.push(id.0);
-        }
-        positions.push(position);
+        });
     }
     let mut balances = [0; ASSETS_MAX];
     for (b, a) in balances.iter_mut().zip(rec.balances.iter()) {
@@ -929,9 +1058,6 @@ type Batch = Vec<(RecordKey, [u8; 32])>;
 /// Records per unit of digest work.
 const DIGEST_PART: usize = 8_192;
 
-/// The digest of every record of `s`, as the commitment keeps them. Records are independent
-/// and the map is a set, so parts of the key list are digested on all available cores while
-/// the calling thread fills the map; the result does not depend on the number of threads.
 /// The bridge's records from the image's lists: each source id and voucher id once, voucher
 /// ids at most the last one assigned.
 fn bridge_records(
@@ -958,8 +1084,12 @@ fn bridge_records(
     Ok(b)
 }
 
-fn rebuild_digests(s: &State) -> Result<HashMap<RecordKey, [u8; 32]>, ImageError> {
-    let keys = crate::encode::all_keys(s);
+/// The digest of every record of `s` but the accounts' (which [`with_account_digests`]
+/// computes), as the commitment keeps them: a map by key. Records are independent and the map
+/// is a set, so parts of the key list are digested on up to `cores` threads while the calling
+/// thread fills the map; the result does not depend on the number of threads.
+fn rebuild_digests(s: &State, cores: usize) -> Result<HashMap<RecordKey, [u8; 32]>, ImageError> {
+    let keys = crate::encode::keys_but_accounts(s);
     let mut map = HashMap::with_capacity(keys.len());
     let digest_part = |part: &[RecordKey]| -> Batch {
         part.iter()
@@ -967,7 +1097,6 @@ fn rebuild_digests(s: &State) -> Result<HashMap<RecordKey, [u8; 32]>, ImageError
             .collect()
     };
     let parts: Vec<&[RecordKey]> = keys.chunks(DIGEST_PART).collect();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if parts.len() < 2 || cores < 2 {
         map.extend(digest_part(&keys));
     } else {

@@ -166,7 +166,9 @@ impl State {
                 .into_iter()
                 .filter_map(|k| crate::encode::record(self, k).map(|v| (k, v)))
                 .collect();
-            let keys = self.commitment.mismatches(&current);
+            let keys = self
+                .commitment
+                .mismatches(&current, |id| self.accounts.slot_of(&bastion_types::AccountId(id)));
             return Err(format!(
                 "incremental state root differs from a full recomputation; records: {keys:?}"
             ));

@@ -66,7 +66,7 @@ pub use funding::{premium_ppm, rate_8h};
 pub use genesis::{CHAIN_ID_MAX, DEVNET_INSURANCE_FUND, DEVNET_VALIDATOR_SEEDS, Genesis};
 pub use governance::{public_key_hex, sign_approval};
 pub use grid::{GridError, PortfolioGrid};
-pub use image::{IMAGE_LAYOUT, ImageError, StateView};
+pub use image::{IMAGE_LAYOUT, ImageError, StateImage, StateView};
 pub use liquidation::{bankruptcy_lot_value, fillable_lot_value, liquidation_base_nanos};
 pub use margin::{Health, oi_scaled_initial, tiered_requirement};
 pub use observe::{OBSERVATION_FUTURE_MS, ObservationError, sign_observation};
@@ -156,6 +156,38 @@ pub fn apply(mut state: State, block: &Block) -> Result<Applied, (Box<State>, Bl
     }
 }
 
+/// How [`State::apply_block`] and [`State::replay_block`] run a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Run {
+    /// Every check and step.
+    Live,
+    /// From a log: no check that can only refuse, and the sweep only when `sweep`.
+    Replay { sweep: bool },
+}
+
+/// Whether a block whose execution produced `events` may have liquidated something in its
+/// margin sweep (step 5): conservatively, whether `events` hold anything a liquidation emits
+/// (a liquidation or deleveraging, an insurance payment or socialized loss, a fault, an
+/// order removed by the exchange) or an unfilled order of an account that signed no
+/// transaction in `block` (a liquidation order that found no liquidity). `false` means the
+/// sweep found no account to liquidate, as far as the events can tell: a liquidation that
+/// left no trace in them changed nothing, or changed the state root
+/// ([`State::replay_block`]'s caller compares it).
+pub fn sweep_may_have_acted(block: &Block, events: &[Event]) -> bool {
+    events.iter().any(|e| match e {
+        Event::Liquidated { .. }
+        | Event::Deleveraged { .. }
+        | Event::InsuranceCovered { .. }
+        | Event::Socialized { .. }
+        | Event::Fault { .. }
+        | Event::Done { reason: bastion_types::DoneReason::Removed, .. } => true,
+        Event::Done { reason: bastion_types::DoneReason::Unfilled, account, .. } => {
+            !block.txs.iter().any(|tx| tx.signer == *account)
+        }
+        _ => false,
+    })
+}
+
 fn fault(events: &mut Vec<Event>, step: &str, r: Result<(), Reject>) {
     if let Err(reason) = r {
         events.push(Event::Fault { step: step.into(), reason });
@@ -165,6 +197,29 @@ fn fault(events: &mut Vec<Event>, step: &str, r: Result<(), Reject>) {
 impl State {
     /// Executes `block` in place. See the crate documentation for the order of steps.
     pub fn apply_block(&mut self, block: &Block) -> Result<BlockOutcome, BlockError> {
+        self.execute_block(block, Run::Live)
+    }
+
+    /// Executes `block` again, as recovery replays it from a block log: `logged` are the
+    /// events its first execution produced, on a state with the root this one has. Two
+    /// things whose answer that execution already gave are not done again:
+    /// - the checks that can only refuse a block (observations, proposals, bridge messages,
+    ///   nonces: [`State::check_observations`] and the others, with every signature they
+    ///   verify), which the block passed on this same state;
+    /// - the margin sweep of step 5 (most of a block's cost on a large state), unless
+    ///   `logged` shows it may have acted ([`sweep_may_have_acted`]); otherwise it found no
+    ///   account to liquidate.
+    ///
+    /// Everything that changes the state runs as in [`State::apply_block`]. The shortcuts
+    /// rest on `block` and `logged` being what the first execution took and produced: the
+    /// caller must compare the returned root with the logged one and, if they differ, discard
+    /// this state and replay with [`State::apply_block`]. A root equal to the logged one is
+    /// the whole state equal to the one the first execution left.
+    pub fn replay_block(&mut self, block: &Block, logged: &[Event]) -> Result<BlockOutcome, BlockError> {
+        self.execute_block(block, Run::Replay { sweep: sweep_may_have_acted(block, logged) })
+    }
+
+    fn execute_block(&mut self, block: &Block, run: Run) -> Result<BlockOutcome, BlockError> {
         if Some(block.height) != self.height.checked_add(1) {
             return Err(BlockError::Height { last: self.height, got: block.height });
         }
@@ -174,10 +229,12 @@ impl State {
         if block.txs.len() > BLOCK_TXS_MAX {
             return Err(BlockError::TooManyTxs { got: block.txs.len(), limit: BLOCK_TXS_MAX });
         }
-        self.check_observations(block)?;
-        self.check_proposals(block)?;
-        self.check_bridge(block)?;
-        self.check_txs(&block.txs)?;
+        if run == Run::Live {
+            self.check_observations(block)?;
+            self.check_proposals(block)?;
+            self.check_bridge(block)?;
+            self.check_txs(&block.txs)?;
+        }
         let mut events = Vec::new();
         self.height = block.height;
         self.timestamp_ms = block.timestamp_ms;
@@ -198,8 +255,13 @@ impl State {
         fault(&mut events, "marks", r);
         let r = self.remove_out_of_band_orders(&mut events);
         fault(&mut events, "stale orders", r);
-        let r = self.liquidate_all(&mut events);
-        fault(&mut events, "liquidation", r);
+        if run != (Run::Replay { sweep: false }) {
+            let r = self.liquidate_all(&mut events);
+            fault(&mut events, "liquidation", r);
+        } else {
+            // What the sweep would have done before looking: the transactions read fresh rows.
+            self.refresh_risk_rows();
+        }
 
         for (i, tx) in block.txs.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
@@ -327,8 +389,18 @@ impl State {
         dirty.sort_unstable();
         dirty.dedup();
         for key in dirty {
-            let value = encode::record(self, key);
-            self.commitment.update(key, value.as_deref());
+            // An account's digest is kept by its arena slot (see `root::Commitment`).
+            let slot = match key {
+                root::RecordKey::Account(id) => self.accounts.slot_of(&AccountId(id)),
+                _ => None,
+            };
+            match slot {
+                Some(slot) => {
+                    let value = self.accounts.by_slot(slot).map(|(_, a, _)| encode::account(a));
+                    self.commitment.update_account(slot, key, value.as_deref());
+                }
+                None => self.commitment.update(key, encode::record(self, key).as_deref()),
+            }
         }
     }
 

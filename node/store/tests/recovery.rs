@@ -216,3 +216,78 @@ fn snapshot_write_failure_is_reported_and_the_log_is_kept() {
     assert_eq!((rec.height, rec.root), (10, roots[9]));
     assert!(rec.snapshot.is_none());
 }
+
+/// A chain through a flash crash (liquidations in some blocks), with the roots after each.
+fn crash_chain(seed: u64, n: usize) -> (Vec<Block>, Vec<[u8; 32]>, Vec<Vec<bastion_types::Event>>) {
+    let g = Genesis::devnet();
+    let mut s = State::from_genesis(&g).unwrap();
+    let mut w = Workload::new(seed, 60, PathKind::FlashCrash { crash_at: 30, crash_blocks: 10 }, &g);
+    let funding = w.funding_txs(20_000_000);
+    let mut blocks = vec![w.block_with(funding)];
+    let out = s.apply_block(&blocks[0]).unwrap();
+    let (mut roots, mut events) = (vec![out.root], vec![out.events]);
+    while blocks.len() < n {
+        let b = w.next_block(&s, 30);
+        let out = s.apply_block(&b).unwrap();
+        roots.push(out.root);
+        events.push(out.events);
+        blocks.push(b);
+    }
+    (blocks, roots, events)
+}
+
+#[test]
+fn replay_with_shortcuts_reaches_every_root_a_full_replay_does() {
+    let (blocks, roots, events) = crash_chain(8, 80);
+    let may =
+        blocks.iter().zip(&events).filter(|(b, e)| bastion_exchange::sweep_may_have_acted(b, e)).count();
+    let liquidated = events
+        .iter()
+        .filter(|e| e.iter().any(|e| matches!(e, bastion_types::Event::Liquidated { .. })))
+        .count();
+    println!("{liquidated} of {} blocks liquidated, {may} may have", blocks.len());
+    assert!(liquidated > 0, "the crash liquidates someone");
+    let tmp = tempfile::tempdir().unwrap();
+    run(tmp.path(), cfg(0), &blocks).close();
+    let (store, fast) = Store::open(tmp.path(), &Genesis::devnet(), cfg(0)).unwrap();
+    store.close();
+    let exact_cfg = StoreConfig { exact_replay: true, ..cfg(0) };
+    let (_store, exact) = Store::open(tmp.path(), &Genesis::devnet(), exact_cfg).unwrap();
+    assert_eq!((fast.height, fast.root), (80, roots[79]));
+    assert_eq!((exact.height, exact.root), (80, roots[79]));
+    assert_eq!(fast.exact_after, None, "{:?}", fast.describe());
+    assert_eq!(exact.swept, 80);
+    assert_eq!(fast.swept, may as u64, "the sweep runs where the events say it may have acted");
+    assert!(fast.swept < fast.replayed, "blocks without liquidations skip the sweep: {}", fast.swept);
+}
+
+#[test]
+fn logged_events_that_hide_a_liquidation_make_recovery_replay_in_full() {
+    let (blocks, roots, events) = crash_chain(8, 80);
+    let k = events
+        .iter()
+        .position(|e| e.iter().any(|e| matches!(e, bastion_types::Event::Liquidated { .. })))
+        .expect("a block liquidates");
+    let tmp = tempfile::tempdir().unwrap();
+    run(tmp.path(), cfg(0), &blocks[..k]).close();
+    {
+        // The rest of the chain, with the liquidating block's events emptied: valid
+        // checksums, valid roots, events that do not show the sweep acted.
+        let (mut log, _) =
+            bastion_storage::BlockLog::open(&tmp.path().join("log"), bastion_storage::LogConfig::default())
+                .unwrap();
+        for i in k..blocks.len() {
+            let logged = if i == k { Vec::new() } else { events[i].clone() };
+            let entry = LogEntry::encode(&blocks[i], &logged, &roots[i - 1], &roots[i], &[0u8; 32]);
+            log.append(blocks[i].height, &entry).unwrap();
+        }
+        log.commit().unwrap();
+    }
+    let (store, rec) = Store::open(tmp.path(), &Genesis::devnet(), cfg(0)).unwrap();
+    assert_eq!((rec.height, rec.root), (80, roots[79]));
+    assert_eq!(store.state().recompute_root(), roots[79]);
+    let why = rec.exact_after.clone().expect("the shortcut replay was abandoned");
+    assert!(why.contains(&format!("height {}", k + 1)), "{why}");
+    assert_eq!(rec.swept, 80, "the second replay runs every block in full");
+    assert!(rec.describe().iter().any(|l| l.contains("again in full")), "{:?}", rec.describe());
+}
