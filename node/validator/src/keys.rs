@@ -450,7 +450,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// out with their defaults (README, "State sync").
 const STORAGE_TOML: &str = "\n\
 # [storage]                      # snapshots and the block log's retention\n\
-# snapshot_every = 1000          # a snapshot every N blocks; peers state-sync from them\n\
+# snapshot_every = 500           # a snapshot every N blocks; peers state-sync from them\n\
 # keep_snapshots = 3             # the log is kept back to the oldest (about N * 3 blocks)\n\
 # snapshot_write_mb_per_s = 128  # snapshot writeback pace (0: unpaced)\n\
 # segment_kib = 65536            # block log segment size; pruned in whole segments\n\
