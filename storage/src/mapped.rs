@@ -24,9 +24,9 @@ pub const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
 const FALLBACK_BLOCK: u64 = 4096;
 
 /// Creates `path` (truncating it if it exists) with room for `len` bytes rounded up to the
-/// filesystem's block size, maps it writable, calls `fill` on exactly `len` bytes, then
-/// `msync`s the mapping and `fdatasync`s the file (through [`Faults::sync`]). Returns the
-/// file's size: `len` rounded up to the block size; the bytes after `len` are zero.
+/// filesystem's block size, maps it writable, calls `fill` on exactly `len` bytes, unmaps it
+/// and `fdatasync`s the file (through [`Faults::sync`]). Returns the file's size: `len`
+/// rounded up to the block size; the bytes after `len` are zero.
 ///
 /// The space is reserved with [`Faults::reserve`] and `posix_fallocate` before anything is
 /// mapped, so a full disk (or an exhausted huge-page pool) is an `ENOSPC` error here rather
@@ -93,23 +93,30 @@ fn fill_file(
         .get_mut(..len)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "mapping shorter than requested"))?;
     fill(buf);
-    staged_writeback(file, len, bytes_per_s);
-    map.flush()?;
+    // Unmapped before the writeback: writing back a page that a process maps write-protects
+    // it in that process's page tables, and each such change interrupts every other core
+    // running one of its threads to flush its TLB. A 96 MB snapshot written back while mapped
+    // slowed the blocks executed meanwhile by a third (`bastion-perf storage`). Unmapping
+    // moves the pages' dirty bits to the page cache, which the writeback and the `fsync`
+    // below write as they would any dirty page.
     drop(map);
+    staged_writeback(file, len, bytes_per_s);
     faults.sync(file)?;
     Ok(rounded)
 }
 
-/// Bytes written back per step by [`staged_writeback`].
-const WRITEBACK_STEP: usize = 1 << 20;
+/// Bytes written back per step by [`staged_writeback`]: what a log `fdatasync` may have to wait
+/// behind (256 KiB, under 1 ms on this box's disk; 1 MiB steps added up to 3 ms to a block's
+/// commit at p99 while a snapshot was written).
+const WRITEBACK_STEP: usize = 256 << 10;
 
 /// Writes the first `len` bytes of `file` back to the device one [`WRITEBACK_STEP`] at a time,
-/// waiting for each, before the final `msync`/`fsync` (as RocksDB's `bytes_per_sync`). Written
+/// waiting for each, before the final `fsync` (as RocksDB's `bytes_per_sync`). Written
 /// all at once, a large snapshot's writeback fills the device queue, and the block log's
 /// `fdatasync` of the next block waits behind all of it (measured: block p99 10x); in steps, a
 /// log sync waits behind at most one step. With `bytes_per_s` > 0 the steps are paced, leaving
-/// the device idle between them. Only an optimisation: errors are left to the `msync` and
-/// `fsync` that follow, which report them.
+/// the device idle between them. Only an optimisation: errors are left to the `fsync` that
+/// follows, which reports them.
 #[cfg(target_os = "linux")]
 fn staged_writeback(file: &File, len: usize, bytes_per_s: u64) {
     use std::os::fd::AsRawFd;
