@@ -317,6 +317,60 @@ impl StateImage {
     pub fn to_bytes(&self) -> Result<rkyv::util::AlignedVec, ImageError> {
         StateView::archive(&self.0)
     }
+
+    /// Writes the image's bytes (those of [`StateImage::to_bytes`]) into `out` as they are
+    /// serialized, front to back, and returns how many there are (at most
+    /// [`StateImage::len_bound`]): `out` decides how fast they go (a snapshot's writer paces
+    /// itself, so as not to take the memory bandwidth execution needs).
+    pub fn write_to(&self, out: impl std::io::Write) -> Result<u64, ImageError> {
+        let bound = self.len_bound();
+        if bound > IMAGE_BYTES_MAX {
+            return Err(ImageError::Encode(format!(
+                "image of up to {bound} bytes exceeds {IMAGE_BYTES_MAX}"
+            )));
+        }
+        let writer = rkyv::ser::writer::IoWriter::new(out);
+        let writer = rkyv::api::high::to_bytes_in::<_, rancor::Error>(&self.0, writer)
+            .map_err(|e| ImageError::Encode(e.to_string()))?;
+        u64::try_from(rkyv::ser::Positional::pos(&writer)).map_err(|e| ImageError::Encode(e.to_string()))
+    }
+
+    /// An upper bound of the image's length in bytes.
+    pub fn len_bound(&self) -> usize {
+        self.0.size_bound()
+    }
+
+    /// The memory of this image's account and position records, for the next image
+    /// ([`StateView::into_image_with`]).
+    pub fn into_scratch(self) -> ImageScratch {
+        ImageScratch { accounts: self.0.accounts, positions: self.0.positions }
+    }
+}
+
+/// Memory for an image's account and position records, kept from one image to the next
+/// ([`StateImage::into_scratch`], [`StateView::into_image_with`]): its size is one image's
+/// records (96 bytes an account and 112 a position, 96 MB for 1M accounts), and it holds
+/// nothing of any state that matters (the next image overwrites it).
+#[derive(Default)]
+pub struct ImageScratch {
+    accounts: Vec<AccountRec>,
+    positions: Vec<PositionRec>,
+}
+
+impl ImageScratch {
+    /// Bytes of memory held.
+    pub fn bytes(&self) -> usize {
+        self.accounts
+            .capacity()
+            .saturating_mul(size_of::<AccountRec>())
+            .saturating_add(self.positions.capacity().saturating_mul(size_of::<PositionRec>()))
+    }
+}
+
+impl std::fmt::Debug for ImageScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageScratch").field("bytes", &self.bytes()).finish()
+    }
 }
 
 impl std::fmt::Debug for StateImage {
@@ -493,9 +547,18 @@ impl StateView {
     /// chunk it writes to (copy-on-write), so released early, the copies a snapshot causes
     /// are fewer and stop sooner (what blocks pay for them is the snapshot's only cost on the
     /// execution thread besides taking the view). Nothing of the live state is held after.
-    pub fn into_image(mut self) -> Result<StateImage, ImageError> {
+    pub fn into_image(self) -> Result<StateImage, ImageError> {
+        self.into_image_with(ImageScratch::default())
+    }
+
+    /// [`StateView::into_image`], copying the records into `scratch`'s memory (a previous
+    /// image's, [`StateImage::into_scratch`]): memory already mapped is written at memory
+    /// speed, where a new allocation of 96 MB (1M accounts) is first faulted in a page at a
+    /// time, which was two thirds of the copy's time, and so of how long the live state
+    /// copies chunks.
+    pub fn into_image_with(mut self, scratch: ImageScratch) -> Result<StateImage, ImageError> {
         let chunks = std::mem::take(&mut self.chunks);
-        self.image_of(chunks).map(StateImage)
+        self.image_of(chunks, scratch).map(StateImage)
     }
 
     fn archive(image: &Image) -> Result<rkyv::util::AlignedVec, ImageError> {
@@ -510,17 +573,24 @@ impl StateView {
     }
 
     fn image(&self) -> Result<Image, ImageError> {
-        self.image_of(&self.chunks)
+        self.image_of(&self.chunks, ImageScratch::default())
     }
 
     /// The image of this view with the account arena `chunks` (the view's own, borrowed or
-    /// taken out of it); an owned chunk is dropped as soon as it is copied out.
-    fn image_of<C: AsRef<Chunk>>(&self, chunks: impl IntoIterator<Item = C>) -> Result<Image, ImageError> {
+    /// taken out of it), its records written into `scratch`'s memory; an owned chunk is
+    /// dropped as soon as it is copied out.
+    fn image_of<C: AsRef<Chunk>>(
+        &self,
+        chunks: impl IntoIterator<Item = C>,
+        scratch: ImageScratch,
+    ) -> Result<Image, ImageError> {
         let too_many = |what: &str| ImageError::Encode(format!("too many {what} for the image"));
         // Accounts and positions, and the holders of each market from the positions.
         let mut holders: Vec<Vec<u64>> = vec![Vec::new(); self.markets.len()];
-        let mut accounts = Vec::with_capacity(self.accounts);
-        let mut positions = Vec::new();
+        let ImageScratch { mut accounts, mut positions } = scratch;
+        accounts.clear();
+        positions.clear();
+        accounts.reserve(self.accounts);
         for chunk in chunks {
             let chunk = chunk.as_ref();
             for (id, a) in chunk.ids.iter().zip(chunk.accounts.iter()) {
@@ -1165,6 +1235,29 @@ mod tests {
         let bytes = rkyv::to_bytes::<rancor::Error>(&image).unwrap();
         assert!(image.size_bound() >= bytes.len(), "{} < {}", image.size_bound(), bytes.len());
         assert!(image.size_bound() < bytes.len() * 2);
+    }
+
+    #[test]
+    fn an_image_into_another_images_memory_is_the_same_image() {
+        let g = crate::Genesis::devnet();
+        let state = |accounts: u64, positions: bool| {
+            let mut s = State::from_genesis(&g).unwrap();
+            for i in 1..accounts {
+                let mut a = Account { nonce: i, ..Account::default() };
+                if positions {
+                    a.positions.push(Position { market: bastion_types::MarketId(0), ..Position::default() });
+                }
+                s.accounts.insert(AccountId(i), a);
+            }
+            s
+        };
+        let (big, small) = (state(80, true), state(30, false));
+        let scratch = big.view().into_image().unwrap().into_scratch();
+        assert!(scratch.bytes() >= 80 * size_of::<AccountRec>());
+        let reused = small.view().into_image_with(scratch).unwrap();
+        assert_eq!(reused.to_bytes().unwrap().as_slice(), small.to_image_bytes().unwrap().as_slice());
+        let again = big.view().into_image_with(reused.into_scratch()).unwrap().to_bytes().unwrap();
+        assert_eq!(again.as_slice(), big.to_image_bytes().unwrap().as_slice());
     }
 
     #[test]

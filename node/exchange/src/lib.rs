@@ -66,7 +66,7 @@ pub use funding::{premium_ppm, rate_8h};
 pub use genesis::{CHAIN_ID_MAX, DEVNET_INSURANCE_FUND, DEVNET_VALIDATOR_SEEDS, Genesis};
 pub use governance::{public_key_hex, sign_approval};
 pub use grid::{GridError, PortfolioGrid};
-pub use image::{IMAGE_LAYOUT, ImageError, StateImage, StateView};
+pub use image::{IMAGE_LAYOUT, ImageError, ImageScratch, StateImage, StateView};
 pub use liquidation::{bankruptcy_lot_value, fillable_lot_value, liquidation_base_nanos};
 pub use margin::{Health, oi_scaled_initial, tiered_requirement};
 pub use observe::{OBSERVATION_FUTURE_MS, ObservationError, sign_observation};
