@@ -345,7 +345,12 @@ fn recovery_and_snapshots(ctx: &Ctx, report: &mut Report, dir: &Path) -> Result<
     let before = rss_kib();
     let (total, rec) = recover(&worst, cfg.clone(), crash_height, crash_root)?;
     let recovery_peak = harness::peak_rss_kib();
-    report.push(measured("recovery-worst-total", "recovery", total, 1, params.clone()));
+    let mut with_rss = params.clone();
+    if let Some(p) = with_rss.as_object_mut() {
+        p.insert("peak_rss_mib".into(), json!(mib(recovery_peak)));
+        p.insert("rss_before_mib".into(), json!(mib(before)));
+    }
+    report.push(measured("recovery-worst-total", "recovery", total, 1, with_rss));
     report.push(measured("recovery-worst-snapshot-load", "recovery", rec.load, 1, params.clone()));
     report.push(measured("recovery-worst-replay", "block", rec.replay, rec.replayed, params.clone()));
     let load = rec.load.as_secs_f64();
@@ -520,6 +525,10 @@ fn stall(
             let (mut store, _) =
                 Store::open(&copy, &g, StoreConfig { snapshot_every: *snapshot_every, ..cfg.clone() })
                     .map_err(|e| e.to_string())?;
+            // As a running node has: one snapshot written since the store opened, so the
+            // memory the next one copies its records into is mapped (the first snapshot after
+            // a start allocates it; see `ImageScratch`). Both runs, so both start alike.
+            store.snapshot_now().map_err(|e| e.to_string())?;
             for b in &blocks {
                 let (t, c) = (Instant::now(), thread_cpu());
                 store.execute(b).map_err(|e| e.to_string())?;
@@ -578,17 +587,20 @@ fn stall(
         "blocks-with-snapshots-thread-cpu",
         "blocks-no-snapshots-thread-cpu",
     );
-    let (Some(a), Some(b)) = (report.get("blocks-with-snapshots"), report.get("blocks-no-snapshots")) else {
-        return Ok(());
-    };
-    let (pa, pb) = (a.latency.clone().map(|l| l.p99_ns), b.latency.clone().map(|l| l.p99_ns));
-    if let (Some(pa), Some(pb), false) = (pa, pb, ctx.quick) {
-        let ratio = pa as f64 / pb.max(1) as f64;
+    let p99 = |name: &str| report.get(name).and_then(|m| m.latency.as_ref()).map(|l| l.p99_ns.max(1) as f64);
+    let ratio = |a: &str, b: &str| p99(a).zip(p99(b)).map(|(a, b)| a / b);
+    let wall = ratio("blocks-with-snapshots", "blocks-no-snapshots");
+    let cpu = ratio("blocks-with-snapshots-thread-cpu", "blocks-no-snapshots-thread-cpu");
+    let commit = ratio("blocks-with-snapshots-commit", "blocks-no-snapshots-commit");
+    if let (Some(wall), Some(cpu), Some(commit), false) = (wall, cpu, commit, ctx.quick) {
+        // Wall-clock latency is what the goal is about; the execution thread's CPU time is the
+        // part the rest of the machine cannot hide or add to. Both must stay within 10%.
         report.goal(
             "no-measurable-stall-at-p99",
-            "p99 block latency with snapshots at the default cadence within 10% of without",
-            format!("{ratio:.2}x"),
-            ratio <= 1.10,
+            "p99 block latency with snapshots at the default cadence within 10% of without (wall clock, and \
+             the execution thread's CPU time)",
+            format!("{wall:.2}x wall clock, {cpu:.2}x execution-thread CPU (commit alone {commit:.2}x)"),
+            wall <= 1.10 && cpu <= 1.10,
         );
     }
     Ok(())
