@@ -220,6 +220,24 @@ impl Report {
         Some(value)
     }
 
+    /// Records `slower / faster` of the latency at p50 and p99 as ratios `NAME-p50_ns` and
+    /// `NAME-p99_ns` (above 1: `faster` wins); nothing when either has no latency.
+    pub fn ratio_latency(&mut self, name: &str, slower: &str, faster: &str) {
+        let (Some(a), Some(b)) = (self.get(slower), self.get(faster)) else { return };
+        let (Some(la), Some(lb)) = (a.latency.clone(), b.latency.clone()) else { return };
+        for (metric, x, y) in [("p50_ns", la.p50_ns, lb.p50_ns), ("p99_ns", la.p99_ns, lb.p99_ns)] {
+            let value = x as f64 / y.max(1) as f64;
+            eprintln!("  ratio {name} {metric}: {value:.3} ({slower} / {faster})");
+            self.ratios.push(Ratio {
+                name: format!("{name}-{metric}"),
+                numerator: slower.into(),
+                denominator: faster.into(),
+                metric: metric.into(),
+                value,
+            });
+        }
+    }
+
     pub fn goal(&mut self, name: &str, target: &str, measured: String, met: bool) {
         eprintln!(
             "  goal {name}: target {target}, measured {measured}: {}",

@@ -277,6 +277,10 @@ pub struct PipelineSection {
     pub pin_storage: Option<usize>,
     /// Core the execution tile (speculative execution of proposals) is pinned to.
     pub pin_execution: Option<usize>,
+    /// Run the store and block execution on their own tiles (the default); `false` keeps
+    /// both on the consensus actor's thread, as before issue 21, so a benchmarker can compare
+    /// the two on one machine (`bastion-perf consensus` does) and an operator can fall back.
+    pub consensus_tiles: bool,
 }
 
 impl Default for PipelineSection {
@@ -296,6 +300,7 @@ impl Default for PipelineSection {
             pin_admission: None,
             pin_storage: None,
             pin_execution: None,
+            consensus_tiles: true,
         }
     }
 }
@@ -895,9 +900,13 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
                 }
             }))
         };
-        let app = app
-            .with_storage_tile(pin(cfg.pipeline.pin_storage, "storage"))?
-            .with_execution_tile(pin(cfg.pipeline.pin_execution, "execution"))?;
+        let app = if cfg.pipeline.consensus_tiles {
+            app.with_storage_tile(pin(cfg.pipeline.pin_storage, "storage"))?
+                .with_execution_tile(pin(cfg.pipeline.pin_execution, "execution"))?
+        } else {
+            info!("[pipeline] consensus_tiles = false: the store and block execution run on the consensus actor");
+            app
+        };
         let storage_counters = app.storage_counters();
         let execution_counters = app.execution_counters();
         let mut tile_telemetry = crate::telemetry::ConsensusTileMetrics::new(&registry);

@@ -263,7 +263,30 @@ mod loopback {
         Other(String),
     }
 
-    fn launch(bin: &Path, dir: &Path, seed: u64, base_port: u16, secs: u64) -> Result<Outcome, LaunchError> {
+    /// Sets `[pipeline] consensus_tiles = false` in a node.toml `bastion init` wrote.
+    fn tiles_off(path: &Path) -> Result<(), LaunchError> {
+        let err = |e: std::io::Error| LaunchError::Other(format!("{}: {e}", path.display()));
+        let toml = std::fs::read_to_string(path).map_err(err)?;
+        let key = "consensus_tiles = false\n";
+        let edited = match toml.find("\n[pipeline]") {
+            // Right after the table's header line (and its comment, if any).
+            Some(i) => {
+                let at = toml[i + 1..].find('\n').map_or(toml.len(), |j| i + 1 + j + 1).min(toml.len());
+                format!("{}{key}{}", &toml[..at], &toml[at..])
+            }
+            None => format!("{toml}\n[pipeline]\n{key}"),
+        };
+        std::fs::write(path, edited).map_err(err)
+    }
+
+    fn launch(
+        bin: &Path,
+        dir: &Path,
+        seed: u64,
+        base_port: u16,
+        secs: u64,
+        tiles: bool,
+    ) -> Result<Outcome, LaunchError> {
         let init = Command::new(bin)
             .arg("init")
             .args(["--validators", &VALIDATORS.to_string()])
@@ -277,6 +300,11 @@ mod loopback {
             return Err(LaunchError::Other(format!("bastion init exited with {}: {err}", init.status)));
         }
         let dirs: Vec<PathBuf> = (0..VALIDATORS).map(|i| dir.join(format!("v{i}"))).collect();
+        if !tiles {
+            for d in &dirs {
+                tiles_off(&d.join("node.toml"))?;
+            }
+        }
         let mut children = Children(Vec::with_capacity(VALIDATORS));
         for d in &dirs {
             let open = |name: &str| {
@@ -368,6 +396,79 @@ mod loopback {
         line.split("stopped at height ").nth(1)?.split_whitespace().next()?.parse().ok()
     }
 
+    /// Launches the network, once more on other ports when the first ports fail to bind.
+    fn launch_retrying(
+        bin: &Path,
+        tmp: &Path,
+        seed: u64,
+        secs: u64,
+        tiles: bool,
+        first_attempt: u32,
+        report: &mut Report,
+    ) -> Result<Outcome, String> {
+        for attempt in first_attempt..first_attempt + 2 {
+            let port = base_port(attempt);
+            let dir = tmp.join(format!("attempt{attempt}"));
+            match launch(bin, &dir, seed, port, secs, tiles) {
+                Ok(o) => return Ok(o),
+                Err(LaunchError::Bind(e)) if attempt == first_attempt => {
+                    report.note(format!(
+                        "loopback: ports {port}..{} failed ({e}); retrying on others",
+                        port + 3
+                    ));
+                }
+                Err(LaunchError::Bind(e) | LaunchError::Other(e)) => return Err(format!("loopback: {e}")),
+            }
+        }
+        Err("loopback: no launch succeeded".into())
+    }
+
+    /// Finality of every validator's own proposals from their finality logs, warm-up heights
+    /// left out.
+    struct Finality {
+        h: hdrhistogram::Histogram<u64>,
+        samples: u64,
+        warmup_samples: u64,
+        warmup_max_us: u64,
+        late_max_height: u64,
+    }
+
+    fn finality(o: &Outcome) -> Result<Finality, String> {
+        let mut f = Finality {
+            h: harness::histogram(),
+            samples: 0,
+            warmup_samples: 0,
+            warmup_max_us: 0,
+            late_max_height: 0,
+        };
+        for (i, d) in o.dirs.iter().enumerate() {
+            let path = d.join("finality.log");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("loopback: v{i}: cannot read {}: {e}", path.display()))?;
+            for line in text.lines() {
+                let mut words = line.split_whitespace().map(str::parse::<u64>);
+                let (Some(Ok(height)), Some(Ok(us))) = (words.next(), words.next()) else {
+                    return Err(format!("loopback: {}: bad line {line:?}", path.display()));
+                };
+                if height <= o.warmup_height {
+                    f.warmup_samples += 1;
+                    f.warmup_max_us = f.warmup_max_us.max(us);
+                } else {
+                    f.h.saturating_record(us.saturating_mul(1000).max(1));
+                    f.samples += 1;
+                    f.late_max_height = f.late_max_height.max(height);
+                }
+            }
+        }
+        if f.samples == 0 {
+            return Err(format!(
+                "loopback: no finality after the warm-up (height {}); summaries: {:?}",
+                o.warmup_height, o.summaries
+            ));
+        }
+        Ok(f)
+    }
+
     pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         let bin = crate::suites::bastion_bin("the loopback part")?;
         // Quick keeps 5 s of steady state after the 5 s warm-up.
@@ -378,57 +479,8 @@ mod loopback {
             .prefix("bastion-perf-loopback-")
             .tempdir()
             .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-        let mut outcome = None;
-        for attempt in 0..2u32 {
-            let port = base_port(attempt);
-            let dir = tmp.path().join(format!("attempt{attempt}"));
-            match launch(&bin, &dir, seed, port, secs) {
-                Ok(o) => {
-                    outcome = Some(o);
-                    break;
-                }
-                Err(LaunchError::Bind(e)) if attempt == 0 => {
-                    report.note(format!(
-                        "loopback: ports {port}..{} failed ({e}); retrying on others",
-                        port + 3
-                    ));
-                }
-                Err(LaunchError::Bind(e) | LaunchError::Other(e)) => return Err(format!("loopback: {e}")),
-            }
-        }
-        let o = outcome.ok_or("loopback: no launch succeeded")?;
-
-        // Finality of every validator's own proposals, warm-up heights left out.
-        let mut h = harness::histogram();
-        let mut samples = 0u64;
-        let mut warmup_samples = 0u64;
-        let mut warmup_max_us = 0u64;
-        let mut late_max_height = 0u64;
-        for (i, d) in o.dirs.iter().enumerate() {
-            let path = d.join("finality.log");
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("loopback: v{i}: cannot read {}: {e}", path.display()))?;
-            for line in text.lines() {
-                let mut f = line.split_whitespace().map(str::parse::<u64>);
-                let (Some(Ok(height)), Some(Ok(us))) = (f.next(), f.next()) else {
-                    return Err(format!("loopback: {}: bad line {line:?}", path.display()));
-                };
-                if height <= o.warmup_height {
-                    warmup_samples += 1;
-                    warmup_max_us = warmup_max_us.max(us);
-                } else {
-                    h.saturating_record(us.saturating_mul(1000).max(1));
-                    samples += 1;
-                    late_max_height = late_max_height.max(height);
-                }
-            }
-        }
-        if samples == 0 {
-            return Err(format!(
-                "loopback: no finality after the warm-up (height {}); summaries: {:?}",
-                o.warmup_height, o.summaries
-            ));
-        }
+        let o = launch_retrying(&bin, tmp.path(), seed, secs, true, 0, report)?;
+        let Finality { h, samples, warmup_samples, warmup_max_us, late_max_height } = finality(&o)?;
         let lat = Percentiles::from_histogram(&h);
         let ms = |ns: u64| ns as f64 / 1e6;
 
@@ -556,6 +608,41 @@ mod loopback {
                 format!("p50 {:.2} ms, p99 {:.2} ms", ms(lat.p50_ns), ms(lat.p99_ns)),
                 ms(lat.p50_ns) <= RECORD_P50_MS && ms(lat.p99_ns) <= RECORD_P99_MS,
             );
+            // The same network with the store and block execution on the consensus actor (as
+            // before issue 21), in the same run: what the tiles themselves change.
+            let inline = launch_retrying(&bin, tmp.path(), seed, secs, false, 2, report)?;
+            let f = finality(&inline)?;
+            let il = Percentiles::from_histogram(&f.h);
+            report.push(Measurement {
+                name: "finality-loopback-4-processes-inline".into(),
+                ops: f.samples,
+                elapsed_ns: inline.wall.as_nanos() as u64,
+                ops_per_s: f.samples as f64 / inline.wall.as_secs_f64().max(1e-9),
+                latency: Some(il.clone()),
+                unit: "finalized own proposal (wall clock), [pipeline] consensus_tiles = false".into(),
+                params: json!({
+                    "consensus_tiles": false,
+                    "samples": f.samples,
+                    "warmup_height": inline.warmup_height,
+                    "base_port": inline.base_port,
+                    "summaries": inline.summaries,
+                }),
+            });
+            report.ratio_latency(
+                "tiles-vs-inline",
+                "finality-loopback-4-processes",
+                "finality-loopback-4-processes-inline",
+            );
+            report.note(format!(
+                "loopback, same run, `[pipeline] consensus_tiles = false` (store and execution on the \
+                 consensus actor): p50 {:.2} ms, p99 {:.2} ms over {} samples, against {:.2} / {:.2} ms \
+                 with the tiles",
+                ms(il.p50_ns),
+                ms(il.p99_ns),
+                f.samples,
+                ms(lat.p50_ns),
+                ms(lat.p99_ns)
+            ));
         }
         if !mismatches.is_empty() {
             return Err(format!(

@@ -10,8 +10,10 @@
 //!    peer's proposal; with the verify tile's cache of what it already verified, that check is
 //!    mostly cache hits, so the ceiling counts one verification per validator per order, as the
 //!    issue defines it; the figure for two full verifications is recorded alongside.)
-//! 2. **Devnet runs.** `bastion devnet --scenario calm` (4 `bastion run` processes on loopback
-//!    plus the load generator, all on this machine) at increasing offered rates, stopping once
+//! 2. **Devnet runs.** `bastion devnet --scenario calm --full-nodes 0 --submit direct` (4 `bastion
+//!    run` processes on loopback plus the load generator, all on this machine; each order sent
+//!    to every validator's ingress, the pipeline the ceiling is about) at increasing offered
+//!    rates, stopping once
 //!    finalized/submitted drops below 0.9, finality p99 exceeds 1 s, or the generator cannot send
 //!    the offered rate. The load generator first funds every trader (two deposit passes at
 //!    5,000/s, a 1 s pause between them and 0.5 s after), then sends orders, batched with
@@ -24,8 +26,10 @@
 //!    ceiling (the ratio `finalized_vs_ceiling`), goal at least 0.70 (issue 21), with that
 //!    run's finality p50/p99; a run at half of the ceiling, goal finality p99 at most 100 ms
 //!    after the chain's first 2 s (the devnet's `finality_after_warmup_ms`); the largest
-//!    validator's peak RSS (VmHWM) of every run. A `flash-crash` run at
-//!    2000 orders/s is recorded as context (liquidations, auto-deleveraging, insurance fund).
+//!    validator's peak RSS (VmHWM) of every run. As context: the default devnet (every order
+//!    gossiped over the public network, one full node) at 2000 orders/s against the pipeline
+//!    run at that rate, and a `flash-crash` run at 2000 orders/s (liquidations,
+//!    auto-deleveraging, insurance fund).
 //!
 //! Needs the `bastion` binary: `$BASTION_BIN`, else next to this executable (`cargo build
 //! --release -p bastion`).
@@ -178,8 +182,9 @@ struct RunResult {
     steady_fraction: f64,
     p50_ms: f64,
     p99_ms: f64,
-    /// Finality p99 without the first `WARMUP_S` of the chain (the devnet's
+    /// Finality p50 and p99 without the first `WARMUP_S` of the chain (the devnet's
     /// `finality_after_warmup_ms`).
+    steady_p50_ms: f64,
     steady_p99_ms: f64,
     /// Peak resident memory of the largest validator process, MiB.
     peak_rss_mib: f64,
@@ -198,17 +203,49 @@ impl RunResult {
     }
 }
 
+/// Which devnet a run starts: the validator pipeline the ceiling is about, or the default
+/// devnet with the public network carrying every order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Setup {
+    /// `--full-nodes 0 --submit direct`: the load generator sends each order to every
+    /// validator's ingress, as the ceiling assumes (each validator verifies every order once,
+    /// from its own ingress); the validators are on the public network (blocks published),
+    /// with no transaction gossip and no full node.
+    Pipeline,
+    /// The default devnet: each order sent once, to one validator, and gossiped over libp2p to
+    /// the others and to one full node, which verifies it too.
+    Public,
+}
+
+impl Setup {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Setup::Pipeline => &["--full-nodes", "0", "--submit", "direct"],
+            Setup::Public => &[],
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Setup::Pipeline => "",
+            Setup::Public => "-public",
+        }
+    }
+}
+
 /// Runs `bastion devnet` once and records it.
+#[allow(clippy::too_many_arguments)]
 fn devnet(
     bin: &Path,
     dir: &Path,
+    setup: Setup,
     scenario: &str,
     rate: u64,
     secs: u64,
     traders: u64,
     report: &mut Report,
 ) -> Result<(RunResult, serde_json::Value), String> {
-    let name = format!("devnet-{scenario}@{rate}");
+    let name = format!("devnet-{scenario}{}@{rate}", setup.suffix());
     let json_path = dir.join(format!("{name}.json"));
     let stdout_path = dir.join(format!("{name}.stdout"));
     let stderr_path = dir.join(format!("{name}.stderr"));
@@ -217,14 +254,16 @@ fn devnet(
     cmd.arg("devnet")
         .args(["--duration", &secs.to_string(), "--rate", &rate.to_string()])
         .args(["--traders", &traders.to_string(), "--scenario", scenario])
+        .args(setup.args())
         .arg("--json")
         .arg(&json_path)
         .stdin(Stdio::null())
         .stdout(open(&stdout_path)?)
         .stderr(open(&stderr_path)?);
     eprintln!(
-        "  running {} devnet --duration {secs} --rate {rate} --traders {traders} --scenario {scenario}",
-        bin.display()
+        "  running {} devnet --duration {secs} --rate {rate} --traders {traders} --scenario {scenario} {}",
+        bin.display(),
+        setup.args().join(" ")
     );
     let started = Instant::now();
     let mut child = Guard(cmd.spawn().map_err(|e| format!("cannot start {} devnet: {e}", bin.display()))?);
@@ -348,9 +387,9 @@ fn devnet(
          p999 {p999_ms:.1} ms (after warm-up p50 {steady_p50_ms:.1} ms, p99 {steady_p99_ms:.1} ms); \
          peak RSS per validator {} MiB; liquidations {}, ADL {}, insurance fund {:.2} -> {:.2} USDC",
         steady_fraction * 100.0,
-        rss.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join("/"),
         u("orders_rejected"),
         u("send_errors"),
+        rss.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join("/"),
         u("liquidations"),
         u("adl_events"),
         f("insurance_fund_start"),
@@ -365,6 +404,7 @@ fn devnet(
             steady_fraction,
             p50_ms,
             p99_ms,
+            steady_p50_ms,
             steady_p99_ms,
             peak_rss_mib,
             loadgen_cores: f("loadgen_trading_cpu_s") / f("loadgen_trading_s").max(1e-9),
@@ -407,22 +447,24 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         .tempdir()
         .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
     report.note(format!(
-        "devnet: `{} devnet --scenario calm --duration {secs} --traders {traders} --rate R` at R = {rates:?} \
-         (stopping once steady finalized/submitted < {SATURATED_BELOW} or finality p99 > {P99_LIMIT_MS} \
-         ms, or once the load generator sends under 95% of the offered rate); 4 validator processes, \
-         the load generator (which signs every order and sends it to each validator) and this suite \
+        "devnet: `{} devnet --scenario calm --duration {secs} --traders {traders} --rate R {}` at R = \
+         {rates:?} (stopping once steady finalized/submitted < {SATURATED_BELOW} or finality p99 > \
+         {P99_LIMIT_MS} ms, or once the load generator sends under 95% of the offered rate); 4 validator \
+         processes, the load generator (which signs every order and sends it to each validator's \
+         ingress: the pipeline the ceiling is about; the default devnet's gossip is measured apart) and this suite \
          share the machine's {} cores; funding takes the first ~{:.1} s \
          (two deposit passes at 800/s, 1.5 s of pauses), so steady state = {STEADY_LAG_S} s after the \
          first order to {STEADY_TAIL_S} s before the end, from the devnet's progress lines (0.5 s \
          apart; its finalized count includes the deposits, which land before the window); finality = \
          proposal built to finalized, every block of the run, all validators",
         bin.display(),
+        Setup::Pipeline.args().join(" "),
         cores(),
         2.0 * traders as f64 / 800.0 + 1.5
     ));
     let mut runs: Vec<RunResult> = Vec::new();
     for &rate in rates {
-        let (r, _) = devnet(&bin, tmp.path(), "calm", rate, secs, traders, report)?;
+        let (r, _) = devnet(&bin, tmp.path(), Setup::Pipeline, "calm", rate, secs, traders, report)?;
         // Stop once saturated, or once the load generator cannot send the offered rate
         // (higher offers would only measure the generator).
         let stop = r.saturated() || r.generator_limited();
@@ -436,7 +478,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     let half_run = if ctx.quick || half == 0 {
         None
     } else {
-        let (r, _) = devnet(&bin, tmp.path(), "calm", half, secs, traders, report)?;
+        let (r, _) = devnet(&bin, tmp.path(), Setup::Pipeline, "calm", half, secs, traders, report)?;
         Some(r)
     };
     measure_ceiling(report, "-after")?;
@@ -584,9 +626,31 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         ));
     }
 
+    // Context: the default devnet at its default rate, the public network carrying every order
+    // (gossip to the other validators and a full node that verifies each too), against the
+    // pipeline run at the same rate.
+    if !ctx.quick {
+        let (public, _) = devnet(&bin, tmp.path(), Setup::Public, "calm", FLASH_RATE, secs, traders, report)?;
+        if let Some(direct) = runs.iter().find(|r| r.offered == FLASH_RATE) {
+            report.note(format!(
+                "public network at {FLASH_RATE}/s (default devnet: each order gossiped, one full node): \
+                 finalized {:.0}/s, finality after warm-up p50 {:.1} ms, p99 {:.1} ms; the pipeline run at \
+                 the same rate: {:.0}/s, p50 {:.1} ms, p99 {:.1} ms. On 2 cores the libp2p gossip of every \
+                 order and the full node's verification take the CPU the validators' consensus waits for",
+                public.steady_finalized_per_s,
+                public.steady_p50_ms,
+                public.steady_p99_ms,
+                direct.steady_finalized_per_s,
+                direct.steady_p50_ms,
+                direct.steady_p99_ms,
+            ));
+        }
+    }
+
     // Context: the flash crash (not in quick runs: the crash starts at t = 10 s).
     if !ctx.quick {
-        let (_, s) = devnet(&bin, tmp.path(), "flash-crash", FLASH_RATE, secs, traders, report)?;
+        let (_, s) =
+            devnet(&bin, tmp.path(), Setup::Pipeline, "flash-crash", FLASH_RATE, secs, traders, report)?;
         report.note(format!(
             "flash-crash@{FLASH_RATE}: {} liquidations, {} auto-deleveraging events, insurance fund {:.2} \
              USDC at genesis, {:.2} lowest, {:.2} at the end",

@@ -130,25 +130,8 @@ fn commit_latency(ctx: &Ctx, report: &mut Report, dir: &Path) -> Result<(), Stri
         return Err(e);
     }
     report.push(m);
-    latency_ratios(report, "commit", "redb", "bastion-log");
+    report.ratio_latency("commit", "redb", "bastion-log");
     Ok(())
-}
-
-/// Records `denominator_latency / numerator_latency` at p50 and p99 (above 1: `faster` wins).
-fn latency_ratios(report: &mut Report, name: &str, slower: &str, faster: &str) {
-    let (Some(a), Some(b)) = (report.get(slower), report.get(faster)) else { return };
-    let (Some(la), Some(lb)) = (a.latency.clone(), b.latency.clone()) else { return };
-    for (metric, x, y) in [("p50_ns", la.p50_ns, lb.p50_ns), ("p99_ns", la.p99_ns, lb.p99_ns)] {
-        let value = x as f64 / y.max(1) as f64;
-        eprintln!("  ratio {name} {metric}: {value:.3} ({slower} / {faster})");
-        report.ratios.push(Ratio {
-            name: format!("{name}-{metric}"),
-            numerator: slower.into(),
-            denominator: faster.into(),
-            metric: metric.into(),
-            value,
-        });
-    }
 }
 
 fn measured(name: &str, unit: &str, d: Duration, ops: u64, params: serde_json::Value) -> Measurement {
@@ -574,15 +557,13 @@ fn stall(
         "taking the copy-on-write view of {accounts} accounts costs {:.1} us on the execution thread",
         view_time.as_secs_f64() * 1e6
     ));
-    latency_ratios(report, "snapshot-stall", "blocks-with-snapshots", "blocks-no-snapshots");
-    latency_ratios(
-        report,
+    report.ratio_latency("snapshot-stall", "blocks-with-snapshots", "blocks-no-snapshots");
+    report.ratio_latency(
         "snapshot-stall-commit",
         "blocks-with-snapshots-commit",
         "blocks-no-snapshots-commit",
     );
-    latency_ratios(
-        report,
+    report.ratio_latency(
         "snapshot-stall-thread-cpu",
         "blocks-with-snapshots-thread-cpu",
         "blocks-no-snapshots-thread-cpu",
