@@ -218,6 +218,52 @@ fn bridge_line(samples: &[Sample]) -> Option<String> {
     ))
 }
 
+/// The rings between tiles (`bastion_ring_depth` / `bastion_ring_high_water`, label `ring`),
+/// in the order exported: name, frames or jobs waiting now, most ever waiting.
+fn rings(samples: &[Sample]) -> Vec<(String, Option<f64>, Option<f64>)> {
+    let mut rows: Vec<(String, Option<f64>, Option<f64>)> = Vec::new();
+    for s in samples {
+        let slot = match s.name.as_str() {
+            "bastion_ring_depth" => 1,
+            "bastion_ring_high_water" => 2,
+            _ => continue,
+        };
+        let Some(ring) = s.label("ring") else { continue };
+        let i = match rows.iter().position(|r| r.0 == ring) {
+            Some(i) => i,
+            None => {
+                rows.push((ring.to_string(), None, None));
+                rows.len() - 1
+            }
+        };
+        if let Some(row) = rows.get_mut(i) {
+            if slot == 1 {
+                row.1 = Some(s.value);
+            } else {
+                row.2 = Some(s.value);
+            }
+        }
+    }
+    rows
+}
+
+/// `rings  NAME DEPTH (high H) ...  durable height D`: what waits between the tiles (the
+/// ingress rings, the execution and storage tiles' queues) and how far the store has synced.
+fn rings_line(samples: &[Sample]) -> Option<String> {
+    let rings = rings(samples);
+    if rings.is_empty() {
+        return None;
+    }
+    let mut line = String::from("rings");
+    for (name, depth, high) in &rings {
+        let _ = write!(line, "  {name} {} (high {})", fmt_count(*depth), fmt_count(*high));
+    }
+    if let Some(d) = value(samples, "bastion_durable_height") {
+        let _ = write!(line, "  durable height {}", fmt_count(Some(d)));
+    }
+    Some(line)
+}
+
 /// A count as an integer when it is one, else as a short decimal; `-` when missing.
 fn fmt_count(v: Option<f64>) -> String {
     match v {
@@ -292,6 +338,10 @@ fn render_table(samples: &[Sample]) -> String {
         out.push_str(&line);
         out.push('\n');
     }
+    if let Some(line) = rings_line(samples) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     let tiles = tiles(samples);
     if tiles.is_empty() {
         out.push_str("no tile metrics (bastion_tile_*)\n");
@@ -349,8 +399,16 @@ fn to_json(samples: &[Sample]) -> Value {
             })
         })
         .collect();
+    let rings: Map<String, Value> = rings(samples)
+        .into_iter()
+        .map(|(name, depth, high)| {
+            (name, json!({ "depth": json_number(depth), "high_water": json_number(high) }))
+        })
+        .collect();
     json!({
         "height": get("bastion_finalized_height"),
+        "durable_height": get("bastion_durable_height"),
+        "rings": rings,
         "view": get("bastion_view"),
         "finality_p50_ms": get("bastion_finality_p50_ms"),
         "finality_p99_ms": get("bastion_finality_p99_ms"),
@@ -519,6 +577,34 @@ bastion_statesync_eta_seconds 12.4
         let plain = crate::metrics::parse("bastion_finalized_height 5\n");
         assert!(!render_table(&plain).contains("state sync"));
         assert!(to_json(&plain)["state_sync"].is_null());
+    }
+
+    #[test]
+    fn rings_line_and_json() {
+        let text = "\
+bastion_finalized_height 90
+bastion_durable_height 89
+bastion_ring_depth{ring=\"net_to_verify\"} 3
+bastion_ring_high_water{ring=\"net_to_verify\"} 131
+bastion_ring_depth{ring=\"execution\"} 0
+bastion_ring_high_water{ring=\"execution\"} 2
+bastion_ring_high_water{ring=\"storage\"} 4
+";
+        let samples = crate::metrics::parse(text);
+        let table = render_table(&samples);
+        assert!(
+            table.contains(
+                "rings  net_to_verify 3 (high 131)  execution 0 (high 2)  storage - (high 4)  durable height 89"
+            ),
+            "{table}"
+        );
+        let v = to_json(&samples);
+        assert_eq!(v["rings"]["net_to_verify"]["high_water"], 131, "{v}");
+        assert_eq!(v["rings"]["execution"]["depth"], 0, "{v}");
+        assert!(v["rings"]["storage"]["depth"].is_null(), "{v}");
+        assert_eq!(v["durable_height"], 89, "{v}");
+        let plain = crate::metrics::parse("bastion_finalized_height 5\n");
+        assert!(!render_table(&plain).contains("rings"));
     }
 
     #[test]
