@@ -93,6 +93,11 @@ fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
     }
     assert_eq!(tile("admission")["out"].as_u64().unwrap(), deposits, "each deposit admitted once: {status}");
     assert!(status["orders_finalized"].as_u64().unwrap() >= deposits, "{status}");
+    // The consensus side's tiles: their queues were used, and the store synced what it logged.
+    for ring in ["execution", "storage"] {
+        assert!(status["rings"][ring]["high_water"].as_u64().unwrap() >= 1, "{ring}: {status}");
+    }
+    assert!(status["durable_height"].as_u64().unwrap() >= 1, "{status}");
 
     nodes.kill(3);
     let at_kill = nodes.height(3);
