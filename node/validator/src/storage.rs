@@ -26,17 +26,30 @@ pub enum StorageCommand {
     },
 }
 
+/// The exchange genesis in `path`: the chain's genesis file as `bastion init` writes it and
+/// `bastion run` reads it (a chain spec), or a bare exchange genesis.
+fn genesis_of(path: &std::path::Path) -> Result<Genesis, String> {
+    match bastion_consensus::ChainSpec::load(path) {
+        Ok(spec) => Ok(spec.exchange),
+        Err(spec_err) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "{}: neither a chain genesis file ({spec_err}) nor an exchange genesis ({e})",
+                    path.display()
+                )
+            })
+        }
+    }
+}
+
 /// Runs a storage command; `Ok` holds the report, `Err` why the data dir is not usable.
 pub fn run(cmd: &StorageCommand) -> Result<String, String> {
     match cmd {
         StorageCommand::Check { data_dir, genesis, deep } => {
             let genesis = match genesis {
                 None => Genesis::devnet(),
-                Some(path) => {
-                    let text =
-                        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-                }
+                Some(path) => genesis_of(path)?,
             };
             if !data_dir.join("VERSION").exists() {
                 return Err(format!("{} is not a Bastion data dir (no VERSION file)", data_dir.display()));

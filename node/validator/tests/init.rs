@@ -365,3 +365,36 @@ fn init_with_one_host_per_node() {
     ]);
     assert!(!ok && stderr.contains("--hosts lists 2 addresses for 4 validators"), "{stderr}");
 }
+
+#[test]
+fn storage_check_reads_the_genesis_file_init_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let (ok, stdout, stderr) = bastion(&["init", "--validators", "4", "--out", path(&net), "--seed", "5"]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let genesis = net.join("genesis.json");
+    // A data dir of this chain, as `bastion run` creates it.
+    let spec = ChainSpec::load(&genesis).unwrap();
+    let data = dir.path().join("data");
+    drop(bastion_store::Store::open(&data, &spec.exchange, bastion_store::StoreConfig::default()).unwrap());
+
+    let (ok, stdout, stderr) =
+        bastion(&["storage", "check", "--data-dir", path(&data), "--genesis", path(&genesis)]);
+    assert!(ok, "storage check refused init's genesis file:\nstdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("state: height 0"), "{stdout}");
+
+    // Another chain's genesis is refused, naming the mismatch rather than a missing field.
+    let other = dir.path().join("other");
+    let (ok, ..) = bastion(&["init", "--validators", "4", "--out", path(&other), "--seed", "6"]);
+    assert!(ok);
+    let (ok, stdout, stderr) = bastion(&[
+        "storage",
+        "check",
+        "--data-dir",
+        path(&data),
+        "--genesis",
+        path(&other.join("genesis.json")),
+    ]);
+    assert!(!ok, "another chain's genesis was accepted: {stdout}");
+    assert!(!stderr.contains("missing field"), "{stderr}");
+}
