@@ -47,9 +47,9 @@ pub struct DevnetArgs {
     /// Number of validators (each a process).
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
-    /// How long the chain runs, in seconds, from its first finalized block (start-up, up to
-    /// 60 s, comes on top).
-    #[arg(long, default_value_t = 20.0)]
+    /// How long the chain runs from its first finalized block (`25s`, `2m`, `1m30s`; a bare
+    /// number is seconds; start-up, up to 60 s, comes on top).
+    #[arg(long, default_value = "20", value_parser = crate::duration::seconds)]
     pub duration: f64,
     /// Keep everything (genesis, keys, data dirs, logs) here; default: a temporary directory,
     /// removed at the end.
@@ -73,15 +73,15 @@ pub struct DevnetArgs {
     /// for 20 s).
     #[arg(long, default_value = "flash-crash")]
     pub scenario: DevnetScenario,
-    /// How often each validator signs an observation of its sources, ms (the `[oracle]`
-    /// `observe_every_ms` written into every node.toml).
-    #[arg(long, default_value_t = 200)]
+    /// How often each validator signs an observation of its sources (`200ms`, `1s`; a bare
+    /// number is milliseconds; the `[oracle]` `observe_every_ms` written into every node.toml).
+    #[arg(long, default_value = "200", value_parser = crate::duration::millis)]
     pub observe_every_ms: u64,
     /// Receive backend of every validator's ingress: sockets or io_uring.
     #[arg(long, default_value = "sockets")]
     pub ingress: bastion_net::Backend,
-    /// Seconds after genesis at which the flash crash starts.
-    #[arg(long, default_value_t = 10.0)]
+    /// When after genesis the flash crash starts (`10s`, `1m`; a bare number is seconds).
+    #[arg(long, default_value = "10", value_parser = crate::duration::seconds)]
     pub crash_at_s: f64,
     /// Instead of the load generator, fill blocks with this many transactions of the signed
     /// synthetic workload (consensus benchmarks; `--traders` then counts its accounts).
@@ -105,13 +105,13 @@ pub struct DevnetArgs {
     #[arg(long)]
     pub no_public_network: bool,
     /// Every node takes a snapshot every N blocks and keeps 3, pruning its block log behind
-    /// the oldest (as in production, where the default is 1000): a node further behind than
+    /// the oldest (as in production, where the default is 500): a node further behind than
     /// about 2N blocks can only join by state sync.
     #[arg(long)]
     pub snapshot_every: Option<u64>,
-    /// Start one more node at t = S seconds with an empty data dir: it joins by state sync
+    /// Start one more node at t = S (`90s`, `2m`; a bare number is seconds) with an empty data dir: it joins by state sync
     /// when the others' logs no longer reach genesis. The summary gains `late_joiner`.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::duration::seconds)]
     pub late_joiner_at: Option<f64>,
     /// What the late joiner is: `full` (an extra full node) or `validator` (the last
     /// validator starts late; it syncs, then votes).

@@ -67,8 +67,8 @@ pub struct InitArgs {
     /// `[oracle]` template instead: its operators configure real sources.
     #[arg(long, default_value = "calm")]
     pub scenario: crate::oracle::DevnetScenario,
-    /// Seconds after genesis at which the flash crash starts.
-    #[arg(long, default_value_t = 10.0)]
+    /// When after genesis the flash crash starts (`10s`, `1m`; a bare number is seconds).
+    #[arg(long, default_value = "10", value_parser = crate::duration::seconds)]
     pub crash_at_s: f64,
     /// Hex ed25519 public key of a devnet's authority (it may credit deposits and change any
     /// parameter with one signature). Without it a devnet's authority is the devnet key anyone

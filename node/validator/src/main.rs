@@ -7,6 +7,7 @@ mod bridge;
 mod bridge_cmd;
 mod devnet;
 mod devnet_bridge;
+mod duration;
 mod full;
 mod governance;
 mod gpu_risk;
@@ -172,8 +173,8 @@ struct RunArgs {
     /// Stop cleanly once this height is finalized.
     #[arg(long)]
     until_height: Option<u64>,
-    /// Stop cleanly after this many seconds.
-    #[arg(long)]
+    /// Stop cleanly after this long (`90s`, `2m`, `500ms`; a bare number is seconds).
+    #[arg(long, value_parser = duration::seconds)]
     duration: Option<f64>,
     /// Append `height latency_us` for each of this validator's finalized proposals to FILE.
     #[arg(long)]

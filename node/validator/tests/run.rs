@@ -92,7 +92,10 @@ fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
         assert!(tile(name)["in"].as_u64().unwrap() >= deposits, "{name}: {status}");
     }
     assert_eq!(tile("admission")["out"].as_u64().unwrap(), deposits, "each deposit admitted once: {status}");
-    assert!(status["orders_finalized"].as_u64().unwrap() >= deposits, "{status}");
+    // The deposits are counted as deposits, not as orders (issue 22).
+    assert!(status["deposits_finalized"].as_u64().unwrap() >= deposits, "{status}");
+    assert!(status["txs_finalized"].as_u64().unwrap() >= deposits, "{status}");
+    assert_eq!(status["orders_finalized"].as_u64(), Some(0), "no orders were sent: {status}");
     // The consensus side's tiles: their queues were used, and the store synced what it logged.
     for ring in ["execution", "storage"] {
         assert!(status["rings"][ring]["high_water"].as_u64().unwrap() >= 1, "{ring}: {status}");
@@ -162,7 +165,7 @@ fn devnet(args: &[&str]) -> (String, serde_json::Value) {
 fn devnet_flash_crash_finalizes_orders_and_liquidates() {
     // The crash at 12 s leaves a debug build time to start, fund the traders and trade.
     let (_, summary) =
-        devnet(&["--duration", "18", "--crash-at-s", "12", "--rate", "400", "--traders", "300"]);
+        devnet(&["--duration", "18s", "--crash-at-s", "12s", "--rate", "400", "--traders", "300"]);
     println!("{summary}");
     assert_eq!(summary["state_roots_agree"], true, "{summary}");
     assert_eq!(summary["replayed_from_genesis"], true, "{summary}");
@@ -220,7 +223,7 @@ fn devnet_oracle_attack_leaves_the_index_at_the_true_price() {
 /// `--txs-per-block`: the signed synthetic workload (the consensus benchmark's mode).
 #[test]
 fn devnet_synthetic_blocks_finalize_and_roots_agree() {
-    let (stdout, summary) = devnet(&["--duration", "5", "--txs-per-block", "300", "--traders", "64"]);
+    let (stdout, summary) = devnet(&["--duration", "5000ms", "--txs-per-block", "300", "--traders", "64"]);
     assert!(stdout.contains("state roots agree    yes"), "{stdout}");
     assert_eq!(summary["state_roots_agree"], true);
     assert!(summary["finalized_height"].as_u64().unwrap() >= 5, "{summary}");
