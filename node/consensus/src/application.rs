@@ -50,7 +50,7 @@ use bastion_exchange::{
 };
 use bastion_storage::{Faults, RecordFile};
 use bastion_store::{Store, hex};
-use bastion_types::{AccountId, Event, Tx, TxAuth, account_of};
+use bastion_types::{AccountId, Action, Event, Tx, TxAuth, account_of};
 use bytes::{Buf as _, Bytes};
 use commonware_actor::Feedback;
 use commonware_codec::{Decode as _, DecodeExt as _, Encode as _, EncodeSize as _};
@@ -158,6 +158,11 @@ pub struct Finalized {
     pub root: StateRoot,
     /// Transactions in the block.
     pub txs: usize,
+    /// Of those, order-book actions (place, cancel, replace).
+    pub orders: usize,
+    /// Collateral credited: the devnet authority's deposit transactions and the bridge's
+    /// attested deposits the block carries.
+    pub deposits: usize,
     /// Transactions the exchange rejected.
     pub rejected: usize,
     /// Fills the block produced.
@@ -188,6 +193,21 @@ impl Finalized {
             digest,
             root: out_root,
             txs: block.block().txs.len(),
+            orders: block
+                .block()
+                .txs
+                .iter()
+                .filter(|t| {
+                    matches!(t.action, Action::Place(_) | Action::Cancel { .. } | Action::Replace { .. })
+                })
+                .count(),
+            deposits: block
+                .block()
+                .txs
+                .iter()
+                .filter(|t| matches!(t.action, Action::Deposit { .. }))
+                .count()
+                .saturating_add(block.block().deposits.len()),
             rejected: count(|e| matches!(e, Event::Rejected { .. })),
             fills: count(|e| matches!(e, Event::Fill { .. })),
             liquidations: count(|e| matches!(e, Event::Liquidated { .. })),
@@ -207,6 +227,10 @@ pub struct Totals {
     pub blocks: u64,
     /// Transactions in them.
     pub txs: u64,
+    /// Order-book actions among them (place, cancel, replace).
+    pub orders: u64,
+    /// Deposits credited (authority deposit transactions and attested bridge deposits).
+    pub deposits: u64,
     /// Transactions the exchange rejected.
     pub rejected: u64,
     /// Fills.
@@ -357,6 +381,8 @@ impl Ledger {
         let t = &mut self.lock().totals;
         t.blocks = t.blocks.saturating_add(1);
         t.txs = t.txs.saturating_add(f.txs as u64);
+        t.orders = t.orders.saturating_add(f.orders as u64);
+        t.deposits = t.deposits.saturating_add(f.deposits as u64);
         t.rejected = t.rejected.saturating_add(f.rejected as u64);
         t.fills = t.fills.saturating_add(f.fills as u64);
         t.liquidations = t.liquidations.saturating_add(f.liquidations as u64);

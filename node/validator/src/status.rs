@@ -21,8 +21,8 @@ pub struct StatusArgs {
     /// Print one JSON object instead of the table
     #[arg(long)]
     pub json: bool,
-    /// Refresh every N seconds until interrupted (0 = print once)
-    #[arg(long, default_value_t = 0.0)]
+    /// Refresh this often until interrupted (`2s`, `500ms`; a bare number is seconds; 0 = print once)
+    #[arg(long, default_value = "0", value_parser = crate::duration::seconds)]
     pub watch: f64,
 }
 
@@ -167,6 +167,27 @@ fn value(samples: &[Sample], name: &str) -> Option<f64> {
     Some(matching.find(|s| s.labels.is_empty()).unwrap_or(first).value)
 }
 
+/// Datagrams dropped as malformed on any backend: frames the kernel-bypass backends refuse
+/// (bad IPv4 or UDP header or checksum, `bastion_ingress_malformed`) plus envelopes the net
+/// tile refuses on every backend (`bastion_tile_dropped_total{tile="net",reason="malformed"}`).
+/// Returns (total, frames, envelopes); `None` parts are missing metrics.
+fn malformed(samples: &[Sample]) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let frames = value(samples, "bastion_ingress_malformed");
+    let envelopes = samples
+        .iter()
+        .find(|s| {
+            s.name == "bastion_tile_dropped_total"
+                && s.label("tile") == Some("net")
+                && s.label("reason") == Some("malformed")
+        })
+        .map(|s| s.value);
+    let total = match (frames, envelopes) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+    };
+    (total, frames, envelopes)
+}
+
 /// The state sync's phase: the `phase` label of the `bastion_statesync_phase` sample at 1;
 /// `None` when the node reports no state sync.
 fn sync_phase(samples: &[Sample]) -> Option<String> {
@@ -309,13 +330,14 @@ fn ingress_backend(samples: &[Sample]) -> Option<String> {
 fn render_table(samples: &[Sample]) -> String {
     let get = |name| value(samples, name);
     let mut out = format!(
-        "height {}  view {}  finality p50 {} p99 {}  mempool {}  orders finalized {}  liquidations {}\n",
+        "height {}  view {}  finality p50 {} p99 {}  mempool {}  orders finalized {}  deposits {}  liquidations {}\n",
         fmt_count(get("bastion_finalized_height")),
         fmt_count(get("bastion_view")),
         fmt_ms(get("bastion_finality_p50_ms")),
         fmt_ms(get("bastion_finality_p99_ms")),
         fmt_count(get("bastion_mempool_size")),
         fmt_count(get("bastion_orders_finalized_total")),
+        fmt_count(get("bastion_deposits_finalized_total")),
         fmt_count(get("bastion_liquidations_total")),
     );
     if let Some(backend) = ingress_backend(samples) {
@@ -324,7 +346,7 @@ fn render_table(samples: &[Sample]) -> String {
             "ingress {backend}  datagrams {}  oversized {}  malformed {}  fragments {}  foreign {}  errors {}",
             fmt_count(get("bastion_ingress_datagrams")),
             fmt_count(get("bastion_ingress_oversized")),
-            fmt_count(get("bastion_ingress_malformed")),
+            fmt_count(malformed(samples).0),
             fmt_count(get("bastion_ingress_fragments")),
             fmt_count(get("bastion_ingress_foreign")),
             fmt_count(get("bastion_ingress_errors")),
@@ -413,13 +435,17 @@ fn to_json(samples: &[Sample]) -> Value {
         "finality_p50_ms": get("bastion_finality_p50_ms"),
         "finality_p99_ms": get("bastion_finality_p99_ms"),
         "mempool": get("bastion_mempool_size"),
+        "txs_finalized": get("bastion_txs_finalized_total"),
         "orders_finalized": get("bastion_orders_finalized_total"),
+        "deposits_finalized": get("bastion_deposits_finalized_total"),
         "liquidations": get("bastion_liquidations_total"),
         "ingress": json!({
             "backend": ingress_backend(samples),
             "datagrams": get("bastion_ingress_datagrams"),
             "oversized": get("bastion_ingress_oversized"),
-            "malformed": get("bastion_ingress_malformed"),
+            "malformed": json_number(malformed(samples).0),
+            "malformed_frames": json_number(malformed(samples).1),
+            "malformed_envelopes": json_number(malformed(samples).2),
             "fragments": get("bastion_ingress_fragments"),
             "foreign": get("bastion_ingress_foreign"),
             "errors": get("bastion_ingress_errors"),
@@ -468,6 +494,7 @@ bastion_finality_p50_ms 13.2
 bastion_finality_p99_ms 19.64
 bastion_mempool_size 52
 bastion_orders_finalized_total 100000
+bastion_deposits_finalized_total 20
 # bastion_liquidations_total is absent on purpose
 bastion_tile_busy_ratio{tile=\"verify\"} 0.875
 bastion_tile_busy_ratio{tile=\"net\"} 0.123
@@ -487,7 +514,7 @@ bastion_tile_in_total{tile=\"storage\"} 7
     #[test]
     fn table_from_sample_text() {
         let expected = "\
-height 1234  view 1240  finality p50 13.2 ms p99 19.6 ms  mempool 52  orders finalized 100000  liquidations -
+height 1234  view 1240  finality p50 13.2 ms p99 19.6 ms  mempool 52  orders finalized 100000  deposits 20  liquidations -
 tile      busy     in   out  dropped  overruns
 net      12.3%  10000  9990       10         -
 verify   87.5%   9990  9900       90         3
@@ -506,10 +533,23 @@ zeta         -      1     -        -         -
         let samples = crate::metrics::parse(&text);
         let table = render_table(&samples);
         let line = table.lines().nth(1).unwrap();
-        assert!(line.starts_with("ingress af_xdp  datagrams 900  oversized -  malformed 7"), "{table}");
+        // 7 frames the kernel-bypass backend refused and 4 envelopes the net tile refused.
+        assert!(line.starts_with("ingress af_xdp  datagrams 900  oversized -  malformed 11"), "{table}");
         let v = to_json(&samples);
         assert_eq!(v["ingress"]["backend"], json!("af_xdp"));
-        assert_eq!(v["ingress"]["malformed"], json!(7));
+        assert_eq!(v["ingress"]["malformed"], json!(11));
+        assert_eq!(v["ingress"]["malformed_frames"], json!(7));
+        // On the sockets backend the net tile's malformed envelopes count too (issue 22).
+        let sockets = "bastion_ingress_backend{backend=\"sockets\"} 1\nbastion_ingress_malformed 0\n\
+                       bastion_tile_dropped_total{tile=\"net\",reason=\"malformed\"} 5\n";
+        let samples = crate::metrics::parse(sockets);
+        assert!(render_table(&samples).contains("malformed 5  "), "{}", render_table(&samples));
+        let v = to_json(&samples);
+        assert_eq!(
+            (v["ingress"]["malformed"].clone(), v["ingress"]["malformed_envelopes"].clone()),
+            (json!(5), json!(5))
+        );
+        assert_eq!(v["ingress"]["malformed_frames"], json!(0));
         // Without the metric there is no ingress line.
         let plain = render_table(&crate::metrics::parse(TEXT));
         assert!(!plain.contains("ingress "), "{plain}");
@@ -611,7 +651,7 @@ bastion_ring_high_water{ring=\"storage\"} 4
     fn table_without_metrics() {
         assert_eq!(
             render_table(&[]),
-            "height -  view -  finality p50 - p99 -  mempool -  orders finalized -  liquidations -\n\
+            "height -  view -  finality p50 - p99 -  mempool -  orders finalized -  deposits -  liquidations -\n\
              no tile metrics (bastion_tile_*)\n"
         );
     }
@@ -645,7 +685,15 @@ bastion_ring_high_water{ring=\"storage\"} 4
     #[test]
     fn json_without_metrics() {
         let v = to_json(&[]);
-        for key in ["height", "view", "finality_p50_ms", "mempool", "orders_finalized", "liquidations"] {
+        for key in [
+            "height",
+            "view",
+            "finality_p50_ms",
+            "mempool",
+            "orders_finalized",
+            "deposits_finalized",
+            "liquidations",
+        ] {
             assert_eq!(v[key], Value::Null, "{key}");
         }
         assert_eq!(v["tiles"], json!([]));

@@ -68,7 +68,9 @@ struct AppMetrics {
     busy: HashMap<&'static str, Arc<Gauge>>,
     seq_out: Arc<Counter>,
     exec_in: Arc<Counter>,
+    txs: Arc<Counter>,
     orders: Arc<Counter>,
+    deposits: Arc<Counter>,
     rejected: Arc<Counter>,
     fills: Arc<Counter>,
     liquidations: Arc<Counter>,
@@ -174,7 +176,17 @@ impl Telemetry {
                 "Frames (or transactions) into the tile",
                 &[("tile", "execution")],
             ),
-            orders: reg.counter("bastion_orders_finalized_total", "Transactions in finalized blocks", &[]),
+            txs: reg.counter("bastion_txs_finalized_total", "Transactions in finalized blocks", &[]),
+            orders: reg.counter(
+                "bastion_orders_finalized_total",
+                "Order-book transactions (place, cancel, replace) in finalized blocks",
+                &[],
+            ),
+            deposits: reg.counter(
+                "bastion_deposits_finalized_total",
+                "Deposits credited by finalized blocks (authority deposits and attested bridge deposits)",
+                &[],
+            ),
             rejected: reg.counter(
                 "bastion_orders_rejected_total",
                 "Finalized transactions the exchange rejected",
@@ -505,7 +517,9 @@ impl Telemetry {
         let a = &self.app;
         a.seq_out.add(t.proposed_txs.saturating_sub(p.proposed_txs));
         a.exec_in.add(t.txs.saturating_sub(p.txs));
-        a.orders.add(t.txs.saturating_sub(p.txs));
+        a.txs.add(t.txs.saturating_sub(p.txs));
+        a.orders.add(t.orders.saturating_sub(p.orders));
+        a.deposits.add(t.deposits.saturating_sub(p.deposits));
         a.rejected.add(t.rejected.saturating_sub(p.rejected));
         a.fills.add(t.fills.saturating_sub(p.fills));
         a.liquidations.add(t.liquidations.saturating_sub(p.liquidations));
