@@ -268,7 +268,17 @@ fn recovery_and_snapshots(ctx: &Ctx, report: &mut Report, dir: &Path) -> Result<
     let mut in_flight: Option<(u64, Instant)> = None;
     let (mut seen_written, mut seen_started) = (0, store.stats().last_snapshot_height);
     let mut exec = Duration::ZERO;
-    for _ in 0..logged {
+    // `logged` blocks, and on until a snapshot has become durable (a paced snapshot can take
+    // longer than `logged` short blocks, as in a quick debug run), at most 50 times as many
+    // or a minute.
+    let began = Instant::now();
+    let mut executed = 0u64;
+    while executed < logged
+        || (worst_case.is_none()
+            && executed < logged.saturating_mul(50)
+            && began.elapsed() < Duration::from_secs(60))
+    {
+        executed += 1;
         let b = w.next_block(store.state(), txs_per_block);
         let t = Instant::now();
         store.apply(&b).map_err(|e| e.to_string())?;
@@ -297,6 +307,7 @@ fn recovery_and_snapshots(ctx: &Ctx, report: &mut Report, dir: &Path) -> Result<
     let tip = store.state().height;
     let root = store.state().state_root();
     let stats = store.close();
+    let logged = executed;
     let per_block = exec.as_secs_f64() / logged.max(1) as f64;
     let (crash_height, crash_root, lost) = worst_case.ok_or_else(|| {
         format!(
