@@ -720,8 +720,8 @@ mod tests {
         r.counter("bastion_tile_in_total", "Messages into a tile.", &[("tile", "a\\b\"c\nd")]).inc();
         r.gauge("bastion_view", "Current consensus view.", &[]).set(7.5);
         let h = r.histogram(
-            "bastion_finality_ms",
-            "Finality latency.\nIn ms.",
+            "bastion_finality_seconds",
+            "Finality latency.\nIn seconds.",
             &[("node", "v0")],
             &[1.0, 5.0, 25.0],
         );
@@ -735,14 +735,14 @@ mod tests {
     #[test]
     fn render_golden() {
         let expected = "\
-# HELP bastion_finality_ms Finality latency.\\nIn ms.
-# TYPE bastion_finality_ms histogram
-bastion_finality_ms_bucket{node=\"v0\",le=\"1\"} 1
-bastion_finality_ms_bucket{node=\"v0\",le=\"5\"} 3
-bastion_finality_ms_bucket{node=\"v0\",le=\"25\"} 3
-bastion_finality_ms_bucket{node=\"v0\",le=\"+Inf\"} 4
-bastion_finality_ms_sum{node=\"v0\"} 106.5
-bastion_finality_ms_count{node=\"v0\"} 4
+# HELP bastion_finality_seconds Finality latency.\\nIn seconds.
+# TYPE bastion_finality_seconds histogram
+bastion_finality_seconds_bucket{node=\"v0\",le=\"1\"} 1
+bastion_finality_seconds_bucket{node=\"v0\",le=\"5\"} 3
+bastion_finality_seconds_bucket{node=\"v0\",le=\"25\"} 3
+bastion_finality_seconds_bucket{node=\"v0\",le=\"+Inf\"} 4
+bastion_finality_seconds_sum{node=\"v0\"} 106.5
+bastion_finality_seconds_count{node=\"v0\"} 4
 # HELP bastion_tile_in_total Messages into a tile.
 # TYPE bastion_tile_in_total counter
 bastion_tile_in_total{tile=\"a\\\\b\\\"c\\nd\"} 1
@@ -852,8 +852,8 @@ bastion_view 7.5
         assert_eq!(find("bastion_tile_in_total", &[("tile", "net")]), 42.0);
         assert_eq!(find("bastion_tile_in_total", &[("tile", "a\\b\"c\nd")]), 1.0);
         assert_eq!(find("bastion_view", &[]), 7.5);
-        assert_eq!(find("bastion_finality_ms_bucket", &[("node", "v0"), ("le", "+Inf")]), 4.0);
-        assert_eq!(find("bastion_finality_ms_sum", &[("node", "v0")]), 106.5);
+        assert_eq!(find("bastion_finality_seconds_bucket", &[("node", "v0"), ("le", "+Inf")]), 4.0);
+        assert_eq!(find("bastion_finality_seconds_sum", &[("node", "v0")]), 106.5);
         assert!(find("weird", &[]).is_nan());
         assert_eq!(find("neg_inf", &[("k", "")]), f64::NEG_INFINITY);
         assert_eq!(find("tiny", &[]), 1.0e-7);

@@ -295,6 +295,11 @@ fn fmt_count(v: Option<f64>) -> String {
     }
 }
 
+/// A gauge in seconds (Prometheus's base unit) as milliseconds, to the microsecond.
+fn seconds_as_ms(samples: &[Sample], name: &str) -> Option<f64> {
+    value(samples, name).map(|s| (s * 1e6).round() / 1e3)
+}
+
 fn fmt_ms(v: Option<f64>) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{v:.1} ms"),
@@ -333,8 +338,8 @@ fn render_table(samples: &[Sample]) -> String {
         "height {}  view {}  finality p50 {} p99 {}  mempool {}  orders finalized {}  deposits {}  liquidations {}\n",
         fmt_count(get("bastion_finalized_height")),
         fmt_count(get("bastion_view")),
-        fmt_ms(get("bastion_finality_p50_ms")),
-        fmt_ms(get("bastion_finality_p99_ms")),
+        fmt_ms(seconds_as_ms(samples, "bastion_finality_p50_seconds")),
+        fmt_ms(seconds_as_ms(samples, "bastion_finality_p99_seconds")),
         fmt_count(get("bastion_mempool_size")),
         fmt_count(get("bastion_orders_finalized_total")),
         fmt_count(get("bastion_deposits_finalized_total")),
@@ -432,8 +437,8 @@ fn to_json(samples: &[Sample]) -> Value {
         "durable_height": get("bastion_durable_height"),
         "rings": rings,
         "view": get("bastion_view"),
-        "finality_p50_ms": get("bastion_finality_p50_ms"),
-        "finality_p99_ms": get("bastion_finality_p99_ms"),
+        "finality_p50_ms": json_number(seconds_as_ms(samples, "bastion_finality_p50_seconds")),
+        "finality_p99_ms": json_number(seconds_as_ms(samples, "bastion_finality_p99_seconds")),
         "mempool": get("bastion_mempool_size"),
         "txs_finalized": get("bastion_txs_finalized_total"),
         "orders_finalized": get("bastion_orders_finalized_total"),
@@ -490,8 +495,8 @@ mod tests {
 # TYPE bastion_finalized_height gauge
 bastion_finalized_height 1234
 bastion_view 1240
-bastion_finality_p50_ms 13.2
-bastion_finality_p99_ms 19.64
+bastion_finality_p50_seconds 0.0132
+bastion_finality_p99_seconds 0.01964
 bastion_mempool_size 52
 bastion_orders_finalized_total 100000
 bastion_deposits_finalized_total 20

@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Finality histogram bounds, ms.
-const FINALITY_BOUNDS_MS: [f64; 14] =
-    [2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 250.0, 500.0, 1000.0, 5000.0];
+/// Bucket bounds of `bastion_finality_seconds` (seconds, Prometheus's base unit): 2 ms to 5 s.
+const FINALITY_BOUNDS_S: [f64; 14] =
+    [0.002, 0.005, 0.010, 0.015, 0.020, 0.030, 0.050, 0.075, 0.100, 0.150, 0.250, 0.500, 1.0, 5.0];
 
 struct TileMetrics {
     busy: Arc<Gauge>,
@@ -365,13 +366,21 @@ impl Telemetry {
             app,
             prev_totals: Totals::default(),
             height: reg.gauge("bastion_finalized_height", "Highest finalized and durable height", &[]),
-            p50: reg.gauge("bastion_finality_p50_ms", "Finality of own proposals since start, p50", &[]),
-            p99: reg.gauge("bastion_finality_p99_ms", "Finality of own proposals since start, p99", &[]),
+            p50: reg.gauge(
+                "bastion_finality_p50_seconds",
+                "Finality of own proposals since start, p50 (seconds)",
+                &[],
+            ),
+            p99: reg.gauge(
+                "bastion_finality_p99_seconds",
+                "Finality of own proposals since start, p99 (seconds)",
+                &[],
+            ),
             finality: reg.histogram(
-                "bastion_finality_ms",
+                "bastion_finality_seconds",
                 "Finality of own proposals (proposal built to finalization seen)",
                 &[],
-                &FINALITY_BOUNDS_MS,
+                &FINALITY_BOUNDS_S,
             ),
             mempool: reg.gauge("bastion_mempool_size", "Admitted transactions waiting for a block", &[]),
             ingress: [
@@ -546,10 +555,10 @@ impl Telemetry {
 
         self.height.set(height as f64);
         for d in finality {
-            self.finality.observe(d.as_secs_f64() * 1e3);
+            self.finality.observe(d.as_secs_f64());
         }
-        self.p50.set(percentiles_ms.0);
-        self.p99.set(percentiles_ms.1);
+        self.p50.set(percentiles_ms.0 / 1e3);
+        self.p99.set(percentiles_ms.1 / 1e3);
         self.halted.set(if halted { 1.0 } else { 0.0 });
     }
 }
