@@ -138,7 +138,8 @@ impl Telemetry {
                 p.stats().iter().map(|s| s.snapshot()).collect(),
                 p.ring_depths()
                     .iter()
-                    .map(|(name, _, _, _)| {
+                    .map(|(name, _, capacity, _)| {
+                        ring_capacity(reg, name, *capacity);
                         (
                             reg.gauge("bastion_ring_depth", "Frames waiting in the ring", &[("ring", name)]),
                             reg.gauge(
@@ -616,6 +617,13 @@ impl QueueTile {
     }
 }
 
+/// `bastion_ring_capacity{ring}`: how many frames or jobs the ring holds, so that alerts can
+/// compare `bastion_ring_depth` with it.
+fn ring_capacity(reg: &Registry, ring: &str, capacity: usize) {
+    reg.gauge("bastion_ring_capacity", "Frames (or jobs) the ring holds at most", &[("ring", ring)])
+        .set(capacity as f64);
+}
+
 /// The storage and execution tiles' counters as metrics.
 pub struct ConsensusTileMetrics {
     storage: QueueTile,
@@ -629,8 +637,14 @@ pub struct ConsensusTileMetrics {
 impl ConsensusTileMetrics {
     pub fn new(reg: &Registry) -> ConsensusTileMetrics {
         ConsensusTileMetrics {
-            storage: QueueTile::new(reg, "storage", true),
-            execution: QueueTile::new(reg, "execution", false),
+            storage: {
+                ring_capacity(reg, "storage", bastion_consensus::storage_tile::STORAGE_QUEUE);
+                QueueTile::new(reg, "storage", true)
+            },
+            execution: {
+                ring_capacity(reg, "execution", bastion_consensus::execution_tile::EXECUTION_QUEUE);
+                QueueTile::new(reg, "execution", false)
+            },
             syncs: reg.counter(
                 "bastion_storage_syncs_total",
                 "Group commits (fdatasync) of the block log",

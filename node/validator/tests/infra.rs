@@ -106,3 +106,110 @@ fn systemd_units_keep_the_hardening_the_guide_describes() {
         }
     }
 }
+
+/// `promtool`, or `None` (after a notice) where it is not installed; under `CI` a missing tool
+/// fails the test (`.ci/run` installs Debian's `prometheus`).
+fn promtool() -> Option<&'static str> {
+    let found = Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success());
+    if found {
+        return Some("promtool");
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set and promtool is missing (apt-get install prometheus)"
+    );
+    println!("notice: promtool not installed; skipped (apt-get install prometheus)");
+    None
+}
+
+#[test]
+fn alert_rules_check_and_pass_their_unit_tests() {
+    let Some(tool) = promtool() else { return };
+    let dir = repo().join("infra/prometheus");
+    let check =
+        Command::new(tool).args(["check", "rules", "bastion-rules.yml"]).current_dir(&dir).output().unwrap();
+    let said = String::from_utf8_lossy(&check.stdout).into_owned() + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success() && said.contains("SUCCESS"), "promtool check rules:\n{said}");
+    let test = Command::new(tool)
+        .args(["test", "rules", "bastion-rules.test.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&test.stdout).into_owned() + &String::from_utf8_lossy(&test.stderr);
+    assert!(test.status.success() && said.contains("SUCCESS"), "promtool test rules:\n{said}");
+    // Every alert has a unit test (the test file names each one it covers).
+    let rules = std::fs::read_to_string(dir.join("bastion-rules.yml")).unwrap();
+    let tests = std::fs::read_to_string(dir.join("bastion-rules.test.yml")).unwrap();
+    for alert in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+        assert!(tests.contains(&format!("alertname: {alert}")), "alert {alert} has no unit test");
+    }
+}
+
+#[test]
+fn alert_rules_name_only_metrics_a_node_exports() {
+    // The bastion_* metrics the rules use, each registered by the node's telemetry (a rule on a
+    // renamed metric never fires).
+    let rules = std::fs::read_to_string(repo().join("infra/prometheus/bastion-rules.yml")).unwrap();
+    let src: String = ["telemetry.rs", "public_metrics.rs", "node.rs", "oracle.rs"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(repo().join("node/validator/src").join(f)).ok())
+        .collect();
+    let names = metric_names(&rules);
+    assert!(names.len() >= 6, "{names:?}");
+    for name in names {
+        assert!(src.contains(&format!("\"{name}\"")), "the rules use {name}, which no node registers");
+    }
+}
+
+/// The bastion_* metric names in a PromQL text, `_bucket` / `_sum` / `_count` series mapped to
+/// their histogram.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("bastion_"))
+        .map(|w| w.strip_suffix("_bucket").unwrap_or(w).to_string())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+#[test]
+fn grafana_dashboard_queries_parse_and_use_exported_metrics() {
+    let path = repo().join("infra/grafana/bastion-node.json");
+    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 8, "{} panels", panels.len());
+    let exprs: Vec<String> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().expect("every target has an expr").replace("$instance", ".*"))
+        .collect();
+    assert!(exprs.len() >= panels.len());
+    let src: String = ["telemetry.rs", "public_metrics.rs", "node.rs", "oracle.rs"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(repo().join("node/validator/src").join(f)).ok())
+        .collect();
+    for name in exprs.iter().flat_map(|e| metric_names(e)) {
+        assert!(
+            src.contains(&format!("\"{name}\"")),
+            "the dashboard queries {name}, which no node registers"
+        );
+    }
+    // Each query parsed by Prometheus itself: as recording rules for promtool.
+    let Some(tool) = promtool() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: dashboard:q{i}\n        expr: {}\n",
+            serde_json::to_string(e).unwrap()
+        ));
+    }
+    let file = tmp.path().join("dashboard-rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let out = Command::new(tool).args(["check", "rules"]).arg(&file).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a dashboard query does not parse:\n{said}");
+}
