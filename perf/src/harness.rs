@@ -273,17 +273,38 @@ impl Measurement {
     }
 }
 
-/// Peak resident set size of this process in KiB (0 where /proc is absent).
-pub fn peak_rss_kib() -> u64 {
+/// A `/proc/self/status` field in KiB (`VmRSS`, `VmHWM`); 0 where /proc is absent.
+fn proc_status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM"))
+                .find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Peak resident set size of this process in KiB (0 where /proc is absent).
+pub fn peak_rss_kib() -> u64 {
+    proc_status_kib("VmHWM")
+}
+
+/// Current resident set size of this process in KiB (0 where /proc is absent).
+pub fn rss_kib() -> u64 {
+    proc_status_kib("VmRSS")
+}
+
+/// CPU time consumed so far by the calling thread (user + system).
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a live timespec the call writes into; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
 pub(crate) fn histogram() -> Histogram<u64> {

@@ -189,24 +189,15 @@ impl Finalized {
         insurance_fund: i128,
     ) -> Self {
         let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+        let actions = |f: fn(&Action) -> bool| block.block().txs.iter().filter(|t| f(&t.action)).count();
         Finalized {
             digest,
             root: out_root,
             txs: block.block().txs.len(),
-            orders: block
-                .block()
-                .txs
-                .iter()
-                .filter(|t| {
-                    matches!(t.action, Action::Place(_) | Action::Cancel { .. } | Action::Replace { .. })
-                })
-                .count(),
-            deposits: block
-                .block()
-                .txs
-                .iter()
-                .filter(|t| matches!(t.action, Action::Deposit { .. }))
-                .count()
+            orders: actions(|a| {
+                matches!(a, Action::Place(_) | Action::Cancel { .. } | Action::Replace { .. })
+            }),
+            deposits: actions(|a| matches!(a, Action::Deposit { .. }))
                 .saturating_add(block.block().deposits.len()),
             rejected: count(|e| matches!(e, Event::Rejected { .. })),
             fills: count(|e| matches!(e, Event::Fill { .. })),

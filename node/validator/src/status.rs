@@ -426,6 +426,7 @@ fn to_json(samples: &[Sample]) -> Value {
             })
         })
         .collect();
+    let (malformed_total, malformed_frames, malformed_envelopes) = malformed(samples);
     let rings: Map<String, Value> = rings(samples)
         .into_iter()
         .map(|(name, depth, high)| {
@@ -448,9 +449,9 @@ fn to_json(samples: &[Sample]) -> Value {
             "backend": ingress_backend(samples),
             "datagrams": get("bastion_ingress_datagrams"),
             "oversized": get("bastion_ingress_oversized"),
-            "malformed": json_number(malformed(samples).0),
-            "malformed_frames": json_number(malformed(samples).1),
-            "malformed_envelopes": json_number(malformed(samples).2),
+            "malformed": json_number(malformed_total),
+            "malformed_frames": json_number(malformed_frames),
+            "malformed_envelopes": json_number(malformed_envelopes),
             "fragments": get("bastion_ingress_fragments"),
             "foreign": get("bastion_ingress_foreign"),
             "errors": get("bastion_ingress_errors"),

@@ -636,15 +636,11 @@ pub struct ConsensusTileMetrics {
 
 impl ConsensusTileMetrics {
     pub fn new(reg: &Registry) -> ConsensusTileMetrics {
+        ring_capacity(reg, "storage", bastion_consensus::storage_tile::STORAGE_QUEUE);
+        ring_capacity(reg, "execution", bastion_consensus::execution_tile::EXECUTION_QUEUE);
         ConsensusTileMetrics {
-            storage: {
-                ring_capacity(reg, "storage", bastion_consensus::storage_tile::STORAGE_QUEUE);
-                QueueTile::new(reg, "storage", true)
-            },
-            execution: {
-                ring_capacity(reg, "execution", bastion_consensus::execution_tile::EXECUTION_QUEUE);
-                QueueTile::new(reg, "execution", false)
-            },
+            storage: QueueTile::new(reg, "storage", true),
+            execution: QueueTile::new(reg, "execution", false),
             syncs: reg.counter(
                 "bastion_storage_syncs_total",
                 "Group commits (fdatasync) of the block log",

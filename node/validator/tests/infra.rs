@@ -6,25 +6,19 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bastion");
+mod common;
+use common::{BIN, tool};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `systemd-analyze`, or `None` (after a notice) where it is not installed; under `CI` a
-/// missing tool fails the test (`.ci/run` installs Debian's `systemd`).
-fn systemd_analyze() -> Option<&'static str> {
-    let found = Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success());
-    if found {
-        return Some("systemd-analyze");
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set and systemd-analyze is missing (apt-get install systemd)"
-    );
-    println!("notice: systemd-analyze not installed; skipped (apt-get install systemd)");
-    None
+/// The node's sources that register metrics, concatenated (to look names up in).
+fn metric_registrations() -> String {
+    ["telemetry.rs", "public_metrics.rs", "node.rs", "oracle.rs"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(repo().join("node/validator/src").join(f)).ok())
+        .collect()
 }
 
 /// The units in `infra/systemd/`, each with the file name to verify it under (a template as
@@ -47,7 +41,7 @@ fn units() -> Vec<(PathBuf, String)> {
 
 #[test]
 fn systemd_units_verify_without_warnings() {
-    let Some(tool) = systemd_analyze() else { return };
+    let Some(tool) = tool("systemd-analyze", "systemd") else { return };
     let tmp = tempfile::tempdir().unwrap();
     for (path, name) in units() {
         let text = std::fs::read_to_string(&path).unwrap();
@@ -107,24 +101,9 @@ fn systemd_units_keep_the_hardening_the_guide_describes() {
     }
 }
 
-/// `promtool`, or `None` (after a notice) where it is not installed; under `CI` a missing tool
-/// fails the test (`.ci/run` installs Debian's `prometheus`).
-fn promtool() -> Option<&'static str> {
-    let found = Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success());
-    if found {
-        return Some("promtool");
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set and promtool is missing (apt-get install prometheus)"
-    );
-    println!("notice: promtool not installed; skipped (apt-get install prometheus)");
-    None
-}
-
 #[test]
 fn alert_rules_check_and_pass_their_unit_tests() {
-    let Some(tool) = promtool() else { return };
+    let Some(tool) = tool("promtool", "prometheus") else { return };
     let dir = repo().join("infra/prometheus");
     let check =
         Command::new(tool).args(["check", "rules", "bastion-rules.yml"]).current_dir(&dir).output().unwrap();
@@ -150,10 +129,7 @@ fn alert_rules_name_only_metrics_a_node_exports() {
     // The bastion_* metrics the rules use, each registered by the node's telemetry (a rule on a
     // renamed metric never fires).
     let rules = std::fs::read_to_string(repo().join("infra/prometheus/bastion-rules.yml")).unwrap();
-    let src: String = ["telemetry.rs", "public_metrics.rs", "node.rs", "oracle.rs"]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(repo().join("node/validator/src").join(f)).ok())
-        .collect();
+    let src = metric_registrations();
     let names = metric_names(&rules);
     assert!(names.len() >= 6, "{names:?}");
     for name in names {
@@ -187,10 +163,7 @@ fn grafana_dashboard_queries_parse_and_use_exported_metrics() {
         .map(|t| t["expr"].as_str().expect("every target has an expr").replace("$instance", ".*"))
         .collect();
     assert!(exprs.len() >= panels.len());
-    let src: String = ["telemetry.rs", "public_metrics.rs", "node.rs", "oracle.rs"]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(repo().join("node/validator/src").join(f)).ok())
-        .collect();
+    let src = metric_registrations();
     for name in exprs.iter().flat_map(|e| metric_names(e)) {
         assert!(
             src.contains(&format!("\"{name}\"")),
@@ -198,7 +171,7 @@ fn grafana_dashboard_queries_parse_and_use_exported_metrics() {
         );
     }
     // Each query parsed by Prometheus itself: as recording rules for promtool.
-    let Some(tool) = promtool() else { return };
+    let Some(tool) = tool("promtool", "prometheus") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
     for (i, e) in exprs.iter().enumerate() {

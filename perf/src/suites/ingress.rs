@@ -19,7 +19,7 @@
 //! paths on one core (parse, checksums, copy into a frame) against a plain copy; with the cargo
 //! features `af_xdp` and `dpdk` the suite also measures those backends themselves.
 
-use crate::harness::{Ctx, Measurement, Report};
+use crate::harness::{Ctx, Measurement, Report, thread_cpu};
 use bastion_net::{Backend, Frame, Ingress, IngressConfig};
 use serde_json::json;
 use std::net::{SocketAddr, UdpSocket};
@@ -132,17 +132,6 @@ fn open_receiver(name: &str) -> Result<Receiver, String> {
         SOCKETS => net(Backend::Sockets),
         _ => net(Backend::IoUring),
     }
-}
-
-/// CPU time consumed so far by the calling thread (user + system).
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a live timespec the call writes into; the clock id is a constant.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
 /// Runs the sender against `name`'s receiver for `window`; returns the measurement of the

@@ -175,19 +175,6 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Current resident set size in KiB (0 where /proc is absent).
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -222,7 +209,7 @@ fn recovery_and_snapshots(ctx: &Ctx, report: &mut Report, dir: &Path) -> Result<
     let mut w = Workload::new(ctx.seed, accounts, PathKind::Calm, &g);
     big_state(&mut w, &mut store)?;
     eprintln!("  built {accounts} accounts in {:.2} s", t.elapsed().as_secs_f64());
-    let state_rss = rss_kib();
+    let state_rss = harness::rss_kib();
 
     // Snapshot throughput: serialize (what the snapshot thread does with a view), then write
     // + sync, of the whole state.
@@ -336,7 +323,7 @@ fn recovery_and_snapshots(ctx: &Ctx, report: &mut Report, dir: &Path) -> Result<
         "txs_per_block": txs_per_block,
     });
     reset_peak_rss();
-    let before = rss_kib();
+    let before = harness::rss_kib();
     let (total, rec) = recover(&worst, cfg.clone(), crash_height, crash_root)?;
     let recovery_peak = harness::peak_rss_kib();
     let mut with_rss = params.clone();
@@ -453,17 +440,6 @@ fn recovery_and_snapshots(ctx: &Ctx, report: &mut Report, dir: &Path) -> Result<
     Ok(())
 }
 
-/// CPU time consumed so far by the calling thread (user + system).
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a live timespec the call writes into; the clock id is a constant.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
-}
-
 /// Per-block latency with snapshots at the default cadence against none, same blocks (three
 /// cadences' worth, so that snapshots are taken and written), same start; the two runs
 /// alternate `rounds` times and each mode's blocks are pooled, so that a change in the load
@@ -524,11 +500,11 @@ fn stall(
             // a start allocates it; see `ImageScratch`). Both runs, so both start alike.
             store.snapshot_now().map_err(|e| e.to_string())?;
             for b in &blocks {
-                let (t, c) = (Instant::now(), thread_cpu());
+                let (t, c) = (Instant::now(), harness::thread_cpu());
                 store.execute(b).map_err(|e| e.to_string())?;
                 let t_commit = Instant::now();
                 store.commit().map_err(|e| e.to_string())?;
-                let (dt, dc) = (t.elapsed(), thread_cpu().saturating_sub(c));
+                let (dt, dc) = (t.elapsed(), harness::thread_cpu().saturating_sub(c));
                 elapsed[m] += dt;
                 wall[m].saturating_record((dt.as_nanos() as u64).max(1));
                 cpu[m].saturating_record((dc.as_nanos() as u64).max(1));

@@ -190,3 +190,15 @@ pub fn init(dir: &Path, base: u16, full: usize) -> bastion_consensus::ChainSpec 
     }
     bastion_consensus::ChainSpec::load(&dir.join("genesis.json")).unwrap()
 }
+
+/// `tool` (run by name), or `None` (after a notice) where it is not installed; under `CI` a
+/// missing tool fails the test (`.ci/run` installs Debian's `package`).
+pub fn tool(tool: &'static str, package: &str) -> Option<&'static str> {
+    let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    if found {
+        return Some(tool);
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI is set and {tool} is missing (apt-get install {package})");
+    println!("notice: {tool} not installed; skipped (apt-get install {package})");
+    None
+}
