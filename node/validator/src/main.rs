@@ -5,6 +5,7 @@
 
 mod bridge;
 mod bridge_cmd;
+mod configure;
 mod devnet;
 mod devnet_bridge;
 mod duration;
@@ -59,6 +60,11 @@ enum Command {
     /// Network checks for the ingress backends (kernel bypass included).
     #[command(subcommand)]
     Net(netcmd::NetCommand),
+    /// Check or tune this host for a node's config: hugepages, socket buffer sysctls, CPU
+    /// governor, NIC channels, IRQ affinity, memlock and file limits, tile pins against
+    /// isolated cores. `check` exits 1 when the host is not ready.
+    #[command(subcommand)]
+    Configure(configure::ConfigureCommand),
     /// Inspect and check a node's data dir (block log, snapshots, recovery).
     #[command(subcommand)]
     Storage(storage::StorageCommand),
@@ -103,6 +109,16 @@ fn main() -> ExitCode {
         Command::Risk(cmd) => report(risk::run(&cmd)),
         Command::Status(args) => match status::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Configure(cmd) => match configure::run(&cmd) {
+            Ok((text, code)) => {
+                print!("{text}");
+                ExitCode::from(code)
+            }
             Err(msg) => {
                 eprintln!("error: {msg}");
                 ExitCode::from(2)

@@ -98,7 +98,7 @@ fn render(
     if facts.hugepages.is_empty() {
         let _ = writeln!(
             out,
-            "hugepages   none configured (DPDK runs with --no-huge; infra/host/hugepages.sh sets them)"
+            "hugepages   none configured (DPDK runs with --no-huge; `bastion configure apply` sets them)"
         );
     } else {
         for (kb, total, free) in &facts.hugepages {
@@ -123,7 +123,7 @@ fn render(
                 if usize::from(cfg.bypass.queues) > facts.rx_queues.unwrap_or(usize::MAX) {
                     let _ = writeln!(
                         out,
-                        "warning     ingress.queues = {} but {iface} has {} RX queues (infra/host/nic-channels.sh)",
+                        "warning     ingress.queues = {} but {iface} has {} RX queues (`bastion configure apply` sets them)",
                         cfg.bypass.queues,
                         facts.rx_queues.unwrap_or(0)
                     );

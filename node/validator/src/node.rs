@@ -115,6 +115,9 @@ pub struct NodeConfig {
     /// Who evaluates the liquidation sweep's portfolio grids: the CPU or the GPU.
     #[serde(default)]
     pub risk: crate::gpu_risk::RiskSection,
+    /// What `bastion configure` tunes on the host (hugepages, sysctls, governor, IRQs, limits).
+    #[serde(default)]
+    pub host: crate::configure::HostSection,
 }
 
 /// The `[workload]` table.
@@ -359,6 +362,7 @@ impl NodeConfig {
         cfg.storage.check(path)?;
         cfg.state_sync.check(path)?;
         cfg.risk.check(path)?;
+        cfg.host.check(path)?;
         if !LOG_LEVELS.contains(&cfg.log_level.as_str()) {
             return Err(format!(
                 "{}: key `log_level` is {:?}; allowed: {}",
