@@ -243,8 +243,6 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         None => free_ports(7400, n, &[])?,
     };
     let ingress_port = free_ports(base_port.saturating_add(1000), n, &[(base_port, n)])?;
-    let metrics_port =
-        free_ports(ingress_port.saturating_add(1000), n, &[(base_port, n), (ingress_port, n)])?;
     if args.full_nodes > 16 {
         return Err(format!("--full-nodes {}: allowed 0 to 16 on one machine", args.full_nodes));
     }
@@ -278,9 +276,12 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
                 .into(),
         );
     }
-    let taken = [(base_port, n), (ingress_port, n), (metrics_port, n)];
+    // Validator i's metrics at metrics-port + i, full node j's at metrics-port + n + j.
+    let metrics_port =
+        free_ports(ingress_port.saturating_add(1000), n + f, &[(base_port, n), (ingress_port, n)])?;
+    let taken = [(base_port, n), (ingress_port, n), (metrics_port, n + f)];
     let public_port = free_ports(metrics_port.saturating_add(1000), n + f, &taken)?;
-    let taken = [(base_port, n), (ingress_port, n), (metrics_port, n), (public_port, n + f)];
+    let taken = [(base_port, n), (ingress_port, n), (metrics_port, n + f), (public_port, n + f)];
     let api_port = match args.api_port {
         Some(p) => p,
         None => free_ports(8080, f.max(1), &taken)?,

@@ -54,7 +54,8 @@ pub struct InitArgs {
     /// tests and local devnets only. Without it keys come from OS entropy.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Metrics (HTTP) port of validator 0 on 127.0.0.1; validator i uses metrics-port + i.
+    /// Metrics (HTTP) port of validator 0 on 127.0.0.1; validator i uses metrics-port + i, full
+    /// node j metrics-port + validators + j.
     #[arg(long, default_value_t = 9400)]
     pub metrics_port: u16,
     /// UDP port where validator 0 takes client transactions; validator i uses ingress-port + i.
@@ -322,11 +323,12 @@ pub fn init(args: &InitArgs) -> Result<String, String> {
              listen = \"127.0.0.1:{api}\"\n\
              \n\
              [metrics]                        # Prometheus text at http://LISTEN/metrics; `bastion status`\n\
-             # listen = \"127.0.0.1:9500\"\n{STORAGE_TOML}",
+             listen = \"127.0.0.1:{metrics}\"\n{STORAGE_TOML}",
             dir = args.out.display(),
             host = host(n + j),
             port = public + n + j,
             boot = bootstrap(n + j),
+            metrics = args.metrics_port.saturating_add(u16::try_from(n + j).unwrap_or(u16::MAX)),
         );
         write_new(&dir.join("node.toml"), toml.as_bytes())?;
     }

@@ -216,6 +216,11 @@ fn a_full_node_refuses_and_counts_tampered_blocks_from_the_public_network() {
         refused["bad_certificate"].as_u64().unwrap_or(0) + refused["malformed"].as_u64().unwrap_or(0) >= 1,
         "{refused}"
     );
+    // A full node's metrics pass Prometheus's linter too (issue 22); f0's endpoint is at
+    // metrics-port + validators.
+    let full_metrics = common::scrape(&format!("127.0.0.1:{}", base + 24), "bastion_full_executed_total");
+    assert!(full_metrics.contains("bastion_public_refused_total"), "{full_metrics}");
+    common::promtool_accepts(&full_metrics);
     let then = nodes.height(4);
     nodes
         .wait_until("the full node to keep following", Duration::from_secs(30), |n| n.height(4) >= then + 10);

@@ -104,7 +104,10 @@ fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
     assert!(status["durable_height"].as_u64().unwrap() >= 1, "{status}");
     // Every metric a validator exports passes Prometheus's own linter (issue 22: base units,
     // counters ending in _total, help text).
-    promtool_accepts(&scrape(&format!("127.0.0.1:{}", base + 20)));
+    common::promtool_accepts(&common::scrape(
+        &format!("127.0.0.1:{}", base + 20),
+        "bastion_finalized_height",
+    ));
 
     nodes.kill(3);
     let at_kill = nodes.height(3);
@@ -137,39 +140,6 @@ fn four_processes_survive_a_sigkill_and_the_restarted_validator_catches_up() {
             std::fs::read_to_string(&evidence).unwrap()
         );
     }
-}
-
-/// `GET /metrics` of a node's metrics endpoint, the body.
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("metrics at {addr}: {e}"));
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(conn, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(body.contains("bastion_finalized_height"), "{body}");
-    body.to_string()
-}
-
-/// `promtool check metrics` on `text`: no complaint at all. Skipped with a notice where
-/// promtool is not installed (Debian's `prometheus`), except under `CI`.
-fn promtool_accepts(text: &str) {
-    use std::io::Write;
-    use std::process::Stdio;
-    let Some(promtool) = common::tool("promtool", "prometheus") else { return };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}");
 }
 
 /// Runs `bastion devnet ARGS` (one network at a time; p2p ports from a free block below the

@@ -202,3 +202,36 @@ pub fn tool(tool: &'static str, package: &str) -> Option<&'static str> {
     println!("notice: {tool} not installed; skipped (apt-get install {package})");
     None
 }
+
+/// `GET /metrics` of a node's metrics endpoint, the body (which names the metric `expect`).
+pub fn scrape(addr: &str, expect: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("metrics at {addr}: {e}"));
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(conn, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.contains(expect), "no {expect} at {addr}: {body}");
+    body.to_string()
+}
+
+/// `promtool check metrics` on `text`: no complaint at all. Skipped with a notice where
+/// promtool is not installed (Debian's `prometheus`), except under `CI`.
+pub fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let Some(promtool) = tool("promtool", "prometheus") else { return };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}");
+}
