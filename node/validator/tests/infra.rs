@@ -186,3 +186,81 @@ fn grafana_dashboard_queries_parse_and_use_exported_metrics() {
     let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "a dashboard query does not parse:\n{said}");
 }
+
+/// The syscalls a filter line such as `@system-service bpf` allows, expanded with
+/// `systemd-analyze syscall-filter` (groups nest).
+fn allowed_syscalls(analyze: &str, filter: &str) -> std::collections::BTreeSet<String> {
+    let out = Command::new(analyze).arg("syscall-filter").output().unwrap();
+    assert!(out.status.success(), "systemd-analyze syscall-filter failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut groups: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        if line.starts_with('@') {
+            current = line.split_whitespace().next().map(str::to_string);
+            groups.insert(current.clone().unwrap(), Vec::new());
+        } else if let (Some(g), Some(item)) = (&current, line.split_whitespace().next()) {
+            if !item.starts_with('#') {
+                groups.get_mut(g).unwrap().push(item.to_string());
+            }
+        }
+    }
+    fn expand(
+        item: &str,
+        groups: &std::collections::HashMap<String, Vec<String>>,
+        out: &mut std::collections::BTreeSet<String>,
+    ) {
+        match groups.get(item) {
+            Some(members) => members.iter().for_each(|m| expand(m, groups, out)),
+            None => {
+                assert!(!item.starts_with('@'), "unknown syscall group {item}");
+                out.insert(item.to_string());
+            }
+        }
+    }
+    let mut allowed = std::collections::BTreeSet::new();
+    filter.split_whitespace().for_each(|i| expand(i, &groups, &mut allowed));
+    allowed
+}
+
+/// Every syscall a devnet's validators and full node make (traced with strace, children
+/// followed) is in the units' `SystemCallFilter`: a new syscall in the node fails here, not on
+/// an operator's box with EPERM.
+#[test]
+fn the_units_syscall_filter_allows_every_syscall_a_devnet_makes() {
+    let (Some(analyze), Some(strace)) = (tool("systemd-analyze", "systemd"), tool("strace", "strace")) else {
+        return;
+    };
+    let mut filters = Vec::new();
+    for (path, _) in units() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let f = text.lines().find_map(|l| l.strip_prefix("SystemCallFilter=")).map(str::to_string);
+        filters.push(f.unwrap_or_else(|| panic!("{}: no SystemCallFilter", path.display())));
+    }
+    assert!(filters.iter().all(|f| *f == filters[0]), "the units' filters differ: {filters:?}");
+    let allowed = allowed_syscalls(analyze, &filters[0]);
+    assert!(allowed.contains("io_uring_setup") && allowed.contains("bpf"), "{allowed:?}");
+
+    let _one = common::exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let summary = tmp.path().join("syscalls.txt");
+    let base = common::port_block(40).to_string();
+    let out = Command::new(strace)
+        .args(["-f", "-qq", "-c", "-o"])
+        .arg(&summary)
+        .args([BIN, "devnet", "--duration", "6s", "--base-port", &base])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "devnet under strace failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&summary).unwrap();
+    let used: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        .filter(|w| *w != "total" && *w != "syscall")
+        .collect();
+    assert!(used.len() > 30 && used.contains(&"fdatasync"), "strace saw too little:\n{text}");
+    let outside: Vec<&&str> = used.iter().filter(|s| !allowed.contains(**s)).collect();
+    assert!(outside.is_empty(), "syscalls outside `SystemCallFilter={}`: {outside:?}", filters[0]);
+}
