@@ -43,6 +43,9 @@ pub struct HostSection {
     pub user: String,
     /// Floor for the open-files limit.
     pub nofile: u64,
+    /// The systemd unit the node runs as, for the CPU affinity drop-in (`bastion@NAME.service`
+    /// for an instance of the template).
+    pub unit: String,
 }
 
 impl Default for HostSection {
@@ -56,6 +59,7 @@ impl Default for HostSection {
             irq_cpus: None,
             user: "bastion".into(),
             nofile: 1 << 20,
+            unit: "bastion.service".into(),
         }
     }
 }
@@ -81,6 +85,12 @@ impl HostSection {
         }
         if let Some(list) = &self.irq_cpus {
             parse_cpu_list(list).map_err(|e| format!("{file}: key `host.irq_cpus`: {e}"))?;
+        }
+        if !self.unit.ends_with(".service") || self.unit.contains(['/', ' ']) {
+            return Err(format!(
+                "{file}: key `host.unit` is {:?}; a unit name such as bastion.service or bastion@v0.service",
+                self.unit
+            ));
         }
         if self.user.is_empty() || self.user.contains(char::is_whitespace) {
             return Err(format!("{file}: key `host.user` is {:?}; a user name", self.user));
@@ -184,7 +194,7 @@ enum Action {
     Channels { iface: String, kind: &'static str, count: u64 },
 }
 
-const STEPS: [&str; 7] = ["hugepages", "sysctl", "governor", "nic", "irq", "limits", "pins"];
+const STEPS: [&str; 8] = ["hugepages", "sysctl", "governor", "nic", "irq", "limits", "pins", "affinity"];
 
 /// The host, seen under a root directory.
 pub struct Host {
@@ -797,13 +807,70 @@ fn pins(h: &Host, w: &Wants) -> Step {
     Step::new(NAME, Verdict::Manual, found, want, why)
 }
 
+/// The drop-in `apply` writes for the unit's CPU affinity.
+fn affinity_drop_in(unit: &str) -> String {
+    format!("/etc/systemd/system/{unit}.d/50-bastion-cpu-affinity.conf")
+}
+
+fn affinity(h: &Host, w: &Wants) -> Step {
+    const NAME: &str = "affinity";
+    if w.pins.is_empty() {
+        return Step::skip(NAME, "no tile pinned: the unit runs on every core".into(), "");
+    }
+    let online = match h.online() {
+        Ok(c) => c,
+        Err(e) => return Step::new(NAME, Verdict::Error, e, String::new(), ""),
+    };
+    let pinned = w.pinned();
+    let housekeeping: Vec<usize> = online.iter().copied().filter(|c| !pinned.contains(c)).collect();
+    let why = "the node's unpinned threads (the runtime, consensus, the public network) start on the \
+               housekeeping cores, so they never preempt a pinned tile; each tile then pins itself to its \
+               core (sched_setaffinity may leave the unit's CPUAffinity, within its cgroup)";
+    let path = affinity_drop_in(&w.host.unit);
+    if housekeeping.is_empty() {
+        return Step::new(
+            NAME,
+            Verdict::Manual,
+            format!("tiles pinned to every online CPU ({})", format_cpu_list(&online)),
+            "at least one CPU no tile is pinned to, for the rest of the node: change [pipeline]".into(),
+            why,
+        );
+    }
+    let list = format_cpu_list(&housekeeping);
+    let text = format!(
+        "# Written by `bastion configure apply` from node.toml: the node's unpinned threads on the\n\
+         # housekeeping cores; its tiles pin themselves to the [pipeline] pin_* cores ({}).\n\
+         [Service]\nCPUAffinity={list}\n",
+        format_cpu_list(&pinned)
+    );
+    let found = match h.read(&path) {
+        Ok(t) => t.lines().find_map(|l| l.strip_prefix("CPUAffinity=")).map_or_else(
+            || format!("{} without CPUAffinity", h.path(&path).display()),
+            |v| format!("CPUAffinity={v} in {}", h.path(&path).display()),
+        ),
+        Err(_) => format!("no {}", h.path(&path).display()),
+    };
+    let ok = h.read(&path).is_ok_and(|t| t.trim() == text.trim());
+    let mut step = Step::new(
+        NAME,
+        if ok { Verdict::Ok } else { Verdict::Change },
+        found,
+        format!("CPUAffinity={list} for {} (then `systemctl daemon-reload` and restart)", w.host.unit),
+        why,
+    );
+    if !ok {
+        step.actions.push(Action::Write { path: h.path(&path), value: text });
+    }
+    step
+}
+
 /// One step: reads the host for what the config wants.
 type StepFn = fn(&Host, &Wants) -> Step;
 
 /// Every step's report for `cfg` on `host` (all steps, or `only`).
 pub fn check(host: &Host, cfg: &NodeConfig, only: &[String]) -> Vec<Step> {
     let w = Wants::of(cfg);
-    let run: [(&str, StepFn); 7] = [
+    let run: [(&str, StepFn); 8] = [
         ("hugepages", hugepages),
         ("sysctl", sysctl),
         ("governor", governor),
@@ -811,6 +878,7 @@ pub fn check(host: &Host, cfg: &NodeConfig, only: &[String]) -> Vec<Step> {
         ("irq", irq),
         ("limits", limits),
         ("pins", pins),
+        ("affinity", affinity),
     ];
     run.iter()
         .filter(|(n, _)| only.is_empty() || only.iter().any(|o| o == n))
@@ -987,7 +1055,7 @@ mod tests {
         assert_eq!(read("sys/devices/system/cpu/cpu2/cpufreq/scaling_governor"), "performance\n");
         assert_eq!(read("sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"), "powersave\n");
         let again = check(&host, &c, &[]);
-        for name in ["sysctl", "governor"] {
+        for name in ["sysctl", "governor", "affinity"] {
             assert_eq!(step(&again, name).verdict, Verdict::Ok, "{name}: {:?}", step(&again, name));
             assert!(step(&again, name).actions.is_empty());
         }
@@ -997,6 +1065,10 @@ mod tests {
         apply(&host, &mut third);
         assert!(third[0].changed.is_empty());
         assert_eq!(read("proc/sys/net/core/rmem_max"), "268435456\n");
+        // The unit's unpinned threads go to the housekeeping cores, once.
+        assert_eq!(step(&again, "affinity").verdict, Verdict::Ok, "{:?}", step(&again, "affinity"));
+        let drop_in = read("etc/systemd/system/bastion.service.d/50-bastion-cpu-affinity.conf");
+        assert!(drop_in.contains("[Service]\nCPUAffinity=0-1\n"), "{drop_in}");
         // Isolating the pinned cores makes the pins step ready.
         std::fs::write(root.path().join("sys/devices/system/cpu/isolated"), "2-3\n").unwrap();
         assert_eq!(step(&check(&host, &c, &[]), "pins").verdict, Verdict::Ok);

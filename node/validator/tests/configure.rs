@@ -38,11 +38,11 @@ fn check_reads_this_host_names_every_step_and_exits_by_readiness() {
     let (code, v) = configure(&["check"]);
     let names: Vec<&str> =
         v["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["hugepages", "sysctl", "governor", "nic", "irq", "limits", "pins"]);
+    assert_eq!(names, ["hugepages", "sysctl", "governor", "nic", "irq", "limits", "pins", "affinity"]);
     let ready = v["ready"].as_bool().unwrap();
     assert_eq!(code, i32::from(!ready), "{v:#}");
     // The defaults (sockets ingress, no pins) need no interface, no hugepages and no isolation.
-    for name in ["hugepages", "nic", "irq", "pins"] {
+    for name in ["hugepages", "nic", "irq", "pins", "affinity"] {
         assert_eq!(step(&v, name)["verdict"], "skip", "{name}: {v:#}");
     }
     // The sysctl step reports the running kernel's values.

@@ -199,10 +199,10 @@ fn allowed_syscalls(analyze: &str, filter: &str) -> std::collections::BTreeSet<S
         if line.starts_with('@') {
             current = line.split_whitespace().next().map(str::to_string);
             groups.insert(current.clone().unwrap(), Vec::new());
-        } else if let (Some(g), Some(item)) = (&current, line.split_whitespace().next()) {
-            if !item.starts_with('#') {
-                groups.get_mut(g).unwrap().push(item.to_string());
-            }
+        } else if let (Some(g), Some(item)) = (&current, line.split_whitespace().next())
+            && !item.starts_with('#')
+        {
+            groups.get_mut(g).unwrap().push(item.to_string());
         }
     }
     fn expand(
