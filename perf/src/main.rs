@@ -2,10 +2,15 @@
 //!
 //! `cargo run --release -p bastion-perf -- <suite> [--quick] [--json FILE] [--seed N] [--backend B]`
 //!
+//! `bastion-perf report [--out DIR] [FILES...]` draws the JSON reports (default: every `*.json`
+//! in `perf/results/`) as one HTML page with SVG plots, `DIR/index.html` (default
+//! `target/perf-report/`); see `report/mod.rs`.
+//!
 //! Each suite measures Bastion's component and a baseline or peer in the same process, and the
 //! headline figure is their ratio.
 
 mod harness;
+mod report;
 mod suites;
 
 use clap::Parser;
@@ -18,7 +23,8 @@ use std::process::ExitCode;
     about = "Bastion benchmark suites (ratios against baselines measured in the same run)"
 )]
 struct Args {
-    /// Suite to run: one of the names `list` prints, or `all`.
+    /// Suite to run: one of the names `list` prints, or `all` (`report` draws the JSON
+    /// reports instead: `bastion-perf report --help`).
     suite: String,
     /// Short run (CI smoke size); figures from it are not for quoting.
     #[arg(long)]
@@ -47,11 +53,29 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // `report` is not a suite: it reads reports rather than measuring, with arguments of its own.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "report") {
+        let args = report::ReportArgs::parse_from(std::env::args_os().skip(1));
+        return match report::run(&args) {
+            Ok(index) => {
+                println!("wrote {}", index.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("report: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = Args::parse();
     if args.suite == "list" {
         for s in suites::ALL {
             println!("{:<10} {}", s.name, s.about);
         }
+        println!(
+            "{:<10} not a suite: the JSON reports as one HTML page of plots (`report --help`)",
+            "report"
+        );
         return ExitCode::SUCCESS;
     }
     if args.suite == "all" {
@@ -59,7 +83,11 @@ fn main() -> ExitCode {
     }
     let Some(suite) = suites::ALL.iter().find(|s| s.name == args.suite) else {
         let names: Vec<&str> = suites::ALL.iter().map(|s| s.name).collect();
-        eprintln!("unknown suite '{}'; available: {}, all, list", args.suite, names.join(", "));
+        eprintln!(
+            "unknown suite '{}'; available: {}, all, list (and `report`)",
+            args.suite,
+            names.join(", ")
+        );
         return ExitCode::from(2);
     };
     if cfg!(debug_assertions) {
