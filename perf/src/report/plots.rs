@@ -321,13 +321,15 @@ fn bars_chart(root: &Area, plot: &Plot, bars: &[Bar], unit: &str) -> Result<(), 
     }
     let left = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
     let right = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    // With a unit (` ms`) the values in full (`2,690 ms`), else in SI (`1.24M`).
+    let num = |v: f64| if unit.is_empty() || v.abs() < 100.0 { si(v) } else { super::extract::count(v) };
     for (i, b) in bars.iter().enumerate() {
         let (px, py) = chart.backend_coord(&(0.0, row(i)));
         chart_area.draw(&Text::new(b.label.clone(), (px - 6, py), left.clone())).map_err(err)?;
         let sum = total(b);
-        let mut value = format!("{}{unit}", si(sum));
+        let mut value = format!("{}{unit}", num(sum));
         if b.parts.len() > 1 {
-            let parts: Vec<String> = b.parts.iter().map(|(_, v)| si(*v)).collect();
+            let parts: Vec<String> = b.parts.iter().map(|(_, v)| num(*v)).collect();
             value = format!("{value} = {}", parts.join(" + "));
         }
         let (ex, ey) = chart.backend_coord(&(sum, row(i)));
