@@ -6,6 +6,7 @@
 mod bridge;
 mod bridge_cmd;
 mod configure;
+mod dashboard;
 mod devnet;
 mod devnet_bridge;
 mod duration;

@@ -2,8 +2,9 @@
 //!
 //! [`Registry`] holds counters, gauges and histograms keyed by name and labels; [`Registry::render`]
 //! writes them in the Prometheus text exposition format 0.0.4. [`serve`] exports a registry over
-//! HTTP (`GET /metrics`, `GET /health`) from a background thread; [`fetch`] and [`parse`] are the
-//! client side, used by `bastion status`.
+//! HTTP (`GET /metrics`, `GET /health`, and the live dashboard of [`crate::dashboard`] under
+//! `/dashboard`) from a background thread; [`fetch`] and [`parse`] are the client side, used by
+//! `bastion status`.
 //!
 //! Values are atomics updated with `Relaxed` ordering: a scrape sees each value as it was at some
 //! moment during the scrape, not one consistent snapshot across metrics.
@@ -12,6 +13,7 @@
 // `Histogram::quantile`, `fetch`), and a binary crate would warn about each one it leaves unused.
 #![allow(dead_code)]
 
+use crate::dashboard::{self, Dashboard};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
@@ -301,6 +303,30 @@ impl Registry {
         Some(family.series.entry(key).or_insert_with(make).clone())
     }
 
+    /// The value of the counter or gauge `name` with exactly these labels (any order), if
+    /// registered.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        match self.find(name, labels)? {
+            Metric::Counter(c) => Some(c.get() as f64),
+            Metric::Gauge(g) => Some(g.get()),
+            Metric::Histogram(_) => None,
+        }
+    }
+
+    /// The sum and count of the histogram `name` with exactly these labels, if registered.
+    pub fn histogram_totals(&self, name: &str, labels: &[(&str, &str)]) -> Option<(f64, u64)> {
+        match self.find(name, labels)? {
+            Metric::Histogram(h) => Some((h.sum(), h.count())),
+            _ => None,
+        }
+    }
+
+    fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<Metric> {
+        let mut key: Labels = labels.iter().map(|&(k, v)| (k.to_string(), v.to_string())).collect();
+        key.sort();
+        self.lock().get(name)?.series.get(&key).cloned()
+    }
+
     /// The families, even if a thread panicked while holding the lock (the map stays valid).
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Family>> {
         self.families.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -391,8 +417,10 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-/// Serves `GET /metrics` (the registry, `text/plain; version=0.0.4`) and `GET /health` (`ok`)
-/// on a std `TcpListener` from a background thread named `metrics`; any other request gets 404.
+/// Serves `GET /metrics` (the registry, `text/plain; version=0.0.4`), `GET /health` (`ok`) and
+/// the dashboard's routes (see [`crate::dashboard`]) on a std `TcpListener` from a background
+/// thread named `metrics`; any other request gets 404. [`serve`] is [`serve_with`] a dashboard
+/// that knows no node name and has no book (metrics only).
 ///
 /// Connections are served concurrently, each on its own short-lived thread, at most
 /// [`MAX_CONNECTIONS`] at once (beyond that a connection is closed unanswered), so a slow or
@@ -400,11 +428,22 @@ fn fmt_value(v: f64) -> String {
 /// has not sent it within 2 s, is dropped. The accept thread polls a non-blocking listener every
 /// 50 ms and exits soon after `stop` is set (connections in flight finish on their own, within
 /// 2 s plus one response). Returns the bound address (so port 0 works) and the accept thread's
-/// handle.
+/// handle. The accept thread also takes the dashboard's history sample once a second
+/// ([`Dashboard::tick`]).
 pub fn serve(
     registry: Arc<Registry>,
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    serve_with(registry, addr, stop, Arc::new(Dashboard::new("", "", "")))
+}
+
+/// [`serve`], with this node's dashboard (its name, role and published book).
+pub fn serve_with(
+    registry: Arc<Registry>,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    dashboard: Arc<Dashboard>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
@@ -412,6 +451,7 @@ pub fn serve(
     let active = Arc::new(AtomicUsize::new(0));
     let handle = std::thread::Builder::new().name("metrics".to_string()).spawn(move || {
         while !stop.load(Ordering::Relaxed) {
+            dashboard.tick(&registry);
             match listener.accept() {
                 Ok((stream, peer)) => {
                     if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
@@ -420,11 +460,12 @@ pub fn serve(
                         drop(stream);
                         continue;
                     }
-                    let (registry, slot) = (registry.clone(), Slot(active.clone()));
+                    let (registry, dashboard, slot) =
+                        (registry.clone(), dashboard.clone(), Slot(active.clone()));
                     let spawned =
                         std::thread::Builder::new().name("metrics-conn".to_string()).spawn(move || {
                             let _slot = slot;
-                            if let Err(e) = handle_connection(&registry, stream) {
+                            if let Err(e) = handle_connection(&registry, &dashboard, stream) {
                                 tracing::debug!(%peer, error = %e, "metrics request dropped");
                             }
                         });
@@ -455,8 +496,38 @@ impl Drop for Slot {
     }
 }
 
+/// Headers of the dashboard's answers: never cached (the page polls), never sniffed, and the
+/// page may load nothing from elsewhere (it is self-contained) nor talk to another origin.
+const DASHBOARD_HEADERS: &str = "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
+    Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+    connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'\r\n";
+
+/// The answer to one request line: status, content type, extra header lines, body.
+fn respond(
+    registry: &Registry,
+    dashboard: &Dashboard,
+    method: &str,
+    target: &str,
+) -> (&'static str, &'static str, &'static str, String) {
+    let target = target.split('#').next().unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    match (method, path) {
+        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", "", registry.render()),
+        ("GET", "/health") => ("200 OK", "text/plain; charset=utf-8", "", "ok".to_string()),
+        ("GET", _) => match dashboard::route(dashboard, path, query) {
+            Some(r) => (r.status, r.content_type, DASHBOARD_HEADERS, r.body),
+            None => ("404 Not Found", "text/plain; charset=utf-8", "", "not found\n".to_string()),
+        },
+        _ => ("404 Not Found", "text/plain; charset=utf-8", "", "not found\n".to_string()),
+    }
+}
+
 /// Reads one request head and answers it.
-fn handle_connection(registry: &Registry, mut stream: TcpStream) -> std::io::Result<()> {
+fn handle_connection(
+    registry: &Registry,
+    dashboard: &Dashboard,
+    mut stream: TcpStream,
+) -> std::io::Result<()> {
     // Accepted sockets may inherit the listener's non-blocking mode on some platforms.
     stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -465,14 +536,9 @@ fn handle_connection(registry: &Registry, mut stream: TcpStream) -> std::io::Res
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("");
     let target = parts.next().unwrap_or("");
-    let path = target.split(['?', '#']).next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", registry.render()),
-        ("GET", "/health") => ("200 OK", "text/plain; charset=utf-8", "ok".to_string()),
-        _ => ("404 Not Found", "text/plain; charset=utf-8", "not found\n".to_string()),
-    };
+    let (status, content_type, extra, body) = respond(registry, dashboard, method, target);
     let response = format!(
-        "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes())?;
@@ -914,6 +980,119 @@ spaced { a = \"b\" , } 7
             assert!(t.elapsed() < Duration::from_secs(2), "metrics thread did not stop");
             std::thread::sleep(Duration::from_millis(10));
         }
+        handle.join().unwrap();
+    }
+
+    /// One raw `GET`: the status line, the head and the body.
+    fn get(addr: SocketAddr, target: &str) -> (String, String, String) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(format!("GET {target} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_string(), head.to_string(), body.to_string())
+    }
+
+    #[test]
+    fn registry_values_by_name_and_labels() {
+        let r = sample_registry();
+        assert_eq!(r.value("bastion_tile_in_total", &[("tile", "net")]), Some(42.0));
+        assert_eq!(r.value("bastion_view", &[]), Some(7.5));
+        assert_eq!(r.value("bastion_view", &[("x", "1")]), None);
+        assert_eq!(r.value("nope", &[]), None);
+        assert_eq!(r.value("bastion_finality_seconds", &[("node", "v0")]), None, "a histogram has no value");
+        assert_eq!(r.histogram_totals("bastion_finality_seconds", &[("node", "v0")]), Some((106.5, 4)));
+        assert_eq!(r.histogram_totals("bastion_view", &[]), None);
+    }
+
+    #[test]
+    fn serves_the_dashboard() {
+        use crate::dashboard::{BookSnapshot, MarketBook};
+        let r = sample_registry();
+        r.counter("bastion_orders_finalized_total", "h", &[]).add(5);
+        let dashboard = Arc::new(Dashboard::new("v0", "validator", "bastion-devnet"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, handle) =
+            serve_with(r.clone(), "127.0.0.1:0".parse().unwrap(), stop.clone(), dashboard.clone()).unwrap();
+
+        let (status, head, page) = get(addr, "/dashboard");
+        assert_eq!(status, "HTTP/1.0 200 OK");
+        assert!(head.contains("Content-Type: text/html; charset=utf-8"), "{head}");
+        assert!(head.contains("Cache-Control: no-store") && head.contains("connect-src 'self'"), "{head}");
+        for id in
+            ["height", "orders-rate", "insurance", "liquidations", "adl", "book-bids", "book-asks", "tiles"]
+        {
+            assert!(page.contains(&format!("id=\"{id}\"")), "no element {id}");
+        }
+        assert!(page.contains("<span id=\"node\">v0</span>"));
+        // /metrics and /health are unchanged by the dashboard.
+        assert_eq!(fetch(&addr.to_string(), "/metrics").unwrap(), r.render());
+        assert_eq!(fetch(&addr.to_string(), "/health").unwrap(), "ok");
+
+        // No book yet: 503 with a message, as JSON.
+        let (status, _, body) = get(addr, "/dashboard/book.json");
+        assert_eq!(status, "HTTP/1.0 503 Service Unavailable");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("no book yet"), "{v}");
+
+        let book = |id, name: &str, bids: Vec<[i64; 2]>, asks: Vec<[i64; 2]>| MarketBook {
+            id,
+            name: name.to_string(),
+            status: "Active".to_string(),
+            tick_size_micros: 100_000,
+            lot_size_nanos: 1_000_000,
+            mark_micros: 100_000_000_000,
+            last_trade_ticks: None,
+            bids,
+            asks,
+        };
+        dashboard.publish(BookSnapshot {
+            height: 12,
+            block_timestamp_ms: 1,
+            taken_ms: 2,
+            markets: vec![
+                book(0, "BTC-PERP", vec![[999_999, 3], [999_990, 1]], vec![[1_000_001, 2]]),
+                book(1, "ETH</td>", vec![], vec![]),
+            ],
+        });
+        let v: serde_json::Value =
+            serde_json::from_str(&fetch(&addr.to_string(), "/dashboard/book.json").unwrap()).unwrap();
+        assert_eq!(v["height"], 12);
+        assert_eq!(v["market"]["name"], "BTC-PERP");
+        assert_eq!(v["market"]["bids"], serde_json::json!([[999_999, 3], [999_990, 1]]));
+        assert_eq!(v["market"]["asks"], serde_json::json!([[1_000_001, 2]]));
+        let v: serde_json::Value =
+            serde_json::from_str(&fetch(&addr.to_string(), "/dashboard/book.json?market=1").unwrap())
+                .unwrap();
+        assert_eq!(
+            v["market"]["name"], "ETH</td>",
+            "JSON carries names as they are; the page writes them as text"
+        );
+
+        let (status, head, body) = get(addr, "/dashboard/book.json?market=7");
+        assert_eq!(status, "HTTP/1.0 404 Not Found");
+        assert!(head.contains("application/json"), "{head}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["error"],
+            "market 7 is not published on this dashboard; published: 0 (BTC-PERP), 1 (ETH</td>)"
+        );
+        let (status, _, body) = get(addr, "/dashboard/book.json?market=-1");
+        assert_eq!(status, "HTTP/1.0 400 Bad Request");
+        assert!(body.contains("expected a market id"), "{body}");
+
+        // The accept thread sampled the registry for the history.
+        let v: serde_json::Value =
+            serde_json::from_str(&fetch(&addr.to_string(), "/dashboard/history.json").unwrap()).unwrap();
+        assert_eq!(v["node"], "v0");
+        assert_eq!(v["samples"][0]["orders"], 5.0, "{v}");
+        let (status, _, _) = get(addr, "/dashboard/other");
+        assert_eq!(status, "HTTP/1.0 404 Not Found");
+        let (status, _, _) = get(addr, "/metrics/../dashboard/x");
+        assert_eq!(status, "HTTP/1.0 404 Not Found");
+
+        stop.store(true, Ordering::Relaxed);
         handle.join().unwrap();
     }
 

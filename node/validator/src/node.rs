@@ -787,6 +787,12 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         } else {
             None
         };
+    // The dashboard of the metrics endpoint: the publisher copies the top of the books into it.
+    let dashboard = Arc::new(crate::dashboard::Dashboard::new(&name, "validator", &spec.chain_id));
+    let publisher: Option<Box<dyn bastion_consensus::publish::Publisher>> = match cfg.metrics.listen {
+        Some(_) => Some(Box::new(crate::dashboard::BookTap::new(publisher, dashboard.clone()))),
+        None => publisher,
+    };
     let registry = Registry::new();
     let mut telemetry = Telemetry::new(&registry, pipeline.as_ref());
     let mut public_telemetry = crate::public_metrics::PublicTelemetry::new(&registry);
@@ -794,9 +800,10 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let metrics_stop = Arc::new(AtomicBool::new(false));
     let metrics_server = match cfg.metrics.listen {
         Some(addr) => {
-            let (bound, handle) = metrics::serve(registry.clone(), addr, metrics_stop.clone())
-                .map_err(|e| format!("metrics: cannot listen on {addr} ([metrics] listen): {e}"))?;
-            info!(metrics = %bound, "metrics at http://{bound}/metrics");
+            let (bound, handle) =
+                metrics::serve_with(registry.clone(), addr, metrics_stop.clone(), dashboard)
+                    .map_err(|e| format!("metrics: cannot listen on {addr} ([metrics] listen): {e}"))?;
+            info!(metrics = %bound, "metrics at http://{bound}/metrics, dashboard at http://{bound}/dashboard");
             Some((bound, handle))
         }
         None => None,
