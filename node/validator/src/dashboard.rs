@@ -15,7 +15,7 @@
 //!   [`MAX_MARKETS`] markets (by id) from its actor after a finalized block is executed, at
 //!   most every [`BOOK_EVERY`] ([`BookTap`]): a copy of at most `2 * DEPTH` levels per market,
 //!   nothing else. A market that is not published answers 404 naming the ones that are; a
-//!   node without a book (before its first executed block, or a full node) answers 503.
+//!   node without a book (before its first executed block, or one started without a dashboard) answers 503.
 //!
 //! What the page shows is at most one second old (its poll), and the book at most
 //! [`BOOK_EVERY`] and one block behind the node's finalized state.
@@ -184,6 +184,16 @@ impl Dashboard {
         *lock(&self.book) = Some(Arc::new(snapshot));
     }
 
+    /// Publishes `state`'s books if [`BOOK_EVERY`] has passed since `last` (which it updates):
+    /// what a node calls after each executed finalized block.
+    pub fn publish_every(&self, last: &mut Option<Instant>, state: &State) {
+        let now = Instant::now();
+        if last.is_none_or(|l| now.duration_since(l) >= BOOK_EVERY) {
+            *last = Some(now);
+            self.publish(BookSnapshot::of(state, DEPTH, MAX_MARKETS));
+        }
+    }
+
     /// The published books, if any.
     pub fn book(&self) -> Option<Arc<BookSnapshot>> {
         lock(&self.book).clone()
@@ -239,10 +249,10 @@ impl Dashboard {
     /// published), or the status and message of why not.
     pub fn book_json(&self, market: Option<u32>) -> Result<String, (&'static str, String)> {
         let Some(snapshot) = self.book() else {
-            let why = if self.role == "validator" {
-                "no book yet: this node has not executed a finalized block since it started"
+            let why = if self.role.is_empty() {
+                "this node publishes no order book; the metrics are live"
             } else {
-                "this node publishes no order book (only validators do); the metrics are live"
+                "no book yet: this node has not executed a finalized block since it started"
             };
             return Err(("503 Service Unavailable", why.to_string()));
         };
@@ -371,11 +381,7 @@ impl BookTap {
 
 impl Publisher for BookTap {
     fn finalized(&mut self, p: &Published<'_>) {
-        let now = Instant::now();
-        if self.last.is_none_or(|l| now.duration_since(l) >= BOOK_EVERY) {
-            self.last = Some(now);
-            self.dashboard.publish(BookSnapshot::of(p.state, DEPTH, MAX_MARKETS));
-        }
+        self.dashboard.publish_every(&mut self.last, p.state);
         if let Some(inner) = self.inner.as_mut() {
             inner.finalized(p);
         }
@@ -528,7 +534,7 @@ mod tests {
         assert!(why.starts_with("market 99 is not published") && why.contains("0 (BTC-PERP)"), "{why}");
 
         // A node that publishes no book says so.
-        let (status, why) = Dashboard::new("f0", "full", "c").book_json(None).unwrap_err();
+        let (status, why) = Dashboard::new("", "", "").book_json(None).unwrap_err();
         assert_eq!(status, "503 Service Unavailable");
         assert!(why.contains("publishes no order book"), "{why}");
     }

@@ -171,10 +171,18 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
     let mut telemetry = crate::public_metrics::PublicTelemetry::new(&registry);
     let mut risk_telemetry = crate::gpu_risk::RiskTelemetry::new(&registry, risk_screen.as_ref());
     let metrics_stop = Arc::new(AtomicBool::new(false));
+    // The dashboard of the metrics endpoint; its book is copied after executed blocks.
+    let dashboard = Arc::new(crate::dashboard::Dashboard::new(
+        &format!("full {}", gossip.peer_id()),
+        "full",
+        &spec.chain_id,
+    ));
+    let mut book_copied: Option<Instant> = None;
     let metrics_server = match cfg.metrics.listen {
         Some(addr) => {
-            let (bound, handle) = crate::metrics::serve(registry.clone(), addr, metrics_stop.clone())
-                .map_err(|e| format!("metrics: cannot listen on {addr} ([metrics] listen): {e}"))?;
+            let (bound, handle) =
+                crate::metrics::serve_with(registry.clone(), addr, metrics_stop.clone(), dashboard.clone())
+                    .map_err(|e| format!("metrics: cannot listen on {addr} ([metrics] listen): {e}"))?;
             info!(metrics = %bound, "metrics at http://{bound}/metrics");
             Some(handle)
         }
@@ -266,6 +274,9 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             executed += 1;
         }
         if executed > 0 {
+            if metrics_server.is_some() {
+                dashboard.publish_every(&mut book_copied, store.state());
+            }
             busy = true;
             stuck.progressed(store.state().height);
             status.executed += executed;

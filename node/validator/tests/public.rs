@@ -221,6 +221,15 @@ fn a_full_node_refuses_and_counts_tampered_blocks_from_the_public_network() {
     let full_metrics = common::scrape(&format!("127.0.0.1:{}", base + 24), "bastion_full_executed_total");
     assert!(full_metrics.contains("bastion_public_refused_total"), "{full_metrics}");
     common::promtool_accepts(&full_metrics);
+    // Its live dashboard shows the book it executed into, as a full node.
+    let (status, book) = common::http_get(&format!("127.0.0.1:{}", base + 24), "/dashboard/book.json");
+    assert!(status.contains(" 200 "), "{status}: {book}");
+    let book: serde_json::Value = serde_json::from_str(&book).unwrap();
+    assert_eq!(book["role"], "full", "{book}");
+    assert!(
+        book["market"]["id"].is_u64() && book["markets"].as_array().is_some_and(|m| !m.is_empty()),
+        "{book}"
+    );
     let then = nodes.height(4);
     nodes
         .wait_until("the full node to keep following", Duration::from_secs(30), |n| n.height(4) >= then + 10);

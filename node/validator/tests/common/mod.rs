@@ -203,18 +203,24 @@ pub fn tool(tool: &'static str, package: &str) -> Option<&'static str> {
     None
 }
 
-/// `GET /metrics` of a node's metrics endpoint, the body (which names the metric `expect`).
-pub fn scrape(addr: &str, expect: &str) -> String {
+/// `GET path` on a node's HTTP endpoint: the status line and the body.
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
     use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("metrics at {addr}: {e}"));
+    let mut conn = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("HTTP at {addr}: {e}"));
     conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(conn, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+}
+
+/// `GET /metrics` of a node's metrics endpoint, the body (which names the metric `expect`).
+pub fn scrape(addr: &str, expect: &str) -> String {
+    let (status, body) = http_get(addr, "/metrics");
+    assert!(status.starts_with("HTTP/1.0 200") || status.starts_with("HTTP/1.1 200"), "{status}");
     assert!(body.contains(expect), "no {expect} at {addr}: {body}");
-    body.to_string()
+    body
 }
 
 /// `promtool check metrics` on `text`: no complaint at all. Skipped with a notice where
