@@ -115,26 +115,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Configure(cmd) => match configure::run(&cmd) {
-            Ok((text, code)) => {
-                print!("{text}");
-                ExitCode::from(code)
-            }
-            Err(msg) => {
-                eprintln!("error: {msg}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Net(cmd) => match netcmd::run(&cmd) {
-            Ok((text, code)) => {
-                print!("{text}");
-                ExitCode::from(code)
-            }
-            Err(msg) => {
-                eprintln!("error: {msg}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Configure(cmd) => checked(configure::run(&cmd)),
+        Command::Net(cmd) => checked(netcmd::run(&cmd)),
         Command::Sig(cmd) => {
             let out = sig::run(&cmd);
             print!("{}", out.stdout);
@@ -145,6 +127,20 @@ fn main() -> ExitCode {
                     ExitCode::from(code)
                 }
             }
+        }
+    }
+}
+
+/// A check's report on stdout and its exit code (0 ready, 1 not), or a usage error (exit 2).
+fn checked(result: Result<(String, u8), String>) -> ExitCode {
+    match result {
+        Ok((text, code)) => {
+            print!("{text}");
+            ExitCode::from(code)
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
         }
     }
 }
