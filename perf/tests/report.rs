@@ -48,7 +48,7 @@ fn draw(out: &Path) -> (PathBuf, String) {
 /// plot must use and how many shapes (lines, markers, bars) it must draw in them at least (the
 /// series of that file: e.g. 3 signature backends at 6 batch sizes each), and a label its SVG
 /// must carry. Axes, grid and text are drawn in greys, never in the series' colours.
-const REQUIRED: [(&str, &str, usize, usize, &str); 6] = [
+const REQUIRED: [(&str, &str, usize, usize, &str); 7] = [
     // bastion-book and lobster, 5 percentiles each.
     ("latency-cdf", "issue2-cpu-2core.json", 2, 10, "bastion-book"),
     // scalar, batch and parallel at batches 1 to 1024.
@@ -61,6 +61,8 @@ const REQUIRED: [(&str, &str, usize, usize, &str); 6] = [
     ("ingress-backends", "issue6-ingress-2core.json", 1, 3, "io_uring-multishot"),
     // 2 recoveries: scan + load + replay, and (scan + load) + replay.
     ("recovery", "issue21-storage-2core.json", 4, 5, "snapshot load"),
+    // 10 fault kinds, a bar each (the campaign's first chaos plot).
+    ("chaos", "issue20-chaos-2core.json", 1, 10, "partition-isolated"),
 ];
 
 /// The page's series colours (Tableau 10, as plotters writes them).

@@ -20,6 +20,8 @@ pub enum PlotKind {
     IngressBackends,
     /// `storage`: recovery time split into log scan, snapshot load and replay.
     Recovery,
+    /// `chaos`: faults applied by kind, and the recovery times after each schedule's heal.
+    Chaos,
 }
 
 impl PlotKind {
@@ -31,6 +33,7 @@ impl PlotKind {
             PlotKind::IngressSweep => "ingress-sweep",
             PlotKind::IngressBackends => "ingress-backends",
             PlotKind::Recovery => "recovery",
+            PlotKind::Chaos => "chaos",
         }
     }
 }
@@ -168,6 +171,7 @@ fn view(source: &str, suite: &str, v: &Value) -> ReportView {
             plots.extend(ingress_sweep(suite, &ms));
             plots.extend(ingress_backends(suite, &ms));
             plots.extend(recovery(suite, &ms));
+            plots.extend(chaos(suite, v));
             plots.extend(latency_cdfs(suite, &ms));
         }
         Some(_) => notes.push("\"measurements\" is not an array: no plots from it".into()),
@@ -595,6 +599,67 @@ pub fn recovery(suite: &str, ms: &[Meas]) -> Vec<Plot> {
         caption: "Time to recover the state after a crash, split into the scan of the block log (what the total leaves after the other parts), the load of the latest durable snapshot and the replay of the blocks logged after it.".into(),
         data: PlotData::Bars { bars, unit: " ms".into() },
     }]
+}
+
+/// `chaos`: the faults the campaign applied, by kind (`faults`), and across its schedules
+/// (`per_schedule`) the time from the last heal until finalization resumed (`resume_ms`) and
+/// until every node was back at the chain's height (`catch_up_ms`), as distributions.
+pub fn chaos(suite: &str, v: &Value) -> Vec<Plot> {
+    if suite != "chaos" {
+        return Vec::new();
+    }
+    let mut plots = Vec::new();
+    let schedules = v.get("schedules").and_then(Value::as_u64).unwrap_or(0);
+    if let Some(faults) = v.get("faults").and_then(Value::as_object) {
+        let mut bars: Vec<Bar> = faults
+            .iter()
+            .filter_map(|(k, n)| Some(Bar { label: k.clone(), parts: vec![("faults".into(), n.as_f64()?)] }))
+            .collect();
+        bars.sort_by(|a, b| b.parts[0].1.total_cmp(&a.parts[0].1).then_with(|| a.label.cmp(&b.label)));
+        if !bars.is_empty() {
+            plots.push(Plot {
+                kind: PlotKind::Chaos,
+                title: format!("chaos: faults applied by kind over {} schedule(s)", count(schedules as f64)),
+                x_label: "faults".into(),
+                y_label: String::new(),
+                caption: "How many faults of each kind the seeded schedules applied to the real validator and full-node processes (partitions by shape, loss, NFQUEUE delay, tbf bandwidth, SIGKILL, SIGSTOP, full disks).".into(),
+                data: PlotData::Bars { bars, unit: String::new() },
+            });
+        }
+    }
+    let times = |key: &str| -> Vec<f64> {
+        let mut t: Vec<f64> = v
+            .get("per_schedule")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|s| s.get(key).and_then(Value::as_f64)).collect())
+            .unwrap_or_default();
+        t.sort_by(f64::total_cmp);
+        t
+    };
+    let cdf = |name: &str, t: &[f64]| Series {
+        name: name.into(),
+        // The i-th smallest of n at quantile (i+1)/n: the last is the maximum.
+        points: t.iter().enumerate().map(|(i, ms)| (ms * 1e6, (i + 1) as f64 / t.len() as f64)).collect(),
+    };
+    let series: Vec<Series> = [
+        ("finalization resumed after the last heal", times("resume_ms")),
+        ("every node back at the chain's height", times("catch_up_ms")),
+    ]
+    .iter()
+    .filter(|(_, t)| !t.is_empty())
+    .map(|(name, t)| cdf(name, t))
+    .collect();
+    if !series.is_empty() {
+        plots.push(Plot {
+            kind: PlotKind::Chaos,
+            title: "chaos: recovery after the heal, across schedules".into(),
+            x_label: "time after the last heal".into(),
+            y_label: "share of schedules".into(),
+            caption: "Per schedule, the time from healing its last fault until the validators finalized again, and until every node (restarted ones included) reached the chain's height; as a distribution over the campaign's schedules.".into(),
+            data: PlotData::Cdf { series },
+        });
+    }
+    plots
 }
 
 /// `1,000,000`: a count with thousands separators (fractions rounded).

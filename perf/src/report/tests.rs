@@ -449,3 +449,28 @@ fn axis_numbers_and_nines() {
     names.sort_by(|a, b| natural_cmp(a, b));
     assert_eq!(names, ["issue2-c.json", "issue3-b.json", "issue10-d.json", "issue21-a.json"]);
 }
+
+#[test]
+fn chaos_faults_by_kind_and_recovery_distributions() {
+    let mut doc = report("chaos", vec![meas("schedule", 1.0, "schedule", lat(1, 2, 3, 4, 5), json!({}))]);
+    doc["schedules"] = json!(3);
+    doc["faults"] = json!({"kill": 2, "loss": 5, "pause": 2});
+    doc["per_schedule"] = json!([
+        {"seed": 1, "resume_ms": 300, "catch_up_ms": 900},
+        {"seed": 2, "resume_ms": 100, "catch_up_ms": 100},
+        {"seed": 3, "resume_ms": 200}
+    ]);
+    let r = view(&doc);
+    let p = of_kind(&r, PlotKind::Chaos);
+    assert_eq!(p.len(), 2, "{p:?}");
+    let PlotData::Bars { bars, .. } = &p[0].data else { panic!("not bars") };
+    let got: Vec<(&str, f64)> = bars.iter().map(|b| (b.label.as_str(), b.parts[0].1)).collect();
+    assert_eq!(got, [("loss", 5.0), ("kill", 2.0), ("pause", 2.0)], "most first, then by name");
+    assert!(p[0].title.contains("over 3 schedule(s)"));
+    let PlotData::Cdf { series } = &p[1].data else { panic!("not a CDF") };
+    assert_eq!(series[0].points, [(100e6, 1.0 / 3.0), (200e6, 2.0 / 3.0), (300e6, 1.0)]);
+    // A schedule without a catch-up figure is left out of that line only.
+    assert_eq!(series[1].points, [(100e6, 0.5), (900e6, 1.0)]);
+    // Not a chaos report: no chaos plots.
+    assert!(of_kind(&view(&report("storage", vec![])), PlotKind::Chaos).is_empty());
+}
