@@ -364,7 +364,9 @@ pub fn run(args: &DevnetArgs) -> Result<String, String> {
         args.duration,
         root.display()
     );
-    println!("        live dashboard: http://127.0.0.1:{metrics_port}/dashboard (validator i: port {metrics_port} + i)");
+    println!(
+        "        live dashboard: http://127.0.0.1:{metrics_port}/dashboard (validator i: port {metrics_port} + i)"
+    );
     match args.txs_per_block {
         Some(t) => println!(
             "        blocks of {t} signed synthetic transactions over {} traders (no UDP)",
