@@ -854,6 +854,12 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
             lookup::Config::recommended(handshake, &namespace, listen, set, max_size, NZUsize!(4096))
         };
         p2p.peer_connection_cooldown = Duration::from_secs(1);
+        // One peer set (the genesis validators, tracked once as set 0 below), not the default 4:
+        // commonware sizes every channel's inbound mailbox and the shared router mailbox for
+        // max_peers_per_set x tracked_peer_sets peers at each channel's quota burst, and fills
+        // them at start. With 4 sets a 4-validator node held about 400 MiB of them (a 245 MB
+        // router mailbox and four 42 MB channel mailboxes, found with strace -k on mmap).
+        p2p.tracked_peer_sets = NZUsize!(1);
         let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
         let book: Vec<(ed25519::PublicKey, Address)> = peers.iter().map(|(k, a)| (k.clone(), (*a).into())).collect();
         let book: Map<ed25519::PublicKey, Address> =
