@@ -707,14 +707,12 @@ fn limits(h: &Host, w: &Wants) -> Step {
     let memlock_want = if w.bypass() { Some(w.locked_bytes) } else { None };
     let (nofile, memlock) = (rlimit(libc::RLIMIT_NOFILE), rlimit(libc::RLIMIT_MEMLOCK));
     let show = |v: u64| if v == u64::MAX { "unlimited".to_string() } else { v.to_string() };
+    let present = h.read(LIMITS_FILE).ok();
     let found = format!(
         "this process: nofile {}, memlock {} bytes; {}",
         show(nofile),
         show(memlock),
-        match h.read(LIMITS_FILE) {
-            Ok(_) => format!("{LIMITS_FILE} present"),
-            Err(_) => format!("no {LIMITS_FILE}"),
-        }
+        if present.is_some() { format!("{LIMITS_FILE} present") } else { format!("no {LIMITS_FILE}") }
     );
     let mut drop_in = format!(
         "# Written by `bastion configure apply`: limits for the user the node runs as, for login \
@@ -731,7 +729,7 @@ fn limits(h: &Host, w: &Wants) -> Step {
     let why = "every peer, API client and journal file is a descriptor; AF_XDP's UMEM and DPDK's memory are \
                locked, and a locked-memory limit below them fails the ingress at start";
     let process_ok = nofile >= w.host.nofile && memlock_want.is_none_or(|b| memlock >= b);
-    let file_ok = h.read(LIMITS_FILE).is_ok_and(|t| t.trim() == drop_in.trim());
+    let file_ok = present.is_some_and(|t| t.trim() == drop_in.trim());
     let mut step = Step::new(NAME, Verdict::Ok, found, want, why);
     if !process_ok && !file_ok {
         step.verdict = Verdict::Change;
@@ -843,14 +841,15 @@ fn affinity(h: &Host, w: &Wants) -> Step {
          [Service]\nCPUAffinity={list}\n",
         format_cpu_list(&pinned)
     );
-    let found = match h.read(&path) {
+    let present = h.read(&path);
+    let found = match &present {
         Ok(t) => t.lines().find_map(|l| l.strip_prefix("CPUAffinity=")).map_or_else(
             || format!("{} without CPUAffinity", h.path(&path).display()),
             |v| format!("CPUAffinity={v} in {}", h.path(&path).display()),
         ),
         Err(_) => format!("no {}", h.path(&path).display()),
     };
-    let ok = h.read(&path).is_ok_and(|t| t.trim() == text.trim());
+    let ok = present.is_ok_and(|t| t.trim() == text.trim());
     let mut step = Step::new(
         NAME,
         if ok { Verdict::Ok } else { Verdict::Change },
@@ -922,21 +921,13 @@ pub fn run(cmd: &ConfigureCommand) -> Result<(String, u8), String> {
     let mut steps = check(&host, &cfg, &a.only);
     if applying {
         apply(&host, &mut steps);
-        let applied: Vec<Step> = steps.iter().filter(|s| !s.changed.is_empty()).cloned().collect();
-        // The host as it is now: what apply left undone shows as still differing.
-        let errors: Vec<Step> = steps.into_iter().filter(|s| s.verdict == Verdict::Error).collect();
-        steps = check(&host, &cfg, &a.only);
-        for e in errors {
-            if let Some(s) = steps.iter_mut().find(|s| s.name == e.name) {
-                if s.verdict.ready() {
-                    continue;
-                }
+        // The host as it is now: what apply left undone shows as still differing, and a step
+        // whose change failed stays an error until it holds.
+        let done = std::mem::replace(&mut steps, check(&host, &cfg, &a.only));
+        for (s, d) in steps.iter_mut().zip(&done) {
+            s.changed.clone_from(&d.changed);
+            if d.verdict == Verdict::Error && !s.verdict.ready() {
                 s.verdict = Verdict::Error;
-            }
-        }
-        for s in &mut steps {
-            if let Some(done) = applied.iter().find(|d| d.name == s.name) {
-                s.changed.clone_from(&done.changed);
             }
         }
     }

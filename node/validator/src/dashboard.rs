@@ -163,6 +163,7 @@ pub struct Dashboard {
     book: Mutex<Option<Arc<BookSnapshot>>>,
     history: Mutex<VecDeque<HistorySample>>,
     last_sample: Mutex<Option<Instant>>,
+    last_book: Mutex<Option<Instant>>,
 }
 
 impl Dashboard {
@@ -176,6 +177,7 @@ impl Dashboard {
             book: Mutex::new(None),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             last_sample: Mutex::new(None),
+            last_book: Mutex::new(None),
         }
     }
 
@@ -184,14 +186,18 @@ impl Dashboard {
         *lock(&self.book) = Some(Arc::new(snapshot));
     }
 
-    /// Publishes `state`'s books if [`BOOK_EVERY`] has passed since `last` (which it updates):
-    /// what a node calls after each executed finalized block.
-    pub fn publish_every(&self, last: &mut Option<Instant>, state: &State) {
+    /// Publishes `state`'s books if [`BOOK_EVERY`] has passed since the last time: what a node
+    /// calls after each executed finalized block.
+    pub fn publish_every(&self, state: &State) {
         let now = Instant::now();
-        if last.is_none_or(|l| now.duration_since(l) >= BOOK_EVERY) {
+        {
+            let mut last = lock(&self.last_book);
+            if last.is_some_and(|l| now.duration_since(l) < BOOK_EVERY) {
+                return;
+            }
             *last = Some(now);
-            self.publish(BookSnapshot::of(state, DEPTH, MAX_MARKETS));
         }
+        self.publish(BookSnapshot::of(state, DEPTH, MAX_MARKETS));
     }
 
     /// The published books, if any.
@@ -363,7 +369,6 @@ fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 pub struct BookTap {
     inner: Option<Box<dyn Publisher>>,
     dashboard: Arc<Dashboard>,
-    last: Option<Instant>,
 }
 
 impl std::fmt::Debug for BookTap {
@@ -375,13 +380,13 @@ impl std::fmt::Debug for BookTap {
 impl BookTap {
     /// Taps the books in front of `inner` (if any).
     pub fn new(inner: Option<Box<dyn Publisher>>, dashboard: Arc<Dashboard>) -> BookTap {
-        BookTap { inner, dashboard, last: None }
+        BookTap { inner, dashboard }
     }
 }
 
 impl Publisher for BookTap {
     fn finalized(&mut self, p: &Published<'_>) {
-        self.dashboard.publish_every(&mut self.last, p.state);
+        self.dashboard.publish_every(p.state);
         if let Some(inner) = self.inner.as_mut() {
             inner.finalized(p);
         }

@@ -177,7 +177,6 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         "full",
         &spec.chain_id,
     ));
-    let mut book_copied: Option<Instant> = None;
     let metrics_server = match cfg.metrics.listen {
         Some(addr) => {
             let (bound, handle) =
@@ -275,7 +274,7 @@ pub fn run(cfg: &NodeConfig, opts: &RunOptions) -> Result<String, String> {
         }
         if executed > 0 {
             if metrics_server.is_some() {
-                dashboard.publish_every(&mut book_copied, store.state());
+                dashboard.publish_every(store.state());
             }
             busy = true;
             stuck.progressed(store.state().height);

@@ -2,8 +2,9 @@
 //! in the repository's `perf/results/`) as one self-contained HTML page, `DIR/index.html`
 //! (default `target/perf-report/` in the repository), with inline SVG plots: latency CDFs,
 //! signature throughput by batch size, `e2e`'s finalized against offered load, the ingress
-//! sweep and backends, recovery time by part; per report its goals and machine. A report of
-//! a shape the page does not know is listed as skipped, with the reason, on the page.
+//! sweep and backends, recovery time by part, chaos faults and recovery after the heal; per
+//! report its goals and machine. A report of a shape the page does not know is listed as
+//! skipped, with the reason, on the page.
 
 pub mod extract;
 pub mod html;
